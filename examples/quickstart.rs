@@ -1,0 +1,88 @@
+//! The sysmanage-rs family on embedded backends: no servers needed.
+//!
+//! Run with `cargo run --example quickstart`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sysmanage_core::{CheckResult, Criticality, FnCheck, HealthCheck, HealthRegistry};
+use sysmanage_examples::{init_tracing, pretty, section};
+
+/// A check whose dependency recovers after a few probes, as a restarted cache would.
+#[derive(Debug, Default)]
+struct Warming {
+    probes: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for Warming {
+    fn name(&self) -> &str {
+        "cache"
+    }
+    fn criticality(&self) -> Criticality {
+        Criticality::NonCritical
+    }
+    async fn check(&self) -> CheckResult {
+        match self.probes.fetch_add(1, Ordering::Relaxed) {
+            0 => CheckResult::unhealthy("connection refused"),
+            1 => CheckResult::degraded("warming up").with_detail("hit_ratio", 0.12),
+            _ => CheckResult::healthy().with_detail("hit_ratio", 0.93),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    init_tracing();
+
+    section("health");
+    let warming = Arc::new(Warming::default());
+    let registry = HealthRegistry::builder()
+        .default_timeout(Duration::from_millis(250))
+        .check(FnCheck::new("database", Criticality::Critical, || async {
+            CheckResult::healthy().with_detail("pool_idle", 8)
+        }))
+        .check_arc(warming.clone())
+        .check_with_timeout(
+            FnCheck::new("billing-api", Criticality::NonCritical, || async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                CheckResult::healthy()
+            }),
+            Duration::from_millis(100),
+        )
+        .build()?;
+
+    let live = registry.liveness();
+    println!("liveness  -> HTTP {}", live.http_status());
+    let ready = registry.readiness().await;
+    println!("readiness -> HTTP {} {}", ready.http_status(), pretty(&ready.failing));
+    // The cache recovers over three probes; the billing API never answers in time.
+    let mut detailed = registry.detailed().await;
+    for round in 1..=3 {
+        if round > 1 {
+            detailed = registry.detailed().await;
+        }
+        let checks: Vec<String> = detailed
+            .checks
+            .iter()
+            .map(|c| format!("{}={}", c.name, c.status))
+            .collect();
+        println!(
+            "detailed  -> HTTP {} overall={} [{}]",
+            detailed.http_status(),
+            detailed.status,
+            checks.join(", ")
+        );
+    }
+    println!("detailed report:\n{}", pretty(&detailed));
+
+    section("summary");
+    println!(
+        "summary: checks={} ready={} overall={}",
+        registry.len(),
+        ready.ready,
+        detailed.status
+    );
+    Ok(())
+}

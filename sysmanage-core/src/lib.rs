@@ -1,0 +1,79 @@
+//! Shared building blocks for the sysmanage-rs crates.
+//!
+//! `sysmanage-core` holds what every sysmanage crate and host needs and
+//! nothing heavy: no database or cache client, only `tokio`'s timer for
+//! health-check timeouts.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`health`] | [`HealthCheck`], [`HealthRegistry`] and the liveness / readiness / detailed reports |
+//! | [`backoff`] | [`Backoff`]: exponential backoff with jitter, as a pure function |
+//! | [`breaker`] | [`CircuitBreaker`]: a pure state machine over an explicit `now` |
+//! | [`secret`] | [`Secret`] and [`ConnectionUrl`], which never print a password |
+//! | [`series`] | [`Timestamp`] and [`SampleBuffer`], a bounded time series with window queries |
+//! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
+//! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
+//!
+//! # Example
+//!
+//! A readiness endpoint backed by two checks, a breaker guarding a flaky
+//! dependency, and a connection URL that is safe to log:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use sysmanage_core::{
+//!     BreakerConfig, CheckResult, CircuitBreaker, ConnectionUrl, Criticality, FnCheck,
+//!     HealthRegistry,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sysmanage_core::Error> {
+//! let url = ConnectionUrl::new("postgres://app:s3cret@127.0.0.1:5432/app");
+//! assert_eq!(url.to_string(), "postgres://app:***@127.0.0.1:5432/app");
+//!
+//! let registry = HealthRegistry::builder()
+//!     .default_timeout(Duration::from_millis(500))
+//!     .check(FnCheck::new("database", Criticality::Critical, || async {
+//!         CheckResult::healthy().with_detail("pool_idle", 4)
+//!     }))
+//!     .check(FnCheck::new("cache", Criticality::NonCritical, || async {
+//!         CheckResult::degraded("one node failing over")
+//!     }))
+//!     .build()?;
+//! let readiness = registry.readiness().await;
+//! assert_eq!(readiness.http_status(), 200);
+//!
+//! let mut breaker = CircuitBreaker::new(BreakerConfig::default())?;
+//! let now = Instant::now();
+//! breaker.try_acquire(now)?;
+//! breaker.record_success(now);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! None: everything here is always available.
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod backoff;
+pub mod breaker;
+pub mod clock;
+pub mod error;
+pub mod forecast;
+pub mod health;
+pub mod secret;
+pub mod series;
+
+pub use backoff::{Backoff, BackoffBuilder, BackoffIter, Jitter, SplitMix64};
+pub use breaker::{BreakerConfig, BreakerStatus, CircuitBreaker, CircuitState, FailureRatio};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{BoxError, Error, Result, ensure_finite, ensure_nonzero, positive_secs};
+pub use forecast::{Forecast, LoadForecast};
+pub use health::{
+    CheckReport, CheckResult, Criticality, DetailedReport, FnCheck, HealthCheck, HealthRegistry,
+    HealthRegistryBuilder, HealthStatus, LivenessReport, ReadinessReport,
+};
+pub use secret::{ConnectionUrl, Secret};
+pub use series::{Sample, SampleBuffer, Timestamp, WindowStats};
