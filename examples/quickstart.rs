@@ -56,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let live = registry.liveness();
     println!("liveness  -> HTTP {}", live.http_status());
     let ready = registry.readiness().await;
-    println!("readiness -> HTTP {} {}", ready.http_status(), pretty(&ready.failing));
+    println!(
+        "readiness -> HTTP {} {}",
+        ready.http_status(),
+        pretty(&ready.failing)
+    );
     // The cache recovers over three probes; the billing API never answers in time.
     let mut detailed = registry.detailed().await;
     for round in 1..=3 {

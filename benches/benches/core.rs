@@ -26,8 +26,11 @@ fn backoff(c: &mut Criterion) {
 }
 
 fn sample_buffer(c: &mut Criterion) {
-    let mut buf = SampleBuffer::new(NonZeroUsize::new(240).expect("non-zero"), Duration::from_secs(3600))
-        .expect("valid buffer");
+    let mut buf = SampleBuffer::new(
+        NonZeroUsize::new(240).expect("non-zero"),
+        Duration::from_secs(3600),
+    )
+    .expect("valid buffer");
     let mut t = Timestamp::from_secs(1_700_000_000);
     c.bench_function("sample_buffer/push (full, 240 samples)", |b| {
         b.iter(|| {

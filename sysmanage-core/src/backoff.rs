@@ -200,10 +200,7 @@ impl BackoffBuilder {
         if c.max < c.initial {
             return Err(Error::invalid(
                 "backoff.max",
-                format!(
-                    "{:?} is less than backoff.initial {:?}",
-                    c.max, c.initial
-                ),
+                format!("{:?} is less than backoff.initial {:?}", c.max, c.initial),
             ));
         }
         ensure_finite("backoff.multiplier", c.multiplier)?;
@@ -342,12 +339,26 @@ mod tests {
     fn rejects_bad_config() {
         let ms = Duration::from_millis;
         assert!(Backoff::builder().initial(Duration::ZERO).build().is_err());
-        assert!(Backoff::builder().initial(ms(10)).max(ms(5)).build().is_err());
+        assert!(
+            Backoff::builder()
+                .initial(ms(10))
+                .max(ms(5))
+                .build()
+                .is_err()
+        );
         assert!(Backoff::builder().multiplier(0.5).build().is_err());
         assert!(Backoff::builder().multiplier(f64::NAN).build().is_err());
-        assert!(Backoff::builder().multiplier(f64::INFINITY).build().is_err());
+        assert!(
+            Backoff::builder()
+                .multiplier(f64::INFINITY)
+                .build()
+                .is_err()
+        );
         let e = Backoff::builder().max_retries(0).build().unwrap_err();
-        assert_eq!(e.to_string(), "invalid backoff.max_retries: must be at least 1");
+        assert_eq!(
+            e.to_string(),
+            "invalid backoff.max_retries: must be at least 1"
+        );
     }
 
     #[test]
@@ -399,7 +410,10 @@ mod tests {
         for _ in 0..40_000 {
             counts[r.below(4) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (9_000..11_000).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (9_000..11_000).contains(&c)),
+            "{counts:?}"
+        );
         assert_eq!(r.below(0), 0);
     }
 

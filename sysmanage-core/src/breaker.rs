@@ -263,8 +263,7 @@ impl CircuitBreaker {
         match self.state {
             State::HalfOpen { .. } => self.open(now),
             State::Closed => {
-                let by_count =
-                    self.consecutive_failures >= self.config.consecutive_failures.get();
+                let by_count = self.consecutive_failures >= self.config.consecutive_failures.get();
                 let by_ratio = self.config.failure_ratio.is_some_and(|fr| {
                     let (calls, failures) = self.window.totals(now);
                     calls >= u64::from(fr.min_calls) && failures as f64 >= fr.ratio * calls as f64
@@ -425,7 +424,9 @@ mod tests {
         b.record_failure(t);
         assert_eq!(b.state(t), CircuitState::Open);
         let err = b.try_acquire(t + Duration::from_secs(2)).unwrap_err();
-        assert!(matches!(err, Error::CircuitOpen { retry_in } if retry_in == Duration::from_secs(3)));
+        assert!(
+            matches!(err, Error::CircuitOpen { retry_in } if retry_in == Duration::from_secs(3))
+        );
     }
 
     #[test]

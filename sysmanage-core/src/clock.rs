@@ -69,7 +69,9 @@ impl ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock").field("wall", &self.get().1).finish()
+        f.debug_struct("ManualClock")
+            .field("wall", &self.get().1)
+            .finish()
     }
 }
 

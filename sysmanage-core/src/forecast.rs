@@ -146,7 +146,9 @@ pub trait LoadForecast: Send + Sync + fmt::Debug {
             }
             h = (h + step).min(horizon);
         }
-        best.ok_or(Error::Empty { field: "forecast horizons" })
+        best.ok_or(Error::Empty {
+            field: "forecast horizons",
+        })
     }
 
     /// The forecaster's recent relative error for `metric` (for example the
@@ -216,9 +218,14 @@ mod tests {
             .forecast_max("rps", t0, Duration::from_secs(90), Duration::from_secs(60))
             .unwrap();
         assert_eq!(end.at, t0 + Duration::from_secs(90));
-        assert!(f.forecast_max("rps", t0, Duration::from_secs(90), Duration::ZERO).is_err());
+        assert!(
+            f.forecast_max("rps", t0, Duration::from_secs(90), Duration::ZERO)
+                .is_err()
+        );
         assert_eq!(
-            f.forecast("cpu", t0, Duration::from_secs(1)).unwrap_err().to_string(),
+            f.forecast("cpu", t0, Duration::from_secs(1))
+                .unwrap_err()
+                .to_string(),
             "unknown metric \"cpu\""
         );
         assert_eq!(f.recent_error("rps"), None);

@@ -62,7 +62,9 @@ impl fmt::Display for HealthStatus {
 }
 
 /// Whether a failing check makes the service not ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Criticality {
     /// The service cannot serve without it (its database, say).
@@ -388,7 +390,11 @@ impl HealthRegistryBuilder {
     }
 
     /// Adds a check with its own timeout.
-    pub fn check_with_timeout(mut self, check: impl HealthCheck + 'static, timeout: Duration) -> Self {
+    pub fn check_with_timeout(
+        mut self,
+        check: impl HealthCheck + 'static,
+        timeout: Duration,
+    ) -> Self {
         self.checks.push((Arc::new(check), Some(timeout)));
         self
     }
@@ -609,15 +615,27 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.to_string(), "duplicate health check name \"a\"");
-        assert!(HealthRegistry::builder()
-            .check(check(" ", Criticality::Critical, CheckResult::healthy()))
-            .build()
-            .is_err());
-        assert!(HealthRegistry::builder().default_timeout(Duration::ZERO).build().is_err());
-        assert!(HealthRegistry::builder()
-            .check_with_timeout(check("a", Criticality::Critical, CheckResult::healthy()), Duration::ZERO)
-            .build()
-            .is_err());
+        assert!(
+            HealthRegistry::builder()
+                .check(check(" ", Criticality::Critical, CheckResult::healthy()))
+                .build()
+                .is_err()
+        );
+        assert!(
+            HealthRegistry::builder()
+                .default_timeout(Duration::ZERO)
+                .build()
+                .is_err()
+        );
+        assert!(
+            HealthRegistry::builder()
+                .check_with_timeout(
+                    check("a", Criticality::Critical, CheckResult::healthy()),
+                    Duration::ZERO
+                )
+                .build()
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -631,14 +649,26 @@ mod tests {
     #[tokio::test]
     async fn readiness_depends_only_on_critical_checks() {
         let r = HealthRegistry::builder()
-            .check(check("db", Criticality::Critical, CheckResult::degraded("slow")))
-            .check(check("cache", Criticality::NonCritical, CheckResult::unhealthy("down")))
+            .check(check(
+                "db",
+                Criticality::Critical,
+                CheckResult::degraded("slow"),
+            ))
+            .check(check(
+                "cache",
+                Criticality::NonCritical,
+                CheckResult::unhealthy("down"),
+            ))
             .build()
             .unwrap();
         let ready = r.readiness().await;
         assert!(ready.ready);
         assert_eq!(ready.http_status(), 200);
-        assert_eq!(ready.checks.len(), 1, "non-critical checks are not run for readiness");
+        assert_eq!(
+            ready.checks.len(),
+            1,
+            "non-critical checks are not run for readiness"
+        );
         let detailed = r.detailed().await;
         assert_eq!(detailed.status, HealthStatus::Unhealthy);
         assert_eq!(detailed.http_status(), 503);
@@ -646,7 +676,11 @@ mod tests {
         assert_eq!(detailed.checks[1].reason.as_deref(), Some("down"));
 
         let r = HealthRegistry::builder()
-            .check(check("db", Criticality::Critical, CheckResult::unhealthy("refused")))
+            .check(check(
+                "db",
+                Criticality::Critical,
+                CheckResult::unhealthy("refused"),
+            ))
             .build()
             .unwrap();
         let ready = r.readiness().await;
@@ -667,10 +701,16 @@ mod tests {
         assert_eq!(report.status, HealthStatus::Unhealthy);
         let by_name: BTreeMap<_, _> = report.checks.iter().map(|c| (c.name.as_str(), c)).collect();
         assert_eq!(by_name["slow"].status, HealthStatus::Unhealthy);
-        assert_eq!(by_name["slow"].reason.as_deref(), Some("check timed out after 200ms"));
+        assert_eq!(
+            by_name["slow"].reason.as_deref(),
+            Some("check timed out after 200ms")
+        );
         assert!(by_name["slow"].duration_ms < 1000.0);
         assert_eq!(by_name["panics"].status, HealthStatus::Unhealthy);
-        assert_eq!(by_name["panics"].reason.as_deref(), Some("check panicked: boom"));
+        assert_eq!(
+            by_name["panics"].reason.as_deref(),
+            Some("check panicked: boom")
+        );
         assert_eq!(by_name["ok"].status, HealthStatus::Healthy);
         // Readiness ignores the non-critical panicking check but not the critical slow one.
         let ready = r.readiness().await;
@@ -683,20 +723,28 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         for i in 0..10 {
             let calls = Arc::clone(&calls);
-            b = b.check(FnCheck::new(format!("c{i}"), Criticality::Critical, move || {
-                let calls = Arc::clone(&calls);
-                async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    CheckResult::healthy()
-                }
-            }));
+            b = b.check(FnCheck::new(
+                format!("c{i}"),
+                Criticality::Critical,
+                move || {
+                    let calls = Arc::clone(&calls);
+                    async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        CheckResult::healthy()
+                    }
+                },
+            ));
         }
         let r = b.build().unwrap();
         let start = tokio::time::Instant::now();
         let report = r.detailed().await;
         assert_eq!(calls.load(Ordering::SeqCst), 10);
-        assert!(start.elapsed() < Duration::from_secs(2), "ran sequentially: {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "ran sequentially: {:?}",
+            start.elapsed()
+        );
         assert_eq!(report.status, HealthStatus::Healthy);
     }
 
@@ -712,7 +760,10 @@ mod tests {
         assert_eq!(json["ready"], false);
         assert_eq!(json["failing"][0], "db");
         assert_eq!(json["checked_at"], 5);
-        assert_eq!(serde_json::to_value(HealthStatus::Degraded).unwrap(), "degraded");
+        assert_eq!(
+            serde_json::to_value(HealthStatus::Degraded).unwrap(),
+            "degraded"
+        );
         assert!(HealthStatus::Healthy < HealthStatus::Degraded);
         assert!(HealthStatus::Degraded < HealthStatus::Unhealthy);
     }

@@ -118,7 +118,9 @@ impl ConnectionUrl {
 
 impl fmt::Debug for ConnectionUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnectionUrl").field(&self.redacted).finish()
+        f.debug_tuple("ConnectionUrl")
+            .field(&self.redacted)
+            .finish()
     }
 }
 
@@ -315,7 +317,8 @@ mod tests {
 
     #[test]
     fn no_formatting_path_leaks() {
-        let url = ConnectionUrl::new("postgres://app:topsecretvalue@db:5432/x?password=topsecretvalue");
+        let url =
+            ConnectionUrl::new("postgres://app:topsecretvalue@db:5432/x?password=topsecretvalue");
         let secret = Secret::new("topsecretvalue");
         let rendered = [
             format!("{url}"),

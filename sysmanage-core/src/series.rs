@@ -24,7 +24,17 @@ use crate::error::{Result, ensure_finite, ensure_nonzero};
 /// assert_eq!((t + Duration::from_secs(60)) - t, Duration::from_secs(60));
 /// ```
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(transparent)]
 pub struct Timestamp(i64);
@@ -106,7 +116,12 @@ impl From<SystemTime> for Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:03}", self.0.div_euclid(1000), self.0.rem_euclid(1000))
+        write!(
+            f,
+            "{}.{:03}",
+            self.0.div_euclid(1000),
+            self.0.rem_euclid(1000)
+        )
     }
 }
 
@@ -244,7 +259,11 @@ impl SampleBuffer {
     }
 
     /// Samples with `from <= at < to`, oldest first.
-    pub fn window(&self, from: Timestamp, to: Timestamp) -> impl DoubleEndedIterator<Item = &Sample> {
+    pub fn window(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl DoubleEndedIterator<Item = &Sample> {
         let start = self.samples.partition_point(|s| s.at < from);
         let end = self.samples.partition_point(|s| s.at < to).max(start);
         self.samples.range(start..end)
@@ -357,14 +376,27 @@ mod tests {
             .map(|s| s.value)
             .collect();
         assert_eq!(w, [2.0, 3.0]);
-        assert_eq!(b.window(Timestamp::from_secs(9), Timestamp::from_secs(1)).count(), 0);
+        assert_eq!(
+            b.window(Timestamp::from_secs(9), Timestamp::from_secs(1))
+                .count(),
+            0
+        );
     }
 
     #[test]
     fn stats_slope_of_a_line() {
-        let samples = (0..50).map(|i| Sample::new(Timestamp::from_secs(1_700_000_000 + i * 15), 3.0 + 0.2 * i as f64));
+        let samples = (0..50).map(|i| {
+            Sample::new(
+                Timestamp::from_secs(1_700_000_000 + i * 15),
+                3.0 + 0.2 * i as f64,
+            )
+        });
         let s = WindowStats::of(samples).unwrap();
-        assert!((s.slope_per_sec - 0.2 / 15.0).abs() < 1e-12, "{}", s.slope_per_sec);
+        assert!(
+            (s.slope_per_sec - 0.2 / 15.0).abs() < 1e-12,
+            "{}",
+            s.slope_per_sec
+        );
         assert_eq!(s.count, 50);
         assert_eq!(s.last, 3.0 + 0.2 * 49.0);
         let one = WindowStats::of([Sample::new(Timestamp::EPOCH, 1.0)]).unwrap();
@@ -377,7 +409,10 @@ mod tests {
         assert_eq!((t + Duration::from_secs(10)).as_millis(), i64::MAX);
         assert_eq!(Timestamp::EPOCH - Timestamp::from_secs(5), Duration::ZERO);
         assert_eq!(Timestamp::from_millis(-1500).to_string(), "-2.500");
-        assert_eq!(Timestamp::from(UNIX_EPOCH + Duration::from_millis(1234)).as_millis(), 1234);
+        assert_eq!(
+            Timestamp::from(UNIX_EPOCH + Duration::from_millis(1234)).as_millis(),
+            1234
+        );
     }
 
     proptest! {
