@@ -1,0 +1,461 @@
+//! The [`ClusterCache`] trait, its options and limits.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{CacheError, KeyResult, Result};
+
+/// Which existing state a `set` requires, as Redis' `NX` / `XX` flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum SetCondition {
+    /// Write unconditionally. The default.
+    #[default]
+    Always,
+    /// Write only when the key does not exist (`NX`).
+    IfAbsent,
+    /// Write only when the key already exists (`XX`).
+    IfPresent,
+}
+
+/// Options of [`ClusterCache::set`].
+///
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_cache::SetOptions;
+/// let opts = SetOptions::ttl(Duration::from_secs(60)).if_absent();
+/// assert_eq!(opts.ttl, Some(Duration::from_secs(60)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SetOptions {
+    /// Expire the key after this long (millisecond resolution; must be at
+    /// least 1 ms). `None` (the default) stores the key without expiry and
+    /// removes any previous expiry, as a plain Redis `SET` does.
+    pub ttl: Option<Duration>,
+    /// `NX` / `XX`. Default: [`SetCondition::Always`].
+    pub condition: SetCondition,
+}
+
+impl SetOptions {
+    /// Options with a TTL and no condition.
+    pub fn ttl(ttl: Duration) -> Self {
+        Self {
+            ttl: Some(ttl),
+            condition: SetCondition::Always,
+        }
+    }
+
+    /// Adds `NX`: write only when the key does not exist.
+    #[must_use]
+    pub fn if_absent(mut self) -> Self {
+        self.condition = SetCondition::IfAbsent;
+        self
+    }
+
+    /// Adds `XX`: write only when the key exists.
+    #[must_use]
+    pub fn if_present(mut self) -> Self {
+        self.condition = SetCondition::IfPresent;
+        self
+    }
+}
+
+/// The remaining lifetime of a key, as `PTTL` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum Ttl {
+    /// The key does not exist (`PTTL` → -2).
+    Missing,
+    /// The key exists and never expires (`PTTL` → -1).
+    Persistent,
+    /// The key expires after this long.
+    ExpiresIn(Duration),
+}
+
+/// Input limits every backend enforces before touching data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest value accepted by `set`/`mset`. Default: 8 MiB.
+    pub max_value_bytes: usize,
+    /// Largest key accepted. Default: 64 KiB.
+    pub max_key_bytes: usize,
+    /// Most keys accepted by one `mget`/`mset`/`mdel`. Default: 100,000.
+    pub max_keys_per_call: usize,
+    /// Most keys one `scan_prefix` returns. Default: 10,000.
+    pub max_scan_results: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: 8 << 20,
+            max_key_bytes: 64 << 10,
+            max_keys_per_call: 100_000,
+            max_scan_results: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Rejects a key over the limit.
+    ///
+    /// # Errors
+    /// [`CacheError::KeyTooLarge`].
+    pub fn check_key(&self, key: &[u8]) -> Result<()> {
+        if key.len() > self.max_key_bytes {
+            return Err(CacheError::KeyTooLarge {
+                size: key.len(),
+                limit: self.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rejects a value over the limit.
+    ///
+    /// # Errors
+    /// [`CacheError::ValueTooLarge`].
+    pub fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.max_value_bytes {
+            return Err(CacheError::ValueTooLarge {
+                size: value.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rejects an empty or oversized key list and oversized keys.
+    ///
+    /// # Errors
+    /// [`CacheError::EmptyKeys`], [`CacheError::TooManyKeys`], [`CacheError::KeyTooLarge`].
+    pub fn check_keys<K: AsRef<[u8]>>(&self, op: &'static str, keys: &[K]) -> Result<()> {
+        if keys.is_empty() {
+            return Err(CacheError::EmptyKeys { op });
+        }
+        if keys.len() > self.max_keys_per_call {
+            return Err(CacheError::TooManyKeys {
+                op,
+                count: keys.len(),
+                limit: self.max_keys_per_call,
+            });
+        }
+        keys.iter().try_for_each(|k| self.check_key(k.as_ref()))
+    }
+
+    /// Validates the limits themselves.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] when a limit is zero.
+    pub fn validate(&self) -> Result<()> {
+        for (field, v) in [
+            ("limits.max_value_bytes", self.max_value_bytes),
+            ("limits.max_key_bytes", self.max_key_bytes),
+            ("limits.max_keys_per_call", self.max_keys_per_call),
+            ("limits.max_scan_results", self.max_scan_results),
+        ] {
+            if v == 0 {
+                return Err(CacheError::invalid(field, "must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rejects a TTL of zero or below one millisecond (Redis' resolution).
+///
+/// # Errors
+/// [`CacheError::InvalidTtl`].
+pub fn check_ttl(ttl: Duration) -> Result<u64> {
+    if ttl.is_zero() {
+        return Err(CacheError::InvalidTtl {
+            ttl,
+            reason: "must be greater than zero",
+        });
+    }
+    let ms = ttl.as_millis();
+    if ms == 0 {
+        return Err(CacheError::InvalidTtl {
+            ttl,
+            reason: "must be at least 1 ms",
+        });
+    }
+    u64::try_from(ms)
+        .ok()
+        .filter(|&ms| ms <= i64::MAX as u64 / 2)
+        .ok_or(CacheError::InvalidTtl {
+            ttl,
+            reason: "is too large",
+        })
+}
+
+/// A key-value cache spread over the slots of a cluster.
+///
+/// Keys and values are bytes; [`Typed`](crate::Typed) adds serde on top. The
+/// semantics are those of Redis: a `set` without TTL removes an earlier
+/// expiry, `incr` keeps it, `NX`/`XX` make writes conditional, and expired
+/// keys are invisible to every operation.
+///
+/// Multi-key operations accept keys from any slots. The outer `Result`
+/// rejects bad input (an empty key list, a value over the limit) before
+/// anything is sent; the inner per-key results, in input order, report keys
+/// whose node failed with a typed error — a failure is never reported as a
+/// miss.
+///
+/// Implemented by [`MemoryCache`](crate::MemoryCache) and, with the `redis`
+/// feature, by `RedisCache`. Both pass the same conformance suite.
+pub trait ClusterCache: Send + Sync + std::fmt::Debug {
+    /// The value stored at `key`, or `None` when it is missing or expired.
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+
+    /// Stores `value` at `key`. Returns whether it was written (`false` when
+    /// the `NX`/`XX` condition was not met).
+    ///
+    /// # Errors
+    /// [`CacheError::ValueTooLarge`], [`CacheError::InvalidTtl`] for bad input.
+    fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Removes `key`; returns whether it existed.
+    fn delete(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether `key` exists (and has not expired).
+    fn exists(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Sets the key's expiry; returns `false` when the key does not exist.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidTtl`] for a zero TTL.
+    fn expire(&self, key: &[u8], ttl: Duration) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The key's remaining lifetime.
+    fn ttl(&self, key: &[u8]) -> impl Future<Output = Result<Ttl>> + Send;
+
+    /// Adds `by` to the integer at `key` (a missing key counts as 0) and
+    /// returns the new value. The key's expiry is kept.
+    ///
+    /// # Errors
+    /// [`CacheError::NotAnInteger`], [`CacheError::Overflow`].
+    fn incr(&self, key: &[u8], by: i64) -> impl Future<Output = Result<i64>> + Send;
+
+    /// The values of `keys`, in input order.
+    ///
+    /// # Errors
+    /// [`CacheError::EmptyKeys`] for an empty list; per-key errors inside.
+    fn mget<K: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<KeyResult<Option<Vec<u8>>>>>> + Send;
+
+    /// Stores every `(key, value)` pair with an optional TTL, in input order.
+    /// Pairs in one slot are written atomically together; pairs in different
+    /// slots are not.
+    ///
+    /// # Errors
+    /// [`CacheError::EmptyKeys`], [`CacheError::ValueTooLarge`],
+    /// [`CacheError::InvalidTtl`] for bad input; per-key errors inside.
+    fn mset<K: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(
+        &self,
+        entries: &[(K, V)],
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<Vec<KeyResult<()>>>> + Send;
+
+    /// Removes `keys`; per key, whether it existed.
+    ///
+    /// # Errors
+    /// [`CacheError::EmptyKeys`] for an empty list; per-key errors inside.
+    fn mdel<K: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<KeyResult<bool>>>> + Send;
+
+    /// Up to `limit` live keys that start with `prefix`, in no particular
+    /// order. `limit` is capped by [`Limits::max_scan_results`].
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] for a `limit` of zero.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send;
+}
+
+macro_rules! forward_cluster_cache {
+    ($($ty:ty),*) => {$(
+        impl<C: ClusterCache + ?Sized> ClusterCache for $ty {
+            fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+                (**self).get(key)
+            }
+            fn set(&self, key: &[u8], value: &[u8], opts: SetOptions) -> impl Future<Output = Result<bool>> + Send {
+                (**self).set(key, value, opts)
+            }
+            fn delete(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
+                (**self).delete(key)
+            }
+            fn exists(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
+                (**self).exists(key)
+            }
+            fn expire(&self, key: &[u8], ttl: Duration) -> impl Future<Output = Result<bool>> + Send {
+                (**self).expire(key, ttl)
+            }
+            fn ttl(&self, key: &[u8]) -> impl Future<Output = Result<Ttl>> + Send {
+                (**self).ttl(key)
+            }
+            fn incr(&self, key: &[u8], by: i64) -> impl Future<Output = Result<i64>> + Send {
+                (**self).incr(key, by)
+            }
+            fn mget<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> impl Future<Output = Result<Vec<KeyResult<Option<Vec<u8>>>>>> + Send {
+                (**self).mget(keys)
+            }
+            fn mset<K: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(&self, entries: &[(K, V)], ttl: Option<Duration>) -> impl Future<Output = Result<Vec<KeyResult<()>>>> + Send {
+                (**self).mset(entries, ttl)
+            }
+            fn mdel<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> impl Future<Output = Result<Vec<KeyResult<bool>>>> + Send {
+                (**self).mdel(keys)
+            }
+            fn scan_prefix(&self, prefix: &[u8], limit: usize) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send {
+                (**self).scan_prefix(prefix, limit)
+            }
+        }
+    )*};
+}
+
+forward_cluster_cache!(&C, Arc<C>);
+
+/// Turns typed values into bytes and back.
+pub trait Codec: Send + Sync + std::fmt::Debug {
+    /// Encodes `value`.
+    ///
+    /// # Errors
+    /// [`CacheError::Codec`].
+    fn encode<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>>;
+    /// Decodes `bytes`.
+    ///
+    /// # Errors
+    /// [`CacheError::Codec`].
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T>;
+}
+
+/// The default codec: JSON via `serde_json`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    fn encode<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>> {
+        serde_json::to_vec(value).map_err(|e| CacheError::codec("json", e))
+    }
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| CacheError::codec("json", e))
+    }
+}
+
+/// Typed access to any [`ClusterCache`] through a [`Codec`] (JSON by default).
+///
+/// ```
+/// use sysmanage_cache::{MemoryCache, SetOptions, Typed};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sysmanage_cache::CacheError> {
+/// let cache = Typed::new(MemoryCache::new());
+/// cache.set(b"answer", &42u32, SetOptions::default()).await?;
+/// assert_eq!(cache.get::<u32>(b"answer").await?, Some(42));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Typed<C, K = JsonCodec> {
+    cache: C,
+    codec: K,
+}
+
+impl<C: ClusterCache> Typed<C, JsonCodec> {
+    /// Wraps `cache` with the JSON codec.
+    pub fn new(cache: C) -> Self {
+        Self {
+            cache,
+            codec: JsonCodec,
+        }
+    }
+}
+
+impl<C: ClusterCache, K: Codec> Typed<C, K> {
+    /// Wraps `cache` with `codec`.
+    pub fn with_codec(cache: C, codec: K) -> Self {
+        Self { cache, codec }
+    }
+
+    /// The wrapped cache.
+    pub fn inner(&self) -> &C {
+        &self.cache
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &K {
+        &self.codec
+    }
+
+    /// Decoded value at `key`.
+    ///
+    /// # Errors
+    /// As [`ClusterCache::get`], plus [`CacheError::Codec`].
+    pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.cache.get(key).await? {
+            Some(b) => self.codec.decode(&b).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Encodes and stores `value`.
+    ///
+    /// # Errors
+    /// As [`ClusterCache::set`], plus [`CacheError::Codec`].
+    pub async fn set<T: serde::Serialize + ?Sized + Sync>(
+        &self,
+        key: &[u8],
+        value: &T,
+        opts: SetOptions,
+    ) -> Result<bool> {
+        let bytes = self.codec.encode(value)?;
+        self.cache.set(key, &bytes, opts).await
+    }
+
+    /// Decoded values of `keys`, in input order; a value that fails to decode
+    /// is a per-key [`CacheError::Codec`].
+    ///
+    /// # Errors
+    /// As [`ClusterCache::mget`].
+    pub async fn mget<T: serde::de::DeserializeOwned, Q: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[Q],
+    ) -> Result<Vec<KeyResult<Option<T>>>> {
+        let raw = self.cache.mget(keys).await?;
+        Ok(raw
+            .into_iter()
+            .map(|r| r.and_then(|v| v.map(|b| self.codec.decode(&b)).transpose()))
+            .collect())
+    }
+
+    /// Encodes and stores every pair.
+    ///
+    /// # Errors
+    /// As [`ClusterCache::mset`], plus [`CacheError::Codec`].
+    pub async fn mset<T: serde::Serialize + Sync, Q: AsRef<[u8]> + Sync>(
+        &self,
+        entries: &[(Q, T)],
+        ttl: Option<Duration>,
+    ) -> Result<Vec<KeyResult<()>>> {
+        let encoded = entries
+            .iter()
+            .map(|(k, v)| Ok((k.as_ref(), self.codec.encode(v)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.cache.mset(&encoded, ttl).await
+    }
+}
