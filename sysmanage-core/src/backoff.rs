@@ -247,10 +247,10 @@ impl Iterator for BackoffIter {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        if let Some(limit) = self.backoff.max_retries {
-            if self.attempt >= limit.get() {
-                return None;
-            }
+        if let Some(limit) = self.backoff.max_retries
+            && self.attempt >= limit.get()
+        {
+            return None;
         }
         let u = self.rng.next_f64();
         let delay = match self.backoff.jitter {

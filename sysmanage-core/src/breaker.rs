@@ -386,25 +386,31 @@ mod tests {
     use proptest::prelude::*;
 
     fn breaker(n: u32, cool: u64, trials: u32) -> CircuitBreaker {
-        let mut c = BreakerConfig::default();
-        c.consecutive_failures = NonZeroU32::new(n).unwrap();
-        c.cool_down = Duration::from_secs(cool);
-        c.half_open_max_calls = NonZeroU32::new(trials).unwrap();
-        CircuitBreaker::new(c).unwrap()
+        CircuitBreaker::new(BreakerConfig {
+            consecutive_failures: NonZeroU32::new(n).unwrap(),
+            cool_down: Duration::from_secs(cool),
+            half_open_max_calls: NonZeroU32::new(trials).unwrap(),
+            ..BreakerConfig::default()
+        })
+        .unwrap()
     }
 
     #[test]
     fn rejects_bad_config() {
-        let mut c = BreakerConfig::default();
-        c.cool_down = Duration::ZERO;
+        let c = BreakerConfig {
+            cool_down: Duration::ZERO,
+            ..BreakerConfig::default()
+        };
         assert!(CircuitBreaker::new(c).is_err());
         for ratio in [0.0, -0.1, 1.5, f64::NAN] {
-            let mut c = BreakerConfig::default();
-            c.failure_ratio = Some(FailureRatio {
-                ratio,
-                min_calls: 10,
-                window: Duration::from_secs(10),
-            });
+            let c = BreakerConfig {
+                failure_ratio: Some(FailureRatio {
+                    ratio,
+                    min_calls: 10,
+                    window: Duration::from_secs(10),
+                }),
+                ..BreakerConfig::default()
+            };
             assert!(CircuitBreaker::new(c).is_err(), "ratio {ratio}");
         }
     }
@@ -462,14 +468,16 @@ mod tests {
     #[test]
     fn ratio_trigger_needs_min_calls_and_forgets_old_buckets() {
         let t = Instant::now();
-        let mut c = BreakerConfig::default();
-        c.consecutive_failures = NonZeroU32::new(1000).unwrap();
-        c.failure_ratio = Some(FailureRatio {
-            ratio: 0.5,
-            min_calls: 10,
-            window: Duration::from_secs(10),
-        });
-        let mut b = CircuitBreaker::new(c).unwrap();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            consecutive_failures: NonZeroU32::new(1000).unwrap(),
+            failure_ratio: Some(FailureRatio {
+                ratio: 0.5,
+                min_calls: 10,
+                window: Duration::from_secs(10),
+            }),
+            ..BreakerConfig::default()
+        })
+        .unwrap();
         // 4 failures of 8 calls: ratio met but too few calls.
         for i in 0..8 {
             if i % 2 == 0 {

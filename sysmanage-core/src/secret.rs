@@ -325,7 +325,7 @@ mod tests {
             format!("{url:?}"),
             format!("{url:#?}"),
             format!("{url:>80}"),
-            format!("{}", url.redacted()),
+            url.redacted().to_string(),
             format!("{secret}"),
             format!("{secret:?}"),
             format!("{secret:#?}"),
