@@ -1,0 +1,456 @@
+//! Sample hygiene: validation, ordering, de-duplication, resampling to a
+//! regular grid (keeping mean and max) and robust outlier damping.
+//!
+//! Forecasting models want evenly spaced, finite values. Real scrapes arrive
+//! late, twice, out of order, with gaps and with the occasional absurd value,
+//! so every series goes through [`prepare`] first:
+//!
+//! 1. non-finite values are rejected with [`Error::NonFinite`];
+//! 2. samples are sorted by time and samples sharing a timestamp are averaged;
+//! 3. samples are bucketed on a grid aligned to multiples of the step since the
+//!    Unix epoch (so daily phases line up between runs), keeping each bucket's
+//!    mean, max and count; empty buckets are filled by linear interpolation;
+//! 4. isolated spikes are damped with a Hampel filter (rolling median ± k
+//!    robust standard deviations, the MAD scaled by 1.4826). A point that is
+//!    also extreme one season earlier or later is a recurring peak, not an
+//!    outlier, and is kept: daily peaks must survive hygiene.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Result, Sample, Timestamp, ensure_nonzero};
+
+use crate::stats::median_in_place;
+
+/// Evenly spaced values: value `i` summarises `[start + i·step, start + (i+1)·step)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegularSeries {
+    /// Start of the first bucket.
+    pub start: Timestamp,
+    /// Bucket width.
+    pub step: Duration,
+    /// One value per bucket, oldest first.
+    pub values: Vec<f64>,
+}
+
+impl RegularSeries {
+    /// A series of `values` on buckets of `step` from `start`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero step, [`Error::NonFinite`] for a
+    /// NaN or infinite value.
+    pub fn new(start: Timestamp, step: Duration, values: Vec<f64>) -> Result<Self> {
+        ensure_nonzero("series.step", step)?;
+        if step < Duration::from_millis(1) {
+            return Err(Error::invalid("series.step", "must be at least 1 ms"));
+        }
+        for v in &values {
+            sysmanage_core::ensure_finite("series value", *v)?;
+        }
+        Ok(Self {
+            start,
+            step,
+            values,
+        })
+    }
+
+    /// Number of buckets.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no buckets.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The time a (possibly fractional, possibly future) index stands for:
+    /// the middle of its bucket.
+    pub fn time_at(&self, index: f64) -> Timestamp {
+        let ms = self.start.as_millis() as f64 + (index + 0.5) * self.step_millis();
+        Timestamp::from_millis(ms.round() as i64)
+    }
+
+    /// Fractional index of time `t` (inverse of [`time_at`](Self::time_at)).
+    pub fn index_of(&self, t: Timestamp) -> f64 {
+        (t.as_millis() - self.start.as_millis()) as f64 / self.step_millis() - 0.5
+    }
+
+    /// The step in milliseconds.
+    pub fn step_millis(&self) -> f64 {
+        self.step.as_millis() as f64
+    }
+
+    /// The step in seconds.
+    pub fn step_secs(&self) -> f64 {
+        self.step.as_secs_f64()
+    }
+
+    /// Buckets per `period`, when the period is a whole number (≥ 2) of steps.
+    pub fn season_len(&self, period: Duration) -> Option<usize> {
+        let step = self.step.as_millis();
+        let p = period.as_millis();
+        (step > 0 && p % step == 0 && p / step >= 2).then(|| (p / step) as usize)
+    }
+
+    /// The first `n` buckets.
+    pub fn prefix(&self, n: usize) -> Self {
+        Self {
+            start: self.start,
+            step: self.step,
+            values: self.values[..n.min(self.values.len())].to_vec(),
+        }
+    }
+}
+
+/// Hygiene settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct HygieneConfig {
+    /// Grid step. Default: 1 hour (SysManage forecasts hourly).
+    pub step: Duration,
+    /// Damp points more than this many robust standard deviations from the
+    /// rolling median; `0` disables damping. Default: 5.
+    pub outlier_threshold: f64,
+    /// Half-width of the rolling-median window, in buckets. Default: 3 (7 buckets).
+    pub outlier_half_window: usize,
+    /// Largest grid allowed (bounds memory). Default: 100 000 buckets.
+    pub max_buckets: usize,
+}
+
+impl Default for HygieneConfig {
+    fn default() -> Self {
+        Self {
+            step: Duration::from_secs(3600),
+            outlier_threshold: 5.0,
+            outlier_half_window: 3,
+            max_buckets: 100_000,
+        }
+    }
+}
+
+impl HygieneConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the bad field.
+    pub fn validate(&self) -> Result<()> {
+        ensure_nonzero("hygiene.step", self.step)?;
+        if self.step < Duration::from_millis(1) {
+            return Err(Error::invalid("hygiene.step", "must be at least 1 ms"));
+        }
+        if !(self.outlier_threshold.is_finite() && self.outlier_threshold >= 0.0) {
+            return Err(Error::invalid(
+                "hygiene.outlier_threshold",
+                format!("must be a finite number ≥ 0, got {}", self.outlier_threshold),
+            ));
+        }
+        if self.max_buckets < 2 {
+            return Err(Error::invalid("hygiene.max_buckets", "must be at least 2"));
+        }
+        Ok(())
+    }
+}
+
+/// What hygiene found and changed; reported as evidence with every forecast.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DataQuality {
+    /// Samples given.
+    pub raw_samples: usize,
+    /// Samples merged into another with the same timestamp.
+    pub duplicates_merged: usize,
+    /// Buckets on the grid.
+    pub buckets: usize,
+    /// Empty buckets filled by interpolation.
+    pub gaps_filled: usize,
+    /// Bucket means damped as outliers.
+    pub outliers_damped: usize,
+    /// Bucket maxima damped as outliers.
+    pub max_outliers_damped: usize,
+}
+
+impl DataQuality {
+    /// Short flags for reports, e.g. `["gaps_filled=3"]`; empty when clean.
+    pub fn flags(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        for (name, n) in [
+            ("duplicates_merged", self.duplicates_merged),
+            ("gaps_filled", self.gaps_filled),
+            ("outliers_damped", self.outliers_damped),
+            ("max_outliers_damped", self.max_outliers_damped),
+        ] {
+            if n > 0 {
+                f.push(format!("{name}={n}"));
+            }
+        }
+        f
+    }
+}
+
+/// A series after hygiene.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Resampled {
+    /// Bucket means (what the models fit).
+    pub mean: RegularSeries,
+    /// Bucket maxima (peaks within a bucket).
+    pub max: RegularSeries,
+    /// Samples per bucket (0 for interpolated buckets).
+    pub counts: Vec<u32>,
+    /// What hygiene did.
+    pub quality: DataQuality,
+}
+
+/// Validates, sorts and de-duplicates samples, averaging values that share a
+/// timestamp. Returns the cleaned samples and the number merged away.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or infinite value.
+///
+/// # Examples
+/// ```
+/// use sysmanage_capacity::hygiene::clean;
+/// use sysmanage_core::{Sample, Timestamp};
+/// let t = Timestamp::from_secs;
+/// let (s, merged) = clean([Sample::new(t(2), 4.0), Sample::new(t(1), 1.0), Sample::new(t(2), 2.0)])?;
+/// assert_eq!(merged, 1);
+/// assert_eq!(s, [Sample::new(t(1), 1.0), Sample::new(t(2), 3.0)]);
+/// assert!(clean([Sample::new(t(1), f64::NAN)]).is_err());
+/// # Ok::<(), sysmanage_core::Error>(())
+/// ```
+pub fn clean(samples: impl IntoIterator<Item = Sample>) -> Result<(Vec<Sample>, usize)> {
+    let mut v: Vec<Sample> = samples.into_iter().collect();
+    for s in &v {
+        sysmanage_core::ensure_finite("sample value", s.value)?;
+    }
+    if !v.is_sorted_by_key(|s| s.at) {
+        v.sort_by_key(|s| s.at);
+    }
+    let mut out: Vec<Sample> = Vec::with_capacity(v.len());
+    let mut merged = 0;
+    let mut run = 1.0_f64;
+    for s in v {
+        match out.last_mut() {
+            Some(last) if last.at == s.at => {
+                // Running mean of the samples sharing this timestamp.
+                run += 1.0;
+                last.value += (s.value - last.value) / run;
+                merged += 1;
+            }
+            _ => {
+                run = 1.0;
+                out.push(s);
+            }
+        }
+    }
+    Ok((out, merged))
+}
+
+/// Runs the full hygiene pipeline (see the module docs) on samples in any order.
+///
+/// `season` is the period whose repeats protect peaks from damping (usually
+/// one day).
+///
+/// # Errors
+/// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value,
+/// [`Error::InvalidConfig`] for bad settings or a grid over `max_buckets`.
+pub fn prepare(
+    samples: impl IntoIterator<Item = Sample>,
+    config: &HygieneConfig,
+    season: Option<Duration>,
+) -> Result<Resampled> {
+    config.validate()?;
+    let raw: Vec<Sample> = samples.into_iter().collect();
+    let raw_samples = raw.len();
+    let (sorted, duplicates_merged) = clean(raw)?;
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return Err(Error::Empty { field: "samples" });
+    };
+    let step_ms = i64::try_from(config.step.as_millis()).unwrap_or(i64::MAX);
+    let origin = first.at.as_millis().div_euclid(step_ms) * step_ms;
+    let n = usize::try_from((last.at.as_millis() - origin) / step_ms + 1).unwrap_or(usize::MAX);
+    if n > config.max_buckets {
+        return Err(Error::invalid(
+            "hygiene.step",
+            format!(
+                "the samples span {n} buckets, more than max_buckets = {}; use a larger step",
+                config.max_buckets
+            ),
+        ));
+    }
+    let mut sum = vec![0.0; n];
+    let mut max = vec![f64::NEG_INFINITY; n];
+    let mut counts = vec![0u32; n];
+    for s in &sorted {
+        let i = ((s.at.as_millis() - origin) / step_ms) as usize;
+        sum[i] += s.value;
+        max[i] = max[i].max(s.value);
+        counts[i] += 1;
+    }
+    let mut mean: Vec<f64> = sum
+        .iter()
+        .zip(&counts)
+        .map(|(s, c)| if *c > 0 { s / f64::from(*c) } else { f64::NAN })
+        .collect();
+    let gaps_filled = fill_gaps(&mut mean);
+    for (m, c) in max.iter_mut().zip(&counts) {
+        if *c == 0 {
+            *m = f64::NAN;
+        }
+    }
+    fill_gaps(&mut max);
+    let start = Timestamp::from_millis(origin);
+    let mut mean = RegularSeries {
+        start,
+        step: config.step,
+        values: mean,
+    };
+    let season_len = season.and_then(|p| mean.season_len(p));
+    let outliers_damped = damp_outliers(&mut mean.values, season_len, config);
+    let mut max = RegularSeries {
+        start,
+        step: config.step,
+        values: max,
+    };
+    let max_outliers_damped = damp_outliers(&mut max.values, season_len, config);
+    Ok(Resampled {
+        mean,
+        max,
+        counts,
+        quality: DataQuality {
+            raw_samples,
+            duplicates_merged,
+            buckets: n,
+            gaps_filled,
+            outliers_damped,
+            max_outliers_damped,
+        },
+    })
+}
+
+/// Linear interpolation over NaN runs (the first and last values are never NaN here).
+fn fill_gaps(v: &mut [f64]) -> usize {
+    let mut filled = 0;
+    let mut i = 0;
+    while i < v.len() {
+        if v[i].is_nan() {
+            let lo = i - 1;
+            let mut hi = i;
+            while v[hi].is_nan() {
+                hi += 1;
+            }
+            let (a, b) = (v[lo], v[hi]);
+            for (k, x) in v.iter_mut().enumerate().take(hi).skip(i) {
+                let f = (k - lo) as f64 / (hi - lo) as f64;
+                *x = a + (b - a) * f;
+                filled += 1;
+            }
+            i = hi;
+        }
+        i += 1;
+    }
+    filled
+}
+
+/// Hampel filter with a seasonal guard; returns the number of points damped.
+///
+/// Each damped point is replaced by its rolling median.
+pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &HygieneConfig) -> usize {
+    let n = values.len();
+    let w = config.outlier_half_window;
+    if config.outlier_threshold == 0.0 || w == 0 || n < 2 * w + 2 {
+        return 0;
+    }
+    let mut window = Vec::with_capacity(2 * w + 1);
+    let mut med = vec![0.0; n];
+    for i in 0..n {
+        let lo = i.saturating_sub(w);
+        let hi = (i + w + 1).min(n);
+        window.clear();
+        window.extend_from_slice(&values[lo..hi]);
+        med[i] = median_in_place(&mut window);
+    }
+    let resid: Vec<f64> = values.iter().zip(&med).map(|(v, m)| v - m).collect();
+    let mut abs: Vec<f64> = resid.iter().map(|r| r.abs()).collect();
+    let mut sigma = 1.4826 * median_in_place(&mut abs);
+    if sigma <= 0.0 {
+        // More than half the residuals are exactly zero (a flat or perfectly
+        // smooth series): fall back to the mean absolute residual, and to a
+        // scale-relative epsilon if that is zero too.
+        let mean_abs = resid.iter().map(|r| r.abs()).sum::<f64>() / n as f64;
+        let scale = values.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        sigma = (1.2533 * mean_abs).max(scale * 1e-9).max(f64::MIN_POSITIVE);
+    }
+    let k = config.outlier_threshold * sigma;
+    let mut damped = 0;
+    for i in 0..n {
+        let r = resid[i];
+        if r.abs() <= k {
+            continue;
+        }
+        let recurring = season.is_some_and(|p| {
+            let same_phase = |j: usize| resid[j].signum() == r.signum() && resid[j].abs() > k / 2.0;
+            (i >= p && same_phase(i - p)) || (i + p < n && same_phase(i + p))
+        });
+        if !recurring {
+            values[i] = med[i];
+            damped += 1;
+        }
+    }
+    damped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: i64, v: f64) -> Sample {
+        Sample::new(Timestamp::from_secs(secs), v)
+    }
+
+    #[test]
+    fn resample_keeps_mean_and_max_and_fills_gaps() {
+        let cfg = HygieneConfig {
+            step: Duration::from_secs(60),
+            ..HygieneConfig::default()
+        };
+        let r = prepare([s(0, 1.0), s(30, 3.0), s(60, 5.0), s(180, 9.0)], &cfg, None).unwrap();
+        assert_eq!(r.mean.values, [2.0, 5.0, 7.0, 9.0]);
+        assert_eq!(r.max.values, [3.0, 5.0, 7.0, 9.0]);
+        assert_eq!(r.counts, [2, 1, 0, 1]);
+        assert_eq!(r.quality.gaps_filled, 1);
+        assert_eq!(r.mean.time_at(0.0), Timestamp::from_secs(30));
+        assert!((r.mean.index_of(Timestamp::from_secs(30)) - 0.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn grid_is_aligned_to_the_epoch() {
+        let r = prepare([s(3601, 1.0), s(7300, 2.0)], &HygieneConfig::default(), None).unwrap();
+        assert_eq!(r.mean.start, Timestamp::from_secs(3600));
+        assert_eq!(r.mean.len(), 2);
+    }
+
+    #[test]
+    fn empty_and_non_finite_are_typed_errors() {
+        let cfg = HygieneConfig::default();
+        assert_eq!(prepare([], &cfg, None).unwrap_err().label(), "empty");
+        let e = prepare([s(0, f64::INFINITY)], &cfg, None).unwrap_err();
+        assert_eq!(e.label(), "non_finite");
+        let huge = prepare([s(0, 1.0), s(1_000_000_000, 1.0)], &cfg, None).unwrap_err();
+        assert_eq!(huge.label(), "invalid_config");
+    }
+
+    #[test]
+    fn isolated_spike_is_damped_but_daily_peaks_are_kept() {
+        let cfg = HygieneConfig::default();
+        let mut flat: Vec<f64> = (0..100).map(|i| 0.5 + 0.001 * (i % 3) as f64).collect();
+        flat[50] = 5.0;
+        assert_eq!(damp_outliers(&mut flat, Some(24), &cfg), 1);
+        assert!(flat[50] < 0.6);
+        let mut peaks: Vec<f64> = (0..24 * 5).map(|i| if i % 24 == 12 { 0.9 } else { 0.3 }).collect();
+        assert_eq!(damp_outliers(&mut peaks, Some(24), &cfg), 0);
+        assert_eq!(peaks[36], 0.9);
+    }
+}

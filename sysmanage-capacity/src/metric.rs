@@ -1,0 +1,249 @@
+//! What is measured: metric specifications, limits, directions and physical bounds.
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Result, ensure_finite};
+
+/// Which side of the limit is bad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Direction {
+    /// Values at or above the limit are bad (utilisation, latency, queue length).
+    Ceiling,
+    /// Values at or below the limit are bad (free space, remaining credits).
+    Floor,
+}
+
+/// Values a metric can physically take; forecasts are clamped into them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Smallest possible value, if any.
+    pub min: Option<f64>,
+    /// Largest possible value, if any.
+    pub max: Option<f64>,
+}
+
+impl Bounds {
+    /// No physical bounds.
+    pub const UNBOUNDED: Self = Self { min: None, max: None };
+    /// A fraction in `[0, 1]` (utilisation).
+    pub const UNIT: Self = Self {
+        min: Some(0.0),
+        max: Some(1.0),
+    };
+    /// A non-negative quantity (counts, rates, durations).
+    pub const NON_NEGATIVE: Self = Self {
+        min: Some(0.0),
+        max: None,
+    };
+
+    /// `v` clamped into the bounds.
+    pub fn clamp(&self, v: f64) -> f64 {
+        let v = self.min.map_or(v, |m| v.max(m));
+        self.max.map_or(v, |m| v.min(m))
+    }
+}
+
+/// The metrics SysManage's capacity planner tracks, plus custom ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// CPU utilisation as a fraction in `[0, 1]`.
+    CpuUtilization,
+    /// Memory utilisation as a fraction in `[0, 1]`.
+    MemoryUtilization,
+    /// Disk utilisation as a fraction in `[0, 1]`.
+    DiskUtilization,
+    /// Network throughput (any non-negative unit, e.g. bytes/s).
+    NetworkThroughput,
+    /// Requests per second.
+    RequestRate,
+    /// Response time in seconds.
+    ResponseTime,
+    /// Open connections.
+    ActiveConnections,
+    /// Items waiting in a queue.
+    QueueLength,
+    /// Anything else; give it a limit, direction and bounds yourself.
+    Custom,
+}
+
+impl MetricKind {
+    /// The eight built-in kinds, in SysManage's order.
+    pub const BUILT_IN: [Self; 8] = [
+        Self::CpuUtilization,
+        Self::MemoryUtilization,
+        Self::DiskUtilization,
+        Self::NetworkThroughput,
+        Self::RequestRate,
+        Self::ResponseTime,
+        Self::ActiveConnections,
+        Self::QueueLength,
+    ];
+
+    /// SysManage's metric name, e.g. `"cpu_utilization"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CpuUtilization => "cpu_utilization",
+            Self::MemoryUtilization => "memory_utilization",
+            Self::DiskUtilization => "disk_utilization",
+            Self::NetworkThroughput => "network_throughput",
+            Self::RequestRate => "request_rate",
+            Self::ResponseTime => "response_time",
+            Self::ActiveConnections => "active_connections",
+            Self::QueueLength => "queue_length",
+            Self::Custom => "custom",
+        }
+    }
+
+    /// SysManage's default limit: cpu 0.8, memory 0.85, disk 0.9, response
+    /// time 2.0 s, queue 1000; `None` for the others.
+    pub fn default_limit(self) -> Option<f64> {
+        match self {
+            Self::CpuUtilization => Some(0.8),
+            Self::MemoryUtilization => Some(0.85),
+            Self::DiskUtilization => Some(0.9),
+            Self::ResponseTime => Some(2.0),
+            Self::QueueLength => Some(1000.0),
+            _ => None,
+        }
+    }
+
+    /// Physical bounds: utilisations in `[0, 1]`, everything else `≥ 0`,
+    /// custom metrics unbounded.
+    pub fn bounds(self) -> Bounds {
+        match self {
+            Self::CpuUtilization | Self::MemoryUtilization | Self::DiskUtilization => Bounds::UNIT,
+            Self::Custom => Bounds::UNBOUNDED,
+            _ => Bounds::NON_NEGATIVE,
+        }
+    }
+
+    /// SysManage's recommended action text.
+    pub fn default_action(self) -> &'static str {
+        match self {
+            Self::CpuUtilization => "Scale out application servers",
+            Self::MemoryUtilization => "Scale up instance memory or scale out",
+            Self::DiskUtilization => "Add storage capacity or implement data archiving",
+            Self::ResponseTime => "Scale out application servers or optimize queries",
+            Self::QueueLength => "Scale out worker processes",
+            _ => "Review capacity requirements",
+        }
+    }
+}
+
+/// One metric the planner tracks.
+///
+/// # Examples
+/// ```
+/// use sysmanage_capacity::{Direction, MetricKind, MetricSpec};
+/// let cpu = MetricSpec::builtin(MetricKind::CpuUtilization);
+/// assert_eq!(cpu.limit, Some(0.8));
+/// let free = MetricSpec::custom("free_inodes", 10_000.0, Direction::Floor)?;
+/// assert_eq!(free.bounds.min, Some(0.0));
+/// # Ok::<(), sysmanage_core::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MetricSpec {
+    /// Unique name, e.g. `"cpu_utilization"`.
+    pub name: String,
+    /// Kind (for defaults and action text).
+    pub kind: MetricKind,
+    /// The limit, if any. Without one the metric is forecast but never recommended on.
+    pub limit: Option<f64>,
+    /// Which side of the limit is bad.
+    pub direction: Direction,
+    /// Physical bounds for clamping forecasts.
+    pub bounds: Bounds,
+    /// What to do when the limit is near.
+    pub action: String,
+}
+
+impl MetricSpec {
+    /// A built-in SysManage metric with its default limit, bounds and action.
+    pub fn builtin(kind: MetricKind) -> Self {
+        Self {
+            name: kind.name().to_owned(),
+            kind,
+            limit: kind.default_limit(),
+            direction: Direction::Ceiling,
+            bounds: kind.bounds(),
+            action: kind.default_action().to_owned(),
+        }
+    }
+
+    /// A custom metric with a limit and a direction, bounded below by zero.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN/infinite limit, [`Error::InvalidConfig`]
+    /// for an empty name.
+    pub fn custom(name: impl Into<String>, limit: f64, direction: Direction) -> Result<Self> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::invalid("metric.name", "must not be empty"));
+        }
+        ensure_finite("metric.limit", limit)?;
+        Ok(Self {
+            name,
+            kind: MetricKind::Custom,
+            limit: Some(limit),
+            direction,
+            bounds: Bounds::NON_NEGATIVE,
+            action: MetricKind::Custom.default_action().to_owned(),
+        })
+    }
+
+    /// Replaces the limit.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN/infinite limit.
+    pub fn with_limit(mut self, limit: f64) -> Result<Self> {
+        self.limit = Some(ensure_finite("metric.limit", limit)?);
+        Ok(self)
+    }
+
+    /// Replaces the physical bounds.
+    #[must_use]
+    pub fn with_bounds(mut self, bounds: Bounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Replaces the action text.
+    #[must_use]
+    pub fn with_action(mut self, action: impl Into<String>) -> Self {
+        self.action = action.into();
+        self
+    }
+
+    /// Whether `value` is at or beyond the limit on the bad side.
+    pub fn is_over(&self, value: f64) -> bool {
+        match (self.limit, self.direction) {
+            (Some(l), Direction::Ceiling) => value >= l,
+            (Some(l), Direction::Floor) => value <= l,
+            (None, _) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_follow_sysmanage() {
+        let limits: Vec<Option<f64>> = MetricKind::BUILT_IN.iter().map(|k| k.default_limit()).collect();
+        assert_eq!(
+            limits,
+            [Some(0.8), Some(0.85), Some(0.9), None, None, Some(2.0), None, Some(1000.0)]
+        );
+        assert_eq!(Bounds::UNIT.clamp(1.3), 1.0);
+        assert_eq!(Bounds::NON_NEGATIVE.clamp(-3.0), 0.0);
+        assert!(MetricSpec::custom("x", f64::NAN, Direction::Floor).is_err());
+        assert!(MetricSpec::custom("", 1.0, Direction::Floor).is_err());
+        let floor = MetricSpec::custom("free", 10.0, Direction::Floor).unwrap();
+        assert!(floor.is_over(10.0) && !floor.is_over(11.0));
+    }
+}

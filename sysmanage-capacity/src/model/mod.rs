@@ -1,0 +1,323 @@
+//! Forecasting models behind the [`Forecaster`] trait.
+//!
+//! Every model fits a [`RegularSeries`] (see [`crate::hygiene`]) and returns a
+//! [`FittedModel`]: a small, serialisable value that predicts any number of
+//! steps past the last bucket with the standard deviation of the forecast
+//! error, from which prediction intervals follow.
+//!
+//! | model | [`ModelKind`] | what it captures | intervals |
+//! |---|---|---|---|
+//! | [`Linear`] | `linear` | straight-line trend (the line of Prometheus' `predict_linear`) | OLS prediction variance |
+//! | [`DoubleExponential`] | `double_exponential` | Prometheus' double exponential smoothing, factors fitted by SSE | ETS(A,A,N) analytic variance |
+//! | [`Poly2`] | `poly2` | SysManage's quadratic trend, for compatibility | OLS prediction variance |
+//! | [`Fourier`] | `fourier` | linear trend + daily and weekly harmonics (Prophet-style) | OLS prediction variance |
+//! | [`HoltWinters`] | `holt_winters` | additive Holt-Winters, ETS(A,A,A), Hyndman's recursion, SSE-fitted | ETS(A,A,A) analytic variance |
+//!
+//! Numerics: regressions use time centred on the middle of the sample and
+//! scaled to `[-1, 1]` and are solved by Householder QR (`nalgebra`), never
+//! raw Unix seconds in a polynomial. Harmonics take their phase from the
+//! timestamp modulo the period in integer milliseconds.
+
+mod regression;
+mod smoothing;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Forecast, Result, Timestamp};
+
+use crate::hygiene::RegularSeries;
+use crate::stats::normal_quantile;
+
+pub use regression::{Fourier, Linear, Poly2, SysManagePoly2, sysmanage_poly2};
+pub use smoothing::{DoubleExponential, EtsInit, EtsParams, HoltWinters, ets_fitted_values};
+
+pub(crate) use regression::RegressionFit;
+pub(crate) use smoothing::{DesFit, EtsFit};
+
+/// Which model produced a forecast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModelKind {
+    /// Least-squares line ([`Linear`]).
+    Linear,
+    /// Prometheus double exponential smoothing ([`DoubleExponential`]).
+    DoubleExponential,
+    /// SysManage's degree-2 polynomial ([`Poly2`]).
+    Poly2,
+    /// Trend + daily/weekly harmonics ([`Fourier`]).
+    Fourier,
+    /// Additive Holt-Winters, ETS(A,A,A) ([`HoltWinters`]).
+    HoltWinters,
+}
+
+impl ModelKind {
+    /// All kinds from simplest to most complex (the order used to break ties
+    /// in model selection).
+    pub const ALL: [Self; 5] = [
+        Self::Linear,
+        Self::DoubleExponential,
+        Self::Poly2,
+        Self::Fourier,
+        Self::HoltWinters,
+    ];
+
+    /// Stable snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::DoubleExponential => "double_exponential",
+            Self::Poly2 => "poly2",
+            Self::Fourier => "fourier",
+            Self::HoltWinters => "holt_winters",
+        }
+    }
+
+    /// The forecaster with default settings.
+    pub fn forecaster(self) -> Box<dyn Forecaster> {
+        match self {
+            Self::Linear => Box::new(Linear),
+            Self::DoubleExponential => Box::new(DoubleExponential::default()),
+            Self::Poly2 => Box::new(Poly2),
+            Self::Fourier => Box::new(Fourier::default()),
+            Self::HoltWinters => Box::new(HoltWinters::default()),
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A point forecast and the standard deviation of its error.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Expected value.
+    pub point: f64,
+    /// Standard deviation of the forecast error (0 when exact).
+    pub sd: f64,
+}
+
+impl Prediction {
+    /// `(lower, upper)` of the central interval with coverage `level`
+    /// (normal errors).
+    pub fn interval(&self, level: f64) -> (f64, f64) {
+        let z = normal_quantile(0.5 + level / 2.0);
+        (self.point - z * self.sd, self.point + z * self.sd)
+    }
+}
+
+/// Fits a model to a regular series.
+///
+/// Implementations are cheap, immutable settings; the fitted state lives in
+/// the returned [`FittedModel`].
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_capacity::hygiene::RegularSeries;
+/// use sysmanage_capacity::model::{Forecaster, Linear};
+/// use sysmanage_core::Timestamp;
+///
+/// let y: Vec<f64> = (0..48).map(|i| 0.2 + 0.01 * i as f64).collect();
+/// let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y)?;
+/// let fit = Linear.fit(&s)?;
+/// let next = fit.predict(1);
+/// assert!((next.point - 0.68).abs() < 1e-9);
+/// # Ok::<(), sysmanage_core::Error>(())
+/// ```
+pub trait Forecaster: Send + Sync + fmt::Debug {
+    /// Which model this is.
+    fn kind(&self) -> ModelKind;
+
+    /// The fewest buckets [`fit`](Self::fit) accepts for `series`' step.
+    fn min_points(&self, series: &RegularSeries) -> usize;
+
+    /// Fits the model.
+    ///
+    /// # Errors
+    /// [`Error::InsufficientData`] with fewer than
+    /// [`min_points`](Self::min_points) buckets, [`Error::InvalidConfig`] for
+    /// settings that do not suit the series (e.g. a season that is not a whole
+    /// number of steps).
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel>;
+}
+
+impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
+    fn kind(&self) -> ModelKind {
+        (**self).kind()
+    }
+    fn min_points(&self, series: &RegularSeries) -> usize {
+        (**self).min_points(series)
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        (**self).fit(series)
+    }
+}
+
+pub(crate) fn ensure_points(what: &'static str, needed: usize, have: usize) -> Result<()> {
+    if have < needed {
+        Err(Error::InsufficientData { what, needed, have })
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum FittedState {
+    Regression(RegressionFit),
+    Ets(EtsFit),
+    Des(DesFit),
+}
+
+/// A fitted model: predicts past the end of the series it was fitted on.
+///
+/// Serialisable, so a planner's fits can be persisted with its state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FittedModel {
+    kind: ModelKind,
+    start: Timestamp,
+    step_ms: u64,
+    n: usize,
+    /// Residual standard deviation of the in-sample one-step (or regression) errors.
+    sigma: f64,
+    state: FittedState,
+}
+
+impl FittedModel {
+    pub(crate) fn new(kind: ModelKind, series: &RegularSeries, sigma: f64, state: FittedState) -> Self {
+        Self {
+            kind,
+            start: series.start,
+            step_ms: u64::try_from(series.step.as_millis()).unwrap_or(u64::MAX),
+            n: series.len(),
+            sigma,
+            state,
+        }
+    }
+
+    /// The model.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// Buckets the model was fitted on.
+    pub fn n_obs(&self) -> usize {
+        self.n
+    }
+
+    /// Residual standard deviation.
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+
+    /// Time the last fitted bucket stands for (its middle).
+    pub fn last_time(&self) -> Timestamp {
+        self.time_after(0.0)
+    }
+
+    /// Time `h` steps after the last fitted bucket.
+    pub fn time_after(&self, h: f64) -> Timestamp {
+        let idx = (self.n as f64 - 1.0) + h;
+        let ms = self.start.as_millis() as f64 + (idx + 0.5) * self.step_ms as f64;
+        Timestamp::from_millis(ms.round() as i64)
+    }
+
+    /// Steps (possibly fractional) from the last bucket to `t`.
+    pub fn steps_until(&self, t: Timestamp) -> f64 {
+        let last = self.last_time();
+        (t.as_millis() - last.as_millis()) as f64 / self.step_ms as f64
+    }
+
+    /// The forecast `h ≥ 1` steps after the last bucket.
+    pub fn predict(&self, h: usize) -> Prediction {
+        let h = h.max(1);
+        match &self.state {
+            FittedState::Regression(r) => r.predict(self.n - 1 + h, self.start, self.step_ms),
+            FittedState::Ets(e) => e.predict(h),
+            FittedState::Des(d) => d.predict(h),
+        }
+    }
+
+    /// The forecast at a fractional number of steps `h > 0`, interpolated
+    /// linearly between whole steps (`h` in `(0, 1)` interpolates from the
+    /// model's value at the last bucket).
+    pub fn predict_at(&self, h: f64) -> Prediction {
+        if !(h > 0.0) {
+            return self.at_origin();
+        }
+        let lo = h.floor();
+        let frac = h - lo;
+        let a = if lo < 1.0 {
+            self.at_origin()
+        } else {
+            self.predict(lo as usize)
+        };
+        if frac == 0.0 {
+            return a;
+        }
+        let b = self.predict(lo as usize + 1);
+        Prediction {
+            point: a.point + (b.point - a.point) * frac,
+            sd: a.sd + (b.sd - a.sd) * frac,
+        }
+    }
+
+    /// The model's (smoothed or fitted) value at the last bucket, with no uncertainty.
+    pub fn at_origin(&self) -> Prediction {
+        let point = match &self.state {
+            FittedState::Regression(r) => r.predict(self.n - 1, self.start, self.step_ms).point,
+            FittedState::Ets(e) => e.last_fitted,
+            FittedState::Des(d) => d.last_fitted,
+        };
+        Prediction { point, sd: 0.0 }
+    }
+
+    /// Forecasts for steps `1..=steps`, as core [`Forecast`]s with intervals of
+    /// coverage `level`, each value passed through `clamp`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a level outside `(0, 1)`,
+    /// [`Error::NonFinite`] if the model produced a non-finite value.
+    pub fn forecast_path(
+        &self,
+        steps: usize,
+        level: f64,
+        clamp: impl Fn(f64) -> f64,
+    ) -> Result<Vec<Forecast>> {
+        (1..=steps)
+            .map(|h| {
+                let p = self.predict(h);
+                let (lo, hi) = p.interval(level);
+                Forecast::new(
+                    self.time_after(h as f64),
+                    clamp(p.point),
+                    clamp(lo),
+                    clamp(hi),
+                    level,
+                )
+            })
+            .collect()
+    }
+
+    /// Named parameters, for evidence in reports.
+    pub fn parameters(&self) -> Vec<(String, f64)> {
+        match &self.state {
+            FittedState::Regression(r) => r.parameters(),
+            FittedState::Ets(e) => vec![
+                ("alpha".into(), e.params.alpha),
+                ("beta".into(), e.params.beta),
+                ("gamma".into(), e.params.gamma),
+                ("season_len".into(), e.m as f64),
+            ],
+            FittedState::Des(d) => vec![
+                ("smoothing_factor".into(), d.sf),
+                ("trend_factor".into(), d.tf),
+            ],
+        }
+    }
+}

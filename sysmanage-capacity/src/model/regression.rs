@@ -1,0 +1,460 @@
+//! Least-squares models: linear, quadratic and trend + Fourier seasonality.
+
+use nalgebra::{DMatrix, DVector, Matrix3, Vector3};
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Result, Sample, Timestamp};
+
+use super::{FittedModel, FittedState, Forecaster, ModelKind, Prediction, ensure_points};
+use crate::hygiene::RegularSeries;
+
+const DAY_MS: u64 = 86_400_000;
+const WEEK_MS: u64 = 7 * DAY_MS;
+
+/// Regressors: a polynomial in centred, scaled time plus harmonics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Design {
+    /// Bucket index at the centre of the fitted range.
+    centre: f64,
+    /// Half-width of the fitted range in buckets (time is `(i − centre) / scale`).
+    scale: f64,
+    /// Polynomial degree in scaled time.
+    degree: usize,
+    /// `(period in ms, harmonic number)` pairs; each adds a cosine and a sine.
+    harmonics: Vec<(u64, u32)>,
+}
+
+impl Design {
+    fn new(n: usize, degree: usize, harmonics: Vec<(u64, u32)>) -> Self {
+        let centre = (n as f64 - 1.0) / 2.0;
+        Self {
+            centre,
+            scale: centre.max(1.0),
+            degree,
+            harmonics,
+        }
+    }
+
+    fn p(&self) -> usize {
+        1 + self.degree + 2 * self.harmonics.len()
+    }
+
+    fn row(&self, idx: f64, start: Timestamp, step_ms: u64, out: &mut [f64]) {
+        let u = (idx - self.centre) / self.scale;
+        let mut pow = 1.0;
+        for slot in out.iter_mut().take(self.degree + 1) {
+            *slot = pow;
+            pow *= u;
+        }
+        let mut j = self.degree + 1;
+        for &(period, k) in &self.harmonics {
+            let pf = period as f64;
+            let base = start.as_millis().rem_euclid(period as i64) as f64;
+            let t = (base + (idx + 0.5) * step_ms as f64).rem_euclid(pf);
+            let angle = std::f64::consts::TAU * f64::from(k) * t / pf;
+            let (s, c) = angle.sin_cos();
+            out[j] = c;
+            out[j + 1] = s;
+            j += 2;
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = (0..=self.degree)
+            .map(|d| match d {
+                0 => "intercept".to_owned(),
+                1 => "trend".to_owned(),
+                d => format!("trend^{d}"),
+            })
+            .collect();
+        for &(period, k) in &self.harmonics {
+            let name = if period == DAY_MS { "daily" } else if period == WEEK_MS { "weekly" } else { "seasonal" };
+            v.push(format!("{name}_cos{k}"));
+            v.push(format!("{name}_sin{k}"));
+        }
+        v
+    }
+}
+
+/// A fitted least-squares model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RegressionFit {
+    design: Design,
+    beta: Vec<f64>,
+    /// `R` of the QR factorisation, `p × p` upper triangular, row-major.
+    r: Vec<f64>,
+    sigma2: f64,
+}
+
+impl RegressionFit {
+    fn fit(design: Design, series: &RegularSeries) -> Result<(Self, f64)> {
+        let n = series.len();
+        let p = design.p();
+        ensure_points("least-squares fit", p + 1, n)?;
+        let step_ms = u64::try_from(series.step.as_millis()).unwrap_or(u64::MAX);
+        let mut x = DMatrix::<f64>::zeros(n, p);
+        let mut row = vec![0.0; p];
+        for i in 0..n {
+            design.row(i as f64, series.start, step_ms, &mut row);
+            for (j, v) in row.iter().enumerate() {
+                x[(i, j)] = *v;
+            }
+        }
+        let qr = x.clone().qr();
+        let mut qty = DVector::from_column_slice(&series.values);
+        qr.q_tr_mul(&mut qty);
+        let r = qr.r();
+        let max_diag = (0..p).map(|i| r[(i, i)].abs()).fold(0.0, f64::max);
+        if (0..p).any(|i| r[(i, i)].abs() <= max_diag * 1e-10) {
+            return Err(Error::InsufficientData {
+                what: "least-squares fit (regressors are collinear; need more distinct times)",
+                needed: p + 1,
+                have: n,
+            });
+        }
+        let beta = r
+            .solve_upper_triangular(&qty.rows(0, p).into_owned())
+            .ok_or(Error::InsufficientData {
+                what: "least-squares fit (singular design)",
+                needed: p + 1,
+                have: n,
+            })?;
+        let resid = DVector::from_column_slice(&series.values) - &x * &beta;
+        let sse = resid.norm_squared();
+        let sigma2 = sse / (n - p) as f64;
+        let mut rv = Vec::with_capacity(p * p);
+        for i in 0..p {
+            for j in 0..p {
+                rv.push(r[(i, j)]);
+            }
+        }
+        Ok((
+            Self {
+                design,
+                beta: beta.iter().copied().collect(),
+                r: rv,
+                sigma2,
+            },
+            sigma2.sqrt(),
+        ))
+    }
+
+    pub(crate) fn predict(&self, idx: usize, start: Timestamp, step_ms: u64) -> Prediction {
+        self.predict_f(idx as f64, start, step_ms)
+    }
+
+    fn predict_f(&self, idx: f64, start: Timestamp, step_ms: u64) -> Prediction {
+        let p = self.beta.len();
+        let mut x0 = [0.0; 64];
+        let x0 = &mut x0[..p];
+        self.design.row(idx, start, step_ms, x0);
+        let point: f64 = x0.iter().zip(&self.beta).map(|(a, b)| a * b).sum();
+        // Solve Rᵀ v = x0 (forward substitution); Var = σ²(1 + ‖v‖²).
+        let mut v = [0.0; 64];
+        let mut norm2 = 0.0;
+        for i in 0..p {
+            let mut s = x0[i];
+            for (k, vk) in v.iter().enumerate().take(i) {
+                s -= self.r[k * p + i] * vk;
+            }
+            v[i] = s / self.r[i * p + i];
+            norm2 += v[i] * v[i];
+        }
+        Prediction {
+            point,
+            sd: (self.sigma2 * (1.0 + norm2)).sqrt(),
+        }
+    }
+
+    pub(crate) fn parameters(&self) -> Vec<(String, f64)> {
+        self.design.names().into_iter().zip(self.beta.iter().copied()).collect()
+    }
+}
+
+fn regression_model(
+    kind: ModelKind,
+    design: Design,
+    series: &RegularSeries,
+) -> Result<FittedModel> {
+    let (fit, sigma) = RegressionFit::fit(design, series)?;
+    Ok(FittedModel::new(kind, series, sigma, FittedState::Regression(fit)))
+}
+
+/// Ordinary least-squares line with OLS prediction intervals.
+///
+/// Its line is Prometheus' `predict_linear` line: see
+/// [`crate::prometheus::predict_linear`] for the exact PromQL function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Linear;
+
+impl Forecaster for Linear {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Linear
+    }
+    fn min_points(&self, _: &RegularSeries) -> usize {
+        3
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        ensure_points("linear forecast", 3, series.len())?;
+        regression_model(ModelKind::Linear, Design::new(series.len(), 1, Vec::new()), series)
+    }
+}
+
+/// SysManage's degree-2 polynomial trend on the grid, with OLS intervals.
+///
+/// For bit-for-bit compatibility with SysManage on raw samples use
+/// [`sysmanage_poly2`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Poly2;
+
+impl Forecaster for Poly2 {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Poly2
+    }
+    fn min_points(&self, _: &RegularSeries) -> usize {
+        4
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        ensure_points("quadratic forecast", 4, series.len())?;
+        regression_model(ModelKind::Poly2, Design::new(series.len(), 2, Vec::new()), series)
+    }
+}
+
+/// Linear trend plus daily and weekly Fourier harmonics (Prophet's seasonal
+/// terms without its changepoints), with OLS prediction intervals.
+///
+/// Daily harmonics need two days of data, weekly ones two weeks; harmonics
+/// at or above the Nyquist frequency of the step are left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Fourier {
+    /// Daily harmonics (cos + sin pairs). Default: 4.
+    pub daily_harmonics: u32,
+    /// Weekly harmonics. Default: 3.
+    pub weekly_harmonics: u32,
+}
+
+impl Default for Fourier {
+    fn default() -> Self {
+        Self {
+            daily_harmonics: 4,
+            weekly_harmonics: 3,
+        }
+    }
+}
+
+impl Fourier {
+    fn harmonics(&self, series: &RegularSeries) -> Vec<(u64, u32)> {
+        let step_ms = series.step.as_millis() as u64;
+        let span_ms = step_ms.saturating_mul(series.len() as u64);
+        let mut h = Vec::new();
+        for (period, count, min_span) in [
+            (DAY_MS, self.daily_harmonics, 2 * DAY_MS),
+            (WEEK_MS, self.weekly_harmonics, 2 * WEEK_MS),
+        ] {
+            if span_ms < min_span {
+                continue;
+            }
+            for k in 1..=count {
+                // Keep harmonics strictly below the Nyquist frequency.
+                if period > 2 * u64::from(k) * step_ms {
+                    h.push((period, k));
+                }
+            }
+        }
+        h
+    }
+}
+
+impl Forecaster for Fourier {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Fourier
+    }
+    fn min_points(&self, series: &RegularSeries) -> usize {
+        let per_day = (DAY_MS / (series.step.as_millis().max(1) as u64)).max(1) as usize;
+        (2 * per_day).max(4 + 2 * self.daily_harmonics as usize)
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        ensure_points("fourier forecast", self.min_points(series), series.len())?;
+        let harmonics = self.harmonics(series);
+        if harmonics.is_empty() {
+            return Err(Error::invalid(
+                "fourier",
+                format!("no daily harmonic fits a step of {:?}", series.step),
+            ));
+        }
+        regression_model(ModelKind::Fourier, Design::new(series.len(), 1, harmonics), series)
+    }
+}
+
+/// SysManage's quadratic, fitted exactly as its `CapacityPlanner` does.
+///
+/// `y ≈ intercept + coef[1]·x + coef[2]·x²` with `x` in hours since the first
+/// sample, the same numbers as scikit-learn's `PolynomialFeatures(2)` +
+/// `LinearRegression` (`coef[0]` is the bias column's coefficient, always 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SysManagePoly2 {
+    /// Time of the first sample (x = 0).
+    pub base: Timestamp,
+    /// scikit-learn's `intercept_`.
+    pub intercept: f64,
+    /// scikit-learn's `coef_`.
+    pub coef: [f64; 3],
+    /// Coefficient of determination on the fitted samples (`model.score`).
+    pub r2: f64,
+    /// SysManage's confidence: `r2` clamped to `[0.1, 0.95]`.
+    pub confidence: f64,
+}
+
+impl SysManagePoly2 {
+    /// The fitted value at `at`.
+    pub fn predict(&self, at: Timestamp) -> f64 {
+        let x = at.secs_since(self.base) / 3600.0;
+        self.intercept + self.coef[1] * x + self.coef[2] * x * x
+    }
+}
+
+/// Fits SysManage's degree-2 polynomial to raw samples (in the given order,
+/// `x` in hours since the first one).
+///
+/// Internally the fit uses centred and scaled hours and a Cholesky solve of
+/// the 3 × 3 normal equations, then converts back to the raw basis.
+///
+/// # Errors
+/// [`Error::InsufficientData`] with fewer than three distinct timestamps,
+/// [`Error::NonFinite`] for a NaN or infinite value.
+///
+/// # Examples
+/// ```
+/// use sysmanage_capacity::model::sysmanage_poly2;
+/// use sysmanage_core::{Sample, Timestamp};
+/// let s: Vec<Sample> = (0..10)
+///     .map(|h| Sample::new(Timestamp::from_secs(3600 * h), 1.0 + 2.0 * h as f64 + 0.5 * (h * h) as f64))
+///     .collect();
+/// let fit = sysmanage_poly2(&s)?;
+/// assert!((fit.intercept - 1.0).abs() < 1e-9 && (fit.coef[2] - 0.5).abs() < 1e-12);
+/// assert_eq!(fit.confidence, 0.95);
+/// # Ok::<(), sysmanage_core::Error>(())
+/// ```
+pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
+    let Some(first) = samples.first() else {
+        return Err(Error::InsufficientData {
+            what: "quadratic fit",
+            needed: 3,
+            have: 0,
+        });
+    };
+    let n = samples.len() as f64;
+    let base = first.at;
+    let (mut sx, mut sy) = (0.0, 0.0);
+    for s in samples {
+        sysmanage_core::ensure_finite("sample value", s.value)?;
+        sx += s.at.secs_since(base) / 3600.0;
+        sy += s.value;
+    }
+    let (mx, my) = (sx / n, sy / n);
+    let mut half = 0.0_f64;
+    for s in samples {
+        half = half.max((s.at.secs_since(base) / 3600.0 - mx).abs());
+    }
+    let scale = if half > 0.0 { half } else { 1.0 };
+    // Normal equations in u = (x − mx)/scale with centred y.
+    let mut g = Matrix3::<f64>::zeros();
+    let mut rhs = Vector3::<f64>::zeros();
+    for s in samples {
+        let u = (s.at.secs_since(base) / 3600.0 - mx) / scale;
+        let f = Vector3::new(1.0, u, u * u);
+        g += f * f.transpose();
+        rhs += f * (s.value - my);
+    }
+    let too_few = Error::InsufficientData {
+        what: "quadratic fit (distinct timestamps)",
+        needed: 3,
+        have: samples.len(),
+    };
+    let chol = g.cholesky().ok_or(too_few)?;
+    let d = chol.l().diagonal();
+    if d.iter().any(|v| v.abs() < 1e-7 * d.max().abs()) {
+        return Err(Error::InsufficientData {
+            what: "quadratic fit (distinct timestamps)",
+            needed: 3,
+            have: samples.len(),
+        });
+    }
+    let b = chol.solve(&rhs);
+    // y − my = b0 + b1 u + b2 u², u = (x − mx)/scale.
+    let (b0, b1, b2) = (b[0], b[1] / scale, b[2] / (scale * scale));
+    let c2 = b2;
+    let c1 = b1 - 2.0 * b2 * mx;
+    let c0 = my + b0 - b1 * mx + b2 * mx * mx;
+    let mut fit = SysManagePoly2 {
+        base,
+        intercept: c0,
+        coef: [0.0, c1, c2],
+        r2: 0.0,
+        confidence: 0.0,
+    };
+    let (mut sse, mut sst) = (0.0, 0.0);
+    for s in samples {
+        let u = (s.at.secs_since(base) / 3600.0 - mx) / scale;
+        let pred = my + b[0] + b[1] * u + b[2] * u * u;
+        sse += (s.value - pred).powi(2);
+        sst += (s.value - my).powi(2);
+    }
+    fit.r2 = if sst > 0.0 {
+        1.0 - sse / sst
+    } else if sse == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
+    fit.confidence = fit.r2.clamp(0.1, 0.95);
+    Ok(fit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn hourly(values: Vec<f64>) -> RegularSeries {
+        RegularSeries::new(Timestamp::from_secs(1_700_000_000 / 3600 * 3600), Duration::from_secs(3600), values)
+            .unwrap()
+    }
+
+    #[test]
+    fn linear_is_exact_on_a_line_and_interval_grows() {
+        let s = hourly((0..24).map(|i| 3.0 + 0.5 * i as f64 + if i % 2 == 0 { 0.1 } else { -0.1 }).collect());
+        let f = Linear.fit(&s).unwrap();
+        let p1 = f.predict(1);
+        let p48 = f.predict(48);
+        assert!((p1.point - (3.0 + 0.5 * 24.0)).abs() < 0.05);
+        assert!(p48.sd > p1.sd);
+        assert_eq!(f.parameters()[0].0, "intercept");
+    }
+
+    #[test]
+    fn fourier_recovers_a_daily_cycle() {
+        let s = hourly(
+            (0..24 * 14)
+                .map(|i| 0.4 + 0.001 * i as f64 + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin())
+                .collect(),
+        );
+        let f = Fourier::default().fit(&s).unwrap();
+        for h in [1, 6, 12, 30] {
+            let i = 24 * 14 - 1 + h;
+            let truth = 0.4 + 0.001 * i as f64 + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin();
+            assert!((f.predict(h).point - truth).abs() < 1e-6, "h={h}");
+        }
+        assert!(Fourier::default().fit(&hourly(vec![1.0; 30])).is_err());
+    }
+
+    #[test]
+    fn poly2_needs_three_distinct_times() {
+        let t = Timestamp::from_secs;
+        let two = [Sample::new(t(0), 1.0), Sample::new(t(3600), 2.0)];
+        assert_eq!(sysmanage_poly2(&two).unwrap_err().label(), "insufficient_data");
+        let dup = [Sample::new(t(0), 1.0), Sample::new(t(0), 2.0), Sample::new(t(3600), 2.0)];
+        assert!(sysmanage_poly2(&dup).is_err());
+    }
+}

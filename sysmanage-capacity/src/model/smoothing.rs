@@ -1,0 +1,544 @@
+//! Exponential smoothing: additive Holt-Winters (ETS(A,A,A)) and Prometheus'
+//! double exponential smoothing as a forecaster.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Result};
+
+use super::{FittedModel, FittedState, Forecaster, ModelKind, Prediction, ensure_points};
+use crate::hygiene::RegularSeries;
+
+/// Smoothing parameters of ETS(A,A,A) in Hyndman's notation.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EtsParams {
+    /// Level smoothing `α`.
+    pub alpha: f64,
+    /// Trend smoothing `β` (`β ≤ α` under the usual bounds).
+    pub beta: f64,
+    /// Seasonal smoothing `γ` (`γ ≤ 1 − α`).
+    pub gamma: f64,
+}
+
+/// Initial states of ETS(A,A,A): level and trend before the first
+/// observation, and the seasonal term of each observation of the first season.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EtsInit {
+    /// `l₀`.
+    pub level: f64,
+    /// `b₀`.
+    pub trend: f64,
+    /// `s` for observations `0..m` (statsmodels' `initial_seasonal` reversed).
+    pub seasonal: Vec<f64>,
+}
+
+impl EtsInit {
+    /// The heuristic start: `b₀` from the difference of the first two
+    /// seasonal means, `l₀` back-cast from the first season's mean, and the
+    /// first season's deviations from that line (which sum to zero).
+    ///
+    /// # Errors
+    /// [`Error::InsufficientData`] with fewer than two full seasons.
+    pub fn heuristic(values: &[f64], m: usize) -> Result<Self> {
+        ensure_points("holt-winters initialisation (two seasons)", 2 * m, values.len())?;
+        let mf = m as f64;
+        let mean1 = values[..m].iter().sum::<f64>() / mf;
+        let mean2 = values[m..2 * m].iter().sum::<f64>() / mf;
+        let trend = (mean2 - mean1) / mf;
+        let level = mean1 - trend * (mf + 1.0) / 2.0;
+        let seasonal = (0..m)
+            .map(|j| values[j] - (level + trend * (j as f64 + 1.0)))
+            .collect();
+        Ok(Self {
+            level,
+            trend,
+            seasonal,
+        })
+    }
+}
+
+/// Runs Hyndman's ETS(A,A,A) recursion; returns the SSE of the one-step errors.
+///
+/// `μₜ = lₜ₋₁ + bₜ₋₁ + sₜ₋ₘ`, `eₜ = yₜ − μₜ`, `lₜ = lₜ₋₁ + bₜ₋₁ + α eₜ`,
+/// `bₜ = bₜ₋₁ + β eₜ`, `sₜ = sₜ₋ₘ + γ eₜ`.
+fn ets_run(
+    y: &[f64],
+    p: EtsParams,
+    init: &EtsInit,
+    ring: &mut Vec<f64>,
+    fitted: Option<&mut Vec<f64>>,
+) -> (f64, f64, f64, f64) {
+    let m = init.seasonal.len();
+    ring.clear();
+    ring.extend_from_slice(&init.seasonal);
+    let (mut l, mut b) = (init.level, init.trend);
+    let mut sse = 0.0;
+    let mut last_mu = l + b;
+    let mut out = fitted;
+    for (t, &yt) in y.iter().enumerate() {
+        let j = t % m;
+        let s = ring[j];
+        let mu = l + b + s;
+        let e = yt - mu;
+        sse += e * e;
+        l = l + b + p.alpha * e;
+        b += p.beta * e;
+        ring[j] = s + p.gamma * e;
+        last_mu = mu;
+        if let Some(f) = out.as_deref_mut() {
+            f.push(mu);
+        }
+    }
+    (sse, l, b, last_mu)
+}
+
+/// A fitted ETS(A,A,A).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EtsFit {
+    pub(crate) params: EtsParams,
+    pub(crate) m: usize,
+    level: f64,
+    trend: f64,
+    /// Seasonal states indexed by observation index modulo `m`.
+    season: Vec<f64>,
+    n: usize,
+    /// `SSE / n`, the variance statsmodels' `ETSResults.mse` uses for intervals.
+    sigma2: f64,
+    pub(crate) last_fitted: f64,
+}
+
+impl EtsFit {
+    pub(crate) fn predict(&self, h: usize) -> Prediction {
+        let hf = h as f64;
+        let point = self.level + hf * self.trend + self.season[(self.n + h - 1) % self.m];
+        let EtsParams { alpha, beta, gamma } = self.params;
+        let m = self.m as f64;
+        let k = ((h - 1) / self.m) as f64;
+        // Hyndman et al. (2008), Table 6.1, class 1, ETS(A,A,A).
+        let rel = 1.0
+            + (hf - 1.0) * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0)
+            + k * (gamma * (2.0 * alpha + gamma) + beta * gamma * m * (k + 1.0));
+        Prediction {
+            point,
+            sd: (self.sigma2 * rel).sqrt(),
+        }
+    }
+}
+
+/// Additive Holt-Winters, ETS(A,A,A) with Hyndman's recursion, one season
+/// (default: a day).
+///
+/// Forecasts follow statsmodels' `ETSModel` (not `ExponentialSmoothing`,
+/// whose 0.15 `forecast` mis-indexes the season at horizons that are multiples
+/// of it): `ŷₙ₊ₕ = lₙ + h bₙ + sₙ₊ₕ₋ₘ₍ₖ₊₁₎`, `k = ⌊(h−1)/m⌋`. Parameters are
+/// fitted by minimising the SSE of the one-step errors (the maximum
+/// likelihood estimate for additive errors) with Nelder–Mead under the usual
+/// bounds `0 < α < 1`, `0 < β < α`, `0 < γ < 1 − α`, from the
+/// [`EtsInit::heuristic`] start. Intervals use the analytic forecast variance
+/// of Hyndman et al. (2008) with `σ² = SSE / n`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HoltWinters {
+    /// Season length. Default: one day.
+    pub season: Duration,
+    /// Fixed smoothing parameters; `None` (default) fits them.
+    pub params: Option<EtsParams>,
+    /// Fixed initial states; `None` (default) uses [`EtsInit::heuristic`].
+    pub init: Option<EtsInit>,
+}
+
+impl Default for HoltWinters {
+    fn default() -> Self {
+        Self {
+            season: Duration::from_secs(86_400),
+            params: None,
+            init: None,
+        }
+    }
+}
+
+impl HoltWinters {
+    /// With a season of `season` and fitted parameters.
+    pub fn with_season(season: Duration) -> Self {
+        Self {
+            season,
+            ..Self::default()
+        }
+    }
+
+    /// With fixed parameters (no fitting) and optionally fixed initial states.
+    #[must_use]
+    pub fn fixed(mut self, params: EtsParams, init: Option<EtsInit>) -> Self {
+        self.params = Some(params);
+        self.init = init;
+        self
+    }
+
+    fn season_len(&self, series: &RegularSeries) -> Result<usize> {
+        series.season_len(self.season).ok_or_else(|| {
+            Error::invalid(
+                "holt_winters.season",
+                format!(
+                    "{:?} is not a whole number (≥ 2) of {:?} steps",
+                    self.season, series.step
+                ),
+            )
+        })
+    }
+
+    /// The SSE-minimising parameters for `values` with season length `m`
+    /// from initial states `init`.
+    pub fn fit_params(values: &[f64], init: &EtsInit) -> EtsParams {
+        let mut ring = Vec::with_capacity(init.seasonal.len());
+        let mut sse = |x: &[f64]| {
+            let p = ets_from_unconstrained(x);
+            let (s, ..) = ets_run(values, p, init, &mut ring, None);
+            if s.is_finite() { s } else { f64::MAX }
+        };
+        let mut best = (f64::INFINITY, vec![0.0; 3]);
+        for start in [[0.3, 0.05, 0.1], [0.7, 0.01, 0.05], [0.1, 0.001, 0.3]] {
+            let x0 = ets_to_unconstrained(EtsParams {
+                alpha: start[0],
+                beta: start[1],
+                gamma: start[2],
+            });
+            let (x, f) = nelder_mead(&mut sse, &x0, 1.0, 1500);
+            if f < best.0 {
+                best = (f, x);
+            }
+        }
+        ets_from_unconstrained(&best.1)
+    }
+}
+
+const LO: f64 = 1e-4;
+const HI: f64 = 1.0 - 1e-4;
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
+}
+
+fn ets_from_unconstrained(x: &[f64]) -> EtsParams {
+    let alpha = LO + (HI - LO) * sigmoid(x[0]);
+    let beta = LO + (alpha - LO) * sigmoid(x[1]);
+    let gamma = LO + (HI - alpha - LO).max(0.0) * sigmoid(x[2]);
+    EtsParams { alpha, beta, gamma }
+}
+
+fn ets_to_unconstrained(p: EtsParams) -> Vec<f64> {
+    let a = (p.alpha - LO) / (HI - LO);
+    let b = (p.beta - LO) / (p.alpha - LO);
+    let c = (p.gamma - LO) / (HI - p.alpha - LO);
+    vec![logit(a), logit(b), logit(c)]
+}
+
+impl Forecaster for HoltWinters {
+    fn kind(&self) -> ModelKind {
+        ModelKind::HoltWinters
+    }
+    fn min_points(&self, series: &RegularSeries) -> usize {
+        self.season_len(series).map_or(usize::MAX, |m| 2 * m + 2)
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        let m = self.season_len(series)?;
+        ensure_points("holt-winters forecast (two seasons)", 2 * m + 2, series.len())?;
+        let y = &series.values;
+        let init = match &self.init {
+            Some(i) if i.seasonal.len() == m => i.clone(),
+            Some(i) => {
+                return Err(Error::invalid(
+                    "holt_winters.init",
+                    format!("{} seasonal states for a season of {m}", i.seasonal.len()),
+                ));
+            }
+            None => EtsInit::heuristic(y, m)?,
+        };
+        let params = match self.params {
+            Some(p) => p,
+            None => Self::fit_params(y, &init),
+        };
+        let mut ring = Vec::with_capacity(m);
+        let (sse, level, trend, last_mu) = ets_run(y, params, &init, &mut ring, None);
+        let sigma2 = sse / y.len() as f64;
+        tracing::trace!(
+            target: "sysmanage_capacity",
+            alpha = params.alpha, beta = params.beta, gamma = params.gamma, sse,
+            "sysmanage.capacity.holt_winters.fitted"
+        );
+        let fit = EtsFit {
+            params,
+            m,
+            level,
+            trend,
+            season: ring,
+            n: y.len(),
+            sigma2,
+            last_fitted: last_mu,
+        };
+        Ok(FittedModel::new(ModelKind::HoltWinters, series, sigma2.sqrt(), FittedState::Ets(fit)))
+    }
+}
+
+/// One-step fitted values `μₜ` of ETS(A,A,A) with fixed parameters and
+/// initial states, and their SSE (what statsmodels' `ETSModel.smooth` computes).
+pub fn ets_fitted_values(values: &[f64], params: EtsParams, init: &EtsInit) -> (Vec<f64>, f64) {
+    let mut ring = Vec::new();
+    let mut fitted = Vec::with_capacity(values.len());
+    let (sse, ..) = ets_run(values, params, init, &mut ring, Some(&mut fitted));
+    (fitted, sse)
+}
+
+/// Prometheus' double exponential smoothing as a forecaster.
+///
+/// The recursion is exactly [`crate::prometheus::double_exponential_smoothing`]'s;
+/// the forecast `h` steps ahead is `level + h · trend`. In ETS terms this is
+/// ETS(A,A,N) with `α = sf`, `β = sf · tf`, which gives the analytic
+/// interval. Factors left as `None` (the default) are fitted by minimising
+/// the SSE of the one-step errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DoubleExponential {
+    /// Smoothing factor `sf` in `(0, 1)`; `None` fits it.
+    pub smoothing_factor: Option<f64>,
+    /// Trend factor `tf` in `(0, 1)`; `None` fits it.
+    pub trend_factor: Option<f64>,
+}
+
+impl DoubleExponential {
+    /// With fixed factors, as in a PromQL query.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless both are in `(0, 1)`.
+    pub fn with_factors(sf: f64, tf: f64) -> Result<Self> {
+        if !(sf > 0.0 && sf < 1.0 && tf > 0.0 && tf < 1.0) {
+            return Err(Error::invalid(
+                "double_exponential",
+                format!("factors must be in (0, 1), got sf={sf} tf={tf}"),
+            ));
+        }
+        Ok(Self {
+            smoothing_factor: Some(sf),
+            trend_factor: Some(tf),
+        })
+    }
+}
+
+/// Runs Prometheus' recursion; returns (SSE of one-step errors from the third
+/// value on, count, level, next trend, last one-step fitted value).
+fn des_run(y: &[f64], sf: f64, tf: f64) -> (f64, usize, f64, f64, f64) {
+    let (mut s0, mut s1, mut b) = (0.0, y[0], y[1] - y[0]);
+    let (mut sse, mut count, mut last_fit) = (0.0, 0, y[0]);
+    for (i, &yi) in y.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+            let e = yi - (s1 + b);
+            sse += e * e;
+            count += 1;
+        }
+        last_fit = s1 + b;
+        let next = sf * yi + (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = next;
+    }
+    let next_trend = tf * (s1 - s0) + (1.0 - tf) * b;
+    (sse, count, s1, next_trend, last_fit)
+}
+
+/// A fitted double exponential smoothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DesFit {
+    pub(crate) sf: f64,
+    pub(crate) tf: f64,
+    level: f64,
+    trend: f64,
+    sigma2: f64,
+    pub(crate) last_fitted: f64,
+}
+
+impl DesFit {
+    pub(crate) fn predict(&self, h: usize) -> Prediction {
+        let hf = h as f64;
+        let (alpha, beta) = (self.sf, self.sf * self.tf);
+        let rel = 1.0 + (hf - 1.0) * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0);
+        Prediction {
+            point: self.level + hf * self.trend,
+            sd: (self.sigma2 * rel).sqrt(),
+        }
+    }
+}
+
+impl Forecaster for DoubleExponential {
+    fn kind(&self) -> ModelKind {
+        ModelKind::DoubleExponential
+    }
+    fn min_points(&self, _: &RegularSeries) -> usize {
+        4
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        let y = &series.values;
+        ensure_points("double exponential smoothing forecast", 4, y.len())?;
+        let (sf, tf) = match (self.smoothing_factor, self.trend_factor) {
+            (Some(sf), Some(tf)) => (sf, tf),
+            (fixed_sf, fixed_tf) => {
+                let unpack = |x: &[f64]| {
+                    (
+                        fixed_sf.unwrap_or(LO + (HI - LO) * sigmoid(x[0])),
+                        fixed_tf.unwrap_or(LO + (HI - LO) * sigmoid(x[1])),
+                    )
+                };
+                let mut f = |x: &[f64]| {
+                    let (sf, tf) = unpack(x);
+                    let (sse, ..) = des_run(y, sf, tf);
+                    if sse.is_finite() { sse } else { f64::MAX }
+                };
+                let (x, _) = nelder_mead(&mut f, &[logit(0.3), logit(0.1)], 1.0, 600);
+                unpack(&x)
+            }
+        };
+        if !(sf > 0.0 && sf < 1.0 && tf > 0.0 && tf < 1.0) {
+            return Err(Error::invalid(
+                "double_exponential",
+                format!("factors must be in (0, 1), got sf={sf} tf={tf}"),
+            ));
+        }
+        let (sse, count, level, trend, last_fitted) = des_run(y, sf, tf);
+        let sigma2 = sse / count.max(1) as f64;
+        let fit = DesFit {
+            sf,
+            tf,
+            level,
+            trend,
+            sigma2,
+            last_fitted,
+        };
+        Ok(FittedModel::new(
+            ModelKind::DoubleExponential,
+            series,
+            sigma2.sqrt(),
+            FittedState::Des(fit),
+        ))
+    }
+}
+
+/// Nelder–Mead minimisation (standard coefficients 1, 2, ½, ½).
+/// Returns the best point and its value.
+pub(crate) fn nelder_mead(
+    f: &mut impl FnMut(&[f64]) -> f64,
+    x0: &[f64],
+    step: f64,
+    max_evals: usize,
+) -> (Vec<f64>, f64) {
+    let d = x0.len();
+    let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(d + 1);
+    simplex.push((x0.to_vec(), f(x0)));
+    for i in 0..d {
+        let mut x = x0.to_vec();
+        x[i] += step;
+        let v = f(&x);
+        simplex.push((x, v));
+    }
+    let mut evals = d + 1;
+    let point = |a: &[f64], b: &[f64], t: f64| -> Vec<f64> {
+        a.iter().zip(b).map(|(ai, bi)| ai + t * (bi - ai)).collect()
+    };
+    while evals < max_evals {
+        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, worst) = (simplex[0].1, simplex[d].1);
+        let size = simplex[1..]
+            .iter()
+            .flat_map(|(x, _)| x.iter().zip(&simplex[0].0).map(|(a, b)| (a - b).abs()))
+            .fold(0.0, f64::max);
+        if (worst - best).abs() <= 1e-13 * best.abs().max(1e-300) && size < 1e-7 {
+            break;
+        }
+        let mut centroid = vec![0.0; d];
+        for (x, _) in &simplex[..d] {
+            for (c, xi) in centroid.iter_mut().zip(x) {
+                *c += xi / d as f64;
+            }
+        }
+        let reflected = point(&centroid, &simplex[d].0, -1.0);
+        let fr = f(&reflected);
+        evals += 1;
+        if fr < simplex[0].1 {
+            let expanded = point(&centroid, &simplex[d].0, -2.0);
+            let fe = f(&expanded);
+            evals += 1;
+            simplex[d] = if fe < fr { (expanded, fe) } else { (reflected, fr) };
+        } else if fr < simplex[d - 1].1 {
+            simplex[d] = (reflected, fr);
+        } else {
+            let (target, ft) = if fr < simplex[d].1 {
+                (point(&centroid, &reflected, 0.5), 0.0)
+            } else {
+                (point(&centroid, &simplex[d].0, 0.5), 0.0)
+            };
+            let _ = ft;
+            let fc = f(&target);
+            evals += 1;
+            if fc < simplex[d].1.min(fr) {
+                simplex[d] = (target, fc);
+            } else {
+                let best_x = simplex[0].0.clone();
+                for v in simplex.iter_mut().skip(1) {
+                    v.0 = point(&best_x, &v.0, 0.5);
+                    v.1 = f(&v.0);
+                    evals += 1;
+                }
+            }
+        }
+    }
+    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (x, v) = simplex.swap_remove(0);
+    (x, v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysmanage_core::Timestamp;
+
+    #[test]
+    fn nelder_mead_finds_a_quadratic_minimum() {
+        let mut f = |x: &[f64]| (x[0] - 1.0).powi(2) + 10.0 * (x[1] + 2.0).powi(2);
+        let (x, v) = nelder_mead(&mut f, &[0.0, 0.0], 1.0, 2000);
+        assert!((x[0] - 1.0).abs() < 1e-4 && (x[1] + 2.0).abs() < 1e-4, "{x:?}");
+        assert!(v < 1e-8);
+    }
+
+    #[test]
+    fn holt_winters_reproduces_a_pure_seasonal_trend() {
+        let m = 24;
+        let y: Vec<f64> = (0..m * 6)
+            .map(|i| 10.0 + 0.1 * i as f64 + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin())
+            .collect();
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
+        let f = HoltWinters::default().fit(&s).unwrap();
+        for h in [1, 24, 25, 48] {
+            let i = m * 6 - 1 + h;
+            let truth = 10.0 + 0.1 * i as f64 + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin();
+            assert!((f.predict(h).point - truth).abs() < 1e-3, "h={h}: {}", f.predict(h).point);
+        }
+        assert!(HoltWinters::with_season(Duration::from_secs(5000)).fit(&s).is_err());
+    }
+
+    #[test]
+    fn des_forecaster_matches_prometheus_level() {
+        let y = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0];
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(60), y.to_vec()).unwrap();
+        let f = DoubleExponential::with_factors(0.4, 0.3).unwrap().fit(&s).unwrap();
+        let level = crate::prometheus::double_exponential_smoothing(&y, 0.4, 0.3).unwrap();
+        let (_, trend) = crate::prometheus::des_state(&y, 0.4, 0.3).unwrap();
+        let next_trend = match &f.state {
+            FittedState::Des(d) => d.trend,
+            _ => unreachable!(),
+        };
+        assert!((f.predict(1).point - (level + next_trend)).abs() < 1e-12);
+        assert!(trend.is_finite());
+        assert!(DoubleExponential::with_factors(1.0, 0.5).is_err());
+    }
+}
