@@ -101,6 +101,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// These limits with `max_value_bytes` replaced.
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
     /// Rejects a key over the limit.
     ///
     /// # Errors
