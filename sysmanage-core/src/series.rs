@@ -193,7 +193,7 @@ impl SampleBuffer {
     /// `max_age` behind the newest.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a zero `max_age`.
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero `max_age`.
     pub fn new(max_len: NonZeroUsize, max_age: Duration) -> Result<Self> {
         ensure_nonzero("sample_buffer.max_age", max_age)?;
         Ok(Self {
@@ -206,7 +206,7 @@ impl SampleBuffer {
     /// Adds a sample, evicting what falls outside the bounds.
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for NaN or infinite values (nothing is stored).
+    /// [`Error::NonFinite`](crate::Error::NonFinite) for NaN or infinite values (nothing is stored).
     pub fn push(&mut self, at: Timestamp, value: f64) -> Result<()> {
         ensure_finite("sample value", value)?;
         let sample = Sample { at, value };
