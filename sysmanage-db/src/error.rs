@@ -1,0 +1,111 @@
+//! The error type of `sysmanage-db`.
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors returned by `sysmanage-db`.
+///
+/// Messages are lowercase, name the offending input and never contain a
+/// password (URLs are shown redacted).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A shared building block rejected its input.
+    #[error(transparent)]
+    Core(#[from] sysmanage_core::Error),
+    /// A configuration value was rejected.
+    #[error("invalid {field}: {reason}")]
+    InvalidConfig {
+        /// The field that was rejected.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// No replica qualified for a read and the policy is
+    /// [`NoReplicaPolicy::Error`](crate::replica::NoReplicaPolicy::Error).
+    #[error("no replica qualifies for a {consistency} read ({checked} replicas checked)")]
+    NoReplica {
+        /// The read's consistency level, e.g. `"bounded_staleness"`.
+        consistency: &'static str,
+        /// Replicas considered.
+        checked: usize,
+    },
+    /// No node currently acts as the primary.
+    #[error("no primary available")]
+    NoPrimary,
+    /// A query failed on a node; the cause (e.g. a `sqlx::Error`) is in
+    /// `source()` and can be downcast.
+    #[error("query on node {node:?} failed")]
+    Query {
+        /// The node's name.
+        node: String,
+        /// Whether the failure was at the connection level (the node was
+        /// unreachable or the connection broke), as opposed to an SQL error.
+        connection: bool,
+        /// The underlying error.
+        #[source]
+        source: sysmanage_core::BoxError,
+    },
+    /// A node name is not part of the topology.
+    #[error("unknown node {0:?}")]
+    UnknownNode(String),
+    /// A node name was added twice.
+    #[error("duplicate node name {0:?}")]
+    DuplicateNode(String),
+    /// Text that should be a WAL position (`X/Y`, hexadecimal) was not.
+    #[error("invalid wal position {input:?}: expected two hexadecimal numbers separated by '/'")]
+    InvalidWalPosition {
+        /// The rejected text (at most 40 characters).
+        input: String,
+    },
+    // --- replica routing variants (ReplicaRouter) go above this line ---
+    /// A shard function found no shard for a key (a gap between ranges, a
+    /// value in no list). Never turned into a broadcast.
+    #[error("no shard owns key {key} under the {function} shard function")]
+    NoShardForKey {
+        /// The shard function's name.
+        function: &'static str,
+        /// The key, rendered.
+        key: String,
+    },
+    /// A key's type differs from the one the shard function was built for.
+    #[error("the {function} shard function takes {expected} keys, got a {got} key")]
+    KeyTypeMismatch {
+        /// The shard function's name.
+        function: &'static str,
+        /// The key type it was built for.
+        expected: &'static str,
+        /// The key type it was given.
+        got: &'static str,
+    },
+    /// A key could not be parsed.
+    #[error("invalid {key_type} key: {reason}")]
+    InvalidKey {
+        /// The key type.
+        key_type: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A shard id outside the router's `0..shards`.
+    #[error("{shard} does not exist (the router has {shards} shards)")]
+    UnknownShard {
+        /// The requested shard.
+        shard: crate::shard::ShardId,
+        /// How many shards the router has.
+        shards: u32,
+    },
+    /// Work on one shard failed (or, in a fail-fast fan-out, the first shard
+    /// that failed).
+    #[error(transparent)]
+    ShardFailed(Box<crate::shard::ShardFailure>),
+    /// A fan-out did not complete on every shard; each failed shard is named
+    /// with its reason.
+    #[error("fan-out incomplete: {} of {total} shards failed ({})", failed.len(), crate::shard::failure_list(failed))]
+    PartialFanOut {
+        /// Every failed shard and why.
+        failed: Vec<crate::shard::ShardFailure>,
+        /// How many shards the fan-out targeted.
+        total: usize,
+    },
+    // --- sharding variants (ShardRouter) go above this line ---
+}

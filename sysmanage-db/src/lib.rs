@@ -1,0 +1,11 @@
+//! Replica-aware read routing and PostgreSQL-compatible sharding.
+//!
+//! (Crate-level docs and the opening example are assembled when both routers land.)
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod error;
+pub mod replica;
+pub mod shard;
+
+pub use error::{Error, Result};
