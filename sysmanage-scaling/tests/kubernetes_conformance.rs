@@ -1,0 +1,731 @@
+//! Conformance with the Kubernetes HPA controller's own unit tests.
+//!
+//! Every test names the Go test it ports, from
+//! `kubernetes/kubernetes/pkg/controller/podautoscaler/{replica_calculator_test.go,horizontal_test.go}`.
+//! Kubernetes expresses levels in milli-units per container with two
+//! containers per pod; the ratios are the same per pod, so levels here are
+//! per pod in whole units (`300` milli-CPU → `0.3`).
+
+use std::time::Duration;
+
+use sysmanage_core::Timestamp;
+use sysmanage_scaling::kube::{
+    self, RateArgs, Reason, Recommendation, ScaleEvent, convert_with_behavior_rate, convert_with_rules,
+    scale_down_limit, scale_up_limit, stabilize, stabilize_with_behaviors, store_scale_event,
+};
+use sysmanage_scaling::{
+    Behavior, Calculation, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, PodSample, PodStatus,
+    ReplicaCounts, ResolvedRules, ScalingError, ScalingPolicy, ScalingRules, SelectPolicy, Tolerances,
+    calc::calculate,
+};
+
+const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
+use PodStatus::{Ignored, Pending, Ready, Unready};
+
+fn pods(levels: &[f64], statuses: &[PodStatus], request: Option<f64>) -> Vec<PodSample> {
+    let n = statuses.len().max(levels.len());
+    (0..n)
+        .map(|i| PodSample {
+            value: levels.get(i).copied(),
+            request,
+            status: statuses.get(i).copied().unwrap_or(Ready),
+        })
+        .collect()
+}
+
+fn all_ready(n: usize) -> Vec<PodStatus> {
+    vec![Ready; n]
+}
+
+fn counts(spec: u32, ready: u32) -> ReplicaCounts {
+    ReplicaCounts {
+        spec,
+        status: spec,
+        ready,
+    }
+}
+
+fn run(metric: MetricSpec, value: MetricValue, c: ReplicaCounts) -> Calculation {
+    calculate(&metric, &value, c, Tolerances::symmetric(0.1))
+        .expect("valid input")
+        .expect("metric computes")
+}
+
+fn cpu_case(current: u32, levels: &[f64], statuses: &[PodStatus], target: i32) -> Calculation {
+    run(
+        MetricSpec::resource_utilization("cpu", target),
+        MetricValue::PerPod(pods(levels, statuses, Some(1.0))),
+        counts(current, current),
+    )
+}
+
+fn qps_pods_case(current: u32, levels: &[f64], statuses: &[PodStatus], target: f64) -> Calculation {
+    run(
+        MetricSpec::pods_average_value("qps", target),
+        MetricValue::PerPod(pods(levels, statuses, None)),
+        counts(current, current),
+    )
+}
+
+// ---------------------------------------------------------------- replica_calculator_test.go
+
+#[test]
+fn test_replica_calc_scale_up() {
+    // TestReplicaCalcScaleUp
+    let c = cpu_case(3, &[0.3, 0.5, 0.7], &all_ready(3), 30);
+    assert_eq!((c.replicas, c.current), (5, 50.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_unready_less_scale() {
+    // TestReplicaCalcScaleUpUnreadyLessScale (pod 0 not ready)
+    let c = cpu_case(3, &[0.3, 0.5, 0.7], &[Unready, Ready, Ready], 30);
+    assert_eq!((c.replicas, c.current), (4, 60.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_hot_cpu_less_scale() {
+    // TestReplicaCalcScaleUpHotCpuLessScale: a pod inside the CPU initialization
+    // period is classified Unready by groupPods.
+    let c = cpu_case(3, &[0.3, 0.5, 0.7], &[Unready, Ready, Ready], 30);
+    assert_eq!((c.replicas, c.current), (4, 60.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_unready_no_scale() {
+    // TestReplicaCalcScaleUpUnreadyNoScale and TestReplicaCalcScaleHotCpuNoScale
+    let c = cpu_case(3, &[0.4, 0.5, 0.7], &[Ready, Unready, Unready], 30);
+    assert_eq!((c.replicas, c.current), (3, 40.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_ignores_failed_and_deleted_pods() {
+    // TestReplicaCalcScaleUpIgnoresFailedPods, TestReplicaCalcScaleUpIgnoresDeletionPods
+    let c = cpu_case(2, &[0.5, 0.7], &[Ready, Ready, Ignored, Ignored], 30);
+    assert_eq!((c.replicas, c.current), (4, 60.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm() {
+    // TestReplicaCalcScaleUpCM
+    let c = qps_pods_case(3, &[20.0, 10.0, 30.0], &all_ready(3), 15.0);
+    assert_eq!((c.replicas, c.current), (4, 20.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_unready_hot_cpu_no_less_scale() {
+    // TestReplicaCalcScaleUpCMUnreadyHotCpuNoLessScale: readiness only matters
+    // for CPU, so every running pod with a sample is Ready for a Pods metric.
+    let c = qps_pods_case(3, &[50.0, 10.0, 30.0], &all_ready(3), 15.0);
+    assert_eq!((c.replicas, c.current), (6, 30.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_unready_hot_cpu_scale_would_scale_down() {
+    // TestReplicaCalcScaleUpCMUnreadyHotCpuScaleWouldScaleDown
+    let c = qps_pods_case(3, &[50.0, 15.0, 30.0], &all_ready(3), 15.0);
+    assert_eq!((c.replicas, c.current), (7, 31.666));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_object() {
+    // TestReplicaCalcScaleUpCMObject
+    let c = run(MetricSpec::object_value("qps", 15.0), MetricValue::Total(20.0), counts(3, 3));
+    assert_eq!((c.replicas, c.current), (4, 20.0));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_per_pod_object() {
+    // TestReplicaCalcScaleUpCMPerPodObject
+    let c = run(MetricSpec::object_average_value("qps", 5.0), MetricValue::Total(20.0), counts(3, 3));
+    assert_eq!((c.replicas, c.current), (4, 6.667));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_object_ignores_unready_pods() {
+    // TestReplicaCalcScaleUpCMObjectIgnoresUnreadyPods: one ready pod of three
+    let c = run(MetricSpec::object_value("qps", 10.0), MetricValue::Total(50.0), counts(3, 1));
+    assert_eq!(c.replicas, 5);
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_external() {
+    // TestReplicaCalcScaleUpCMExternal and TestReplicaCalcScaleUpCMExternalNoLabels (podMetric)
+    let c = qps_pods_case(1, &[8.6], &all_ready(1), 4.4);
+    assert_eq!((c.replicas, c.current), (2, 8.6));
+}
+
+#[test]
+fn test_replica_calc_scale_up_cm_external_ignores_unready_pods() {
+    // TestReplicaCalcScaleUpCMExternalIgnoresUnreadyPods
+    let c = run(MetricSpec::external_value("qps", 4.4), MetricValue::Total(8.6), counts(3, 1));
+    assert_eq!(c.replicas, 2);
+}
+
+#[test]
+fn test_replica_calc_scale_up_per_pod_cm_external() {
+    // TestReplicaCalcScaleUpPerPodCMExternal
+    let c = run(MetricSpec::external_average_value("qps", 2.15), MetricValue::Total(8.6), counts(3, 3));
+    assert_eq!((c.replicas, c.current), (4, 2.867));
+}
+
+#[test]
+fn test_replica_calc_scale_down() {
+    // TestReplicaCalcScaleDown
+    let c = cpu_case(5, &[0.1, 0.3, 0.5, 0.25, 0.25], &all_ready(5), 50);
+    assert_eq!((c.replicas, c.current), (3, 28.0));
+}
+
+#[test]
+fn test_replica_calc_scale_down_cm() {
+    // TestReplicaCalcScaleDownCM
+    let c = qps_pods_case(5, &[12.0; 5], &all_ready(5), 20.0);
+    assert_eq!((c.replicas, c.current), (3, 12.0));
+}
+
+#[test]
+fn test_replica_calc_scale_down_per_pod_cm_object() {
+    // TestReplicaCalcScaleDownPerPodCMObject
+    let c = run(MetricSpec::object_average_value("qps", 2.0), MetricValue::Total(6.0), counts(5, 5));
+    assert_eq!((c.replicas, c.current), (3, 1.2));
+}
+
+#[test]
+fn test_replica_calc_scale_down_cm_object() {
+    // TestReplicaCalcScaleDownCMObject
+    let c = run(MetricSpec::object_value("qps", 20.0), MetricValue::Total(12.0), counts(5, 5));
+    assert_eq!(c.replicas, 3);
+}
+
+#[test]
+fn test_replica_calc_scale_down_cm_external() {
+    // TestReplicaCalcScaleDownCMExternal
+    let c = run(MetricSpec::external_value("qps", 14.334), MetricValue::Total(8.6), counts(5, 5));
+    assert_eq!(c.replicas, 3);
+}
+
+#[test]
+fn test_replica_calc_scale_down_per_pod_cm_external() {
+    // TestReplicaCalcScaleDownPerPodCMExternal
+    let c = run(MetricSpec::external_average_value("qps", 2.867), MetricValue::Total(8.6), counts(5, 5));
+    assert_eq!((c.replicas, c.current), (3, 1.72));
+}
+
+#[test]
+fn test_replica_calc_scale_down_include_unready_pods() {
+    // TestReplicaCalcScaleDownIncludeUnreadyPods and TestReplicaCalcScaleDownIgnoreHotCpuPods
+    let c = cpu_case(5, &[0.1, 0.3, 0.5, 0.25, 0.25], &[Ready, Ready, Ready, Unready, Unready], 50);
+    assert_eq!((c.replicas, c.current), (2, 30.0));
+}
+
+#[test]
+fn test_replica_calc_scale_down_exclude_unscheduled_pods() {
+    // TestReplicaCalcScaleDownExcludeUnscheduledPods
+    let c = cpu_case(5, &[0.1], &[Ready, Pending, Pending, Pending, Pending], 50);
+    assert_eq!((c.replicas, c.current), (1, 10.0));
+}
+
+#[test]
+fn test_replica_calc_scale_down_ignores_failed_pods() {
+    // TestReplicaCalcScaleDownIgnoresFailedPods, TestReplicaCalcScaleDownIgnoresDeletionPods
+    let c = cpu_case(
+        5,
+        &[0.1, 0.3, 0.5, 0.25, 0.25],
+        &[Ready, Ready, Ready, Ready, Ready, Ignored, Ignored],
+        50,
+    );
+    assert_eq!((c.replicas, c.current), (3, 28.0));
+}
+
+#[test]
+fn test_replica_calc_tolerance_per_pod_cm_object() {
+    // TestReplicaCalcTolerancePerPodCMObject
+    let c = run(MetricSpec::object_average_value("qps", 5.0), MetricValue::Total(20.166), counts(4, 4));
+    assert_eq!((c.replicas, c.current), (4, 5.042));
+}
+
+#[test]
+fn test_replica_calc_tolerance_cm_external() {
+    // TestReplicaCalcToleranceCMExternal
+    let c = run(MetricSpec::external_value("qps", 8.888), MetricValue::Total(8.6), counts(3, 3));
+    assert_eq!(c.replicas, 3);
+}
+
+#[test]
+fn test_replica_calc_tolerance_per_pod_cm_external() {
+    // TestReplicaCalcTolerancePerPodCMExternal
+    let c = run(MetricSpec::external_average_value("qps", 2.9), MetricValue::Total(8.6), counts(3, 3));
+    assert_eq!((c.replicas, c.current), (3, 2.867));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics() {
+    // TestReplicaCalcMissingMetrics: two of four pods have no sample
+    let c = cpu_case(4, &[0.4, 0.095], &all_ready(4), 100);
+    assert_eq!((c.replicas, c.current), (3, 24.0));
+}
+
+#[test]
+fn test_replica_calc_empty_metrics() {
+    // TestReplicaCalcEmptyMetrics: no pod reported → the metric is invalid
+    let r = calculate(
+        &MetricSpec::resource_utilization("cpu", 100),
+        &MetricValue::PerPod(pods(&[], &all_ready(3), Some(1.0))),
+        counts(4, 4),
+        Tolerances::symmetric(0.1),
+    )
+    .unwrap();
+    assert!(r.unwrap_err().contains("did not receive metrics"));
+}
+
+#[test]
+fn test_replica_calc_empty_cpu_request() {
+    // TestReplicaCalcEmptyCPURequest: "missing request for" → a typed error here
+    let r = calculate(
+        &MetricSpec::resource_utilization("cpu", 100),
+        &MetricValue::PerPod(pods(&[0.2], &all_ready(1), None)),
+        counts(1, 1),
+        Tolerances::symmetric(0.1),
+    );
+    assert!(matches!(r, Err(ScalingError::MismatchedReading { .. })));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_no_change_eq() {
+    // TestReplicaCalcMissingMetricsNoChangeEq
+    let c = cpu_case(2, &[1.0], &all_ready(2), 100);
+    assert_eq!((c.replicas, c.current), (2, 100.0));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_no_change_gt() {
+    // TestReplicaCalcMissingMetricsNoChangeGt
+    let c = cpu_case(2, &[1.9], &all_ready(2), 100);
+    assert_eq!((c.replicas, c.current), (2, 190.0));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_no_change_lt() {
+    // TestReplicaCalcMissingMetricsNoChangeLt
+    let c = cpu_case(2, &[0.6], &all_ready(2), 100);
+    assert_eq!((c.replicas, c.current), (2, 60.0));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_unready_change() {
+    // TestReplicaCalcMissingMetricsUnreadyChange and ...HotCpuNoChange
+    let c = cpu_case(3, &[0.1, 0.45], &[Unready, Ready, Ready], 50);
+    assert_eq!((c.replicas, c.current), (3, 45.0));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_unready_scale_up() {
+    // TestReplicaCalcMissingMetricsUnreadyScaleUp and ...HotCpuScaleUp
+    let c = cpu_case(3, &[0.1, 2.0], &[Unready, Ready, Ready], 50);
+    assert_eq!((c.replicas, c.current), (4, 200.0));
+}
+
+#[test]
+fn test_replica_calc_missing_metrics_unready_scale_down() {
+    // TestReplicaCalcMissingMetricsUnreadyScaleDown
+    let c = cpu_case(4, &[0.1, 0.1, 0.1], &[Unready, Ready, Ready, Ready], 50);
+    assert_eq!((c.replicas, c.current), (3, 10.0));
+}
+
+#[test]
+fn test_replica_calc_during_rolling_update_with_max_surge() {
+    // TestReplicaCalcDuringRollingUpdateWithMaxSurge
+    let c = cpu_case(2, &[0.1, 0.1], &all_ready(3), 50);
+    assert_eq!((c.replicas, c.current), (2, 10.0));
+}
+
+#[test]
+fn test_replica_calc_computed_tolerance_alg_implementation() {
+    // TestReplicaCalcComputedToleranceAlgImplementation
+    let per_pod_requested = 300.0;
+    let offsets = [100.0, -100.0, 10.0, -10.0, 2.0, -2.0, 1.0, -1.0, 0.0, 0.0];
+    let samples: Vec<PodSample> = offsets
+        .iter()
+        .map(|o| PodSample::with_request(0.15, (per_pod_requested + o) / 1000.0))
+        .collect();
+    let requested_to_used = 2.0_f64;
+    let target = (1.0 / (requested_to_used * (1.0 - 0.1))).abs() + 0.01;
+    let pct = (target * 100.0) as i32;
+    let final_pods = (1500.0 / (3000.0 * target) * 10.0).ceil() as u32;
+    let c = run(
+        MetricSpec::resource_utilization("cpu", pct),
+        MetricValue::PerPod(samples.clone()),
+        counts(10, 10),
+    );
+    assert_eq!((c.replicas, c.current), (final_pods, 50.0));
+    assert_eq!(final_pods, 9);
+    // within a hair of the tolerance: no change
+    let target = (1.0 / (requested_to_used * (1.0 - 0.1))).abs() + 0.004;
+    let c = run(
+        MetricSpec::resource_utilization("cpu", (target * 100.0) as i32),
+        MetricValue::PerPod(samples),
+        counts(10, 10),
+    );
+    assert_eq!(c.replicas, 10);
+}
+
+// ---------------------------------------------------------------- horizontal_test.go
+
+fn rules(pods: u32, pods_period: u32, percent: u32, percent_period: u32, window: u32) -> ScalingRules {
+    // generateScalingRules
+    let mut policies = Vec::new();
+    if pods != 0 {
+        policies.push(ScalingPolicy::pods(pods, pods_period));
+    }
+    if percent != 0 {
+        policies.push(ScalingPolicy::percent(percent, percent_period));
+    }
+    ScalingRules {
+        stabilization_window_seconds: Some(window),
+        select_policy: Some(SelectPolicy::Max),
+        // Go leaves Policies nil when both are zero, and GenerateHPA*Rules then fills the default.
+        policies: if policies.is_empty() { None } else { Some(policies) },
+        tolerance: None,
+    }
+}
+
+fn events(raw: &[u32], period_seconds: u32) -> Vec<ScaleEvent> {
+    // generateEventsUniformDistribution (Go truncates the float seconds to a Duration)
+    let seg = f64::from(period_seconds) / raw.len() as f64;
+    raw.iter()
+        .enumerate()
+        .map(|(i, &change)| {
+            let back = (f64::from(period_seconds) - seg * (i as f64 + 1.0) + seg / 2.0) as u64;
+            ScaleEvent {
+                change,
+                at: NOW - Duration::from_secs(back),
+                outdated: false,
+            }
+        })
+        .collect()
+}
+
+fn resolve(up: Option<ScalingRules>, down: Option<ScalingRules>) -> (ResolvedRules, ResolvedRules) {
+    Behavior {
+        scale_up: up,
+        scale_down: down,
+    }
+    .resolve(Duration::from_secs(300), 0.1)
+}
+
+struct RulesCase {
+    name: &'static str,
+    up_events: Vec<ScaleEvent>,
+    down_events: Vec<ScaleEvent>,
+    min: u32,
+    max: u32,
+    up: Option<ScalingRules>,
+    down: Option<ScalingRules>,
+    current: u32,
+    desired: u32,
+    expected: u32,
+    condition: Reason,
+}
+
+fn rc(
+    name: &'static str,
+    min: u32,
+    max: u32,
+    up: Option<ScalingRules>,
+    down: Option<ScalingRules>,
+    current: u32,
+    desired: u32,
+    expected: u32,
+    condition: Reason,
+) -> RulesCase {
+    RulesCase {
+        name,
+        up_events: vec![],
+        down_events: vec![],
+        min,
+        max,
+        up,
+        down,
+        current,
+        desired,
+        expected,
+        condition,
+    }
+}
+
+impl RulesCase {
+    fn up_ev(mut self, e: Vec<ScaleEvent>) -> Self {
+        self.up_events = e;
+        self
+    }
+    fn down_ev(mut self, e: Vec<ScaleEvent>) -> Self {
+        self.down_events = e;
+        self
+    }
+}
+
+#[test]
+fn test_scaling_with_rules() {
+    // TestScalingWithRules (the case marked testThis, skipped upstream, is omitted)
+    use Reason::*;
+    let cases = vec![
+        rc("prenormalized desired replicas within range", 3, 8, None, None, 5, 7, 7, DesiredWithinRange),
+        rc("prenormalized desired replicas < minReplicas", 2, 8, None, None, 3, 1, 2, TooFewReplicas),
+        rc("prenormalized desired replicas within range when minReplicas is 0", 0, 10, None, None, 1, 0, 0, DesiredWithinRange),
+        rc("maxReplicas is the limit because maxReplicas < scaleUpLimit", 1, 10, None, None, 20, 1000, 10, TooManyReplicas),
+        rc("desired replica count is more than the maximum replica count", 100, 150, None, None, 100, 1000, 150, TooManyReplicas),
+        rc("scaleUpLimit is the limit because scaleUpLimit < maxReplicas with user policies", 1, 2000, Some(rules(0, 0, 1, 60, 0)), None, 3, 1000, 4, ScaleUpLimit),
+        rc("scaleUp with default behavior", 1, 1000, None, None, 10, 50, 20, ScaleUpLimit),
+        rc("scaleUp with pods policy larger than percent policy", 1, 1000, Some(rules(100, 60, 100, 60, 0)), None, 10, 500, 110, ScaleUpLimit),
+        rc("scaleUp with percent policy larger than pods policy", 1, 1000, Some(rules(2, 60, 100, 60, 0)), None, 10, 500, 20, ScaleUpLimit),
+        rc("scaleUp with spec MaxReplicas limitation with large pod policy", 1, 1000, Some(rules(100, 60, 0, 0, 0)), None, 10, 50, 50, DesiredWithinRange),
+        rc("scaleUp with spec MaxReplicas limitation with large percent policy", 1, 1000, Some(rules(10000, 60, 0, 0, 0)), None, 10, 50, 50, DesiredWithinRange),
+        rc("scaleUp with pod policy limitation", 1, 1000, Some(rules(30, 60, 0, 0, 0)), None, 10, 50, 40, ScaleUpLimit),
+        rc("scaleUp with percent policy limitation", 1, 1000, Some(rules(0, 0, 200, 60, 0)), None, 10, 50, 30, ScaleUpLimit),
+        rc("scaleDown with percent policy larger than pod policy", 1, 1000, None, Some(rules(20, 60, 1, 60, 300)), 100, 2, 80, ScaleDownLimit),
+        rc("scaleDown with pod policy larger than percent policy", 1, 1000, None, Some(rules(2, 60, 1, 60, 300)), 100, 2, 98, ScaleDownLimit),
+        rc("scaleDown with spec MinReplicas=nil limitation with large pod policy", 1, 1000, None, Some(rules(100, 60, 0, 0, 300)), 10, 0, 1, TooFewReplicas),
+        rc("scaleDown with spec MinReplicas limitation with large percent policy", 5, 1000, None, Some(rules(0, 0, 100, 60, 300)), 10, 2, 5, TooFewReplicas),
+        rc("scaleDown with pod policy limitation", 1, 1000, None, Some(rules(5, 60, 0, 0, 300)), 10, 2, 5, ScaleDownLimit),
+        rc("scaleDown with percent policy limitation", 1, 1000, None, Some(rules(0, 0, 50, 60, 300)), 10, 5, 5, DesiredWithinRange),
+        rc("scaleUp with spec MaxReplicas limitation with large pod policy and events", 1, 200, Some(rules(300, 60, 0, 0, 0)), None, 100, 500, 200, TooManyReplicas).up_ev(events(&[1, 5, 9], 120)),
+        rc("scaleUp with spec MaxReplicas limitation with large percent policy and events", 1, 200, Some(rules(0, 0, 10000, 60, 0)), None, 100, 500, 200, TooManyReplicas).up_ev(events(&[1, 5, 9], 120)),
+        rc("scaleUp with currentReplicas limitation with rate.PeriodSeconds with a lot of recent scale up events", 1, 1000, Some(rules(5, 120, 0, 0, 0)), None, 100, 500, 100, ScaleUpLimit).up_ev(events(&[1, 5, 9], 120)),
+        rc("scaleUp with pod policy and previous scale up events", 1, 1000, Some(rules(150, 120, 0, 0, 0)), None, 100, 500, 235, ScaleUpLimit).up_ev(events(&[1, 5, 9], 120)),
+        rc("scaleUp with percent policy and previous scale up events", 1, 1000, Some(rules(0, 0, 200, 120, 0)), None, 100, 500, 255, ScaleUpLimit).up_ev(events(&[1, 5, 9], 120)),
+        rc("scaleUp with percent policy and previous scale up and down events", 1, 1000, Some(rules(0, 0, 300, 300, 0)), None, 6, 24, 16, ScaleUpLimit).up_ev(events(&[4], 120)).down_ev(events(&[2], 120)),
+        rc("scaleDown with default policy and previous events", 1, 1000, None, None, 10, 5, 5, DesiredWithinRange).down_ev(events(&[1, 5, 9], 120)),
+        rc("scaleDown with spec MinReplicas=nil limitation with large pod policy and previous events", 1, 1000, None, Some(rules(115, 120, 0, 0, 300)), 100, 0, 1, TooFewReplicas).down_ev(events(&[1, 5, 9], 120)),
+        rc("scaleDown with spec MinReplicas limitation with large pod policy and previous events", 5, 1000, None, Some(rules(130, 120, 0, 0, 300)), 100, 0, 5, TooFewReplicas).down_ev(events(&[1, 5, 9], 120)),
+        rc("scaleDown with spec MinReplicas limitation with large percent policy and previous events", 5, 1000, None, Some(rules(0, 0, 100, 120, 300)), 100, 2, 5, TooFewReplicas).down_ev(events(&[1, 5, 9], 120)),
+        rc("scaleDown with pod policy limitation and previous events", 1, 1000, None, Some(rules(5, 120, 0, 0, 300)), 100, 2, 100, ScaleDownLimit).down_ev(events(&[1, 5, 9], 120)),
+        rc("scaleDown with percent policy limitation and previous events", 1, 1000, None, Some(rules(0, 0, 50, 120, 300)), 100, 0, 56, ScaleDownLimit).down_ev(events(&[2, 4, 6], 120)),
+        rc("scaleDown with percent policy and previous scale up and down events", 1, 1000, None, Some(rules(0, 0, 50, 180, 0)), 10, 1, 6, ScaleDownLimit).up_ev(events(&[2], 120)).down_ev(events(&[4], 120)),
+        rc("scaleDown with previous events preventing further scale down", 1, 1000, None, Some(rules(0, 0, 10, 120, 300)), 100, 0, 100, ScaleDownLimit).down_ev(events(&[10, 10, 10], 120)),
+        rc("scaleDown with with previous events still allowing more scale down", 1, 1000, None, Some(rules(0, 0, 1000, 120, 300)), 10, 5, 5, DesiredWithinRange).down_ev(events(&[10, 10, 10], 120)),
+        rc("check 'outdated' flag for events for one behavior for up", 1, 1000, Some(rules(1000, 60, 0, 0, 0)), None, 100, 200, 200, DesiredWithinRange).up_ev(events(&[8, 12, 9, 11], 120)),
+        rc("check that events were not marked 'outdated' for two different policies in the behavior for up", 1, 1000, Some(rules(1000, 120, 100, 60, 0)), None, 100, 200, 200, DesiredWithinRange).up_ev(events(&[8, 12, 9, 11], 120)),
+        rc("check that events were marked 'outdated' for two different policies in the behavior for up", 1, 1000, Some(rules(1000, 30, 100, 60, 0)), None, 100, 200, 200, DesiredWithinRange).up_ev(events(&[8, 12, 9, 11], 120)),
+        rc("check 'outdated' flag for events for one behavior for down", 1, 1000, None, Some(rules(1000, 60, 0, 0, 300)), 100, 5, 5, DesiredWithinRange).down_ev(events(&[8, 12, 9, 11], 120)),
+        rc("check that events were not marked 'outdated' for two different policies in the behavior for down", 1, 1000, None, Some(rules(1000, 120, 100, 60, 300)), 100, 5, 5, DesiredWithinRange).down_ev(events(&[8, 12, 9, 11], 120)),
+        rc("check that events were marked 'outdated' for two different policies in the behavior for down", 1, 1000, None, Some(rules(1000, 30, 100, 60, 300)), 100, 5, 5, DesiredWithinRange).down_ev(events(&[8, 12, 9, 11], 120)),
+    ];
+    assert!(cases.len() >= 40);
+    for c in cases {
+        let (up, down) = resolve(c.up.clone(), c.down.clone());
+        let (got, why) = convert_with_behavior_rate(
+            RateArgs {
+                current: c.current,
+                desired: c.desired,
+                min: c.min,
+                max: c.max,
+                up: &up,
+                down: &down,
+                up_events: &c.up_events,
+                down_events: &c.down_events,
+            },
+            NOW,
+        );
+        assert_eq!((got, why), (c.expected, c.condition), "{}", c.name);
+    }
+}
+
+#[test]
+fn test_convert_desired_replicas_with_rules() {
+    // TestConvertDesiredReplicasWithRules (legacy path)
+    use Reason::*;
+    let cases = [
+        (5, 7, 3, 8, 7, DesiredWithinRange),
+        (3, 1, 2, 8, 2, TooFewReplicas),
+        (1, 0, 0, 10, 0, DesiredWithinRange),
+        (20, 1000, 1, 10, 10, TooManyReplicas),
+        (3, 1000, 1, 2000, kube::legacy_scale_up_limit(3), ScaleUpLimit),
+    ];
+    for (current, desired, min, max, expected, cond) in cases {
+        assert_eq!(convert_with_rules(current, desired, min, max), (expected, cond));
+    }
+    assert_eq!(kube::legacy_scale_up_limit(3), 6);
+    assert_eq!(kube::legacy_scale_up_limit(1), 4);
+}
+
+#[test]
+fn test_calculate_scale_up_limit_with_scaling_rules() {
+    // TestCalculateScaleUpLimitWithScalingRules
+    let r = ResolvedRules {
+        stabilization_window_seconds: 300,
+        select_policy: SelectPolicy::Min,
+        policies: vec![ScalingPolicy::pods(2, 60), ScalingPolicy::percent(50, 60)],
+        tolerance: 0.1,
+    };
+    assert_eq!(scale_up_limit(1, &[], &[], &r, NOW), 2);
+}
+
+#[test]
+fn test_calculate_scale_down_limit_with_behaviors() {
+    // TestCalculateScaleDownLimitWithBehaviors
+    let r = ResolvedRules {
+        stabilization_window_seconds: 300,
+        select_policy: SelectPolicy::Min,
+        policies: vec![ScalingPolicy::pods(2, 60), ScalingPolicy::percent(50, 60)],
+        tolerance: 0.1,
+    };
+    assert_eq!(scale_down_limit(5, &[], &[], &r, NOW), 3);
+}
+
+fn recs(list: &[(u32, i64)]) -> Vec<Recommendation> {
+    list.iter()
+        .map(|&(replicas, mins_ago)| Recommendation {
+            replicas,
+            at: NOW - Duration::from_secs(u64::try_from(mins_ago * 60).unwrap()),
+        })
+        .collect()
+}
+
+#[test]
+fn test_normalize_desired_replicas() {
+    // TestNormalizeDesiredReplicas (legacy stabilizeRecommendation, 5-minute window)
+    let cases: [(&str, Vec<Recommendation>, u32, u32, usize); 5] = [
+        ("empty log", recs(&[]), 5, 5, 1),
+        ("stabilize", recs(&[(4, 2), (5, 1)]), 3, 5, 3),
+        ("no stabilize", recs(&[(1, 2), (2, 1)]), 3, 3, 3),
+        ("no stabilize - old recommendations", recs(&[(10, 10), (9, 9)]), 3, 3, 2),
+        ("stabilize - old recommendations", recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]), 3, 5, 4),
+    ];
+    for (name, mut log, desired, expected, len) in cases {
+        let got = stabilize(&mut log, desired, Duration::from_secs(300), NOW);
+        assert_eq!(got, expected, "{name}");
+        assert_eq!(log.len(), len, "{name}");
+    }
+}
+
+#[test]
+fn test_normalize_desired_replicas_with_behavior() {
+    // TestNormalizeDesiredReplicasWithBehavior
+    struct C {
+        name: &'static str,
+        recs: Vec<Recommendation>,
+        current: u32,
+        desired: u32,
+        expected: u32,
+        stored: Option<Vec<u32>>,
+        up: u32,
+        down: u32,
+    }
+    let cases = vec![
+        C { name: "empty recommendations for scaling down", recs: recs(&[]), current: 100, desired: 5, expected: 5, stored: Some(vec![5]), up: 0, down: 0 },
+        C { name: "simple scale down stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 100, desired: 3, expected: 5, stored: Some(vec![4, 5, 3]), up: 0, down: 180 },
+        C { name: "simple scale up stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 1, desired: 7, expected: 4, stored: Some(vec![4, 5, 7]), up: 300, down: 0 },
+        C { name: "no scale down stabilization", recs: recs(&[(1, 2), (2, 1)]), current: 100, desired: 3, expected: 3, stored: Some(vec![1, 2, 3]), up: 300, down: 0 },
+        C { name: "no scale up stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 1, desired: 3, expected: 3, stored: Some(vec![4, 5, 3]), up: 0, down: 300 },
+        C { name: "no scale down stabilization, reuse recommendation element", recs: recs(&[(10, 10), (9, 9)]), current: 100, desired: 3, expected: 3, stored: Some(vec![10, 3]), up: 0, down: 0 },
+        C { name: "no scale up stabilization, reuse recommendation element", recs: recs(&[(10, 10), (9, 9)]), current: 1, desired: 100, expected: 100, stored: Some(vec![10, 100]), up: 0, down: 0 },
+        C { name: "scale down stabilization, reuse one of obsolete recommendation element", recs: recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]), current: 100, desired: 3, expected: 5, stored: Some(vec![10, 4, 5, 3]), up: 0, down: 180 },
+        C { name: "scale up stabilization, reuse one of obsolete recommendation element", recs: recs(&[(10, 100), (6, 1), (5, 2), (9, 3)]), current: 1, desired: 100, expected: 5, stored: Some(vec![100, 6, 5, 9]), up: 300, down: 0 },
+        C { name: "scale up and down stabilization, do not scale up when prenormalized rec goes down", recs: recs(&[(2, 100), (3, 3)]), current: 2, desired: 1, expected: 2, stored: None, up: 300, down: 300 },
+        C { name: "scale up and down stabilization, do not scale down when prenormalized rec goes up", recs: recs(&[(2, 100), (1, 3)]), current: 2, desired: 3, expected: 2, stored: None, up: 300, down: 300 },
+    ];
+    for mut c in cases {
+        let (got, _) = stabilize_with_behaviors(&mut c.recs, c.current, c.desired, c.up, c.down, NOW);
+        assert_eq!(got, c.expected, "{}", c.name);
+        if let Some(stored) = c.stored {
+            let have: Vec<u32> = c.recs.iter().map(|r| r.replicas).collect();
+            assert_eq!(have, stored, "{}", c.name);
+        }
+    }
+}
+
+#[test]
+fn test_store_scale_events() {
+    // TestStoreScaleEvents
+    fn ev(change: u32, secs_ago: u64) -> ScaleEvent {
+        ScaleEvent {
+            change,
+            at: NOW - Duration::from_secs(secs_ago),
+            outdated: false,
+        }
+    }
+    // (name, prev, expected (change, outdated), rules, expected change in the last 60 s)
+    let cases: Vec<(&str, Vec<ScaleEvent>, Vec<(u32, bool)>, Option<ScalingRules>, i64)> = vec![
+        ("empty entries with default behavior", vec![], vec![], None, 0),
+        ("empty entries with two-policy-behavior", vec![], vec![(5, false)], Some(rules(10, 60, 100, 60, 0)), 0),
+        ("one outdated entry to be kept untouched without behavior", vec![ev(7, 61)], vec![(7, false)], None, 0),
+        ("one outdated entry to be replaced with behavior", vec![ev(7, 61)], vec![(5, false)], Some(rules(10, 60, 100, 60, 0)), 0),
+        ("one actual entry to be not touched with behavior", vec![ev(7, 58)], vec![(7, false), (5, false)], Some(rules(10, 60, 100, 60, 0)), 7),
+        ("two entries, one of them to be replaced", vec![ev(7, 61), ev(6, 59)], vec![(5, false), (6, false)], Some(rules(10, 60, 0, 0, 0)), 6),
+        ("replace one entry, use policies with different periods", vec![ev(8, 29), ev(6, 59), ev(7, 61), ev(9, 61)], vec![(8, false), (6, false), (7, true), (5, false)], Some(rules(10, 60, 100, 30, 0)), 14),
+        ("two entries, both actual", vec![ev(7, 58), ev(6, 59)], vec![(7, false), (6, false), (5, false)], Some(rules(10, 120, 100, 30, 0)), 13),
+    ];
+    for (name, prev, expected, r, change) in cases {
+        assert_eq!(kube::replicas_change_per_period(60, &prev, NOW), change, "{name}");
+        let mut events = prev.clone();
+        // storeScaleEvent: nothing is stored without a behavior
+        if let Some(r) = r {
+            let (up, _) = resolve(Some(r), None);
+            store_scale_event(&mut events, up.longest_period_seconds(), 5, NOW);
+        }
+        let got: Vec<(u32, bool)> = events.iter().map(|e| (e.change, e.outdated)).collect();
+        assert_eq!(got, expected, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------- whole-controller cases
+
+fn cpu_obs(current: u32, levels: &[f64]) -> Observation {
+    Observation::new(current).reading(
+        "cpu",
+        MetricValue::PerPod(pods(levels, &all_ready(levels.len()), Some(1.0))),
+    )
+}
+
+#[test]
+fn test_scale_up() {
+    // TestScaleUp: min 2, max 6, 3 replicas, CPU target 30 %, levels 300/500/700 m
+    let mut hpa = Hpa::new(HpaSpec::new(2, 6, vec![MetricSpec::resource_utilization("cpu", 30)])).unwrap();
+    let d = hpa.decide(&cpu_obs(3, &[0.3, 0.5, 0.7]), NOW).unwrap();
+    assert_eq!(d.desired_replicas, 5);
+}
+
+#[test]
+fn test_scale_up_one_metric_empty() {
+    // TestScaleUpOneMetricEmpty: CPU proposes 4, the External metric fails → still 4
+    let spec = HpaSpec::new(
+        2,
+        6,
+        vec![MetricSpec::resource_utilization("cpu", 30), MetricSpec::external_value("qps", 0.1)],
+    );
+    let mut hpa = Hpa::new(spec).unwrap();
+    let obs = cpu_obs(3, &[0.3, 0.4, 0.5]).reading("qps", MetricValue::Unavailable("boom".into()));
+    let d = hpa.decide(&obs, NOW).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has(Reason::PartialMetricsFailure));
+    assert_eq!(d.proposals[1].error.as_deref(), Some("boom"));
+}
+
+#[test]
+fn scale_down_with_one_metric_failing_is_blocked() {
+    // The downward counterpart of TestScaleUpOneMetricEmpty (computeReplicasForMetrics:
+    // "some are invalid and we would scale down" → no change).
+    let spec = HpaSpec::new(
+        1,
+        6,
+        vec![MetricSpec::resource_utilization("cpu", 50), MetricSpec::external_value("qps", 0.1)],
+    );
+    let mut hpa = Hpa::new(spec).unwrap();
+    let obs = cpu_obs(5, &[0.1, 0.3, 0.5, 0.25, 0.25]).reading("qps", MetricValue::Unavailable("x".into()));
+    let d = hpa.decide(&obs, NOW).unwrap();
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has(Reason::FailedGetMetrics));
+}
+
+#[test]
+fn zero_replicas_disables_scaling_and_out_of_range_counts_are_corrected() {
+    // reconcileAutoscaler: spec.replicas == 0 && minReplicas != 0 → ScalingDisabled;
+    // above max / below min → corrected without looking at metrics.
+    let mut hpa = Hpa::new(HpaSpec::new(2, 6, vec![MetricSpec::resource_utilization("cpu", 30)])).unwrap();
+    let d = hpa.decide(&Observation::new(0), NOW).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[0]), (0, Reason::ScalingDisabled));
+    let d = hpa.decide(&Observation::new(9), NOW).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[0]), (6, Reason::CurrentAboveMax));
+    let d = hpa.decide(&Observation::new(1), NOW).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[0]), (2, Reason::CurrentBelowMin));
+}
