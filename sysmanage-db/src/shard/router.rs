@@ -1,0 +1,868 @@
+//! [`ShardRouter`]: logical shards on physical node sets, per-key routing and
+//! fan-out with explicit partial failure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{Future, poll_fn};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::BoxError;
+use tracing::Instrument;
+
+use super::function::ShardFunction;
+use super::key::{ShardId, ShardKey};
+use super::node_set::{NodeSet, NodeSetStatus};
+use super::pg_hash::PgHash;
+use super::plan::Topology;
+use crate::{Error, Result};
+
+/// Default bound on shards worked on at once by one fan-out.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+/// Default deadline for the work on one shard.
+pub const DEFAULT_SHARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the work on one shard failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The closure returned an error (connection refused, query error, …).
+    Error,
+    /// The per-shard deadline passed first; the work was cancelled.
+    Timeout,
+}
+
+/// One shard's failure: which shard, on which node set, and why.
+///
+/// `reason` is the full rendered cause (the error and its sources), kept as
+/// text so reports and serialised snapshots carry it; the error itself is
+/// also available through [`std::error::Error::source`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardFailure {
+    /// The shard.
+    pub shard: ShardId,
+    /// The node set it lives on.
+    pub node_set: String,
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// Why, rendered.
+    pub reason: String,
+    #[serde(skip)]
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl ShardFailure {
+    fn from_error(shard: ShardId, node_set: &str, err: BoxError) -> Self {
+        let mut reason = err.to_string();
+        let mut cur = err.source();
+        while let Some(s) = cur {
+            reason.push_str(": ");
+            reason.push_str(&s.to_string());
+            cur = s.source();
+        }
+        ShardFailure {
+            shard,
+            node_set: node_set.to_owned(),
+            kind: FailureKind::Error,
+            reason,
+            source: Some(Arc::from(err)),
+        }
+    }
+
+    fn timeout(shard: ShardId, node_set: &str, deadline: Duration) -> Self {
+        ShardFailure {
+            shard,
+            node_set: node_set.to_owned(),
+            kind: FailureKind::Timeout,
+            reason: format!("deadline of {deadline:?} exceeded"),
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for ShardFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            // The cause is the source; not repeated here.
+            FailureKind::Error => write!(f, "{} on node set {} failed", self.shard, self.node_set),
+            FailureKind::Timeout => write!(
+                f,
+                "{} on node set {} failed: {}",
+                self.shard, self.node_set, self.reason
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ShardFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Renders failures for [`Error::PartialFanOut`]'s message.
+#[doc(hidden)]
+pub fn failure_list(failed: &[ShardFailure]) -> String {
+    const SHOWN: usize = 8;
+    let mut out = failed
+        .iter()
+        .take(SHOWN)
+        .map(|f| format!("{}: {}", f.shard, f.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failed.len() > SHOWN {
+        out.push_str(&format!("; and {} more", failed.len() - SHOWN));
+    }
+    out
+}
+
+/// What a closure run on a shard receives: the shard id and its node set.
+#[derive(Debug, Clone)]
+pub struct ShardCtx<N> {
+    shard: ShardId,
+    node_set: Arc<str>,
+    nodes: N,
+}
+
+impl<N> ShardCtx<N> {
+    /// The logical shard.
+    pub fn shard(&self) -> ShardId {
+        self.shard
+    }
+    /// The name of the node set the shard lives on.
+    pub fn node_set(&self) -> &str {
+        &self.node_set
+    }
+    /// The node set (a `PgPool`, a replica router, a [`MemoryNodeSet`](super::MemoryNodeSet)).
+    pub fn nodes(&self) -> &N {
+        &self.nodes
+    }
+    /// Takes the node set out.
+    pub fn into_nodes(self) -> N {
+        self.nodes
+    }
+}
+
+/// One shard's result in a [`FanOut`].
+#[derive(Debug, Clone)]
+pub struct ShardOutcome<T> {
+    /// The shard.
+    pub shard: ShardId,
+    /// The node set it ran on.
+    pub node_set: String,
+    /// How long the shard's work took (until success, error or deadline).
+    pub elapsed: Duration,
+    /// The value, or why there is none.
+    pub result: std::result::Result<T, ShardFailure>,
+}
+
+/// The outcome of a fan-out on every targeted shard, in shard order.
+///
+/// Nothing is dropped: a failed shard is an outcome like a successful one.
+/// Decide what partial means for the caller with [`into_complete`]
+/// (any failure is an error) or [`into_partial`] (values plus the named
+/// failures).
+///
+/// [`into_complete`]: FanOut::into_complete
+/// [`into_partial`]: FanOut::into_partial
+#[derive(Debug, Clone)]
+pub struct FanOut<T> {
+    outcomes: Vec<ShardOutcome<T>>,
+}
+
+/// The successful values of a fan-out and every failure, named.
+#[derive(Debug, Clone)]
+pub struct Partial<T> {
+    /// Values of the shards that succeeded, in shard order.
+    pub values: Vec<(ShardId, T)>,
+    /// The shards that failed and why, in shard order.
+    pub failed: Vec<ShardFailure>,
+}
+
+impl<T> Partial<T> {
+    /// Whether every shard succeeded.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+    /// The ids of the failed shards.
+    pub fn failed_shards(&self) -> Vec<ShardId> {
+        self.failed.iter().map(|f| f.shard).collect()
+    }
+    /// The values without their shard ids, e.g. for the merge helpers.
+    pub fn into_values(self) -> Vec<T> {
+        self.values.into_iter().map(|(_, v)| v).collect()
+    }
+}
+
+impl<T> FanOut<T> {
+    /// Every shard's outcome, in shard order.
+    pub fn outcomes(&self) -> &[ShardOutcome<T>] {
+        &self.outcomes
+    }
+    /// How many shards were targeted.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+    /// Whether no shard was targeted.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+    /// Whether every targeted shard succeeded.
+    pub fn is_complete(&self) -> bool {
+        self.outcomes.iter().all(|o| o.result.is_ok())
+    }
+    /// The failures, in shard order.
+    pub fn failures(&self) -> impl Iterator<Item = &ShardFailure> {
+        self.outcomes.iter().filter_map(|o| o.result.as_ref().err())
+    }
+    /// The ids of the failed shards.
+    pub fn failed_shards(&self) -> Vec<ShardId> {
+        self.failures().map(|f| f.shard).collect()
+    }
+    /// The slowest shard's elapsed time.
+    pub fn slowest(&self) -> Option<Duration> {
+        self.outcomes.iter().map(|o| o.elapsed).max()
+    }
+
+    /// All values in shard order, or an error naming every failed shard.
+    ///
+    /// # Errors
+    /// [`Error::PartialFanOut`] when any shard failed.
+    pub fn into_complete(self) -> Result<Vec<T>> {
+        let total = self.outcomes.len();
+        let partial = self.into_partial();
+        if partial.failed.is_empty() {
+            Ok(partial.into_values())
+        } else {
+            Err(Error::PartialFanOut {
+                failed: partial.failed,
+                total,
+            })
+        }
+    }
+
+    /// The values that arrived and the named failures.
+    pub fn into_partial(self) -> Partial<T> {
+        let mut values = Vec::with_capacity(self.outcomes.len());
+        let mut failed = Vec::new();
+        for o in self.outcomes {
+            match o.result {
+                Ok(v) => values.push((o.shard, v)),
+                Err(f) => failed.push(f),
+            }
+        }
+        Partial { values, failed }
+    }
+}
+
+#[derive(Debug, Default)]
+struct ShardCounters {
+    queries: AtomicU64,
+    errors: AtomicU64,
+    timeouts: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Per-shard counters and node-set status, from [`ShardRouter::stats`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStats {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its node set.
+    pub node_set: String,
+    /// The node set's own view of its health.
+    pub status: NodeSetStatus,
+    /// Closures run on the shard (single-shard runs and fan-out legs).
+    pub queries: u64,
+    /// Of those, how many returned an error.
+    pub errors: u64,
+    /// Of those, how many passed their deadline.
+    pub timeouts: u64,
+    /// The most recent failure's reason.
+    pub last_error: Option<String>,
+}
+
+/// A serialisable snapshot of a [`ShardRouter`].
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardRouterStats {
+    /// The shard function's name.
+    pub function: &'static str,
+    /// Number of logical shards.
+    pub shard_count: u32,
+    /// Per shard, in shard order.
+    pub shards: Vec<ShardStats>,
+}
+
+struct Inner<N, F> {
+    function: F,
+    node_sets: Vec<(Arc<str>, N)>,
+    /// Logical shard → index into `node_sets`.
+    placement: Vec<usize>,
+    max_concurrency: usize,
+    shard_timeout: Duration,
+    counters: Vec<ShardCounters>,
+}
+
+/// Routes keys to logical shards and runs work on them.
+///
+/// Keys map to logical shards through a [`ShardFunction`] (by default
+/// [`PgHash`], bit-exact with PostgreSQL's `PARTITION BY HASH`); logical shards
+/// map to physical [`NodeSet`]s through a placement table, so many logical
+/// shards can share a database and a shard can move to another database
+/// without rehashing any key (change its placement, see
+/// [`ReshardPlan`](super::ReshardPlan)).
+///
+/// Cloning is cheap (`Arc` inside). All methods take `&self`.
+///
+/// ```
+/// use sysmanage_db::shard::{MemoryNodeSet, PgHash, ShardRouter};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sysmanage_db::Error> {
+/// // Eight logical shards on two node sets (0, 2, 4, 6 on a; 1, 3, 5, 7 on b).
+/// let router = ShardRouter::builder(PgHash::new(8)?)
+///     .node_set("a", MemoryNodeSet::<i64>::new("a"))
+///     .node_set("b", MemoryNodeSet::<i64>::new("b"))
+///     .build()?;
+/// for id in 0..1_000_i64 {
+///     router.node_set_for(id)?.insert(id);
+/// }
+/// let counts = router
+///     .fan_out(|ctx| async move { ctx.nodes().query(|rows| rows.len()).await })
+///     .await
+///     .into_complete()?;
+/// // Shards 0 and 1 see their node set's rows (both of its shards' keys).
+/// assert_eq!(counts[0] + counts[1], 1_000);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ShardRouter<N, F = PgHash> {
+    inner: Arc<Inner<N, F>>,
+}
+
+impl<N, F> Clone for ShardRouter<N, F> {
+    fn clone(&self) -> Self {
+        ShardRouter {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<N: fmt::Debug, F: fmt::Debug> fmt::Debug for ShardRouter<N, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShardRouter")
+            .field("function", &self.inner.function)
+            .field(
+                "node_sets",
+                &self.inner.node_sets.iter().map(|(n, _)| &**n).collect::<Vec<_>>(),
+            )
+            .field("placement", &self.inner.placement)
+            .field("max_concurrency", &self.inner.max_concurrency)
+            .field("shard_timeout", &self.inner.shard_timeout)
+            .finish()
+    }
+}
+
+/// Builds a [`ShardRouter`].
+#[derive(Debug)]
+pub struct ShardRouterBuilder<N, F> {
+    function: F,
+    node_sets: Vec<(String, N)>,
+    placements: Vec<(ShardId, String)>,
+    max_concurrency: usize,
+    shard_timeout: Duration,
+}
+
+impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
+    /// Adds a physical node set under a unique name.
+    pub fn node_set(mut self, name: impl Into<String>, nodes: N) -> Self {
+        self.node_sets.push((name.into(), nodes));
+        self
+    }
+
+    /// Places logical `shards` on the node set called `node_set`. Shards
+    /// not placed explicitly are spread round-robin (shard `i` on node set
+    /// `i % node_sets`, in the order they were added).
+    pub fn place(
+        mut self,
+        shards: impl IntoIterator<Item = u32>,
+        node_set: impl Into<String>,
+    ) -> Self {
+        let name = node_set.into();
+        self.placements
+            .extend(shards.into_iter().map(|s| (ShardId(s), name.clone())));
+        self
+    }
+
+    /// Bounds how many shards one fan-out works on at once (default
+    /// [`DEFAULT_MAX_CONCURRENCY`]).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+
+    /// The deadline for the work on one shard (default
+    /// [`DEFAULT_SHARD_TIMEOUT`]); the clock starts when that shard's work
+    /// starts, not while it waits for a concurrency slot.
+    pub fn shard_timeout(mut self, timeout: Duration) -> Self {
+        self.shard_timeout = timeout;
+        self
+    }
+
+    /// Validates and builds.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when there is no node set, two share a name,
+    /// a placement names an unknown node set or a shard outside
+    /// `0..shard_count`, a shard is placed twice, `max_concurrency` is 0 or
+    /// the shard timeout is zero.
+    pub fn build(self) -> Result<ShardRouter<N, F>> {
+        let invalid = |field: &'static str, reason: String| Error::InvalidConfig { field, reason };
+        if self.node_sets.is_empty() {
+            return Err(invalid("node_sets", "must not be empty".into()));
+        }
+        if self.max_concurrency == 0 {
+            return Err(invalid("max_concurrency", "must be at least 1".into()));
+        }
+        if self.shard_timeout.is_zero() {
+            return Err(invalid("shard_timeout", "must be positive".into()));
+        }
+        let mut names: Vec<&str> = self.node_sets.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(invalid("node_sets", format!("duplicate node set name {:?}", w[0])));
+        }
+        let count = self.function.shard_count();
+        let mut placement: Vec<Option<usize>> = vec![None; count as usize];
+        for (shard, name) in &self.placements {
+            let Some(idx) = self.node_sets.iter().position(|(n, _)| n == name) else {
+                return Err(invalid("placement", format!("unknown node set {name:?}")));
+            };
+            let Some(slot) = placement.get_mut(shard.index()) else {
+                return Err(invalid(
+                    "placement",
+                    format!("{shard} is outside the function's {count} shards"),
+                ));
+            };
+            if slot.is_some() {
+                return Err(invalid("placement", format!("{shard} is placed twice")));
+            }
+            *slot = Some(idx);
+        }
+        let sets = self.node_sets.len();
+        let placement = placement
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.unwrap_or(i % sets))
+            .collect();
+        Ok(ShardRouter {
+            inner: Arc::new(Inner {
+                counters: (0..count).map(|_| ShardCounters::default()).collect(),
+                function: self.function,
+                node_sets: self
+                    .node_sets
+                    .into_iter()
+                    .map(|(n, s)| (Arc::from(n), s))
+                    .collect(),
+                placement,
+                max_concurrency: self.max_concurrency,
+                shard_timeout: self.shard_timeout,
+            }),
+        })
+    }
+}
+
+fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
+    /// Starts a builder around a shard function.
+    pub fn builder(function: F) -> ShardRouterBuilder<N, F> {
+        ShardRouterBuilder {
+            function,
+            node_sets: Vec::new(),
+            placements: Vec::new(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            shard_timeout: DEFAULT_SHARD_TIMEOUT,
+        }
+    }
+
+    /// The shard function.
+    pub fn function(&self) -> &F {
+        &self.inner.function
+    }
+
+    /// The number of logical shards.
+    pub fn shard_count(&self) -> u32 {
+        self.inner.function.shard_count()
+    }
+
+    /// The shard that owns `key`.
+    ///
+    /// # Errors
+    /// As the shard function's [`ShardFunction::shard_for`].
+    #[inline]
+    pub fn shard_for<'k>(&self, key: impl Into<ShardKey<'k>>) -> Result<ShardId> {
+        self.inner.function.shard_for(&key.into())
+    }
+
+    /// The name of the node set `shard` lives on.
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`] for a shard outside `0..shard_count`.
+    pub fn node_set_name(&self, shard: ShardId) -> Result<&str> {
+        let idx = self.placement(shard)?;
+        Ok(&self.inner.node_sets[idx].0)
+    }
+
+    /// The node set that owns `key`.
+    ///
+    /// # Errors
+    /// As [`shard_for`](Self::shard_for).
+    pub fn node_set_for<'k>(&self, key: impl Into<ShardKey<'k>>) -> Result<&N> {
+        let shard = self.shard_for(key)?;
+        Ok(&self.inner.node_sets[self.placement(shard)?].1)
+    }
+
+    fn placement(&self, shard: ShardId) -> Result<usize> {
+        self.inner
+            .placement
+            .get(shard.index())
+            .copied()
+            .ok_or(Error::UnknownShard {
+                shard,
+                shards: self.shard_count(),
+            })
+    }
+
+    fn ctx(&self, shard: ShardId) -> Result<ShardCtx<N>> {
+        let (name, nodes) = &self.inner.node_sets[self.placement(shard)?];
+        Ok(ShardCtx {
+            shard,
+            node_set: Arc::clone(name),
+            nodes: nodes.clone(),
+        })
+    }
+
+    /// The current topology (function and placement), for
+    /// [`ReshardPlan::compute`](super::ReshardPlan::compute).
+    pub fn topology(&self) -> Topology<'_> {
+        Topology {
+            function: &self.inner.function,
+            placement: self
+                .inner
+                .placement
+                .iter()
+                .map(|&i| self.inner.node_sets[i].0.to_string())
+                .collect(),
+        }
+    }
+
+    /// Groups items by the shard that owns each item's key, keeping input
+    /// order within a shard.
+    ///
+    /// # Errors
+    /// The first key that no shard owns (nothing is broadcast or dropped).
+    pub fn group_by_shard<T, G>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        key: G,
+    ) -> Result<BTreeMap<ShardId, Vec<T>>>
+    where
+        G: for<'a> Fn(&'a T) -> ShardKey<'a>,
+    {
+        let mut groups: BTreeMap<ShardId, Vec<T>> = BTreeMap::new();
+        for item in items {
+            let shard = self.inner.function.shard_for(&key(&item))?;
+            groups.entry(shard).or_default().push(item);
+        }
+        Ok(groups)
+    }
+
+    /// Runs `f` on the shard that owns `key`, under the per-shard deadline.
+    ///
+    /// # Errors
+    /// A routing error, or [`Error::ShardFailed`] naming the shard and why.
+    pub async fn run<'k, T, E, Fut>(
+        &self,
+        key: impl Into<ShardKey<'k>>,
+        f: impl FnOnce(ShardCtx<N>) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let shard = self.shard_for(key)?;
+        self.run_on(shard, f).await
+    }
+
+    /// Runs `f` on `shard`, under the per-shard deadline.
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`], or [`Error::ShardFailed`] naming the shard and why.
+    pub async fn run_on<T, E, Fut>(
+        &self,
+        shard: ShardId,
+        f: impl FnOnce(ShardCtx<N>) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let ctx = self.ctx(shard)?;
+        let name = Arc::clone(&ctx.node_set);
+        let fut = self.leg(shard, &name, "run", f(ctx));
+        fut.await.1.map_err(|f| Error::ShardFailed(Box::new(f)))
+    }
+
+    /// Wraps one shard's work: deadline, span, stats.
+    fn leg<T, E, Fut>(
+        &self,
+        shard: ShardId,
+        node_set: &Arc<str>,
+        op: &'static str,
+        fut: Fut,
+    ) -> impl Future<Output = (Duration, std::result::Result<T, ShardFailure>)> + use<T, E, Fut, N, F>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let inner = Arc::clone(&self.inner);
+        let node_set = Arc::clone(node_set);
+        let span = tracing::debug_span!(
+            "sysmanage_db.shard",
+            shard = shard.0,
+            node_set = &*node_set,
+            op
+        );
+        async move {
+            let started = tokio::time::Instant::now();
+            let deadline = inner.shard_timeout;
+            let result = match tokio::time::timeout(deadline, fut).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(ShardFailure::from_error(shard, &node_set, e.into())),
+                Err(_) => Err(ShardFailure::timeout(shard, &node_set, deadline)),
+            };
+            let elapsed = started.elapsed();
+            let c = &inner.counters[shard.index()];
+            c.queries.fetch_add(1, Ordering::Relaxed);
+            if let Err(failure) = &result {
+                match failure.kind {
+                    FailureKind::Timeout => c.timeouts.fetch_add(1, Ordering::Relaxed),
+                    _ => c.errors.fetch_add(1, Ordering::Relaxed),
+                };
+                *lock(&c.last_error) = Some(failure.reason.clone());
+                tracing::warn!(
+                    shard = shard.0,
+                    node_set = &*node_set,
+                    kind = ?failure.kind,
+                    reason = %failure.reason,
+                    "sysmanage_db.shard.failed"
+                );
+            }
+            (elapsed, result)
+        }
+        .instrument(span)
+    }
+
+    /// Runs `f` on every shard, at most `max_concurrency` at a time, each
+    /// under the per-shard deadline, and returns every shard's outcome.
+    ///
+    /// Work is polled on the calling task (nothing is spawned), so `f` may
+    /// borrow from the caller.
+    pub async fn fan_out<T, E, Fut>(&self, f: impl Fn(ShardCtx<N>) -> Fut) -> FanOut<T>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let all: Vec<ShardId> = (0..self.shard_count()).map(ShardId).collect();
+        match self.drive(all, |ctx| f(ctx), false).await {
+            Ok(outcomes) | Err((outcomes, _)) => FanOut { outcomes },
+        }
+    }
+
+    /// Like [`fan_out`](Self::fan_out) on the listed shards only (each once,
+    /// in shard order).
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`] for a shard outside `0..shard_count`.
+    pub async fn fan_out_to<T, E, Fut>(
+        &self,
+        shards: impl IntoIterator<Item = ShardId>,
+        f: impl Fn(ShardCtx<N>) -> Fut,
+    ) -> Result<FanOut<T>>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let mut targets: Vec<ShardId> = shards.into_iter().collect();
+        targets.sort_unstable();
+        targets.dedup();
+        for s in &targets {
+            self.placement(*s)?;
+        }
+        match self.drive(targets, |ctx| f(ctx), false).await {
+            Ok(outcomes) | Err((outcomes, _)) => Ok(FanOut { outcomes }),
+        }
+    }
+
+    /// Runs `f` on every shard that owns one of the grouped items (see
+    /// [`group_by_shard`](Self::group_by_shard)), handing each shard its
+    /// items.
+    pub async fn fan_out_grouped<K, T, E, Fut>(
+        &self,
+        groups: BTreeMap<ShardId, Vec<K>>,
+        f: impl Fn(ShardCtx<N>, Vec<K>) -> Fut,
+    ) -> Result<FanOut<T>>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        for s in groups.keys() {
+            self.placement(*s)?;
+        }
+        let targets: Vec<ShardId> = groups.keys().copied().collect();
+        let mut groups = groups;
+        let make = |ctx: ShardCtx<N>| {
+            let items = groups.remove(&ctx.shard).unwrap_or_default();
+            f(ctx, items)
+        };
+        match self.drive(targets, make, false).await {
+            Ok(outcomes) | Err((outcomes, _)) => Ok(FanOut { outcomes }),
+        }
+    }
+
+    /// Runs `f` on every shard and stops at the first failure: the shards
+    /// still running are cancelled (their futures dropped) and the failure
+    /// is returned.
+    ///
+    /// # Errors
+    /// [`Error::ShardFailed`] naming the first shard that failed and why.
+    pub async fn fan_out_fail_fast<T, E, Fut>(
+        &self,
+        f: impl Fn(ShardCtx<N>) -> Fut,
+    ) -> Result<Vec<T>>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let all: Vec<ShardId> = (0..self.shard_count()).map(ShardId).collect();
+        match self.drive(all, |ctx| f(ctx), true).await {
+            Ok(outcomes) => Ok(outcomes
+                .into_iter()
+                .filter_map(|o| o.result.ok())
+                .collect()),
+            Err((_, failure)) => Err(Error::ShardFailed(Box::new(failure))),
+        }
+    }
+
+    /// The fan-out engine: bounded concurrency, polled on the caller's task.
+    async fn drive<T, E, Fut>(
+        &self,
+        targets: Vec<ShardId>,
+        mut make: impl FnMut(ShardCtx<N>) -> Fut,
+        fail_fast: bool,
+    ) -> std::result::Result<Vec<ShardOutcome<T>>, (Vec<ShardOutcome<T>>, ShardFailure)>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let total = targets.len();
+        let span = tracing::debug_span!(
+            "sysmanage_db.shard.fan_out",
+            shards = total,
+            failed = tracing::field::Empty
+        );
+        let mut slots: Vec<Option<ShardOutcome<T>>> = (0..total).map(|_| None).collect();
+        let mut queue = targets.iter().copied().enumerate();
+        let mut in_flight = Vec::with_capacity(self.inner.max_concurrency.min(total));
+        let max = self.inner.max_concurrency;
+        let mut first_failure: Option<ShardFailure> = None;
+        let mut failed = 0_usize;
+        poll_fn(|cx| {
+            loop {
+                while in_flight.len() < max {
+                    let Some((slot, shard)) = queue.next() else { break };
+                    // Targets were validated by the caller.
+                    let Ok(ctx) = self.ctx(shard) else { continue };
+                    let name = Arc::clone(&ctx.node_set);
+                    let leg = self.leg(shard, &name, "fan_out", make(ctx));
+                    in_flight.push((slot, shard, name, Box::pin(leg)));
+                }
+                let mut progressed = false;
+                let mut i = 0;
+                while i < in_flight.len() {
+                    let polled = span.in_scope(|| in_flight[i].3.as_mut().poll(cx));
+                    match polled {
+                        Poll::Pending => i += 1,
+                        Poll::Ready((elapsed, result)) => {
+                            let (slot, shard, name, _) = in_flight.swap_remove(i);
+                            progressed = true;
+                            if let Err(f) = &result {
+                                failed += 1;
+                                if fail_fast && first_failure.is_none() {
+                                    first_failure = Some(f.clone());
+                                }
+                            }
+                            slots[slot] = Some(ShardOutcome {
+                                shard,
+                                node_set: name.to_string(),
+                                elapsed,
+                                result,
+                            });
+                            if first_failure.is_some() {
+                                // Cancel everything still running.
+                                in_flight.clear();
+                                return Poll::Ready(());
+                            }
+                        }
+                    }
+                }
+                if in_flight.is_empty() && queue.len() == 0 {
+                    return Poll::Ready(());
+                }
+                if !progressed {
+                    return Poll::Pending;
+                }
+            }
+        })
+        .await;
+        span.record("failed", failed);
+        let outcomes: Vec<ShardOutcome<T>> = slots.into_iter().flatten().collect();
+        match first_failure {
+            Some(f) => Err((outcomes, f)),
+            None => Ok(outcomes),
+        }
+    }
+
+    /// Per-shard counters and node-set status.
+    pub fn stats(&self) -> ShardRouterStats {
+        let shards = (0..self.shard_count())
+            .map(|s| {
+                let (name, nodes) = &self.inner.node_sets[self.inner.placement[s as usize]];
+                let c = &self.inner.counters[s as usize];
+                ShardStats {
+                    shard: ShardId(s),
+                    node_set: name.to_string(),
+                    status: nodes.status(),
+                    queries: c.queries.load(Ordering::Relaxed),
+                    errors: c.errors.load(Ordering::Relaxed),
+                    timeouts: c.timeouts.load(Ordering::Relaxed),
+                    last_error: lock(&c.last_error).clone(),
+                }
+            })
+            .collect();
+        ShardRouterStats {
+            function: self.inner.function.name(),
+            shard_count: self.shard_count(),
+            shards,
+        }
+    }
+}
