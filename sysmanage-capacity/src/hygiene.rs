@@ -356,7 +356,8 @@ fn fill_gaps(v: &mut [f64]) -> usize {
 
 /// Hampel filter with a seasonal guard; returns the number of points damped.
 ///
-/// Each damped point is replaced by its rolling median.
+/// Each damped point is replaced by its rolling median (at the edges, by
+/// the line through the medians of the nearest full window's halves).
 pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &HygieneConfig) -> usize {
     let n = values.len();
     let w = config.outlier_half_window;
@@ -365,12 +366,29 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
     }
     let mut window = Vec::with_capacity(2 * w + 1);
     let mut med = vec![0.0; n];
-    for i in 0..n {
-        let lo = i.saturating_sub(w);
-        let hi = (i + w + 1).min(n);
-        window.clear();
-        window.extend_from_slice(&values[lo..hi]);
-        med[i] = median_in_place(&mut window);
+    for (i, m) in med.iter_mut().enumerate() {
+        if i >= w && i + w < n {
+            window.clear();
+            window.extend_from_slice(&values[i - w..=i + w]);
+            *m = median_in_place(&mut window);
+        } else {
+            // At the edges a truncated window is biased on a trend: use the
+            // nearest full window and the line through the medians of its
+            // two halves instead.
+            let lo = if i < w { 0 } else { n - 2 * w - 1 };
+            let seg = &values[lo..lo + 2 * w + 1];
+            window.clear();
+            window.extend_from_slice(&seg[..w]);
+            let left = median_in_place(&mut window);
+            window.clear();
+            window.extend_from_slice(&seg[w + 1..]);
+            let right = median_in_place(&mut window);
+            window.clear();
+            window.extend_from_slice(seg);
+            let centre = median_in_place(&mut window);
+            let slope = (right - left) / (w as f64 + 1.0);
+            *m = centre + slope * (i as f64 - (lo + w) as f64);
+        }
     }
     let resid: Vec<f64> = values.iter().zip(&med).map(|(v, m)| v - m).collect();
     let mut abs: Vec<f64> = resid.iter().map(|r| r.abs()).collect();

@@ -1,8 +1,93 @@
-//! placeholder
+//! Capacity planning for infrastructure services: forecast each capacity
+//! metric with seasonal models and prediction intervals, find when it reaches
+//! its limit, and turn that into recommendations and a report.
+//!
+//! This is the Rust successor of SysManage's `CapacityPlanner`, which fits a
+//! quadratic per metric and so misses daily cycles, extrapolates utilisation
+//! above 100 % and recommends scaling after a single spike. Here:
+//!
+//! * **Hygiene** ([`hygiene`]): NaN/∞ rejected with a typed error, samples
+//!   sorted, duplicate timestamps averaged, resampled to a regular grid keeping
+//!   mean and max, isolated spikes damped (recurring daily peaks are kept);
+//!   retention is bounded (30 days by default).
+//! * **Models** ([`model`]) behind the [`Forecaster`] trait: Prometheus
+//!   `predict_linear`'s line and double exponential smoothing ([`prometheus`]
+//!   has the exact PromQL functions), additive Holt-Winters / ETS(A,A,A) with
+//!   analytic intervals, trend + daily/weekly Fourier regression, and
+//!   SysManage's quadratic for compatibility.
+//! * **Selection** ([`select`]) per metric by rolling-origin holdout error,
+//!   preferring the simplest adequate model.
+//! * **Time to limit** from the point forecast and from the interval bound,
+//!   interpolated between grid points, with "already over" distinct from "not
+//!   within the horizon", on forecasts clamped to physical bounds.
+//! * **Reports** ([`report`]): trend labels with hysteresis, recommendations
+//!   with urgency, action text and evidence, and overall health; all `serde`.
+//!
+//! [`Planner`] implements [`CapacityPlanner`] and core's
+//! [`LoadForecast`](sysmanage_core::LoadForecast), so a predictive autoscaler
+//! can consume it through `sysmanage-core` alone.
+//!
+//! # Example
+//!
+//! Two weeks of hourly CPU with a daily peak that grows a little each day:
+//! the peak, not the average, decides when the limit is reached.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sysmanage_capacity::{CapacityHealth, CapacityPlanner, Planner, PlannerConfig, Urgency};
+//! use sysmanage_core::{LoadForecast, Timestamp};
+//!
+//! let mut planner = Planner::sysmanage(PlannerConfig::default())?;
+//! let t0 = Timestamp::from_secs(1_700_006_400); // a midnight, UTC
+//! for h in 0..24 * 14u64 {
+//!     let hour = (h % 24) as f64;
+//!     let peak = (-(hour - 14.0).powi(2) / 8.0).exp(); // busiest at 14:00
+//!     let cpu = 0.30 + (0.35 + 0.012 * (h / 24) as f64) * peak;
+//!     planner.record("cpu_utilization", t0 + Duration::from_secs(3600 * h), cpu)?;
+//! }
+//! let now = t0 + Duration::from_secs(3600 * (24 * 14 - 1));
+//! let report = planner.report(now);
+//! let cpu = &report.forecasts[0];
+//! assert_eq!(cpu.metric, "cpu_utilization");
+//! let hours = cpu.time_to_limit.hours().expect("the peak crosses 0.8");
+//! assert!(hours < 24.0, "peak-driven: {hours} h");
+//! assert_eq!(report.recommendations[0].urgency, Urgency::High);
+//! assert_eq!(report.capacity_health, CapacityHealth::Critical);
+//!
+//! // The same planner answers autoscalers through sysmanage-core's trait.
+//! let f = planner.forecast("cpu_utilization", now, Duration::from_secs(3600))?;
+//! assert!(f.lower <= f.point && f.point <= f.upper && f.upper <= 1.0);
+//! # Ok::<(), sysmanage_core::Error>(())
+//! ```
+//!
+//! # Tracing
+//!
+//! Events under target `sysmanage_capacity`, at `debug`/`trace` level:
+//! `sysmanage.capacity.model_selected` (fields `model`, `holdout_mae`,
+//! `buckets`), `sysmanage.capacity.report` (`health`, `metrics`,
+//! `recommendations`), `sysmanage.capacity.holt_winters.fitted`.
+//!
+//! # Feature flags
+//!
+//! None: everything is pure computation and always available.
 #![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+
 pub mod hygiene;
 pub mod metric;
 pub mod model;
+mod planner;
 pub mod prometheus;
+pub mod report;
+pub mod select;
 mod stats;
+
 pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
+pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
+pub use planner::{CapacityPlanner, CapacitySnapshot, MetricStatus, Planner, PlannerConfig};
+pub use report::{
+    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation, ReportSummary,
+    SkippedMetric, TimeToLimit, TrendLabel, Urgency,
+};
+pub use select::{CandidateScore, Selection, SelectionConfig};
+pub use sysmanage_core::{Error, Result};

@@ -1,0 +1,730 @@
+//! The [`Planner`]: ingest, forecast per metric, time to limit, report.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Error, Forecast, LoadForecast, Result, Sample, SampleBuffer, Timestamp, ensure_finite};
+
+use crate::hygiene::{HygieneConfig, Resampled, prepare};
+use crate::metric::{Direction, MetricKind, MetricSpec};
+use crate::model::{FittedModel, Forecaster, HoltWinters, ModelKind};
+use crate::report::{
+    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation, ReportSummary,
+    SkippedMetric, TimeToLimit, TrendLabel, Urgency,
+};
+use crate::select::{Selection, SelectionConfig, select};
+use crate::stats::index_slope;
+
+/// The crate's main trait: something that ingests capacity samples and
+/// produces forecasts and reports.
+///
+/// [`Planner`] is the implementation; the trait lets hosts hold a planner as
+/// `Box<dyn CapacityPlanner>` and substitute fakes in tests.
+pub trait CapacityPlanner: Send + Sync + fmt::Debug {
+    /// Adds one sample of `metric`.
+    ///
+    /// # Errors
+    /// [`Error::Unknown`] for an unregistered metric, [`Error::NonFinite`]
+    /// for a NaN or infinite value (nothing is stored).
+    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<()>;
+
+    /// The forecast of one metric as of `now`.
+    ///
+    /// # Errors
+    /// [`Error::Unknown`] for an unregistered metric,
+    /// [`Error::InsufficientData`] when there is too little data.
+    fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast>;
+
+    /// A report over every metric as of `now`; updates trend labels
+    /// (hysteresis state). Metrics that cannot be forecast are listed in
+    /// [`CapacityReport::skipped`].
+    fn report(&mut self, now: Timestamp) -> CapacityReport;
+
+    /// Adds many samples of `metric`.
+    ///
+    /// # Errors
+    /// As [`record`](Self::record); samples before a failing one are kept.
+    fn record_all(&mut self, metric: &str, samples: &[Sample]) -> Result<()> {
+        for s in samples {
+            self.record(metric, s.at, s.value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Planner settings. Every default is documented on its field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PlannerConfig {
+    /// Samples older than this behind the newest are dropped. Default: 30 days.
+    pub retention: Duration,
+    /// At most this many samples are kept per metric. Default: 500 000.
+    pub max_samples_per_metric: NonZeroUsize,
+    /// How far ahead to forecast. Default: 7 days.
+    pub horizon: Duration,
+    /// Prediction interval coverage. Default: 0.95.
+    pub interval_level: f64,
+    /// A point-forecast crossing sooner than this is high urgency. Default: 1 day.
+    pub high_within: Duration,
+    /// A point-forecast crossing sooner than this is medium urgency. Default: 3 days.
+    pub medium_within: Duration,
+    /// Recommend (low urgency) when only the interval bound crosses within
+    /// `medium_within`. Default: true.
+    pub recommend_on_bound: bool,
+    /// Window of the trend slope. Default: 7 days.
+    pub trend_window: Duration,
+    /// Relative slope per day (fraction of the limit) that enters
+    /// increasing/decreasing. Default: 0.02.
+    pub trend_enter: f64,
+    /// Relative slope per day below which a trend returns to stable. Default: 0.01.
+    pub trend_exit: f64,
+    /// Season of the seasonal models and of the outlier guard. Default: 1 day.
+    pub season: Duration,
+    /// Fewest raw samples to forecast from. Default: 3.
+    pub min_samples: usize,
+    /// Most forecast points listed per metric in a report. Default: 336.
+    pub max_report_points: usize,
+    /// Hygiene (the grid step lives here; default 1 hour).
+    pub hygiene: HygieneConfig,
+    /// Model selection.
+    pub selection: SelectionConfig,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 86_400),
+            max_samples_per_metric: NonZeroUsize::new(500_000).unwrap_or(NonZeroUsize::MIN),
+            horizon: Duration::from_secs(7 * 86_400),
+            interval_level: 0.95,
+            high_within: Duration::from_secs(86_400),
+            medium_within: Duration::from_secs(3 * 86_400),
+            recommend_on_bound: true,
+            trend_window: Duration::from_secs(7 * 86_400),
+            trend_enter: 0.02,
+            trend_exit: 0.01,
+            season: Duration::from_secs(86_400),
+            min_samples: 3,
+            max_report_points: 336,
+            hygiene: HygieneConfig::default(),
+            selection: SelectionConfig::default(),
+        }
+    }
+}
+
+impl PlannerConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        sysmanage_core::ensure_nonzero("planner.retention", self.retention)?;
+        sysmanage_core::ensure_nonzero("planner.horizon", self.horizon)?;
+        sysmanage_core::ensure_nonzero("planner.season", self.season)?;
+        if !(self.interval_level > 0.0 && self.interval_level < 1.0) {
+            return Err(Error::invalid(
+                "planner.interval_level",
+                format!("must be in (0, 1), got {}", self.interval_level),
+            ));
+        }
+        if self.high_within > self.medium_within {
+            return Err(Error::invalid("planner.high_within", "must not exceed medium_within"));
+        }
+        if !(self.trend_exit >= 0.0 && self.trend_enter >= self.trend_exit && self.trend_enter.is_finite()) {
+            return Err(Error::invalid(
+                "planner.trend_enter",
+                "thresholds must satisfy 0 ≤ trend_exit ≤ trend_enter",
+            ));
+        }
+        if self.min_samples < 3 {
+            return Err(Error::invalid("planner.min_samples", "must be at least 3"));
+        }
+        if self.max_report_points == 0 {
+            return Err(Error::invalid("planner.max_report_points", "must be at least 1"));
+        }
+        self.hygiene.validate()?;
+        self.selection.validate()
+    }
+}
+
+/// All eight SysManage metrics at one instant (SysManage's `CapacityMetrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+#[non_exhaustive]
+pub struct CapacitySnapshot {
+    pub at: Timestamp,
+    pub cpu_utilization: f64,
+    pub memory_utilization: f64,
+    pub disk_utilization: f64,
+    pub network_throughput: f64,
+    pub request_rate: f64,
+    pub response_time: f64,
+    pub active_connections: f64,
+    pub queue_length: f64,
+}
+
+impl CapacitySnapshot {
+    /// A snapshot; values in [`MetricKind::BUILT_IN`] order.
+    pub fn new(at: Timestamp, values: [f64; 8]) -> Self {
+        let [cpu_utilization, memory_utilization, disk_utilization, network_throughput, request_rate, response_time, active_connections, queue_length] =
+            values;
+        Self {
+            at,
+            cpu_utilization,
+            memory_utilization,
+            disk_utilization,
+            network_throughput,
+            request_rate,
+            response_time,
+            active_connections,
+            queue_length,
+        }
+    }
+
+    fn values(&self) -> [f64; 8] {
+        [
+            self.cpu_utilization,
+            self.memory_utilization,
+            self.disk_utilization,
+            self.network_throughput,
+            self.request_rate,
+            self.response_time,
+            self.active_connections,
+            self.queue_length,
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct MetricState {
+    spec: MetricSpec,
+    samples: SampleBuffer,
+    trend: TrendLabel,
+}
+
+/// A cached fit: the data-dependent (not `now`-dependent) part of an analysis.
+#[derive(Debug)]
+struct Fit {
+    resampled: Resampled,
+    model: FittedModel,
+    selection: Selection,
+}
+
+/// Per-metric state summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MetricStatus {
+    /// Metric name.
+    pub metric: String,
+    /// Samples held.
+    pub samples: usize,
+    /// Oldest sample time.
+    pub oldest: Option<Timestamp>,
+    /// Newest sample time.
+    pub newest: Option<Timestamp>,
+    /// Current trend label.
+    pub trend: TrendLabel,
+}
+
+/// Capacity planner over any number of metrics.
+///
+/// Adding a sample is O(1) amortised (an in-order push onto a bounded ring;
+/// an out-of-order sample is inserted in place). Fits are computed on demand
+/// and cached until the metric's next sample. The whole planner (settings,
+/// samples and trend state, not the cache) is `serde`-serialisable, so it can
+/// be persisted and restored.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_capacity::{CapacityPlanner, Planner, PlannerConfig};
+/// use sysmanage_core::Timestamp;
+///
+/// let mut planner = Planner::sysmanage(PlannerConfig::default())?;
+/// let t0 = Timestamp::from_secs(1_700_000_000);
+/// // Disk fills by 1 % a day from 70 %.
+/// for h in 0..24 * 14 {
+///     let at = t0 + Duration::from_secs(3600 * h);
+///     planner.record("disk_utilization", at, 0.70 + 0.01 * h as f64 / 24.0)?;
+/// }
+/// let now = t0 + Duration::from_secs(3600 * (24 * 14 - 1));
+/// let f = planner.analyze("disk_utilization", now)?;
+/// let hours = f.time_to_limit.hours().unwrap();
+/// assert!((hours - 24.0 * 6.0).abs() < 2.0, "{hours}"); // 0.84 → 0.90 at 0.01/day
+/// # Ok::<(), sysmanage_core::Error>(())
+/// ```
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Planner {
+    config: PlannerConfig,
+    metrics: BTreeMap<String, MetricState>,
+    #[serde(skip)]
+    cache: Mutex<HashMap<String, Arc<Fit>>>,
+}
+
+impl Planner {
+    /// A planner with no metrics.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for bad settings.
+    pub fn new(config: PlannerConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            metrics: BTreeMap::new(),
+            cache: Mutex::default(),
+        })
+    }
+
+    /// A planner tracking SysManage's eight metrics with their default limits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for bad settings.
+    pub fn sysmanage(config: PlannerConfig) -> Result<Self> {
+        let mut p = Self::new(config)?;
+        for kind in MetricKind::BUILT_IN {
+            p.register(MetricSpec::builtin(kind))?;
+        }
+        Ok(p)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PlannerConfig {
+        &self.config
+    }
+
+    /// Starts tracking a metric.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] when the name is taken.
+    pub fn register(&mut self, spec: MetricSpec) -> Result<()> {
+        if self.metrics.contains_key(&spec.name) {
+            return Err(Error::Duplicate {
+                kind: "metric",
+                name: spec.name,
+            });
+        }
+        let samples = SampleBuffer::new(self.config.max_samples_per_metric, self.config.retention)?;
+        self.metrics.insert(
+            spec.name.clone(),
+            MetricState {
+                spec,
+                samples,
+                trend: TrendLabel::Stable,
+            },
+        );
+        Ok(())
+    }
+
+    /// The spec of a metric.
+    pub fn spec(&self, metric: &str) -> Option<&MetricSpec> {
+        self.metrics.get(metric).map(|m| &m.spec)
+    }
+
+    /// Records all eight SysManage metrics at once. Nothing is stored when
+    /// any value is non-finite.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] naming the first bad value, [`Error::Unknown`] when
+    /// a built-in metric is not registered.
+    pub fn record_snapshot(&mut self, snapshot: &CapacitySnapshot) -> Result<()> {
+        let values = snapshot.values();
+        for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
+            ensure_finite(kind.name(), v)?;
+            if !self.metrics.contains_key(kind.name()) {
+                return Err(unknown(kind.name()));
+            }
+        }
+        for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
+            self.record(kind.name(), snapshot.at, v)?;
+        }
+        Ok(())
+    }
+
+    /// Per-metric sample counts and trend state.
+    pub fn status(&self) -> Vec<MetricStatus> {
+        self.metrics
+            .iter()
+            .map(|(name, m)| MetricStatus {
+                metric: name.clone(),
+                samples: m.samples.len(),
+                oldest: m.samples.first().map(|s| s.at),
+                newest: m.samples.last().map(|s| s.at),
+                trend: m.trend,
+            })
+            .collect()
+    }
+
+    fn fit(&self, metric: &str) -> Result<Arc<Fit>> {
+        let state = self.metrics.get(metric).ok_or_else(|| unknown(metric))?;
+        if let Some(f) = self.lock_cache().get(metric) {
+            return Ok(Arc::clone(f));
+        }
+        let have = state.samples.len();
+        if have < self.config.min_samples {
+            return Err(Error::InsufficientData {
+                what: "capacity forecast",
+                needed: self.config.min_samples,
+                have,
+            });
+        }
+        let span = match (state.samples.first(), state.samples.last()) {
+            (Some(a), Some(b)) => b.at - a.at,
+            _ => Duration::ZERO,
+        };
+        let hygiene = HygieneConfig {
+            step: effective_step(self.config.hygiene.step, span),
+            ..self.config.hygiene.clone()
+        };
+        let resampled = prepare(state.samples.iter().copied(), &hygiene, Some(self.config.season))?;
+        let forecasters: Vec<Box<dyn Forecaster>> = self
+            .config
+            .selection
+            .candidates
+            .iter()
+            .map(|k| match k {
+                ModelKind::HoltWinters => Box::new(HoltWinters::with_season(self.config.season)) as Box<dyn Forecaster>,
+                k => k.forecaster(),
+            })
+            .collect();
+        let (model, selection) = select(&resampled.mean, &forecasters, &self.config.selection)?;
+        let fit = Arc::new(Fit {
+            resampled,
+            model,
+            selection,
+        });
+        self.lock_cache().insert(metric.to_owned(), Arc::clone(&fit));
+        Ok(fit)
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Fit>>> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn analyze_with(&self, metric: &str, now: Timestamp, previous: TrendLabel) -> Result<MetricForecast> {
+        let state = self.metrics.get(metric).ok_or_else(|| unknown(metric))?;
+        let fit = self.fit(metric)?;
+        let spec = &state.spec;
+        let cfg = &self.config;
+        let series = &fit.resampled.mean;
+        let n = series.len();
+        let current = series.values[n - 1];
+        let current_max = fit.resampled.max.values[n - 1];
+
+        // Trend: least-squares slope over the trend window.
+        let window = ((cfg.trend_window.as_millis() / series.step.as_millis().max(1)) as usize).clamp(2, n.max(2));
+        let recent = &series.values[n.saturating_sub(window)..];
+        let slope_per_day = index_slope(recent) * 86_400.0 / series.step_secs();
+        let level = recent.iter().map(|v| v.abs()).sum::<f64>() / recent.len() as f64;
+        let reference = spec.limit.map(f64::abs).filter(|l| *l > 0.0).unwrap_or(level);
+        let rel = if reference > 0.0 { slope_per_day / reference } else { 0.0 };
+        let trend = trend_label(previous, rel, cfg.trend_enter, cfg.trend_exit);
+
+        // Forecast path from the last bucket to now + horizon.
+        let end = now + cfg.horizon;
+        let steps = fit.model.steps_until(end).ceil().max(1.0) as usize;
+        let level_z = cfg.interval_level;
+        let path = fit.model.forecast_path(steps, level_z, |v| spec.bounds.clamp(v))?;
+        let clamped_values = (1..=steps)
+            .map(|h| {
+                let p = fit.model.predict(h);
+                let (lo, hi) = p.interval(level_z);
+                [p.point, lo, hi]
+                    .iter()
+                    .filter(|v| spec.bounds.clamp(**v) != **v)
+                    .count()
+            })
+            .sum();
+        let origin = fit.model.last_time();
+        let horizon_hours = cfg.horizon.as_secs_f64() / 3600.0;
+        let bound_of = |f: &Forecast| match spec.direction {
+            Direction::Ceiling => f.upper,
+            Direction::Floor => f.lower,
+        };
+        let time_to_limit = crossing(spec, current, origin, &path, |f| f.point, now, horizon_hours);
+        let time_to_limit_bound = crossing(spec, current, origin, &path, bound_of, now, horizon_hours);
+        let stride = path.len().div_ceil(cfg.max_report_points).max(1);
+        let forecasts: Vec<Forecast> = path
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| (i + 1) % stride == 0 || *i + 1 == path.len())
+            .map(|(_, f)| *f)
+            .collect();
+        let confidence = (1.0 - fit.selection.relative_error.unwrap_or(0.9)).clamp(0.1, 0.95);
+        Ok(MetricForecast {
+            metric: spec.name.clone(),
+            kind: spec.kind,
+            direction: spec.direction,
+            limit: spec.limit,
+            current_value: current,
+            current_max,
+            trend,
+            slope_per_day,
+            relative_slope_per_day: rel,
+            selection: fit.selection.clone(),
+            parameters: fit.model.parameters(),
+            interval_level: level_z,
+            time_to_limit,
+            time_to_limit_bound,
+            forecasts,
+            clamped_values,
+            data_quality: fit.resampled.quality.clone(),
+            step_secs: series.step_secs(),
+            confidence,
+        })
+    }
+
+    fn recommend(&self, f: &MetricForecast) -> Option<Recommendation> {
+        let spec = self.metrics.get(&f.metric)?.spec.clone();
+        let limit = spec.limit?;
+        let high = self.config.high_within.as_secs_f64() / 3600.0;
+        let medium = self.config.medium_within.as_secs_f64() / 3600.0;
+        let (urgency, hours, basis) = match (f.time_to_limit, f.time_to_limit_bound.hours()) {
+            (TimeToLimit::AlreadyOver, _) => (Urgency::High, 0.0, LimitBasis::Current),
+            (TimeToLimit::Within { hours, .. }, _) if hours < high => (Urgency::High, hours, LimitBasis::Point),
+            (TimeToLimit::Within { hours, .. }, _) if hours < medium => (Urgency::Medium, hours, LimitBasis::Point),
+            (_, Some(b)) if self.config.recommend_on_bound && b < medium => (Urgency::Low, b, LimitBasis::Bound),
+            _ => return None,
+        };
+        let at = match basis {
+            LimitBasis::Point => match f.time_to_limit {
+                TimeToLimit::Within { at, .. } => Some(at),
+                _ => None,
+            },
+            LimitBasis::Bound => match f.time_to_limit_bound {
+                TimeToLimit::Within { at, .. } => Some(at),
+                _ => None,
+            },
+            LimitBasis::Current => None,
+        };
+        let interval_at_crossing = at.and_then(|at| {
+            f.forecasts
+                .iter()
+                .min_by_key(|p| (p.at.as_millis() - at.as_millis()).unsigned_abs())
+                .map(|p| (p.lower, p.upper))
+        });
+        Some(Recommendation {
+            metric: f.metric.clone(),
+            urgency,
+            time_to_limit_hours: hours,
+            basis,
+            current_value: f.current_value,
+            capacity_limit: limit,
+            recommended_action: spec.action.clone(),
+            confidence: f.confidence,
+            evidence: Evidence {
+                model: f.selection.model,
+                holdout_mae: f.selection.holdout_mae,
+                interval_level: f.interval_level,
+                interval_at_crossing,
+                data_quality: f.data_quality.flags(),
+                samples: f.data_quality.raw_samples,
+            },
+        })
+    }
+
+    fn build_report(&self, now: Timestamp, forecasts: Vec<MetricForecast>, skipped: Vec<SkippedMetric>) -> CapacityReport {
+        let mut recommendations: Vec<Recommendation> = forecasts.iter().filter_map(|f| self.recommend(f)).collect();
+        recommendations.sort_by(|a, b| {
+            b.urgency
+                .cmp(&a.urgency)
+                .then(a.time_to_limit_hours.total_cmp(&b.time_to_limit_hours))
+        });
+        let near: Vec<f64> = forecasts.iter().filter_map(|f| f.time_to_limit.hours()).collect();
+        let high = recommendations.iter().filter(|r| r.urgency == Urgency::High).count();
+        let capacity_health = if high > 0 {
+            CapacityHealth::Critical
+        } else if !near.is_empty() || !recommendations.is_empty() {
+            CapacityHealth::Warning
+        } else {
+            CapacityHealth::Healthy
+        };
+        let summary = ReportSummary {
+            total_metrics_monitored: forecasts.len(),
+            metrics_near_limit: near.len(),
+            high_urgency_items: high,
+            recommendations: recommendations.len(),
+            prediction_horizon_days: self.config.horizon.as_secs_f64() / 86_400.0,
+            earliest_limit_hours: near.iter().copied().reduce(f64::min),
+        };
+        tracing::debug!(
+            target: "sysmanage_capacity",
+            health = ?capacity_health,
+            metrics = summary.total_metrics_monitored,
+            recommendations = summary.recommendations,
+            "sysmanage.capacity.report"
+        );
+        CapacityReport {
+            generated_at: now,
+            capacity_health,
+            forecasts,
+            skipped,
+            recommendations,
+            summary,
+        }
+    }
+}
+
+impl CapacityPlanner for Planner {
+    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<()> {
+        let state = self.metrics.get_mut(metric).ok_or_else(|| unknown(metric))?;
+        state.samples.push(at, value)?;
+        self.cache
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(metric);
+        Ok(())
+    }
+
+    fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast> {
+        let previous = self.metrics.get(metric).ok_or_else(|| unknown(metric))?.trend;
+        self.analyze_with(metric, now, previous)
+    }
+
+    fn report(&mut self, now: Timestamp) -> CapacityReport {
+        let mut forecasts = Vec::new();
+        let mut skipped = Vec::new();
+        let names: Vec<String> = self.metrics.keys().cloned().collect();
+        for name in names {
+            match self.analyze(&name, now) {
+                Ok(f) => {
+                    if let Some(state) = self.metrics.get_mut(&name) {
+                        state.trend = f.trend;
+                    }
+                    forecasts.push(f);
+                }
+                Err(e) => skipped.push(SkippedMetric {
+                    metric: name,
+                    label: e.label().to_owned(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        self.build_report(now, forecasts, skipped)
+    }
+}
+
+impl LoadForecast for Planner {
+    fn forecast(&self, metric: &str, now: Timestamp, horizon: Duration) -> Result<Forecast> {
+        let fit = self.fit(metric)?;
+        let spec = &self.metrics.get(metric).ok_or_else(|| unknown(metric))?.spec;
+        let at = now + horizon;
+        let p = fit.model.predict_at(fit.model.steps_until(at));
+        let (lo, hi) = p.interval(self.config.interval_level);
+        let c = |v: f64| spec.bounds.clamp(v);
+        Forecast::new(at, c(p.point), c(lo), c(hi), self.config.interval_level)
+    }
+
+    fn recent_error(&self, metric: &str) -> Option<f64> {
+        self.fit(metric).ok()?.selection.relative_error
+    }
+}
+
+fn unknown(metric: &str) -> Error {
+    Error::Unknown {
+        kind: "metric",
+        name: metric.to_owned(),
+    }
+}
+
+/// The configured step, or a finer "round" one when the data spans fewer
+/// than 24 steps (so a short history still gets a usable grid).
+fn effective_step(step: Duration, span: Duration) -> Duration {
+    if span >= step * 24 {
+        return step;
+    }
+    const NICE: [u64; 11] = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600];
+    let target = span.as_secs_f64() / 24.0;
+    NICE.iter()
+        .rev()
+        .map(|s| Duration::from_secs(*s))
+        .find(|s| s.as_secs_f64() <= target && *s <= step)
+        .unwrap_or(Duration::from_secs(1).min(step))
+}
+
+fn trend_label(previous: TrendLabel, rel: f64, enter: f64, exit: f64) -> TrendLabel {
+    match previous {
+        TrendLabel::Increasing if rel >= exit => TrendLabel::Increasing,
+        TrendLabel::Decreasing if rel <= -exit => TrendLabel::Decreasing,
+        _ if rel > enter => TrendLabel::Increasing,
+        _ if rel < -enter => TrendLabel::Decreasing,
+        _ => TrendLabel::Stable,
+    }
+}
+
+/// First crossing of the limit along `(origin, current), path…`, linearly
+/// interpolated between grid points.
+fn crossing(
+    spec: &MetricSpec,
+    current: f64,
+    origin: Timestamp,
+    path: &[Forecast],
+    value: impl Fn(&Forecast) -> f64,
+    now: Timestamp,
+    horizon_hours: f64,
+) -> TimeToLimit {
+    let Some(limit) = spec.limit else {
+        return TimeToLimit::NoLimit;
+    };
+    if spec.is_over(current) {
+        return TimeToLimit::AlreadyOver;
+    }
+    let (mut t0, mut v0) = (origin, current);
+    for f in path {
+        let v1 = value(f);
+        if spec.is_over(v1) {
+            let frac = if v1 != v0 { ((limit - v0) / (v1 - v0)).clamp(0.0, 1.0) } else { 1.0 };
+            let ms = t0.as_millis() as f64 + frac * (f.at.as_millis() - t0.as_millis()) as f64;
+            let at = Timestamp::from_millis(ms.round() as i64).max(now);
+            let hours = at.secs_since(now) / 3600.0;
+            if hours > horizon_hours {
+                break;
+            }
+            return TimeToLimit::Within { hours, at };
+        }
+        (t0, v0) = (f.at, v1);
+    }
+    TimeToLimit::NotWithinHorizon { horizon_hours }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hysteresis_holds_a_label_until_the_exit_threshold() {
+        let s = TrendLabel::Stable;
+        assert_eq!(trend_label(s, 0.015, 0.02, 0.01), TrendLabel::Stable);
+        let up = trend_label(s, 0.03, 0.02, 0.01);
+        assert_eq!(up, TrendLabel::Increasing);
+        assert_eq!(trend_label(up, 0.015, 0.02, 0.01), TrendLabel::Increasing);
+        assert_eq!(trend_label(up, 0.005, 0.02, 0.01), TrendLabel::Stable);
+        assert_eq!(trend_label(up, -0.05, 0.02, 0.01), TrendLabel::Decreasing);
+    }
+
+    #[test]
+    fn effective_step_refines_short_histories() {
+        let h = Duration::from_secs(3600);
+        assert_eq!(effective_step(h, Duration::from_secs(86_400 * 2)), h);
+        assert_eq!(effective_step(h, Duration::from_secs(600)), Duration::from_secs(15));
+        assert_eq!(effective_step(h, Duration::from_secs(3)), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = PlannerConfig {
+            interval_level: 1.0,
+            ..PlannerConfig::default()
+        };
+        assert_eq!(Planner::new(bad).unwrap_err().label(), "invalid_config");
+        let bad = PlannerConfig {
+            high_within: Duration::from_secs(10 * 86_400),
+            ..PlannerConfig::default()
+        };
+        assert!(Planner::new(bad).is_err());
+    }
+}
