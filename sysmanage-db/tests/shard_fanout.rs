@@ -1,0 +1,1 @@
+//! Fan-out against real shard databases (being written).
