@@ -1,0 +1,400 @@
+//! Async edges: [`MetricsSource`], [`ScaleTarget`], their in-memory
+//! implementations, the [`Controller`] loop and [`DecisionStats`].
+//!
+//! The loop is a thin driver: read, decide (pure), actuate, confirm. It emits
+//! `tracing` events with target `sysmanage_scaling` and a stable `event`
+//! field: `decision`, `actuated`, `actuation_failed`, `metrics_failed`,
+//! `decision_rejected`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{BoxError, Clock, Timestamp};
+use tokio::sync::watch;
+
+use crate::error::{Result, ScalingError};
+use crate::hpa::{Action, Decision};
+use crate::observe::Observation;
+use crate::scaler::AutoScaler;
+
+/// Where observations come from (a metrics API, Prometheus, the app itself).
+#[async_trait::async_trait]
+pub trait MetricsSource: Send + Sync + fmt::Debug {
+    /// The current readings. `current_replicas` is overwritten by the
+    /// controller with the target's count.
+    async fn observe(&self) -> std::result::Result<Observation, BoxError>;
+}
+
+/// What gets scaled (a Deployment, an instance group, a worker pool).
+#[async_trait::async_trait]
+pub trait ScaleTarget: Send + Sync + fmt::Debug {
+    /// The current desired replica count.
+    async fn replicas(&self) -> std::result::Result<u32, BoxError>;
+    /// Sets the desired replica count.
+    async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError>;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An in-memory metrics source: hosts and tests set the next observation.
+#[derive(Debug, Default)]
+pub struct InMemoryMetrics {
+    inner: Mutex<(Observation, u32)>,
+}
+
+impl InMemoryMetrics {
+    /// A source returning `obs`.
+    pub fn new(obs: Observation) -> Self {
+        Self {
+            inner: Mutex::new((obs, 0)),
+        }
+    }
+    /// Replaces the observation.
+    pub fn set(&self, obs: Observation) {
+        lock(&self.inner).0 = obs;
+    }
+    /// Makes the next `n` reads fail.
+    pub fn fail_next(&self, n: u32) {
+        lock(&self.inner).1 = n;
+    }
+}
+
+#[async_trait::async_trait]
+impl MetricsSource for InMemoryMetrics {
+    async fn observe(&self) -> std::result::Result<Observation, BoxError> {
+        let mut g = lock(&self.inner);
+        if g.1 > 0 {
+            g.1 -= 1;
+            return Err("metrics unavailable (injected)".into());
+        }
+        Ok(g.0.clone())
+    }
+}
+
+/// An in-memory scale target that records every change.
+#[derive(Debug, Default)]
+pub struct InMemoryTarget {
+    inner: Mutex<(u32, Vec<u32>, u32)>,
+}
+
+impl InMemoryTarget {
+    /// A target running `replicas`.
+    pub fn new(replicas: u32) -> Self {
+        Self {
+            inner: Mutex::new((replicas, Vec::new(), 0)),
+        }
+    }
+    /// Every count it was scaled to, in order.
+    pub fn history(&self) -> Vec<u32> {
+        lock(&self.inner).1.clone()
+    }
+    /// The current count.
+    pub fn current(&self) -> u32 {
+        lock(&self.inner).0
+    }
+    /// Makes the next `n` scale calls fail.
+    pub fn fail_next(&self, n: u32) {
+        lock(&self.inner).2 = n;
+    }
+}
+
+#[async_trait::async_trait]
+impl ScaleTarget for InMemoryTarget {
+    async fn replicas(&self) -> std::result::Result<u32, BoxError> {
+        Ok(lock(&self.inner).0)
+    }
+    async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError> {
+        let mut g = lock(&self.inner);
+        if g.2 > 0 {
+            g.2 -= 1;
+            return Err("scale call rejected (injected)".into());
+        }
+        g.0 = replicas;
+        g.1.push(replicas);
+        Ok(())
+    }
+}
+
+/// The direction recent decisions are taking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Trend {
+    /// At least 3 of the last 5 decisions scaled up.
+    ScalingUp,
+    /// At least 3 of the last 5 decisions scaled down.
+    ScalingDown,
+    /// At least 4 of the last 5 decisions changed nothing.
+    Stable,
+    /// None of the above.
+    Oscillating,
+    /// Fewer than 5 decisions.
+    InsufficientData,
+}
+
+/// Counts over recent decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsSnapshot {
+    /// Decisions in the window.
+    pub total: usize,
+    /// Of which scale-ups.
+    pub scale_up: usize,
+    /// Of which scale-downs.
+    pub scale_down: usize,
+    /// Of which no change.
+    pub no_action: usize,
+    /// Scale actions per hour over the window.
+    pub actions_per_hour: f64,
+    /// The trend of the last five decisions.
+    pub trend: Trend,
+}
+
+/// A bounded log of decisions (default 1024) with summary statistics.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_core::Timestamp;
+/// use sysmanage_scaling::{Action, DecisionStats, Trend};
+/// let mut s = DecisionStats::new(100);
+/// for (i, a) in [Action::ScaleUp, Action::ScaleUp, Action::None, Action::ScaleUp, Action::None].into_iter().enumerate() {
+///     s.record(Timestamp::from_secs(i as i64 * 60), a);
+/// }
+/// let snap = s.snapshot(Timestamp::from_secs(300), Duration::from_secs(3600));
+/// assert_eq!((snap.scale_up, snap.trend), (3, Trend::ScalingUp));
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecisionStats {
+    cap: usize,
+    log: VecDeque<(Timestamp, Action)>,
+}
+
+impl Default for DecisionStats {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+impl DecisionStats {
+    /// Keeps at most `cap` decisions (at least 1).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            log: VecDeque::new(),
+        }
+    }
+    /// Records one decision.
+    pub fn record(&mut self, at: Timestamp, action: Action) {
+        if self.log.len() == self.cap {
+            self.log.pop_front();
+        }
+        self.log.push_back((at, action));
+    }
+    /// Statistics over the decisions in `(now − window, now]`.
+    pub fn snapshot(&self, now: Timestamp, window: Duration) -> StatsSnapshot {
+        let cutoff = now - window;
+        let recent: Vec<Action> = self
+            .log
+            .iter()
+            .filter(|(at, _)| *at > cutoff && *at <= now)
+            .map(|(_, a)| *a)
+            .collect();
+        let count = |x: Action, v: &[Action]| v.iter().filter(|a| **a == x).count();
+        let (up, down, none) = (
+            count(Action::ScaleUp, &recent),
+            count(Action::ScaleDown, &recent),
+            count(Action::None, &recent),
+        );
+        let last5 = &recent[recent.len().saturating_sub(5)..];
+        let trend = if last5.len() < 5 {
+            Trend::InsufficientData
+        } else if count(Action::ScaleUp, last5) >= 3 {
+            Trend::ScalingUp
+        } else if count(Action::ScaleDown, last5) >= 3 {
+            Trend::ScalingDown
+        } else if count(Action::None, last5) >= 4 {
+            Trend::Stable
+        } else {
+            Trend::Oscillating
+        };
+        let hours = window.as_secs_f64() / 3600.0;
+        StatsSnapshot {
+            total: recent.len(),
+            scale_up: up,
+            scale_down: down,
+            no_action: none,
+            actions_per_hour: if hours > 0.0 { (up + down) as f64 / hours } else { 0.0 },
+            trend,
+        }
+    }
+}
+
+enum Wake {
+    Tick,
+    Changed,
+    Closed,
+}
+
+/// Drives an [`AutoScaler`]: every `interval`, read → decide → actuate → confirm.
+pub struct Controller<S> {
+    scaler: S,
+    metrics: Arc<dyn MetricsSource>,
+    target: Arc<dyn ScaleTarget>,
+    clock: Arc<dyn Clock>,
+    interval: Duration,
+    stats: DecisionStats,
+    last: Option<Decision>,
+}
+
+impl<S: AutoScaler> fmt::Debug for Controller<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Controller")
+            .field("scaler", &self.scaler.name())
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AutoScaler> Controller<S> {
+    /// A controller deciding every `interval` (Kubernetes' default sync period is 15 s).
+    ///
+    /// # Errors
+    /// [`ScalingError::Core`] for a zero interval.
+    pub fn new(
+        scaler: S,
+        metrics: Arc<dyn MetricsSource>,
+        target: Arc<dyn ScaleTarget>,
+        clock: Arc<dyn Clock>,
+        interval: Duration,
+    ) -> Result<Self> {
+        sysmanage_core::ensure_nonzero("controller.interval", interval)?;
+        Ok(Self {
+            scaler,
+            metrics,
+            target,
+            clock,
+            interval,
+            stats: DecisionStats::default(),
+            last: None,
+        })
+    }
+
+    /// The decision statistics.
+    pub fn stats(&self) -> &DecisionStats {
+        &self.stats
+    }
+
+    /// The last decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.last.as_ref()
+    }
+
+    /// The scaler.
+    pub fn scaler(&self) -> &S {
+        &self.scaler
+    }
+
+    /// One pass. A metrics-source failure becomes an observation with every
+    /// reading unavailable, so failure rules (partial failure, fallback) apply.
+    ///
+    /// # Errors
+    /// [`ScalingError::Backend`] when the target cannot be read or scaled;
+    /// bad input from the metrics source.
+    pub async fn tick(&mut self) -> Result<Decision> {
+        let now = self.clock.wall();
+        let current = self.target.replicas().await.map_err(|source| ScalingError::Backend {
+            backend: "scale target",
+            source,
+        })?;
+        let mut obs = match self.metrics.observe().await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(target: "sysmanage_scaling", event = "metrics_failed", scaler = self.scaler.name(), error = %e);
+                Observation::default()
+            }
+        };
+        obs.current_replicas = current;
+        let decision = match self.scaler.decide(&obs, now) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(target: "sysmanage_scaling", event = "decision_rejected", scaler = self.scaler.name(), error = %e);
+                return Err(e);
+            }
+        };
+        self.stats.record(now, decision.action);
+        tracing::debug!(
+            target: "sysmanage_scaling",
+            event = "decision",
+            scaler = self.scaler.name(),
+            current = decision.current_replicas,
+            desired = decision.desired_replicas,
+            reasons = ?decision.reasons,
+        );
+        if decision.desired_replicas != current {
+            match self.target.scale(decision.desired_replicas).await {
+                Ok(()) => {
+                    self.scaler.record_actuation(current, decision.desired_replicas, now);
+                    tracing::info!(
+                        target: "sysmanage_scaling",
+                        event = "actuated",
+                        scaler = self.scaler.name(),
+                        from = current,
+                        to = decision.desired_replicas,
+                        reasons = ?decision.reasons,
+                    );
+                }
+                Err(source) => {
+                    tracing::warn!(target: "sysmanage_scaling", event = "actuation_failed", scaler = self.scaler.name(), error = %source);
+                    self.last = Some(decision);
+                    return Err(ScalingError::Backend {
+                        backend: "scale target",
+                        source,
+                    });
+                }
+            }
+        }
+        self.last = Some(decision.clone());
+        Ok(decision)
+    }
+
+    /// Runs until `shutdown` turns `true` (or its sender is dropped). Errors of
+    /// single passes are logged and the loop goes on. Returns the controller.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Self {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if *shutdown.borrow() {
+                return self;
+            }
+            let ev = {
+                let mut changed = std::pin::pin!(shutdown.changed());
+                std::future::poll_fn(|cx| {
+                    if ticker.poll_tick(cx).is_ready() {
+                        return Poll::Ready(Wake::Tick);
+                    }
+                    match changed.as_mut().poll(cx) {
+                        Poll::Ready(Ok(())) => Poll::Ready(Wake::Changed),
+                        Poll::Ready(Err(_)) => Poll::Ready(Wake::Closed),
+                        Poll::Pending => Poll::Pending,
+                    }
+                })
+                .await
+            };
+            match ev {
+                Wake::Tick => {
+                    let _ = self.tick().await;
+                }
+                Wake::Changed => {}
+                Wake::Closed => return self,
+            }
+        }
+    }
+}

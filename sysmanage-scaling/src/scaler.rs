@@ -1,0 +1,587 @@
+//! [`Scaler`]: the HPA core plus prediction, a flap budget, guards and
+//! KEDA-style scale to/from zero with fallback replicas.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{LoadForecast, Timestamp};
+
+use crate::error::{Result, ScalingError, check_value};
+use crate::hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
+use crate::kube::Reason;
+use crate::observe::{MetricValue, Observation};
+use crate::spec::HpaSpec;
+
+/// Something that decides replica counts. Pure: the caller supplies `now` and
+/// reports actuations, so the same scaler runs live, in tests and in replays.
+pub trait AutoScaler: Send + fmt::Debug {
+    /// A short name for reports, e.g. `"hpa"`.
+    fn name(&self) -> &str;
+    /// Decides on one observation.
+    ///
+    /// # Errors
+    /// Bad input (NaN or negative readings, readings that do not fit their metric).
+    fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision>;
+    /// Records that the target was actually scaled from `from` to `to`
+    /// replicas. Rate limits and flap budgets count only confirmed actuations.
+    fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp);
+}
+
+impl AutoScaler for Hpa {
+    fn name(&self) -> &str {
+        "hpa"
+    }
+    fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        Hpa::decide(self, obs, now)
+    }
+    fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
+        Hpa::record_actuation(self, from, to, now);
+    }
+}
+
+impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        (**self).decide(obs, now)
+    }
+    fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
+        (**self).record_actuation(from, to, now);
+    }
+}
+
+/// Predictive scale-out through a [`LoadForecast`].
+///
+/// The forecast's peak over `lead_time` is converted with the Average-Value
+/// rule, `ceil(forecast / per_replica)`, and enters the combination as one
+/// more proposal, so `max(reactive, predictive)` then goes through the same
+/// stabilization and rate limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictiveConfig {
+    /// The load signal to forecast, e.g. `"rps"`.
+    pub signal: String,
+    /// Load one replica should carry.
+    pub per_replica: f64,
+    /// How far ahead to provision: replica start-up plus warm-up.
+    pub lead_time: Duration,
+    /// Spacing of the forecasts inside the lead time (default 60 s).
+    pub step: Duration,
+    /// Use the forecast only while the forecaster's measured recent relative
+    /// error is at most this (default 0.25). A forecaster that measures no
+    /// error is never trusted.
+    pub max_recent_error: f64,
+    /// Let a forecast of falling load scale in early (default `false`: forecasts only scale out).
+    pub allow_scale_in: bool,
+    /// Compute and report the forecast, never act on it (default `false`).
+    pub shadow: bool,
+}
+
+impl PredictiveConfig {
+    /// A configuration with the defaults above.
+    pub fn new(signal: impl Into<String>, per_replica: f64, lead_time: Duration) -> Self {
+        Self {
+            signal: signal.into(),
+            per_replica,
+            lead_time,
+            step: Duration::from_secs(60),
+            max_recent_error: 0.25,
+            allow_scale_in: false,
+            shadow: false,
+        }
+    }
+    fn validate(&self) -> Result<()> {
+        if !(self.per_replica.is_finite() && self.per_replica > 0.0) {
+            return Err(ScalingError::invalid(
+                "predictive.perReplica",
+                format!("must be a finite number > 0, got {}", self.per_replica),
+            ));
+        }
+        if self.lead_time.is_zero() || self.step.is_zero() {
+            return Err(ScalingError::invalid(
+                "predictive.leadTime",
+                "lead time and step must be greater than zero",
+            ));
+        }
+        if !(self.max_recent_error.is_finite() && self.max_recent_error >= 0.0) {
+            return Err(ScalingError::invalid(
+                "predictive.maxRecentError",
+                format!("must be a finite number >= 0, got {}", self.max_recent_error),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// At most `max_reversals` direction reversals of confirmed actuations per
+/// `window`; past that, scale-down freezes (scale-up still works).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlapBudget {
+    /// Reversals allowed in the window.
+    pub max_reversals: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+/// Service-level guards. A firing guard blocks scale-down and, with
+/// `extra_step_up`, adds one replica to a scale-up the metrics already want;
+/// a guard alone never starts a scale-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Guards {
+    /// Fire when p95 latency (ms) is above this.
+    pub latency_slo_ms: Option<f64>,
+    /// Fire when the error rate is above this fraction.
+    pub max_error_rate: Option<f64>,
+    /// Add one replica to a metric-driven scale-up while a guard fires.
+    pub extra_step_up: bool,
+}
+
+/// KEDA-style activation: scale from zero when the metric exceeds the
+/// threshold, back to zero after `cooldown` without activity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    /// The metric whose value decides activity (a Total or Average reading).
+    pub metric: String,
+    /// Active when the value is strictly above this (`activationThreshold`).
+    pub threshold: f64,
+    /// Wait this long after the last activity before scaling to zero (KEDA's `cooldownPeriod`, default 300 s).
+    pub cooldown: Duration,
+}
+
+/// KEDA-style fallback: after `failure_threshold` consecutive decisions in
+/// which the metrics could not be computed, scale to `replicas`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fallback {
+    /// Consecutive failures before falling back (at least 1).
+    pub failure_threshold: u32,
+    /// Replicas to run while metrics are failing.
+    pub replicas: u32,
+}
+
+/// Everything a [`Scaler`] is configured with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalerConfig {
+    /// A name for reports.
+    pub name: String,
+    /// The HPA core.
+    pub hpa: HpaSpec,
+    /// Prediction, if any.
+    pub predictive: Option<PredictiveConfig>,
+    /// Flap budget, if any.
+    pub flap_budget: Option<FlapBudget>,
+    /// Guards.
+    pub guards: Guards,
+    /// Scale to/from zero, if any.
+    pub activation: Option<Activation>,
+    /// Fallback replicas, if any.
+    pub fallback: Option<Fallback>,
+}
+
+impl ScalerConfig {
+    /// Only the HPA core; add extensions with the builder methods.
+    pub fn new(name: impl Into<String>, hpa: HpaSpec) -> Self {
+        Self {
+            name: name.into(),
+            hpa,
+            predictive: None,
+            flap_budget: None,
+            guards: Guards::default(),
+            activation: None,
+            fallback: None,
+        }
+    }
+    /// Adds prediction.
+    #[must_use]
+    pub fn predictive(mut self, p: PredictiveConfig) -> Self {
+        self.predictive = Some(p);
+        self
+    }
+    /// Adds a flap budget.
+    #[must_use]
+    pub fn flap_budget(mut self, max_reversals: u32, window: Duration) -> Self {
+        self.flap_budget = Some(FlapBudget {
+            max_reversals,
+            window,
+        });
+        self
+    }
+    /// Sets the guards.
+    #[must_use]
+    pub fn guards(mut self, g: Guards) -> Self {
+        self.guards = g;
+        self
+    }
+    /// Adds scale to/from zero.
+    #[must_use]
+    pub fn activation(mut self, metric: impl Into<String>, threshold: f64, cooldown: Duration) -> Self {
+        self.activation = Some(Activation {
+            metric: metric.into(),
+            threshold,
+            cooldown,
+        });
+        self
+    }
+    /// Adds fallback replicas.
+    #[must_use]
+    pub fn fallback(mut self, failure_threshold: u32, replicas: u32) -> Self {
+        self.fallback = Some(Fallback {
+            failure_threshold,
+            replicas,
+        });
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.hpa.validate()?;
+        if let Some(p) = &self.predictive {
+            p.validate()?;
+        }
+        if let Some(f) = &self.flap_budget
+            && f.window.is_zero()
+        {
+            return Err(ScalingError::invalid("flapBudget.window", "must be greater than zero"));
+        }
+        for (field, v) in [
+            ("guards.latencySloMs", self.guards.latency_slo_ms),
+            ("guards.maxErrorRate", self.guards.max_error_rate),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v >= 0.0)
+            {
+                return Err(ScalingError::invalid(field, format!("must be a finite number >= 0, got {v}")));
+            }
+        }
+        if let Some(a) = &self.activation
+            && !(a.threshold.is_finite() && a.threshold >= 0.0)
+        {
+            return Err(ScalingError::invalid(
+                "activation.threshold",
+                format!("must be a finite number >= 0, got {}", a.threshold),
+            ));
+        }
+        if let Some(f) = &self.fallback {
+            if f.failure_threshold == 0 {
+                return Err(ScalingError::invalid("fallback.failureThreshold", "must be at least 1"));
+            }
+            if f.replicas > self.hpa.max_replicas {
+                return Err(ScalingError::invalid(
+                    "fallback.replicas",
+                    format!("{} exceeds maxReplicas {}", f.replicas, self.hpa.max_replicas),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Step {
+    Done(Decision),
+    Continue { inactive: bool },
+}
+
+/// Most actuations remembered for the flap budget.
+const MAX_ACTUATIONS: usize = 256;
+
+/// What a [`Scaler`] remembers; serde-serialisable.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalerState {
+    /// The HPA core's state.
+    pub hpa: HpaState,
+    /// Recent confirmed actuations (time, direction), newest last.
+    pub actuations: VecDeque<(Timestamp, Action)>,
+    /// Consecutive decisions whose metrics failed.
+    pub consecutive_failures: u32,
+    /// The last time the activation metric was active.
+    pub last_active: Option<Timestamp>,
+}
+
+/// The HPA core with the extensions of [`ScalerConfig`].
+///
+/// # Examples
+/// A latency guard holds replicas while the SLO is breached, even though CPU
+/// says scale down:
+/// ```
+/// use sysmanage_core::Timestamp;
+/// use sysmanage_scaling::{
+///     AutoScaler, Behavior, Guards, HpaSpec, MetricSpec, MetricValue, Observation, Reason, Scaler,
+///     ScalerConfig, ScalingRules,
+/// };
+///
+/// let hpa = HpaSpec::new(1, 20, vec![MetricSpec::resource_utilization("cpu", 60)])
+///     .with_behavior(Behavior { scale_up: None, scale_down: Some(ScalingRules { stabilization_window_seconds: Some(0), ..Default::default() }) });
+/// let cfg = ScalerConfig::new("guarded", hpa)
+///     .guards(Guards { latency_slo_ms: Some(250.0), ..Guards::default() });
+/// let mut s = Scaler::new(cfg, None)?;
+/// let obs = Observation::new(8).reading("cpu", MetricValue::Average(20.0)).latency_p95_ms(400.0);
+/// let d = s.decide(&obs, Timestamp::from_secs(10))?;
+/// assert_eq!(d.desired_replicas, 8);
+/// assert!(d.has(Reason::LatencyGuard));
+/// # Ok::<(), sysmanage_scaling::ScalingError>(())
+/// ```
+#[derive(Clone)]
+pub struct Scaler {
+    cfg: ScalerConfig,
+    hpa: Hpa,
+    forecaster: Option<Arc<dyn LoadForecast>>,
+    state: ScalerState,
+}
+
+impl fmt::Debug for Scaler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scaler")
+            .field("name", &self.cfg.name)
+            .field("forecaster", &self.forecaster.is_some())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scaler {
+    /// Validates `cfg`. `forecaster` is required for prediction to do anything;
+    /// without it the predictive part is skipped.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] and the errors of [`HpaSpec::validate`].
+    pub fn new(cfg: ScalerConfig, forecaster: Option<Arc<dyn LoadForecast>>) -> Result<Self> {
+        Self::with_state(cfg, forecaster, ScalerState::default())
+    }
+
+    /// As [`new`](Self::new), resuming from saved state.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn with_state(
+        cfg: ScalerConfig,
+        forecaster: Option<Arc<dyn LoadForecast>>,
+        state: ScalerState,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let hpa = Hpa::with_state(cfg.hpa.clone(), state.hpa.clone())?;
+        Ok(Self {
+            cfg,
+            hpa,
+            forecaster,
+            state,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ScalerConfig {
+        &self.cfg
+    }
+
+    /// A snapshot of the state to persist.
+    pub fn state(&self) -> ScalerState {
+        let mut s = self.state.clone();
+        s.hpa = self.hpa.state().clone();
+        s
+    }
+
+    fn reversals(&self, now: Timestamp, window: Duration) -> u32 {
+        let cutoff = now - window;
+        let mut last: Option<Action> = None;
+        let mut n = 0;
+        for &(at, dir) in &self.state.actuations {
+            if at < cutoff {
+                continue;
+            }
+            if last.is_some_and(|l| l != dir) {
+                n += 1;
+            }
+            last = Some(dir);
+        }
+        n
+    }
+
+    fn activation_step(&mut self, obs: &Observation, now: Timestamp) -> Result<Step> {
+        let Some(act) = &self.cfg.activation else {
+            return Ok(Step::Continue { inactive: false });
+        };
+        let current = obs.current_replicas;
+        let value = match obs.get(&act.metric) {
+            Some(MetricValue::Total(v) | MetricValue::Average(v)) => Some(check_value(&act.metric, "value", *v)?),
+            _ => None,
+        };
+        let active = value.is_some_and(|v| v > act.threshold);
+        if active {
+            self.state.last_active = Some(now);
+        }
+        if current == 0 {
+            if active {
+                let to = self.cfg.hpa.min_replicas.max(1);
+                return Ok(Step::Done(Decision::fixed(now, 0, to, Reason::Activated)));
+            }
+            return Ok(Step::Done(Decision::fixed(now, 0, 0, Reason::ScalingDisabled)));
+        }
+        if !active {
+            let since = *self.state.last_active.get_or_insert(now);
+            if now.saturating_since(since) >= act.cooldown {
+                return Ok(Step::Done(Decision::fixed(now, current, 0, Reason::ScaledToZero)));
+            }
+        }
+        Ok(Step::Continue { inactive: !active })
+    }
+}
+
+impl AutoScaler for Scaler {
+    fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        Hpa::check_observation(obs)?;
+        let in_cooldown = match self.activation_step(obs, now)? {
+            Step::Done(d) => return Ok(d),
+            Step::Continue { inactive } => inactive,
+        };
+        let current = obs.current_replicas;
+        let (mut combined, mut proposals, partial) = match self.hpa.propose(obs)? {
+            Proposed::Fixed(d, r) => return Ok(Decision::fixed(now, current, d, r)),
+            Proposed::Failed(proposals) => {
+                self.state.consecutive_failures = self.state.consecutive_failures.saturating_add(1);
+                let mut d = Decision::fixed(now, current, current, Reason::FailedGetMetrics);
+                d.proposals = proposals;
+                if let Some(fb) = self.cfg.fallback
+                    && self.state.consecutive_failures >= fb.failure_threshold
+                {
+                    let to = fb.replicas.clamp(self.cfg.hpa.min_replicas, self.cfg.hpa.max_replicas);
+                    d.set_desired(to);
+                    d.reasons.push(Reason::FallbackReplicas);
+                }
+                return Ok(d);
+            }
+            Proposed::Combined {
+                replicas,
+                proposals,
+                partial_failure,
+            } => (replicas, proposals, partial_failure),
+        };
+        self.state.consecutive_failures = 0;
+        let mut reasons = Vec::with_capacity(4);
+        if partial {
+            reasons.push(Reason::PartialMetricsFailure);
+        }
+        if in_cooldown {
+            reasons.push(Reason::CooldownHold);
+        }
+
+        // Prediction.
+        let mut forecast = None;
+        if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
+            match f.forecast_max(&p.signal, now, p.lead_time, p.step) {
+                Ok(fc) => {
+                    let replicas = (fc.point.max(0.0) / p.per_replica).ceil().min(f64::from(u32::MAX)) as u32;
+                    let err = f.recent_error(&p.signal);
+                    let trusted = err.is_some_and(|e| e.is_finite() && e <= p.max_recent_error);
+                    let mut applied = false;
+                    if trusted && !p.shadow {
+                        if replicas > combined {
+                            combined = replicas;
+                            applied = true;
+                        } else if p.allow_scale_in && combined == current && replicas < current {
+                            combined = replicas;
+                            applied = true;
+                        }
+                    }
+                    reasons.push(if applied {
+                        Reason::ForecastUsed
+                    } else {
+                        Reason::ForecastIgnored
+                    });
+                    proposals.push(MetricProposal {
+                        metric: format!("forecast:{}", p.signal),
+                        replicas: Some(replicas),
+                        usage_ratio: None,
+                        current: Some(fc.point),
+                        error: None,
+                    });
+                    forecast = Some(ForecastUse {
+                        signal: p.signal.clone(),
+                        value: fc.point,
+                        at: fc.at,
+                        recent_error: err,
+                        replicas,
+                        applied,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(target: "sysmanage_scaling", event = "forecast_failed", error = %e);
+                    reasons.push(Reason::ForecastIgnored);
+                }
+            }
+        }
+
+        // Guards.
+        let g = self.cfg.guards;
+        let latency = matches!((g.latency_slo_ms, obs.latency_p95_ms), (Some(slo), Some(l)) if l > slo);
+        let errors = matches!((g.max_error_rate, obs.error_rate), (Some(max), Some(e)) if e > max);
+        if latency {
+            reasons.push(Reason::LatencyGuard);
+        }
+        if errors {
+            reasons.push(Reason::ErrorRateGuard);
+        }
+        if latency || errors {
+            if combined < current {
+                combined = current;
+            } else if g.extra_step_up && combined > current {
+                combined = combined.saturating_add(1);
+            }
+        }
+
+        let (mut desired, stab, limit) = self.hpa.normalize(current, combined, now);
+        reasons.push(stab);
+        reasons.push(limit);
+
+        // Flap budget.
+        if let Some(fb) = self.cfg.flap_budget
+            && desired < current
+            && self.reversals(now, fb.window) >= fb.max_reversals
+        {
+            desired = current;
+            reasons.push(Reason::FlapBudgetExhausted);
+        }
+
+        Ok(Decision {
+            at: now,
+            current_replicas: current,
+            desired_replicas: desired,
+            action: Action::between(current, desired),
+            proposals,
+            combined: Some(combined),
+            reasons,
+            forecast,
+        })
+    }
+
+    fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
+        self.hpa.record_actuation(from, to, now);
+        let dir = Action::between(from, to);
+        if dir == Action::None {
+            return;
+        }
+        if let Some(fb) = self.cfg.flap_budget {
+            let cutoff = now - fb.window;
+            while self.state.actuations.front().is_some_and(|(at, _)| *at < cutoff) {
+                self.state.actuations.pop_front();
+            }
+        }
+        if self.state.actuations.len() >= MAX_ACTUATIONS {
+            self.state.actuations.pop_front();
+        }
+        self.state.actuations.push_back((now, dir));
+        if to > 0 && self.cfg.activation.is_some() && from == 0 {
+            self.state.last_active = Some(now);
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Trace replay: a request-rate trace drives a service model and any
+//! [`AutoScaler`]; the report counts SLO-violation minutes, replica-hours and
+//! scale events.
+//!
+//! The model: each replica serves `capacity_per_replica` requests/s at 100 %
+//! CPU; new replicas serve only after `startup`; removed replicas stop at
+//! once. p95 latency follows an M/M/1-like curve, `base / (1 − ρ)` with
+//! utilisation ρ capped at 0.99, and any overload (ρ ≥ 1) or latency above the
+//! SLO counts as a violating minute. Scalers see CPU (percent, capped at 100),
+//! the request rate (`rps`), the backlog (`queue`), p95 latency and an error
+//! rate equal to the shed fraction.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sysmanage_core::{Forecast, LoadForecast, SplitMix64, Timestamp};
+
+use crate::error::{Result, ScalingError};
+use crate::observe::{MetricValue, Observation};
+use crate::scaler::AutoScaler;
+
+/// A request-rate trace with uniform spacing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    /// A name for reports.
+    pub name: String,
+    /// Spacing of the samples.
+    pub step: Duration,
+    /// Requests per second, one value per step.
+    pub rps: Vec<f64>,
+}
+
+/// The synthetic trace shipped with the crate (`traces/synthetic_daily_bursts.csv`).
+pub const SYNTHETIC_CSV: &str = include_str!("../traces/synthetic_daily_bursts.csv");
+/// The real-demand trace shipped with the crate (`traces/uk_electricity_demand_2000.csv`).
+pub const UK_ELECTRICITY_CSV: &str = include_str!("../traces/uk_electricity_demand_2000.csv");
+
+impl Trace {
+    /// Parses `minute,rps` CSV: `#` comment lines and one header line are
+    /// skipped; minutes must start at 0 and be evenly spaced.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] naming the line for malformed rows,
+    /// uneven spacing, negative or non-finite rates, or fewer than two rows.
+    pub fn from_csv(name: impl Into<String>, text: &str) -> Result<Self> {
+        let mut minutes = Vec::new();
+        let mut rps = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with("minute") {
+                continue;
+            }
+            let bad = |why: &str| ScalingError::invalid("trace", format!("line {}: {why}", i + 1));
+            let (m, v) = line.split_once(',').ok_or_else(|| bad("expected `minute,rps`"))?;
+            let m: u64 = m.trim().parse().map_err(|_| bad("minute is not an integer"))?;
+            let v: f64 = v.trim().parse().map_err(|_| bad("rps is not a number"))?;
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(bad("rps must be finite and >= 0"));
+            }
+            minutes.push(m);
+            rps.push(v);
+        }
+        if rps.len() < 2 {
+            return Err(ScalingError::invalid("trace", "needs at least two rows"));
+        }
+        let step = minutes[1].saturating_sub(minutes[0]);
+        if minutes[0] != 0 || step == 0 || minutes.windows(2).any(|w| w[1] != w[0] + step) {
+            return Err(ScalingError::invalid("trace", "minutes must start at 0 and be evenly spaced"));
+        }
+        Ok(Self {
+            name: name.into(),
+            step: Duration::from_secs(step * 60),
+            rps,
+        })
+    }
+
+    /// The traces shipped in `traces/`: the synthetic one and the UK electricity demand one.
+    ///
+    /// # Errors
+    /// Never for the shipped files (they are tested); kept fallible for symmetry with [`from_csv`](Self::from_csv).
+    pub fn shipped() -> Result<Vec<Self>> {
+        Ok(vec![
+            Self::from_csv("synthetic", SYNTHETIC_CSV)?,
+            Self::from_csv("uk-electricity", UK_ELECTRICITY_CSV)?,
+        ])
+    }
+
+    /// A deterministic synthetic trace: a daily cycle between `base` and about
+    /// `3 × base` (peak mid-afternoon), a weekend dip, ±5 % noise, and a few
+    /// bursts a day that triple the load for 5–20 minutes.
+    pub fn synthetic(seed: u64, days: u32, base: f64) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let mut unit = move || rng.next_f64();
+        let n = days as usize * 1440;
+        let mut rps = Vec::with_capacity(n);
+        let mut burst_left = 0u32;
+        for m in 0..n {
+            let day = m / 1440;
+            let hour = (m % 1440) as f64 / 60.0;
+            let daily = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * (hour - 3.0) / 24.0).cos();
+            let weekend = if day % 7 >= 5 { 0.7 } else { 1.0 };
+            let mut v = base * (1.0 + 2.0 * daily * weekend) * (0.95 + 0.1 * unit());
+            if burst_left == 0 && unit() < 3.0 / 1440.0 {
+                burst_left = 5 + (unit() * 15.0) as u32;
+            }
+            if burst_left > 0 {
+                burst_left -= 1;
+                v *= 3.0;
+            }
+            rps.push((v * 100.0).round() / 100.0);
+        }
+        Self {
+            name: "synthetic".into(),
+            step: Duration::from_secs(60),
+            rps,
+        }
+    }
+
+    /// The trace as `minute,rps` CSV with a comment header.
+    pub fn to_csv(&self, comment: &str) -> String {
+        let mut out = String::with_capacity(self.rps.len() * 12);
+        for line in comment.lines() {
+            out.push_str("# ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push_str("minute,rps\n");
+        let step = self.step.as_secs() / 60;
+        for (i, v) in self.rps.iter().enumerate() {
+            out.push_str(&format!("{},{v:.2}\n", i as u64 * step));
+        }
+        out
+    }
+
+    /// The trace's length.
+    pub fn duration(&self) -> Duration {
+        self.step * u32::try_from(self.rps.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The request rate `t` after the start, linearly interpolated (held after the end).
+    pub fn rps_at(&self, t: Duration) -> f64 {
+        let x = t.as_secs_f64() / self.step.as_secs_f64();
+        let i = x.floor() as usize;
+        if i + 1 >= self.rps.len() {
+            return self.rps[self.rps.len() - 1];
+        }
+        let frac = x - i as f64;
+        self.rps[i] * (1.0 - frac) + self.rps[i + 1] * frac
+    }
+
+    /// The first `d` of the trace.
+    #[must_use]
+    pub fn truncated(&self, d: Duration) -> Self {
+        let n = ((d.as_secs_f64() / self.step.as_secs_f64()).ceil() as usize).clamp(2, self.rps.len());
+        Self {
+            name: self.name.clone(),
+            step: self.step,
+            rps: self.rps[..n].to_vec(),
+        }
+    }
+}
+
+/// The simulated service.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceModel {
+    /// Requests/s one replica serves at 100 % CPU.
+    pub capacity_per_replica: f64,
+    /// Time from scale-up to serving.
+    pub startup: Duration,
+    /// p95 latency of an idle replica, ms.
+    pub base_latency_ms: f64,
+    /// The latency SLO, ms.
+    pub slo_latency_ms: f64,
+    /// Replicas at the start.
+    pub initial_replicas: u32,
+}
+
+impl Default for ServiceModel {
+    fn default() -> Self {
+        Self {
+            capacity_per_replica: 100.0,
+            startup: Duration::from_secs(120),
+            base_latency_ms: 50.0,
+            slo_latency_ms: 250.0,
+            initial_replicas: 4,
+        }
+    }
+}
+
+/// What a replay measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SimReport {
+    /// The trace.
+    pub trace: String,
+    /// The scaler.
+    pub scaler: String,
+    /// Minutes with p95 latency above the SLO or overload.
+    pub slo_violation_minutes: f64,
+    /// Provisioned replicas × hours (starting replicas count: they are paid for).
+    pub replica_hours: f64,
+    /// Actuations.
+    pub scale_events: u32,
+    /// The most replicas provisioned at once.
+    pub peak_replicas: u32,
+    /// Decisions that returned an error.
+    pub decision_errors: u32,
+}
+
+/// Replays `trace` through `scaler` deciding every `interval` (simulation
+/// step = `interval`). `feed` receives every observed request rate (for a
+/// forecaster that learns online).
+///
+/// # Errors
+/// [`ScalingError::InvalidSpec`] for a zero interval or a model with
+/// non-positive capacity or latencies.
+pub fn simulate(
+    trace: &Trace,
+    scaler: &mut dyn AutoScaler,
+    model: &ServiceModel,
+    interval: Duration,
+    mut feed: Option<&mut dyn FnMut(Timestamp, f64)>,
+) -> Result<SimReport> {
+    if interval.is_zero() {
+        return Err(ScalingError::invalid("simulate.interval", "must be greater than zero"));
+    }
+    for (f, v) in [
+        ("model.capacityPerReplica", model.capacity_per_replica),
+        ("model.baseLatencyMs", model.base_latency_ms),
+        ("model.sloLatencyMs", model.slo_latency_ms),
+    ] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(ScalingError::invalid(f, format!("must be a finite number > 0, got {v}")));
+        }
+    }
+    let start = Timestamp::from_secs(1_700_000_000);
+    let steps = (trace.duration().as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+    let step_h = interval.as_secs_f64() / 3600.0;
+    let step_min = interval.as_secs_f64() / 60.0;
+    // ready-at times of provisioned replicas, oldest first
+    let mut replicas: VecDeque<Timestamp> = (0..model.initial_replicas).map(|_| start).collect();
+    let mut report = SimReport {
+        trace: trace.name.clone(),
+        scaler: scaler.name().to_owned(),
+        slo_violation_minutes: 0.0,
+        replica_hours: 0.0,
+        scale_events: 0,
+        peak_replicas: model.initial_replicas,
+        decision_errors: 0,
+    };
+    for k in 0..steps {
+        let t = interval * u32::try_from(k).unwrap_or(u32::MAX);
+        let now = start + t;
+        let rps = trace.rps_at(t);
+        if let Some(f) = feed.as_mut() {
+            f(now, rps);
+        }
+        let ready = replicas.iter().filter(|r| **r <= now).count() as u32;
+        let capacity = f64::from(ready) * model.capacity_per_replica;
+        let util = if capacity > 0.0 { rps / capacity } else { f64::INFINITY };
+        let latency = if util >= 1.0 {
+            model.base_latency_ms / 0.01
+        } else {
+            model.base_latency_ms / (1.0 - util)
+        };
+        let overload = util >= 1.0 && rps > 0.0;
+        if overload || latency > model.slo_latency_ms {
+            report.slo_violation_minutes += step_min;
+        }
+        let provisioned = replicas.len() as u32;
+        report.replica_hours += f64::from(provisioned) * step_h;
+        report.peak_replicas = report.peak_replicas.max(provisioned);
+        let shed = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
+        let obs = Observation::new(provisioned)
+            .ready(ready)
+            .reading("cpu", MetricValue::Average(if util.is_finite() { (util * 100.0).min(100.0) } else { 100.0 }))
+            .reading("rps", MetricValue::Total(rps))
+            .reading("queue", MetricValue::Total((rps - capacity).max(0.0)))
+            .latency_p95_ms(latency.min(60_000.0))
+            .error_rate(shed);
+        match scaler.decide(&obs, now) {
+            Ok(d) if d.desired_replicas != provisioned => {
+                let to = d.desired_replicas;
+                if to > provisioned {
+                    for _ in provisioned..to {
+                        replicas.push_back(now + model.startup);
+                    }
+                } else {
+                    for _ in to..provisioned {
+                        replicas.pop_back();
+                    }
+                }
+                scaler.record_actuation(provisioned, to, now);
+                report.scale_events += 1;
+            }
+            Ok(_) => {}
+            Err(_) => report.decision_errors += 1,
+        }
+    }
+    Ok(report)
+}
+
+/// A small online forecaster for replays and tests: seasonal naive with a
+/// level correction, `ŷ(t+h) = y(t+h−S) × mean(last hour) / mean(the hour a season earlier)`,
+/// reporting its own rolling mean absolute percentage error as `recent_error`.
+#[derive(Debug)]
+pub struct SeasonalNaive {
+    signal: String,
+    step: Duration,
+    season: usize,
+    inner: Mutex<NaiveState>,
+}
+
+#[derive(Debug, Default)]
+struct NaiveState {
+    history: VecDeque<(Timestamp, f64)>,
+    errors: VecDeque<f64>,
+}
+
+impl SeasonalNaive {
+    /// A forecaster for `signal` sampled every `step` with season `season` (e.g. one day).
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] when `step` is zero or the season is not a multiple of it.
+    pub fn new(signal: impl Into<String>, step: Duration, season: Duration) -> Result<Self> {
+        if step.is_zero() || season < step || season.as_millis() % step.as_millis() != 0 {
+            return Err(ScalingError::invalid(
+                "seasonalNaive.season",
+                "step must be > 0 and the season a multiple of it",
+            ));
+        }
+        Ok(Self {
+            signal: signal.into(),
+            step,
+            season: (season.as_millis() / step.as_millis()) as usize,
+            inner: Mutex::new(NaiveState::default()),
+        })
+    }
+
+    fn hour(&self) -> usize {
+        ((3600_000 / self.step.as_millis().max(1)) as usize).max(1)
+    }
+
+    fn predict(&self, st: &NaiveState, back: usize) -> Option<f64> {
+        // value `back` samples ago, corrected by the level change over the last hour
+        let n = st.history.len();
+        if back == 0 || back > n {
+            return None;
+        }
+        let h = self.hour().min(n);
+        let recent: f64 = st.history.iter().rev().take(h).map(|x| x.1).sum::<f64>() / h as f64;
+        let then = n.checked_sub(self.season)?;
+        let lo = then.saturating_sub(h);
+        let past: Vec<f64> = st.history.range(lo..then).map(|x| x.1).collect();
+        let level = if past.is_empty() {
+            1.0
+        } else {
+            let m = past.iter().sum::<f64>() / past.len() as f64;
+            if m > 0.0 { (recent / m).clamp(0.5, 2.0) } else { 1.0 }
+        };
+        Some(st.history[n - back].1 * level)
+    }
+
+    /// Feeds one observation (they must come every `step`).
+    pub fn observe(&self, at: Timestamp, value: f64) {
+        let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.history.len() >= self.season
+            && let Some(p) = self.predict(&st, self.season)
+            && value > 0.0
+        {
+            if st.errors.len() >= self.hour() {
+                st.errors.pop_front();
+            }
+            st.errors.push_back(((p - value) / value).abs());
+        }
+        if st.history.len() >= self.season + self.hour() {
+            st.history.pop_front();
+        }
+        st.history.push_back((at, value));
+    }
+}
+
+impl LoadForecast for SeasonalNaive {
+    fn forecast(&self, metric: &str, now: Timestamp, horizon: Duration) -> sysmanage_core::Result<Forecast> {
+        if metric != self.signal {
+            return Err(sysmanage_core::Error::Unknown {
+                kind: "metric",
+                name: metric.into(),
+            });
+        }
+        let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let ahead = (horizon.as_millis() / self.step.as_millis()) as usize;
+        let have = st.history.len();
+        if have < self.season || ahead >= self.season {
+            return Err(sysmanage_core::Error::InsufficientData {
+                what: "seasonal naive forecast",
+                needed: self.season,
+                have,
+            });
+        }
+        let v = self.predict(&st, self.season - ahead).unwrap_or(0.0);
+        Forecast::exact(now + horizon, v)
+    }
+
+    fn recent_error(&self, metric: &str) -> Option<f64> {
+        if metric != self.signal {
+            return None;
+        }
+        let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.errors.len() < self.hour() {
+            return None;
+        }
+        Some(st.errors.iter().sum::<f64>() / st.errors.len() as f64)
+    }
+}

@@ -1,0 +1,65 @@
+//! The shipped traces parse, and the synthetic one is exactly what the generator produces.
+
+use std::time::Duration;
+
+use sysmanage_scaling::{ScalingError, Trace, sim::SYNTHETIC_CSV};
+
+const SYNTHETIC_COMMENT: &str = "Synthetic request rate: Trace::synthetic(seed = 7, days = 7, base = 300.0).\n\
+Daily cycle 300..900 rps peaking mid-afternoon, weekend dip, +-5 % noise, ~3 bursts/day at 3x for 5-20 min.\n\
+Regenerate with SYSMANAGE_REGENERATE_TRACES=1 cargo test -p sysmanage-scaling --test traces";
+
+#[test]
+fn shipped_synthetic_trace_matches_generator() {
+    let generated = Trace::synthetic(7, 7, 300.0);
+    let csv = generated.to_csv(SYNTHETIC_COMMENT);
+    if std::env::var_os("SYSMANAGE_REGENERATE_TRACES").is_some() {
+        std::fs::write(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/traces/synthetic_daily_bursts.csv"),
+            &csv,
+        )
+        .unwrap();
+        return;
+    }
+    assert_eq!(SYNTHETIC_CSV, csv, "traces/synthetic_daily_bursts.csv is stale");
+    let parsed = Trace::from_csv("synthetic", SYNTHETIC_CSV).unwrap();
+    assert_eq!(parsed.rps, generated.rps);
+    assert_eq!(parsed.duration(), Duration::from_secs(7 * 86_400));
+}
+
+#[test]
+fn shipped_traces_parse_and_look_like_demand() {
+    let traces = Trace::shipped().unwrap();
+    assert_eq!(traces.len(), 2);
+    let uk = &traces[1];
+    assert_eq!(uk.step, Duration::from_secs(1800));
+    assert_eq!(uk.rps.len(), 4032, "12 weeks of half-hourly demand");
+    // first value of Taylor (2003): 22262 MW / 20
+    assert_eq!(uk.rps[0], 1113.1);
+    // daily seasonality: the lag-48 autocorrelation is strong
+    let mean = uk.rps.iter().sum::<f64>() / uk.rps.len() as f64;
+    let var: f64 = uk.rps.iter().map(|v| (v - mean).powi(2)).sum();
+    let cov: f64 = uk.rps.windows(49).map(|w| (w[0] - mean) * (w[48] - mean)).sum();
+    assert!(cov / var > 0.8, "lag-1-day autocorrelation {}", cov / var);
+    let syn = &traces[0];
+    let max = syn.rps.iter().cloned().fold(0.0, f64::max);
+    assert!(max > 1500.0, "bursts present (max {max})");
+}
+
+#[test]
+fn bad_csv_is_a_typed_error_naming_the_line() {
+    let e = Trace::from_csv("x", "minute,rps\n0,1\n1,abc\n").unwrap_err();
+    assert!(matches!(e, ScalingError::InvalidSpec { .. }));
+    assert!(e.to_string().contains("line 3"), "{e}");
+    assert!(Trace::from_csv("x", "minute,rps\n0,1\n").is_err());
+    assert!(Trace::from_csv("x", "0,1\n1,-2\n").is_err());
+    assert!(Trace::from_csv("x", "0,1\n1,2\n3,4\n").is_err());
+    assert!(Trace::from_csv("x", "0,1\n1,NaN\n").is_err());
+}
+
+#[test]
+fn interpolation_and_truncation() {
+    let t = Trace::from_csv("x", "0,100\n1,200\n2,300\n").unwrap();
+    assert_eq!(t.rps_at(Duration::from_secs(30)), 150.0);
+    assert_eq!(t.rps_at(Duration::from_secs(600)), 300.0);
+    assert_eq!(t.truncated(Duration::from_secs(60)).rps, vec![100.0, 200.0]);
+}
