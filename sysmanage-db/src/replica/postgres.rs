@@ -1,0 +1,186 @@
+//! The PostgreSQL backend: one `sqlx::PgPool` per node.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use sysmanage_core::{BoxError, ConnectionUrl};
+
+use super::config::{NodeSpec, invalid};
+use super::lsn::Lsn;
+use super::router::{NodePool, PoolStats, Probe, QueryError};
+use crate::error::Result;
+
+/// The monitor's one query per node: role, WAL positions, replay age.
+const PROBE_SQL: &str = "select pg_is_in_recovery(), \
+     case when pg_is_in_recovery() then null else pg_current_wal_insert_lsn()::text end, \
+     pg_last_wal_replay_lsn()::text, \
+     extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8";
+
+impl NodePool for PgPool {
+    async fn probe(&self) -> std::result::Result<Probe, BoxError> {
+        let (in_recovery, current, replay, age): (bool, Option<String>, Option<String>, Option<f64>) =
+            sqlx::query_as(PROBE_SQL).fetch_one(self).await?;
+        let parse = |s: Option<String>| s.map(|s| s.parse::<Lsn>()).transpose();
+        let current = parse(current)?;
+        let replay = parse(replay)?;
+        let age = age
+            .filter(|a| a.is_finite())
+            .map(|a| Duration::from_secs_f64(a.max(0.0)));
+        Ok(match (in_recovery, current) {
+            (false, Some(lsn)) => Probe::primary(lsn),
+            (false, None) => return Err("primary returned no wal position".into()),
+            (true, _) => Probe::replica(replay.unwrap_or(Lsn::ZERO), age),
+        })
+    }
+
+    async fn current_wal_lsn(&self) -> std::result::Result<Lsn, BoxError> {
+        let text: String = sqlx::query_scalar("select pg_current_wal_insert_lsn()::text")
+            .fetch_one(self)
+            .await?;
+        Ok(text.parse()?)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.size(),
+            idle: u32::try_from(self.num_idle()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+impl QueryError for sqlx::Error {
+    /// I/O, TLS, protocol and pool failures, and the SQLSTATEs of class 08
+    /// (connection exception) and 57P01–57P03 (server shutting down or
+    /// starting).
+    fn is_connection_error(&self) -> bool {
+        match self {
+            Self::Io(_)
+            | Self::Tls(_)
+            | Self::Protocol(_)
+            | Self::PoolTimedOut
+            | Self::PoolClosed
+            | Self::WorkerCrashed => true,
+            Self::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
+            _ => false,
+        }
+    }
+
+    /// SQLSTATE 25006, `read_only_sql_transaction`.
+    fn is_read_only_error(&self) -> bool {
+        matches!(self, Self::Database(db) if db.code().as_deref() == Some("25006"))
+    }
+}
+
+/// Pool settings for one PostgreSQL node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgNodeOptions {
+    /// Largest number of connections. Default: 10. Must be at least 1.
+    pub max_connections: u32,
+    /// Connections kept open. Default: 0.
+    pub min_connections: u32,
+    /// How long a query waits for a connection (this also bounds connecting
+    /// to a node that is down). Default: 2 s.
+    pub acquire_timeout: Duration,
+    /// Idle connections are closed after this. Default: 10 min.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for PgNodeOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(2),
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl PgNodeOptions {
+    /// The sqlx pool options these settings describe.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for zero
+    /// `max_connections` or `acquire_timeout`, or `min_connections` above
+    /// `max_connections`.
+    pub fn pool_options(&self) -> Result<PgPoolOptions> {
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections", "pool size must be at least 1"));
+        }
+        if self.min_connections > self.max_connections {
+            return Err(invalid(
+                "min_connections",
+                format!(
+                    "{} is above max_connections ({})",
+                    self.min_connections, self.max_connections
+                ),
+            ));
+        }
+        if self.acquire_timeout.is_zero() {
+            return Err(invalid("acquire_timeout", "must be greater than zero"));
+        }
+        Ok(PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .idle_timeout(self.idle_timeout))
+    }
+}
+
+/// A PostgreSQL node for [`ReplicaRouterBuilder::primary`] /
+/// [`replica`](super::ReplicaRouterBuilder::replica): a lazily connecting
+/// `PgPool` for `url`. Connecting lazily is what lets the router start with a
+/// node down; the first probe bans it.
+///
+/// [`ReplicaRouterBuilder::primary`]: super::ReplicaRouterBuilder::primary
+///
+/// # Errors
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `url` does not
+/// parse (the message shows it redacted) or the options are invalid.
+///
+/// # Examples
+/// ```
+/// use sysmanage_db::replica::{PgNodeOptions, pg_node};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sysmanage_db::Error> {
+/// let spec = pg_node("standby1", "postgres://app:pw@127.0.0.1:25433/app", &PgNodeOptions::default())?;
+/// assert_eq!(spec.name(), "standby1");
+/// let mut bad = PgNodeOptions::default();
+/// bad.max_connections = 0;
+/// assert!(pg_node("x", "postgres://127.0.0.1/app", &bad).is_err());
+/// # Ok(())
+/// # }
+/// ```
+pub fn pg_node(
+    name: impl Into<String>,
+    url: impl Into<ConnectionUrl>,
+    options: &PgNodeOptions,
+) -> Result<NodeSpec<PgPool>> {
+    pg_node_with(name, url, options.pool_options()?)
+}
+
+/// As [`pg_node`], with sqlx pool options of your own.
+///
+/// # Errors
+/// As [`pg_node`].
+pub fn pg_node_with(
+    name: impl Into<String>,
+    url: impl Into<ConnectionUrl>,
+    options: PgPoolOptions,
+) -> Result<NodeSpec<PgPool>> {
+    let name = name.into();
+    let url = url.into();
+    let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {
+        invalid(
+            "url",
+            format!("node {name:?}: cannot parse connection url {}", url.redacted()),
+        )
+    })?;
+    let pool = options.connect_lazy_with(connect);
+    Ok(NodeSpec::new(name, pool).url(url))
+}

@@ -1,0 +1,1310 @@
+//! The router handle, its node table and the monitor driver.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use sysmanage_core::{BoxError, Clock, ConnectionUrl, SplitMix64, SystemClock, Timestamp};
+use tracing::Instrument;
+
+use super::balance::{Candidate, PeakEwma, pick};
+use super::config::{
+    Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, Strategy, invalid, validate_weight,
+};
+use super::health::{
+    BanReason, LagInput, LagLimits, NodeHealth, PrimaryHistory, Transition, lag_bans,
+};
+use super::lsn::{Lsn, WalToken};
+use crate::error::{Error, Result};
+
+const TARGET: &str = "sysmanage_db::replica";
+
+/// What one health probe of a node found.
+///
+/// PostgreSQL's backend fills it from one query:
+/// `pg_is_in_recovery()`, `pg_current_wal_insert_lsn()` on a primary,
+/// `pg_last_wal_replay_lsn()` and the age of `pg_last_xact_replay_timestamp()`
+/// on a standby.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probe {
+    /// `pg_is_in_recovery()`: true on a standby.
+    pub in_recovery: bool,
+    /// The primary's current WAL insert position (primaries only).
+    pub current_lsn: Option<Lsn>,
+    /// The standby's replay position (standbys only).
+    pub replay_lsn: Option<Lsn>,
+    /// Time since the last replayed commit, by the standby's clock.
+    pub replay_age: Option<Duration>,
+}
+
+impl Probe {
+    /// A primary at WAL position `current`.
+    pub fn primary(current: Lsn) -> Self {
+        Self {
+            in_recovery: false,
+            current_lsn: Some(current),
+            replay_lsn: None,
+            replay_age: None,
+        }
+    }
+
+    /// A standby that has replayed up to `replay`, its last replayed commit
+    /// `replay_age` ago.
+    pub fn replica(replay: Lsn, replay_age: Option<Duration>) -> Self {
+        Self {
+            in_recovery: true,
+            current_lsn: None,
+            replay_lsn: Some(replay),
+            replay_age,
+        }
+    }
+}
+
+/// Connection pool statistics for the status snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Idle connections.
+    pub idle: u32,
+}
+
+/// A node's connection pool, as the router needs it: a clonable handle that
+/// can probe its server.
+///
+/// Implemented for `sqlx::PgPool` (feature `postgres`) and
+/// [`MemoryNode`](super::MemoryNode). Reads and writes hand the caller's
+/// closure a clone of the pool.
+pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
+    /// One health probe: role, WAL positions and replay age.
+    fn probe(&self) -> impl Future<Output = Result<Probe, BoxError>> + Send;
+
+    /// The current WAL insert position of a primary, for a [`WalToken`].
+    fn current_wal_lsn(&self) -> impl Future<Output = Result<Lsn, BoxError>> + Send;
+
+    /// Pool statistics; zero by default.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+}
+
+/// Errors of the caller's queries, classified so that a replica dying under
+/// load costs no failed reads.
+pub trait QueryError: std::error::Error + Send + Sync + 'static {
+    /// Whether the failure is at the connection level (unreachable server,
+    /// broken connection, server shutting down) rather than an SQL error.
+    /// Connection-level read failures are retried once on another node and
+    /// ban the node.
+    fn is_connection_error(&self) -> bool;
+
+    /// Whether a write failed because the node is read-only (it was demoted);
+    /// this triggers an immediate probe round. Default: false.
+    fn is_read_only_error(&self) -> bool {
+        false
+    }
+}
+
+/// Whether a node serves reads, as shown in [`NodeStatus`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+#[non_exhaustive]
+pub enum NodeState {
+    /// Serves reads (or writes, for the primary).
+    Healthy,
+    /// Banned: excluded from reads until a successful probe after `until`.
+    Banned {
+        /// Why.
+        reason: BanReason,
+        /// Earliest re-admission, wall-clock.
+        until: Timestamp,
+    },
+    /// Excluded from [`Consistency::Any`] reads for lagging.
+    LagBanned,
+}
+
+/// A serialisable snapshot of one node.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct NodeStatus {
+    /// The node's name.
+    pub name: String,
+    /// Its URL with the password redacted.
+    pub url: Option<String>,
+    /// Role as last observed.
+    pub role: Role,
+    /// Whether writes go here.
+    pub is_primary: bool,
+    /// Health.
+    #[serde(flatten)]
+    pub state: NodeState,
+    /// Balancing weight (0 = draining).
+    pub weight: f64,
+    /// Locality tier.
+    pub tier: u8,
+    /// Replay position (standbys).
+    pub replay_lsn: Option<Lsn>,
+    /// WAL bytes behind the primary, at the last probe.
+    pub lag_bytes: u64,
+    /// Time lag at the last probe (zero when `lag_bytes` is zero; `None` when
+    /// unknown).
+    pub lag_seconds: Option<f64>,
+    /// Peak-EWMA latency in milliseconds.
+    pub latency_ms: f64,
+    /// Requests in flight through the router.
+    pub in_flight: u32,
+    /// Failed probes.
+    pub probe_failures: u64,
+    /// Connection-level query failures.
+    pub connection_errors: u64,
+    /// Other query failures.
+    pub query_errors: u64,
+    /// Pool size.
+    pub pool_size: u32,
+    /// Idle connections.
+    pub pool_idle: u32,
+    /// Wall-clock time of the last successful probe.
+    pub last_probe: Option<Timestamp>,
+}
+
+/// A serialisable snapshot of the router.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RouterStatus {
+    /// The balancing strategy.
+    pub strategy: Strategy,
+    /// The name of the node taking writes.
+    pub primary: Option<String>,
+    /// Reads routed.
+    pub reads: u64,
+    /// Writes routed.
+    pub writes: u64,
+    /// Reads sent to the primary because no replica qualified.
+    pub fallbacks: u64,
+    /// Reads retried on another node after a connection-level failure.
+    pub retries: u64,
+    /// Primary changes detected.
+    pub role_changes: u64,
+    /// Every node.
+    pub nodes: Vec<NodeStatus>,
+}
+
+impl RouterStatus {
+    /// The status of node `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeStatus> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+const ROLE_PRIMARY: u8 = 1;
+const ROLE_REPLICA: u8 = 2;
+
+fn role_from(v: u8) -> Role {
+    match v {
+        ROLE_PRIMARY => Role::Primary,
+        ROLE_REPLICA => Role::Replica,
+        _ => Role::Unknown,
+    }
+}
+
+#[derive(Debug)]
+struct NodeInner {
+    health: NodeHealth,
+    ewma: PeakEwma,
+    lag_time: Option<Duration>,
+    last_probe: Option<Timestamp>,
+}
+
+/// One node: immutable identity, atomics read by the hot path, and a mutex
+/// for the rest.
+struct Node<P> {
+    name: String,
+    url: Option<ConnectionUrl>,
+    pool: P,
+    tier: u8,
+    weight: AtomicU64,
+    banned: AtomicBool,
+    lag_banned: AtomicBool,
+    role: AtomicU8,
+    replay_lsn: AtomicU64,
+    has_replay: AtomicBool,
+    lag_bytes: AtomicU64,
+    /// Nanoseconds since the router's epoch + 1 of the staleness bound; 0 = unknown.
+    fresh_as_of: AtomicU64,
+    in_flight: AtomicU32,
+    latency: AtomicU64,
+    inner: Mutex<NodeInner>,
+}
+
+impl<P> fmt::Debug for Node<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P> Node<P> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, NodeInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Ordering::Relaxed))
+    }
+
+    fn candidate(&self) -> Candidate {
+        Candidate {
+            weight: self.weight(),
+            latency_secs: f64::from_bits(self.latency.load(Ordering::Relaxed)),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+
+    fn sync_ban(&self, health: &NodeHealth) {
+        self.banned.store(health.is_banned(), Ordering::Release);
+    }
+}
+
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+struct Topology<P> {
+    nodes: Vec<Arc<Node<P>>>,
+    primary: Option<usize>,
+}
+
+impl<P> Topology<P> {
+    fn primary(&self) -> Option<&Arc<Node<P>>> {
+        self.primary.map(|i| &self.nodes[i])
+    }
+}
+
+struct Inner<P> {
+    config: ReplicaConfig,
+    clock: Arc<dyn Clock>,
+    epoch: Instant,
+    topology: RwLock<Arc<Topology<P>>>,
+    rng: Mutex<SplitMix64>,
+    turn: AtomicU64,
+    history: Mutex<PrimaryHistory>,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    fallbacks: AtomicU64,
+    retries: AtomicU64,
+    role_changes: AtomicU64,
+    wake: Arc<tokio::sync::Notify>,
+    round: tokio::sync::Mutex<()>,
+    monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl<P> Drop for Inner<P> {
+    fn drop(&mut self) {
+        if let Some(h) = self
+            .monitor
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            h.abort();
+        }
+    }
+}
+
+/// Routes writes to the primary and reads to a healthy, fresh-enough
+/// replica. A cheap-to-clone handle (`Arc` inside); clones share everything.
+///
+/// See the [module documentation](super) for an overview and examples.
+pub struct ReplicaRouter<P> {
+    inner: Arc<Inner<P>>,
+}
+
+impl<P> Clone for ReplicaRouter<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<P> fmt::Debug for ReplicaRouter<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topo = self.inner.topology();
+        f.debug_struct("ReplicaRouter")
+            .field("strategy", &self.inner.config.strategy)
+            .field("primary", &topo.primary().map(|n| n.name.as_str()))
+            .field("nodes", &topo.nodes.len())
+            .finish()
+    }
+}
+
+/// Builder for [`ReplicaRouter`].
+#[must_use = "a builder does nothing until `.build()` is called"]
+pub struct ReplicaRouterBuilder<P> {
+    config: ReplicaConfig,
+    clock: Arc<dyn Clock>,
+    primary: Option<NodeSpec<P>>,
+    replicas: Vec<NodeSpec<P>>,
+    monitor: bool,
+}
+
+impl<P: fmt::Debug> fmt::Debug for ReplicaRouterBuilder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaRouterBuilder")
+            .field("config", &self.config)
+            .field("primary", &self.primary)
+            .field("replicas", &self.replicas)
+            .field("monitor", &self.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: NodePool> ReplicaRouterBuilder<P> {
+    /// Replaces the configuration (default: [`ReplicaConfig::default`]).
+    pub fn config(mut self, config: ReplicaConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The primary node (required).
+    pub fn primary(mut self, spec: NodeSpec<P>) -> Self {
+        self.primary = Some(spec);
+        self
+    }
+
+    /// Adds a replica.
+    pub fn replica(mut self, spec: NodeSpec<P>) -> Self {
+        self.replicas.push(spec);
+        self
+    }
+
+    /// The clock for bans, staleness and latency (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Whether to run the background monitor (default: true). Without it,
+    /// call [`ReplicaRouter::probe_all`] yourself (tests with a manual clock).
+    pub fn monitor(mut self, enabled: bool) -> Self {
+        self.monitor = enabled;
+        self
+    }
+
+    /// Validates the configuration, probes every node once (a node that does
+    /// not answer starts banned) and starts the monitor on the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an invalid [`ReplicaConfig`], a missing
+    /// primary or a negative / non-finite weight; [`Error::DuplicateNode`]
+    /// when two nodes share a name. An unreachable node is not an error.
+    pub async fn build(self) -> Result<ReplicaRouter<P>> {
+        self.config.validate()?;
+        let primary = self
+            .primary
+            .ok_or_else(|| invalid("primary", "a primary node is required"))?;
+        let clock = self.clock;
+        let now = clock.now();
+        let mut nodes: Vec<Arc<Node<P>>> = Vec::with_capacity(1 + self.replicas.len());
+        for (i, spec) in std::iter::once(primary).chain(self.replicas).enumerate() {
+            if nodes.iter().any(|n| n.name == spec.name) {
+                return Err(Error::DuplicateNode(spec.name));
+            }
+            let role = if i == 0 { ROLE_PRIMARY } else { ROLE_REPLICA };
+            nodes.push(Arc::new(new_node(spec, role, &self.config, now)?));
+        }
+        let seed = self
+            .config
+            .seed
+            .unwrap_or_else(|| SplitMix64::from_entropy().next_u64());
+        let inner = Arc::new(Inner {
+            epoch: now,
+            clock,
+            topology: RwLock::new(Arc::new(Topology {
+                nodes,
+                primary: Some(0),
+            })),
+            rng: Mutex::new(SplitMix64::new(seed)),
+            turn: AtomicU64::new(0),
+            history: Mutex::new(PrimaryHistory::new(256)),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            role_changes: AtomicU64::new(0),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            round: tokio::sync::Mutex::new(()),
+            monitor: Mutex::new(None),
+            config: self.config,
+        });
+        inner.probe_round().await;
+        if self.monitor {
+            let handle = tokio::spawn(monitor_loop(Arc::downgrade(&inner), inner.wake.clone()));
+            *inner.monitor.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        }
+        Ok(ReplicaRouter { inner })
+    }
+}
+
+fn new_node<P>(spec: NodeSpec<P>, role: u8, config: &ReplicaConfig, now: Instant) -> Result<Node<P>> {
+    let weight = validate_weight(&spec.name, spec.weight)?;
+    Ok(Node {
+        name: spec.name,
+        url: spec.url,
+        pool: spec.pool,
+        tier: spec.tier,
+        weight: AtomicU64::new(weight.to_bits()),
+        banned: AtomicBool::new(true),
+        lag_banned: AtomicBool::new(false),
+        role: AtomicU8::new(role),
+        replay_lsn: AtomicU64::new(0),
+        has_replay: AtomicBool::new(false),
+        lag_bytes: AtomicU64::new(0),
+        fresh_as_of: AtomicU64::new(0),
+        in_flight: AtomicU32::new(0),
+        latency: AtomicU64::new(config.initial_latency.as_secs_f64().to_bits()),
+        inner: Mutex::new(NodeInner {
+            health: NodeHealth::unprobed(now),
+            ewma: PeakEwma::new(config.initial_latency, config.ewma_decay),
+            lag_time: None,
+            last_probe: None,
+        }),
+    })
+}
+
+async fn monitor_loop<P: NodePool>(
+    weak: std::sync::Weak<Inner<P>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let delay = match weak.upgrade() {
+            Some(inner) => inner.next_delay(),
+            None => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wake.notified() => {}
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        inner.probe_round().await;
+    }
+}
+
+/// Up to 64 candidate indices on the stack; more spill to the heap.
+enum Picks {
+    Inline([u16; 64], usize),
+    Heap(Vec<usize>),
+}
+
+impl Picks {
+    fn new(n: usize) -> Self {
+        if n <= 64 {
+            Self::Inline([0; 64], 0)
+        } else {
+            Self::Heap(Vec::with_capacity(n))
+        }
+    }
+    fn clear(&mut self) {
+        match self {
+            Self::Inline(_, len) => *len = 0,
+            Self::Heap(v) => v.clear(),
+        }
+    }
+    fn push(&mut self, i: usize) {
+        match self {
+            Self::Inline(a, len) => {
+                a[*len] = i as u16;
+                *len += 1;
+            }
+            Self::Heap(v) => v.push(i),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Self::Inline(_, len) => *len,
+            Self::Heap(v) => v.len(),
+        }
+    }
+    fn get(&self, k: usize) -> usize {
+        match self {
+            Self::Inline(a, _) => usize::from(a[k]),
+            Self::Heap(v) => v[k],
+        }
+    }
+}
+
+impl<P> Inner<P> {
+    fn topology(&self) -> Arc<Topology<P>> {
+        Arc::clone(&self.topology.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn unit(&self) -> f64 {
+        self.rng.lock().unwrap_or_else(PoisonError::into_inner).next_f64()
+    }
+
+    fn next_delay(&self) -> Duration {
+        let jitter = self.config.monitor_jitter.mul_f64(self.unit());
+        self.config.monitor_interval + jitter
+    }
+
+    fn nanos_since_epoch(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn wall_of(&self, t: Instant) -> Timestamp {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        if t >= now {
+            wall + (t - now)
+        } else {
+            wall - (now - t)
+        }
+    }
+
+    /// The replica to read from, if one qualifies. Pure apart from reading
+    /// the clock (bounded staleness only) and drawing random numbers.
+    fn select(
+        &self,
+        topo: &Topology<P>,
+        consistency: &Consistency,
+        exclude: Option<&Arc<Node<P>>>,
+        ignore_bans: bool,
+    ) -> (Option<Arc<Node<P>>>, usize) {
+        let now_ns = match consistency {
+            Consistency::BoundedStaleness {
+                max_time: Some(_), ..
+            } => self.nanos_since_epoch(self.clock.now()),
+            _ => 0,
+        };
+        let mut picks = Picks::new(topo.nodes.len());
+        let mut best_tier = u8::MAX;
+        let mut checked = 0;
+        for (i, node) in topo.nodes.iter().enumerate() {
+            if Some(i) == topo.primary
+                || node.role.load(Ordering::Relaxed) != ROLE_REPLICA
+                || exclude.is_some_and(|e| Arc::ptr_eq(e, node))
+            {
+                continue;
+            }
+            checked += 1;
+            if node.weight() <= 0.0 || node.tier > best_tier {
+                continue;
+            }
+            if !ignore_bans && node.banned.load(Ordering::Acquire) {
+                continue;
+            }
+            let ok = match consistency {
+                Consistency::Any => ignore_bans || !node.lag_banned.load(Ordering::Relaxed),
+                Consistency::BoundedStaleness {
+                    max_bytes,
+                    max_time,
+                } => {
+                    max_bytes.is_none_or(|m| node.lag_bytes.load(Ordering::Relaxed) <= m)
+                        && max_time.is_none_or(|m| {
+                            let fresh = node.fresh_as_of.load(Ordering::Acquire);
+                            fresh != 0 && now_ns.saturating_sub(fresh - 1) <= duration_nanos(m)
+                        })
+                }
+                Consistency::AtLeast { token, .. } => {
+                    node.has_replay.load(Ordering::Acquire)
+                        && node.replay_lsn.load(Ordering::Acquire) >= token.as_u64()
+                }
+                Consistency::Primary => false,
+            };
+            if !ok {
+                continue;
+            }
+            if node.tier < best_tier {
+                best_tier = node.tier;
+                picks.clear();
+            }
+            picks.push(i);
+        }
+        let n = picks.len();
+        let chosen = match (n, self.config.strategy) {
+            (0, _) => None,
+            (1, _) => Some(picks.get(0)),
+            (_, Strategy::RoundRobin) => {
+                let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                Some(picks.get((turn % n as u64) as usize))
+            }
+            (_, strategy) => {
+                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                pick(strategy, n, |k| topo.nodes[picks.get(k)].candidate(), 0, &mut rng)
+                    .map(|k| picks.get(k))
+            }
+        };
+        (chosen.map(|i| Arc::clone(&topo.nodes[i])), checked)
+    }
+
+    fn record_ok(&self, node: &Node<P>, started: Instant) {
+        let now = self.clock.now();
+        let mut g = node.lock();
+        g.ewma.observe(now.saturating_duration_since(started), now);
+        g.health.query_ok();
+        node.latency
+            .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
+    }
+
+    fn record_error(&self, node: &Node<P>, connection: bool) {
+        let now = self.clock.now();
+        let unit = self.unit();
+        let mut g = node.lock();
+        let t = if connection {
+            g.health.connection_error(now, &self.config.ban_backoff, unit)
+        } else {
+            g.health
+                .query_error(now, self.config.max_consecutive_errors, &self.config.ban_backoff, unit)
+        };
+        node.sync_ban(&g.health);
+        if let Transition::Banned(reason) = t {
+            let until = g.health.ban().map(|b| self.wall_of(b.until));
+            drop(g);
+            tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
+                reason = reason.label(), until = ?until, "node banned");
+            self.wake.notify_one();
+        }
+    }
+}
+
+fn duration_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Which node should take writes after a probe round: the current primary
+/// while it answers as a primary; otherwise the only other node answering as
+/// a primary (a promoted standby); otherwise no change.
+///
+/// `observed[i]` is `Some(in_recovery)` for nodes that answered, `None` for
+/// the others.
+///
+/// # Examples
+/// ```
+/// use sysmanage_db::replica::choose_primary;
+/// // standby 1 was promoted while the old primary (0) is down
+/// assert_eq!(choose_primary(Some(0), &[None, Some(false), Some(true)]), Some(1));
+/// // old primary still writable: no split brain, keep it
+/// assert_eq!(choose_primary(Some(0), &[Some(false), Some(false), Some(true)]), Some(0));
+/// ```
+pub fn choose_primary(current: Option<usize>, observed: &[Option<bool>]) -> Option<usize> {
+    if let Some(p) = current {
+        if observed.get(p) == Some(&Some(false)) {
+            return Some(p);
+        }
+    }
+    let mut writable = (0..observed.len()).filter(|&i| observed[i] == Some(false) && Some(i) != current);
+    match (writable.next(), writable.next()) {
+        (Some(i), None) => Some(i),
+        _ => current,
+    }
+}
+
+type ProbeOutcome = (Instant, std::result::Result<Probe, String>);
+
+impl<P: NodePool> Inner<P> {
+    async fn probe_round(&self) {
+        let _round = self.round.lock().await;
+        let topo = self.topology();
+        let timeout = self.config.probe_timeout;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, node) in topo.nodes.iter().enumerate() {
+            let pool = node.pool.clone();
+            let clock = Arc::clone(&self.clock);
+            set.spawn(async move {
+                let started = clock.now();
+                let r = match tokio::time::timeout(timeout, pool.probe()).await {
+                    Ok(Ok(p)) => Ok(p),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("probe timed out after {timeout:?}")),
+                };
+                (i, (started, r))
+            });
+        }
+        let mut outcomes: Vec<Option<ProbeOutcome>> = vec![None; topo.nodes.len()];
+        while let Some(joined) = set.join_next().await {
+            if let Ok((i, outcome)) = joined {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        let outcomes: Vec<ProbeOutcome> = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| (self.clock.now(), Err("probe task failed".into()))))
+            .collect();
+        self.apply_round(&topo, &outcomes);
+    }
+
+    fn apply_round(&self, topo: &Arc<Topology<P>>, outcomes: &[ProbeOutcome]) {
+        let now = self.clock.now();
+        let observed: Vec<Option<bool>> = outcomes
+            .iter()
+            .map(|(_, r)| r.as_ref().ok().map(|p| p.in_recovery))
+            .collect();
+        let mut topo = Arc::clone(topo);
+        let new_primary = choose_primary(topo.primary, &observed);
+        if new_primary != topo.primary {
+            let mut guard = self.topology.write().unwrap_or_else(PoisonError::into_inner);
+            // Apply only if nobody changed the topology since the round started.
+            if Arc::ptr_eq(&guard, &topo) {
+                let old = topo.primary().map(|n| n.name.clone());
+                let next = Arc::new(Topology {
+                    nodes: topo.nodes.clone(),
+                    primary: new_primary,
+                });
+                *guard = Arc::clone(&next);
+                topo = next;
+                self.history.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                self.role_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: TARGET, event = "replica.role_change",
+                    old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
+                    "primary changed: writes re-pointed");
+            }
+        }
+        // The primary's position, sampled at the start of its probe.
+        let primary_lsn = {
+            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(p) = topo.primary {
+                if let (started, Ok(Probe {
+                    current_lsn: Some(lsn),
+                    ..
+                })) = &outcomes[p]
+                {
+                    history.push(*started, *lsn);
+                }
+            }
+            history.latest()
+        };
+        let mut lag_inputs = Vec::new();
+        for (i, node) in topo.nodes.iter().enumerate() {
+            let (started, result) = &outcomes[i];
+            let unit = self.unit();
+            let mut g = node.lock();
+            let transition = match result {
+                Ok(probe) => {
+                    let role = if probe.in_recovery { ROLE_REPLICA } else { ROLE_PRIMARY };
+                    node.role.store(role, Ordering::Release);
+                    g.last_probe = Some(self.wall_of(*started));
+                    if let Some(replay) = probe.replay_lsn {
+                        node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
+                        node.has_replay.store(true, Ordering::Release);
+                        let lag_bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
+                        node.lag_bytes.store(lag_bytes, Ordering::Relaxed);
+                        let fresh = self
+                            .history
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .fresh_as_of(replay);
+                        node.fresh_as_of.store(
+                            fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
+                            Ordering::Release,
+                        );
+                        g.lag_time = if lag_bytes == 0 {
+                            Some(Duration::ZERO)
+                        } else {
+                            let by_history = fresh.map(|t| now.saturating_duration_since(t));
+                            let by_replay = probe
+                                .replay_age
+                                .map(|a| a + now.saturating_duration_since(*started));
+                            match (by_history, by_replay) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            }
+                        };
+                    } else {
+                        node.lag_bytes.store(0, Ordering::Relaxed);
+                        g.lag_time = None;
+                    }
+                    g.health.probe_ok(now)
+                }
+                Err(_) => g.health.probe_failed(now, &self.config.ban_backoff, unit),
+            };
+            node.sync_ban(&g.health);
+            if Some(i) != topo.primary && node.role.load(Ordering::Relaxed) == ROLE_REPLICA {
+                lag_inputs.push((
+                    i,
+                    LagInput {
+                        available: !g.health.is_banned(),
+                        lag_banned: node.lag_banned.load(Ordering::Relaxed),
+                        lag_bytes: node.lag_bytes.load(Ordering::Relaxed),
+                        lag_time: g.lag_time.unwrap_or(Duration::MAX),
+                    },
+                ));
+            } else {
+                node.lag_banned.store(false, Ordering::Relaxed);
+            }
+            let until = g.health.ban().map(|b| self.wall_of(b.until));
+            drop(g);
+            match transition {
+                Transition::Banned(reason) => {
+                    let error = result.as_ref().err().map(String::as_str).unwrap_or("");
+                    tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
+                        reason = reason.label(), until = ?until, error, "node banned");
+                }
+                Transition::Unbanned => {
+                    tracing::info!(target: TARGET, event = "replica.unban", node = %node.name,
+                        "node re-admitted");
+                }
+                Transition::None => {}
+            }
+        }
+        let limits = LagLimits {
+            max_bytes: self.config.max_lag_bytes,
+            max_time: self.config.max_lag,
+            recovery_ratio: self.config.lag_recovery_ratio,
+        };
+        let inputs: Vec<LagInput> = lag_inputs.iter().map(|(_, l)| *l).collect();
+        let bans = lag_bans(&inputs, &limits, self.config.min_serving_replicas);
+        for ((i, input), banned) in lag_inputs.iter().zip(bans) {
+            let node = &topo.nodes[*i];
+            if banned != input.lag_banned {
+                node.lag_banned.store(banned, Ordering::Relaxed);
+                if banned {
+                    tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %node.name,
+                        lag_bytes = input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
+                        "replica lag-banned");
+                } else {
+                    tracing::info!(target: TARGET, event = "replica.lag_unban", node = %node.name,
+                        lag_bytes = input.lag_bytes, "replica re-admitted after lagging");
+                }
+            }
+        }
+    }
+
+    /// Re-probes qualifying-but-behind replicas until one reaches `token` or
+    /// `deadline` passes.
+    async fn wait_for_token(
+        &self,
+        topo: &Topology<P>,
+        consistency: &Consistency,
+        token: Lsn,
+        wait: Duration,
+    ) -> Option<Arc<Node<P>>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            for (i, node) in topo.nodes.iter().enumerate() {
+                if Some(i) == topo.primary
+                    || node.role.load(Ordering::Relaxed) != ROLE_REPLICA
+                    || node.banned.load(Ordering::Acquire)
+                    || node.weight() <= 0.0
+                    || node.replay_lsn.load(Ordering::Acquire) >= token.as_u64()
+                {
+                    continue;
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Ok(Ok(probe)) = tokio::time::timeout(left, node.pool.probe()).await {
+                    if let (true, Some(replay)) = (probe.in_recovery, probe.replay_lsn) {
+                        node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
+                        node.has_replay.store(true, Ordering::Release);
+                    }
+                }
+            }
+            if let (Some(node), _) = self.select(topo, consistency, None, false) {
+                return Some(node);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let step = self.config.token_poll_interval.min(deadline - now);
+            tokio::time::sleep(step).await;
+        }
+    }
+}
+
+impl<P: NodePool> ReplicaRouter<P> {
+    /// A builder with the default configuration.
+    pub fn builder() -> ReplicaRouterBuilder<P> {
+        ReplicaRouterBuilder {
+            config: ReplicaConfig::default(),
+            clock: Arc::new(SystemClock),
+            primary: None,
+            replicas: Vec::new(),
+            monitor: true,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.inner.config
+    }
+
+    /// Runs `f` on a node chosen for `consistency` and returns its result.
+    ///
+    /// `f` receives a clone of the node's pool (for sqlx, a `PgPool`). If it
+    /// fails at the connection level ([`QueryError::is_connection_error`]),
+    /// the node is banned and `f` runs once more on another node: make read
+    /// closures safe to repeat. Latency and in-flight counts feed the
+    /// balancer; consecutive SQL errors ban a node.
+    ///
+    /// # Errors
+    /// [`Error::Query`] with `f`'s error as the source;
+    /// [`Error::NoReplica`] when nothing qualifies and the policy is
+    /// [`NoReplicaPolicy::Error`]; [`Error::NoPrimary`] when the read must go
+    /// to the primary and there is none.
+    pub async fn read<T, E, F, Fut>(&self, consistency: Consistency, mut f: F) -> Result<T>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: QueryError,
+    {
+        let inner = &*self.inner;
+        inner.reads.fetch_add(1, Ordering::Relaxed);
+        let mut failed: Option<(Arc<Node<P>>, E)> = None;
+        loop {
+            let node = match self.route(&consistency, failed.as_ref().map(|f| &f.0)).await {
+                Ok(node) => node,
+                Err(e) => {
+                    return Err(match failed {
+                        Some((node, error)) => query_error(&node.name, true, error),
+                        None => e,
+                    });
+                }
+            };
+            let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.read",
+                consistency = consistency.label(), node = %node.name, retry = failed.is_some());
+            let started = inner.clock.now();
+            let result = {
+                let _in_flight = InFlight::new(&node.in_flight);
+                f(node.pool.clone()).instrument(span).await
+            };
+            match result {
+                Ok(v) => {
+                    inner.record_ok(&node, started);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let connection = e.is_connection_error();
+                    inner.record_error(&node, connection);
+                    if connection && failed.is_none() {
+                        inner.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target: TARGET, event = "replica.retry", node = %node.name,
+                            error = %e, "connection-level read failure, retrying on another node");
+                        failed = Some((node, e));
+                        continue;
+                    }
+                    return Err(query_error(&node.name, connection, e));
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the primary. Writes are never retried; a connection-level
+    /// failure or a read-only error triggers an immediate probe round so a
+    /// promoted standby is found quickly.
+    ///
+    /// # Errors
+    /// [`Error::NoPrimary`], or [`Error::Query`] with `f`'s error as the source.
+    pub async fn write<T, E, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(P) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: QueryError,
+    {
+        let inner = &*self.inner;
+        inner.writes.fetch_add(1, Ordering::Relaxed);
+        let topo = inner.topology();
+        let node = Arc::clone(topo.primary().ok_or(Error::NoPrimary)?);
+        drop(topo);
+        let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.write", node = %node.name);
+        let started = inner.clock.now();
+        let result = {
+            let _in_flight = InFlight::new(&node.in_flight);
+            f(node.pool.clone()).instrument(span).await
+        };
+        match result {
+            Ok(v) => {
+                inner.record_ok(&node, started);
+                Ok(v)
+            }
+            Err(e) => {
+                let connection = e.is_connection_error();
+                if connection || e.is_read_only_error() {
+                    inner.wake.notify_one();
+                }
+                inner.record_error(&node, connection);
+                Err(query_error(&node.name, connection, e))
+            }
+        }
+    }
+
+    /// The primary's current WAL insert position: call it **after** a write
+    /// committed and pass it to [`Consistency::at_least`] for read-your-writes.
+    ///
+    /// # Errors
+    /// [`Error::NoPrimary`], or [`Error::Query`] when the primary fails.
+    pub async fn wal_token(&self) -> Result<WalToken> {
+        let inner = &*self.inner;
+        let node = Arc::clone(inner.topology().primary().ok_or(Error::NoPrimary)?);
+        let started = inner.clock.now();
+        match node.pool.current_wal_lsn().await {
+            Ok(lsn) => {
+                inner
+                    .history
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(started, lsn);
+                Ok(lsn)
+            }
+            Err(source) => Err(Error::Query {
+                node: node.name.clone(),
+                connection: false,
+                source,
+            }),
+        }
+    }
+
+    /// [`write`](Self::write), then [`wal_token`](Self::wal_token): the
+    /// result and a token for reading the write back from a replica.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write) and [`wal_token`](Self::wal_token).
+    pub async fn write_with_token<T, E, F, Fut>(&self, f: F) -> Result<(T, WalToken)>
+    where
+        F: FnOnce(P) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: QueryError,
+    {
+        let value = self.write(f).await?;
+        let token = self.wal_token().await?;
+        Ok((value, token))
+    }
+
+    async fn route(
+        &self,
+        consistency: &Consistency,
+        exclude: Option<&Arc<Node<P>>>,
+    ) -> Result<Arc<Node<P>>> {
+        let inner = &*self.inner;
+        let topo = inner.topology();
+        if *consistency != Consistency::Primary {
+            let (node, checked) = inner.select(&topo, consistency, exclude, false);
+            if let Some(node) = node {
+                return Ok(node);
+            }
+            if let Consistency::AtLeast {
+                token,
+                wait: Some(wait),
+            } = consistency
+            {
+                if exclude.is_none() {
+                    if let Some(node) = inner.wait_for_token(&topo, consistency, *token, *wait).await {
+                        return Ok(node);
+                    }
+                }
+            }
+            match inner.config.no_replica {
+                NoReplicaPolicy::FallbackToPrimary => {}
+                NoReplicaPolicy::Error => {
+                    return Err(Error::NoReplica {
+                        consistency: consistency.label(),
+                        checked,
+                    });
+                }
+                NoReplicaPolicy::UnbanAll => {
+                    if let (Some(node), _) = inner.select(&topo, consistency, exclude, true) {
+                        tracing::debug!(target: TARGET, event = "replica.unban_all", node = %node.name,
+                            "no replica qualified; ignoring bans");
+                        return Ok(node);
+                    }
+                }
+            }
+            inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(target: TARGET, event = "replica.fallback",
+                consistency = consistency.label(), checked, "no replica qualified; reading from the primary");
+        }
+        let primary = topo.primary().ok_or(Error::NoPrimary)?;
+        if exclude.is_some_and(|e| Arc::ptr_eq(e, primary)) {
+            return Err(Error::NoPrimary);
+        }
+        Ok(Arc::clone(primary))
+    }
+
+    /// The name of the node [`read`](Self::read) would use for `consistency`
+    /// now, without running anything (no waiting for tokens). `None` when no
+    /// replica qualifies and the read would fall back or fail.
+    pub fn pick_replica(&self, consistency: &Consistency) -> Option<String> {
+        let topo = self.inner.topology();
+        self.inner
+            .select(&topo, consistency, None, false)
+            .0
+            .map(|n| n.name.clone())
+    }
+
+    /// Like [`pick_replica`](Self::pick_replica) but without allocating: only
+    /// whether a replica qualifies (used by benchmarks of the hot path).
+    pub fn has_replica_for(&self, consistency: &Consistency) -> bool {
+        let topo = self.inner.topology();
+        self.inner.select(&topo, consistency, None, false).0.is_some()
+    }
+
+    /// Probes every node once and applies the results (bans, lag, roles).
+    /// The monitor calls this every interval; call it yourself when the
+    /// monitor is off.
+    pub async fn probe_all(&self) {
+        self.inner.probe_round().await;
+    }
+
+    /// Adds a replica at runtime. It serves after its first successful probe
+    /// (the monitor is woken to probe it at once).
+    ///
+    /// # Errors
+    /// [`Error::DuplicateNode`], or [`Error::InvalidConfig`] for a bad weight.
+    pub fn add_replica(&self, spec: NodeSpec<P>) -> Result<()> {
+        let inner = &*self.inner;
+        let node = Arc::new(new_node(spec, ROLE_REPLICA, &inner.config, inner.clock.now())?);
+        let mut guard = inner.topology.write().unwrap_or_else(PoisonError::into_inner);
+        if guard.nodes.iter().any(|n| n.name == node.name) {
+            return Err(Error::DuplicateNode(node.name.clone()));
+        }
+        let mut nodes = guard.nodes.clone();
+        nodes.push(node);
+        *guard = Arc::new(Topology {
+            nodes,
+            primary: guard.primary,
+        });
+        drop(guard);
+        inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Removes a node at runtime. Queries already running on it finish
+    /// undisturbed.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`]; [`Error::InvalidConfig`] for the current primary.
+    pub fn remove_node(&self, name: &str) -> Result<()> {
+        let mut guard = self.inner.topology.write().unwrap_or_else(PoisonError::into_inner);
+        let i = guard
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .ok_or_else(|| Error::UnknownNode(name.to_owned()))?;
+        if guard.primary == Some(i) {
+            return Err(invalid("node", format!("cannot remove {name:?}: it is the current primary")));
+        }
+        let mut nodes = guard.nodes.clone();
+        nodes.remove(i);
+        let primary = guard.primary.map(|p| if p > i { p - 1 } else { p });
+        *guard = Arc::new(Topology { nodes, primary });
+        Ok(())
+    }
+
+    /// Changes a node's weight at runtime; 0 drains it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`]; [`Error::InvalidConfig`] for a negative or
+    /// non-finite weight.
+    pub fn set_weight(&self, name: &str, weight: f64) -> Result<()> {
+        let weight = validate_weight(name, weight)?;
+        let topo = self.inner.topology();
+        let node = topo
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| Error::UnknownNode(name.to_owned()))?;
+        node.weight.store(weight.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The pool of node `name`, e.g. to run maintenance on one node.
+    pub fn node_pool(&self, name: &str) -> Option<P> {
+        self.inner
+            .topology()
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.pool.clone())
+    }
+
+    /// The pool of the current primary.
+    pub fn primary_pool(&self) -> Option<P> {
+        self.inner.topology().primary().map(|n| n.pool.clone())
+    }
+
+    /// The name of the current primary.
+    pub fn primary_name(&self) -> Option<String> {
+        self.inner.topology().primary().map(|n| n.name.clone())
+    }
+
+    /// A serialisable snapshot of every node and the router's counters.
+    pub fn status(&self) -> RouterStatus {
+        let inner = &*self.inner;
+        let topo = inner.topology();
+        let nodes = topo
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| {
+                let g = node.lock();
+                let state = match g.health.ban() {
+                    Some(ban) => NodeState::Banned {
+                        reason: ban.reason,
+                        until: inner.wall_of(ban.until),
+                    },
+                    None if node.lag_banned.load(Ordering::Relaxed) => NodeState::LagBanned,
+                    None => NodeState::Healthy,
+                };
+                let stats = node.pool.pool_stats();
+                NodeStatus {
+                    name: node.name.clone(),
+                    url: node.url.as_ref().map(|u| u.redacted().to_owned()),
+                    role: role_from(node.role.load(Ordering::Relaxed)),
+                    is_primary: topo.primary == Some(i),
+                    state,
+                    weight: node.weight(),
+                    tier: node.tier,
+                    replay_lsn: node
+                        .has_replay
+                        .load(Ordering::Relaxed)
+                        .then(|| Lsn::new(node.replay_lsn.load(Ordering::Relaxed))),
+                    lag_bytes: node.lag_bytes.load(Ordering::Relaxed),
+                    lag_seconds: g.lag_time.map(|d| d.as_secs_f64()),
+                    latency_ms: g.ewma.estimate_secs() * 1e3,
+                    in_flight: node.in_flight.load(Ordering::Relaxed),
+                    probe_failures: g.health.probe_failures,
+                    connection_errors: g.health.connection_errors,
+                    query_errors: g.health.query_errors,
+                    pool_size: stats.size,
+                    pool_idle: stats.idle,
+                    last_probe: g.last_probe,
+                }
+            })
+            .collect();
+        RouterStatus {
+            strategy: inner.config.strategy,
+            primary: topo.primary().map(|n| n.name.clone()),
+            reads: inner.reads.load(Ordering::Relaxed),
+            writes: inner.writes.load(Ordering::Relaxed),
+            fallbacks: inner.fallbacks.load(Ordering::Relaxed),
+            retries: inner.retries.load(Ordering::Relaxed),
+            role_changes: inner.role_changes.load(Ordering::Relaxed),
+            nodes,
+        }
+    }
+}
+
+fn query_error<E: QueryError>(node: &str, connection: bool, e: E) -> Error {
+    Error::Query {
+        node: node.to_owned(),
+        connection,
+        source: Box::new(e),
+    }
+}

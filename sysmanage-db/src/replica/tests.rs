@@ -1,0 +1,664 @@
+//! Router tests over the in-memory backend, with a manual clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sysmanage_core::{Backoff, Jitter, ManualClock, Timestamp};
+
+use super::*;
+use crate::Error;
+
+struct Fixture {
+    cluster: MemoryCluster,
+    clock: ManualClock,
+    primary: MemoryNode,
+    replicas: Vec<MemoryNode>,
+}
+
+fn config() -> ReplicaConfig {
+    let mut c = ReplicaConfig::default();
+    c.seed = Some(7);
+    c.ban_backoff = Backoff::builder()
+        .initial(Duration::from_secs(1))
+        .max(Duration::from_secs(8))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    c
+}
+
+async fn router_with(
+    n: usize,
+    config: ReplicaConfig,
+    spec: impl Fn(usize, NodeSpec<MemoryNode>) -> NodeSpec<MemoryNode>,
+) -> (Fixture, ReplicaRouter<MemoryNode>) {
+    let cluster = MemoryCluster::new();
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let primary = cluster.add_primary();
+    let replicas: Vec<_> = (0..n).map(|_| cluster.add_replica()).collect();
+    let mut b = ReplicaRouter::builder()
+        .config(config)
+        .clock(Arc::new(clock.clone()))
+        .monitor(false)
+        .primary(NodeSpec::new("primary", primary.clone()));
+    for (i, r) in replicas.iter().enumerate() {
+        b = b.replica(spec(i, NodeSpec::new(format!("r{i}"), r.clone())));
+    }
+    let router = b.build().await.unwrap();
+    (
+        Fixture {
+            cluster,
+            clock,
+            primary,
+            replicas,
+        },
+        router,
+    )
+}
+
+async fn router(n: usize) -> (Fixture, ReplicaRouter<MemoryNode>) {
+    router_with(n, config(), |_, s| s).await
+}
+
+/// Reads `n` times and counts which node served (by the node id the closure saw).
+async fn spread(router: &ReplicaRouter<MemoryNode>, c: Consistency, n: usize) -> HashMap<usize, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let id = router
+            .read(c, |node| async move { Ok::<_, MemoryError>(node.id()) })
+            .await
+            .unwrap();
+        *seen.entry(id).or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test]
+async fn reads_spread_over_replicas_and_writes_hit_the_primary() {
+    let (fx, router) = router(2).await;
+    let seen = spread(&router, Consistency::Any, 1000).await;
+    assert_eq!(seen.get(&0), None, "the primary served reads: {seen:?}");
+    for id in [1, 2] {
+        assert!((400..=600).contains(&seen[&id]), "{seen:?}");
+    }
+    let id = router
+        .write(|node| async move { node.write("k", "v").map(|_| node.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, fx.primary.id());
+    let s = router.status();
+    assert_eq!((s.reads, s.writes, s.fallbacks), (1000, 1, 0));
+}
+
+#[tokio::test]
+async fn weight_zero_drains_and_reweighting_applies_at_runtime() {
+    let mut c = config();
+    c.strategy = Strategy::WeightedRandom;
+    let (_fx, router) = router_with(2, c, |i, s| s.weight(if i == 0 { 0.0 } else { 1.0 })).await;
+    let seen = spread(&router, Consistency::Any, 300).await;
+    assert_eq!(seen.get(&1), None, "drained node served: {seen:?}");
+    router.set_weight("r0", 3.0).unwrap();
+    let seen = spread(&router, Consistency::Any, 4000).await;
+    let share = seen[&1] as f64 / 4000.0;
+    assert!((share - 0.75).abs() < 0.03, "{seen:?}");
+    router.set_weight("r0", 0.0).unwrap();
+    router.set_weight("r1", 0.0).unwrap();
+    // Everything drained: the primary serves, counted as fallbacks.
+    let seen = spread(&router, Consistency::Any, 10).await;
+    assert_eq!(seen[&0], 10);
+    assert_eq!(router.status().fallbacks, 10);
+    assert!(matches!(router.set_weight("r0", -1.0), Err(Error::InvalidConfig { field: "weight", .. })));
+    assert!(matches!(router.set_weight("nope", 1.0), Err(Error::UnknownNode(_))));
+}
+
+#[tokio::test]
+async fn every_strategy_drains_weight_zero() {
+    for strategy in [
+        Strategy::PowerOfTwoChoices,
+        Strategy::LeastOutstanding,
+        Strategy::WeightedRandom,
+        Strategy::RoundRobin,
+    ] {
+        let mut c = config();
+        c.strategy = strategy;
+        let (_fx, router) = router_with(3, c, |i, s| s.weight(if i == 1 { 0.0 } else { 1.0 })).await;
+        let seen = spread(&router, Consistency::Any, 600).await;
+        assert_eq!(seen.get(&2), None, "{strategy:?}: {seen:?}");
+        assert!(seen[&1] > 150 && seen[&3] > 150, "{strategy:?}: {seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn probe_failure_bans_with_backoff_and_only_a_probe_readmits() {
+    let (fx, router) = router(2).await;
+    let r0 = &fx.replicas[0];
+    r0.set_up(false);
+    router.probe_all().await;
+    let s = router.status();
+    let NodeState::Banned { reason, until } = s.node("r0").unwrap().state else {
+        panic!("not banned: {s:?}")
+    };
+    assert_eq!(reason, BanReason::ProbeFailed);
+    assert_eq!(until, Timestamp::from_secs(1_700_000_001)); // 1 s backoff
+    assert_eq!(spread(&router, Consistency::Any, 50).await.get(&1), None);
+
+    // Back up, but the ban has not expired: still banned.
+    r0.set_up(true);
+    fx.clock.advance(Duration::from_millis(500));
+    router.probe_all().await;
+    assert!(matches!(router.status().node("r0").unwrap().state, NodeState::Banned { .. }));
+    // Expired, but time alone does not re-admit …
+    fx.clock.advance(Duration::from_millis(600));
+    assert_eq!(spread(&router, Consistency::Any, 50).await.get(&1), None);
+    // … a successful probe does.
+    router.probe_all().await;
+    assert_eq!(router.status().node("r0").unwrap().state, NodeState::Healthy);
+    assert!(spread(&router, Consistency::Any, 100).await[&1] > 20);
+
+    // A second failure in a row doubles the backoff.
+    r0.set_up(false);
+    router.probe_all().await;
+    let NodeState::Banned { until, .. } = router.status().node("r0").unwrap().state else {
+        panic!()
+    };
+    assert_eq!(until, Timestamp::from_millis(1_700_000_001_100 + 2_000));
+}
+
+#[tokio::test]
+async fn a_replica_dying_under_load_costs_no_failed_read() {
+    let (fx, router) = router(2).await;
+    fx.replicas[0].set_up(false); // the router does not know yet
+    for _ in 0..200 {
+        let id = router
+            .read(Consistency::Any, |node| async move { node.get("k").map(|_| node.id()) })
+            .await
+            .unwrap();
+        assert_eq!(id, fx.replicas[1].id());
+    }
+    let s = router.status();
+    assert!(s.retries >= 1, "{s:?}");
+    let r0 = s.node("r0").unwrap();
+    assert!(matches!(r0.state, NodeState::Banned { reason: BanReason::ConnectionError, .. }));
+    assert_eq!(r0.connection_errors, 1);
+    // Both replicas down: the retry goes to the primary via fallback.
+    fx.replicas[1].set_up(false);
+    let id = router
+        .read(Consistency::Any, |node| async move { node.get("k").map(|_| node.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, fx.primary.id());
+}
+
+#[tokio::test]
+async fn sql_errors_are_not_retried_but_repeated_ones_ban() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("syntax error")]
+    struct Syntax;
+    impl QueryError for Syntax {
+        fn is_connection_error(&self) -> bool {
+            false
+        }
+    }
+    let mut c = config();
+    c.max_consecutive_errors = 3;
+    c.strategy = Strategy::RoundRobin;
+    let (_fx, router) = router_with(1, c, |_, s| s).await;
+    for k in 0..3 {
+        let err = router
+            .read(Consistency::Any, |_| async { Err::<(), _>(Syntax) })
+            .await
+            .unwrap_err();
+        let Error::Query { node, connection, source } = &err else { panic!("{err:?}") };
+        assert_eq!((node.as_str(), *connection), ("r0", false));
+        assert!(source.downcast_ref::<Syntax>().is_some());
+        assert_eq!(router.status().retries, 0, "attempt {k}");
+    }
+    assert!(matches!(
+        router.status().node("r0").unwrap().state,
+        NodeState::Banned { reason: BanReason::QueryErrors, .. }
+    ));
+}
+
+#[tokio::test]
+async fn at_least_token_reads_skip_replicas_behind_the_token() {
+    let (fx, router) = router(2).await;
+    fx.replicas[1].pause_replay();
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "1").map(drop) })
+        .await
+        .unwrap();
+    // Nobody has replayed it: the primary serves (fallback) and sees the write.
+    let v = router
+        .read(Consistency::at_least(token), |db| async move { db.get("k") })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+    assert_eq!(router.status().fallbacks, 1);
+    fx.cluster.replicate();
+    router.probe_all().await;
+    for _ in 0..100 {
+        let (id, v) = router
+            .read(Consistency::at_least(token), |db| async move {
+                db.get("k").map(|v| (db.id(), v))
+            })
+            .await
+            .unwrap();
+        assert_eq!((id, v.as_deref()), (fx.replicas[0].id(), Some("1")));
+    }
+    // Judged per replica: the paused one still lags but serves `Any` reads.
+    assert!(spread(&router, Consistency::Any, 200).await.contains_key(&fx.replicas[1].id()));
+}
+
+#[tokio::test]
+async fn at_least_token_reads_wait_for_a_replica_to_catch_up() {
+    let (fx, router) = router(1).await;
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "1").map(drop) })
+        .await
+        .unwrap();
+    let cluster = fx.cluster.clone();
+    let catch_up = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cluster.replicate();
+    });
+    let c = Consistency::at_least(token).with_wait(Duration::from_secs(5));
+    let id = router.read(c, |db| async move { Ok::<_, MemoryError>(db.id()) }).await.unwrap();
+    assert_eq!(id, fx.replicas[0].id());
+    assert_eq!(router.status().fallbacks, 0);
+    catch_up.await.unwrap();
+    // A wait that expires falls back to the primary.
+    fx.replicas[0].pause_replay();
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "2").map(drop) })
+        .await
+        .unwrap();
+    let c = Consistency::at_least(token).with_wait(Duration::from_millis(10));
+    let id = router.read(c, |db| async move { Ok::<_, MemoryError>(db.id()) }).await.unwrap();
+    assert_eq!(id, fx.primary.id());
+    assert_eq!(router.status().fallbacks, 1);
+}
+
+#[tokio::test]
+async fn bounded_staleness_in_time_uses_a_conservative_estimate() {
+    let (fx, router) = router(2).await;
+    let bound = Consistency::bounded_time(Duration::from_secs(2));
+    fx.replicas[1].pause_replay();
+    router.probe_all().await; // both caught up at t0
+    assert_eq!(spread(&router, bound, 200).await.len(), 2);
+    fx.primary.write("k", "1").unwrap();
+    fx.cluster.replicate();
+    fx.clock.advance(Duration::from_secs(1));
+    router.probe_all().await; // r1 has not replayed the t0+1 s position
+    fx.clock.advance(Duration::from_millis(1500));
+    // r1 is fresh as of t0 (2.5 s ago), r0 as of t0 + 1 s (1.5 s ago).
+    let seen = spread(&router, bound, 200).await;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[0].id()]);
+    // Bytes bound: r1 is 64 bytes behind.
+    assert_eq!(router.status().node("r1").unwrap().lag_bytes, 64);
+    let seen = spread(&router, Consistency::bounded_bytes(63), 100).await;
+    assert!(!seen.contains_key(&fx.replicas[1].id()));
+    let seen = spread(&router, Consistency::bounded_bytes(64), 400).await;
+    assert!(seen.contains_key(&fx.replicas[1].id()));
+    // After 1.5 s more without a probe, even r0 is too stale: the primary serves.
+    fx.clock.advance(Duration::from_millis(600));
+    assert_eq!(spread(&router, bound, 10).await.keys().copied().collect::<Vec<_>>(), [0]);
+    // Resuming replay and probing re-admits both.
+    fx.replicas[1].resume_replay();
+    fx.cluster.replicate();
+    router.probe_all().await;
+    assert_eq!(spread(&router, bound, 200).await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_idle_primary_does_not_make_replicas_stale() {
+    let mut c = config();
+    c.max_lag = Some(Duration::from_secs(1));
+    let (fx, router) = router_with(1, c, |_, s| s).await;
+    fx.clock.advance(Duration::from_secs(3600));
+    router.probe_all().await;
+    let r = router.status();
+    let r0 = r.node("r0").unwrap();
+    assert_eq!((r0.lag_bytes, r0.lag_seconds, r0.state), (0, Some(0.0), NodeState::Healthy));
+}
+
+#[tokio::test]
+async fn lag_bans_have_hysteresis_and_respect_min_serving() {
+    let mut c = config();
+    c.max_lag_bytes = Some(64 * 10);
+    c.max_lag = None;
+    c.lag_recovery_ratio = 0.5;
+    let (fx, router) = router_with(2, c, |_, s| s).await;
+    let r0 = &fx.replicas[0];
+    r0.pause_replay();
+    for i in 0..11 {
+        fx.primary.write("k", &i.to_string()).unwrap();
+    }
+    fx.cluster.replicate();
+    router.probe_all().await;
+    assert_eq!(router.status().node("r0").unwrap().state, NodeState::LagBanned);
+    assert_eq!(spread(&router, Consistency::Any, 100).await.len(), 1);
+    // Bounded-staleness reads judge by their own bound, not the lag ban.
+    let seen = spread(&router, Consistency::bounded_bytes(10_000), 400).await;
+    assert!(seen.contains_key(&r0.id()));
+    // Catching up to 6 records behind (384 B, under 640 but not under 320) keeps the ban.
+    r0.resume_replay();
+    fx.cluster.replicate();
+    r0.pause_replay();
+    for i in 0..6 {
+        fx.primary.write("k", &i.to_string()).unwrap();
+    }
+    router.probe_all().await;
+    assert_eq!(router.status().node("r0").unwrap().state, NodeState::LagBanned);
+    // 4 behind (256 B < 320 B): re-admitted.
+    r0.resume_replay();
+    fx.cluster.replicate();
+    r0.pause_replay();
+    for i in 0..4 {
+        fx.primary.write("k", &i.to_string()).unwrap();
+    }
+    fx.cluster.replicate();
+    router.probe_all().await;
+    assert_eq!(router.status().node("r0").unwrap().state, NodeState::Healthy);
+
+    // With the guard at 2, both replicas keep serving even when both lag.
+    let mut c = config();
+    c.max_lag_bytes = Some(64);
+    c.min_serving_replicas = 2;
+    let (fx, router) = router_with(2, c, |_, s| s).await;
+    fx.replicas[0].pause_replay();
+    fx.replicas[1].pause_replay();
+    for i in 0..5 {
+        fx.primary.write("k", &i.to_string()).unwrap();
+    }
+    router.probe_all().await;
+    assert_eq!(spread(&router, Consistency::Any, 400).await.len(), 2);
+}
+
+#[tokio::test]
+async fn no_replica_policies() {
+    let mut c = config();
+    c.no_replica = NoReplicaPolicy::Error;
+    let (fx, router) = router_with(1, c, |_, s| s).await;
+    fx.replicas[0].set_up(false);
+    router.probe_all().await;
+    let err = router
+        .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NoReplica { consistency: "any", checked: 1 }), "{err:?}");
+    assert_eq!(err.to_string(), "no replica qualifies for a any read (1 replicas checked)");
+
+    let mut c = config();
+    c.no_replica = NoReplicaPolicy::UnbanAll;
+    let (fx, router) = router_with(1, c, |_, s| s).await;
+    fx.replicas[0].set_up(false);
+    router.probe_all().await;
+    fx.replicas[0].set_up(true);
+    // Banned, but un-ban-all lets it serve.
+    let id = router
+        .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, fx.replicas[0].id());
+}
+
+#[tokio::test]
+async fn promotion_repoints_writes() {
+    let (fx, router) = router(2).await;
+    fx.primary.write("a", "1").unwrap();
+    fx.cluster.replicate();
+    fx.primary.set_up(false);
+    let err = router
+        .write(|db| async move { db.write("b", "2") })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Query { connection: true, .. }));
+    fx.replicas[0].promote();
+    router.probe_all().await;
+    assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    let id = router
+        .write(|db| async move { db.write("b", "2").map(|_| db.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, fx.replicas[0].id());
+    let s = router.status();
+    assert_eq!(s.role_changes, 1);
+    assert!(s.node("r0").unwrap().is_primary);
+    // The new primary no longer serves replica reads; r1 does.
+    let seen = spread(&router, Consistency::Any, 50).await;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[1].id()]);
+    // The old primary coming back writable does not steal the writes back.
+    fx.primary.set_up(true);
+    router.probe_all().await;
+    assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    // Nor does it serve reads (it is not in recovery).
+    assert!(!spread(&router, Consistency::Any, 50).await.contains_key(&0));
+}
+
+#[tokio::test]
+async fn start_up_succeeds_with_a_replica_down() {
+    let cluster = MemoryCluster::new();
+    let primary = cluster.add_primary();
+    let down = cluster.add_replica();
+    down.set_up(false);
+    let router = ReplicaRouter::builder()
+        .monitor(false)
+        .primary(NodeSpec::new("p", primary))
+        .replica(NodeSpec::new("down", down))
+        .build()
+        .await
+        .unwrap();
+    assert!(matches!(
+        router.status().node("down").unwrap().state,
+        NodeState::Banned { reason: BanReason::ProbeFailed, .. }
+    ));
+}
+
+#[tokio::test]
+async fn bad_configuration_is_a_typed_error() {
+    let cluster = MemoryCluster::new();
+    let err = ReplicaRouter::<MemoryNode>::builder()
+        .replica(NodeSpec::new("r", cluster.add_replica()))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { field: "primary", .. }), "{err:?}");
+    let err = ReplicaRouter::builder()
+        .primary(NodeSpec::new("p", cluster.add_primary()))
+        .replica(NodeSpec::new("r", cluster.add_replica()).weight(-1.0))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { field: "weight", .. }), "{err:?}");
+    assert!(err.to_string().contains("\"r\""));
+    let mut c = ReplicaConfig::default();
+    c.monitor_interval = Duration::ZERO;
+    let err = ReplicaRouter::builder()
+        .config(c)
+        .primary(NodeSpec::new("p", cluster.add_primary()))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { field: "monitor_interval", .. }));
+    let err = ReplicaRouter::builder()
+        .primary(NodeSpec::new("p", cluster.add_primary()))
+        .replica(NodeSpec::new("p", cluster.add_replica()))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DuplicateNode(ref n) if n == "p"));
+}
+
+#[tokio::test]
+async fn tiers_prefer_the_closest_qualifying_replicas() {
+    let (fx, router) = router_with(3, config(), |i, s| s.tier(if i == 2 { 0 } else { 1 })).await;
+    let seen = spread(&router, Consistency::Any, 100).await;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[2].id()]);
+    fx.replicas[2].set_up(false);
+    router.probe_all().await;
+    let seen = spread(&router, Consistency::Any, 200).await;
+    assert_eq!(seen.len(), 2);
+    assert!(!seen.contains_key(&fx.replicas[2].id()));
+}
+
+#[tokio::test]
+async fn nodes_change_at_runtime_without_disturbing_reads_in_flight() {
+    let (fx, router) = router(1).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (r, g) = (router.clone(), gate.clone());
+    let in_flight = tokio::spawn(async move {
+        r.read(Consistency::Any, |db| {
+            let g = g.clone();
+            async move {
+                g.notified().await;
+                db.get("k").map(|_| db.id())
+            }
+        })
+        .await
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(router.status().node("r0").unwrap().in_flight, 1);
+    router.remove_node("r0").unwrap();
+    assert!(router.status().node("r0").is_none());
+    gate.notify_one();
+    assert_eq!(in_flight.await.unwrap().unwrap(), fx.replicas[0].id());
+
+    let extra = fx.cluster.add_replica();
+    router.add_replica(NodeSpec::new("r9", extra.clone())).unwrap();
+    // Not serving before its first probe.
+    assert_eq!(router.pick_replica(&Consistency::Any), None);
+    router.probe_all().await;
+    assert_eq!(router.pick_replica(&Consistency::Any).as_deref(), Some("r9"));
+    assert!(matches!(
+        router.add_replica(NodeSpec::new("r9", extra)),
+        Err(Error::DuplicateNode(_))
+    ));
+    assert!(matches!(router.remove_node("primary"), Err(Error::InvalidConfig { .. })));
+    assert!(matches!(router.remove_node("zz"), Err(Error::UnknownNode(_))));
+}
+
+#[tokio::test]
+async fn least_outstanding_uses_the_routers_own_in_flight_counts() {
+    let mut c = config();
+    c.strategy = Strategy::LeastOutstanding;
+    let (fx, router) = router_with(2, c, |_, s| s).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let (r, g) = (router.clone(), gate.clone());
+    let held = tokio::spawn(async move {
+        r.read(Consistency::Any, |db| {
+            let g = g.clone();
+            async move {
+                g.notified().await;
+                Ok::<_, MemoryError>(db.id())
+            }
+        })
+        .await
+    });
+    tokio::task::yield_now().await;
+    let busy = held_node(&router);
+    for _ in 0..20 {
+        let id = router
+            .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+            .await
+            .unwrap();
+        assert_ne!(Some(id), busy.map(|b| fx.replicas[b].id()));
+    }
+    gate.notify_one();
+    held.await.unwrap().unwrap();
+}
+
+fn held_node(router: &ReplicaRouter<MemoryNode>) -> Option<usize> {
+    let s = router.status();
+    (0..2).find(|i| s.node(&format!("r{i}")).unwrap().in_flight == 1)
+}
+
+#[tokio::test]
+async fn p2c_learns_latency_from_real_outcomes() {
+    let (fx, router) = router(2).await;
+    let slow = fx.replicas[0].id();
+    // Each read on r0 "takes" 50 ms on the manual clock, r1 1 ms.
+    for _ in 0..200 {
+        let clock = fx.clock.clone();
+        router
+            .read(Consistency::Any, move |db| {
+                let clock = clock.clone();
+                async move {
+                    let ms = if db.id() == slow { 50 } else { 1 };
+                    clock.advance(Duration::from_millis(ms));
+                    Ok::<_, MemoryError>(())
+                }
+            })
+            .await
+            .unwrap();
+    }
+    let s = router.status();
+    let (r0, r1) = (s.node("r0").unwrap(), s.node("r1").unwrap());
+    assert!(r0.latency_ms > 10.0 * r1.latency_ms, "{} vs {}", r0.latency_ms, r1.latency_ms);
+    let seen = spread(&router, Consistency::Any, 100).await;
+    assert_eq!(seen.get(&slow), None, "{seen:?}");
+}
+
+#[tokio::test]
+async fn status_is_serialisable_and_redacts_urls() {
+    let cluster = MemoryCluster::new();
+    let router = ReplicaRouter::builder()
+        .monitor(false)
+        .primary(
+            NodeSpec::new("p", cluster.add_primary())
+                .url("postgres://app:s3cret@db:5432/app".into()),
+        )
+        .build()
+        .await
+        .unwrap();
+    let json = serde_json::to_string(&router.status()).unwrap();
+    assert!(json.contains("postgres://app:***@db:5432/app"), "{json}");
+    assert!(!json.contains("s3cret"));
+    assert!(!format!("{router:?}").contains("s3cret"));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["nodes"][0]["state"], "healthy");
+    assert_eq!(v["nodes"][0]["role"], "primary");
+}
+
+#[test]
+fn handles_are_send_sync_and_cheap_to_clone() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<ReplicaRouter<MemoryNode>>();
+    assert_eq!(std::mem::size_of::<ReplicaRouter<MemoryNode>>(), std::mem::size_of::<usize>());
+}
+
+#[tokio::test]
+async fn monitor_probes_in_the_background() {
+    let cluster = MemoryCluster::new();
+    let primary = cluster.add_primary();
+    let replica = cluster.add_replica();
+    let mut c = ReplicaConfig::default();
+    c.monitor_interval = Duration::from_millis(10);
+    c.monitor_jitter = Duration::from_millis(1);
+    c.ban_backoff = Backoff::builder()
+        .initial(Duration::from_millis(5))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let router = ReplicaRouter::builder()
+        .config(c)
+        .primary(NodeSpec::new("p", primary))
+        .replica(NodeSpec::new("r", replica.clone()))
+        .build()
+        .await
+        .unwrap();
+    replica.set_up(false);
+    wait_until(&router, |s| matches!(s.node("r").unwrap().state, NodeState::Banned { .. })).await;
+    replica.set_up(true);
+    wait_until(&router, |s| s.node("r").unwrap().state == NodeState::Healthy).await;
+}
+
+async fn wait_until(router: &ReplicaRouter<MemoryNode>, f: impl Fn(&RouterStatus) -> bool) {
+    for _ in 0..500 {
+        if f(&router.status()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached: {:?}", router.status());
+}
