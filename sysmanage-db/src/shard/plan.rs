@@ -249,13 +249,11 @@ impl ReshardPlan {
         let moved_fraction = flows
             .iter()
             .filter(|f| f.changes_shard())
-            .map(|f| f.fraction)
-            .sum();
+            .fold(0.0, |acc, f| acc + f.fraction);
         let copied_fraction = flows
             .iter()
             .filter(|f| f.copies_data())
-            .map(|f| f.fraction)
-            .sum();
+            .fold(0.0, |acc, f| acc + f.fraction);
         ReshardPlan {
             old_function: old.function.name(),
             new_function: new.function.name(),

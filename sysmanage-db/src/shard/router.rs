@@ -60,8 +60,13 @@ impl ShardFailure {
         let mut reason = err.to_string();
         let mut cur = err.source();
         while let Some(s) = cur {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
+            // Some errors (sqlx's among them) repeat their source in their
+            // own message; render each cause once.
+            let text = s.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
             cur = s.source();
         }
         ShardFailure {
