@@ -241,10 +241,12 @@ impl AutoScaler for Composite {
         let wsum: f64 = c.weights.iter().sum();
         let weighted = f.iter().zip(c.weights).map(|(x, w)| x * w).sum::<f64>() / wsum;
         let mut reasons = Vec::new();
+        // ceil, ignoring floating-point noise (7 × 100/70 must give 10, not 11)
+        let ceil = |x: f64| (x - 1e-9).ceil();
         let raw = if max_factor > 1.0 {
-            (cur * max_factor * self.trend()).ceil()
+            ceil(cur * max_factor * self.trend())
         } else if weighted < 1.0 - c.tolerance {
-            (cur * weighted).ceil()
+            ceil(cur * weighted)
         } else {
             f64::from(current)
         };

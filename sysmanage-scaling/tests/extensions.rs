@@ -1,0 +1,387 @@
+//! Beyond the HPA: prediction, flap budget, guards, activation, fallback, state, bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sysmanage_core::{Forecast, LoadForecast, Timestamp};
+use sysmanage_scaling::{
+    AutoScaler, Behavior, Guards, Hpa, HpaSpec, HpaState, MetricSpec, MetricValue, Observation, PredictiveConfig,
+    Reason, Scaler, ScalerConfig, ScalerState, ScalingError, ScalingPolicy, ScalingRules,
+};
+
+const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+fn at(secs: u64) -> Timestamp {
+    T0 + Duration::from_secs(secs)
+}
+
+/// A forecaster that always predicts `value` and reports `error`.
+#[derive(Debug)]
+struct Fixed {
+    value: f64,
+    error: Option<f64>,
+    fail: bool,
+}
+
+impl LoadForecast for Fixed {
+    fn forecast(&self, _m: &str, now: Timestamp, horizon: Duration) -> sysmanage_core::Result<Forecast> {
+        if self.fail {
+            return Err(sysmanage_core::Error::InsufficientData {
+                what: "test",
+                needed: 1,
+                have: 0,
+            });
+        }
+        Forecast::exact(now + horizon, self.value)
+    }
+    fn recent_error(&self, _m: &str) -> Option<f64> {
+        self.error
+    }
+}
+
+/// Fast behaviour: no stabilization, generous rate limits.
+fn fast() -> Behavior {
+    Behavior {
+        scale_up: Some(ScalingRules::new(0, vec![ScalingPolicy::percent(1000, 15)])),
+        scale_down: Some(ScalingRules::new(0, vec![ScalingPolicy::percent(100, 15)])),
+    }
+}
+
+fn cpu_hpa() -> HpaSpec {
+    HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)]).with_behavior(fast())
+}
+
+fn cpu(current: u32, pct: f64) -> Observation {
+    Observation::new(current).reading("cpu", MetricValue::Average(pct))
+}
+
+fn predictive(value: f64, error: Option<f64>, tweak: impl FnOnce(&mut PredictiveConfig)) -> Scaler {
+    let mut p = PredictiveConfig::new("rps", 60.0, Duration::from_secs(180));
+    tweak(&mut p);
+    let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+        value,
+        error,
+        fail: false,
+    });
+    Scaler::new(ScalerConfig::new("predictive", cpu_hpa()).predictive(p), Some(f)).unwrap()
+}
+
+#[test]
+fn forecast_scales_out_ahead_of_load() {
+    let mut s = predictive(1000.0, Some(0.1), |_| {});
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    // reactive: at target → 4; predictive: ceil(1000 / 60) = 17
+    assert_eq!(d.desired_replicas, 17);
+    assert!(d.has(Reason::ForecastUsed));
+    let f = d.forecast.unwrap();
+    assert!(f.applied);
+    assert_eq!((f.replicas, f.recent_error), (17, Some(0.1)));
+    assert!(d.proposals.iter().any(|p| p.metric == "forecast:rps" && p.replicas == Some(17)));
+}
+
+#[test]
+fn max_of_reactive_and_predictive() {
+    // reactive wants ceil(120/60 × 4) = 8, forecast only 5: reactive wins
+    let mut s = predictive(300.0, Some(0.1), |_| {});
+    let d = s.decide(&cpu(4, 120.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.has(Reason::ForecastIgnored));
+}
+
+#[test]
+fn forecast_with_high_or_unknown_error_is_ignored() {
+    for err in [Some(0.5), None, Some(f64::NAN)] {
+        let mut s = predictive(1000.0, err, |_| {});
+        let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+        assert_eq!(d.desired_replicas, 4, "error {err:?}");
+        assert!(d.has(Reason::ForecastIgnored));
+        assert!(!d.forecast.unwrap().applied);
+    }
+}
+
+#[test]
+fn shadow_mode_reports_without_acting() {
+    let mut s = predictive(1000.0, Some(0.05), |p| p.shadow = true);
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    let f = d.forecast.unwrap();
+    assert_eq!((f.replicas, f.applied), (17, false));
+}
+
+#[test]
+fn forecasts_never_scale_in_unless_allowed() {
+    let mut s = predictive(60.0, Some(0.05), |_| {});
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    let mut s = predictive(60.0, Some(0.05), |p| p.allow_scale_in = true);
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 1);
+    assert!(d.has(Reason::ForecastUsed));
+}
+
+#[test]
+fn failing_forecaster_does_not_block_the_decision() {
+    let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+        value: 0.0,
+        error: Some(0.0),
+        fail: true,
+    });
+    let cfg = ScalerConfig::new("p", cpu_hpa()).predictive(PredictiveConfig::new("rps", 60.0, Duration::from_secs(60)));
+    let mut s = Scaler::new(cfg, Some(f)).unwrap();
+    let d = s.decide(&cpu(4, 120.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.has(Reason::ForecastIgnored));
+    assert!(d.forecast.is_none());
+}
+
+#[test]
+fn flap_budget_freezes_scale_down_after_k_reversals() {
+    let cfg = ScalerConfig::new("flap", cpu_hpa()).flap_budget(2, Duration::from_secs(600));
+    let mut s = Scaler::new(cfg, None).unwrap();
+    s.record_actuation(4, 8, at(0));
+    s.record_actuation(8, 4, at(60));
+    s.record_actuation(4, 8, at(120)); // two reversals
+    let d = s.decide(&cpu(8, 20.0), at(180)).unwrap();
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.has(Reason::FlapBudgetExhausted));
+    // scale-up still allowed
+    let d = s.decide(&cpu(8, 120.0), at(200)).unwrap();
+    assert_eq!(d.desired_replicas, 16);
+    // after the window the budget is back
+    let d = s.decide(&cpu(8, 20.0), at(900)).unwrap();
+    assert_eq!(d.desired_replicas, 3);
+    assert!(!d.has(Reason::FlapBudgetExhausted));
+}
+
+#[test]
+fn one_reversal_is_within_budget() {
+    let cfg = ScalerConfig::new("flap", cpu_hpa()).flap_budget(2, Duration::from_secs(600));
+    let mut s = Scaler::new(cfg, None).unwrap();
+    s.record_actuation(4, 8, at(0));
+    s.record_actuation(8, 6, at(60));
+    let d = s.decide(&cpu(6, 20.0), at(120)).unwrap();
+    assert_eq!(d.desired_replicas, 2);
+}
+
+fn guarded(extra: bool) -> Scaler {
+    let g = Guards {
+        latency_slo_ms: Some(250.0),
+        max_error_rate: Some(0.02),
+        extra_step_up: extra,
+    };
+    Scaler::new(ScalerConfig::new("guarded", cpu_hpa()).guards(g), None).unwrap()
+}
+
+#[test]
+fn guards_block_scale_down() {
+    let mut s = guarded(false);
+    let d = s.decide(&cpu(8, 20.0).error_rate(0.1), T0).unwrap();
+    assert_eq!(d.desired_replicas, 8);
+    assert!(d.has(Reason::ErrorRateGuard));
+    let d = s.decide(&cpu(8, 20.0).latency_p95_ms(100.0).error_rate(0.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 3, "no guard, scale down");
+}
+
+#[test]
+fn guards_never_drive_scaling_alone_but_add_a_step_to_a_scale_up() {
+    let mut s = guarded(true);
+    // metrics at target, latency breached: hold, do not scale up
+    let d = s.decide(&cpu(4, 60.0).latency_p95_ms(900.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has(Reason::LatencyGuard));
+    // metrics want 8: the guard adds one step
+    let d = s.decide(&cpu(4, 120.0).latency_p95_ms(900.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 9);
+    let mut plain = guarded(false);
+    assert_eq!(plain.decide(&cpu(4, 120.0).latency_p95_ms(900.0), T0).unwrap().desired_replicas, 8);
+}
+
+fn keda() -> Scaler {
+    let hpa = HpaSpec::new(1, 20, vec![MetricSpec::external_average_value("queue", 10.0)]).with_behavior(fast());
+    let cfg = ScalerConfig::new("keda", hpa)
+        .activation("queue", 0.0, Duration::from_secs(300))
+        .fallback(3, 5);
+    Scaler::new(cfg, None).unwrap()
+}
+
+fn queue(current: u32, depth: f64) -> Observation {
+    Observation::new(current).reading("queue", MetricValue::Total(depth))
+}
+
+#[test]
+fn activation_scales_from_and_to_zero_with_cooldown() {
+    let mut s = keda();
+    let d = s.decide(&queue(0, 0.0), at(0)).unwrap();
+    assert_eq!(d.desired_replicas, 0);
+    let d = s.decide(&queue(0, 35.0), at(15)).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[0]), (1, Reason::Activated));
+    s.record_actuation(0, 1, at(15));
+    let d = s.decide(&queue(1, 35.0), at(30)).unwrap();
+    assert_eq!(d.desired_replicas, 4, "ceil(35 / 10)");
+    s.record_actuation(1, 4, at(30));
+    // idle, but inside the cooldown: stay up (HPA keeps min 1)
+    let d = s.decide(&queue(4, 0.0), at(200)).unwrap();
+    assert!(d.has(Reason::CooldownHold));
+    assert!(d.desired_replicas >= 1);
+    // cooldown elapsed since the last activity (t = 30)
+    let d = s.decide(&queue(1, 0.0), at(330)).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[0]), (0, Reason::ScaledToZero));
+}
+
+#[test]
+fn fallback_after_n_consecutive_failures_and_reset_on_recovery() {
+    let mut s = keda();
+    let broken = Observation::new(2).reading("queue", MetricValue::Unavailable("timeout".into()));
+    for i in 0..2 {
+        let d = s.decide(&broken, at(i)).unwrap();
+        assert_eq!(d.desired_replicas, 2);
+        assert!(d.has(Reason::FailedGetMetrics));
+    }
+    let d = s.decide(&broken, at(3)).unwrap();
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has(Reason::FallbackReplicas));
+    assert_eq!(s.state().consecutive_failures, 3);
+    let d = s.decide(&queue(5, 20.0), at(4)).unwrap();
+    assert_eq!(d.desired_replicas, 2);
+    assert_eq!(s.state().consecutive_failures, 0);
+}
+
+#[test]
+fn state_survives_a_restart() {
+    let spec = HpaSpec::new(1, 20, vec![MetricSpec::resource_utilization("cpu", 50)]);
+    let mut a = Hpa::new(spec.clone()).unwrap();
+    a.decide(&cpu(10, 50.0), at(0)).unwrap();
+    let json = serde_json::to_string(a.state()).unwrap();
+    let restored: HpaState = serde_json::from_str(&json).unwrap();
+    let mut b = Hpa::with_state(spec, restored).unwrap();
+    // the 5-minute downscale window remembers the recommendation of 10
+    let da = a.decide(&cpu(10, 10.0), at(60)).unwrap();
+    let db = b.decide(&cpu(10, 10.0), at(60)).unwrap();
+    assert_eq!(da, db);
+    assert_eq!(db.desired_replicas, 10);
+    assert!(db.has(Reason::ScaleDownStabilized));
+
+    let cfg = ScalerConfig::new("s", cpu_hpa()).flap_budget(1, Duration::from_secs(600));
+    let mut s = Scaler::new(cfg.clone(), None).unwrap();
+    s.record_actuation(4, 8, at(0));
+    s.record_actuation(8, 4, at(10));
+    let st: ScalerState = serde_json::from_str(&serde_json::to_string(&s.state()).unwrap()).unwrap();
+    let mut s2 = Scaler::with_state(cfg, None, st).unwrap();
+    assert!(s2.decide(&cpu(4, 10.0), at(20)).unwrap().has(Reason::FlapBudgetExhausted));
+}
+
+#[test]
+fn default_behavior_matches_kubernetes() {
+    // behavior: {} → scale up by max(4 pods, 100 %) per 15 s, scale down after 300 s
+    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 50)]).with_behavior(Behavior::default());
+    let mut h = Hpa::new(spec).unwrap();
+    let d = h.decide(&cpu(2, 500.0), at(0)).unwrap();
+    assert_eq!((d.desired_replicas, d.reasons[1]), (6, Reason::ScaleUpLimit), "2 + 4 pods beats 2 × 100 %");
+    h.record_actuation(2, 6, at(0));
+    let d = h.decide(&cpu(6, 500.0), at(10)).unwrap();
+    assert_eq!(d.desired_replicas, 6, "15 s period not over: the budget is spent");
+    let d = h.decide(&cpu(6, 500.0), at(16)).unwrap();
+    assert_eq!(d.desired_replicas, 12, "6 + 100 %");
+    let d = h.decide(&cpu(12, 5.0), at(20)).unwrap();
+    assert_eq!(d.desired_replicas, 12);
+    assert!(d.has(Reason::ScaleDownStabilized));
+}
+
+#[test]
+fn bad_input_is_a_typed_error() {
+    let mut h = Hpa::new(cpu_hpa()).unwrap();
+    assert!(matches!(h.decide(&cpu(4, f64::NAN), T0), Err(ScalingError::NonFinite { .. })));
+    assert!(matches!(h.decide(&cpu(4, -1.0), T0), Err(ScalingError::Negative { .. })));
+    assert!(matches!(h.decide(&cpu(4, 50.0).latency_p95_ms(f64::INFINITY), T0), Err(ScalingError::NonFinite { .. })));
+    let e = h.decide(&Observation::new(4).reading("cpu", MetricValue::Total(3.0)), T0).unwrap_err();
+    assert!(matches!(e, ScalingError::MismatchedReading { .. }), "{e}");
+
+    let m = || vec![MetricSpec::resource_utilization("cpu", 50)];
+    let bad = |spec: HpaSpec| spec.validate().unwrap_err();
+    assert!(matches!(bad(HpaSpec::new(5, 3, m())), ScalingError::MinAboveMax { min: 5, max: 3 }));
+    assert!(bad(HpaSpec::new(1, 0, m())).to_string().contains("maxReplicas"));
+    assert!(bad(HpaSpec::new(0, 3, m())).to_string().contains("minReplicas"));
+    assert!(bad(HpaSpec::new(1, 3, vec![])).to_string().contains("metrics"));
+    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::resource_utilization("cpu", 0)])).to_string().contains("averageUtilization"));
+    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::pods_average_value("qps", 0.0)])).to_string().contains("greater than zero"));
+    assert!(matches!(bad(HpaSpec::new(1, 3, vec![MetricSpec::object_value("q", f64::NAN)])), ScalingError::NonFinite { .. }));
+    assert!(matches!(bad(HpaSpec::new(1, 3, [m(), m()].concat())), ScalingError::DuplicateMetric(_)));
+    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::new("x", sysmanage_scaling::MetricSource::Pods, sysmanage_scaling::MetricTarget::Value(1.0))])).to_string().contains("cannot have"));
+    assert!(bad(HpaSpec::new(1, 3, m()).with_tolerance(f64::NAN)).to_string().contains("tolerance"));
+    let with = |up: ScalingRules| HpaSpec::new(1, 3, m()).with_behavior(Behavior { scale_up: Some(up), scale_down: None });
+    let e = bad(with(ScalingRules::new(3601, vec![ScalingPolicy::pods(1, 15)])));
+    assert_eq!(e.to_string(), "invalid behavior.scaleUp.stabilizationWindowSeconds: must be less than or equal to 3600, got 3601");
+    assert!(with(ScalingRules::new(3600, vec![ScalingPolicy::pods(1, 1800)])).validate().is_ok());
+    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 1801)]))).to_string().contains("periodSeconds"));
+    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 0)]))).to_string().contains("periodSeconds"));
+    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::percent(0, 15)]))).to_string().contains("value"));
+    assert!(bad(with(ScalingRules::new(0, vec![]))).to_string().contains("at least one Policy"));
+    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 15)]).tolerance(-0.1))).to_string().contains("tolerance"));
+
+    let cfg = ScalerConfig::new("x", cpu_hpa()).predictive(PredictiveConfig::new("rps", 0.0, Duration::from_secs(60)));
+    assert!(Scaler::new(cfg, None).is_err());
+    assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).fallback(0, 2), None).is_err());
+    assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).fallback(1, 51), None).is_err());
+    assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).flap_budget(1, Duration::ZERO), None).is_err());
+}
+
+#[test]
+fn per_direction_tolerance() {
+    let rules = |t: f64| ScalingRules {
+        tolerance: Some(t),
+        ..ScalingRules::default()
+    };
+    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 100)]).with_behavior(Behavior {
+        scale_up: Some(rules(0.05)),
+        scale_down: Some(ScalingRules { stabilization_window_seconds: Some(0), ..rules(0.3) }),
+    });
+    let mut h = Hpa::new(spec).unwrap();
+    // 108 % is outside a 5 % up-tolerance: 10 → ceil(10.8) = 11
+    assert_eq!(h.decide(&cpu(10, 108.0), T0).unwrap().desired_replicas, 11);
+    // 75 % is inside a 30 % down-tolerance: stay (tolerance is inclusive at 70 %)
+    assert_eq!(h.decide(&cpu(10, 75.0), at(1)).unwrap().desired_replicas, 10);
+    assert_eq!(h.decide(&cpu(10, 70.0), at(2)).unwrap().desired_replicas, 10);
+    assert_eq!(h.decide(&cpu(10, 69.0), at(3)).unwrap().desired_replicas, 7);
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn decisions_stay_within_bounds(
+            current in 1u32..60,
+            readings in proptest::collection::vec(0.0f64..1000.0, 1..5),
+            steps in 1usize..20,
+        ) {
+            let metrics: Vec<MetricSpec> = (0..readings.len())
+                .map(|i| MetricSpec::resource_utilization(format!("m{i}"), 50))
+                .collect();
+            let mut h = Hpa::new(HpaSpec::new(2, 40, metrics).with_behavior(Behavior::default())).unwrap();
+            let mut cur = current.clamp(2, 40);
+            for k in 0..steps {
+                let mut obs = Observation::new(cur);
+                for (i, r) in readings.iter().enumerate() {
+                    obs = obs.reading(format!("m{i}"), MetricValue::Average(r * (k as f64 + 1.0) / 3.0));
+                }
+                let d = h.decide(&obs, at(k as u64 * 15)).unwrap();
+                prop_assert!((2..=40).contains(&d.desired_replicas));
+                // never more than the default scale-up rate allows
+                prop_assert!(d.desired_replicas <= (cur * 2).max(cur + 4));
+                if d.desired_replicas != cur {
+                    h.record_actuation(cur, d.desired_replicas, at(k as u64 * 15));
+                    cur = d.desired_replicas;
+                }
+            }
+        }
+
+        #[test]
+        fn garbage_readings_never_panic(v in proptest::num::f64::ANY) {
+            let mut h = Hpa::new(cpu_hpa()).unwrap();
+            let r = h.decide(&cpu(3, v), T0);
+            prop_assert_eq!(r.is_ok(), v.is_finite() && v >= 0.0);
+        }
+    }
+}
