@@ -1,0 +1,357 @@
+//! Fault tests on the live cluster (feature `integration`): a live reshard,
+//! a manual `CLUSTER FAILOVER` and a SIGKILL of a primary, each while a
+//! read/write loop runs. They run one at a time (a process-wide lock), use
+//! their own key prefixes, discover the layout from `CLUSTER NODES` (it
+//! changes between runs) and leave the cluster healthy: the killed node is
+//! restarted and rejoins as a replica, resharded slots are moved back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sysmanage_cache::stats::{ClusterNode, Role};
+use sysmanage_cache::topology::TopologyEvent;
+use sysmanage_cache::{CacheError, ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
+use sysmanage_test::{redis_nodes, services};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
+    let _guard = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(f());
+}
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn port_of(addr: &str) -> String {
+    addr.rsplit_once(':').unwrap().1.to_owned()
+}
+
+/// Outcome of one operation of the loop.
+#[derive(Clone, Copy, Debug)]
+struct Op {
+    started: Instant,
+    ok: bool,
+}
+
+#[derive(Debug, Default)]
+struct LoopReport {
+    ops: Vec<Op>,
+    wrong: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl LoopReport {
+    fn failed(&self) -> usize {
+        self.ops.iter().filter(|o| !o.ok).count()
+    }
+}
+
+/// Writes new versions of `keys` in batches (mset, set) and reads them back
+/// (mget, get), checking every value, until `stop`. One writer per key set,
+/// so the expected value of each key is known; a failed write leaves both
+/// the old and the new value possible.
+async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -> LoopReport {
+    let mut report = LoopReport::default();
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    let init: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("{k}=0"))).collect();
+    for chunk in init.chunks(2000) {
+        let r = cache.mset(chunk, None).await.expect("preload");
+        assert!(r.iter().all(Result::is_ok), "preload failed");
+    }
+    for (k, v) in &init {
+        expected.insert(k.clone(), vec![v.clone()]);
+    }
+    let mut version = 0u64;
+    let mut pos = 0;
+    let check = |got: &Result<Option<Vec<u8>>, CacheError>, k: &str, expected: &HashMap<String, Vec<String>>, report: &mut LoopReport| -> bool {
+        match got {
+            Ok(Some(v)) => {
+                let v = String::from_utf8_lossy(v).into_owned();
+                if !expected[k].contains(&v) {
+                    report.wrong.push(format!("{k}: got {v}, expected one of {:?}", expected[k]));
+                }
+                true
+            }
+            Ok(None) => {
+                report.wrong.push(format!("{k}: missing (a failure reported as a miss?)"));
+                true
+            }
+            Err(e) => {
+                report.errors.push(format!("{}: {e}", e.label()));
+                false
+            }
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        version += 1;
+        let batch: Vec<String> = (0..25).map(|i| keys[(pos + i * 7919) % keys.len()].clone()).collect();
+        pos += 1;
+        // mset a new version of the batch
+        let entries: Vec<(String, String)> = batch.iter().map(|k| (k.clone(), format!("{k}={version}"))).collect();
+        let started = Instant::now();
+        match cache.mset(&entries, None).await {
+            Ok(res) => {
+                let ok = res.iter().all(Result::is_ok);
+                for ((k, v), r) in entries.iter().zip(&res) {
+                    match r {
+                        Ok(()) => {
+                            expected.insert(k.clone(), vec![v.clone()]);
+                        }
+                        Err(e) => {
+                            expected.get_mut(k).unwrap().push(v.clone());
+                            report.errors.push(format!("{}: {e}", e.label()));
+                        }
+                    }
+                }
+                report.ops.push(Op { started, ok });
+            }
+            Err(e) => panic!("mset input rejected: {e}"),
+        }
+        // mget it back
+        let started = Instant::now();
+        let res = cache.mget(&batch).await.expect("mget input rejected");
+        let mut ok = true;
+        for (k, r) in batch.iter().zip(&res) {
+            ok &= check(r, k, &expected, &mut report);
+        }
+        report.ops.push(Op { started, ok });
+        // single-key set + get
+        let k = &batch[0];
+        let v = format!("{k}=s{version}");
+        let started = Instant::now();
+        match cache.set(k.as_bytes(), v.as_bytes(), SetOptions::default()).await {
+            Ok(_) => {
+                expected.insert(k.clone(), vec![v]);
+                report.ops.push(Op { started, ok: true });
+            }
+            Err(e) => {
+                expected.get_mut(k).unwrap().push(v);
+                report.errors.push(format!("{}: {e}", e.label()));
+                report.ops.push(Op { started, ok: false });
+            }
+        }
+        let started = Instant::now();
+        let got = cache.get(k.as_bytes()).await;
+        let ok = check(&got, k, &expected, &mut report);
+        report.ops.push(Op { started, ok });
+    }
+    // Final read of everything: after the fault, every key must hold a value
+    // it may hold.
+    for chunk in keys.chunks(2000) {
+        let res = cache.mget(chunk).await.expect("final mget");
+        for (k, r) in chunk.iter().zip(&res) {
+            let started = Instant::now();
+            let ok = check(r, k, &expected, &mut report);
+            report.ops.push(Op { started, ok });
+        }
+    }
+    report
+}
+
+async fn connect() -> RedisCache {
+    RedisCache::connect(RedisConfig::new(redis_nodes())).await.expect("connect")
+}
+
+async fn layout(cache: &RedisCache) -> Vec<ClusterNode> {
+    let nodes = cache.cluster_nodes().await.expect("CLUSTER NODES");
+    assert!(nodes.iter().all(|n| !n.failing), "cluster not healthy before the test: {nodes:#?}");
+    nodes
+}
+
+/// A live reshard of 100 slots (`redis-cli --cluster reshard`) while the
+/// loop writes and reads keys in exactly those slots: zero errors, zero
+/// wrong values, and a `SlotsMoved` event for the move.
+#[test]
+fn live_reshard_of_100_slots_has_no_errors() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let cache = connect().await;
+        let nodes = layout(&cache).await;
+        let mut primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.role == Role::Primary && n.slot_count() > 0).collect();
+        primaries.sort_by_key(|n| n.addr.clone());
+        let (from, to) = (primaries[0], primaries[1]);
+        // redis-cli moves the source's lowest slots first: aim keys at them.
+        let first = from.slots.iter().map(|r| r.0).min().unwrap();
+        let moving = |s: u16| s >= first && s < first.saturating_add(100);
+        let prefix = format!("it:reshard:{}:", run_id());
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|k| moving(slot(k.as_bytes())))
+            .take(3000)
+            .collect();
+        let mut events = cache.subscribe();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(workload(cache.clone(), keys.clone(), stop.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t0 = Instant::now();
+        let (f, t) = (port_of(&from.addr), port_of(&to.addr));
+        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
+        let reshard_secs = t0.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        let report = task.await.unwrap();
+        // The move is visible in the routing snapshot and as a typed event.
+        cache.refresh_now().await.unwrap();
+        assert_eq!(cache.routing().node_for_slot(first), Some(to.addr.as_str()));
+        cache.request_refresh();
+        let moved = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                if let Ok(TopologyEvent::SlotsMoved { from: Some(a), to: Some(b), slots }) = events.recv().await {
+                    if a == from.addr && b == to.addr {
+                        return slots;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("a SlotsMoved event");
+        // Restore the original balance.
+        let (f, t) = (port_of(&to.addr), port_of(&from.addr));
+        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
+        println!(
+            "reshard: 100 slots in {reshard_secs:.2} s; ops={} errors={} wrong={} event_slots={moved} counters={:?}",
+            report.ops.len(),
+            report.errors.len(),
+            report.wrong.len(),
+            cache.counters()
+        );
+        assert!(report.ops.len() > 100, "the loop must have run");
+        assert!(report.errors.is_empty(), "errors during reshard: {:?}", &report.errors[..report.errors.len().min(10)]);
+        assert!(report.wrong.is_empty(), "wrong values: {:?}", &report.wrong[..report.wrong.len().min(10)]);
+        assert_eq!(moved, 100);
+    });
+}
+
+/// `CLUSTER FAILOVER` on a replica while the loop runs on that primary's
+/// slots: zero errors, zero wrong values.
+#[test]
+fn manual_failover_has_no_errors() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let cache = connect().await;
+        let nodes = layout(&cache).await;
+        let replica = nodes.iter().find(|n| n.role == Role::Replica).expect("a replica");
+        let primary = nodes.iter().find(|n| Some(&n.id) == replica.primary_id.as_ref()).expect("its primary");
+        let owned = |s: u16| primary.slots.iter().any(|&(a, b)| s >= a && s <= b);
+        let prefix = format!("it:failover:{}:", run_id());
+        let keys: Vec<String> = (0..).map(|i| format!("{prefix}{i}")).filter(|k| owned(slot(k.as_bytes()))).take(2000).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(workload(cache.clone(), keys, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let p = port_of(&replica.addr);
+        let t0 = Instant::now();
+        tokio::task::spawn_blocking(move || services(&["redis-failover", &p])).await.unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, Ordering::Relaxed);
+        let report = task.await.unwrap();
+        cache.refresh_now().await.unwrap();
+        let first = primary.slots[0].0;
+        assert_eq!(cache.routing().node_for_slot(first), Some(replica.addr.as_str()));
+        println!(
+            "manual failover of {} to {} in {secs:.2} s; ops={} errors={} wrong={} counters={:?}",
+            primary.addr,
+            replica.addr,
+            report.ops.len(),
+            report.errors.len(),
+            report.wrong.len(),
+            cache.counters()
+        );
+        assert!(report.ops.len() > 100, "the loop must have run");
+        assert!(report.errors.is_empty(), "errors during failover: {:?}", &report.errors[..report.errors.len().min(10)]);
+        assert!(report.wrong.is_empty(), "wrong values: {:?}", &report.wrong[..report.wrong.len().min(10)]);
+    });
+}
+
+/// SIGKILL of a primary while the loop runs on its slots: operations fail
+/// only inside the failover window (kill → the cluster reports ok again with
+/// the replica promoted, plus the client's refresh), every operation after
+/// it succeeds, and a failure is an error, never a miss. The failed-operation
+/// count is printed.
+#[test]
+fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let cache = connect().await;
+        let nodes = layout(&cache).await;
+        let victim = nodes
+            .iter()
+            .find(|n| n.role == Role::Primary && n.slot_count() > 0 && nodes.iter().any(|r| r.primary_id.as_ref() == Some(&n.id)))
+            .expect("a primary with a replica");
+        let owned = |s: u16| victim.slots.iter().any(|&(a, b)| s >= a && s <= b);
+        let prefix = format!("it:kill:{}:", run_id());
+        // Keys on the victim and elsewhere: the others must keep working.
+        let keys: Vec<String> = (0..3000).map(|i| format!("{prefix}{i}")).collect();
+        assert!(keys.iter().any(|k| owned(slot(k.as_bytes()))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(workload(cache.clone(), keys, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let port = port_of(&victim.addr);
+        let killed_at = Instant::now();
+        services(&["redis-kill", &port]);
+        // The window closes when a surviving node reports cluster_state:ok.
+        let survivor = nodes.iter().find(|n| n.addr != victim.addr).unwrap().addr.clone();
+        let p = port_of(&survivor);
+        tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let out = std::process::Command::new("redis-cli").args(["-p", &p, "cluster", "info"]).output().unwrap();
+                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no failover within 30 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
+        let cluster_ok_at = Instant::now();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        stop.store(true, Ordering::Relaxed);
+        let report = task.await.unwrap();
+        // Restore: the killed node rejoins as a replica.
+        services(&["redis-start", &port]);
+        services(&["redis-wait"]);
+        let failover_secs = (cluster_ok_at - killed_at).as_secs_f64();
+        // The client needs a moment after the cluster is ok to learn the new
+        // primary (refresh after errors, then MOVED-free routing).
+        let grace = Duration::from_millis(1500);
+        let window_end = cluster_ok_at + grace;
+        let failed_before = report.ops.iter().filter(|o| !o.ok && o.started < killed_at).count();
+        let failed_after: Vec<_> = report.ops.iter().filter(|o| !o.ok && o.started >= window_end).collect();
+        let after = report.ops.iter().filter(|o| o.started >= window_end).count();
+        let last_failure = report.ops.iter().filter(|o| !o.ok).map(|o| o.started.duration_since(killed_at).as_secs_f64()).fold(0.0, f64::max);
+        println!(
+            "sigkill of {}: cluster ok after {failover_secs:.2} s; ops={} failed_ops={} (last failure {last_failure:.2} s after the kill) ops_after_window={after} wrong={} counters={:?}",
+            victim.addr,
+            report.ops.len(),
+            report.failed(),
+            report.wrong.len(),
+            cache.counters()
+        );
+        let mut labels: HashMap<&str, usize> = HashMap::new();
+        for e in &report.errors {
+            *labels.entry(e.split(':').next().unwrap()).or_default() += 1;
+        }
+        println!("error kinds: {labels:?}");
+        assert_eq!(failed_before, 0);
+        assert!(after > 50, "the loop must run after the window");
+        assert!(failed_after.is_empty(), "{} operations failed after the window", failed_after.len());
+        // Acknowledged writes may be lost by asynchronous replication; a
+        // failure must never show up as a missing key.
+        assert!(!report.wrong.iter().any(|w| w.contains("missing")), "{:?}", report.wrong);
+    });
+}
