@@ -109,7 +109,7 @@ def design(n, start_ms, step_ms, degree, harmonics, idx):
         row = [u**d for d in range(degree + 1)]
         for period, k in harmonics:
             base = start_ms % period
-            tt = math.fmod(base + (i + 0.5) * step_ms, period)
+            tt = math.fmod(base + i * step_ms, period)
             ang = 2 * math.pi * k * tt / period
             row += [math.cos(ang), math.sin(ang)]
         rows.append(row)
@@ -142,13 +142,13 @@ def ols_cases():
     cases = []
     n = 24 * 21
     i = np.arange(n)
-    y = (0.4 + 0.0005 * i + 0.15 * np.sin(2 * np.pi * (i + 0.5) / 24) + 0.05 * np.cos(2 * np.pi * (i + 0.5) / 168)
+    y = (0.4 + 0.0005 * i + 0.15 * np.sin(2 * np.pi * i / 24) + 0.05 * np.cos(2 * np.pi * i / 168)
          + rng.normal(0, 0.02, n))
     harm = [(DAY_MS, k) for k in range(1, 5)] + [(WEEK_MS, k) for k in range(1, 4)]
     cases.append(ols_case("fourier_3_weeks_hourly", "fourier", start, HOUR_MS, y, 1, harm, [1, 5, 24, 100, 168]))
     n = 24 * 5
     i = np.arange(n)
-    y = 100 + 0.8 * i + 20 * np.sin(2 * np.pi * (i + 0.5) / 24) + rng.normal(0, 3, n)
+    y = 100 + 0.8 * i + 20 * np.sin(2 * np.pi * i / 24) + rng.normal(0, 3, n)
     harm = [(DAY_MS, k) for k in range(1, 5)]
     cases.append(ols_case("fourier_5_days_daily_only", "fourier", start + 3 * HOUR_MS, HOUR_MS, y, 1, harm, [1, 12, 48]))
     n = 60

@@ -22,10 +22,15 @@ use sysmanage_core::{Error, Result, Sample, Timestamp, ensure_nonzero};
 
 use crate::stats::median_in_place;
 
-/// Evenly spaced values: value `i` summarises `[start + i·step, start + (i+1)·step)`.
+/// Evenly spaced values: value `i` stands for the time `start + i·step`.
+///
+/// After [`prepare`], `start` is the first bucket's start plus the mean
+/// position of the samples within their buckets (0 for samples on bucket
+/// boundaries, about half a step for dense samples), so forecasts are not
+/// shifted by half a step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegularSeries {
-    /// Start of the first bucket.
+    /// The time value 0 stands for.
     pub start: Timestamp,
     /// Bucket width.
     pub step: Duration,
@@ -64,16 +69,15 @@ impl RegularSeries {
         self.values.is_empty()
     }
 
-    /// The time a (possibly fractional, possibly future) index stands for:
-    /// the middle of its bucket.
+    /// The time a (possibly fractional, possibly future) index stands for.
     pub fn time_at(&self, index: f64) -> Timestamp {
-        let ms = self.start.as_millis() as f64 + (index + 0.5) * self.step_millis();
+        let ms = self.start.as_millis() as f64 + index * self.step_millis();
         Timestamp::from_millis(ms.round() as i64)
     }
 
     /// Fractional index of time `t` (inverse of [`time_at`](Self::time_at)).
     pub fn index_of(&self, t: Timestamp) -> f64 {
-        (t.as_millis() - self.start.as_millis()) as f64 / self.step_millis() - 0.5
+        (t.as_millis() - self.start.as_millis()) as f64 / self.step_millis()
     }
 
     /// The step in milliseconds.
@@ -90,7 +94,7 @@ impl RegularSeries {
     pub fn season_len(&self, period: Duration) -> Option<usize> {
         let step = self.step.as_millis();
         let p = period.as_millis();
-        (step > 0 && p % step == 0 && p / step >= 2).then(|| (p / step) as usize)
+        (step > 0 && p.is_multiple_of(step) && p / step >= 2).then(|| (p / step) as usize)
     }
 
     /// The first `n` buckets.
@@ -143,7 +147,10 @@ impl HygieneConfig {
         if !(self.outlier_threshold.is_finite() && self.outlier_threshold >= 0.0) {
             return Err(Error::invalid(
                 "hygiene.outlier_threshold",
-                format!("must be a finite number ≥ 0, got {}", self.outlier_threshold),
+                format!(
+                    "must be a finite number ≥ 0, got {}",
+                    self.outlier_threshold
+                ),
             ));
         }
         if self.max_buckets < 2 {
@@ -283,8 +290,10 @@ pub fn prepare(
     let mut sum = vec![0.0; n];
     let mut max = vec![f64::NEG_INFINITY; n];
     let mut counts = vec![0u32; n];
+    let mut offset_sum = 0.0;
     for s in &sorted {
         let i = ((s.at.as_millis() - origin) / step_ms) as usize;
+        offset_sum += ((s.at.as_millis() - origin) % step_ms) as f64;
         sum[i] += s.value;
         max[i] = max[i].max(s.value);
         counts[i] += 1;
@@ -301,7 +310,8 @@ pub fn prepare(
         }
     }
     fill_gaps(&mut max);
-    let start = Timestamp::from_millis(origin);
+    let offset = (offset_sum / sorted.len() as f64).round() as i64;
+    let start = Timestamp::from_millis(origin + offset);
     let mut mean = RegularSeries {
         start,
         step: config.step,
@@ -356,6 +366,12 @@ fn fill_gaps(v: &mut [f64]) -> usize {
 
 /// Hampel filter with a seasonal guard; returns the number of points damped.
 ///
+/// A point is damped when it is more than `outlier_threshold` robust
+/// standard deviations (1.4826 × the MAD of the residuals from the rolling
+/// median of its neighbours, floored at 1 % of the 5–95 % range) away from
+/// that median, and the same phase one season earlier or later is not
+/// similarly extreme.
+///
 /// Each damped point is replaced by its rolling median (at the edges, by
 /// the line through the medians of the nearest full window's halves).
 pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &HygieneConfig) -> usize {
@@ -368,8 +384,12 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
     let mut med = vec![0.0; n];
     for (i, m) in med.iter_mut().enumerate() {
         if i >= w && i + w < n {
+            // The point's neighbours only: with the point itself in the
+            // window, a sixth of the residuals would be exactly zero and the
+            // MAD would understate the noise.
             window.clear();
-            window.extend_from_slice(&values[i - w..=i + w]);
+            window.extend_from_slice(&values[i - w..i]);
+            window.extend_from_slice(&values[i + 1..=i + w]);
             *m = median_in_place(&mut window);
         } else {
             // At the edges a truncated window is biased on a trend: use the
@@ -401,6 +421,15 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
         let scale = values.iter().map(|v| v.abs()).fold(0.0, f64::max);
         sigma = (1.2533 * mean_abs).max(scale * 1e-9).max(f64::MIN_POSITIVE);
     }
+    // Floor the scale at 1 % of the 5–95 % range so that a series that is
+    // smooth up to rounding does not have its ordinary wiggles damped.
+    let mut sorted = values.to_vec();
+    let q = |v: &mut [f64], p: f64| {
+        let idx = ((v.len() - 1) as f64 * p).round() as usize;
+        *v.select_nth_unstable_by(idx, f64::total_cmp).1
+    };
+    let spread = q(&mut sorted, 0.95) - q(&mut sorted, 0.05);
+    let sigma = sigma.max(0.01 * spread);
     let k = config.outlier_threshold * sigma;
     let mut damped = 0;
     for i in 0..n {
@@ -439,14 +468,21 @@ mod tests {
         assert_eq!(r.max.values, [3.0, 5.0, 7.0, 9.0]);
         assert_eq!(r.counts, [2, 1, 0, 1]);
         assert_eq!(r.quality.gaps_filled, 1);
-        assert_eq!(r.mean.time_at(0.0), Timestamp::from_secs(30));
-        assert!((r.mean.index_of(Timestamp::from_secs(30)) - 0.0).abs() < 1e-12);
+        // Offsets within buckets are 0, 30, 0 and 0 s: value 0 stands for 7.5 s.
+        assert_eq!(r.mean.time_at(0.0), Timestamp::from_millis(7_500));
+        assert_eq!(r.mean.time_at(3.0), Timestamp::from_millis(187_500));
+        assert!((r.mean.index_of(Timestamp::from_millis(67_500)) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn grid_is_aligned_to_the_epoch() {
-        let r = prepare([s(3601, 1.0), s(7300, 2.0)], &HygieneConfig::default(), None).unwrap();
-        assert_eq!(r.mean.start, Timestamp::from_secs(3600));
+        let r = prepare(
+            [s(3601, 1.0), s(7300, 2.0)],
+            &HygieneConfig::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.mean.start, Timestamp::from_millis(3_600_000 + 50_500));
         assert_eq!(r.mean.len(), 2);
     }
 
@@ -467,7 +503,9 @@ mod tests {
         flat[50] = 5.0;
         assert_eq!(damp_outliers(&mut flat, Some(24), &cfg), 1);
         assert!(flat[50] < 0.6);
-        let mut peaks: Vec<f64> = (0..24 * 5).map(|i| if i % 24 == 12 { 0.9 } else { 0.3 }).collect();
+        let mut peaks: Vec<f64> = (0..24 * 5)
+            .map(|i| if i % 24 == 12 { 0.9 } else { 0.3 })
+            .collect();
         assert_eq!(damp_outliers(&mut peaks, Some(24), &cfg), 0);
         assert_eq!(peaks[36], 0.9);
     }

@@ -29,8 +29,8 @@
 //!
 //! # Example
 //!
-//! Two weeks of hourly CPU with a daily peak that grows a little each day:
-//! the peak, not the average, decides when the limit is reached.
+//! Two weeks of hourly CPU with a busy afternoon on a level that grows 1 % a
+//! day: the peak, not the average, decides when the limit is reached.
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,18 +39,18 @@
 //!
 //! let mut planner = Planner::sysmanage(PlannerConfig::default())?;
 //! let t0 = Timestamp::from_secs(1_700_006_400); // a midnight, UTC
-//! for h in 0..24 * 14u64 {
+//! for h in 0..24 * 14 + 10 {
 //!     let hour = (h % 24) as f64;
 //!     let peak = (-(hour - 14.0).powi(2) / 8.0).exp(); // busiest at 14:00
-//!     let cpu = 0.30 + (0.35 + 0.012 * (h / 24) as f64) * peak;
+//!     let cpu = 0.26 + 0.01 * h as f64 / 24.0 + 0.40 * peak;
 //!     planner.record("cpu_utilization", t0 + Duration::from_secs(3600 * h), cpu)?;
 //! }
-//! let now = t0 + Duration::from_secs(3600 * (24 * 14 - 1));
+//! let now = t0 + Duration::from_secs(3600 * (24 * 14 + 9)); // 09:00
 //! let report = planner.report(now);
 //! let cpu = &report.forecasts[0];
 //! assert_eq!(cpu.metric, "cpu_utilization");
 //! let hours = cpu.time_to_limit.hours().expect("the peak crosses 0.8");
-//! assert!(hours < 24.0, "peak-driven: {hours} h");
+//! assert!(hours > 3.0 && hours < 6.0, "peak-driven: {hours} h"); // this afternoon
 //! assert_eq!(report.recommendations[0].urgency, Urgency::High);
 //! assert_eq!(report.capacity_health, CapacityHealth::Critical);
 //!
@@ -86,8 +86,8 @@ pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
 pub use planner::{CapacityPlanner, CapacitySnapshot, MetricStatus, Planner, PlannerConfig};
 pub use report::{
-    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation, ReportSummary,
-    SkippedMetric, TimeToLimit, TrendLabel, Urgency,
+    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
+    ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,
 };
 pub use select::{CandidateScore, Selection, SelectionConfig};
 pub use sysmanage_core::{Error, Result};

@@ -25,7 +25,10 @@ pub struct Bounds {
 
 impl Bounds {
     /// No physical bounds.
-    pub const UNBOUNDED: Self = Self { min: None, max: None };
+    pub const UNBOUNDED: Self = Self {
+        min: None,
+        max: None,
+    };
     /// A fraction in `[0, 1]` (utilisation).
     pub const UNIT: Self = Self {
         min: Some(0.0),
@@ -234,10 +237,22 @@ mod tests {
 
     #[test]
     fn builtins_follow_sysmanage() {
-        let limits: Vec<Option<f64>> = MetricKind::BUILT_IN.iter().map(|k| k.default_limit()).collect();
+        let limits: Vec<Option<f64>> = MetricKind::BUILT_IN
+            .iter()
+            .map(|k| k.default_limit())
+            .collect();
         assert_eq!(
             limits,
-            [Some(0.8), Some(0.85), Some(0.9), None, None, Some(2.0), None, Some(1000.0)]
+            [
+                Some(0.8),
+                Some(0.85),
+                Some(0.9),
+                None,
+                None,
+                Some(2.0),
+                None,
+                Some(1000.0)
+            ]
         );
         assert_eq!(Bounds::UNIT.clamp(1.3), 1.0);
         assert_eq!(Bounds::NON_NEGATIVE.clamp(-3.0), 0.0);

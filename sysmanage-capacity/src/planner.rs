@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sysmanage_core::{Error, Forecast, LoadForecast, Result, Sample, SampleBuffer, Timestamp, ensure_finite};
+use sysmanage_core::{
+    Error, Forecast, LoadForecast, Result, Sample, SampleBuffer, Timestamp, ensure_finite,
+};
 
 use crate::hygiene::{HygieneConfig, Resampled, prepare};
 use crate::metric::{Direction, MetricKind, MetricSpec};
 use crate::model::{FittedModel, Forecaster, HoltWinters, ModelKind};
 use crate::report::{
-    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation, ReportSummary,
-    SkippedMetric, TimeToLimit, TrendLabel, Urgency,
+    CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
+    ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,
 };
 use crate::select::{Selection, SelectionConfig, select};
 use crate::stats::index_slope;
@@ -133,9 +135,15 @@ impl PlannerConfig {
             ));
         }
         if self.high_within > self.medium_within {
-            return Err(Error::invalid("planner.high_within", "must not exceed medium_within"));
+            return Err(Error::invalid(
+                "planner.high_within",
+                "must not exceed medium_within",
+            ));
         }
-        if !(self.trend_exit >= 0.0 && self.trend_enter >= self.trend_exit && self.trend_enter.is_finite()) {
+        if !(self.trend_exit >= 0.0
+            && self.trend_enter >= self.trend_exit
+            && self.trend_enter.is_finite())
+        {
             return Err(Error::invalid(
                 "planner.trend_enter",
                 "thresholds must satisfy 0 ≤ trend_exit ≤ trend_enter",
@@ -145,7 +153,10 @@ impl PlannerConfig {
             return Err(Error::invalid("planner.min_samples", "must be at least 3"));
         }
         if self.max_report_points == 0 {
-            return Err(Error::invalid("planner.max_report_points", "must be at least 1"));
+            return Err(Error::invalid(
+                "planner.max_report_points",
+                "must be at least 1",
+            ));
         }
         self.hygiene.validate()?;
         self.selection.validate()
@@ -171,8 +182,16 @@ pub struct CapacitySnapshot {
 impl CapacitySnapshot {
     /// A snapshot; values in [`MetricKind::BUILT_IN`] order.
     pub fn new(at: Timestamp, values: [f64; 8]) -> Self {
-        let [cpu_utilization, memory_utilization, disk_utilization, network_throughput, request_rate, response_time, active_connections, queue_length] =
-            values;
+        let [
+            cpu_utilization,
+            memory_utilization,
+            disk_utilization,
+            network_throughput,
+            request_rate,
+            response_time,
+            active_connections,
+            queue_length,
+        ] = values;
         Self {
             at,
             cpu_utilization,
@@ -380,14 +399,20 @@ impl Planner {
             step: effective_step(self.config.hygiene.step, span),
             ..self.config.hygiene.clone()
         };
-        let resampled = prepare(state.samples.iter().copied(), &hygiene, Some(self.config.season))?;
+        let resampled = prepare(
+            state.samples.iter().copied(),
+            &hygiene,
+            Some(self.config.season),
+        )?;
         let forecasters: Vec<Box<dyn Forecaster>> = self
             .config
             .selection
             .candidates
             .iter()
             .map(|k| match k {
-                ModelKind::HoltWinters => Box::new(HoltWinters::with_season(self.config.season)) as Box<dyn Forecaster>,
+                ModelKind::HoltWinters => {
+                    Box::new(HoltWinters::with_season(self.config.season)) as Box<dyn Forecaster>
+                }
                 k => k.forecaster(),
             })
             .collect();
@@ -397,15 +422,23 @@ impl Planner {
             model,
             selection,
         });
-        self.lock_cache().insert(metric.to_owned(), Arc::clone(&fit));
+        self.lock_cache()
+            .insert(metric.to_owned(), Arc::clone(&fit));
         Ok(fit)
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Fit>>> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn analyze_with(&self, metric: &str, now: Timestamp, previous: TrendLabel) -> Result<MetricForecast> {
+    fn analyze_with(
+        &self,
+        metric: &str,
+        now: Timestamp,
+        previous: TrendLabel,
+    ) -> Result<MetricForecast> {
         let state = self.metrics.get(metric).ok_or_else(|| unknown(metric))?;
         let fit = self.fit(metric)?;
         let spec = &state.spec;
@@ -416,19 +449,30 @@ impl Planner {
         let current_max = fit.resampled.max.values[n - 1];
 
         // Trend: least-squares slope over the trend window.
-        let window = ((cfg.trend_window.as_millis() / series.step.as_millis().max(1)) as usize).clamp(2, n.max(2));
+        let window = ((cfg.trend_window.as_millis() / series.step.as_millis().max(1)) as usize)
+            .clamp(2, n.max(2));
         let recent = &series.values[n.saturating_sub(window)..];
         let slope_per_day = index_slope(recent) * 86_400.0 / series.step_secs();
         let level = recent.iter().map(|v| v.abs()).sum::<f64>() / recent.len() as f64;
-        let reference = spec.limit.map(f64::abs).filter(|l| *l > 0.0).unwrap_or(level);
-        let rel = if reference > 0.0 { slope_per_day / reference } else { 0.0 };
+        let reference = spec
+            .limit
+            .map(f64::abs)
+            .filter(|l| *l > 0.0)
+            .unwrap_or(level);
+        let rel = if reference > 0.0 {
+            slope_per_day / reference
+        } else {
+            0.0
+        };
         let trend = trend_label(previous, rel, cfg.trend_enter, cfg.trend_exit);
 
         // Forecast path from the last bucket to now + horizon.
         let end = now + cfg.horizon;
         let steps = fit.model.steps_until(end).ceil().max(1.0) as usize;
         let level_z = cfg.interval_level;
-        let path = fit.model.forecast_path(steps, level_z, |v| spec.bounds.clamp(v))?;
+        let path = fit
+            .model
+            .forecast_path(steps, level_z, |v| spec.bounds.clamp(v))?;
         let clamped_values = (1..=steps)
             .map(|h| {
                 let p = fit.model.predict(h);
@@ -445,8 +489,17 @@ impl Planner {
             Direction::Ceiling => f.upper,
             Direction::Floor => f.lower,
         };
-        let time_to_limit = crossing(spec, current, origin, &path, |f| f.point, now, horizon_hours);
-        let time_to_limit_bound = crossing(spec, current, origin, &path, bound_of, now, horizon_hours);
+        let time_to_limit = crossing(
+            spec,
+            current,
+            origin,
+            &path,
+            |f| f.point,
+            now,
+            horizon_hours,
+        );
+        let time_to_limit_bound =
+            crossing(spec, current, origin, &path, bound_of, now, horizon_hours);
         let stride = path.len().div_ceil(cfg.max_report_points).max(1);
         let forecasts: Vec<Forecast> = path
             .iter()
@@ -485,9 +538,15 @@ impl Planner {
         let medium = self.config.medium_within.as_secs_f64() / 3600.0;
         let (urgency, hours, basis) = match (f.time_to_limit, f.time_to_limit_bound.hours()) {
             (TimeToLimit::AlreadyOver, _) => (Urgency::High, 0.0, LimitBasis::Current),
-            (TimeToLimit::Within { hours, .. }, _) if hours < high => (Urgency::High, hours, LimitBasis::Point),
-            (TimeToLimit::Within { hours, .. }, _) if hours < medium => (Urgency::Medium, hours, LimitBasis::Point),
-            (_, Some(b)) if self.config.recommend_on_bound && b < medium => (Urgency::Low, b, LimitBasis::Bound),
+            (TimeToLimit::Within { hours, .. }, _) if hours < high => {
+                (Urgency::High, hours, LimitBasis::Point)
+            }
+            (TimeToLimit::Within { hours, .. }, _) if hours < medium => {
+                (Urgency::Medium, hours, LimitBasis::Point)
+            }
+            (_, Some(b)) if self.config.recommend_on_bound && b < medium => {
+                (Urgency::Low, b, LimitBasis::Bound)
+            }
             _ => return None,
         };
         let at = match basis {
@@ -527,15 +586,27 @@ impl Planner {
         })
     }
 
-    fn build_report(&self, now: Timestamp, forecasts: Vec<MetricForecast>, skipped: Vec<SkippedMetric>) -> CapacityReport {
-        let mut recommendations: Vec<Recommendation> = forecasts.iter().filter_map(|f| self.recommend(f)).collect();
+    fn build_report(
+        &self,
+        now: Timestamp,
+        forecasts: Vec<MetricForecast>,
+        skipped: Vec<SkippedMetric>,
+    ) -> CapacityReport {
+        let mut recommendations: Vec<Recommendation> =
+            forecasts.iter().filter_map(|f| self.recommend(f)).collect();
         recommendations.sort_by(|a, b| {
             b.urgency
                 .cmp(&a.urgency)
                 .then(a.time_to_limit_hours.total_cmp(&b.time_to_limit_hours))
         });
-        let near: Vec<f64> = forecasts.iter().filter_map(|f| f.time_to_limit.hours()).collect();
-        let high = recommendations.iter().filter(|r| r.urgency == Urgency::High).count();
+        let near: Vec<f64> = forecasts
+            .iter()
+            .filter_map(|f| f.time_to_limit.hours())
+            .collect();
+        let high = recommendations
+            .iter()
+            .filter(|r| r.urgency == Urgency::High)
+            .count();
         let capacity_health = if high > 0 {
             CapacityHealth::Critical
         } else if !near.is_empty() || !recommendations.is_empty() {
@@ -571,7 +642,10 @@ impl Planner {
 
 impl CapacityPlanner for Planner {
     fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<()> {
-        let state = self.metrics.get_mut(metric).ok_or_else(|| unknown(metric))?;
+        let state = self
+            .metrics
+            .get_mut(metric)
+            .ok_or_else(|| unknown(metric))?;
         state.samples.push(at, value)?;
         self.cache
             .get_mut()
@@ -581,7 +655,11 @@ impl CapacityPlanner for Planner {
     }
 
     fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast> {
-        let previous = self.metrics.get(metric).ok_or_else(|| unknown(metric))?.trend;
+        let previous = self
+            .metrics
+            .get(metric)
+            .ok_or_else(|| unknown(metric))?
+            .trend;
         self.analyze_with(metric, now, previous)
     }
 
@@ -611,7 +689,11 @@ impl CapacityPlanner for Planner {
 impl LoadForecast for Planner {
     fn forecast(&self, metric: &str, now: Timestamp, horizon: Duration) -> Result<Forecast> {
         let fit = self.fit(metric)?;
-        let spec = &self.metrics.get(metric).ok_or_else(|| unknown(metric))?.spec;
+        let spec = &self
+            .metrics
+            .get(metric)
+            .ok_or_else(|| unknown(metric))?
+            .spec;
         let at = now + horizon;
         let p = fit.model.predict_at(fit.model.steps_until(at));
         let (lo, hi) = p.interval(self.config.interval_level);
@@ -677,7 +759,11 @@ fn crossing(
     for f in path {
         let v1 = value(f);
         if spec.is_over(v1) {
-            let frac = if v1 != v0 { ((limit - v0) / (v1 - v0)).clamp(0.0, 1.0) } else { 1.0 };
+            let frac = if v1 != v0 {
+                ((limit - v0) / (v1 - v0)).clamp(0.0, 1.0)
+            } else {
+                1.0
+            };
             let ms = t0.as_millis() as f64 + frac * (f.at.as_millis() - t0.as_millis()) as f64;
             let at = Timestamp::from_millis(ms.round() as i64).max(now);
             let hours = at.secs_since(now) / 3600.0;
@@ -710,8 +796,14 @@ mod tests {
     fn effective_step_refines_short_histories() {
         let h = Duration::from_secs(3600);
         assert_eq!(effective_step(h, Duration::from_secs(86_400 * 2)), h);
-        assert_eq!(effective_step(h, Duration::from_secs(600)), Duration::from_secs(15));
-        assert_eq!(effective_step(h, Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(
+            effective_step(h, Duration::from_secs(600)),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            effective_step(h, Duration::from_secs(3)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -61,7 +61,10 @@ impl SelectionConfig {
         }
         sysmanage_core::ensure_nonzero("selection.test_window", self.test_window)?;
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return Err(Error::invalid("selection.tolerance", "must be a finite number ≥ 0"));
+            return Err(Error::invalid(
+                "selection.tolerance",
+                "must be a finite number ≥ 0",
+            ));
         }
         Ok(())
     }
@@ -121,7 +124,9 @@ pub fn select(
         let mut folds = 0;
         let mut skipped = None;
         for k in 1..=config.folds {
-            let Some(origin) = n.checked_sub(k * test_steps) else { break };
+            let Some(origin) = n.checked_sub(k * test_steps) else {
+                break;
+            };
             if origin < min.max(3) {
                 break;
             }

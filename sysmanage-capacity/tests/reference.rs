@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 use sysmanage_capacity::hygiene::RegularSeries;
 use sysmanage_capacity::model::{
-    EtsInit, EtsParams, Forecaster, Fourier, HoltWinters, Linear, Poly2, ets_fitted_values, sysmanage_poly2,
+    EtsInit, EtsParams, Forecaster, Fourier, HoltWinters, Linear, Poly2, ets_fitted_values,
+    sysmanage_poly2,
 };
 use sysmanage_capacity::prometheus::{deriv, double_exponential_smoothing, predict_linear};
 use sysmanage_core::{Sample, Timestamp};
@@ -35,8 +36,15 @@ fn load(values: &[f64], interval_s: i64) -> Vec<Sample> {
 
 /// The samples of `v[range] @ at`: `(at − range, at]` (Prometheus ≥ 3.0).
 fn range(samples: &[Sample], at_s: i64, range_s: i64) -> Vec<Sample> {
-    let (lo, hi) = (Timestamp::from_secs(at_s - range_s), Timestamp::from_secs(at_s));
-    samples.iter().copied().filter(|s| s.at > lo && s.at <= hi).collect()
+    let (lo, hi) = (
+        Timestamp::from_secs(at_s - range_s),
+        Timestamp::from_secs(at_s),
+    );
+    samples
+        .iter()
+        .copied()
+        .filter(|s| s.at > lo && s.at <= hi)
+        .collect()
 }
 
 // promql/promqltest/testdata/functions.test, "Tests for deriv() and predict_linear()".
@@ -47,9 +55,30 @@ fn prometheus_predict_linear_and_deriv() {
     let cases: [(&str, i64, i64, i64, f64, f64); 6] = [
         // (name, eval time s, @ time s, range s, horizon s, expected)
         ("[50m] at 50m", 3000, 3000, 3000, 3600.0, 70.0),
-        ("[55m] @ 3000 at 50m", 3000, 3000, 3300, 3600.0, 76.81818181818181),
-        ("[55m] @ 3000 at 10m", 600, 3000, 3300, 3600.0, 51.36363636363637),
-        ("[55m] @ 3000 at 70m", 4200, 3000, 3300, 3600.0, 89.54545454545455),
+        (
+            "[55m] @ 3000 at 50m",
+            3000,
+            3000,
+            3300,
+            3600.0,
+            76.81818181818181,
+        ),
+        (
+            "[55m] @ 3000 at 10m",
+            600,
+            3000,
+            3300,
+            3600.0,
+            51.36363636363637,
+        ),
+        (
+            "[55m] @ 3000 at 70m",
+            4200,
+            3000,
+            3300,
+            3600.0,
+            89.54545454545455,
+        ),
         ("mix [60m] at 60m, 3000 s", 3600, 3600, 3600, 3000.0, 70.0),
         ("mix [60m] at 60m, 50m", 3600, 3600, 3600, 3000.0, 70.0),
     ];
@@ -72,7 +101,10 @@ fn prometheus_predict_linear_and_deriv() {
 
     // http_requests_inf -Inf 0+80x10 Inf: Prometheus answers NaN, we a typed error.
     let mut inf = load(&promql_series(&[(0.0, 80.0, 10)]), 300);
-    inf.insert(0, Sample::new(Timestamp::from_secs(-300), f64::NEG_INFINITY));
+    inf.insert(
+        0,
+        Sample::new(Timestamp::from_secs(-300), f64::NEG_INFINITY),
+    );
     assert_eq!(deriv(&inf).unwrap_err().label(), "non_finite");
     // One sample: Prometheus returns nothing, we InsufficientData.
     assert_eq!(deriv(&total[..1]).unwrap_err().label(), "insufficient_data");
@@ -88,26 +120,52 @@ fn prometheus_double_exponential_smoothing() {
     };
     // Positive trends at 8000 s.
     assert_eq!(des(&[(0.0, 10.0, 1000), (100.0, 30.0, 1000)], 8000), 8000.0);
-    assert_eq!(des(&[(0.0, 20.0, 1000), (200.0, 30.0, 1000)], 8000), 16000.0);
-    assert_eq!(des(&[(0.0, 30.0, 1000), (300.0, 80.0, 1000)], 8000), 24000.0);
+    assert_eq!(
+        des(&[(0.0, 20.0, 1000), (200.0, 30.0, 1000)], 8000),
+        16000.0
+    );
+    assert_eq!(
+        des(&[(0.0, 30.0, 1000), (300.0, 80.0, 1000)], 8000),
+        24000.0
+    );
     assert_eq!(des(&[(0.0, 40.0, 2000)], 8000), 32000.0);
     // The float parts of the mixed series at 20010 s.
-    assert!(close(des(&[(0.0, 10.0, 1000), (100.0, 30.0, 1000)], 20010), 30100.0, 1e-12));
-    assert!(close(des(&[(0.0, 20.0, 1000), (200.0, 30.0, 1000)], 20010), 30200.0, 1e-12));
-    assert!(close(des(&[(0.0, 30.0, 1000), (300.0, 80.0, 1000)], 20010), 80300.0, 1e-12));
+    assert!(close(
+        des(&[(0.0, 10.0, 1000), (100.0, 30.0, 1000)], 20010),
+        30100.0,
+        1e-12
+    ));
+    assert!(close(
+        des(&[(0.0, 20.0, 1000), (200.0, 30.0, 1000)], 20010),
+        30200.0,
+        1e-12
+    ));
+    assert!(close(
+        des(&[(0.0, 30.0, 1000), (300.0, 80.0, 1000)], 20010),
+        80300.0,
+        1e-12
+    ));
     assert!(close(des(&[(0.0, 40.0, 2000)], 20010), 80000.0, 1e-12));
     // Negative trends at 8000 s.
     assert_eq!(des(&[(8000.0, -10.0, 1000)], 8000), 0.0);
     assert_eq!(des(&[(0.0, -20.0, 1000)], 8000), -16000.0);
-    assert_eq!(des(&[(0.0, 30.0, 1000), (300.0, -80.0, 1000)], 8000), 24000.0);
-    assert_eq!(des(&[(0.0, -40.0, 1000), (0.0, 40.0, 1000)], 8000), -32000.0);
+    assert_eq!(
+        des(&[(0.0, 30.0, 1000), (300.0, -80.0, 1000)], 8000),
+        24000.0
+    );
+    assert_eq!(
+        des(&[(0.0, -40.0, 1000), (0.0, 40.0, 1000)], 8000),
+        -32000.0
+    );
     // Invalid factors fail the query in Prometheus; a typed error here.
     for (sf, tf) in [(0.0, 0.5), (1.0, 0.5), (0.5, 0.0), (0.5, 1.0)] {
         let e = double_exponential_smoothing(&[1.0, 2.0], sf, tf).unwrap_err();
         assert_eq!(e.label(), "invalid_config");
     }
     assert_eq!(
-        double_exponential_smoothing(&[1.0], 0.5, 0.5).unwrap_err().label(),
+        double_exponential_smoothing(&[1.0], 0.5, 0.5)
+            .unwrap_err()
+            .label(),
         "insufficient_data"
     );
 }
@@ -118,7 +176,11 @@ fn data(name: &str) -> Value {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -132,8 +194,14 @@ fn sysmanage_poly2_matches_scikit_learn() {
                 .map(|i| {
                     let h = f64::from(i) / 60.0;
                     let noise = (f64::from(i) * 0.6180339887498949).fract() - 0.5;
-                    let y = 0.35 + 0.004 * h / 24.0 + 0.15 * (2.0 * std::f64::consts::PI * h / 24.0).sin() + 0.06 * noise;
-                    Sample::new(Timestamp::from_millis(1_764_000_000_000 + 60_000 * i64::from(i)), y)
+                    let y = 0.35
+                        + 0.004 * h / 24.0
+                        + 0.15 * (2.0 * std::f64::consts::PI * h / 24.0).sin()
+                        + 0.06 * noise;
+                    Sample::new(
+                        Timestamp::from_millis(1_764_000_000_000 + 60_000 * i64::from(i)),
+                        y,
+                    )
                 })
                 .collect()
         } else {
@@ -148,16 +216,32 @@ fn sysmanage_poly2_matches_scikit_learn() {
         let intercept = case["intercept"].as_f64().unwrap();
         // Coefficients relative to their contribution over the fitted range.
         let span = samples.last().unwrap().at.secs_since(samples[0].at) / 3600.0;
-        assert!(close(fit.intercept, intercept, tol), "{name}: intercept {} vs {intercept}", fit.intercept);
-        assert!((fit.coef[1] - coef[1]).abs() * span <= tol * intercept.abs().max(1.0), "{name}: coef1");
-        assert!((fit.coef[2] - coef[2]).abs() * span * span <= tol * intercept.abs().max(1.0), "{name}: coef2");
+        assert!(
+            close(fit.intercept, intercept, tol),
+            "{name}: intercept {} vs {intercept}",
+            fit.intercept
+        );
+        assert!(
+            (fit.coef[1] - coef[1]).abs() * span <= tol * intercept.abs().max(1.0),
+            "{name}: coef1"
+        );
+        assert!(
+            (fit.coef[2] - coef[2]).abs() * span * span <= tol * intercept.abs().max(1.0),
+            "{name}: coef2"
+        );
         assert_eq!(fit.coef[0], 0.0);
         let r2 = case["r2"].as_f64().unwrap();
         assert!((fit.r2 - r2).abs() <= tol, "{name}: r2 {} vs {r2}", fit.r2);
-        for (h, want) in floats(&case["future_hours"]).iter().zip(floats(&case["predictions"])) {
+        for (h, want) in floats(&case["future_hours"])
+            .iter()
+            .zip(floats(&case["predictions"]))
+        {
             let at = samples[0].at + Duration::from_secs_f64(h * 3600.0);
             let got = fit.predict(at);
-            assert!(close(got, want, tol), "{name}: predict({h} h) {got} vs {want}");
+            assert!(
+                close(got, want, tol),
+                "{name}: predict({h} h) {got} vs {want}"
+            );
         }
     }
 }
@@ -187,11 +271,23 @@ fn regressions_match_statsmodels_ols() {
         for (i, (a, b)) in params.iter().zip(&want).enumerate() {
             assert!(close(*a, *b, tol), "{name}: param {i}: {a} vs {b}");
         }
-        assert!(close(fit.sigma() * fit.sigma(), case["sigma2"].as_f64().unwrap(), tol));
+        assert!(close(
+            fit.sigma() * fit.sigma(),
+            case["sigma2"].as_f64().unwrap(),
+            tol
+        ));
         let horizons = case["horizons"].as_array().unwrap();
-        for ((h, mean), se) in horizons.iter().zip(floats(&case["mean"])).zip(floats(&case["se_obs"])) {
+        for ((h, mean), se) in horizons
+            .iter()
+            .zip(floats(&case["mean"]))
+            .zip(floats(&case["se_obs"]))
+        {
             let p = fit.predict(h.as_u64().unwrap() as usize);
-            assert!(close(p.point, mean, tol), "{name}: h={h} mean {} vs {mean}", p.point);
+            assert!(
+                close(p.point, mean, tol),
+                "{name}: h={h} mean {} vs {mean}",
+                p.point
+            );
             assert!(close(p.sd, se, tol), "{name}: h={h} se {} vs {se}", p.sd);
         }
     }
@@ -208,8 +304,14 @@ fn holt_winters_matches_statsmodels_ets_model() {
         let y = floats(&case["y"]);
         let init = EtsInit::heuristic(&y, m).unwrap();
         let want_init = &case["init"];
-        assert!(close(init.level, want_init["level"].as_f64().unwrap(), 1e-12), "{name}: l0");
-        assert!(close(init.trend, want_init["trend"].as_f64().unwrap(), 1e-12), "{name}: b0");
+        assert!(
+            close(init.level, want_init["level"].as_f64().unwrap(), 1e-12),
+            "{name}: l0"
+        );
+        assert!(
+            close(init.trend, want_init["trend"].as_f64().unwrap(), 1e-12),
+            "{name}: b0"
+        );
         for (a, b) in init.seasonal.iter().zip(floats(&want_init["seasonal"])) {
             assert!(close(*a, b, 1e-12), "{name}: s0");
         }
@@ -224,25 +326,46 @@ fn holt_winters_matches_statsmodels_ets_model() {
         for (t, (a, b)) in fitted.iter().zip(floats(&case["fitted"])).enumerate() {
             assert!(close(*a, b, tol), "{name}: fitted[{t}] {a} vs {b}");
         }
-        assert!(close(sse, case["sse"].as_f64().unwrap(), tol), "{name}: sse");
+        assert!(
+            close(sse, case["sse"].as_f64().unwrap(), tol),
+            "{name}: sse"
+        );
         // Forecasts and analytic 95 % intervals, including horizons that are
         // multiples of the season.
         let step = if m == 24 { 3600 } else { 86_400 };
         let season = Duration::from_secs(step * m as u64);
-        let series = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(step), y.clone()).unwrap();
+        let series =
+            RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(step), y.clone()).unwrap();
         let fit = HoltWinters::with_season(season)
             .fixed(params, Some(init.clone()))
             .fit(&series)
             .unwrap();
         let horizons = case["horizons"].as_array().unwrap();
-        let (mean, lo, hi) = (floats(&case["forecast"]), floats(&case["pi_lower"]), floats(&case["pi_upper"]));
+        let (mean, lo, hi) = (
+            floats(&case["forecast"]),
+            floats(&case["pi_lower"]),
+            floats(&case["pi_upper"]),
+        );
         for (i, h) in horizons.iter().enumerate() {
             let h = h.as_u64().unwrap() as usize;
             let pr = fit.predict(h);
             let (l, u) = pr.interval(level);
-            assert!(close(pr.point, mean[i], tol), "{name}: h={h} mean {} vs {}", pr.point, mean[i]);
-            assert!(close(l, lo[i], 1e-9), "{name}: h={h} lower {l} vs {}", lo[i]);
-            assert!(close(u, hi[i], 1e-9), "{name}: h={h} upper {u} vs {}", hi[i]);
+            assert!(
+                close(pr.point, mean[i], tol),
+                "{name}: h={h} mean {} vs {}",
+                pr.point,
+                mean[i]
+            );
+            assert!(
+                close(l, lo[i], 1e-9),
+                "{name}: h={h} lower {l} vs {}",
+                lo[i]
+            );
+            assert!(
+                close(u, hi[i], 1e-9),
+                "{name}: h={h} upper {u} vs {}",
+                hi[i]
+            );
         }
         // SSE-fitted parameters from the same initial states: at least as
         // good a fit as statsmodels' L-BFGS-B, and close to its parameters.
@@ -250,8 +373,15 @@ fn holt_winters_matches_statsmodels_ets_model() {
         let ours = HoltWinters::fit_params(&y, &init);
         let (_, our_sse) = ets_fitted_values(&y, ours, &init);
         let sm_sse = fp["sse"].as_f64().unwrap();
-        assert!(our_sse <= sm_sse * (1.0 + 1e-9), "{name}: sse {our_sse} vs statsmodels {sm_sse}");
-        for (a, key) in [(ours.alpha, "alpha"), (ours.beta, "beta"), (ours.gamma, "gamma")] {
+        assert!(
+            our_sse <= sm_sse * (1.0 + 1e-9),
+            "{name}: sse {our_sse} vs statsmodels {sm_sse}"
+        );
+        for (a, key) in [
+            (ours.alpha, "alpha"),
+            (ours.beta, "beta"),
+            (ours.gamma, "gamma"),
+        ] {
             let b = fp[key].as_f64().unwrap();
             assert!((a - b).abs() < 1e-4, "{name}: {key} {a} vs statsmodels {b}");
         }

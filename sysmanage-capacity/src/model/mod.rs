@@ -189,7 +189,12 @@ pub struct FittedModel {
 }
 
 impl FittedModel {
-    pub(crate) fn new(kind: ModelKind, series: &RegularSeries, sigma: f64, state: FittedState) -> Self {
+    pub(crate) fn new(
+        kind: ModelKind,
+        series: &RegularSeries,
+        sigma: f64,
+        state: FittedState,
+    ) -> Self {
         Self {
             kind,
             start: series.start,
@@ -215,7 +220,7 @@ impl FittedModel {
         self.sigma
     }
 
-    /// Time the last fitted bucket stands for (its middle).
+    /// Time the last fitted value stands for.
     pub fn last_time(&self) -> Timestamp {
         self.time_after(0.0)
     }
@@ -223,7 +228,7 @@ impl FittedModel {
     /// Time `h` steps after the last fitted bucket.
     pub fn time_after(&self, h: f64) -> Timestamp {
         let idx = (self.n as f64 - 1.0) + h;
-        let ms = self.start.as_millis() as f64 + (idx + 0.5) * self.step_ms as f64;
+        let ms = self.start.as_millis() as f64 + idx * self.step_ms as f64;
         Timestamp::from_millis(ms.round() as i64)
     }
 
@@ -247,7 +252,7 @@ impl FittedModel {
     /// linearly between whole steps (`h` in `(0, 1)` interpolates from the
     /// model's value at the last bucket).
     pub fn predict_at(&self, h: f64) -> Prediction {
-        if !(h > 0.0) {
+        if h.is_nan() || h <= 0.0 {
             return self.at_origin();
         }
         let lo = h.floor();

@@ -49,7 +49,7 @@ impl Design {
         for &(period, k) in &self.harmonics {
             let pf = period as f64;
             let base = start.as_millis().rem_euclid(period as i64) as f64;
-            let t = (base + (idx + 0.5) * step_ms as f64).rem_euclid(pf);
+            let t = (base + idx * step_ms as f64).rem_euclid(pf);
             let angle = std::f64::consts::TAU * f64::from(k) * t / pf;
             let (s, c) = angle.sin_cos();
             out[j] = c;
@@ -67,7 +67,13 @@ impl Design {
             })
             .collect();
         for &(period, k) in &self.harmonics {
-            let name = if period == DAY_MS { "daily" } else if period == WEEK_MS { "weekly" } else { "seasonal" };
+            let name = if period == DAY_MS {
+                "daily"
+            } else if period == WEEK_MS {
+                "weekly"
+            } else {
+                "seasonal"
+            };
             v.push(format!("{name}_cos{k}"));
             v.push(format!("{name}_sin{k}"));
         }
@@ -166,7 +172,11 @@ impl RegressionFit {
     }
 
     pub(crate) fn parameters(&self) -> Vec<(String, f64)> {
-        self.design.names().into_iter().zip(self.beta.iter().copied()).collect()
+        self.design
+            .names()
+            .into_iter()
+            .zip(self.beta.iter().copied())
+            .collect()
     }
 }
 
@@ -176,7 +186,12 @@ fn regression_model(
     series: &RegularSeries,
 ) -> Result<FittedModel> {
     let (fit, sigma) = RegressionFit::fit(design, series)?;
-    Ok(FittedModel::new(kind, series, sigma, FittedState::Regression(fit)))
+    Ok(FittedModel::new(
+        kind,
+        series,
+        sigma,
+        FittedState::Regression(fit),
+    ))
 }
 
 /// Ordinary least-squares line with OLS prediction intervals.
@@ -195,7 +210,11 @@ impl Forecaster for Linear {
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         ensure_points("linear forecast", 3, series.len())?;
-        regression_model(ModelKind::Linear, Design::new(series.len(), 1, Vec::new()), series)
+        regression_model(
+            ModelKind::Linear,
+            Design::new(series.len(), 1, Vec::new()),
+            series,
+        )
     }
 }
 
@@ -215,7 +234,11 @@ impl Forecaster for Poly2 {
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         ensure_points("quadratic forecast", 4, series.len())?;
-        regression_model(ModelKind::Poly2, Design::new(series.len(), 2, Vec::new()), series)
+        regression_model(
+            ModelKind::Poly2,
+            Design::new(series.len(), 2, Vec::new()),
+            series,
+        )
     }
 }
 
@@ -282,7 +305,11 @@ impl Forecaster for Fourier {
                 format!("no daily harmonic fits a step of {:?}", series.step),
             ));
         }
-        regression_model(ModelKind::Fourier, Design::new(series.len(), 1, harmonics), series)
+        regression_model(
+            ModelKind::Fourier,
+            Design::new(series.len(), 1, harmonics),
+            series,
+        )
     }
 }
 
@@ -418,13 +445,21 @@ mod tests {
     use std::time::Duration;
 
     fn hourly(values: Vec<f64>) -> RegularSeries {
-        RegularSeries::new(Timestamp::from_secs(1_700_000_000 / 3600 * 3600), Duration::from_secs(3600), values)
-            .unwrap()
+        RegularSeries::new(
+            Timestamp::from_secs(1_700_000_000 / 3600 * 3600),
+            Duration::from_secs(3600),
+            values,
+        )
+        .unwrap()
     }
 
     #[test]
     fn linear_is_exact_on_a_line_and_interval_grows() {
-        let s = hourly((0..24).map(|i| 3.0 + 0.5 * i as f64 + if i % 2 == 0 { 0.1 } else { -0.1 }).collect());
+        let s = hourly(
+            (0..24)
+                .map(|i| 3.0 + 0.5 * i as f64 + if i % 2 == 0 { 0.1 } else { -0.1 })
+                .collect(),
+        );
         let f = Linear.fit(&s).unwrap();
         let p1 = f.predict(1);
         let p48 = f.predict(48);
@@ -437,13 +472,18 @@ mod tests {
     fn fourier_recovers_a_daily_cycle() {
         let s = hourly(
             (0..24 * 14)
-                .map(|i| 0.4 + 0.001 * i as f64 + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin())
+                .map(|i| {
+                    0.4 + 0.001 * i as f64
+                        + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin()
+                })
                 .collect(),
         );
         let f = Fourier::default().fit(&s).unwrap();
         for h in [1, 6, 12, 30] {
             let i = 24 * 14 - 1 + h;
-            let truth = 0.4 + 0.001 * i as f64 + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin();
+            let truth = 0.4
+                + 0.001 * i as f64
+                + 0.2 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin();
             assert!((f.predict(h).point - truth).abs() < 1e-6, "h={h}");
         }
         assert!(Fourier::default().fit(&hourly(vec![1.0; 30])).is_err());
@@ -453,8 +493,15 @@ mod tests {
     fn poly2_needs_three_distinct_times() {
         let t = Timestamp::from_secs;
         let two = [Sample::new(t(0), 1.0), Sample::new(t(3600), 2.0)];
-        assert_eq!(sysmanage_poly2(&two).unwrap_err().label(), "insufficient_data");
-        let dup = [Sample::new(t(0), 1.0), Sample::new(t(0), 2.0), Sample::new(t(3600), 2.0)];
+        assert_eq!(
+            sysmanage_poly2(&two).unwrap_err().label(),
+            "insufficient_data"
+        );
+        let dup = [
+            Sample::new(t(0), 1.0),
+            Sample::new(t(0), 2.0),
+            Sample::new(t(3600), 2.0),
+        ];
         assert!(sysmanage_poly2(&dup).is_err());
     }
 }

@@ -40,7 +40,11 @@ impl EtsInit {
     /// # Errors
     /// [`Error::InsufficientData`] with fewer than two full seasons.
     pub fn heuristic(values: &[f64], m: usize) -> Result<Self> {
-        ensure_points("holt-winters initialisation (two seasons)", 2 * m, values.len())?;
+        ensure_points(
+            "holt-winters initialisation (two seasons)",
+            2 * m,
+            values.len(),
+        )?;
         let mf = m as f64;
         let mean1 = values[..m].iter().sum::<f64>() / mf;
         let mean2 = values[m..2 * m].iter().sum::<f64>() / mf;
@@ -116,7 +120,8 @@ impl EtsFit {
         let k = ((h - 1) / self.m) as f64;
         // Hyndman et al. (2008), Table 6.1, class 1, ETS(A,A,A).
         let rel = 1.0
-            + (hf - 1.0) * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0)
+            + (hf - 1.0)
+                * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0)
             + k * (gamma * (2.0 * alpha + gamma) + beta * gamma * m * (k + 1.0));
         Prediction {
             point,
@@ -245,7 +250,11 @@ impl Forecaster for HoltWinters {
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         let m = self.season_len(series)?;
-        ensure_points("holt-winters forecast (two seasons)", 2 * m + 2, series.len())?;
+        ensure_points(
+            "holt-winters forecast (two seasons)",
+            2 * m + 2,
+            series.len(),
+        )?;
         let y = &series.values;
         let init = match &self.init {
             Some(i) if i.seasonal.len() == m => i.clone(),
@@ -279,7 +288,12 @@ impl Forecaster for HoltWinters {
             sigma2,
             last_fitted: last_mu,
         };
-        Ok(FittedModel::new(ModelKind::HoltWinters, series, sigma2.sqrt(), FittedState::Ets(fit)))
+        Ok(FittedModel::new(
+            ModelKind::HoltWinters,
+            series,
+            sigma2.sqrt(),
+            FittedState::Ets(fit),
+        ))
     }
 }
 
@@ -363,7 +377,9 @@ impl DesFit {
     pub(crate) fn predict(&self, h: usize) -> Prediction {
         let hf = h as f64;
         let (alpha, beta) = (self.sf, self.sf * self.tf);
-        let rel = 1.0 + (hf - 1.0) * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0);
+        let rel = 1.0
+            + (hf - 1.0)
+                * (alpha * alpha + alpha * beta * hf + beta * beta * hf * (2.0 * hf - 1.0) / 6.0);
         Prediction {
             point: self.level + hf * self.trend,
             sd: (self.sigma2 * rel).sqrt(),
@@ -468,7 +484,11 @@ pub(crate) fn nelder_mead(
             let expanded = point(&centroid, &simplex[d].0, -2.0);
             let fe = f(&expanded);
             evals += 1;
-            simplex[d] = if fe < fr { (expanded, fe) } else { (reflected, fr) };
+            simplex[d] = if fe < fr {
+                (expanded, fe)
+            } else {
+                (reflected, fr)
+            };
         } else if fr < simplex[d - 1].1 {
             simplex[d] = (reflected, fr);
         } else {
@@ -506,7 +526,10 @@ mod tests {
     fn nelder_mead_finds_a_quadratic_minimum() {
         let mut f = |x: &[f64]| (x[0] - 1.0).powi(2) + 10.0 * (x[1] + 2.0).powi(2);
         let (x, v) = nelder_mead(&mut f, &[0.0, 0.0], 1.0, 2000);
-        assert!((x[0] - 1.0).abs() < 1e-4 && (x[1] + 2.0).abs() < 1e-4, "{x:?}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-4 && (x[1] + 2.0).abs() < 1e-4,
+            "{x:?}"
+        );
         assert!(v < 1e-8);
     }
 
@@ -514,23 +537,39 @@ mod tests {
     fn holt_winters_reproduces_a_pure_seasonal_trend() {
         let m = 24;
         let y: Vec<f64> = (0..m * 6)
-            .map(|i| 10.0 + 0.1 * i as f64 + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin())
+            .map(|i| {
+                10.0 + 0.1 * i as f64
+                    + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin()
+            })
             .collect();
         let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
         let f = HoltWinters::default().fit(&s).unwrap();
         for h in [1, 24, 25, 48] {
             let i = m * 6 - 1 + h;
-            let truth = 10.0 + 0.1 * i as f64 + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin();
-            assert!((f.predict(h).point - truth).abs() < 1e-3, "h={h}: {}", f.predict(h).point);
+            let truth = 10.0
+                + 0.1 * i as f64
+                + 3.0 * (std::f64::consts::TAU * (i % m) as f64 / m as f64).sin();
+            assert!(
+                (f.predict(h).point - truth).abs() < 1e-3,
+                "h={h}: {}",
+                f.predict(h).point
+            );
         }
-        assert!(HoltWinters::with_season(Duration::from_secs(5000)).fit(&s).is_err());
+        assert!(
+            HoltWinters::with_season(Duration::from_secs(5000))
+                .fit(&s)
+                .is_err()
+        );
     }
 
     #[test]
     fn des_forecaster_matches_prometheus_level() {
         let y = [1.0, 3.0, 2.0, 5.0, 4.0, 6.0];
         let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(60), y.to_vec()).unwrap();
-        let f = DoubleExponential::with_factors(0.4, 0.3).unwrap().fit(&s).unwrap();
+        let f = DoubleExponential::with_factors(0.4, 0.3)
+            .unwrap()
+            .fit(&s)
+            .unwrap();
         let level = crate::prometheus::double_exponential_smoothing(&y, 0.4, 0.3).unwrap();
         let (_, trend) = crate::prometheus::des_state(&y, 0.4, 0.3).unwrap();
         let next_trend = match &f.state {
