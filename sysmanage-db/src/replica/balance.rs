@@ -163,6 +163,17 @@ impl PeakEwma {
         }
     }
 
+    /// Decays the estimate toward zero for the time since the last update,
+    /// as tower does when it reads an idle endpoint's load: a node that lost
+    /// every comparison is tried again once its old peak has faded.
+    pub fn decay(&mut self, now: Instant) {
+        if let Some(t) = self.updated {
+            let elapsed = now.saturating_duration_since(t).as_secs_f64();
+            self.estimate_secs *= (-elapsed / self.tau_secs).exp();
+            self.updated = Some(now);
+        }
+    }
+
     /// The current estimate.
     pub fn estimate(&self) -> Duration {
         Duration::from_secs_f64(self.estimate_secs)
@@ -320,6 +331,11 @@ mod tests {
         // A new peak wins at once.
         e.observe(Duration::from_secs(1), t0 + tau * 2);
         assert_eq!(e.estimate(), Duration::from_secs(1));
+        // Idle, it fades toward zero: e⁻¹ after one time constant, e⁻² after two.
+        e.decay(t0 + tau * 3);
+        assert!((e.estimate_secs() - (-1.0f64).exp()).abs() < 1e-9);
+        e.decay(t0 + tau * 4);
+        assert!((e.estimate_secs() - (-2.0f64).exp()).abs() < 1e-9);
     }
 
     fn candidate() -> impl proptest::strategy::Strategy<Value = Candidate> {

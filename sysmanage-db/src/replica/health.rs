@@ -178,6 +178,11 @@ impl NodeHealth {
     }
 
     fn ban_for(&mut self, reason: BanReason, now: Instant, backoff: &Backoff, unit: f64) -> Transition {
+        if self.ban.is_some_and(|b| b.reason != BanReason::NotProbed) {
+            // Already banned: failures while down do not grow the backoff;
+            // only flapping (banned again soon after re-admission) does.
+            return Transition::None;
+        }
         let until = now + backoff.delay(self.strikes, unit);
         self.strikes = self.strikes.saturating_add(1);
         self.ban = Some(Ban {
@@ -375,26 +380,27 @@ mod tests {
     }
 
     #[test]
-    fn repeated_failures_back_off_exponentially_up_to_the_cap() {
+    fn flapping_backs_off_exponentially_up_to_the_cap() {
         let t0 = Instant::now();
         let b = backoff();
+        let ms = |v: u64| Duration::from_millis(v);
         let mut h = NodeHealth::healthy();
+        let mut t = t0;
         let mut got = Vec::new();
         for _ in 0..7 {
-            h.probe_failed(t0, &b, 0.0);
-            got.push(h.ban().unwrap().until - t0);
+            assert!(matches!(h.probe_failed(t, &b, 0.0), Transition::Banned(_)));
+            // More failures while banned neither extend nor grow the ban.
+            assert_eq!(h.probe_failed(t + ms(1), &b, 0.0), Transition::None);
+            let until = h.ban().unwrap().until;
+            got.push(until - t);
+            assert_eq!(h.probe_ok(until), Transition::Unbanned);
+            t = until;
         }
-        let ms = |v: u64| Duration::from_millis(v);
         assert_eq!(got, [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(2000), ms(2000)]);
-        // Re-admitted, then flapping again keeps the grown backoff …
-        h.probe_ok(t0 + ms(2000));
-        h.probe_failed(t0 + ms(3000), &b, 0.0);
-        assert_eq!(h.ban().unwrap().until, t0 + ms(5000));
-        // … until a probe succeeds while serving, which resets it.
-        h.probe_ok(t0 + ms(5000));
-        h.probe_ok(t0 + ms(6000));
-        h.probe_failed(t0 + ms(7000), &b, 0.0);
-        assert_eq!(h.ban().unwrap().until, t0 + ms(7100));
+        // A probe that succeeds while serving resets the backoff.
+        h.probe_ok(t + ms(1000));
+        h.probe_failed(t + ms(2000), &b, 0.0);
+        assert_eq!(h.ban().unwrap().until, t + ms(2100));
     }
 
     #[test]

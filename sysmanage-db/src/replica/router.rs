@@ -211,8 +211,17 @@ fn role_from(v: u8) -> Role {
     }
 }
 
+/// What the last probe of a node found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Observed {
+    Unknown,
+    Failed,
+    Answered { in_recovery: bool },
+}
+
 #[derive(Debug)]
 struct NodeInner {
+    observed: Observed,
     health: NodeHealth,
     ewma: PeakEwma,
     lag_time: Option<Duration>,
@@ -237,6 +246,7 @@ struct Node<P> {
     fresh_as_of: AtomicU64,
     in_flight: AtomicU32,
     latency: AtomicU64,
+    probing: AtomicBool,
     inner: Mutex<NodeInner>,
 }
 
@@ -312,7 +322,7 @@ struct Inner<P> {
     retries: AtomicU64,
     role_changes: AtomicU64,
     wake: Arc<tokio::sync::Notify>,
-    round: tokio::sync::Mutex<()>,
+    apply: Mutex<()>,
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -452,11 +462,11 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
             retries: AtomicU64::new(0),
             role_changes: AtomicU64::new(0),
             wake: Arc::new(tokio::sync::Notify::new()),
-            round: tokio::sync::Mutex::new(()),
+            apply: Mutex::new(()),
             monitor: Mutex::new(None),
             config: self.config,
         });
-        inner.probe_round().await;
+        inner.probe_round(true).await;
         if self.monitor {
             let handle = tokio::spawn(monitor_loop(Arc::downgrade(&inner), inner.wake.clone()));
             *inner.monitor.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
@@ -482,7 +492,9 @@ fn new_node<P>(spec: NodeSpec<P>, role: u8, config: &ReplicaConfig, now: Instant
         fresh_as_of: AtomicU64::new(0),
         in_flight: AtomicU32::new(0),
         latency: AtomicU64::new(config.initial_latency.as_secs_f64().to_bits()),
+        probing: AtomicBool::new(false),
         inner: Mutex::new(NodeInner {
+            observed: Observed::Unknown,
             health: NodeHealth::unprobed(now),
             ewma: PeakEwma::new(config.initial_latency, config.ewma_decay),
             lag_time: None,
@@ -505,7 +517,7 @@ async fn monitor_loop<P: NodePool>(
             () = wake.notified() => {}
         }
         let Some(inner) = weak.upgrade() else { return };
-        inner.probe_round().await;
+        inner.probe_round(false).await;
     }
 }
 
@@ -718,151 +730,187 @@ pub fn choose_primary(current: Option<usize>, observed: &[Option<bool>]) -> Opti
     }
 }
 
-type ProbeOutcome = (Instant, std::result::Result<Probe, String>);
-
 impl<P: NodePool> Inner<P> {
-    async fn probe_round(&self) {
-        let _round = self.round.lock().await;
+    /// Probes every node not already being probed, each in its own task that
+    /// applies its outcome as soon as it arrives, so a node that hangs until
+    /// the probe timeout never delays what the others report (a promotion,
+    /// say). With `wait`, returns once this round's probes are applied.
+    async fn probe_round(self: &Arc<Self>, wait: bool) {
         let topo = self.topology();
         let timeout = self.config.probe_timeout;
         let mut set = tokio::task::JoinSet::new();
-        for (i, node) in topo.nodes.iter().enumerate() {
-            let pool = node.pool.clone();
+        for node in &topo.nodes {
+            if node.probing.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let node = Arc::clone(node);
+            let weak = Arc::downgrade(self);
             let clock = Arc::clone(&self.clock);
             set.spawn(async move {
                 let started = clock.now();
-                let r = match tokio::time::timeout(timeout, pool.probe()).await {
+                let result = match tokio::time::timeout(timeout, node.pool.probe()).await {
                     Ok(Ok(p)) => Ok(p),
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("probe timed out after {timeout:?}")),
                 };
-                (i, (started, r))
+                if let Some(inner) = weak.upgrade() {
+                    inner.apply_outcome(&node, started, result);
+                }
+                node.probing.store(false, Ordering::Release);
             });
         }
-        let mut outcomes: Vec<Option<ProbeOutcome>> = vec![None; topo.nodes.len()];
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, outcome)) = joined {
-                outcomes[i] = Some(outcome);
-            }
+        if wait {
+            while set.join_next().await.is_some() {}
+        } else {
+            set.detach_all();
         }
-        let outcomes: Vec<ProbeOutcome> = outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| (self.clock.now(), Err("probe task failed".into()))))
-            .collect();
-        self.apply_round(&topo, &outcomes);
     }
 
-    fn apply_round(&self, topo: &Arc<Topology<P>>, outcomes: &[ProbeOutcome]) {
+    /// Applies one probe outcome: the node's role, health and lag, then the
+    /// router-wide decisions that depend on it (primary, lag bans).
+    fn apply_outcome(&self, node: &Arc<Node<P>>, started: Instant, result: Result<Probe, String>) {
+        let _apply = self.apply.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.now();
-        let observed: Vec<Option<bool>> = outcomes
-            .iter()
-            .map(|(_, r)| r.as_ref().ok().map(|p| p.in_recovery))
-            .collect();
-        let mut topo = Arc::clone(topo);
-        let new_primary = choose_primary(topo.primary, &observed);
-        if new_primary != topo.primary {
-            let mut guard = self.topology.write().unwrap_or_else(PoisonError::into_inner);
-            // Apply only if nobody changed the topology since the round started.
-            if Arc::ptr_eq(&guard, &topo) {
-                let old = topo.primary().map(|n| n.name.clone());
-                let next = Arc::new(Topology {
-                    nodes: topo.nodes.clone(),
-                    primary: new_primary,
-                });
-                *guard = Arc::clone(&next);
-                topo = next;
-                self.history.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                self.role_changes.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: TARGET, event = "replica.role_change",
-                    old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
-                    "primary changed: writes re-pointed");
-            }
-        }
-        // The primary's position, sampled at the start of its probe.
-        let primary_lsn = {
-            let mut history = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(p) = topo.primary {
-                if let (started, Ok(Probe {
-                    current_lsn: Some(lsn),
-                    ..
-                })) = &outcomes[p]
-                {
-                    history.push(*started, *lsn);
-                }
-            }
-            history.latest()
+        let mut topo = self.topology();
+        let Some(i) = topo.nodes.iter().position(|n| Arc::ptr_eq(n, node)) else {
+            return; // removed while being probed
         };
-        let mut lag_inputs = Vec::new();
-        for (i, node) in topo.nodes.iter().enumerate() {
-            let (started, result) = &outcomes[i];
-            let unit = self.unit();
+        let unit = self.unit();
+        let (transition, until) = {
             let mut g = node.lock();
-            let transition = match result {
+            g.ewma.decay(now);
+            node.latency
+                .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
+            let t = match &result {
                 Ok(probe) => {
+                    g.observed = Observed::Answered {
+                        in_recovery: probe.in_recovery,
+                    };
                     let role = if probe.in_recovery { ROLE_REPLICA } else { ROLE_PRIMARY };
                     node.role.store(role, Ordering::Release);
-                    g.last_probe = Some(self.wall_of(*started));
-                    if let Some(replay) = probe.replay_lsn {
-                        node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
-                        node.has_replay.store(true, Ordering::Release);
-                        let lag_bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
-                        node.lag_bytes.store(lag_bytes, Ordering::Relaxed);
-                        let fresh = self
-                            .history
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .fresh_as_of(replay);
-                        node.fresh_as_of.store(
-                            fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
-                            Ordering::Release,
-                        );
-                        g.lag_time = if lag_bytes == 0 {
-                            Some(Duration::ZERO)
-                        } else {
-                            let by_history = fresh.map(|t| now.saturating_duration_since(t));
-                            let by_replay = probe
-                                .replay_age
-                                .map(|a| a + now.saturating_duration_since(*started));
-                            match (by_history, by_replay) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            }
-                        };
-                    } else {
-                        node.lag_bytes.store(0, Ordering::Relaxed);
-                        g.lag_time = None;
-                    }
+                    g.last_probe = Some(self.wall_of(started));
                     g.health.probe_ok(now)
                 }
-                Err(_) => g.health.probe_failed(now, &self.config.ban_backoff, unit),
+                Err(_) => {
+                    g.observed = Observed::Failed;
+                    g.health.probe_failed(now, &self.config.ban_backoff, unit)
+                }
             };
             node.sync_ban(&g.health);
-            if Some(i) != topo.primary && node.role.load(Ordering::Relaxed) == ROLE_REPLICA {
+            (t, g.health.ban().map(|b| self.wall_of(b.until)))
+        };
+        match transition {
+            Transition::Banned(reason) => {
+                let error = result.as_ref().err().map(String::as_str).unwrap_or("");
+                tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
+                    reason = reason.label(), until = ?until, error, "node banned");
+            }
+            Transition::Unbanned => {
+                tracing::info!(target: TARGET, event = "replica.unban", node = %node.name,
+                    "node re-admitted");
+            }
+            Transition::None => {}
+        }
+
+        // Which node takes writes. Decided only once the current primary has
+        // been probed at least once.
+        let observed: Vec<Observed> = topo.nodes.iter().map(|n| n.lock().observed).collect();
+        let current_known = topo
+            .primary
+            .is_none_or(|p| observed[p] != Observed::Unknown);
+        if current_known {
+            let answers: Vec<Option<bool>> = observed
+                .iter()
+                .map(|o| match o {
+                    Observed::Answered { in_recovery } => Some(*in_recovery),
+                    _ => None,
+                })
+                .collect();
+            let new_primary = choose_primary(topo.primary, &answers);
+            if new_primary != topo.primary {
+                let mut guard = self.topology.write().unwrap_or_else(PoisonError::into_inner);
+                if Arc::ptr_eq(&guard, &topo) {
+                    let old = topo.primary().map(|n| n.name.clone());
+                    let next = Arc::new(Topology {
+                        nodes: topo.nodes.clone(),
+                        primary: new_primary,
+                    });
+                    *guard = Arc::clone(&next);
+                    topo = next;
+                    self.history.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    self.role_changes.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: TARGET, event = "replica.role_change",
+                        old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
+                        "primary changed: writes re-pointed");
+                }
+            }
+        }
+
+        // The primary's position, sampled at the start of its probe.
+        if let (Some(p), Ok(probe)) = (topo.primary, &result) {
+            if p == i {
+                if let (false, Some(lsn)) = (probe.in_recovery, probe.current_lsn) {
+                    self.history
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(started, lsn);
+                }
+            }
+        }
+
+        // This replica's lag.
+        if let Ok(probe) = &result {
+            let mut g = node.lock();
+            match (probe.in_recovery, probe.replay_lsn) {
+                (true, Some(replay)) => {
+                    node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
+                    node.has_replay.store(true, Ordering::Release);
+                    let (primary_lsn, fresh) = {
+                        let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+                        (h.latest(), h.fresh_as_of(replay))
+                    };
+                    let lag_bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
+                    node.lag_bytes.store(lag_bytes, Ordering::Relaxed);
+                    node.fresh_as_of.store(
+                        fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
+                        Ordering::Release,
+                    );
+                    g.lag_time = if lag_bytes == 0 {
+                        Some(Duration::ZERO)
+                    } else {
+                        let by_history = fresh.map(|t| now.saturating_duration_since(t));
+                        let by_replay = probe
+                            .replay_age
+                            .map(|a| a + now.saturating_duration_since(started));
+                        match (by_history, by_replay) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        }
+                    };
+                }
+                _ => {
+                    node.lag_bytes.store(0, Ordering::Relaxed);
+                    g.lag_time = None;
+                }
+            }
+        }
+
+        // Lag bans over every replica, with hysteresis and the guard.
+        let mut lag_inputs = Vec::new();
+        for (k, n) in topo.nodes.iter().enumerate() {
+            if Some(k) != topo.primary && n.role.load(Ordering::Relaxed) == ROLE_REPLICA {
+                let g = n.lock();
                 lag_inputs.push((
-                    i,
+                    k,
                     LagInput {
                         available: !g.health.is_banned(),
-                        lag_banned: node.lag_banned.load(Ordering::Relaxed),
-                        lag_bytes: node.lag_bytes.load(Ordering::Relaxed),
+                        lag_banned: n.lag_banned.load(Ordering::Relaxed),
+                        lag_bytes: n.lag_bytes.load(Ordering::Relaxed),
                         lag_time: g.lag_time.unwrap_or(Duration::MAX),
                     },
                 ));
             } else {
-                node.lag_banned.store(false, Ordering::Relaxed);
-            }
-            let until = g.health.ban().map(|b| self.wall_of(b.until));
-            drop(g);
-            match transition {
-                Transition::Banned(reason) => {
-                    let error = result.as_ref().err().map(String::as_str).unwrap_or("");
-                    tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
-                        reason = reason.label(), until = ?until, error, "node banned");
-                }
-                Transition::Unbanned => {
-                    tracing::info!(target: TARGET, event = "replica.unban", node = %node.name,
-                        "node re-admitted");
-                }
-                Transition::None => {}
+                n.lag_banned.store(false, Ordering::Relaxed);
             }
         }
         let limits = LagLimits {
@@ -872,16 +920,16 @@ impl<P: NodePool> Inner<P> {
         };
         let inputs: Vec<LagInput> = lag_inputs.iter().map(|(_, l)| *l).collect();
         let bans = lag_bans(&inputs, &limits, self.config.min_serving_replicas);
-        for ((i, input), banned) in lag_inputs.iter().zip(bans) {
-            let node = &topo.nodes[*i];
+        for ((k, input), banned) in lag_inputs.iter().zip(bans) {
+            let n = &topo.nodes[*k];
             if banned != input.lag_banned {
-                node.lag_banned.store(banned, Ordering::Relaxed);
+                n.lag_banned.store(banned, Ordering::Relaxed);
                 if banned {
-                    tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %node.name,
+                    tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %n.name,
                         lag_bytes = input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
                         "replica lag-banned");
                 } else {
-                    tracing::info!(target: TARGET, event = "replica.lag_unban", node = %node.name,
+                    tracing::info!(target: TARGET, event = "replica.lag_unban", node = %n.name,
                         lag_bytes = input.lag_bytes, "replica re-admitted after lagging");
                 }
             }
@@ -1159,7 +1207,7 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// The monitor calls this every interval; call it yourself when the
     /// monitor is off.
     pub async fn probe_all(&self) {
-        self.inner.probe_round().await;
+        self.inner.probe_round(true).await;
     }
 
     /// Adds a replica at runtime. It serves after its first successful probe
