@@ -135,7 +135,9 @@ async fn lowest_values(ctx: ShardCtx<PgPool>) -> Result<Vec<(i64, i64)>, sqlx::E
 async fn run() -> Result<(u64, u64, usize, usize), BoxError> {
     let admin_url = admin_url()?;
     let admin = connect(&admin_url).await?;
-    let names: Vec<String> = (0..DBS).map(|i| format!("sysmanage_shard_example_{i}")).collect();
+    let names: Vec<String> = (0..DBS)
+        .map(|i| format!("sysmanage_shard_example_{i}"))
+        .collect();
     for db in &names {
         for sql in [
             format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
@@ -218,8 +220,17 @@ async fn run() -> Result<(u64, u64, usize, usize), BoxError> {
     let fanout_shards = fan.len();
     for o in fan.outcomes() {
         match &o.result {
-            Ok(rows) => println!("{} on {}: {} rows in {:?}", o.shard, o.node_set, rows.len(), o.elapsed),
-            Err(f) => println!("{} on {}: FAILED ({:?}): {}", o.shard, o.node_set, f.kind, f.reason),
+            Ok(rows) => println!(
+                "{} on {}: {} rows in {:?}",
+                o.shard,
+                o.node_set,
+                rows.len(),
+                o.elapsed
+            ),
+            Err(f) => println!(
+                "{} on {}: FAILED ({:?}): {}",
+                o.shard, o.node_set, f.kind, f.reason
+            ),
         }
     }
     let failed = fan.failed_shards();
@@ -228,7 +239,10 @@ async fn run() -> Result<(u64, u64, usize, usize), BoxError> {
         .filter(|s| router.node_set_name(*s).is_ok_and(|n| n == down))
         .collect();
     if failed != expected {
-        return Err(format!("expected failed shards {expected:?}, the fan-out reported {failed:?}").into());
+        return Err(format!(
+            "expected failed shards {expected:?}, the fan-out reported {failed:?}"
+        )
+        .into());
     }
     let partial = fan.into_partial();
     println!(
@@ -249,14 +263,18 @@ async fn run() -> Result<(u64, u64, usize, usize), BoxError> {
         plan.copied_fraction
     );
 
-    sqlx::raw_sql(AssertSqlSafe(format!("ALTER DATABASE {down} ALLOW_CONNECTIONS true")))
-        .execute(&admin)
-        .await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER DATABASE {down} ALLOW_CONNECTIONS true"
+    )))
+    .execute(&admin)
+    .await?;
     drop(router);
     for db in &names {
-        sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
-            .execute(&admin)
-            .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await?;
     }
     Ok((keys, mismatches, fanout_shards, failed.len()))
 }
@@ -274,7 +292,11 @@ async fn main() -> ExitCode {
             println!(
                 "summary: keys={keys} mismatches={mismatches} fanout_shards={fanout_shards} failed_shards_reported={failed}"
             );
-            if mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if mismatches == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");

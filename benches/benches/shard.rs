@@ -12,7 +12,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sysmanage_db::shard::{JumpHash, MemoryNodeSet, PgHash, Rendezvous, ShardKey, ShardRouter};
 
 fn router() -> ShardRouter<MemoryNodeSet<u8>> {
-    let sets: Vec<MemoryNodeSet<u8>> = (0..8).map(|i| MemoryNodeSet::new(format!("m{i}"))).collect();
+    let sets: Vec<MemoryNodeSet<u8>> = (0..8)
+        .map(|i| MemoryNodeSet::new(format!("m{i}")))
+        .collect();
     let mut b = ShardRouter::builder(PgHash::new(8).expect("modulus"));
     for s in &sets {
         b = b.node_set(s.name(), s.clone());
@@ -32,12 +34,16 @@ fn shard_for(c: &mut Criterion) {
             r.shard_for(black_box(n))
         })
     });
-    g.bench_function("pg_hash_text36", |b| b.iter(|| r.shard_for(black_box(text))));
+    g.bench_function("pg_hash_text36", |b| {
+        b.iter(|| r.shard_for(black_box(text)))
+    });
     g.bench_function("pg_hash_uuid", |b| b.iter(|| r.shard_for(black_box(uuid))));
     let jump = JumpHash::new(64).expect("jump");
     let hrw = Rendezvous::new(16).expect("hrw");
     g.bench_function("jump64_int8", |b| {
-        b.iter(|| sysmanage_db::shard::ShardFunction::shard_for(&jump, &black_box(ShardKey::Int(n))))
+        b.iter(|| {
+            sysmanage_db::shard::ShardFunction::shard_for(&jump, &black_box(ShardKey::Int(n)))
+        })
     });
     g.bench_function("rendezvous16_int8", |b| {
         b.iter(|| sysmanage_db::shard::ShardFunction::shard_for(&hrw, &black_box(ShardKey::Int(n))))
@@ -50,7 +56,9 @@ fn fan_out(c: &mut Criterion) {
         .enable_time()
         .build()
         .expect("runtime");
-    let sets: Vec<MemoryNodeSet<u8>> = (0..8).map(|i| MemoryNodeSet::new(format!("m{i}"))).collect();
+    let sets: Vec<MemoryNodeSet<u8>> = (0..8)
+        .map(|i| MemoryNodeSet::new(format!("m{i}")))
+        .collect();
     let mut b = ShardRouter::builder(PgHash::new(8).expect("modulus")).max_concurrency(8);
     for (i, s) in sets.iter().enumerate() {
         s.set_latency(Duration::from_millis(i as u64 + 1));

@@ -16,8 +16,9 @@ type Row = (ShardId, String, u32);
 pub async fn demo_sharding() -> Result<(), Box<dyn std::error::Error>> {
     // 8 logical shards on 4 node sets: shards can later move between
     // databases without rehashing a key.
-    let dbs: Vec<MemoryNodeSet<Row>> =
-        (0..4).map(|i| MemoryNodeSet::new(format!("db{i}"))).collect();
+    let dbs: Vec<MemoryNodeSet<Row>> = (0..4)
+        .map(|i| MemoryNodeSet::new(format!("db{i}")))
+        .collect();
     let mut builder = ShardRouter::builder(PgHash::new(8)?)
         .max_concurrency(4)
         .shard_timeout(Duration::from_millis(250));
@@ -63,13 +64,18 @@ pub async fn demo_sharding() -> Result<(), Box<dyn std::error::Error>> {
     };
     let partial = router.fan_out(lowest).await.into_partial();
     for failure in &partial.failed {
-        println!("failed: {} on {}: {}", failure.shard, failure.node_set, failure.reason);
+        println!(
+            "failed: {} on {}: {}",
+            failure.shard, failure.node_set, failure.reason
+        );
     }
     let failed = partial.failed_shards();
     let top = merge_sorted(partial.into_values(), |r| r.clone(), Some(3))?;
     println!("lowest load (from the shards that answered): {top:?}");
     if failed != [ShardId(2), ShardId(6)] {
-        return Err(format!("expected shards 2 and 6 (both on db2) to fail, got {failed:?}").into());
+        return Err(
+            format!("expected shards 2 and 6 (both on db2) to fail, got {failed:?}").into(),
+        );
     }
 
     // Doubling 8 -> 16 shards, each new shard r + 8 first placed with r.
@@ -77,7 +83,10 @@ pub async fn demo_sharding() -> Result<(), Box<dyn std::error::Error>> {
     let names = ["db0", "db1", "db2", "db3"];
     let plan = ReshardPlan::compute(
         &router.topology(),
-        &Topology::new(&new_f, (0..16).map(|s| names[s % 8 % 4].to_string()).collect())?,
+        &Topology::new(
+            &new_f,
+            (0..16).map(|s| names[s % 8 % 4].to_string()).collect(),
+        )?,
     )?;
     println!(
         "8 -> 16 shards: {:.0}% of keys change shard, {:.0}% change database",

@@ -18,6 +18,8 @@ use sysmanage_db::shard::{
 };
 
 type Rows = Vec<(i64, i64, String)>;
+/// (id, shard, value, host) columns for an `unnest` bulk insert.
+type Columns = (Vec<i64>, Vec<i32>, Vec<i64>, Vec<String>);
 const DBS: usize = 4;
 const KEYS: i64 = 20_000;
 
@@ -37,7 +39,12 @@ async fn connect(url: &str) -> PgPool {
         .acquire_timeout(Duration::from_secs(3))
         .connect(url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}; {}", sysmanage_test::START_HINT))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to {url}: {e}; {}",
+                sysmanage_test::START_HINT
+            )
+        })
 }
 
 /// Lazy pools (nothing connects until the router runs a query).
@@ -71,8 +78,7 @@ async fn setup(prefix: &str, modulus: u32) -> PgPool {
     admin.close().await;
 
     let f = PgHash::new(modulus).unwrap();
-    let mut per_db: Vec<(Vec<i64>, Vec<i32>, Vec<i64>, Vec<String>)> =
-        (0..DBS).map(|_| Default::default()).collect();
+    let mut per_db: Vec<Columns> = (0..DBS).map(|_| Default::default()).collect();
     let (mut ids, mut values, mut hosts) = (Vec::new(), Vec::new(), Vec::new());
     for id in 0..KEYS {
         let shard = sysmanage_db::shard::ShardFunction::shard_for(&f, &id.into()).unwrap();
@@ -155,7 +161,9 @@ async fn top_rows(ctx: ShardCtx<PgPool>, limit: i64) -> Result<Rows, sqlx::Error
 async fn sorted_merge_and_aggregates_equal_the_unsharded_table() {
     // Eight logical shards on four databases: two per database.
     let reference = setup("merge", 8).await;
-    let pools = (0..DBS).map(|i| lazy(&url_for(&db_name("merge", i)))).collect();
+    let pools = (0..DBS)
+        .map(|i| lazy(&url_for(&db_name("merge", i))))
+        .collect();
     let router = router("merge", 8, pools);
 
     for limit in [1_i64, 10, 137, 5_000] {
@@ -210,8 +218,14 @@ async fn sorted_merge_and_aggregates_equal_the_unsharded_table() {
     let s = combine_sum(parts.iter().map(|p| p.1));
     assert_eq!(n, expected.get::<i64, _>("n"));
     assert_eq!(s, expected.get::<Option<i64>, _>("s"));
-    assert_eq!(combine_min(parts.iter().map(|p| p.2)), expected.get::<Option<i64>, _>("lo"));
-    assert_eq!(combine_max(parts.iter().map(|p| p.3)), expected.get::<Option<i64>, _>("hi"));
+    assert_eq!(
+        combine_min(parts.iter().map(|p| p.2)),
+        expected.get::<Option<i64>, _>("lo")
+    );
+    assert_eq!(
+        combine_max(parts.iter().map(|p| p.3)),
+        expected.get::<Option<i64>, _>("hi")
+    );
     let avg = combine_avg(parts.iter().map(|p| (p.1.unwrap_or(0) as f64, p.0))).unwrap();
     assert!((avg - expected.get::<f64, _>("a")).abs() < 1e-9);
 
@@ -245,7 +259,9 @@ async fn a_database_refusing_connections_is_named_in_the_partial_result() {
     .await
     .expect("disallow connections");
 
-    let pools = (0..DBS).map(|i| lazy(&url_for(&db_name("down", i)))).collect();
+    let pools = (0..DBS)
+        .map(|i| lazy(&url_for(&db_name("down", i))))
+        .collect();
     let router = router("down", 4, pools);
 
     let fan = router.fan_out(|ctx| top_rows(ctx, 10)).await;
@@ -255,7 +271,9 @@ async fn a_database_refusing_connections_is_named_in_the_partial_result() {
     assert_eq!(failure.node_set, down);
     assert_eq!(failure.kind, FailureKind::Error);
     assert!(
-        failure.reason.contains("not currently accepting connections"),
+        failure
+            .reason
+            .contains("not currently accepting connections"),
         "reason: {}",
         failure.reason
     );
@@ -285,7 +303,13 @@ async fn a_database_refusing_connections_is_named_in_the_partial_result() {
     // Stats name the failing shard too.
     let stats = router.stats();
     assert_eq!(stats.shards[2].errors, 2);
-    assert!(stats.shards.iter().enumerate().all(|(i, s)| i == 2 || s.errors == 0));
+    assert!(
+        stats
+            .shards
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == 2 || s.errors == 0)
+    );
 
     sqlx::raw_sql(AssertSqlSafe(format!(
         "ALTER DATABASE {down} ALLOW_CONNECTIONS true"
@@ -303,7 +327,9 @@ async fn a_closed_port_is_named_in_the_partial_result() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut pools: Vec<PgPool> = (0..DBS).map(|i| lazy(&url_for(&db_name("port", i)))).collect();
+    let mut pools: Vec<PgPool> = (0..DBS)
+        .map(|i| lazy(&url_for(&db_name("port", i))))
+        .collect();
     pools[1] = lazy(&format!("postgres://postgres@127.0.0.1:{closed}/nowhere"));
     let router = router("port", 4, pools);
 

@@ -18,13 +18,24 @@ async fn pool() -> PgPool {
         .max_connections(2)
         .connect(&url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to the PostgreSQL primary: {e}; {}", sysmanage_test::START_HINT))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot connect to the PostgreSQL primary: {e}; {}",
+                sysmanage_test::START_HINT
+            )
+        })
 }
 
 /// Creates `shard_pt_<ty>_m<modulus>` with its partitions, fills it with
 /// `keys_sql` (a SELECT producing column `k`) and returns (key text, remainder)
 /// for every row.
-async fn load(pool: &PgPool, ty: &str, sql_type: &str, modulus: u32, keys_sql: &str) -> Vec<(String, u32)> {
+async fn load(
+    pool: &PgPool,
+    ty: &str,
+    sql_type: &str,
+    modulus: u32,
+    keys_sql: &str,
+) -> Vec<(String, u32)> {
     let table = format!("shard_pt_{ty}_m{modulus}");
     let mut ddl = format!(
         "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (k {sql_type}) PARTITION BY HASH (k);"
@@ -35,7 +46,10 @@ async fn load(pool: &PgPool, ty: &str, sql_type: &str, modulus: u32, keys_sql: &
         ));
     }
     ddl.push_str(&format!("INSERT INTO {table} (k) {keys_sql};"));
-    sqlx::raw_sql(AssertSqlSafe(ddl)).execute(pool).await.expect("create and load");
+    sqlx::raw_sql(AssertSqlSafe(ddl))
+        .execute(pool)
+        .await
+        .expect("create and load");
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT k::text AS k, tableoid::regclass::text AS part FROM {table}"
     )))
@@ -62,7 +76,12 @@ async fn load(pool: &PgPool, ty: &str, sql_type: &str, modulus: u32, keys_sql: &
     out
 }
 
-fn check(ty: &str, modulus: u32, rows: &[(String, u32)], key: impl for<'a> Fn(&'a str, &'a mut Vec<u8>) -> ShardKey<'a>) {
+fn check(
+    ty: &str,
+    modulus: u32,
+    rows: &[(String, u32)],
+    key: impl for<'a> Fn(&'a str, &'a mut Vec<u8>) -> ShardKey<'a>,
+) {
     assert!(rows.len() >= 100_000, "{ty}: only {} rows", rows.len());
     let f = PgHash::new(modulus).unwrap();
     let mut buf = Vec::new();
@@ -86,7 +105,12 @@ fn int_key<'a>(k: &'a str, _: &'a mut Vec<u8>) -> ShardKey<'a> {
     ShardKey::Int(k.parse().expect("integer"))
 }
 
-async fn run(ty: &str, sql_type: &str, keys_sql: &str, key: impl for<'a> Fn(&'a str, &'a mut Vec<u8>) -> ShardKey<'a> + Copy) {
+async fn run(
+    ty: &str,
+    sql_type: &str,
+    keys_sql: &str,
+    key: impl for<'a> Fn(&'a str, &'a mut Vec<u8>) -> ShardKey<'a> + Copy,
+) {
     let pool = pool().await;
     for modulus in MODULI {
         let rows = load(&pool, ty, sql_type, modulus, keys_sql).await;

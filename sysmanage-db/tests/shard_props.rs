@@ -116,18 +116,34 @@ fn moved_fraction(old: &dyn ShardFunction, new: &dyn ShardFunction, keys: i64) -
 #[test]
 fn jump_moves_one_over_n_plus_one() {
     for n in [1_u32, 2, 4, 7, 10, 31] {
-        let f = moved_fraction(&JumpHash::new(n).unwrap(), &JumpHash::new(n + 1).unwrap(), 100_000);
+        let f = moved_fraction(
+            &JumpHash::new(n).unwrap(),
+            &JumpHash::new(n + 1).unwrap(),
+            100_000,
+        );
         let expected = 1.0 / f64::from(n + 1);
-        assert!((f - expected).abs() < 0.01, "jump {n}->{}: moved {f}, expected {expected}", n + 1);
+        assert!(
+            (f - expected).abs() < 0.01,
+            "jump {n}->{}: moved {f}, expected {expected}",
+            n + 1
+        );
     }
 }
 
 #[test]
 fn rendezvous_moves_one_over_n_plus_one() {
     for n in [1_u32, 2, 4, 7, 10, 31] {
-        let f = moved_fraction(&Rendezvous::new(n).unwrap(), &Rendezvous::new(n + 1).unwrap(), 100_000);
+        let f = moved_fraction(
+            &Rendezvous::new(n).unwrap(),
+            &Rendezvous::new(n + 1).unwrap(),
+            100_000,
+        );
         let expected = 1.0 / f64::from(n + 1);
-        assert!((f - expected).abs() < 0.01, "rendezvous {n}->{}: moved {f}, expected {expected}", n + 1);
+        assert!(
+            (f - expected).abs() < 0.01,
+            "rendezvous {n}->{}: moved {f}, expected {expected}",
+            n + 1
+        );
     }
     // Weighted: adding a shard of weight 2 to weights [1, 1, 2] moves 2/6.
     let old = Rendezvous::weighted(&[1.0, 1.0, 2.0]).unwrap();
@@ -143,7 +159,9 @@ fn modulo_hashing_moves_most_keys_for_contrast() {
     let old = PgHash::new(10).unwrap();
     let new = PgHash::new(11).unwrap();
     let moved = (0..20_000_i64)
-        .filter(|k| old.shard_for(&ShardKey::Int(*k)).unwrap() != new.shard_for(&ShardKey::Int(*k)).unwrap())
+        .filter(|k| {
+            old.shard_for(&ShardKey::Int(*k)).unwrap() != new.shard_for(&ShardKey::Int(*k)).unwrap()
+        })
         .count();
     assert!(moved as f64 / 20_000.0 > 0.85);
 }
@@ -162,7 +180,11 @@ fn shards_are_balanced() {
             counts[f.shard_for(&ShardKey::Int(k)).unwrap().index()] += 1;
         }
         for (s, c) in counts.iter().enumerate() {
-            assert!((9_500..=10_500).contains(c), "{}: shard {s} has {c} of 160000", f.name());
+            assert!(
+                (9_500..=10_500).contains(c),
+                "{}: shard {s} has {c} of 160000",
+                f.name()
+            );
         }
     }
 }

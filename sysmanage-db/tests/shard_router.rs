@@ -14,7 +14,9 @@ use sysmanage_db::shard::{
 type Mem = MemoryNodeSet<i64>;
 
 fn sets(n: usize) -> Vec<Mem> {
-    (0..n).map(|i| MemoryNodeSet::new(format!("mem{i}"))).collect()
+    (0..n)
+        .map(|i| MemoryNodeSet::new(format!("mem{i}")))
+        .collect()
 }
 
 fn router_over(f: PgHash, sets: &[Mem]) -> ShardRouter<Mem> {
@@ -29,15 +31,50 @@ fn router_over(f: PgHash, sets: &[Mem]) -> ShardRouter<Mem> {
 fn builder_rejects_bad_configurations() {
     let s = sets(2);
     let f = || PgHash::new(4).unwrap();
-    let err = |b: sysmanage_db::shard::ShardRouterBuilder<Mem, PgHash>| b.build().unwrap_err().to_string();
-    assert_eq!(err(ShardRouter::builder(f())), "invalid node_sets: must not be empty");
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).node_set("a", s[1].clone()))
-        .contains("duplicate node set name \"a\""));
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).place([9], "a")).contains("shard-9 is outside"));
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).place([1], "zzz")).contains("unknown node set \"zzz\""));
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).place([1], "a").place([1], "a")).contains("placed twice"));
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).max_concurrency(0)).contains("max_concurrency"));
-    assert!(err(ShardRouter::builder(f()).node_set("a", s[0].clone()).shard_timeout(Duration::ZERO)).contains("shard_timeout"));
+    let err = |b: sysmanage_db::shard::ShardRouterBuilder<Mem, PgHash>| {
+        b.build().unwrap_err().to_string()
+    };
+    assert_eq!(
+        err(ShardRouter::builder(f())),
+        "invalid node_sets: must not be empty"
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .node_set("a", s[1].clone()))
+        .contains("duplicate node set name \"a\"")
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .place([9], "a"))
+        .contains("shard-9 is outside")
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .place([1], "zzz"))
+        .contains("unknown node set \"zzz\"")
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .place([1], "a")
+            .place([1], "a"))
+        .contains("placed twice")
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .max_concurrency(0))
+        .contains("max_concurrency")
+    );
+    assert!(
+        err(ShardRouter::builder(f())
+            .node_set("a", s[0].clone())
+            .shard_timeout(Duration::ZERO))
+        .contains("shard_timeout")
+    );
 }
 
 #[test]
@@ -50,11 +87,16 @@ fn explicit_placement_and_round_robin() {
         .place([5, 4], "mem0")
         .build()
         .unwrap();
-    let names: Vec<&str> = (0..6).map(|i| router.node_set_name(ShardId(i)).unwrap()).collect();
+    let names: Vec<&str> = (0..6)
+        .map(|i| router.node_set_name(ShardId(i)).unwrap())
+        .collect();
     assert_eq!(names, ["mem0", "mem1", "mem2", "mem0", "mem0", "mem0"]);
     assert!(matches!(
         router.node_set_name(ShardId(6)),
-        Err(Error::UnknownShard { shard: ShardId(6), shards: 6 })
+        Err(Error::UnknownShard {
+            shard: ShardId(6),
+            shards: 6
+        })
     ));
     assert_eq!(router.topology().placement, names);
 }
@@ -69,7 +111,11 @@ fn group_by_shard_keeps_order_and_agrees_with_shard_for() {
         .unwrap();
     assert_eq!(groups.values().map(Vec::len).sum::<usize>(), 200);
     for (shard, members) in &groups {
-        assert!(members.windows(2).all(|w| hosts.iter().position(|h| h == w[0]) < hosts.iter().position(|h| h == w[1])));
+        assert!(
+            members.windows(2).all(
+                |w| hosts.iter().position(|h| h == w[0]) < hosts.iter().position(|h| h == w[1])
+            )
+        );
         for h in members {
             assert_eq!(router.shard_for(h.as_str()).unwrap(), *shard);
         }
@@ -89,7 +135,10 @@ async fn per_shard_deadline_reports_the_slow_shard_as_timeout() {
     let f = fan.failures().next().unwrap();
     assert_eq!(f.kind, FailureKind::Timeout);
     assert_eq!(f.reason, "deadline of 1s exceeded");
-    assert_eq!(f.to_string(), "shard-3 on node set mem3 failed: deadline of 1s exceeded");
+    assert_eq!(
+        f.to_string(),
+        "shard-3 on node set mem3 failed: deadline of 1s exceeded"
+    );
     assert!(fan.outcomes()[1].result.is_ok());
     assert_eq!(router.stats().shards[3].timeouts, 1);
 }
@@ -155,7 +204,11 @@ async fn fail_fast_cancels_the_rest() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "slow shards were not cancelled");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "slow shards were not cancelled"
+    );
     assert!(started.elapsed() < Duration::from_millis(500));
 }
 
@@ -177,7 +230,10 @@ async fn partial_fan_out_error_names_every_failed_shard() {
     );
     let stats = router.stats();
     assert_eq!(stats.shards[1].status.health, NodeSetHealth::Down);
-    assert_eq!(stats.shards[1].last_error.as_deref(), Some("node set mem1 is down: connection refused"));
+    assert_eq!(
+        stats.shards[1].last_error.as_deref(),
+        Some("node set mem1 is down: connection refused")
+    );
     assert_eq!(stats.shards[0].status.health, NodeSetHealth::Up);
     let json = serde_json::to_value(&stats).unwrap();
     assert_eq!(json["shards"][1]["status"]["health"], "down");
@@ -188,11 +244,16 @@ async fn grouped_fan_out_hands_each_shard_its_keys() {
     let s = sets(2);
     let router = router_over(PgHash::new(8).unwrap(), &s);
     let keys: Vec<i64> = (0..500).collect();
-    let groups = router.group_by_shard(keys.clone(), |k| ShardKey::Int(*k)).unwrap();
+    let groups = router
+        .group_by_shard(keys.clone(), |k| ShardKey::Int(*k))
+        .unwrap();
     let fan = router
         .fan_out_grouped(groups, |ctx, keys: Vec<i64>| async move {
             let f = PgHash::new(8).unwrap();
-            assert!(keys.iter().all(|k| f.shard_for(&ShardKey::Int(*k)).unwrap() == ctx.shard()));
+            assert!(
+                keys.iter()
+                    .all(|k| f.shard_for(&ShardKey::Int(*k)).unwrap() == ctx.shard())
+            );
             Ok::<_, std::io::Error>(keys)
         })
         .await
@@ -201,7 +262,9 @@ async fn grouped_fan_out_hands_each_shard_its_keys() {
     all.sort();
     assert_eq!(all, keys);
     assert!(matches!(
-        router.fan_out_to([ShardId(8)], |_| async { Ok::<_, std::io::Error>(()) }).await,
+        router
+            .fan_out_to([ShardId(8)], |_| async { Ok::<_, std::io::Error>(()) })
+            .await,
         Err(Error::UnknownShard { .. })
     ));
 }
@@ -215,7 +278,9 @@ async fn run_routes_to_the_owning_node_set() {
     }
     for id in [3_i64, 77] {
         let found = router
-            .run(id, |ctx| async move { ctx.nodes().query(|rows| rows.contains(&id)).await })
+            .run(id, |ctx| async move {
+                ctx.nodes().query(|rows| rows.contains(&id)).await
+            })
             .await
             .unwrap();
         assert!(found);
@@ -231,5 +296,11 @@ async fn run_routes_to_the_owning_node_set() {
     .unwrap()
     .run(10_i64, |_| async { Ok::<_, std::io::Error>(()) })
     .await;
-    assert!(matches!(range_err, Err(Error::NoShardForKey { function: "range", .. })));
+    assert!(matches!(
+        range_err,
+        Err(Error::NoShardForKey {
+            function: "range",
+            ..
+        })
+    ));
 }

@@ -377,10 +377,10 @@ impl RangeShardsBuilder {
                     Some(_) => {}
                 }
             }
-            if let (Some(from), Some(to)) = (&r.from, &r.to) {
-                if from >= to {
-                    return Err(invalid(format!("range [{from}, {to}) is empty")));
-                }
+            if let (Some(from), Some(to)) = (&r.from, &r.to)
+                && from >= to
+            {
+                return Err(invalid(format!("range [{from}, {to}) is empty")));
             }
         }
         // Sort by lower bound (MINVALUE first) and reject overlaps.
@@ -575,10 +575,13 @@ mod tests {
 
     #[test]
     fn portable_ln_agrees_with_libm() {
-        for x in [1e-16, 1e-9, 0.001, 0.1, 0.25, 0.5, 0.7071, 0.9, 0.999_999, 1.0] {
+        for x in [1e-16, 1e-9, 0.001, 0.1, 0.25, 0.5, 0.7, 0.9, 0.999_999, 1.0] {
             let ours = portable_ln(x);
             let libm = x.ln();
-            assert!((ours - libm).abs() <= 4.0 * f64::EPSILON * libm.abs().max(1.0), "{x}: {ours} vs {libm}");
+            assert!(
+                (ours - libm).abs() <= 4.0 * f64::EPSILON * libm.abs().max(1.0),
+                "{x}: {ours} vs {libm}"
+            );
         }
     }
 
@@ -611,7 +614,13 @@ mod tests {
             .range(None, Some(10_i64.into()), ShardId(0))
             .range(Some(5_i64.into()), None, ShardId(1))
             .build();
-        assert!(matches!(overlap, Err(Error::InvalidConfig { field: "ranges", .. })));
+        assert!(matches!(
+            overlap,
+            Err(Error::InvalidConfig {
+                field: "ranges",
+                ..
+            })
+        ));
         let mixed = RangeShards::builder()
             .range(None, Some(10_i64.into()), ShardId(0))
             .range(Some("a".into()), None, ShardId(1))
@@ -637,12 +646,19 @@ mod tests {
         for gap in [-1, 10, 19] {
             assert!(matches!(
                 f.shard_for(&ShardKey::Int(gap)),
-                Err(Error::NoShardForKey { function: "range", .. })
+                Err(Error::NoShardForKey {
+                    function: "range",
+                    ..
+                })
             ));
         }
         assert!(matches!(
             f.shard_for(&ShardKey::Text("x")),
-            Err(Error::KeyTypeMismatch { expected: "int", got: "text", .. })
+            Err(Error::KeyTypeMismatch {
+                expected: "int",
+                got: "text",
+                ..
+            })
         ));
     }
 

@@ -268,9 +268,23 @@ mod tests {
 
     #[test]
     fn malformed_uuids_are_typed_errors() {
-        for bad in ["", "a0eebc99", "a0eebc99x9c0b-4ef8-bb6d-6bb9bd380a11", "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"] {
+        for bad in [
+            "",
+            "a0eebc99",
+            "a0eebc99x9c0b-4ef8-bb6d-6bb9bd380a11",
+            "g0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+        ] {
             let err = ShardKey::parse_uuid(bad).unwrap_err();
-            assert!(matches!(err, Error::InvalidKey { key_type: "uuid", .. }), "{bad}: {err}");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidKey {
+                        key_type: "uuid",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -41,9 +41,7 @@ impl<K: Ord> PartialOrd for Head<K> {
 impl<K: Ord> Ord for Head<K> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Equal keys: the earlier part first, so the merge is stable.
-        self.key
-            .cmp(&other.key)
-            .then(self.part.cmp(&other.part))
+        self.key.cmp(&other.key).then(self.part.cmp(&other.part))
     }
 }
 
@@ -91,12 +89,17 @@ pub fn merge_sorted<T, K: Ord>(
     let mut heap = BinaryHeap::with_capacity(pending.len());
     for (part, row) in pending.iter().enumerate() {
         if let Some(row) = row {
-            heap.push(Reverse(Head { key: key(row), part }));
+            heap.push(Reverse(Head {
+                key: key(row),
+                part,
+            }));
         }
     }
     let mut out = Vec::with_capacity(limit);
     while out.len() < limit {
-        let Some(Reverse(head)) = heap.pop() else { break };
+        let Some(Reverse(head)) = heap.pop() else {
+            break;
+        };
         let row = pending[head.part].take();
         if let Some(row) = row {
             out.push(row);
@@ -157,7 +160,11 @@ mod tests {
 
     #[test]
     fn merge_matches_sorting_the_union() {
-        let parts = vec![vec![(1, 'a'), (5, 'b'), (5, 'c')], vec![], vec![(0, 'x'), (5, 'y'), (7, 'z')]];
+        let parts = vec![
+            vec![(1, 'a'), (5, 'b'), (5, 'c')],
+            vec![],
+            vec![(0, 'x'), (5, 'y'), (7, 'z')],
+        ];
         let merged = merge_sorted(parts.clone(), |r| r.0, None).unwrap();
         let mut expected: Vec<_> = parts.into_iter().flatten().collect();
         expected.sort_by_key(|r| r.0);

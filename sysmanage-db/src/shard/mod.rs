@@ -11,7 +11,7 @@
 //! | [`NodeSet`] | where a shard's data lives: a `PgPool` (feature `postgres`), a [`MemoryNodeSet`], later a replica router |
 //! | [`ShardRouter`] | shard for a key, run a closure on a key's shard, group keys, fan out with bounded concurrency and per-shard deadlines |
 //! | [`FanOut`] | every shard's outcome; [`FanOut::into_complete`] or [`FanOut::into_partial`] |
-//! | [`merge_sorted`], [`concat`], [`combine_count`] … | merging per-shard results |
+//! | [`merge_sorted`], [`concat()`], [`combine_count`] … | merging per-shard results |
 //! | [`ReshardPlan`] | dry run of a topology change: which keys move where, and how many |
 //!
 //! # PostgreSQL compatibility
@@ -120,7 +120,9 @@ pub use function::{
     ShardFunction,
 };
 pub use key::{OwnedShardKey, ShardId, ShardKey};
-pub use merge::{combine_avg, combine_count, combine_max, combine_min, combine_sum, concat, merge_sorted};
+pub use merge::{
+    combine_avg, combine_count, combine_max, combine_min, combine_sum, concat, merge_sorted,
+};
 pub use node_set::{MemoryNodeSet, NodeSet, NodeSetDown, NodeSetHealth, NodeSetStatus};
 pub use pg_hash::{
     HASH_PARTITION_SEED, PgHash, hash_bytes_extended, hash_combine64, hash_int8_extended,

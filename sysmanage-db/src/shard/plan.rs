@@ -337,9 +337,18 @@ mod tests {
         let new = Topology::round_robin(&b, &["a"]).unwrap();
         let plan = ReshardPlan::compute(&old, &new).unwrap();
         assert!(matches!(plan.estimate, Estimate::Sampled { .. }));
-        assert!((plan.moved_fraction - 0.1).abs() < 0.005, "{}", plan.moved_fraction);
+        assert!(
+            (plan.moved_fraction - 0.1).abs() < 0.005,
+            "{}",
+            plan.moved_fraction
+        );
         // Every moved key goes to the new shard.
-        assert!(plan.flows.iter().filter(|f| f.changes_shard()).all(|f| f.to == ShardId(9)));
+        assert!(
+            plan.flows
+                .iter()
+                .filter(|f| f.changes_shard())
+                .all(|f| f.to == ShardId(9))
+        );
     }
 
     #[test]

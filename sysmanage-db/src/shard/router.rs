@@ -365,7 +365,12 @@ impl<N: fmt::Debug, F: fmt::Debug> fmt::Debug for ShardRouter<N, F> {
             .field("function", &self.inner.function)
             .field(
                 "node_sets",
-                &self.inner.node_sets.iter().map(|(n, _)| &**n).collect::<Vec<_>>(),
+                &self
+                    .inner
+                    .node_sets
+                    .iter()
+                    .map(|(n, _)| &**n)
+                    .collect::<Vec<_>>(),
             )
             .field("placement", &self.inner.placement)
             .field("max_concurrency", &self.inner.max_concurrency)
@@ -441,7 +446,10 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
         let mut names: Vec<&str> = self.node_sets.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(invalid("node_sets", format!("duplicate node set name {:?}", w[0])));
+            return Err(invalid(
+                "node_sets",
+                format!("duplicate node set name {:?}", w[0]),
+            ));
         }
         let count = self.function.shard_count();
         let mut placement: Vec<Option<usize>> = vec![None; count as usize];
@@ -688,7 +696,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         E: Into<BoxError>,
     {
         let all: Vec<ShardId> = (0..self.shard_count()).map(ShardId).collect();
-        match self.drive(all, |ctx| f(ctx), false).await {
+        match self.drive(all, f, false).await {
             Ok(outcomes) | Err((outcomes, _)) => FanOut { outcomes },
         }
     }
@@ -713,7 +721,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         for s in &targets {
             self.placement(*s)?;
         }
-        match self.drive(targets, |ctx| f(ctx), false).await {
+        match self.drive(targets, f, false).await {
             Ok(outcomes) | Err((outcomes, _)) => Ok(FanOut { outcomes }),
         }
     }
@@ -759,11 +767,8 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         E: Into<BoxError>,
     {
         let all: Vec<ShardId> = (0..self.shard_count()).map(ShardId).collect();
-        match self.drive(all, |ctx| f(ctx), true).await {
-            Ok(outcomes) => Ok(outcomes
-                .into_iter()
-                .filter_map(|o| o.result.ok())
-                .collect()),
+        match self.drive(all, f, true).await {
+            Ok(outcomes) => Ok(outcomes.into_iter().filter_map(|o| o.result.ok()).collect()),
             Err((_, failure)) => Err(Error::ShardFailed(Box::new(failure))),
         }
     }
@@ -794,7 +799,9 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         poll_fn(|cx| {
             loop {
                 while in_flight.len() < max {
-                    let Some((slot, shard)) = queue.next() else { break };
+                    let Some((slot, shard)) = queue.next() else {
+                        break;
+                    };
                     // Targets were validated by the caller.
                     let Ok(ctx) = self.ctx(shard) else { continue };
                     let name = Arc::clone(&ctx.node_set);
