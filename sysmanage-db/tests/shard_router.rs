@@ -304,3 +304,176 @@ async fn run_routes_to_the_owning_node_set() {
         })
     ));
 }
+
+#[tokio::test]
+async fn shards_can_be_replicated_node_sets() {
+    use sysmanage_db::replica::{Consistency, MemoryCluster, MemoryNode, NodeSpec, ReplicaRouter};
+    use sysmanage_db::shard::NodeSet;
+
+    // Two shards, each a primary with one replica behind a ReplicaRouter.
+    let mut clusters = Vec::new();
+    let mut b = ShardRouter::builder(PgHash::new(2).unwrap());
+    for i in 0..2 {
+        let cluster = MemoryCluster::new();
+        let replica = ReplicaRouter::builder()
+            .primary(NodeSpec::new("primary", cluster.add_primary()))
+            .replica(NodeSpec::new("replica", cluster.add_replica()))
+            .build()
+            .await
+            .unwrap();
+        b = b.node_set(format!("cluster{i}"), replica);
+        clusters.push(cluster);
+    }
+    let router: ShardRouter<ReplicaRouter<MemoryNode>> = b.build().unwrap();
+    for host in ["host-1", "host-2", "host-3", "host-4"] {
+        router
+            .run(host, |ctx| async move {
+                ctx.nodes()
+                    .write(|db| async move { db.write(host, "up").map(drop) })
+                    .await
+            })
+            .await
+            .unwrap();
+    }
+    for c in &clusters {
+        c.replicate();
+    }
+    for host in ["host-1", "host-4"] {
+        let value = router
+            .run(host, |ctx| async move {
+                ctx.nodes()
+                    .read(Consistency::Any, |db| async move { db.get(host) })
+                    .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("up"));
+    }
+    // Each cluster holds exactly the hosts its shard owns.
+    let owned = router
+        .fan_out(|ctx| async move {
+            ctx.nodes()
+                .read(Consistency::Primary, |db| async move { db.snapshot() })
+                .await
+                .map(|snap| {
+                    let mut keys: Vec<String> = snap.into_keys().collect();
+                    keys.sort();
+                    (ctx.shard(), keys)
+                })
+        })
+        .await
+        .into_complete()
+        .unwrap();
+    assert_eq!(owned.iter().map(|(_, keys)| keys.len()).sum::<usize>(), 4);
+    for (shard, keys) in owned {
+        for k in keys {
+            assert_eq!(router.shard_for(k.as_str()).unwrap(), shard);
+        }
+    }
+    let status = NodeSet::status(router.node_set_for("host-1").unwrap());
+    assert_eq!(status.health, NodeSetHealth::Up, "{status:?}");
+}
+
+mod spans {
+    //! A minimal subscriber recording span names and their `shard` field.
+
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Recorder {
+        pub(crate) spans: Arc<Mutex<Vec<(String, Option<u64>, Option<String>)>>>,
+        pub(crate) events: Arc<Mutex<Vec<(String, Option<u64>)>>>,
+    }
+
+    #[derive(Default)]
+    struct Fields {
+        shard: Option<u64>,
+        node_set: Option<String>,
+        message: Option<String>,
+    }
+
+    impl Visit for Fields {
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            if field.name() == "shard" {
+                self.shard = Some(value);
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "node_set" {
+                self.node_set = Some(value.to_owned());
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.message = Some(format!("{value:?}"));
+            }
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut f = Fields::default();
+            span.record(&mut f);
+            let mut spans = self.spans.lock().unwrap();
+            spans.push((span.metadata().name().to_owned(), f.shard, f.node_set));
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut f = Fields::default();
+            event.record(&mut f);
+            self.events
+                .lock()
+                .unwrap()
+                .push((f.message.unwrap_or_default(), f.shard));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn spans_and_events_carry_shard_ids() {
+    let recorder = spans::Recorder::default();
+    let _guard = tracing::subscriber::set_default(recorder.clone());
+    let s = sets(2);
+    s[1].set_down("gone");
+    let router = router_over(PgHash::new(4).unwrap(), &s);
+    let _ = router
+        .fan_out(|ctx| async move { ctx.nodes().query(|rows| rows.len()).await })
+        .await;
+    let spans = recorder.spans.lock().unwrap().clone();
+    assert!(
+        spans
+            .iter()
+            .any(|(name, _, _)| name == "sysmanage_db.shard.fan_out")
+    );
+    let mut shard_spans: Vec<(u64, String)> = spans
+        .iter()
+        .filter(|(name, _, _)| name == "sysmanage_db.shard")
+        .map(|(_, shard, node_set)| (shard.unwrap(), node_set.clone().unwrap()))
+        .collect();
+    shard_spans.sort();
+    assert_eq!(
+        shard_spans,
+        [(0, "mem0"), (1, "mem1"), (2, "mem0"), (3, "mem1")].map(|(s, n)| (s, n.to_string()))
+    );
+    let mut failed: Vec<u64> = recorder
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(msg, _)| msg == "sysmanage_db.shard.failed")
+        .filter_map(|(_, shard)| *shard)
+        .collect();
+    failed.sort();
+    assert_eq!(failed, [1, 3]);
+}

@@ -76,6 +76,35 @@ impl NodeSet for sqlx::PgPool {
     }
 }
 
+/// A replicated shard: writes go to its primary and reads to a fresh-enough
+/// replica, as the [`ReplicaRouter`](crate::replica::ReplicaRouter) decides.
+///
+/// Health: `down` without a known primary, `degraded` while any node is
+/// banned, `up` otherwise.
+impl<P: crate::replica::NodePool> NodeSet for crate::replica::ReplicaRouter<P> {
+    fn status(&self) -> NodeSetStatus {
+        let status = self.status();
+        let unhealthy = status
+            .nodes
+            .iter()
+            .filter(|n| !matches!(n.state, crate::replica::NodeState::Healthy))
+            .count();
+        let health = match (&status.primary, unhealthy) {
+            (None, _) => NodeSetHealth::Down,
+            (Some(_), 0) => NodeSetHealth::Up,
+            (Some(_), _) => NodeSetHealth::Degraded,
+        };
+        NodeSetStatus {
+            health,
+            detail: format!(
+                "primary={} nodes={} unhealthy={unhealthy}",
+                status.primary.as_deref().unwrap_or("none"),
+                status.nodes.len()
+            ),
+        }
+    }
+}
+
 /// An in-memory node set holding rows of type `T`: routing, fan-out and
 /// partial failure without a server, for tests, examples and simulations.
 ///
