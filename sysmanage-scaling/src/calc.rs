@@ -205,9 +205,9 @@ type Entry = (i64, i64);
 fn ratio_of(entries: &[Entry], target: &Target) -> Result<(f64, i64), String> {
     match *target {
         Target::Util(t) => {
-            let (sum, req) = entries
-                .iter()
-                .fold((0i64, 0i64), |(s, r), &(v, q)| (s.saturating_add(v), r.saturating_add(q)));
+            let (sum, req) = entries.iter().fold((0i64, 0i64), |(s, r), &(v, q)| {
+                (s.saturating_add(v), r.saturating_add(q))
+            });
             if req == 0 {
                 return Err("no metrics returned matched known pods".into());
             }
@@ -309,7 +309,9 @@ fn pods_replicas(
         Ok((r, _)) => r,
         Err(e) => return Ok(Err(e)),
     };
-    if tol.is_within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0)
+    if tol.is_within(new_ratio)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
     {
         return done(current);
     }

@@ -113,7 +113,10 @@ impl Composite {
     /// non-positive thresholds or targets, or weights that are negative or sum to 0.
     pub fn new(cfg: CompositeConfig) -> Result<Self> {
         if cfg.max_replicas == 0 {
-            return Err(ScalingError::invalid("maxReplicas", "must be greater than zero"));
+            return Err(ScalingError::invalid(
+                "maxReplicas",
+                "must be greater than zero",
+            ));
         }
         if cfg.min_replicas > cfg.max_replicas {
             return Err(ScalingError::MinAboveMax {
@@ -129,7 +132,10 @@ impl Composite {
             ("errorThreshold", cfg.error_threshold),
         ] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ScalingError::invalid(field, format!("must be a finite number > 0, got {v}")));
+                return Err(ScalingError::invalid(
+                    field,
+                    format!("must be a finite number > 0, got {v}"),
+                ));
             }
         }
         if cfg.scale_down_threshold >= cfg.scale_up_threshold {
@@ -140,7 +146,10 @@ impl Composite {
         }
         let sum: f64 = cfg.weights.iter().sum();
         if cfg.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || sum <= 0.0 {
-            return Err(ScalingError::invalid("weights", "must be finite, >= 0 and not all zero"));
+            return Err(ScalingError::invalid(
+                "weights",
+                "must be finite, >= 0 and not all zero",
+            ));
         }
         if !(cfg.tolerance.is_finite() && (0.0..1.0).contains(&cfg.tolerance)) {
             return Err(ScalingError::invalid("tolerance", "must be in [0, 1)"));
@@ -154,7 +163,9 @@ impl Composite {
 
     fn reading(obs: &Observation, name: &str) -> Result<Option<f64>> {
         match obs.get(name) {
-            Some(MetricValue::Average(v) | MetricValue::Total(v)) => Ok(Some(check_value(name, "value", *v)?)),
+            Some(MetricValue::Average(v) | MetricValue::Total(v)) => {
+                Ok(Some(check_value(name, "value", *v)?))
+            }
             _ => Ok(None),
         }
     }
@@ -181,7 +192,9 @@ impl Composite {
             None => 1.0,
         };
         let err = match obs.error_rate {
-            Some(e) if check_value("error_rate", "value", e)? > c.error_threshold => (1.0 + e).min(2.0),
+            Some(e) if check_value("error_rate", "value", e)? > c.error_threshold => {
+                (1.0 + e).min(2.0)
+            }
             _ => 1.0,
         };
         Ok([cpu, mem, lat, queue, err])
@@ -195,10 +208,14 @@ impl Composite {
             return 1.0;
         }
         let nf = n as f64;
-        let (sx, sy, sxy, sxx) = self.rps.iter().enumerate().fold((0.0, 0.0, 0.0, 0.0), |(a, b, c, d), (i, &y)| {
-            let x = i as f64;
-            (a + x, b + y, c + x * y, d + x * x)
-        });
+        let (sx, sy, sxy, sxx) =
+            self.rps
+                .iter()
+                .enumerate()
+                .fold((0.0, 0.0, 0.0, 0.0), |(a, b, c, d), (i, &y)| {
+                    let x = i as f64;
+                    (a + x, b + y, c + x * y, d + x * x)
+                });
         let denom = nf * sxx - sx * sx;
         let avg = sy / nf;
         if denom == 0.0 || avg <= 0.0 {

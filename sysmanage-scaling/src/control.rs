@@ -231,7 +231,11 @@ impl DecisionStats {
             scale_up: up,
             scale_down: down,
             no_action: none,
-            actions_per_hour: if hours > 0.0 { (up + down) as f64 / hours } else { 0.0 },
+            actions_per_hour: if hours > 0.0 {
+                (up + down) as f64 / hours
+            } else {
+                0.0
+            },
             trend,
         }
     }
@@ -310,10 +314,14 @@ impl<S: AutoScaler> Controller<S> {
     /// bad input from the metrics source.
     pub async fn tick(&mut self) -> Result<Decision> {
         let now = self.clock.wall();
-        let current = self.target.replicas().await.map_err(|source| ScalingError::Backend {
-            backend: "scale target",
-            source,
-        })?;
+        let current = self
+            .target
+            .replicas()
+            .await
+            .map_err(|source| ScalingError::Backend {
+                backend: "scale target",
+                source,
+            })?;
         let mut obs = match self.metrics.observe().await {
             Ok(o) => o,
             Err(e) => {
@@ -341,7 +349,8 @@ impl<S: AutoScaler> Controller<S> {
         if decision.desired_replicas != current {
             match self.target.scale(decision.desired_replicas).await {
                 Ok(()) => {
-                    self.scaler.record_actuation(current, decision.desired_replicas, now);
+                    self.scaler
+                        .record_actuation(current, decision.desired_replicas, now);
                     tracing::info!(
                         target: "sysmanage_scaling",
                         event = "actuated",

@@ -298,7 +298,12 @@ impl Hpa {
     /// The normalization step: stabilization, then rate policies and bounds
     /// (`normalizeDesiredReplicas[WithBehaviors]`). Records the recommendation.
     /// Returns the desired count and the two reasons (stabilization, limit).
-    pub fn normalize(&mut self, current: u32, proposed: u32, now: Timestamp) -> (u32, Reason, Reason) {
+    pub fn normalize(
+        &mut self,
+        current: u32,
+        proposed: u32,
+        now: Timestamp,
+    ) -> (u32, Reason, Reason) {
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
         if self.state.recommendations.is_empty() {
             // recordInitialRecommendation

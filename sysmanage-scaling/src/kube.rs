@@ -133,7 +133,11 @@ fn secs(s: u32) -> Duration {
 }
 
 /// `getReplicasChangePerPeriod`: the sum of changes strictly after `now − period`.
-pub fn replicas_change_per_period(period_seconds: u32, events: &[ScaleEvent], now: Timestamp) -> i64 {
+pub fn replicas_change_per_period(
+    period_seconds: u32,
+    events: &[ScaleEvent],
+    now: Timestamp,
+) -> i64 {
     let cutoff = now - secs(period_seconds);
     events
         .iter()
@@ -163,7 +167,9 @@ pub fn scale_up_limit(
         let proposed = match p.kind {
             PolicyType::Pods => start + i64::from(p.value),
             // rounded up so that a small percentage still allows one more pod
-            PolicyType::Percent => (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64,
+            PolicyType::Percent => {
+                (start as f64 * (1.0 + f64::from(p.value) / 100.0)).ceil() as i64
+            }
         };
         result = pick(result, proposed);
     }
@@ -238,7 +244,8 @@ pub fn convert_with_behavior_rate(a: RateArgs<'_>, now: Timestamp) -> (u32, Reas
             return (clamp_u32(allowed), reason);
         }
     } else if desired < current {
-        let limit = scale_down_limit(a.current, a.up_events, a.down_events, a.down, now).min(current);
+        let limit =
+            scale_down_limit(a.current, a.up_events, a.down_events, a.down, now).min(current);
         let (allowed, reason) = if i64::from(a.min) < limit {
             (limit, Reason::ScaleDownLimit)
         } else {
@@ -282,7 +289,12 @@ fn push_bounded<T>(v: &mut Vec<T>, item: T) {
 
 /// `stabilizeRecommendation` (legacy path): the highest recommendation within
 /// `window`; records `desired`, reusing an expired slot.
-pub fn stabilize(recs: &mut Vec<Recommendation>, desired: u32, window: Duration, now: Timestamp) -> u32 {
+pub fn stabilize(
+    recs: &mut Vec<Recommendation>,
+    desired: u32,
+    window: Duration,
+    now: Timestamp,
+) -> u32 {
     let cutoff = now - window;
     let mut max = desired;
     let mut old = None;
@@ -293,7 +305,10 @@ pub fn stabilize(recs: &mut Vec<Recommendation>, desired: u32, window: Duration,
             max = r.replicas;
         }
     }
-    let rec = Recommendation { replicas: desired, at: now };
+    let rec = Recommendation {
+        replicas: desired,
+        at: now,
+    };
     match old {
         Some(i) => recs[i] = rec,
         None => push_bounded(recs, rec),
@@ -337,7 +352,10 @@ pub fn stabilize_with_behaviors(
     if rec > down_rec {
         rec = down_rec;
     }
-    let new = Recommendation { replicas: desired, at: now };
+    let new = Recommendation {
+        replicas: desired,
+        at: now,
+    };
     match old {
         Some(i) => recs[i] = new,
         None => push_bounded(recs, new),
@@ -353,7 +371,12 @@ pub fn stabilize_with_behaviors(
 /// `storeScaleEvent` for one direction: marks events older than the longest
 /// policy period outdated and stores the new change in the last outdated slot,
 /// or appends it.
-pub fn store_scale_event(events: &mut Vec<ScaleEvent>, longest_period_seconds: u32, change: u32, now: Timestamp) {
+pub fn store_scale_event(
+    events: &mut Vec<ScaleEvent>,
+    longest_period_seconds: u32,
+    change: u32,
+    now: Timestamp,
+) {
     let cutoff = now - secs(longest_period_seconds);
     let mut old = None;
     for (i, e) in events.iter_mut().enumerate() {

@@ -1,4 +1,68 @@
-//! Autoscaling decisions with exact Kubernetes HPA semantics.
+//! Autoscaling decisions with exact Kubernetes HPA semantics, and the things
+//! the HPA does not do: prediction, anti-flapping, service-level guards,
+//! scale to and from zero, and a trace-replay simulator to compare scalers.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`spec`] | [`HpaSpec`]: metrics, targets and `behavior`, with Kubernetes' defaults and validation bounds |
+//! | [`calc`] | the replica calculator: `ceil(ratio × ready pods)`, tolerance, missing and unready pods |
+//! | [`kube`] | the controller's stabilization, rate-policy and bound steps as pure functions |
+//! | [`hpa`] | [`Hpa`]: one `reconcileAutoscaler` pass over explicit state and `now`; explainable [`Decision`]s |
+//! | [`scaler`] | [`Scaler`]: HPA plus [`LoadForecast`](sysmanage_core::LoadForecast) prediction, flap budget, guards, activation, fallback; the [`AutoScaler`] trait |
+//! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
+//! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
+//! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//!
+//! Every decision is a pure function of a spec, saved state, an
+//! [`Observation`] and an explicit `now`. Scale events count only when the
+//! caller confirms an actuation with [`AutoScaler::record_actuation`], and the
+//! state is serde-serialisable, so a restart keeps its stabilization windows.
+//!
+//! # Example
+//!
+//! ```
+//! use sysmanage_core::Timestamp;
+//! use sysmanage_scaling::{
+//!     AutoScaler, Behavior, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, Reason,
+//! };
+//!
+//! // autoscaling/v2: CPU at 60 % of requests, queue length 30 per pod, behavior defaults.
+//! let spec = HpaSpec::new(2, 20, vec![
+//!     MetricSpec::resource_utilization("cpu", 60),
+//!     MetricSpec::external_average_value("queue", 30.0),
+//! ])
+//! .with_behavior(Behavior::default());
+//! let mut hpa = Hpa::new(spec)?;
+//!
+//! let now = Timestamp::from_secs(1_700_000_000);
+//! let obs = Observation::new(4)
+//!     .reading("cpu", MetricValue::Average(90.0))   // ceil(90/60 × 4) = 6
+//!     .reading("queue", MetricValue::Total(330.0)); // ceil(330/30) = 11
+//! let d = hpa.decide(&obs, now)?;
+//! // the larger proposal wins, then the default rate limit (max(+4 pods, +100 %) per 15 s) applies
+//! assert_eq!(d.combined, Some(11));
+//! assert_eq!(d.desired_replicas, 8);
+//! assert!(d.has(Reason::ScaleUpLimit));
+//! hpa.record_actuation(4, 8, now);
+//! # Ok::<(), sysmanage_scaling::ScalingError>(())
+//! ```
+//!
+//! # Units
+//!
+//! Values are plain `f64`s in the metric's own unit; they are converted to
+//! Kubernetes milli-units (rounded to nearest) before Kubernetes' integer
+//! arithmetic. Utilization readings are percent of the pods' requests.
+//!
+//! # Tracing
+//!
+//! The [`Controller`] emits events with target `sysmanage_scaling` and a
+//! stable `event` field: `decision` (debug), `actuated` (info),
+//! `actuation_failed`, `metrics_failed`, `decision_rejected` (warn), and
+//! `forecast_failed` (debug) from [`Scaler`]. No subscriber is installed.
+//!
+//! # Feature flags
+//!
+//! None.
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -22,11 +86,11 @@ pub use control::{
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 pub use kube::{Reason, Recommendation, ScaleEvent};
+pub use observe::{MetricReading, MetricValue, Observation, PodSample, PodStatus};
 pub use scaler::{
     Activation, AutoScaler, Fallback, FlapBudget, Guards, PredictiveConfig, Scaler, ScalerConfig,
     ScalerState,
 };
-pub use observe::{MetricReading, MetricValue, Observation, PodSample, PodStatus};
 pub use sim::{SeasonalNaive, ServiceModel, SimReport, Trace, simulate};
 pub use spec::{
     Behavior, HpaSpec, MetricSource, MetricSpec, MetricTarget, PolicyType, ResolvedRules,

@@ -110,7 +110,10 @@ impl PredictiveConfig {
         if !(self.max_recent_error.is_finite() && self.max_recent_error >= 0.0) {
             return Err(ScalingError::invalid(
                 "predictive.maxRecentError",
-                format!("must be a finite number >= 0, got {}", self.max_recent_error),
+                format!(
+                    "must be a finite number >= 0, got {}",
+                    self.max_recent_error
+                ),
             ));
         }
         Ok(())
@@ -222,7 +225,12 @@ impl ScalerConfig {
     }
     /// Adds scale to/from zero.
     #[must_use]
-    pub fn activation(mut self, metric: impl Into<String>, threshold: f64, cooldown: Duration) -> Self {
+    pub fn activation(
+        mut self,
+        metric: impl Into<String>,
+        threshold: f64,
+        cooldown: Duration,
+    ) -> Self {
         self.activation = Some(Activation {
             metric: metric.into(),
             threshold,
@@ -248,7 +256,10 @@ impl ScalerConfig {
         if let Some(f) = &self.flap_budget
             && f.window.is_zero()
         {
-            return Err(ScalingError::invalid("flapBudget.window", "must be greater than zero"));
+            return Err(ScalingError::invalid(
+                "flapBudget.window",
+                "must be greater than zero",
+            ));
         }
         for (field, v) in [
             ("guards.latencySloMs", self.guards.latency_slo_ms),
@@ -257,7 +268,10 @@ impl ScalerConfig {
             if let Some(v) = v
                 && !(v.is_finite() && v >= 0.0)
             {
-                return Err(ScalingError::invalid(field, format!("must be a finite number >= 0, got {v}")));
+                return Err(ScalingError::invalid(
+                    field,
+                    format!("must be a finite number >= 0, got {v}"),
+                ));
             }
         }
         if let Some(a) = &self.activation
@@ -270,12 +284,18 @@ impl ScalerConfig {
         }
         if let Some(f) = &self.fallback {
             if f.failure_threshold == 0 {
-                return Err(ScalingError::invalid("fallback.failureThreshold", "must be at least 1"));
+                return Err(ScalingError::invalid(
+                    "fallback.failureThreshold",
+                    "must be at least 1",
+                ));
             }
             if f.replicas > self.hpa.max_replicas {
                 return Err(ScalingError::invalid(
                     "fallback.replicas",
-                    format!("{} exceeds maxReplicas {}", f.replicas, self.hpa.max_replicas),
+                    format!(
+                        "{} exceeds maxReplicas {}",
+                        f.replicas, self.hpa.max_replicas
+                    ),
                 ));
             }
         }
@@ -409,7 +429,9 @@ impl Scaler {
         };
         let current = obs.current_replicas;
         let value = match obs.get(&act.metric) {
-            Some(MetricValue::Total(v) | MetricValue::Average(v)) => Some(check_value(&act.metric, "value", *v)?),
+            Some(MetricValue::Total(v) | MetricValue::Average(v)) => {
+                Some(check_value(&act.metric, "value", *v)?)
+            }
             _ => None,
         };
         let active = value.is_some_and(|v| v > act.threshold);
@@ -421,12 +443,22 @@ impl Scaler {
                 let to = self.cfg.hpa.min_replicas.max(1);
                 return Ok(Step::Done(Decision::fixed(now, 0, to, Reason::Activated)));
             }
-            return Ok(Step::Done(Decision::fixed(now, 0, 0, Reason::ScalingDisabled)));
+            return Ok(Step::Done(Decision::fixed(
+                now,
+                0,
+                0,
+                Reason::ScalingDisabled,
+            )));
         }
         if !active {
             let since = *self.state.last_active.get_or_insert(now);
             if now.saturating_since(since) >= act.cooldown {
-                return Ok(Step::Done(Decision::fixed(now, current, 0, Reason::ScaledToZero)));
+                return Ok(Step::Done(Decision::fixed(
+                    now,
+                    current,
+                    0,
+                    Reason::ScaledToZero,
+                )));
             }
         }
         Ok(Step::Continue { inactive: !active })
@@ -454,7 +486,9 @@ impl AutoScaler for Scaler {
                 if let Some(fb) = self.cfg.fallback
                     && self.state.consecutive_failures >= fb.failure_threshold
                 {
-                    let to = fb.replicas.clamp(self.cfg.hpa.min_replicas, self.cfg.hpa.max_replicas);
+                    let to = fb
+                        .replicas
+                        .clamp(self.cfg.hpa.min_replicas, self.cfg.hpa.max_replicas);
                     d.set_desired(to);
                     d.reasons.push(Reason::FallbackReplicas);
                 }
@@ -480,18 +514,18 @@ impl AutoScaler for Scaler {
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
             match f.forecast_max(&p.signal, now, p.lead_time, p.step) {
                 Ok(fc) => {
-                    let replicas = (fc.point.max(0.0) / p.per_replica).ceil().min(f64::from(u32::MAX)) as u32;
+                    let replicas = (fc.point.max(0.0) / p.per_replica)
+                        .ceil()
+                        .min(f64::from(u32::MAX)) as u32;
                     let err = f.recent_error(&p.signal);
                     let trusted = err.is_some_and(|e| e.is_finite() && e <= p.max_recent_error);
                     let mut applied = false;
-                    if trusted && !p.shadow {
-                        if replicas > combined {
-                            combined = replicas;
-                            applied = true;
-                        } else if p.allow_scale_in && combined == current && replicas < current {
-                            combined = replicas;
-                            applied = true;
-                        }
+                    let scale_out = replicas > combined;
+                    let early_scale_in =
+                        p.allow_scale_in && combined == current && replicas < current;
+                    if trusted && !p.shadow && (scale_out || early_scale_in) {
+                        combined = replicas;
+                        applied = true;
                     }
                     reasons.push(if applied {
                         Reason::ForecastUsed
@@ -523,7 +557,8 @@ impl AutoScaler for Scaler {
 
         // Guards.
         let g = self.cfg.guards;
-        let latency = matches!((g.latency_slo_ms, obs.latency_p95_ms), (Some(slo), Some(l)) if l > slo);
+        let latency =
+            matches!((g.latency_slo_ms, obs.latency_p95_ms), (Some(slo), Some(l)) if l > slo);
         let errors = matches!((g.max_error_rate, obs.error_rate), (Some(max), Some(e)) if e > max);
         if latency {
             reasons.push(Reason::LatencyGuard);
@@ -572,7 +607,12 @@ impl AutoScaler for Scaler {
         }
         if let Some(fb) = self.cfg.flap_budget {
             let cutoff = now - fb.window;
-            while self.state.actuations.front().is_some_and(|(at, _)| *at < cutoff) {
+            while self
+                .state
+                .actuations
+                .front()
+                .is_some_and(|(at, _)| *at < cutoff)
+            {
                 self.state.actuations.pop_front();
             }
         }

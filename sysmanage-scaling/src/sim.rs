@@ -53,8 +53,13 @@ impl Trace {
                 continue;
             }
             let bad = |why: &str| ScalingError::invalid("trace", format!("line {}: {why}", i + 1));
-            let (m, v) = line.split_once(',').ok_or_else(|| bad("expected `minute,rps`"))?;
-            let m: u64 = m.trim().parse().map_err(|_| bad("minute is not an integer"))?;
+            let (m, v) = line
+                .split_once(',')
+                .ok_or_else(|| bad("expected `minute,rps`"))?;
+            let m: u64 = m
+                .trim()
+                .parse()
+                .map_err(|_| bad("minute is not an integer"))?;
             let v: f64 = v.trim().parse().map_err(|_| bad("rps is not a number"))?;
             if !(v.is_finite() && v >= 0.0) {
                 return Err(bad("rps must be finite and >= 0"));
@@ -67,7 +72,10 @@ impl Trace {
         }
         let step = minutes[1].saturating_sub(minutes[0]);
         if minutes[0] != 0 || step == 0 || minutes.windows(2).any(|w| w[1] != w[0] + step) {
-            return Err(ScalingError::invalid("trace", "minutes must start at 0 and be evenly spaced"));
+            return Err(ScalingError::invalid(
+                "trace",
+                "minutes must start at 0 and be evenly spaced",
+            ));
         }
         Ok(Self {
             name: name.into(),
@@ -153,7 +161,8 @@ impl Trace {
     /// The first `d` of the trace.
     #[must_use]
     pub fn truncated(&self, d: Duration) -> Self {
-        let n = ((d.as_secs_f64() / self.step.as_secs_f64()).ceil() as usize).clamp(2, self.rps.len());
+        let n =
+            ((d.as_secs_f64() / self.step.as_secs_f64()).ceil() as usize).clamp(2, self.rps.len());
         Self {
             name: self.name.clone(),
             step: self.step,
@@ -225,7 +234,10 @@ pub fn simulate(
     mut feed: Option<&mut dyn FnMut(Timestamp, f64)>,
 ) -> Result<SimReport> {
     if interval.is_zero() {
-        return Err(ScalingError::invalid("simulate.interval", "must be greater than zero"));
+        return Err(ScalingError::invalid(
+            "simulate.interval",
+            "must be greater than zero",
+        ));
     }
     for (f, v) in [
         ("model.capacityPerReplica", model.capacity_per_replica),
@@ -233,7 +245,10 @@ pub fn simulate(
         ("model.sloLatencyMs", model.slo_latency_ms),
     ] {
         if !(v.is_finite() && v > 0.0) {
-            return Err(ScalingError::invalid(f, format!("must be a finite number > 0, got {v}")));
+            return Err(ScalingError::invalid(
+                f,
+                format!("must be a finite number > 0, got {v}"),
+            ));
         }
     }
     let start = Timestamp::from_secs(1_700_000_000);
@@ -260,7 +275,11 @@ pub fn simulate(
         }
         let ready = replicas.iter().filter(|r| **r <= now).count() as u32;
         let capacity = f64::from(ready) * model.capacity_per_replica;
-        let util = if capacity > 0.0 { rps / capacity } else { f64::INFINITY };
+        let util = if capacity > 0.0 {
+            rps / capacity
+        } else {
+            f64::INFINITY
+        };
         let latency = if util >= 1.0 {
             model.base_latency_ms / 0.01
         } else {
@@ -276,7 +295,14 @@ pub fn simulate(
         let shed = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
         let obs = Observation::new(provisioned)
             .ready(ready)
-            .reading("cpu", MetricValue::Average(if util.is_finite() { (util * 100.0).min(100.0) } else { 100.0 }))
+            .reading(
+                "cpu",
+                MetricValue::Average(if util.is_finite() {
+                    (util * 100.0).min(100.0)
+                } else {
+                    100.0
+                }),
+            )
             .reading("rps", MetricValue::Total(rps))
             .reading("queue", MetricValue::Total((rps - capacity).max(0.0)))
             .latency_p95_ms(latency.min(60_000.0))
@@ -326,7 +352,7 @@ impl SeasonalNaive {
     /// # Errors
     /// [`ScalingError::InvalidSpec`] when `step` is zero or the season is not a multiple of it.
     pub fn new(signal: impl Into<String>, step: Duration, season: Duration) -> Result<Self> {
-        if step.is_zero() || season < step || season.as_millis() % step.as_millis() != 0 {
+        if step.is_zero() || season < step || !season.as_millis().is_multiple_of(step.as_millis()) {
             return Err(ScalingError::invalid(
                 "seasonalNaive.season",
                 "step must be > 0 and the season a multiple of it",
@@ -341,7 +367,7 @@ impl SeasonalNaive {
     }
 
     fn hour(&self) -> usize {
-        ((3600_000 / self.step.as_millis().max(1)) as usize).max(1)
+        ((3_600_000 / self.step.as_millis().max(1)) as usize).max(1)
     }
 
     fn predict(&self, st: &NaiveState, back: usize) -> Option<f64> {
@@ -359,7 +385,11 @@ impl SeasonalNaive {
             1.0
         } else {
             let m = past.iter().sum::<f64>() / past.len() as f64;
-            if m > 0.0 { (recent / m).clamp(0.5, 2.0) } else { 1.0 }
+            if m > 0.0 {
+                (recent / m).clamp(0.5, 2.0)
+            } else {
+                1.0
+            }
         };
         Some(st.history[n - back].1 * level)
     }
@@ -384,7 +414,12 @@ impl SeasonalNaive {
 }
 
 impl LoadForecast for SeasonalNaive {
-    fn forecast(&self, metric: &str, now: Timestamp, horizon: Duration) -> sysmanage_core::Result<Forecast> {
+    fn forecast(
+        &self,
+        metric: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> sysmanage_core::Result<Forecast> {
         if metric != self.signal {
             return Err(sysmanage_core::Error::Unknown {
                 kind: "metric",

@@ -66,11 +66,19 @@ impl MetricSpec {
     }
     /// `type: Resource` with `target.averageUtilization` (whole percent of requests).
     pub fn resource_utilization(name: impl Into<String>, percent: i32) -> Self {
-        Self::new(name, MetricSource::Resource, MetricTarget::Utilization(percent))
+        Self::new(
+            name,
+            MetricSource::Resource,
+            MetricTarget::Utilization(percent),
+        )
     }
     /// `type: Resource` with `target.averageValue`.
     pub fn resource_average_value(name: impl Into<String>, value: f64) -> Self {
-        Self::new(name, MetricSource::Resource, MetricTarget::AverageValue(value))
+        Self::new(
+            name,
+            MetricSource::Resource,
+            MetricTarget::AverageValue(value),
+        )
     }
     /// `type: Pods` with `target.averageValue`.
     pub fn pods_average_value(name: impl Into<String>, value: f64) -> Self {
@@ -82,7 +90,11 @@ impl MetricSpec {
     }
     /// `type: Object` with `target.averageValue`.
     pub fn object_average_value(name: impl Into<String>, value: f64) -> Self {
-        Self::new(name, MetricSource::Object, MetricTarget::AverageValue(value))
+        Self::new(
+            name,
+            MetricSource::Object,
+            MetricTarget::AverageValue(value),
+        )
     }
     /// `type: External` with `target.value`.
     pub fn external_value(name: impl Into<String>, value: f64) -> Self {
@@ -90,7 +102,11 @@ impl MetricSpec {
     }
     /// `type: External` with `target.averageValue`.
     pub fn external_average_value(name: impl Into<String>, value: f64) -> Self {
-        Self::new(name, MetricSource::External, MetricTarget::AverageValue(value))
+        Self::new(
+            name,
+            MetricSource::External,
+            MetricTarget::AverageValue(value),
+        )
     }
 
     fn validate(&self) -> Result<()> {
@@ -99,8 +115,10 @@ impl MetricSpec {
         }
         let ok = matches!(
             (self.source, self.target),
-            (MetricSource::Resource, MetricTarget::Utilization(_) | MetricTarget::AverageValue(_))
-                | (MetricSource::Pods, MetricTarget::AverageValue(_))
+            (
+                MetricSource::Resource,
+                MetricTarget::Utilization(_) | MetricTarget::AverageValue(_)
+            ) | (MetricSource::Pods, MetricTarget::AverageValue(_))
                 | (
                     MetricSource::Object | MetricSource::External,
                     MetricTarget::Value(_) | MetricTarget::AverageValue(_)
@@ -251,7 +269,9 @@ impl ScalingRules {
         {
             return Err(ScalingError::invalid(
                 dir_field(dir, "stabilizationWindowSeconds"),
-                format!("must be less than or equal to {MAX_STABILIZATION_WINDOW_SECONDS}, got {w}"),
+                format!(
+                    "must be less than or equal to {MAX_STABILIZATION_WINDOW_SECONDS}, got {w}"
+                ),
             ));
         }
         if let Some(p) = &self.policies {
@@ -365,7 +385,11 @@ impl Behavior {
     /// assert_eq!(down.stabilization_window_seconds, 300);
     /// assert_eq!(down.policies, vec![ScalingPolicy::percent(100, 15)]);
     /// ```
-    pub fn resolve(&self, downscale_default: Duration, tolerance: f64) -> (ResolvedRules, ResolvedRules) {
+    pub fn resolve(
+        &self,
+        downscale_default: Duration,
+        tolerance: f64,
+    ) -> (ResolvedRules, ResolvedRules) {
         let up = self.scale_up.clone().unwrap_or_default();
         let down = self.scale_down.clone().unwrap_or_default();
         let down_default = u32::try_from(downscale_default.as_secs()).unwrap_or(u32::MAX);
@@ -473,7 +497,10 @@ impl HpaSpec {
     /// NaN targets; [`ScalingError::DuplicateMetric`].
     pub fn validate(&self) -> Result<()> {
         if self.max_replicas == 0 {
-            return Err(ScalingError::invalid("maxReplicas", "must be greater than zero"));
+            return Err(ScalingError::invalid(
+                "maxReplicas",
+                "must be greater than zero",
+            ));
         }
         if self.min_replicas > self.max_replicas {
             return Err(ScalingError::MinAboveMax {
@@ -482,7 +509,10 @@ impl HpaSpec {
             });
         }
         if self.metrics.is_empty() {
-            return Err(ScalingError::invalid("metrics", "must specify at least one metric"));
+            return Err(ScalingError::invalid(
+                "metrics",
+                "must specify at least one metric",
+            ));
         }
         for (i, m) in self.metrics.iter().enumerate() {
             m.validate()?;
@@ -502,7 +532,9 @@ impl HpaSpec {
             ));
         }
         check_tolerance("tolerance", self.tolerance)?;
-        if self.downscale_stabilization > Duration::from_secs(u64::from(MAX_STABILIZATION_WINDOW_SECONDS)) {
+        if self.downscale_stabilization
+            > Duration::from_secs(u64::from(MAX_STABILIZATION_WINDOW_SECONDS))
+        {
             return Err(ScalingError::invalid(
                 "downscaleStabilization",
                 format!(

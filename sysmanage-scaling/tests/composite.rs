@@ -4,13 +4,23 @@
 use std::time::Duration;
 
 use sysmanage_core::Timestamp;
-use sysmanage_scaling::{Action, AutoScaler, Composite, CompositeConfig, MetricValue, Observation, Reason, ScalingError};
+use sysmanage_scaling::{
+    Action, AutoScaler, Composite, CompositeConfig, MetricValue, Observation, Reason, ScalingError,
+};
 
 const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
 
 /// The original `_calculate_scaling_factors` + `_make_scaling_decision`
 /// (utilizations as fractions, as in the Python), without prediction.
-fn original(cpu: f64, mem: f64, p95_ms: f64, queue: f64, err: f64, current: u32, trend: f64) -> (u32, f64) {
+fn original(
+    cpu: f64,
+    mem: f64,
+    p95_ms: f64,
+    queue: f64,
+    err: f64,
+    current: u32,
+    trend: f64,
+) -> (u32, f64) {
     let util = |u: f64| {
         if u > 0.7 {
             (u / 0.7).min(2.0)
@@ -20,9 +30,21 @@ fn original(cpu: f64, mem: f64, p95_ms: f64, queue: f64, err: f64, current: u32,
             1.0
         }
     };
-    let lat = if p95_ms > 500.0 { (p95_ms / 500.0).min(3.0) } else { 1.0 };
-    let q = if queue > 10.0 { (queue / 10.0).min(2.0) } else { (queue / 10.0).max(0.8) };
-    let e = if err > 0.05 { (1.0 + err).min(2.0) } else { 1.0 };
+    let lat = if p95_ms > 500.0 {
+        (p95_ms / 500.0).min(3.0)
+    } else {
+        1.0
+    };
+    let q = if queue > 10.0 {
+        (queue / 10.0).min(2.0)
+    } else {
+        (queue / 10.0).max(0.8)
+    };
+    let e = if err > 0.05 {
+        (1.0 + err).min(2.0)
+    } else {
+        1.0
+    };
     let weighted = util(cpu) * 0.3 + util(mem) * 0.25 + lat * 0.2 + q * 0.15 + e * 0.1;
     let factor = weighted * trend;
     let target = (f64::from(current) * factor) as u32; // int() truncates
@@ -43,7 +65,10 @@ fn defect_1_saturated_cpu_with_empty_queue_scales_up() {
     // Original: 100 % CPU, empty queue → never scales up below 11 replicas.
     for current in 2..=10 {
         let (target, factor) = original(1.0, 0.5, 100.0, 0.0, 0.0, current, 1.0);
-        assert_eq!(target, current, "original at {current} replicas (factor {factor:.4})");
+        assert_eq!(
+            target, current,
+            "original at {current} replicas (factor {factor:.4})"
+        );
     }
     assert!(original(1.0, 0.5, 100.0, 0.0, 0.0, 11, 1.0).0 > 11);
     // Fixed: the largest factor (CPU 1/0.7) drives the scale-up at every size.
@@ -73,18 +98,33 @@ fn defect_3_and_4_reported_target_is_acted_on_and_scale_up_is_never_dampened() {
     // holds the new count: (action, target) = (NO_ACTION, 14) at 10 replicas.
     let (target, factor) = original(1.0, 1.0, 900.0, 40.0, 0.0, 10, 1.0);
     let confidence = ((factor - 1.0) * 2.0).min(1.0) * 0.5;
-    assert!(confidence < 0.7 && target != 10, "original dampens a needed scale-up but reports {target}");
+    assert!(
+        confidence < 0.7 && target != 10,
+        "original dampens a needed scale-up but reports {target}"
+    );
     // Fixed: right after an actuation, a scale-up still happens, and desired is what to actuate.
     let mut c = Composite::new(CompositeConfig::default()).unwrap();
     c.record_actuation(8, 10, T0);
-    let d = c.decide(&obs(10, 100.0, 100.0, 40.0).latency_p95_ms(900.0), T0 + Duration::from_secs(30)).unwrap();
+    let d = c
+        .decide(
+            &obs(10, 100.0, 100.0, 40.0).latency_p95_ms(900.0),
+            T0 + Duration::from_secs(30),
+        )
+        .unwrap();
     assert_eq!(d.action, Action::ScaleUp);
-    assert_eq!(d.desired_replicas, 20, "ceil(10 × max factor 2.0 (queue 40 of 10, capped))");
+    assert_eq!(
+        d.desired_replicas, 20,
+        "ceil(10 × max factor 2.0 (queue 40 of 10, capped))"
+    );
     // ...while a scale-down waits out the cooldown after a confirmed actuation
-    let d = c.decide(&obs(10, 10.0, 10.0, 0.0), T0 + Duration::from_secs(60)).unwrap();
+    let d = c
+        .decide(&obs(10, 10.0, 10.0, 0.0), T0 + Duration::from_secs(60))
+        .unwrap();
     assert_eq!(d.desired_replicas, 10);
     assert!(d.has(Reason::ScaleDownCooldown));
-    let d = c.decide(&obs(10, 10.0, 10.0, 0.0), T0 + Duration::from_secs(301)).unwrap();
+    let d = c
+        .decide(&obs(10, 10.0, 10.0, 0.0), T0 + Duration::from_secs(301))
+        .unwrap();
     assert!(d.desired_replicas < 10);
 }
 
@@ -97,14 +137,24 @@ fn defect_5_trend_only_amplifies_scale_up() {
     let mut d = None;
     for (i, rps) in (0..10).map(|i| 1000.0 - 80.0 * f64::from(i)).enumerate() {
         let o = obs(10, 75.0, 50.0, 10.0).reading("rps", MetricValue::Total(rps));
-        d = Some(c.decide(&o, T0 + Duration::from_secs(i as u64 * 15)).unwrap());
+        d = Some(
+            c.decide(&o, T0 + Duration::from_secs(i as u64 * 15))
+                .unwrap(),
+        );
     }
-    assert_eq!(d.as_ref().unwrap().desired_replicas, 11, "ceil(10 × 0.75/0.7), trend ignored downward");
+    assert_eq!(
+        d.as_ref().unwrap().desired_replicas,
+        11,
+        "ceil(10 × 0.75/0.7), trend ignored downward"
+    );
     // a rising trend amplifies
     let mut c = Composite::new(CompositeConfig::default()).unwrap();
     for (i, rps) in (0..10).map(|i| 500.0 + 50.0 * f64::from(i)).enumerate() {
         let o = obs(10, 75.0, 50.0, 10.0).reading("rps", MetricValue::Total(rps));
-        d = Some(c.decide(&o, T0 + Duration::from_secs(i as u64 * 15)).unwrap());
+        d = Some(
+            c.decide(&o, T0 + Duration::from_secs(i as u64 * 15))
+                .unwrap(),
+        );
     }
     assert!(d.unwrap().desired_replicas > 11);
 }
@@ -113,29 +163,66 @@ fn defect_5_trend_only_amplifies_scale_up() {
 fn defect_6_no_scale_down_on_noise_and_real_scale_down_works() {
     let mut c = Composite::new(CompositeConfig::default()).unwrap();
     // queue 9 of 10, everything else neutral: weighted 0.985 → stay
-    assert_eq!(c.decide(&obs(10, 50.0, 50.0, 9.0), T0).unwrap().desired_replicas, 10);
+    assert_eq!(
+        c.decide(&obs(10, 50.0, 50.0, 9.0), T0)
+            .unwrap()
+            .desired_replicas,
+        10
+    );
     // everything idle: weighted (0.5·0.3 + 0.5·0.25 + 0.2 + 0.8·0.15 + 0.1) = 0.695
     let d = c.decide(&obs(10, 5.0, 5.0, 0.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 7);
-    assert_eq!(c.decide(&obs(3, 5.0, 5.0, 0.0), T0).unwrap().desired_replicas, 3, "min 2 … ceil(3 × 0.695) = 3");
+    assert_eq!(
+        c.decide(&obs(3, 5.0, 5.0, 0.0), T0)
+            .unwrap()
+            .desired_replicas,
+        3,
+        "min 2 … ceil(3 × 0.695) = 3"
+    );
 }
 
 #[test]
 fn defect_7_bad_input_is_a_typed_error() {
     let mut c = Composite::new(CompositeConfig::default()).unwrap();
-    assert!(matches!(c.decide(&obs(4, f64::NAN, 50.0, 0.0), T0), Err(ScalingError::NonFinite { .. })));
-    assert!(matches!(c.decide(&obs(4, 50.0, 50.0, -3.0), T0), Err(ScalingError::Negative { .. })));
     assert!(matches!(
-        Composite::new(CompositeConfig { min_replicas: 9, max_replicas: 3, ..CompositeConfig::default() }),
+        c.decide(&obs(4, f64::NAN, 50.0, 0.0), T0),
+        Err(ScalingError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        c.decide(&obs(4, 50.0, 50.0, -3.0), T0),
+        Err(ScalingError::Negative { .. })
+    ));
+    assert!(matches!(
+        Composite::new(CompositeConfig {
+            min_replicas: 9,
+            max_replicas: 3,
+            ..CompositeConfig::default()
+        }),
         Err(ScalingError::MinAboveMax { .. })
     ));
-    assert!(Composite::new(CompositeConfig { weights: [0.0; 5], ..CompositeConfig::default() }).is_err());
-    assert!(Composite::new(CompositeConfig { scale_down_threshold: 80.0, ..CompositeConfig::default() }).is_err());
+    assert!(
+        Composite::new(CompositeConfig {
+            weights: [0.0; 5],
+            ..CompositeConfig::default()
+        })
+        .is_err()
+    );
+    assert!(
+        Composite::new(CompositeConfig {
+            scale_down_threshold: 80.0,
+            ..CompositeConfig::default()
+        })
+        .is_err()
+    );
 }
 
 #[test]
 fn bounds_are_reported() {
-    let mut c = Composite::new(CompositeConfig { max_replicas: 6, ..CompositeConfig::default() }).unwrap();
+    let mut c = Composite::new(CompositeConfig {
+        max_replicas: 6,
+        ..CompositeConfig::default()
+    })
+    .unwrap();
     let d = c.decide(&obs(5, 100.0, 100.0, 100.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 6);
     assert!(d.has(Reason::TooManyReplicas));

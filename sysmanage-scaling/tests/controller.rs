@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sysmanage_core::{ManualClock, Timestamp};
 use sysmanage_scaling::{
-    Action, AutoScaler, Controller, DecisionStats, Hpa, HpaSpec, InMemoryMetrics, InMemoryTarget, MetricSpec,
-    MetricValue, Observation, Reason, Scaler, ScalerConfig, ScalingError, Trend,
+    Action, AutoScaler, Controller, DecisionStats, Hpa, HpaSpec, InMemoryMetrics, InMemoryTarget,
+    MetricSpec, MetricValue, Observation, Reason, Scaler, ScalerConfig, ScalingError, Trend,
 };
 use tokio::sync::watch;
 
@@ -41,8 +41,14 @@ async fn loop_reads_decides_actuates_and_stops_on_signal() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_eq!(target.current(), 4, "at target: no change");
     tx.send(true).unwrap();
-    let ctl = tokio::time::timeout(Duration::from_secs(1), handle).await.unwrap().unwrap();
-    let snap = ctl.stats().snapshot(Timestamp::from_secs(1_700_000_100), Duration::from_secs(3600));
+    let ctl = tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    let snap = ctl.stats().snapshot(
+        Timestamp::from_secs(1_700_000_100),
+        Duration::from_secs(3600),
+    );
     assert_eq!((snap.scale_up, snap.no_action), (1, 1));
     assert_eq!(ctl.last_decision().unwrap().action, Action::None);
 }
@@ -61,8 +67,16 @@ async fn dropping_the_sender_stops_the_loop() {
     let handle = tokio::spawn(ctl.run(rx));
     tokio::time::sleep(Duration::from_secs(40)).await;
     drop(tx);
-    let ctl = tokio::time::timeout(Duration::from_secs(1), handle).await.unwrap().unwrap();
-    assert_eq!(ctl.stats().snapshot(Timestamp::EPOCH, Duration::from_secs(60)).total, 3);
+    let ctl = tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ctl.stats()
+            .snapshot(Timestamp::EPOCH, Duration::from_secs(60))
+            .total,
+        3
+    );
 }
 
 #[tokio::test]
@@ -72,10 +86,26 @@ async fn failed_actuation_is_not_recorded_and_metric_failures_reach_the_scaler()
     let metrics = Arc::new(InMemoryMetrics::new(cpu(100.0)));
     let target = Arc::new(InMemoryTarget::new(2));
     let clock = ManualClock::new(Timestamp::from_secs(1_000));
-    let mut ctl = Controller::new(scaler, metrics.clone(), target.clone(), Arc::new(clock.clone()), Duration::from_secs(15)).unwrap();
+    let mut ctl = Controller::new(
+        scaler,
+        metrics.clone(),
+        target.clone(),
+        Arc::new(clock.clone()),
+        Duration::from_secs(15),
+    )
+    .unwrap();
     target.fail_next(1);
-    assert!(matches!(ctl.tick().await, Err(ScalingError::Backend { backend: "scale target", .. })));
-    assert!(ctl.scaler().state().hpa.scale_up_events.is_empty(), "no confirmed actuation, no event");
+    assert!(matches!(
+        ctl.tick().await,
+        Err(ScalingError::Backend {
+            backend: "scale target",
+            ..
+        })
+    ));
+    assert!(
+        ctl.scaler().state().hpa.scale_up_events.is_empty(),
+        "no confirmed actuation, no event"
+    );
     let d = ctl.tick().await.unwrap();
     assert_eq!(d.desired_replicas, 4);
     assert_eq!(ctl.scaler().state().hpa.scale_up_events.len(), 1);
@@ -86,7 +116,16 @@ async fn failed_actuation_is_not_recorded_and_metric_failures_reach_the_scaler()
     let d = ctl.tick().await.unwrap();
     assert!(d.has(Reason::FallbackReplicas));
     assert_eq!(target.current(), 6);
-    assert!(Controller::new(Hpa::new(spec()).unwrap(), metrics, target, Arc::new(clock), Duration::ZERO).is_err());
+    assert!(
+        Controller::new(
+            Hpa::new(spec()).unwrap(),
+            metrics,
+            target,
+            Arc::new(clock),
+            Duration::ZERO
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -98,12 +137,20 @@ fn stats_trends() {
             s.record(Timestamp::from_secs(i as i64), *a);
             big.record(Timestamp::from_secs(i as i64), *a);
         }
-        assert!(s.snapshot(Timestamp::from_secs(100), Duration::from_secs(3600)).total <= 3, "bounded");
+        assert!(
+            s.snapshot(Timestamp::from_secs(100), Duration::from_secs(3600))
+                .total
+                <= 3,
+            "bounded"
+        );
         big.snapshot(Timestamp::from_secs(100), Duration::from_secs(3600))
     };
     use Action::*;
     assert_eq!(run(&[ScaleUp, None]).trend, Trend::InsufficientData);
-    assert_eq!(run(&[ScaleDown, ScaleDown, None, ScaleDown, None]).trend, Trend::ScalingDown);
+    assert_eq!(
+        run(&[ScaleDown, ScaleDown, None, ScaleDown, None]).trend,
+        Trend::ScalingDown
+    );
     assert_eq!(run(&[None, None, ScaleUp, None, None]).trend, Trend::Stable);
     let s = run(&[ScaleUp, ScaleDown, ScaleUp, ScaleDown, None]);
     assert_eq!(s.trend, Trend::Oscillating);

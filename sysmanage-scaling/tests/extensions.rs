@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use sysmanage_core::{Forecast, LoadForecast, Timestamp};
 use sysmanage_scaling::{
-    AutoScaler, Behavior, Guards, Hpa, HpaSpec, HpaState, MetricSpec, MetricValue, Observation, PredictiveConfig,
-    Reason, Scaler, ScalerConfig, ScalerState, ScalingError, ScalingPolicy, ScalingRules,
+    AutoScaler, Behavior, Guards, Hpa, HpaSpec, HpaState, MetricSpec, MetricValue, Observation,
+    PredictiveConfig, Reason, Scaler, ScalerConfig, ScalerState, ScalingError, ScalingPolicy,
+    ScalingRules,
 };
 
 const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
@@ -24,7 +25,12 @@ struct Fixed {
 }
 
 impl LoadForecast for Fixed {
-    fn forecast(&self, _m: &str, now: Timestamp, horizon: Duration) -> sysmanage_core::Result<Forecast> {
+    fn forecast(
+        &self,
+        _m: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> sysmanage_core::Result<Forecast> {
         if self.fail {
             return Err(sysmanage_core::Error::InsufficientData {
                 what: "test",
@@ -63,7 +69,11 @@ fn predictive(value: f64, error: Option<f64>, tweak: impl FnOnce(&mut Predictive
         error,
         fail: false,
     });
-    Scaler::new(ScalerConfig::new("predictive", cpu_hpa()).predictive(p), Some(f)).unwrap()
+    Scaler::new(
+        ScalerConfig::new("predictive", cpu_hpa()).predictive(p),
+        Some(f),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -76,7 +86,11 @@ fn forecast_scales_out_ahead_of_load() {
     let f = d.forecast.unwrap();
     assert!(f.applied);
     assert_eq!((f.replicas, f.recent_error), (17, Some(0.1)));
-    assert!(d.proposals.iter().any(|p| p.metric == "forecast:rps" && p.replicas == Some(17)));
+    assert!(
+        d.proposals
+            .iter()
+            .any(|p| p.metric == "forecast:rps" && p.replicas == Some(17))
+    );
 }
 
 #[test]
@@ -126,7 +140,11 @@ fn failing_forecaster_does_not_block_the_decision() {
         error: Some(0.0),
         fail: true,
     });
-    let cfg = ScalerConfig::new("p", cpu_hpa()).predictive(PredictiveConfig::new("rps", 60.0, Duration::from_secs(60)));
+    let cfg = ScalerConfig::new("p", cpu_hpa()).predictive(PredictiveConfig::new(
+        "rps",
+        60.0,
+        Duration::from_secs(60),
+    ));
     let mut s = Scaler::new(cfg, Some(f)).unwrap();
     let d = s.decide(&cpu(4, 120.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 8);
@@ -178,7 +196,9 @@ fn guards_block_scale_down() {
     let d = s.decide(&cpu(8, 20.0).error_rate(0.1), T0).unwrap();
     assert_eq!(d.desired_replicas, 8);
     assert!(d.has(Reason::ErrorRateGuard));
-    let d = s.decide(&cpu(8, 20.0).latency_p95_ms(100.0).error_rate(0.0), T0).unwrap();
+    let d = s
+        .decide(&cpu(8, 20.0).latency_p95_ms(100.0).error_rate(0.0), T0)
+        .unwrap();
     assert_eq!(d.desired_replicas, 3, "no guard, scale down");
 }
 
@@ -193,11 +213,22 @@ fn guards_never_drive_scaling_alone_but_add_a_step_to_a_scale_up() {
     let d = s.decide(&cpu(4, 120.0).latency_p95_ms(900.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 9);
     let mut plain = guarded(false);
-    assert_eq!(plain.decide(&cpu(4, 120.0).latency_p95_ms(900.0), T0).unwrap().desired_replicas, 8);
+    assert_eq!(
+        plain
+            .decide(&cpu(4, 120.0).latency_p95_ms(900.0), T0)
+            .unwrap()
+            .desired_replicas,
+        8
+    );
 }
 
 fn keda() -> Scaler {
-    let hpa = HpaSpec::new(1, 20, vec![MetricSpec::external_average_value("queue", 10.0)]).with_behavior(fast());
+    let hpa = HpaSpec::new(
+        1,
+        20,
+        vec![MetricSpec::external_average_value("queue", 10.0)],
+    )
+    .with_behavior(fast());
     let cfg = ScalerConfig::new("keda", hpa)
         .activation("queue", 0.0, Duration::from_secs(300))
         .fallback(3, 5);
@@ -225,7 +256,10 @@ fn activation_scales_from_and_to_zero_with_cooldown() {
     assert!(d.desired_replicas >= 1);
     // cooldown elapsed since the last activity (t = 30)
     let d = s.decide(&queue(1, 0.0), at(330)).unwrap();
-    assert_eq!((d.desired_replicas, d.reasons[0]), (0, Reason::ScaledToZero));
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (0, Reason::ScaledToZero)
+    );
 }
 
 #[test]
@@ -265,21 +299,34 @@ fn state_survives_a_restart() {
     let mut s = Scaler::new(cfg.clone(), None).unwrap();
     s.record_actuation(4, 8, at(0));
     s.record_actuation(8, 4, at(10));
-    let st: ScalerState = serde_json::from_str(&serde_json::to_string(&s.state()).unwrap()).unwrap();
+    let st: ScalerState =
+        serde_json::from_str(&serde_json::to_string(&s.state()).unwrap()).unwrap();
     let mut s2 = Scaler::with_state(cfg, None, st).unwrap();
-    assert!(s2.decide(&cpu(4, 10.0), at(20)).unwrap().has(Reason::FlapBudgetExhausted));
+    assert!(
+        s2.decide(&cpu(4, 10.0), at(20))
+            .unwrap()
+            .has(Reason::FlapBudgetExhausted)
+    );
 }
 
 #[test]
 fn default_behavior_matches_kubernetes() {
     // behavior: {} → scale up by max(4 pods, 100 %) per 15 s, scale down after 300 s
-    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 50)]).with_behavior(Behavior::default());
+    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 50)])
+        .with_behavior(Behavior::default());
     let mut h = Hpa::new(spec).unwrap();
     let d = h.decide(&cpu(2, 500.0), at(0)).unwrap();
-    assert_eq!((d.desired_replicas, d.reasons[1]), (6, Reason::ScaleUpLimit), "2 + 4 pods beats 2 × 100 %");
+    assert_eq!(
+        (d.desired_replicas, d.reasons[1]),
+        (6, Reason::ScaleUpLimit),
+        "2 + 4 pods beats 2 × 100 %"
+    );
     h.record_actuation(2, 6, at(0));
     let d = h.decide(&cpu(6, 500.0), at(10)).unwrap();
-    assert_eq!(d.desired_replicas, 6, "15 s period not over: the budget is spent");
+    assert_eq!(
+        d.desired_replicas, 6,
+        "15 s period not over: the budget is spent"
+    );
     let d = h.decide(&cpu(6, 500.0), at(16)).unwrap();
     assert_eq!(d.desired_replicas, 12, "6 + 100 %");
     let d = h.decide(&cpu(12, 5.0), at(20)).unwrap();
@@ -290,39 +337,163 @@ fn default_behavior_matches_kubernetes() {
 #[test]
 fn bad_input_is_a_typed_error() {
     let mut h = Hpa::new(cpu_hpa()).unwrap();
-    assert!(matches!(h.decide(&cpu(4, f64::NAN), T0), Err(ScalingError::NonFinite { .. })));
-    assert!(matches!(h.decide(&cpu(4, -1.0), T0), Err(ScalingError::Negative { .. })));
-    assert!(matches!(h.decide(&cpu(4, 50.0).latency_p95_ms(f64::INFINITY), T0), Err(ScalingError::NonFinite { .. })));
-    let e = h.decide(&Observation::new(4).reading("cpu", MetricValue::Total(3.0)), T0).unwrap_err();
+    assert!(matches!(
+        h.decide(&cpu(4, f64::NAN), T0),
+        Err(ScalingError::NonFinite { .. })
+    ));
+    assert!(matches!(
+        h.decide(&cpu(4, -1.0), T0),
+        Err(ScalingError::Negative { .. })
+    ));
+    assert!(matches!(
+        h.decide(&cpu(4, 50.0).latency_p95_ms(f64::INFINITY), T0),
+        Err(ScalingError::NonFinite { .. })
+    ));
+    let e = h
+        .decide(
+            &Observation::new(4).reading("cpu", MetricValue::Total(3.0)),
+            T0,
+        )
+        .unwrap_err();
     assert!(matches!(e, ScalingError::MismatchedReading { .. }), "{e}");
 
     let m = || vec![MetricSpec::resource_utilization("cpu", 50)];
     let bad = |spec: HpaSpec| spec.validate().unwrap_err();
-    assert!(matches!(bad(HpaSpec::new(5, 3, m())), ScalingError::MinAboveMax { min: 5, max: 3 }));
-    assert!(bad(HpaSpec::new(1, 0, m())).to_string().contains("maxReplicas"));
-    assert!(bad(HpaSpec::new(0, 3, m())).to_string().contains("minReplicas"));
-    assert!(bad(HpaSpec::new(1, 3, vec![])).to_string().contains("metrics"));
-    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::resource_utilization("cpu", 0)])).to_string().contains("averageUtilization"));
-    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::pods_average_value("qps", 0.0)])).to_string().contains("greater than zero"));
-    assert!(matches!(bad(HpaSpec::new(1, 3, vec![MetricSpec::object_value("q", f64::NAN)])), ScalingError::NonFinite { .. }));
-    assert!(matches!(bad(HpaSpec::new(1, 3, [m(), m()].concat())), ScalingError::DuplicateMetric(_)));
-    assert!(bad(HpaSpec::new(1, 3, vec![MetricSpec::new("x", sysmanage_scaling::MetricSource::Pods, sysmanage_scaling::MetricTarget::Value(1.0))])).to_string().contains("cannot have"));
-    assert!(bad(HpaSpec::new(1, 3, m()).with_tolerance(f64::NAN)).to_string().contains("tolerance"));
-    let with = |up: ScalingRules| HpaSpec::new(1, 3, m()).with_behavior(Behavior { scale_up: Some(up), scale_down: None });
-    let e = bad(with(ScalingRules::new(3601, vec![ScalingPolicy::pods(1, 15)])));
-    assert_eq!(e.to_string(), "invalid behavior.scaleUp.stabilizationWindowSeconds: must be less than or equal to 3600, got 3601");
-    assert!(with(ScalingRules::new(3600, vec![ScalingPolicy::pods(1, 1800)])).validate().is_ok());
-    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 1801)]))).to_string().contains("periodSeconds"));
-    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 0)]))).to_string().contains("periodSeconds"));
-    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::percent(0, 15)]))).to_string().contains("value"));
-    assert!(bad(with(ScalingRules::new(0, vec![]))).to_string().contains("at least one Policy"));
-    assert!(bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 15)]).tolerance(-0.1))).to_string().contains("tolerance"));
+    assert!(matches!(
+        bad(HpaSpec::new(5, 3, m())),
+        ScalingError::MinAboveMax { min: 5, max: 3 }
+    ));
+    assert!(
+        bad(HpaSpec::new(1, 0, m()))
+            .to_string()
+            .contains("maxReplicas")
+    );
+    assert!(
+        bad(HpaSpec::new(0, 3, m()))
+            .to_string()
+            .contains("minReplicas")
+    );
+    assert!(
+        bad(HpaSpec::new(1, 3, vec![]))
+            .to_string()
+            .contains("metrics")
+    );
+    assert!(
+        bad(HpaSpec::new(
+            1,
+            3,
+            vec![MetricSpec::resource_utilization("cpu", 0)]
+        ))
+        .to_string()
+        .contains("averageUtilization")
+    );
+    assert!(
+        bad(HpaSpec::new(
+            1,
+            3,
+            vec![MetricSpec::pods_average_value("qps", 0.0)]
+        ))
+        .to_string()
+        .contains("greater than zero")
+    );
+    assert!(matches!(
+        bad(HpaSpec::new(
+            1,
+            3,
+            vec![MetricSpec::object_value("q", f64::NAN)]
+        )),
+        ScalingError::NonFinite { .. }
+    ));
+    assert!(matches!(
+        bad(HpaSpec::new(1, 3, [m(), m()].concat())),
+        ScalingError::DuplicateMetric(_)
+    ));
+    assert!(
+        bad(HpaSpec::new(
+            1,
+            3,
+            vec![MetricSpec::new(
+                "x",
+                sysmanage_scaling::MetricSource::Pods,
+                sysmanage_scaling::MetricTarget::Value(1.0)
+            )]
+        ))
+        .to_string()
+        .contains("cannot have")
+    );
+    assert!(
+        bad(HpaSpec::new(1, 3, m()).with_tolerance(f64::NAN))
+            .to_string()
+            .contains("tolerance")
+    );
+    let with = |up: ScalingRules| {
+        HpaSpec::new(1, 3, m()).with_behavior(Behavior {
+            scale_up: Some(up),
+            scale_down: None,
+        })
+    };
+    let e = bad(with(ScalingRules::new(
+        3601,
+        vec![ScalingPolicy::pods(1, 15)],
+    )));
+    assert_eq!(
+        e.to_string(),
+        "invalid behavior.scaleUp.stabilizationWindowSeconds: must be less than or equal to 3600, got 3601"
+    );
+    assert!(
+        with(ScalingRules::new(3600, vec![ScalingPolicy::pods(1, 1800)]))
+            .validate()
+            .is_ok()
+    );
+    assert!(
+        bad(with(ScalingRules::new(
+            0,
+            vec![ScalingPolicy::pods(1, 1801)]
+        )))
+        .to_string()
+        .contains("periodSeconds")
+    );
+    assert!(
+        bad(with(ScalingRules::new(0, vec![ScalingPolicy::pods(1, 0)])))
+            .to_string()
+            .contains("periodSeconds")
+    );
+    assert!(
+        bad(with(ScalingRules::new(
+            0,
+            vec![ScalingPolicy::percent(0, 15)]
+        )))
+        .to_string()
+        .contains("value")
+    );
+    assert!(
+        bad(with(ScalingRules::new(0, vec![])))
+            .to_string()
+            .contains("at least one Policy")
+    );
+    assert!(
+        bad(with(
+            ScalingRules::new(0, vec![ScalingPolicy::pods(1, 15)]).tolerance(-0.1)
+        ))
+        .to_string()
+        .contains("tolerance")
+    );
 
-    let cfg = ScalerConfig::new("x", cpu_hpa()).predictive(PredictiveConfig::new("rps", 0.0, Duration::from_secs(60)));
+    let cfg = ScalerConfig::new("x", cpu_hpa()).predictive(PredictiveConfig::new(
+        "rps",
+        0.0,
+        Duration::from_secs(60),
+    ));
     assert!(Scaler::new(cfg, None).is_err());
     assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).fallback(0, 2), None).is_err());
     assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).fallback(1, 51), None).is_err());
-    assert!(Scaler::new(ScalerConfig::new("x", cpu_hpa()).flap_budget(1, Duration::ZERO), None).is_err());
+    assert!(
+        Scaler::new(
+            ScalerConfig::new("x", cpu_hpa()).flap_budget(1, Duration::ZERO),
+            None
+        )
+        .is_err()
+    );
 }
 
 #[test]
@@ -331,16 +502,26 @@ fn per_direction_tolerance() {
         tolerance: Some(t),
         ..ScalingRules::default()
     };
-    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 100)]).with_behavior(Behavior {
-        scale_up: Some(rules(0.05)),
-        scale_down: Some(ScalingRules { stabilization_window_seconds: Some(0), ..rules(0.3) }),
-    });
+    let spec = HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 100)])
+        .with_behavior(Behavior {
+            scale_up: Some(rules(0.05)),
+            scale_down: Some(ScalingRules {
+                stabilization_window_seconds: Some(0),
+                ..rules(0.3)
+            }),
+        });
     let mut h = Hpa::new(spec).unwrap();
     // 108 % is outside a 5 % up-tolerance: 10 → ceil(10.8) = 11
     assert_eq!(h.decide(&cpu(10, 108.0), T0).unwrap().desired_replicas, 11);
     // 75 % is inside a 30 % down-tolerance: stay (tolerance is inclusive at 70 %)
-    assert_eq!(h.decide(&cpu(10, 75.0), at(1)).unwrap().desired_replicas, 10);
-    assert_eq!(h.decide(&cpu(10, 70.0), at(2)).unwrap().desired_replicas, 10);
+    assert_eq!(
+        h.decide(&cpu(10, 75.0), at(1)).unwrap().desired_replicas,
+        10
+    );
+    assert_eq!(
+        h.decide(&cpu(10, 70.0), at(2)).unwrap().desired_replicas,
+        10
+    );
     assert_eq!(h.decide(&cpu(10, 69.0), at(3)).unwrap().desired_replicas, 7);
 }
 

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use sysmanage_core::Timestamp;
 use sysmanage_scaling::kube::{
-    self, RateArgs, Reason, Recommendation, ScaleEvent, convert_with_behavior_rate, convert_with_rules,
-    scale_down_limit, scale_up_limit, stabilize, stabilize_with_behaviors, store_scale_event,
+    self, RateArgs, Reason, Recommendation, ScaleEvent, convert_with_behavior_rate,
+    convert_with_rules, scale_down_limit, scale_up_limit, stabilize, stabilize_with_behaviors,
+    store_scale_event,
 };
 use sysmanage_scaling::{
-    Behavior, Calculation, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, PodSample, PodStatus,
-    ReplicaCounts, ResolvedRules, ScalingError, ScalingPolicy, ScalingRules, SelectPolicy, Tolerances,
-    calc::calculate,
+    Behavior, Calculation, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, PodSample,
+    PodStatus, ReplicaCounts, ResolvedRules, ScalingError, ScalingPolicy, ScalingRules,
+    SelectPolicy, Tolerances, calc::calculate,
 };
 
 const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
@@ -130,21 +131,33 @@ fn test_replica_calc_scale_up_cm_unready_hot_cpu_scale_would_scale_down() {
 #[test]
 fn test_replica_calc_scale_up_cm_object() {
     // TestReplicaCalcScaleUpCMObject
-    let c = run(MetricSpec::object_value("qps", 15.0), MetricValue::Total(20.0), counts(3, 3));
+    let c = run(
+        MetricSpec::object_value("qps", 15.0),
+        MetricValue::Total(20.0),
+        counts(3, 3),
+    );
     assert_eq!((c.replicas, c.current), (4, 20.0));
 }
 
 #[test]
 fn test_replica_calc_scale_up_cm_per_pod_object() {
     // TestReplicaCalcScaleUpCMPerPodObject
-    let c = run(MetricSpec::object_average_value("qps", 5.0), MetricValue::Total(20.0), counts(3, 3));
+    let c = run(
+        MetricSpec::object_average_value("qps", 5.0),
+        MetricValue::Total(20.0),
+        counts(3, 3),
+    );
     assert_eq!((c.replicas, c.current), (4, 6.667));
 }
 
 #[test]
 fn test_replica_calc_scale_up_cm_object_ignores_unready_pods() {
     // TestReplicaCalcScaleUpCMObjectIgnoresUnreadyPods: one ready pod of three
-    let c = run(MetricSpec::object_value("qps", 10.0), MetricValue::Total(50.0), counts(3, 1));
+    let c = run(
+        MetricSpec::object_value("qps", 10.0),
+        MetricValue::Total(50.0),
+        counts(3, 1),
+    );
     assert_eq!(c.replicas, 5);
 }
 
@@ -158,14 +171,22 @@ fn test_replica_calc_scale_up_cm_external() {
 #[test]
 fn test_replica_calc_scale_up_cm_external_ignores_unready_pods() {
     // TestReplicaCalcScaleUpCMExternalIgnoresUnreadyPods
-    let c = run(MetricSpec::external_value("qps", 4.4), MetricValue::Total(8.6), counts(3, 1));
+    let c = run(
+        MetricSpec::external_value("qps", 4.4),
+        MetricValue::Total(8.6),
+        counts(3, 1),
+    );
     assert_eq!(c.replicas, 2);
 }
 
 #[test]
 fn test_replica_calc_scale_up_per_pod_cm_external() {
     // TestReplicaCalcScaleUpPerPodCMExternal
-    let c = run(MetricSpec::external_average_value("qps", 2.15), MetricValue::Total(8.6), counts(3, 3));
+    let c = run(
+        MetricSpec::external_average_value("qps", 2.15),
+        MetricValue::Total(8.6),
+        counts(3, 3),
+    );
     assert_eq!((c.replicas, c.current), (4, 2.867));
 }
 
@@ -186,35 +207,56 @@ fn test_replica_calc_scale_down_cm() {
 #[test]
 fn test_replica_calc_scale_down_per_pod_cm_object() {
     // TestReplicaCalcScaleDownPerPodCMObject
-    let c = run(MetricSpec::object_average_value("qps", 2.0), MetricValue::Total(6.0), counts(5, 5));
+    let c = run(
+        MetricSpec::object_average_value("qps", 2.0),
+        MetricValue::Total(6.0),
+        counts(5, 5),
+    );
     assert_eq!((c.replicas, c.current), (3, 1.2));
 }
 
 #[test]
 fn test_replica_calc_scale_down_cm_object() {
     // TestReplicaCalcScaleDownCMObject
-    let c = run(MetricSpec::object_value("qps", 20.0), MetricValue::Total(12.0), counts(5, 5));
+    let c = run(
+        MetricSpec::object_value("qps", 20.0),
+        MetricValue::Total(12.0),
+        counts(5, 5),
+    );
     assert_eq!(c.replicas, 3);
 }
 
 #[test]
 fn test_replica_calc_scale_down_cm_external() {
     // TestReplicaCalcScaleDownCMExternal
-    let c = run(MetricSpec::external_value("qps", 14.334), MetricValue::Total(8.6), counts(5, 5));
+    let c = run(
+        MetricSpec::external_value("qps", 14.334),
+        MetricValue::Total(8.6),
+        counts(5, 5),
+    );
     assert_eq!(c.replicas, 3);
 }
 
 #[test]
 fn test_replica_calc_scale_down_per_pod_cm_external() {
     // TestReplicaCalcScaleDownPerPodCMExternal
-    let c = run(MetricSpec::external_average_value("qps", 2.867), MetricValue::Total(8.6), counts(5, 5));
+    let c = run(
+        MetricSpec::external_average_value("qps", 2.867),
+        MetricValue::Total(8.6),
+        counts(5, 5),
+    );
     assert_eq!((c.replicas, c.current), (3, 1.72));
 }
 
 #[test]
 fn test_replica_calc_scale_down_include_unready_pods() {
     // TestReplicaCalcScaleDownIncludeUnreadyPods and TestReplicaCalcScaleDownIgnoreHotCpuPods
-    let c = cpu_case(5, &[0.1, 0.3, 0.5, 0.25, 0.25], &[Ready, Ready, Ready, Unready, Unready], 50);
+    let c = cpu_case(
+        5,
+        &[0.1, 0.3, 0.5, 0.25, 0.25],
+        &[Ready, Ready, Ready, Unready, Unready],
+        50,
+    );
     assert_eq!((c.replicas, c.current), (2, 30.0));
 }
 
@@ -240,21 +282,33 @@ fn test_replica_calc_scale_down_ignores_failed_pods() {
 #[test]
 fn test_replica_calc_tolerance_per_pod_cm_object() {
     // TestReplicaCalcTolerancePerPodCMObject
-    let c = run(MetricSpec::object_average_value("qps", 5.0), MetricValue::Total(20.166), counts(4, 4));
+    let c = run(
+        MetricSpec::object_average_value("qps", 5.0),
+        MetricValue::Total(20.166),
+        counts(4, 4),
+    );
     assert_eq!((c.replicas, c.current), (4, 5.042));
 }
 
 #[test]
 fn test_replica_calc_tolerance_cm_external() {
     // TestReplicaCalcToleranceCMExternal
-    let c = run(MetricSpec::external_value("qps", 8.888), MetricValue::Total(8.6), counts(3, 3));
+    let c = run(
+        MetricSpec::external_value("qps", 8.888),
+        MetricValue::Total(8.6),
+        counts(3, 3),
+    );
     assert_eq!(c.replicas, 3);
 }
 
 #[test]
 fn test_replica_calc_tolerance_per_pod_cm_external() {
     // TestReplicaCalcTolerancePerPodCMExternal
-    let c = run(MetricSpec::external_average_value("qps", 2.9), MetricValue::Total(8.6), counts(3, 3));
+    let c = run(
+        MetricSpec::external_average_value("qps", 2.9),
+        MetricValue::Total(8.6),
+        counts(3, 3),
+    );
     assert_eq!((c.replicas, c.current), (3, 2.867));
 }
 
@@ -371,7 +425,13 @@ fn test_replica_calc_computed_tolerance_alg_implementation() {
 
 // ---------------------------------------------------------------- horizontal_test.go
 
-fn rules(pods: u32, pods_period: u32, percent: u32, percent_period: u32, window: u32) -> ScalingRules {
+fn rules(
+    pods: u32,
+    pods_period: u32,
+    percent: u32,
+    percent_period: u32,
+    window: u32,
+) -> ScalingRules {
     // generateScalingRules
     let mut policies = Vec::new();
     if pods != 0 {
@@ -384,7 +444,11 @@ fn rules(pods: u32, pods_period: u32, percent: u32, percent_period: u32, window:
         stabilization_window_seconds: Some(window),
         select_policy: Some(SelectPolicy::Max),
         // Go leaves Policies nil when both are zero, and GenerateHPA*Rules then fills the default.
-        policies: if policies.is_empty() { None } else { Some(policies) },
+        policies: if policies.is_empty() {
+            None
+        } else {
+            Some(policies)
+        },
         tolerance: None,
     }
 }
@@ -427,6 +491,7 @@ struct RulesCase {
     condition: Reason,
 }
 
+#[allow(clippy::too_many_arguments)] // mirrors the Go table's columns
 fn rc(
     name: &'static str,
     min: u32,
@@ -539,10 +604,20 @@ fn test_convert_desired_replicas_with_rules() {
         (3, 1, 2, 8, 2, TooFewReplicas),
         (1, 0, 0, 10, 0, DesiredWithinRange),
         (20, 1000, 1, 10, 10, TooManyReplicas),
-        (3, 1000, 1, 2000, kube::legacy_scale_up_limit(3), ScaleUpLimit),
+        (
+            3,
+            1000,
+            1,
+            2000,
+            kube::legacy_scale_up_limit(3),
+            ScaleUpLimit,
+        ),
     ];
     for (current, desired, min, max, expected, cond) in cases {
-        assert_eq!(convert_with_rules(current, desired, min, max), (expected, cond));
+        assert_eq!(
+            convert_with_rules(current, desired, min, max),
+            (expected, cond)
+        );
     }
     assert_eq!(kube::legacy_scale_up_limit(3), 6);
     assert_eq!(kube::legacy_scale_up_limit(1), 4);
@@ -588,8 +663,20 @@ fn test_normalize_desired_replicas() {
         ("empty log", recs(&[]), 5, 5, 1),
         ("stabilize", recs(&[(4, 2), (5, 1)]), 3, 5, 3),
         ("no stabilize", recs(&[(1, 2), (2, 1)]), 3, 3, 3),
-        ("no stabilize - old recommendations", recs(&[(10, 10), (9, 9)]), 3, 3, 2),
-        ("stabilize - old recommendations", recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]), 3, 5, 4),
+        (
+            "no stabilize - old recommendations",
+            recs(&[(10, 10), (9, 9)]),
+            3,
+            3,
+            2,
+        ),
+        (
+            "stabilize - old recommendations",
+            recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]),
+            3,
+            5,
+            4,
+        ),
     ];
     for (name, mut log, desired, expected, len) in cases {
         let got = stabilize(&mut log, desired, Duration::from_secs(300), NOW);
@@ -612,20 +699,120 @@ fn test_normalize_desired_replicas_with_behavior() {
         down: u32,
     }
     let cases = vec![
-        C { name: "empty recommendations for scaling down", recs: recs(&[]), current: 100, desired: 5, expected: 5, stored: Some(vec![5]), up: 0, down: 0 },
-        C { name: "simple scale down stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 100, desired: 3, expected: 5, stored: Some(vec![4, 5, 3]), up: 0, down: 180 },
-        C { name: "simple scale up stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 1, desired: 7, expected: 4, stored: Some(vec![4, 5, 7]), up: 300, down: 0 },
-        C { name: "no scale down stabilization", recs: recs(&[(1, 2), (2, 1)]), current: 100, desired: 3, expected: 3, stored: Some(vec![1, 2, 3]), up: 300, down: 0 },
-        C { name: "no scale up stabilization", recs: recs(&[(4, 2), (5, 1)]), current: 1, desired: 3, expected: 3, stored: Some(vec![4, 5, 3]), up: 0, down: 300 },
-        C { name: "no scale down stabilization, reuse recommendation element", recs: recs(&[(10, 10), (9, 9)]), current: 100, desired: 3, expected: 3, stored: Some(vec![10, 3]), up: 0, down: 0 },
-        C { name: "no scale up stabilization, reuse recommendation element", recs: recs(&[(10, 10), (9, 9)]), current: 1, desired: 100, expected: 100, stored: Some(vec![10, 100]), up: 0, down: 0 },
-        C { name: "scale down stabilization, reuse one of obsolete recommendation element", recs: recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]), current: 100, desired: 3, expected: 5, stored: Some(vec![10, 4, 5, 3]), up: 0, down: 180 },
-        C { name: "scale up stabilization, reuse one of obsolete recommendation element", recs: recs(&[(10, 100), (6, 1), (5, 2), (9, 3)]), current: 1, desired: 100, expected: 5, stored: Some(vec![100, 6, 5, 9]), up: 300, down: 0 },
-        C { name: "scale up and down stabilization, do not scale up when prenormalized rec goes down", recs: recs(&[(2, 100), (3, 3)]), current: 2, desired: 1, expected: 2, stored: None, up: 300, down: 300 },
-        C { name: "scale up and down stabilization, do not scale down when prenormalized rec goes up", recs: recs(&[(2, 100), (1, 3)]), current: 2, desired: 3, expected: 2, stored: None, up: 300, down: 300 },
+        C {
+            name: "empty recommendations for scaling down",
+            recs: recs(&[]),
+            current: 100,
+            desired: 5,
+            expected: 5,
+            stored: Some(vec![5]),
+            up: 0,
+            down: 0,
+        },
+        C {
+            name: "simple scale down stabilization",
+            recs: recs(&[(4, 2), (5, 1)]),
+            current: 100,
+            desired: 3,
+            expected: 5,
+            stored: Some(vec![4, 5, 3]),
+            up: 0,
+            down: 180,
+        },
+        C {
+            name: "simple scale up stabilization",
+            recs: recs(&[(4, 2), (5, 1)]),
+            current: 1,
+            desired: 7,
+            expected: 4,
+            stored: Some(vec![4, 5, 7]),
+            up: 300,
+            down: 0,
+        },
+        C {
+            name: "no scale down stabilization",
+            recs: recs(&[(1, 2), (2, 1)]),
+            current: 100,
+            desired: 3,
+            expected: 3,
+            stored: Some(vec![1, 2, 3]),
+            up: 300,
+            down: 0,
+        },
+        C {
+            name: "no scale up stabilization",
+            recs: recs(&[(4, 2), (5, 1)]),
+            current: 1,
+            desired: 3,
+            expected: 3,
+            stored: Some(vec![4, 5, 3]),
+            up: 0,
+            down: 300,
+        },
+        C {
+            name: "no scale down stabilization, reuse recommendation element",
+            recs: recs(&[(10, 10), (9, 9)]),
+            current: 100,
+            desired: 3,
+            expected: 3,
+            stored: Some(vec![10, 3]),
+            up: 0,
+            down: 0,
+        },
+        C {
+            name: "no scale up stabilization, reuse recommendation element",
+            recs: recs(&[(10, 10), (9, 9)]),
+            current: 1,
+            desired: 100,
+            expected: 100,
+            stored: Some(vec![10, 100]),
+            up: 0,
+            down: 0,
+        },
+        C {
+            name: "scale down stabilization, reuse one of obsolete recommendation element",
+            recs: recs(&[(10, 10), (4, 1), (5, 2), (9, 9)]),
+            current: 100,
+            desired: 3,
+            expected: 5,
+            stored: Some(vec![10, 4, 5, 3]),
+            up: 0,
+            down: 180,
+        },
+        C {
+            name: "scale up stabilization, reuse one of obsolete recommendation element",
+            recs: recs(&[(10, 100), (6, 1), (5, 2), (9, 3)]),
+            current: 1,
+            desired: 100,
+            expected: 5,
+            stored: Some(vec![100, 6, 5, 9]),
+            up: 300,
+            down: 0,
+        },
+        C {
+            name: "scale up and down stabilization, do not scale up when prenormalized rec goes down",
+            recs: recs(&[(2, 100), (3, 3)]),
+            current: 2,
+            desired: 1,
+            expected: 2,
+            stored: None,
+            up: 300,
+            down: 300,
+        },
+        C {
+            name: "scale up and down stabilization, do not scale down when prenormalized rec goes up",
+            recs: recs(&[(2, 100), (1, 3)]),
+            current: 2,
+            desired: 3,
+            expected: 2,
+            stored: None,
+            up: 300,
+            down: 300,
+        },
     ];
     for mut c in cases {
-        let (got, _) = stabilize_with_behaviors(&mut c.recs, c.current, c.desired, c.up, c.down, NOW);
+        let (got, _) =
+            stabilize_with_behaviors(&mut c.recs, c.current, c.desired, c.up, c.down, NOW);
         assert_eq!(got, c.expected, "{}", c.name);
         if let Some(stored) = c.stored {
             let have: Vec<u32> = c.recs.iter().map(|r| r.replicas).collect();
@@ -645,18 +832,77 @@ fn test_store_scale_events() {
         }
     }
     // (name, prev, expected (change, outdated), rules, expected change in the last 60 s)
-    let cases: Vec<(&str, Vec<ScaleEvent>, Vec<(u32, bool)>, Option<ScalingRules>, i64)> = vec![
-        ("empty entries with default behavior", vec![], vec![], None, 0),
-        ("empty entries with two-policy-behavior", vec![], vec![(5, false)], Some(rules(10, 60, 100, 60, 0)), 0),
-        ("one outdated entry to be kept untouched without behavior", vec![ev(7, 61)], vec![(7, false)], None, 0),
-        ("one outdated entry to be replaced with behavior", vec![ev(7, 61)], vec![(5, false)], Some(rules(10, 60, 100, 60, 0)), 0),
-        ("one actual entry to be not touched with behavior", vec![ev(7, 58)], vec![(7, false), (5, false)], Some(rules(10, 60, 100, 60, 0)), 7),
-        ("two entries, one of them to be replaced", vec![ev(7, 61), ev(6, 59)], vec![(5, false), (6, false)], Some(rules(10, 60, 0, 0, 0)), 6),
-        ("replace one entry, use policies with different periods", vec![ev(8, 29), ev(6, 59), ev(7, 61), ev(9, 61)], vec![(8, false), (6, false), (7, true), (5, false)], Some(rules(10, 60, 100, 30, 0)), 14),
-        ("two entries, both actual", vec![ev(7, 58), ev(6, 59)], vec![(7, false), (6, false), (5, false)], Some(rules(10, 120, 100, 30, 0)), 13),
+    type Case = (
+        &'static str,
+        Vec<ScaleEvent>,
+        Vec<(u32, bool)>,
+        Option<ScalingRules>,
+        i64,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "empty entries with default behavior",
+            vec![],
+            vec![],
+            None,
+            0,
+        ),
+        (
+            "empty entries with two-policy-behavior",
+            vec![],
+            vec![(5, false)],
+            Some(rules(10, 60, 100, 60, 0)),
+            0,
+        ),
+        (
+            "one outdated entry to be kept untouched without behavior",
+            vec![ev(7, 61)],
+            vec![(7, false)],
+            None,
+            0,
+        ),
+        (
+            "one outdated entry to be replaced with behavior",
+            vec![ev(7, 61)],
+            vec![(5, false)],
+            Some(rules(10, 60, 100, 60, 0)),
+            0,
+        ),
+        (
+            "one actual entry to be not touched with behavior",
+            vec![ev(7, 58)],
+            vec![(7, false), (5, false)],
+            Some(rules(10, 60, 100, 60, 0)),
+            7,
+        ),
+        (
+            "two entries, one of them to be replaced",
+            vec![ev(7, 61), ev(6, 59)],
+            vec![(5, false), (6, false)],
+            Some(rules(10, 60, 0, 0, 0)),
+            6,
+        ),
+        (
+            "replace one entry, use policies with different periods",
+            vec![ev(8, 29), ev(6, 59), ev(7, 61), ev(9, 61)],
+            vec![(8, false), (6, false), (7, true), (5, false)],
+            Some(rules(10, 60, 100, 30, 0)),
+            14,
+        ),
+        (
+            "two entries, both actual",
+            vec![ev(7, 58), ev(6, 59)],
+            vec![(7, false), (6, false), (5, false)],
+            Some(rules(10, 120, 100, 30, 0)),
+            13,
+        ),
     ];
     for (name, prev, expected, r, change) in cases {
-        assert_eq!(kube::replicas_change_per_period(60, &prev, NOW), change, "{name}");
+        assert_eq!(
+            kube::replicas_change_per_period(60, &prev, NOW),
+            change,
+            "{name}"
+        );
         let mut events = prev.clone();
         // storeScaleEvent: nothing is stored without a behavior
         if let Some(r) = r {
@@ -680,7 +926,12 @@ fn cpu_obs(current: u32, levels: &[f64]) -> Observation {
 #[test]
 fn test_scale_up() {
     // TestScaleUp: min 2, max 6, 3 replicas, CPU target 30 %, levels 300/500/700 m
-    let mut hpa = Hpa::new(HpaSpec::new(2, 6, vec![MetricSpec::resource_utilization("cpu", 30)])).unwrap();
+    let mut hpa = Hpa::new(HpaSpec::new(
+        2,
+        6,
+        vec![MetricSpec::resource_utilization("cpu", 30)],
+    ))
+    .unwrap();
     let d = hpa.decide(&cpu_obs(3, &[0.3, 0.5, 0.7]), NOW).unwrap();
     assert_eq!(d.desired_replicas, 5);
 }
@@ -691,7 +942,10 @@ fn test_scale_up_one_metric_empty() {
     let spec = HpaSpec::new(
         2,
         6,
-        vec![MetricSpec::resource_utilization("cpu", 30), MetricSpec::external_value("qps", 0.1)],
+        vec![
+            MetricSpec::resource_utilization("cpu", 30),
+            MetricSpec::external_value("qps", 0.1),
+        ],
     );
     let mut hpa = Hpa::new(spec).unwrap();
     let obs = cpu_obs(3, &[0.3, 0.4, 0.5]).reading("qps", MetricValue::Unavailable("boom".into()));
@@ -708,10 +962,14 @@ fn scale_down_with_one_metric_failing_is_blocked() {
     let spec = HpaSpec::new(
         1,
         6,
-        vec![MetricSpec::resource_utilization("cpu", 50), MetricSpec::external_value("qps", 0.1)],
+        vec![
+            MetricSpec::resource_utilization("cpu", 50),
+            MetricSpec::external_value("qps", 0.1),
+        ],
     );
     let mut hpa = Hpa::new(spec).unwrap();
-    let obs = cpu_obs(5, &[0.1, 0.3, 0.5, 0.25, 0.25]).reading("qps", MetricValue::Unavailable("x".into()));
+    let obs = cpu_obs(5, &[0.1, 0.3, 0.5, 0.25, 0.25])
+        .reading("qps", MetricValue::Unavailable("x".into()));
     let d = hpa.decide(&obs, NOW).unwrap();
     assert_eq!(d.desired_replicas, 5);
     assert!(d.has(Reason::FailedGetMetrics));
@@ -721,11 +979,25 @@ fn scale_down_with_one_metric_failing_is_blocked() {
 fn zero_replicas_disables_scaling_and_out_of_range_counts_are_corrected() {
     // reconcileAutoscaler: spec.replicas == 0 && minReplicas != 0 → ScalingDisabled;
     // above max / below min → corrected without looking at metrics.
-    let mut hpa = Hpa::new(HpaSpec::new(2, 6, vec![MetricSpec::resource_utilization("cpu", 30)])).unwrap();
+    let mut hpa = Hpa::new(HpaSpec::new(
+        2,
+        6,
+        vec![MetricSpec::resource_utilization("cpu", 30)],
+    ))
+    .unwrap();
     let d = hpa.decide(&Observation::new(0), NOW).unwrap();
-    assert_eq!((d.desired_replicas, d.reasons[0]), (0, Reason::ScalingDisabled));
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (0, Reason::ScalingDisabled)
+    );
     let d = hpa.decide(&Observation::new(9), NOW).unwrap();
-    assert_eq!((d.desired_replicas, d.reasons[0]), (6, Reason::CurrentAboveMax));
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (6, Reason::CurrentAboveMax)
+    );
     let d = hpa.decide(&Observation::new(1), NOW).unwrap();
-    assert_eq!((d.desired_replicas, d.reasons[0]), (2, Reason::CurrentBelowMin));
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (2, Reason::CurrentBelowMin)
+    );
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use sysmanage_core::LoadForecast;
 use sysmanage_scaling::{
-    AutoScaler, Behavior, Decision, Hpa, HpaSpec, MetricSpec, Observation, PredictiveConfig, Scaler, ScalerConfig,
-    SeasonalNaive, ServiceModel, Trace, simulate,
+    AutoScaler, Behavior, Decision, Hpa, HpaSpec, MetricSpec, Observation, PredictiveConfig,
+    Scaler, ScalerConfig, SeasonalNaive, ServiceModel, Trace, simulate,
 };
 
 #[derive(Debug)]
@@ -15,28 +15,56 @@ impl AutoScaler for Fixed {
     fn name(&self) -> &str {
         "fixed"
     }
-    fn decide(&mut self, obs: &Observation, now: sysmanage_core::Timestamp) -> sysmanage_scaling::Result<Decision> {
-        let mut h = Hpa::new(HpaSpec::new(self.0, self.0, vec![MetricSpec::resource_utilization("cpu", 50)]))?;
+    fn decide(
+        &mut self,
+        obs: &Observation,
+        now: sysmanage_core::Timestamp,
+    ) -> sysmanage_scaling::Result<Decision> {
+        let mut h = Hpa::new(HpaSpec::new(
+            self.0,
+            self.0,
+            vec![MetricSpec::resource_utilization("cpu", 50)],
+        ))?;
         h.decide(obs, now)
     }
     fn record_actuation(&mut self, _: u32, _: u32, _: sysmanage_core::Timestamp) {}
 }
 
 fn hpa_spec() -> HpaSpec {
-    HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 60)]).with_behavior(Behavior::default())
+    HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default())
 }
 
 #[test]
 fn hpa_beats_a_fixed_fleet_on_slo_and_cost() {
-    let trace = Trace::shipped().unwrap().remove(0).truncated(Duration::from_secs(2 * 86_400));
+    let trace = Trace::shipped()
+        .unwrap()
+        .remove(0)
+        .truncated(Duration::from_secs(2 * 86_400));
     let model = ServiceModel::default();
     let small = simulate(&trace, &mut Fixed(4), &model, Duration::from_secs(15), None).unwrap();
-    let big = simulate(&trace, &mut Fixed(20), &model, Duration::from_secs(15), None).unwrap();
+    let big = simulate(
+        &trace,
+        &mut Fixed(20),
+        &model,
+        Duration::from_secs(15),
+        None,
+    )
+    .unwrap();
     let mut hpa = Hpa::new(hpa_spec()).unwrap();
     let auto = simulate(&trace, &mut hpa, &model, Duration::from_secs(15), None).unwrap();
-    assert!(small.slo_violation_minutes > 600.0, "4 replicas cannot serve the peaks: {small:?}");
-    assert!(auto.slo_violation_minutes < small.slo_violation_minutes / 5.0, "{auto:?}");
-    assert!(auto.replica_hours < big.replica_hours, "{auto:?} vs {big:?}");
+    assert!(
+        small.slo_violation_minutes > 600.0,
+        "4 replicas cannot serve the peaks: {small:?}"
+    );
+    assert!(
+        auto.slo_violation_minutes < small.slo_violation_minutes / 5.0,
+        "{auto:?}"
+    );
+    assert!(
+        auto.replica_hours < big.replica_hours,
+        "{auto:?} vs {big:?}"
+    );
     assert!(auto.scale_events > 10);
     assert_eq!(auto.decision_errors, 0);
     assert!((big.replica_hours - 20.0 * 48.0).abs() < 1.0);
@@ -44,25 +72,48 @@ fn hpa_beats_a_fixed_fleet_on_slo_and_cost() {
 
 #[test]
 fn predictive_reduces_violations_on_seasonal_demand() {
-    let trace = Trace::shipped().unwrap().remove(1).truncated(Duration::from_secs(14 * 86_400));
+    let trace = Trace::shipped()
+        .unwrap()
+        .remove(1)
+        .truncated(Duration::from_secs(14 * 86_400));
     let model = ServiceModel {
         startup: Duration::from_secs(600),
         ..ServiceModel::default()
     };
     // little headroom: a 75 % CPU target while latency breaks the SLO above 80 %
-    let tight = || HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 75)]).with_behavior(Behavior::default());
+    let tight = || {
+        HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 75)])
+            .with_behavior(Behavior::default())
+    };
     let mut hpa = Hpa::new(tight()).unwrap();
     let reactive = simulate(&trace, &mut hpa, &model, Duration::from_secs(60), None).unwrap();
 
-    let f = Arc::new(SeasonalNaive::new("rps", Duration::from_secs(60), Duration::from_secs(86_400)).unwrap());
+    let f = Arc::new(
+        SeasonalNaive::new("rps", Duration::from_secs(60), Duration::from_secs(86_400)).unwrap(),
+    );
     let p = PredictiveConfig {
         max_recent_error: 0.2,
         ..PredictiveConfig::new("rps", 75.0, Duration::from_secs(900))
     };
-    let mut pred = Scaler::new(ScalerConfig::new("predictive", tight()).predictive(p), Some(f.clone() as Arc<dyn LoadForecast>)).unwrap();
+    let mut pred = Scaler::new(
+        ScalerConfig::new("predictive", tight()).predictive(p),
+        Some(f.clone() as Arc<dyn LoadForecast>),
+    )
+    .unwrap();
     let mut feed = |at, v| f.observe(at, v);
-    let predictive = simulate(&trace, &mut pred, &model, Duration::from_secs(60), Some(&mut feed)).unwrap();
-    assert!(f.recent_error("rps").is_some_and(|e| e < 0.2), "{:?}", f.recent_error("rps"));
+    let predictive = simulate(
+        &trace,
+        &mut pred,
+        &model,
+        Duration::from_secs(60),
+        Some(&mut feed),
+    )
+    .unwrap();
+    assert!(
+        f.recent_error("rps").is_some_and(|e| e < 0.2),
+        "{:?}",
+        f.recent_error("rps")
+    );
     assert!(
         predictive.slo_violation_minutes < reactive.slo_violation_minutes * 0.8,
         "predictive {predictive:?} vs reactive {reactive:?}"
@@ -73,7 +124,16 @@ fn predictive_reduces_violations_on_seasonal_demand() {
 fn simulate_rejects_bad_settings() {
     let trace = Trace::synthetic(1, 1, 100.0);
     let mut hpa = Hpa::new(hpa_spec()).unwrap();
-    assert!(simulate(&trace, &mut hpa, &ServiceModel::default(), Duration::ZERO, None).is_err());
+    assert!(
+        simulate(
+            &trace,
+            &mut hpa,
+            &ServiceModel::default(),
+            Duration::ZERO,
+            None
+        )
+        .is_err()
+    );
     let bad = ServiceModel {
         capacity_per_replica: 0.0,
         ..ServiceModel::default()

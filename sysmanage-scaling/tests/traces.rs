@@ -14,13 +14,19 @@ fn shipped_synthetic_trace_matches_generator() {
     let csv = generated.to_csv(SYNTHETIC_COMMENT);
     if std::env::var_os("SYSMANAGE_REGENERATE_TRACES").is_some() {
         std::fs::write(
-            concat!(env!("CARGO_MANIFEST_DIR"), "/traces/synthetic_daily_bursts.csv"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/traces/synthetic_daily_bursts.csv"
+            ),
             &csv,
         )
         .unwrap();
         return;
     }
-    assert_eq!(SYNTHETIC_CSV, csv, "traces/synthetic_daily_bursts.csv is stale");
+    assert_eq!(
+        SYNTHETIC_CSV, csv,
+        "traces/synthetic_daily_bursts.csv is stale"
+    );
     let parsed = Trace::from_csv("synthetic", SYNTHETIC_CSV).unwrap();
     assert_eq!(parsed.rps, generated.rps);
     assert_eq!(parsed.duration(), Duration::from_secs(7 * 86_400));
@@ -38,7 +44,11 @@ fn shipped_traces_parse_and_look_like_demand() {
     // daily seasonality: the lag-48 autocorrelation is strong
     let mean = uk.rps.iter().sum::<f64>() / uk.rps.len() as f64;
     let var: f64 = uk.rps.iter().map(|v| (v - mean).powi(2)).sum();
-    let cov: f64 = uk.rps.windows(49).map(|w| (w[0] - mean) * (w[48] - mean)).sum();
+    let cov: f64 = uk
+        .rps
+        .windows(49)
+        .map(|w| (w[0] - mean) * (w[48] - mean))
+        .sum();
     assert!(cov / var > 0.8, "lag-1-day autocorrelation {}", cov / var);
     let syn = &traces[0];
     let max = syn.rps.iter().cloned().fold(0.0, f64::max);
