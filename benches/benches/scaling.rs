@@ -73,7 +73,10 @@ fn simulation(c: &mut Criterion) {
                     .with_behavior(Behavior::default()),
             )
             .expect("valid spec");
-            black_box(simulate(&day, &mut hpa, &model, Duration::from_secs(15), None).expect("valid model"))
+            black_box(
+                simulate(&day, &mut hpa, &model, Duration::from_secs(15), None)
+                    .expect("valid model"),
+            )
         });
     });
     g.finish();

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sysmanage_core::{ManualClock, Timestamp};
 use sysmanage_scaling::{
-    Behavior, Controller, Guards, HpaSpec, InMemoryMetrics, InMemoryTarget, MetricSpec, MetricValue,
-    Observation, Scaler, ScalerConfig,
+    Behavior, Controller, Guards, HpaSpec, InMemoryMetrics, InMemoryTarget, MetricSpec,
+    MetricValue, Observation, Scaler, ScalerConfig,
 };
 
 /// Runs a scaler through a load spike and its aftermath, printing each explained decision.
