@@ -303,6 +303,7 @@ async fn a_database_refusing_connections_is_named_in_the_partial_result() {
     // Stats name the failing shard too.
     let stats = router.stats();
     assert_eq!(stats.shards[2].errors, 2);
+    assert_eq!(stats.shards[2].consecutive_failures, 2);
     assert!(
         stats
             .shards

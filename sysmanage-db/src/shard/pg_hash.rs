@@ -231,6 +231,26 @@ impl PgHash {
         self.modulus
     }
 
+    /// The shard of a multi-column key, as `PARTITION BY HASH (c1, c2, …)`
+    /// with this modulus would place the row; `None` is SQL `NULL`.
+    ///
+    /// ```
+    /// use sysmanage_db::shard::{PgHash, ShardKey};
+    ///
+    /// let f = PgHash::new(7)?;
+    /// let shard = f.shard_for_columns([Some(ShardKey::Int(42)), Some(ShardKey::Text("eu"))]);
+    /// assert!(shard.0 < 7);
+    /// // A row whose key columns are all NULL goes to remainder 0.
+    /// assert_eq!(f.shard_for_columns([None, None]).0, 0);
+    /// # Ok::<(), sysmanage_db::Error>(())
+    /// ```
+    pub fn shard_for_columns<'a>(
+        &self,
+        columns: impl IntoIterator<Item = Option<ShardKey<'a>>>,
+    ) -> ShardId {
+        self.shard_for_hash(partition_hash_columns(columns))
+    }
+
     /// The shard of a row hash from [`partition_hash`] or
     /// [`partition_hash_columns`].
     #[inline]

@@ -271,6 +271,7 @@ struct ShardCounters {
     queries: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
+    consecutive_failures: AtomicU64,
     last_error: Mutex<Option<String>>,
 }
 
@@ -289,6 +290,9 @@ pub struct ShardStats {
     pub errors: u64,
     /// Of those, how many passed their deadline.
     pub timeouts: u64,
+    /// Failures (errors or timeouts) since the last success: a node set
+    /// that reports itself up but fails every query shows here.
+    pub consecutive_failures: u64,
     /// The most recent failure's reason.
     pub last_error: Option<String>,
 }
@@ -666,7 +670,11 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
             let elapsed = started.elapsed();
             let c = &inner.counters[shard.index()];
             c.queries.fetch_add(1, Ordering::Relaxed);
+            if result.is_ok() {
+                c.consecutive_failures.store(0, Ordering::Relaxed);
+            }
             if let Err(failure) = &result {
+                c.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                 match failure.kind {
                     FailureKind::Timeout => c.timeouts.fetch_add(1, Ordering::Relaxed),
                     _ => c.errors.fetch_add(1, Ordering::Relaxed),
@@ -867,6 +875,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                     queries: c.queries.load(Ordering::Relaxed),
                     errors: c.errors.load(Ordering::Relaxed),
                     timeouts: c.timeouts.load(Ordering::Relaxed),
+                    consecutive_failures: c.consecutive_failures.load(Ordering::Relaxed),
                     last_error: lock(&c.last_error).clone(),
                 }
             })
