@@ -267,6 +267,17 @@ impl NodePool for MemoryNode {
         })
     }
 
+    async fn replay_lsn(&self) -> Result<Option<Lsn>, BoxError> {
+        self.with(|sim, id| {
+            let n = &sim.nodes[id];
+            if !n.up {
+                Err(MemoryError::Down(id).into())
+            } else {
+                Ok((!n.primary).then(|| lsn_of(n.applied)))
+            }
+        })
+    }
+
     async fn current_wal_lsn(&self) -> Result<Lsn, BoxError> {
         self.with(|sim, id| {
             let n = &sim.nodes[id];

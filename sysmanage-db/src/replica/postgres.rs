@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, Connection, PgPool};
 use sysmanage_core::{BoxError, ConnectionUrl};
 
 use super::config::{NodeSpec, invalid};
@@ -19,9 +19,17 @@ const PROBE_SQL: &str = "select pg_is_in_recovery(), \
      extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8";
 
 impl NodePool for PgPool {
+    /// Runs the probe on a connection of its own, opened for the probe and
+    /// closed after it (as Pgpool-II's health check does): a saturated pool
+    /// cannot delay it, and a server that refuses connections fails it at
+    /// once instead of after the pool's connect retries.
     async fn probe(&self) -> std::result::Result<Probe, BoxError> {
-        let (in_recovery, current, replay, age): (bool, Option<String>, Option<String>, Option<f64>) =
-            sqlx::query_as(PROBE_SQL).fetch_one(self).await?;
+        let mut conn = self.connect_options().connect().await?;
+        let row: (bool, Option<String>, Option<String>, Option<f64>) =
+            sqlx::query_as(PROBE_SQL).fetch_one(&mut conn).await?;
+        // Closing politely is best effort; the server cleans up either way.
+        let _ = conn.close().await;
+        let (in_recovery, current, replay, age) = row;
         let parse = |s: Option<String>| s.map(|s| s.parse::<Lsn>()).transpose();
         let current = parse(current)?;
         let replay = parse(replay)?;
@@ -33,6 +41,15 @@ impl NodePool for PgPool {
             (false, None) => return Err("primary returned no wal position".into()),
             (true, _) => Probe::replica(replay.unwrap_or(Lsn::ZERO), age),
         })
+    }
+
+    async fn replay_lsn(&self) -> std::result::Result<Option<Lsn>, BoxError> {
+        let text: Option<String> = sqlx::query_scalar(
+            "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end",
+        )
+            .fetch_one(self)
+            .await?;
+        Ok(text.map(|t| t.parse()).transpose()?)
     }
 
     async fn current_wal_lsn(&self) -> std::result::Result<Lsn, BoxError> {

@@ -85,6 +85,10 @@ pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
     /// The current WAL insert position of a primary, for a [`WalToken`].
     fn current_wal_lsn(&self) -> impl Future<Output = Result<Lsn, BoxError>> + Send;
 
+    /// A standby's replay position (`None` on a primary); polled while a
+    /// read waits for a replica to reach a token, so it should be cheap.
+    fn replay_lsn(&self) -> impl Future<Output = Result<Option<Lsn>, BoxError>> + Send;
+
     /// Pool statistics; zero by default.
     fn pool_stats(&self) -> PoolStats {
         PoolStats::default()
@@ -957,11 +961,9 @@ impl<P: NodePool> Inner<P> {
                     continue;
                 }
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if let Ok(Ok(probe)) = tokio::time::timeout(left, node.pool.probe()).await {
-                    if let (true, Some(replay)) = (probe.in_recovery, probe.replay_lsn) {
-                        node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
-                        node.has_replay.store(true, Ordering::Release);
-                    }
+                if let Ok(Ok(Some(replay))) = tokio::time::timeout(left, node.pool.replay_lsn()).await {
+                    node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
+                    node.has_replay.store(true, Ordering::Release);
                 }
             }
             if let (Some(node), _) = self.select(topo, consistency, None, false) {
