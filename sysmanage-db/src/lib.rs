@@ -9,3 +9,4 @@ pub mod replica;
 pub mod shard;
 
 pub use error::{Error, Result};
+pub use shard::{FanOut, NodeSet, PgHash, ShardFunction, ShardId, ShardKey, ShardRouter};
