@@ -305,13 +305,7 @@ impl Hpa {
         now: Timestamp,
     ) -> (u32, Reason, Reason) {
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
-        if self.state.recommendations.is_empty() {
-            // recordInitialRecommendation
-            self.state.recommendations.push(Recommendation {
-                replicas: current,
-                at: now,
-            });
-        }
+        self.record_initial_recommendation(current, now);
         match &self.rules {
             None => {
                 let stabilized = kube::stabilize(
@@ -360,13 +354,25 @@ impl Hpa {
         }
     }
 
+    /// `recordInitialRecommendation`: the first pass remembers the current count.
+    pub(crate) fn record_initial_recommendation(&mut self, current: u32, now: Timestamp) {
+        if self.state.recommendations.is_empty() {
+            self.state.recommendations.push(Recommendation {
+                replicas: current,
+                at: now,
+            });
+        }
+    }
+
     /// One full decision, as one pass of the controller's `reconcileAutoscaler`.
     ///
     /// # Errors
     /// Bad input: NaN or negative readings, readings that do not fit their target.
     pub fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
         let current = obs.current_replicas;
-        match self.propose(obs)? {
+        let proposed = self.propose(obs)?;
+        self.record_initial_recommendation(current, now);
+        match proposed {
             Proposed::Fixed(d, r) => Ok(Decision::fixed(now, current, d, r)),
             Proposed::Failed(proposals) => {
                 let mut d = Decision::fixed(now, current, current, Reason::FailedGetMetrics);

@@ -23,7 +23,7 @@
 //! ```
 //! use sysmanage_core::Timestamp;
 //! use sysmanage_scaling::{
-//!     AutoScaler, Behavior, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, Reason,
+//!     Behavior, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, Reason,
 //! };
 //!
 //! // autoscaling/v2: CPU at 60 % of requests, queue length 30 per pod, behavior defaults.

@@ -477,7 +477,9 @@ impl AutoScaler for Scaler {
             Step::Continue { inactive } => inactive,
         };
         let current = obs.current_replicas;
-        let (mut combined, mut proposals, partial) = match self.hpa.propose(obs)? {
+        let proposed = self.hpa.propose(obs)?;
+        self.hpa.record_initial_recommendation(current, now);
+        let (mut combined, mut proposals, partial) = match proposed {
             Proposed::Fixed(d, r) => return Ok(Decision::fixed(now, current, d, r)),
             Proposed::Failed(proposals) => {
                 self.state.consecutive_failures = self.state.consecutive_failures.saturating_add(1);

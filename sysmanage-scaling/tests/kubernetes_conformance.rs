@@ -1001,3 +1001,260 @@ fn zero_replicas_disables_scaling_and_out_of_range_counts_are_corrected() {
         (2, Reason::CurrentBelowMin)
     );
 }
+
+// ---------------------------------------------------------------- horizontal_test.go, whole reconcile
+//
+// The Go harness's `recommendations: []timestampedRecommendation{}` (a non-nil
+// empty log, so `recordInitialRecommendation` does nothing) is emulated with a
+// log holding one long-expired recommendation, which behaves identically.
+
+fn reconcile(spec: HpaSpec, obs: Observation, empty_log: bool) -> sysmanage_scaling::Decision {
+    let state = if empty_log {
+        sysmanage_scaling::HpaState {
+            recommendations: vec![Recommendation {
+                replicas: 999,
+                at: NOW - Duration::from_secs(86_400),
+            }],
+            ..Default::default()
+        }
+    } else {
+        sysmanage_scaling::HpaState::default()
+    };
+    let mut hpa = Hpa::with_state(spec, state).unwrap();
+    hpa.decide(&obs, NOW).unwrap()
+}
+
+fn cpu_pods(levels: &[f64], requests: &[f64], statuses: &[PodStatus]) -> MetricValue {
+    let n = requests.len();
+    MetricValue::PerPod(
+        (0..n)
+            .map(|i| PodSample {
+                value: levels.get(i).copied(),
+                request: Some(requests[i]),
+                status: statuses.get(i).copied().unwrap_or(Ready),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn horizontal_reconcile_table() {
+    let ones = |n: usize| vec![1.0; n];
+    let one_metric = |min, max, m: MetricSpec| HpaSpec::new(min, max, vec![m]);
+    // (Go test, spec, observation, empty recommendation log, expected desired replicas)
+    let cases: Vec<(&str, HpaSpec, Observation, bool, u32)> = vec![
+        (
+            "TestScaleUp",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 30)),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.3, 0.5, 0.7], &ones(3), &[])),
+            false,
+            5,
+        ),
+        (
+            "TestScaleUpCMObject",
+            one_metric(2, 6, MetricSpec::object_value("qps", 15.0)),
+            Observation::new(3).reading("qps", MetricValue::Total(20.0)),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpFromZeroCMObject",
+            one_metric(0, 6, MetricSpec::object_value("qps", 15.0)),
+            Observation::new(0)
+                .ready(0)
+                .reading("qps", MetricValue::Total(20.0)),
+            false,
+            2,
+        ),
+        (
+            "TestScaleUpFromZeroIgnoresToleranceCMObject",
+            one_metric(0, 6, MetricSpec::object_value("qps", 1.0)),
+            Observation::new(0)
+                .ready(0)
+                .reading("qps", MetricValue::Total(1.0)),
+            false,
+            1,
+        ),
+        (
+            "TestScaleUpPerPodCMObject",
+            one_metric(2, 6, MetricSpec::object_average_value("qps", 10.0)),
+            Observation::new(3).reading("qps", MetricValue::Total(40.0)),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpCMExternal",
+            one_metric(2, 6, MetricSpec::external_value("qps", 6.666)),
+            Observation::new(3).reading("qps", MetricValue::Total(8.6)),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpPerPodCMExternal",
+            one_metric(2, 6, MetricSpec::external_average_value("qps", 2.222)),
+            Observation::new(3).reading("qps", MetricValue::Total(8.6)),
+            false,
+            4,
+        ),
+        (
+            "TestScaleDown",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(5)
+                .reading("cpu", cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &ones(5), &[])),
+            true,
+            3,
+        ),
+        (
+            "TestScaleDownWithScalingRules",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 50)).with_behavior(Behavior {
+                scale_up: Some(rules(0, 0, 100, 15, 30)),
+                scale_down: None,
+            }),
+            Observation::new(5)
+                .reading("cpu", cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &ones(5), &[])),
+            true,
+            3,
+        ),
+        (
+            "TestScaleDownPerPodCMObject",
+            one_metric(2, 6, MetricSpec::object_average_value("qps", 20.0)),
+            Observation::new(5).reading("qps", MetricValue::Total(60.0)),
+            true,
+            3,
+        ),
+        (
+            "TestScaleDownCMExternal",
+            one_metric(2, 6, MetricSpec::external_value("qps", 14.4)),
+            Observation::new(5).reading("qps", MetricValue::Total(8.6)),
+            true,
+            3,
+        ),
+        (
+            "TestScaleDownToZeroCMExternal",
+            one_metric(0, 6, MetricSpec::external_value("qps", 14.4)),
+            Observation::new(5).reading("qps", MetricValue::Total(0.0)),
+            true,
+            0,
+        ),
+        (
+            "TestScaleDownPerPodCMExternal",
+            one_metric(2, 6, MetricSpec::external_average_value("qps", 3.0)),
+            Observation::new(5).reading("qps", MetricValue::Total(8.6)),
+            true,
+            3,
+        ),
+        (
+            "TestScaleDownIncludeUnreadyPods / TestScaleDownIgnoreHotCpuPods",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(5).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.1, 0.3, 0.5, 0.25, 0.25],
+                    &ones(5),
+                    &[Ready, Ready, Ready, Unready, Unready],
+                ),
+            ),
+            true,
+            2,
+        ),
+        (
+            "TestScaleDownIgnoresFailedPods / TestScaleDownIgnoresDeletionPods",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(5).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.1, 0.3, 0.5, 0.25, 0.25],
+                    &ones(7),
+                    &[Ready, Ready, Ready, Ready, Ready, Ignored, Ignored],
+                ),
+            ),
+            true,
+            3,
+        ),
+        (
+            "TestTolerance",
+            one_metric(1, 5, MetricSpec::resource_utilization("cpu", 100)),
+            Observation::new(3)
+                .reading("cpu", cpu_pods(&[1.01, 1.03, 1.02], &[0.9, 1.0, 1.1], &[])),
+            false,
+            3,
+        ),
+        (
+            "TestToleranceCM",
+            one_metric(1, 5, MetricSpec::pods_average_value("qps", 20.0)),
+            Observation::new(3).reading(
+                "qps",
+                MetricValue::PerPod(pods(&[20.0, 20.001, 21.0], &all_ready(3), None)),
+            ),
+            false,
+            3,
+        ),
+        (
+            "TestToleranceCMObject",
+            one_metric(1, 5, MetricSpec::object_value("qps", 20.0)),
+            Observation::new(3).reading("qps", MetricValue::Total(20.05)),
+            false,
+            3,
+        ),
+        (
+            // the "CheddarCheese" metric cannot be expressed in a typed spec; an unavailable reading fails the same way
+            "TestScaleUpOneMetricInvalid",
+            HpaSpec::new(
+                2,
+                6,
+                vec![
+                    MetricSpec::resource_utilization("cpu", 30),
+                    MetricSpec::external_value("cheddar", 1.0),
+                ],
+            ),
+            Observation::new(3)
+                .reading("cpu", cpu_pods(&[0.3, 0.4, 0.5], &ones(3), &[]))
+                .reading(
+                    "cheddar",
+                    MetricValue::Unavailable("unknown metric source type".into()),
+                ),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpBothMetricsEmpty",
+            one_metric(2, 6, MetricSpec::external_value("cheddar", 1.0)),
+            Observation::new(3).reading(
+                "cheddar",
+                MetricValue::Unavailable("unknown metric source type".into()),
+            ),
+            false,
+            3,
+        ),
+    ];
+    for (name, spec, obs, empty_log, expected) in cases {
+        let d = reconcile(spec, obs, empty_log);
+        assert_eq!(d.desired_replicas, expected, "{name}: {d:?}");
+    }
+}
+
+#[test]
+fn test_tolerance_reports_ready_for_new_scale() {
+    // TestTolerance's expected condition: AbleToScale/ReadyForNewScale
+    let d = reconcile(
+        HpaSpec::new(1, 5, vec![MetricSpec::resource_utilization("cpu", 100)]),
+        Observation::new(3).reading("cpu", cpu_pods(&[1.01, 1.03, 1.02], &[0.9, 1.0, 1.1], &[])),
+        false,
+    );
+    assert!(d.has(Reason::ReadyForNewScale));
+    assert_eq!(d.proposals[0].current, Some(102.0));
+}
+
+#[test]
+fn restart_without_history_holds_a_scale_down_for_the_window() {
+    // recordInitialRecommendation: a fresh controller remembers the current
+    // count, so it does not scale down during its first stabilization window.
+    let spec = HpaSpec::new(2, 6, vec![MetricSpec::resource_utilization("cpu", 50)]);
+    let obs = Observation::new(5).reading(
+        "cpu",
+        cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &[1.0; 5], &[]),
+    );
+    let d = reconcile(spec, obs, false);
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has(Reason::ScaleDownStabilized));
+}
