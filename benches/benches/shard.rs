@@ -84,5 +84,54 @@ fn fan_out(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, shard_for, fan_out);
+/// The same comparison against the local PostgreSQL primary, when its
+/// address is in the environment (`eval "$(scripts/services env)"`): four
+/// shards whose query is `pg_sleep` of 1, 2, 3 and 4 ms, each through its
+/// own pool. Without the topology this group reports that and measures
+/// nothing.
+fn fan_out_postgres(c: &mut Criterion) {
+    let Ok(url) = std::env::var("SYSMANAGE_PG_PRIMARY_URL") else {
+        eprintln!(
+            "fan_out_postgres: SYSMANAGE_PG_PRIMARY_URL is not set; start the topology with \
+             `scripts/services up` and `eval \"$(scripts/services env)\"` to measure it"
+        );
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut b = ShardRouter::builder(PgHash::new(4).expect("modulus")).max_concurrency(4);
+    for i in 0..4 {
+        let pool = rt
+            .block_on(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .connect(&url),
+            )
+            .expect("connect to the PostgreSQL primary");
+        b = b.node_set(format!("pg{i}"), pool);
+    }
+    let router = b.build().expect("router");
+    let sleep = |ctx: sysmanage_db::shard::ShardCtx<sqlx::PgPool>| async move {
+        let secs = f64::from(ctx.shard().0 + 1) / 1000.0;
+        sqlx::query("SELECT pg_sleep($1)")
+            .bind(secs)
+            .execute(ctx.nodes())
+            .await
+            .map(drop)
+    };
+    let mut g = c.benchmark_group("fan_out_postgres");
+    g.sample_size(30);
+    g.bench_function("slowest_single_shard_4ms", |b| {
+        b.iter(|| rt.block_on(router.run_on(sysmanage_db::ShardId(3), sleep)))
+    });
+    g.bench_function("fan_out_4_shards_1_to_4ms", |b| {
+        b.iter(|| rt.block_on(async { router.fan_out(sleep).await.into_complete() }))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, shard_for, fan_out, fan_out_postgres);
 criterion_main!(benches);
