@@ -5,10 +5,34 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::sync::Arc;
 use sysmanage_core::Timestamp;
+
+use sysmanage_core::{Forecast, LoadForecast};
 use sysmanage_scaling::{
-    Behavior, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, ServiceModel, Trace, simulate,
+    AutoScaler, Behavior, Guards, Hpa, HpaSpec, MetricSpec, MetricValue, Observation,
+    PredictiveConfig, Scaler, ScalerConfig, ServiceModel, Trace, simulate,
 };
+
+/// A forecaster with a daily sine, cheap enough not to dominate the measurement.
+#[derive(Debug)]
+struct Sine;
+
+impl LoadForecast for Sine {
+    fn forecast(
+        &self,
+        _metric: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> sysmanage_core::Result<Forecast> {
+        let t = (now + horizon).as_secs_f64();
+        let v = 1000.0 + 500.0 * (t / 86_400.0 * std::f64::consts::TAU).sin();
+        Forecast::exact(now + horizon, v)
+    }
+    fn recent_error(&self, _metric: &str) -> Option<f64> {
+        Some(0.1)
+    }
+}
 
 fn five_metric_spec() -> HpaSpec {
     HpaSpec::new(
@@ -59,6 +83,49 @@ fn decision(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         );
     });
+
+    // the same with prediction (5 forecasts over a 5-minute lead), guards and a flap budget
+    let cfg = ScalerConfig::new("full", five_metric_spec())
+        .predictive(PredictiveConfig::new(
+            "rps",
+            100.0,
+            Duration::from_secs(300),
+        ))
+        .guards(Guards {
+            latency_slo_ms: Some(250.0),
+            max_error_rate: Some(0.05),
+            extra_step_up: true,
+        })
+        .flap_budget(3, Duration::from_secs(1800));
+    let mut scaler = Scaler::new(cfg, Some(Arc::new(Sine))).expect("valid config");
+    let mut current = 10u32;
+    for i in 0..240u64 {
+        let at = t0 + Duration::from_secs(i * 15);
+        let load = 1.0 + 0.5 * ((i as f64) / 20.0).sin();
+        let o = Observation::new(current)
+            .reading("cpu", MetricValue::Average(60.0 * load))
+            .reading("memory", MetricValue::Average(50.0))
+            .reading("rps", MetricValue::Average(90.0 * load))
+            .reading("ingress_rps", MetricValue::Total(1500.0 * load))
+            .reading("queue", MetricValue::Total(200.0 * load))
+            .latency_p95_ms(120.0);
+        let d = scaler.decide(&o, at).expect("valid input");
+        if d.desired_replicas != current {
+            scaler.record_actuation(current, d.desired_replicas, at);
+            current = d.desired_replicas;
+        }
+    }
+    let obs = obs.clone().latency_p95_ms(300.0).error_rate(0.01);
+    c.bench_function(
+        "scaling/scaler_decide_5_metrics_forecast_guards_flap",
+        |b| {
+            b.iter_batched_ref(
+                || scaler.clone(),
+                |s| black_box(s.decide(black_box(&obs), now).expect("valid input")),
+                criterion::BatchSize::SmallInput,
+            );
+        },
+    );
 }
 
 fn simulation(c: &mut Criterion) {
