@@ -1197,6 +1197,125 @@ fn horizontal_reconcile_table() {
             3,
         ),
         (
+            "TestMinReplicas",
+            one_metric(2, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(3)
+                .reading("cpu", cpu_pods(&[0.01, 0.095, 0.01], &[0.9, 1.0, 1.1], &[])),
+            true,
+            2,
+        ),
+        (
+            "TestMinReplicasDesiredZero",
+            one_metric(2, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.0, 0.0, 0.0], &[0.9, 1.0, 1.1], &[])),
+            true,
+            2,
+        ),
+        (
+            "TestZeroReplicas",
+            one_metric(3, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(0),
+            false,
+            0,
+        ),
+        (
+            "TestTooFewReplicas",
+            one_metric(3, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(2),
+            false,
+            3,
+        ),
+        (
+            "TestTooManyReplicas",
+            one_metric(3, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(10),
+            false,
+            5,
+        ),
+        (
+            "TestMaxReplicas",
+            one_metric(2, 5, MetricSpec::resource_utilization("cpu", 90)),
+            Observation::new(3).reading("cpu", cpu_pods(&[8.0, 9.5, 1.0], &[0.9, 1.0, 1.1], &[])),
+            false,
+            5,
+        ),
+        (
+            // samples for pods that do not exist are dropped by Kubernetes (no request); they are not representable here
+            "TestSuperfluousMetrics",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 100)),
+            Observation::new(4).reading("cpu", cpu_pods(&[4.0, 9.5, 3.0, 7.0], &ones(4), &[])),
+            false,
+            6,
+        ),
+        (
+            "TestMissingMetrics",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 100)),
+            Observation::new(4).reading("cpu", cpu_pods(&[0.4, 0.095], &ones(4), &[])),
+            true,
+            3,
+        ),
+        (
+            "TestEmptyMetrics",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 100)),
+            Observation::new(4).reading("cpu", cpu_pods(&[], &ones(4), &[])),
+            false,
+            4,
+        ),
+        (
+            "TestEventCreated",
+            one_metric(1, 5, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(1).reading("cpu", cpu_pods(&[0.2], &[0.2], &[])),
+            false,
+            2,
+        ),
+        (
+            "TestEventNotCreated",
+            one_metric(1, 5, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(2).reading("cpu", cpu_pods(&[0.2, 0.2], &[0.4, 0.4], &[])),
+            false,
+            2,
+        ),
+        (
+            "TestMissingReports",
+            one_metric(1, 5, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(4).reading("cpu", cpu_pods(&[0.2], &[0.2], &[])),
+            true,
+            2,
+        ),
+        (
+            "TestUpscaleCap",
+            one_metric(1, 100, MetricSpec::resource_utilization("cpu", 10)).with_behavior(
+                Behavior {
+                    scale_up: Some(rules(0, 0, 700, 60, 0)),
+                    scale_down: None,
+                },
+            ),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.1, 0.2, 0.3], &[0.1; 3], &[])),
+            false,
+            24,
+        ),
+        (
+            "TestUpscaleCapGreaterThanMaxReplicas",
+            one_metric(1, 20, MetricSpec::resource_utilization("cpu", 10)).with_behavior(
+                Behavior {
+                    scale_up: Some(rules(0, 0, 700, 60, 0)),
+                    scale_down: None,
+                },
+            ),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.1, 0.2, 0.3], &[0.1; 3], &[])),
+            false,
+            20,
+        ),
+        (
+            "TestMoreReplicasThanSpecNoScale",
+            one_metric(1, 8, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(4)
+                .status_replicas(5)
+                .reading("cpu", cpu_pods(&[0.5; 5], &ones(5), &[])),
+            false,
+            4,
+        ),
+        (
             // the "CheddarCheese" metric cannot be expressed in a typed spec; an unavailable reading fails the same way
             "TestScaleUpOneMetricInvalid",
             HpaSpec::new(
@@ -1257,4 +1376,100 @@ fn restart_without_history_holds_a_scale_down_for_the_window() {
     let d = reconcile(spec, obs, false);
     assert_eq!(d.desired_replicas, 5);
     assert!(d.has(Reason::ScaleDownStabilized));
+}
+
+#[test]
+fn test_empty_cpu_request_is_a_typed_error() {
+    // TestEmptyCPURequest: Kubernetes reports FailedGetResourceMetric and keeps
+    // 1 replica; a missing request is a configuration problem, so here it is a typed error.
+    let mut hpa = Hpa::new(HpaSpec::new(
+        1,
+        5,
+        vec![MetricSpec::resource_utilization("cpu", 100)],
+    ))
+    .unwrap();
+    let obs = Observation::new(1).reading("cpu", MetricValue::PerPod(vec![PodSample::ready(0.2)]));
+    assert!(matches!(
+        hpa.decide(&obs, NOW),
+        Err(ScalingError::MismatchedReading { .. })
+    ));
+}
+
+#[test]
+fn limits_are_reported_with_kubernetes_condition_reasons() {
+    // TestMinReplicas → TooFewReplicas, TestMaxReplicas / TestSuperfluousMetrics → TooManyReplicas
+    let d = reconcile(
+        HpaSpec::new(2, 5, vec![MetricSpec::resource_utilization("cpu", 90)]),
+        Observation::new(3).reading("cpu", cpu_pods(&[0.01, 0.095, 0.01], &[0.9, 1.0, 1.1], &[])),
+        true,
+    );
+    assert!(d.has(Reason::TooFewReplicas));
+    let d = reconcile(
+        HpaSpec::new(2, 5, vec![MetricSpec::resource_utilization("cpu", 90)]),
+        Observation::new(3).reading("cpu", cpu_pods(&[8.0, 9.5, 1.0], &[0.9, 1.0, 1.1], &[])),
+        false,
+    );
+    assert!(d.has(Reason::TooManyReplicas));
+    let d = reconcile(
+        HpaSpec::new(3, 5, vec![MetricSpec::resource_utilization("cpu", 90)]),
+        Observation::new(0),
+        false,
+    );
+    assert_eq!(d.reasons, vec![Reason::ScalingDisabled]);
+}
+
+#[test]
+fn test_condition_failed_get_metrics() {
+    // TestConditionFailedGetMetrics: whichever kind of metric fails, nothing changes
+    for (reason, m) in [
+        (
+            "FailedGetResourceMetric",
+            MetricSpec::resource_utilization("qps", 10),
+        ),
+        (
+            "FailedGetPodsMetric",
+            MetricSpec::pods_average_value("qps", 15.0),
+        ),
+        (
+            "FailedGetObjectMetric",
+            MetricSpec::object_value("qps", 15.0),
+        ),
+        (
+            "FailedGetExternalMetric",
+            MetricSpec::external_value("qps", 0.3),
+        ),
+    ] {
+        let d = reconcile(
+            HpaSpec::new(1, 100, vec![m]),
+            Observation::new(3).reading(
+                "qps",
+                MetricValue::Unavailable("something went wrong".into()),
+            ),
+            false,
+        );
+        assert_eq!(d.desired_replicas, 3, "{reason}");
+        assert_eq!(d.reasons, vec![Reason::FailedGetMetrics], "{reason}");
+        assert_eq!(
+            d.proposals[0].error.as_deref(),
+            Some("something went wrong")
+        );
+    }
+}
+
+#[test]
+fn test_upscale_cap_reports_scale_up_limit() {
+    // TestUpscaleCap's expected condition: ScalingLimited/ScaleUpLimit (TooManyReplicas when capped by max)
+    for (max, reason) in [(100, Reason::ScaleUpLimit), (20, Reason::TooManyReplicas)] {
+        let spec = HpaSpec::new(1, max, vec![MetricSpec::resource_utilization("cpu", 10)])
+            .with_behavior(Behavior {
+                scale_up: Some(rules(0, 0, 700, 60, 0)),
+                scale_down: None,
+            });
+        let d = reconcile(
+            spec,
+            Observation::new(3).reading("cpu", cpu_pods(&[0.1, 0.2, 0.3], &[0.1; 3], &[])),
+            false,
+        );
+        assert!(d.has(reason), "{d:?}");
+    }
 }
