@@ -383,10 +383,15 @@ mod spans {
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata, Subscriber};
 
+    /// (span name, `shard`, `node_set`).
+    pub(crate) type SpanRecord = (String, Option<u64>, Option<String>);
+    /// (event message, `shard`).
+    pub(crate) type EventRecord = (String, Option<u64>);
+
     #[derive(Clone, Default)]
     pub(crate) struct Recorder {
-        pub(crate) spans: Arc<Mutex<Vec<(String, Option<u64>, Option<String>)>>>,
-        pub(crate) events: Arc<Mutex<Vec<(String, Option<u64>)>>>,
+        pub(crate) spans: Arc<Mutex<Vec<SpanRecord>>>,
+        pub(crate) events: Arc<Mutex<Vec<EventRecord>>>,
     }
 
     #[derive(Default)]

@@ -697,7 +697,8 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
     /// under the per-shard deadline, and returns every shard's outcome.
     ///
     /// Work is polled on the calling task (nothing is spawned), so `f` may
-    /// borrow from the caller.
+    /// borrow from the caller; dropping the returned future cancels every
+    /// shard's work. The concurrency bound is per call.
     pub async fn fan_out<T, E, Fut>(&self, f: impl Fn(ShardCtx<N>) -> Fut) -> FanOut<T>
     where
         Fut: Future<Output = std::result::Result<T, E>>,
@@ -813,7 +814,8 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                     // Targets were validated by the caller.
                     let Ok(ctx) = self.ctx(shard) else { continue };
                     let name = Arc::clone(&ctx.node_set);
-                    let leg = self.leg(shard, &name, "fan_out", make(ctx));
+                    // Created inside the fan-out span, so shard spans are its children.
+                    let leg = span.in_scope(|| self.leg(shard, &name, "fan_out", make(ctx)));
                     in_flight.push((slot, shard, name, Box::pin(leg)));
                 }
                 let mut progressed = false;
