@@ -327,6 +327,12 @@ pub struct ScalerState {
 
 /// The HPA core with the extensions of [`ScalerConfig`].
 ///
+/// One decision applies, in order: activation (scale from/to zero, cooldown);
+/// the HPA metric step (on failure: no change, or fallback replicas after N
+/// failures in a row); the forecast proposal; the guards; the HPA
+/// stabilization windows, rate policies and bounds; the flap budget. Each
+/// step that changes or holds the count adds its [`Reason`].
+///
 /// # Examples
 /// A latency guard holds replicas while the SLO is breached, even though CPU
 /// says scale down:
@@ -434,7 +440,20 @@ impl Scaler {
             }
             _ => None,
         };
-        let active = value.is_some_and(|v| v > act.threshold);
+        // An unreadable activation metric never activates nor scales to zero:
+        // the replica count holds and the HPA's failure rules (and fallback) apply.
+        let Some(value) = value else {
+            if current == 0 {
+                return Ok(Step::Done(Decision::fixed(
+                    now,
+                    0,
+                    0,
+                    Reason::FailedGetMetrics,
+                )));
+            }
+            return Ok(Step::Continue { inactive: false });
+        };
+        let active = value > act.threshold;
         if active {
             self.state.last_active = Some(now);
         }

@@ -566,3 +566,36 @@ mod props {
         }
     }
 }
+
+#[test]
+fn unreadable_activation_metric_never_scales_to_zero() {
+    let mut s = keda();
+    let broken = Observation::new(3).reading("queue", MetricValue::Unavailable("timeout".into()));
+    for i in 0..2 {
+        let d = s.decide(&broken, at(1000 * i)).unwrap();
+        assert_eq!(d.desired_replicas, 3);
+        assert!(d.has(Reason::FailedGetMetrics));
+    }
+    // the third failure in a row: fallback, not zero
+    assert_eq!(s.decide(&broken, at(5000)).unwrap().desired_replicas, 5);
+    let d = s.decide(&Observation::new(0), at(6000)).unwrap();
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (0, Reason::FailedGetMetrics)
+    );
+}
+
+#[test]
+fn decisions_serialise_with_kubernetes_reason_names() {
+    let mut s = predictive(1000.0, Some(0.1), |_| {});
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["desiredReplicas"], 17);
+    assert_eq!(v["action"], "ScaleUp");
+    assert_eq!(v["reasons"][0], "ForecastUsed");
+    assert_eq!(v["forecast"]["applied"], true);
+    assert_eq!(v["proposals"][0]["metric"], "cpu");
+    let back: sysmanage_scaling::Decision = serde_json::from_value(v).unwrap();
+    assert_eq!(back, d);
+    assert_eq!(Reason::ScaleUpLimit.to_string(), "ScaleUpLimit");
+}
