@@ -90,7 +90,11 @@ pub fn calculate(
     tol: Tolerances,
 ) -> Result<Result<Calculation, String>> {
     let name = spec.name.as_str();
-    match (spec.source, spec.target, value) {
+    let source = match spec.source {
+        MetricSource::ContainerResource => MetricSource::Resource,
+        s => s,
+    };
+    match (source, spec.target, value) {
         (_, _, MetricValue::Unavailable(reason)) => Ok(Err(reason.clone())),
         (MetricSource::Resource, MetricTarget::Utilization(t), MetricValue::PerPod(pods)) => {
             pods_replicas(name, pods, counts.spec, Target::Util(i64::from(t)), tol)

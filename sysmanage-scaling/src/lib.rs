@@ -86,7 +86,10 @@ pub use control::{
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 pub use kube::{Reason, Recommendation, ScaleEvent};
-pub use observe::{MetricReading, MetricValue, Observation, PodSample, PodStatus};
+pub use observe::{
+    MetricReading, MetricValue, Observation, PodInfo, PodPhase, PodSample, PodStatus,
+    ReadinessRules, ReadyCondition, SampleTime, classify_pod,
+};
 pub use scaler::{
     Activation, AutoScaler, Fallback, FlapBudget, Guards, PredictiveConfig, Scaler, ScalerConfig,
     ScalerState,

@@ -172,3 +172,133 @@ impl Observation {
             .map(|r| &r.value)
     }
 }
+
+/// A pod's lifecycle phase, as Kubernetes reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PodPhase {
+    /// Accepted, not running yet.
+    Pending,
+    /// Running.
+    Running,
+    /// Terminated successfully.
+    Succeeded,
+    /// Terminated with a failure.
+    Failed,
+    /// Unknown.
+    Unknown,
+}
+
+/// The `Ready` condition of a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyCondition {
+    /// `status == "True"`.
+    pub ready: bool,
+    /// `lastTransitionTime`.
+    pub last_transition: sysmanage_core::Timestamp,
+}
+
+/// What [`classify_pod`] needs to know about a pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodInfo {
+    /// The phase.
+    pub phase: PodPhase,
+    /// `deletionTimestamp` is set.
+    pub deleting: bool,
+    /// The `Ready` condition, if present.
+    pub ready: Option<ReadyCondition>,
+    /// `status.startTime`, if set.
+    pub start_time: Option<sysmanage_core::Timestamp>,
+}
+
+/// When a metric sample was taken and over which window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SampleTime {
+    /// The sample's timestamp.
+    pub at: sysmanage_core::Timestamp,
+    /// The window it averages over.
+    pub window: std::time::Duration,
+}
+
+/// The controller's readiness settings for the CPU resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessRules {
+    /// `--horizontal-pod-autoscaler-cpu-initialization-period` (default 5 min).
+    pub cpu_initialization_period: std::time::Duration,
+    /// `--horizontal-pod-autoscaler-initial-readiness-delay` (default 30 s).
+    pub initial_readiness_delay: std::time::Duration,
+}
+
+impl Default for ReadinessRules {
+    fn default() -> Self {
+        Self {
+            cpu_initialization_period: std::time::Duration::from_secs(300),
+            initial_readiness_delay: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Classifies a pod as Kubernetes' `groupPods` does, for a [`PodSample`].
+///
+/// Deleted and failed pods are ignored; pending pods are pending; a pod
+/// without a sample is left to count as *missing* (give it `value: None`);
+/// for CPU, a pod without a `Ready` condition or start time, a pod inside the
+/// CPU initialization period that is not ready or whose sample predates one
+/// full window after becoming ready, and a pod past that period that has
+/// never been ready within the initial readiness delay are unready. Every
+/// other pod is ready.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_core::Timestamp;
+/// use sysmanage_scaling::{classify_pod, PodInfo, PodPhase, PodStatus, ReadinessRules, ReadyCondition, SampleTime};
+/// let now = Timestamp::from_secs(10_000);
+/// let pod = PodInfo {
+///     phase: PodPhase::Running,
+///     deleting: false,
+///     ready: Some(ReadyCondition { ready: true, last_transition: now - Duration::from_secs(30) }),
+///     start_time: Some(now - Duration::from_secs(60)),
+/// };
+/// // a sample covering time before the pod became ready is ignored for CPU
+/// let stale = SampleTime { at: now, window: Duration::from_secs(60) };
+/// assert_eq!(classify_pod(&pod, Some(stale), true, now, &ReadinessRules::default()), PodStatus::Unready);
+/// assert_eq!(classify_pod(&pod, Some(stale), false, now, &ReadinessRules::default()), PodStatus::Ready);
+/// ```
+pub fn classify_pod(
+    pod: &PodInfo,
+    sample: Option<SampleTime>,
+    is_cpu: bool,
+    now: sysmanage_core::Timestamp,
+    rules: &ReadinessRules,
+) -> PodStatus {
+    if pod.deleting || pod.phase == PodPhase::Failed {
+        return PodStatus::Ignored;
+    }
+    if pod.phase == PodPhase::Pending {
+        return PodStatus::Pending;
+    }
+    let Some(sample) = sample else {
+        // missing: the calculator sees `value: None`
+        return PodStatus::Ready;
+    };
+    if !is_cpu {
+        return PodStatus::Ready;
+    }
+    let (Some(cond), Some(start)) = (pod.ready, pod.start_time) else {
+        return PodStatus::Unready;
+    };
+    let unready = if start + rules.cpu_initialization_period > now {
+        !cond.ready || sample.at < cond.last_transition + sample.window
+    } else {
+        !cond.ready && start + rules.initial_readiness_delay > cond.last_transition
+    };
+    if unready {
+        PodStatus::Unready
+    } else {
+        PodStatus::Ready
+    }
+}

@@ -23,6 +23,9 @@ pub const DEFAULT_DOWNSCALE_STABILIZATION: Duration = Duration::from_secs(300);
 pub enum MetricSource {
     /// A resource of the pods (CPU, memory), compared per pod against their requests.
     Resource,
+    /// A resource of one container in each pod; the host supplies that
+    /// container's usage and request per pod. Computed like [`Resource`](Self::Resource).
+    ContainerResource,
     /// A per-pod custom metric, averaged across pods.
     Pods,
     /// A metric describing one object (an ingress's request rate, a queue's length).

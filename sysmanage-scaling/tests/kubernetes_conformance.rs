@@ -1473,3 +1473,124 @@ fn test_upscale_cap_reports_scale_up_limit() {
         assert!(d.has(reason), "{d:?}");
     }
 }
+
+#[test]
+fn test_group_pods() {
+    // TestGroupPods (the controller's test uses a 2-minute CPU initialization
+    // period and a 10-second initial readiness delay)
+    use sysmanage_scaling::{
+        PodInfo, PodPhase, ReadinessRules, ReadyCondition, SampleTime, classify_pod,
+    };
+    let rules = ReadinessRules {
+        cpu_initialization_period: Duration::from_secs(120),
+        initial_readiness_delay: Duration::from_secs(10),
+    };
+    let ago = |s: u64| NOW - Duration::from_secs(s);
+    let sample = |window: u64| {
+        Some(SampleTime {
+            at: NOW,
+            window: Duration::from_secs(window),
+        })
+    };
+    let pod = |phase, ready: Option<(bool, u64)>, start: Option<u64>| PodInfo {
+        phase,
+        deleting: false,
+        ready: ready.map(|(r, t)| ReadyCondition {
+            ready: r,
+            last_transition: ago(t),
+        }),
+        start_time: start.map(ago),
+    };
+    let cases = [
+        (
+            "count in a ready pod - memory",
+            pod(PodPhase::Succeeded, None, None),
+            sample(60),
+            false,
+            Ready,
+        ),
+        (
+            "ignore a pod without ready condition - CPU",
+            pod(PodPhase::Succeeded, None, Some(0)),
+            sample(60),
+            true,
+            Unready,
+        ),
+        (
+            "count in a ready pod with fresh metrics during initialization period - CPU",
+            pod(PodPhase::Succeeded, Some((true, 30)), Some(60)),
+            sample(30),
+            true,
+            Ready,
+        ),
+        (
+            "ignore a ready pod without fresh metrics during initialization period - CPU",
+            pod(PodPhase::Succeeded, Some((true, 30)), Some(60)),
+            sample(60),
+            true,
+            Unready,
+        ),
+        (
+            "ignore an unready pod during initialization period - CPU",
+            pod(PodPhase::Succeeded, Some((false, 594)), Some(600)),
+            sample(60),
+            true,
+            Unready,
+        ),
+        (
+            "count in a ready pod without fresh metrics after initialization period - CPU",
+            pod(PodPhase::Succeeded, Some((true, 180)), Some(180)),
+            sample(60),
+            true,
+            Ready,
+        ),
+        (
+            "pending pods are unready",
+            pod(PodPhase::Pending, None, None),
+            None,
+            true,
+            Pending,
+        ),
+        (
+            "failed pods are ignored",
+            pod(PodPhase::Failed, None, None),
+            sample(60),
+            false,
+            Ignored,
+        ),
+    ];
+    for (name, p, s, cpu, expected) in cases {
+        assert_eq!(classify_pod(&p, s, cpu, NOW, &rules), expected, "{name}");
+    }
+    let deleting = PodInfo {
+        deleting: true,
+        ..pod(PodPhase::Running, Some((true, 999)), Some(999))
+    };
+    assert_eq!(
+        classify_pod(&deleting, sample(60), true, NOW, &rules),
+        Ignored
+    );
+    assert_eq!(
+        ReadinessRules::default().cpu_initialization_period,
+        Duration::from_secs(300)
+    );
+}
+
+#[test]
+fn test_scale_down_container_resource() {
+    // TestScaleDownContainerResource: the container's samples, computed like a Resource metric
+    let m = MetricSpec::new(
+        "cpu",
+        sysmanage_scaling::MetricSource::ContainerResource,
+        sysmanage_scaling::MetricTarget::Utilization(50),
+    );
+    let d = reconcile(
+        HpaSpec::new(2, 6, vec![m]),
+        Observation::new(5).reading(
+            "cpu",
+            cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &[1.0; 5], &[]),
+        ),
+        true,
+    );
+    assert_eq!(d.desired_replicas, 3);
+}
