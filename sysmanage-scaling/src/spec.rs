@@ -119,7 +119,7 @@ impl MetricSpec {
         let ok = matches!(
             (self.source, self.target),
             (
-                MetricSource::Resource,
+                MetricSource::Resource | MetricSource::ContainerResource,
                 MetricTarget::Utilization(_) | MetricTarget::AverageValue(_)
             ) | (MetricSource::Pods, MetricTarget::AverageValue(_))
                 | (
