@@ -482,3 +482,67 @@ async fn spans_and_events_carry_shard_ids() {
     failed.sort();
     assert_eq!(failed, [1, 3]);
 }
+
+#[tokio::test]
+async fn moving_a_shard_changes_its_node_set_and_nothing_else() {
+    use sysmanage_db::shard::ReshardPlan;
+
+    let s = sets(3);
+    let router = ShardRouter::builder(PgHash::new(4).unwrap())
+        .node_set("mem0", s[0].clone())
+        .node_set("mem1", s[1].clone())
+        .node_set("mem2", s[2].clone())
+        .place([0, 1, 2, 3], "mem0")
+        .build()
+        .unwrap();
+    let moved = router.with_shard_moved(ShardId(3), "mem2").unwrap();
+    for k in 0..1_000_i64 {
+        assert_eq!(router.shard_for(k).unwrap(), moved.shard_for(k).unwrap());
+    }
+    let names: Vec<&str> = (0..4)
+        .map(|i| moved.node_set_name(ShardId(i)).unwrap())
+        .collect();
+    assert_eq!(names, ["mem0", "mem0", "mem0", "mem2"]);
+    let plan = ReshardPlan::compute(&router.topology(), &moved.topology()).unwrap();
+    assert_eq!(plan.moved_fraction, 0.0);
+    assert!((plan.copied_fraction - 0.25).abs() < 1e-12);
+    assert!(matches!(
+        router.with_shard_moved(ShardId(4), "mem2"),
+        Err(Error::UnknownShard { .. })
+    ));
+    assert!(router.with_shard_moved(ShardId(0), "nowhere").is_err());
+}
+
+/// Pinned outputs: these functions must never change for existing data.
+/// (PgHash is pinned against PostgreSQL itself in the unit tests and the
+/// integration suite; jump hash against its reference vectors.)
+#[test]
+fn shard_assignments_are_pinned() {
+    let keys = [
+        ShardKey::Int(0),
+        ShardKey::Int(-1),
+        ShardKey::Int(1 << 40),
+        ShardKey::Text(""),
+        ShardKey::Text("host-0001"),
+        ShardKey::parse_uuid("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap(),
+    ];
+    let shards = |f: &dyn ShardFunction| -> Vec<u32> {
+        keys.iter().map(|k| f.shard_for(k).unwrap().0).collect()
+    };
+    assert_eq!(shards(&PgHash::new(16).unwrap()), PINNED_PG16);
+    assert_eq!(shards(&JumpHash::new(16).unwrap()), PINNED_JUMP16);
+    assert_eq!(
+        shards(&sysmanage_db::shard::Rendezvous::new(16).unwrap()),
+        PINNED_HRW16
+    );
+    assert_eq!(
+        shards(&sysmanage_db::shard::Rendezvous::weighted(&[1.0, 2.0, 3.0, 4.0]).unwrap()),
+        PINNED_WHRW4
+    );
+}
+
+/// PostgreSQL 15: `satisfies_hash_partition(t, 16, r, key)` for each key.
+const PINNED_PG16: [u32; 6] = [0, 5, 14, 6, 2, 0];
+const PINNED_JUMP16: [u32; 6] = [15, 2, 10, 6, 13, 11];
+const PINNED_HRW16: [u32; 6] = [7, 11, 1, 10, 5, 1];
+const PINNED_WHRW4: [u32; 6] = [3, 3, 1, 1, 3, 1];

@@ -582,6 +582,42 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         }
     }
 
+    /// A router identical to this one except that logical `shard` lives on
+    /// the node set called `to`: how a shard moves to another database
+    /// without rehashing a key. Copy the shard's rows first (see
+    /// [`ReshardPlan`](super::ReshardPlan)), then swap the routers. The new
+    /// router shares the node sets and starts with fresh counters.
+    ///
+    /// # Errors
+    /// [`Error::UnknownShard`], or [`Error::InvalidConfig`] when `to` names
+    /// no node set of this router.
+    pub fn with_shard_moved(&self, shard: ShardId, to: &str) -> Result<Self>
+    where
+        F: Clone,
+    {
+        self.placement(shard)?;
+        let Some(idx) = self.inner.node_sets.iter().position(|(n, _)| &**n == to) else {
+            return Err(Error::InvalidConfig {
+                field: "placement",
+                reason: format!("unknown node set {to:?}"),
+            });
+        };
+        let mut placement = self.inner.placement.clone();
+        placement[shard.index()] = idx;
+        Ok(ShardRouter {
+            inner: Arc::new(Inner {
+                function: self.inner.function.clone(),
+                node_sets: self.inner.node_sets.clone(),
+                placement,
+                max_concurrency: self.inner.max_concurrency,
+                shard_timeout: self.inner.shard_timeout,
+                counters: (0..self.shard_count())
+                    .map(|_| ShardCounters::default())
+                    .collect(),
+            }),
+        })
+    }
+
     /// Groups items by the shard that owns each item's key, keeping input
     /// order within a shard.
     ///
