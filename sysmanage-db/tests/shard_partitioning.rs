@@ -271,3 +271,16 @@ async fn two_column_keys_with_nulls_match_postgres() {
             .expect("drop");
     }
 }
+
+/// `char(n)` hashes its value without trailing spaces (`hashbpcharextended`);
+/// `k::text` drops them too, so the trimmed text is the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bpchar_matches_postgres_as_trimmed_text() {
+    run(
+        "bpchar",
+        "char(24)",
+        "SELECT left(md5(g::text), g % 25) FROM generate_series(1, 100000) g",
+        |k, _| ShardKey::Text(k),
+    )
+    .await;
+}

@@ -46,7 +46,8 @@ impl From<u32> for ShardId {
 /// Text is compared and hashed as its UTF-8 bytes, which is what PostgreSQL
 /// does for every deterministic collation (`C`, `POSIX`, the libc and ICU
 /// defaults); nondeterministic ICU collations hash a sort key instead and are
-/// not supported.
+/// not supported. A `char(n)` (`bpchar`) value hashes without its trailing
+/// spaces: pass the trimmed text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum ShardKey<'a> {
