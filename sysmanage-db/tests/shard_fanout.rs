@@ -336,5 +336,14 @@ async fn a_closed_port_is_named_in_the_partial_result() {
 
     let fan = router.fan_out(|ctx| top_rows(ctx, 5)).await;
     assert_eq!(fan.failed_shards(), vec![ShardId(1)]);
+    // sqlx's pool retries refused connects until its acquire timeout (3 s
+    // here, below the 10 s shard deadline) and then reports that timeout.
+    let failure = fan.failures().next().unwrap();
+    assert_eq!(failure.kind, FailureKind::Error);
+    assert!(
+        failure.reason.contains("pool timed out"),
+        "{}",
+        failure.reason
+    );
     assert_eq!(fan.into_partial().values.len(), 3);
 }

@@ -61,6 +61,10 @@ impl NodeSet for sqlx::PgPool {
     /// `down` once the pool is closed; otherwise `up` with its size and idle
     /// connections (a pool does not probe the server by itself: failures
     /// show in the router's per-shard error counts).
+    ///
+    /// sqlx's pool retries a refused connection until its `acquire_timeout`
+    /// and then returns `PoolTimedOut`; keep that timeout below the router's
+    /// shard timeout so an unreachable shard fails fast with that error.
     fn status(&self) -> NodeSetStatus {
         if self.is_closed() {
             NodeSetStatus {
