@@ -19,8 +19,8 @@ mod scaling_demo;
 
 /// Decisions (and simulation steps) at the HPA's default sync period.
 const INTERVAL: Duration = Duration::from_secs(15);
-/// CPU target: run hot (latency breaks the SLO above 80 %), where lead time matters.
-const CPU_TARGET: i32 = 75;
+/// CPU target (the model's latency breaks the SLO above 80 % utilisation).
+const CPU_TARGET: i32 = 70;
 /// The price of one SLO-violating minute, in replica-hours, for ranking scalers.
 const VIOLATION_MINUTE_COST: f64 = 10.0;
 
@@ -90,7 +90,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     scaling_demo::demo_scaling().await?;
 
     let model = ServiceModel {
-        startup: Duration::from_secs(300),
+        // ten minutes from scale-up to serving (image pull, JVM warm-up, cache fill)
+        startup: Duration::from_secs(600),
         ..ServiceModel::default()
     };
     let traces = Trace::shipped()?;

@@ -373,11 +373,11 @@ impl fmt::Debug for Scaler {
 }
 
 impl Scaler {
-    /// Validates `cfg`. `forecaster` is required for prediction to do anything;
-    /// without it the predictive part is skipped.
+    /// Validates `cfg`. A forecaster is required when `cfg.predictive` is set.
     ///
     /// # Errors
-    /// [`ScalingError::InvalidSpec`] and the errors of [`HpaSpec::validate`].
+    /// [`ScalingError::InvalidSpec`] (including prediction configured without
+    /// a forecaster) and the errors of [`HpaSpec::validate`].
     pub fn new(cfg: ScalerConfig, forecaster: Option<Arc<dyn LoadForecast>>) -> Result<Self> {
         Self::with_state(cfg, forecaster, ScalerState::default())
     }
@@ -392,6 +392,12 @@ impl Scaler {
         state: ScalerState,
     ) -> Result<Self> {
         cfg.validate()?;
+        if cfg.predictive.is_some() && forecaster.is_none() {
+            return Err(ScalingError::invalid(
+                "predictive",
+                "prediction is configured but no forecaster was given",
+            ));
+        }
         let hpa = Hpa::with_state(cfg.hpa.clone(), state.hpa.clone())?;
         Ok(Self {
             cfg,
@@ -427,6 +433,32 @@ impl Scaler {
             last = Some(dir);
         }
         n
+    }
+
+    /// The forecast through the External average-value rule: keep the
+    /// current count while `forecast / (per_replica × current)` is within the
+    /// tolerance, else `ceil(forecast / per_replica)`.
+    fn forecast_replicas(&self, obs: &Observation, forecast: f64) -> u32 {
+        let Some(p) = &self.cfg.predictive else {
+            return 0;
+        };
+        let spec = crate::spec::MetricSpec::external_average_value(p.signal.clone(), p.per_replica);
+        let counts = crate::calc::ReplicaCounts {
+            spec: obs.current_replicas,
+            status: obs.status_replicas.unwrap_or(obs.current_replicas),
+            ready: obs.ready_replicas.unwrap_or(obs.current_replicas),
+        };
+        let tol = match self.hpa.rules() {
+            Some((up, down)) => crate::calc::Tolerances {
+                scale_down: down.tolerance,
+                scale_up: up.tolerance,
+            },
+            None => crate::calc::Tolerances::symmetric(self.cfg.hpa.tolerance),
+        };
+        match crate::calc::calculate(&spec, &MetricValue::Total(forecast), counts, tol) {
+            Ok(Ok(c)) => c.replicas,
+            _ => (forecast / p.per_replica).ceil().min(f64::from(u32::MAX)) as u32,
+        }
     }
 
     fn activation_step(&mut self, obs: &Observation, now: Timestamp) -> Result<Step> {
@@ -535,9 +567,7 @@ impl AutoScaler for Scaler {
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
             match f.forecast_max(&p.signal, now, p.lead_time, p.step) {
                 Ok(fc) => {
-                    let replicas = (fc.point.max(0.0) / p.per_replica)
-                        .ceil()
-                        .min(f64::from(u32::MAX)) as u32;
+                    let replicas = self.forecast_replicas(obs, fc.point.max(0.0));
                     let err = f.recent_error(&p.signal);
                     let trusted = err.is_some_and(|e| e.is_finite() && e <= p.max_recent_error);
                     let mut applied = false;

@@ -599,3 +599,26 @@ fn decisions_serialise_with_kubernetes_reason_names() {
     assert_eq!(back, d);
     assert_eq!(Reason::ScaleUpLimit.to_string(), "ScaleUpLimit");
 }
+
+#[test]
+fn forecast_uses_the_average_value_rule_with_tolerance() {
+    // 620 / (60 × 10) = 1.03: inside the tolerance, the forecast asks for the current 10, not 11
+    let mut s = predictive(620.0, Some(0.05), |_| {});
+    let d = s.decide(&cpu(10, 60.0), T0).unwrap();
+    assert_eq!(d.forecast.as_ref().unwrap().replicas, 10);
+    assert_eq!(d.desired_replicas, 10);
+    // 700 / 600 = 1.17: outside, ceil(700 / 60) = 12
+    let mut s = predictive(700.0, Some(0.05), |_| {});
+    assert_eq!(s.decide(&cpu(10, 60.0), T0).unwrap().desired_replicas, 12);
+}
+
+#[test]
+fn prediction_without_a_forecaster_is_a_config_error() {
+    let cfg = ScalerConfig::new("p", cpu_hpa()).predictive(PredictiveConfig::new(
+        "rps",
+        60.0,
+        Duration::from_secs(60),
+    ));
+    let e = Scaler::new(cfg, None).unwrap_err();
+    assert!(e.to_string().contains("no forecaster"), "{e}");
+}
