@@ -340,10 +340,12 @@ pub struct SeasonalNaive {
     inner: Mutex<NaiveState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct NaiveState {
     history: VecDeque<(Timestamp, f64)>,
     errors: VecDeque<f64>,
+    /// Level correction as of the last observation.
+    level: f64,
 }
 
 impl SeasonalNaive {
@@ -362,7 +364,11 @@ impl SeasonalNaive {
             signal: signal.into(),
             step,
             season: (season.as_millis() / step.as_millis()) as usize,
-            inner: Mutex::new(NaiveState::default()),
+            inner: Mutex::new(NaiveState {
+                history: VecDeque::new(),
+                errors: VecDeque::new(),
+                level: 1.0,
+            }),
         })
     }
 
@@ -370,35 +376,43 @@ impl SeasonalNaive {
         ((3_600_000 / self.step.as_millis().max(1)) as usize).max(1)
     }
 
-    fn predict(&self, st: &NaiveState, back: usize) -> Option<f64> {
+    /// The level correction: mean of the last hour over the mean of the hour a season earlier.
+    fn level(&self, st: &NaiveState) -> f64 {
+        let n = st.history.len();
+        let h = self.hour().min(n);
+        if h == 0 {
+            return 1.0;
+        }
+        let recent: f64 = st.history.iter().rev().take(h).map(|x| x.1).sum::<f64>() / h as f64;
+        let Some(then) = n.checked_sub(self.season) else {
+            return 1.0;
+        };
+        let lo = then.saturating_sub(h);
+        if then == lo {
+            return 1.0;
+        }
+        let m = st.history.range(lo..then).map(|x| x.1).sum::<f64>() / (then - lo) as f64;
+        if m > 0.0 {
+            (recent / m).clamp(0.5, 2.0)
+        } else {
+            1.0
+        }
+    }
+
+    fn predict(st: &NaiveState, back: usize) -> Option<f64> {
         // value `back` samples ago, corrected by the level change over the last hour
         let n = st.history.len();
         if back == 0 || back > n {
             return None;
         }
-        let h = self.hour().min(n);
-        let recent: f64 = st.history.iter().rev().take(h).map(|x| x.1).sum::<f64>() / h as f64;
-        let then = n.checked_sub(self.season)?;
-        let lo = then.saturating_sub(h);
-        let past: Vec<f64> = st.history.range(lo..then).map(|x| x.1).collect();
-        let level = if past.is_empty() {
-            1.0
-        } else {
-            let m = past.iter().sum::<f64>() / past.len() as f64;
-            if m > 0.0 {
-                (recent / m).clamp(0.5, 2.0)
-            } else {
-                1.0
-            }
-        };
-        Some(st.history[n - back].1 * level)
+        Some(st.history[n - back].1 * st.level)
     }
 
     /// Feeds one observation (they must come every `step`).
     pub fn observe(&self, at: Timestamp, value: f64) {
         let mut st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if st.history.len() >= self.season
-            && let Some(p) = self.predict(&st, self.season)
+            && let Some(p) = Self::predict(&st, self.season)
             && value > 0.0
         {
             if st.errors.len() >= self.hour() {
@@ -410,6 +424,7 @@ impl SeasonalNaive {
             st.history.pop_front();
         }
         st.history.push_back((at, value));
+        st.level = self.level(&st);
     }
 }
 
@@ -436,7 +451,7 @@ impl LoadForecast for SeasonalNaive {
                 have,
             });
         }
-        let v = self.predict(&st, self.season - ahead).unwrap_or(0.0);
+        let v = Self::predict(&st, self.season - ahead).unwrap_or(0.0);
         Forecast::exact(now + horizon, v)
     }
 
