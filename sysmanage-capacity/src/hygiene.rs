@@ -269,9 +269,14 @@ pub fn prepare(
     season: Option<Duration>,
 ) -> Result<Resampled> {
     config.validate()?;
-    let raw: Vec<Sample> = samples.into_iter().collect();
-    let raw_samples = raw.len();
-    let (sorted, duplicates_merged) = clean(raw)?;
+    let mut sorted: Vec<Sample> = samples.into_iter().collect();
+    let raw_samples = sorted.len();
+    for s in &sorted {
+        sysmanage_core::ensure_finite("sample value", s.value)?;
+    }
+    if !sorted.is_sorted_by_key(|s| s.at) {
+        sorted.sort_by_key(|s| s.at);
+    }
     let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
         return Err(Error::Empty { field: "samples" });
     };
@@ -291,12 +296,32 @@ pub fn prepare(
     let mut max = vec![f64::NEG_INFINITY; n];
     let mut counts = vec![0u32; n];
     let mut offset_sum = 0.0;
-    for s in &sorted {
-        let i = ((s.at.as_millis() - origin) / step_ms) as usize;
-        offset_sum += ((s.at.as_millis() - origin) % step_ms) as f64;
-        sum[i] += s.value;
-        max[i] = max[i].max(s.value);
-        counts[i] += 1;
+    let mut deduped = 0usize;
+    let mut duplicates_merged = 0;
+    // One pass over the sorted samples: average runs sharing a timestamp,
+    // then add the result to its bucket (boundaries advance incrementally).
+    let (mut bucket, mut bucket_start) = (0usize, origin);
+    let mut i = 0;
+    while i < sorted.len() {
+        let at = sorted[i].at.as_millis();
+        let mut run_sum = sorted[i].value;
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j].at.as_millis() == at {
+            run_sum += sorted[j].value;
+            j += 1;
+        }
+        duplicates_merged += j - i - 1;
+        let v = run_sum / (j - i) as f64;
+        while at >= bucket_start + step_ms {
+            bucket += 1;
+            bucket_start += step_ms;
+        }
+        sum[bucket] += v;
+        max[bucket] = max[bucket].max(v);
+        counts[bucket] += 1;
+        offset_sum += (at - bucket_start) as f64;
+        deduped += 1;
+        i = j;
     }
     let mut mean: Vec<f64> = sum
         .iter()
@@ -310,7 +335,7 @@ pub fn prepare(
         }
     }
     fill_gaps(&mut max);
-    let offset = (offset_sum / sorted.len() as f64).round() as i64;
+    let offset = (offset_sum / deduped as f64).round() as i64;
     let start = Timestamp::from_millis(origin + offset);
     let mut mean = RegularSeries {
         start,

@@ -46,12 +46,30 @@ impl Design {
             pow *= u;
         }
         let mut j = self.degree + 1;
+        // Harmonic k of a period follows from harmonic k − 1 by one rotation
+        // (cos/sin addition formulas), so each period costs one sin_cos.
+        let mut prev: Option<(u64, u32, f64, f64, f64, f64)> = None;
         for &(period, k) in &self.harmonics {
-            let pf = period as f64;
-            let base = start.as_millis().rem_euclid(period as i64) as f64;
-            let t = (base + idx * step_ms as f64).rem_euclid(pf);
-            let angle = std::f64::consts::TAU * f64::from(k) * t / pf;
-            let (s, c) = angle.sin_cos();
+            let (c, s) = match prev {
+                Some((p, pk, c1, s1, c, s)) if p == period && pk + 1 == k => {
+                    let next = (c * c1 - s * s1, s * c1 + c * s1);
+                    prev = Some((p, k, c1, s1, next.0, next.1));
+                    next
+                }
+                _ => {
+                    let pf = period as f64;
+                    let base = start.as_millis().rem_euclid(period as i64) as f64;
+                    let t = (base + idx * step_ms as f64).rem_euclid(pf);
+                    let (s1, c1) = (std::f64::consts::TAU * t / pf).sin_cos();
+                    let (s, c) = if k == 1 {
+                        (s1, c1)
+                    } else {
+                        (std::f64::consts::TAU * f64::from(k) * t / pf).sin_cos()
+                    };
+                    prev = (k == 1).then_some((period, 1, c1, s1, c1, s1));
+                    (c, s)
+                }
+            };
             out[j] = c;
             out[j + 1] = s;
             j += 2;
@@ -373,27 +391,40 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     };
     let n = samples.len() as f64;
     let base = first.at;
+    let base_ms = base.as_millis();
+    const PER_MS: f64 = 1.0 / 3_600_000.0;
+    let hours = |s: &Sample| (s.at.as_millis() - base_ms) as f64 * PER_MS;
     let (mut sx, mut sy) = (0.0, 0.0);
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for s in samples {
         sysmanage_core::ensure_finite("sample value", s.value)?;
-        sx += s.at.secs_since(base) / 3600.0;
+        let x = hours(s);
+        sx += x;
         sy += s.value;
+        lo = lo.min(x);
+        hi = hi.max(x);
     }
     let (mx, my) = (sx / n, sy / n);
-    let mut half = 0.0_f64;
-    for s in samples {
-        half = half.max((s.at.secs_since(base) / 3600.0 - mx).abs());
-    }
+    let half = (hi - mx).max(mx - lo);
     let scale = if half > 0.0 { half } else { 1.0 };
-    // Normal equations in u = (x − mx)/scale with centred y.
-    let mut g = Matrix3::<f64>::zeros();
-    let mut rhs = Vector3::<f64>::zeros();
+    // Power sums of u = (x − mx)/scale and moments of centred y: the 3 × 3
+    // normal equations, accumulated in one pass.
+    let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
+    let (mut t0, mut t1, mut t2) = (0.0, 0.0, 0.0);
     for s in samples {
-        let u = (s.at.secs_since(base) / 3600.0 - mx) / scale;
-        let f = Vector3::new(1.0, u, u * u);
-        g += f * f.transpose();
-        rhs += f * (s.value - my);
+        let u = (hours(s) - mx) / scale;
+        let u2 = u * u;
+        let dy = s.value - my;
+        s1 += u;
+        s2 += u2;
+        s3 += u2 * u;
+        s4 += u2 * u2;
+        t0 += dy;
+        t1 += dy * u;
+        t2 += dy * u2;
     }
+    let g = Matrix3::new(n, s1, s2, s1, s2, s3, s2, s3, s4);
+    let rhs = Vector3::new(t0, t1, t2);
     let too_few = Error::InsufficientData {
         what: "quadratic fit (distinct timestamps)",
         needed: 3,
@@ -423,7 +454,7 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     };
     let (mut sse, mut sst) = (0.0, 0.0);
     for s in samples {
-        let u = (s.at.secs_since(base) / 3600.0 - mx) / scale;
+        let u = (hours(s) - mx) / scale;
         let pred = my + b[0] + b[1] * u + b[2] * u * u;
         sse += (s.value - pred).powi(2);
         sst += (s.value - my).powi(2);

@@ -75,24 +75,32 @@ fn ets_run(
     let m = init.seasonal.len();
     ring.clear();
     ring.extend_from_slice(&init.seasonal);
-    let (mut l, mut b) = (init.level, init.trend);
+    // State kept as `lb = l + b` and `b`: the same recursion with a shorter
+    // dependency chain per step (lb → μ → e → lb).
+    let mut b = init.trend;
+    let mut lb = init.level + b;
     let mut sse = 0.0;
-    let mut last_mu = l + b;
+    let mut last_mu = lb;
     let mut out = fitted;
-    for (t, &yt) in y.iter().enumerate() {
-        let j = t % m;
-        let s = ring[j];
-        let mu = l + b + s;
-        let e = yt - mu;
-        sse += e * e;
-        l = l + b + p.alpha * e;
-        b += p.beta * e;
-        ring[j] = s + p.gamma * e;
-        last_mu = mu;
-        if let Some(f) = out.as_deref_mut() {
-            f.push(mu);
+    let EtsParams { alpha, beta, gamma } = p;
+    let alpha_beta = alpha + beta;
+    // Walk the data one season at a time so the seasonal index needs no modulo.
+    for chunk in y.chunks(m) {
+        for (s, &yt) in ring.iter_mut().zip(chunk) {
+            let mu = lb + *s;
+            let e = yt - mu;
+            sse += e * e;
+            // lₜ = lₜ₋₁ + bₜ₋₁ + αe and bₜ = bₜ₋₁ + βe, so lₜ + bₜ = lb + b + (α + β)e.
+            lb = (lb + b) + alpha_beta * e;
+            b += beta * e;
+            *s += gamma * e;
+            last_mu = mu;
+            if let Some(f) = out.as_deref_mut() {
+                f.push(mu);
+            }
         }
     }
+    let l = lb - b;
     (sse, l, b, last_mu)
 }
 
@@ -200,18 +208,16 @@ impl HoltWinters {
             let (s, ..) = ets_run(values, p, init, &mut ring, None);
             if s.is_finite() { s } else { f64::MAX }
         };
-        let mut best = (f64::INFINITY, vec![0.0; 3]);
-        for start in [[0.3, 0.05, 0.1], [0.7, 0.01, 0.05], [0.1, 0.001, 0.3]] {
-            let x0 = ets_to_unconstrained(EtsParams {
-                alpha: start[0],
-                beta: start[1],
-                gamma: start[2],
-            });
-            let (x, f) = nelder_mead(&mut sse, &x0, 1.0, 1500);
-            if f < best.0 {
-                best = (f, x);
-            }
-        }
+        // One Nelder–Mead run from a typical start, then a restart from its
+        // optimum (the usual guard against a collapsed simplex).
+        let x0 = ets_to_unconstrained(EtsParams {
+            alpha: 0.3,
+            beta: 0.03,
+            gamma: 0.1,
+        });
+        let (x1, f1) = nelder_mead(&mut sse, &x0, 1.0, 1000);
+        let (x2, f2) = nelder_mead(&mut sse, &x1, 0.5, 1000);
+        let best = if f2 <= f1 { (f2, x2) } else { (f1, x1) };
         ets_from_unconstrained(&best.1)
     }
 }
