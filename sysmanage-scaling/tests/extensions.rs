@@ -559,6 +559,32 @@ mod props {
         }
 
         #[test]
+        fn guards_never_scale_up_alone(
+            current in 1u32..40,
+            cpu_pct in 0.0f64..66.0,
+            latency in 0.0f64..5000.0,
+            errors in 0.0f64..1.0,
+        ) {
+            // cpu at or below target + tolerance: metrics never ask for more
+            let mut s = guarded(true);
+            let d = s.decide(&cpu(current, cpu_pct).latency_p95_ms(latency).error_rate(errors), T0).unwrap();
+            prop_assert!(d.desired_replicas <= current);
+        }
+
+        #[test]
+        fn forecasts_never_lower_the_reactive_decision_by_default(
+            current in 1u32..40,
+            cpu_pct in 0.0f64..300.0,
+            forecast in 0.0f64..5000.0,
+        ) {
+            let mut reactive = Scaler::new(ScalerConfig::new("r", cpu_hpa()), None).unwrap();
+            let mut predictive = predictive(forecast, Some(0.0), |_| {});
+            let r = reactive.decide(&cpu(current, cpu_pct), T0).unwrap();
+            let p = predictive.decide(&cpu(current, cpu_pct), T0).unwrap();
+            prop_assert!(p.desired_replicas >= r.desired_replicas);
+        }
+
+        #[test]
         fn garbage_readings_never_panic(v in proptest::num::f64::ANY) {
             let mut h = Hpa::new(cpu_hpa()).unwrap();
             let r = h.decide(&cpu(3, v), T0);
@@ -621,4 +647,39 @@ fn prediction_without_a_forecaster_is_a_config_error() {
     ));
     let e = Scaler::new(cfg, None).unwrap_err();
     assert!(e.to_string().contains("no forecaster"), "{e}");
+}
+
+#[test]
+fn select_policy_disabled_and_min() {
+    let spec = |down: ScalingRules| {
+        HpaSpec::new(1, 100, vec![MetricSpec::resource_utilization("cpu", 50)]).with_behavior(
+            Behavior {
+                scale_up: Some(
+                    ScalingRules::new(
+                        0,
+                        vec![ScalingPolicy::pods(2, 60), ScalingPolicy::percent(50, 60)],
+                    )
+                    .select(sysmanage_scaling::SelectPolicy::Min),
+                ),
+                scale_down: Some(down),
+            },
+        )
+    };
+    // scale-down disabled: never below the current count
+    let mut h = Hpa::new(spec(
+        ScalingRules::new(0, vec![ScalingPolicy::percent(100, 15)])
+            .select(sysmanage_scaling::SelectPolicy::Disabled),
+    ))
+    .unwrap();
+    let d = h.decide(&cpu(10, 5.0), T0).unwrap();
+    assert_eq!(
+        (d.desired_replicas, d.reasons[1]),
+        (10, Reason::ScaleDownLimit)
+    );
+    // scale-up with Min: the smaller of +2 pods and +50 % → 10 + 2
+    let d = h.decide(&cpu(10, 500.0), at(1)).unwrap();
+    assert_eq!(
+        (d.desired_replicas, d.reasons[1]),
+        (12, Reason::ScaleUpLimit)
+    );
 }
