@@ -91,3 +91,8 @@ pub use report::{
 };
 pub use select::{CandidateScore, Selection, SelectionConfig};
 pub use sysmanage_core::{Error, Result};
+
+/// The README's example is tested too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
