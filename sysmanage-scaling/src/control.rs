@@ -247,6 +247,20 @@ enum Wake {
     Closed,
 }
 
+/// A serde-serialisable snapshot of a [`Controller`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerStatus {
+    /// The scaler's name.
+    pub scaler: String,
+    /// The decision interval in seconds.
+    pub interval_secs: f64,
+    /// The last decision, with its explanation.
+    pub last_decision: Option<Decision>,
+    /// Statistics over the requested window.
+    pub stats: StatsSnapshot,
+}
+
 /// Drives an [`AutoScaler`]: every `interval`, read → decide → actuate → confirm.
 pub struct Controller<S> {
     scaler: S,
@@ -294,6 +308,16 @@ impl<S: AutoScaler> Controller<S> {
     /// The decision statistics.
     pub fn stats(&self) -> &DecisionStats {
         &self.stats
+    }
+
+    /// A snapshot for status endpoints, with statistics over the last `window`.
+    pub fn status(&self, window: Duration) -> ControllerStatus {
+        ControllerStatus {
+            scaler: self.scaler.name().to_owned(),
+            interval_secs: self.interval.as_secs_f64(),
+            last_decision: self.last.clone(),
+            stats: self.stats.snapshot(self.clock.wall(), window),
+        }
     }
 
     /// The last decision.

@@ -80,8 +80,8 @@ pub mod spec;
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
 pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig};
 pub use control::{
-    Controller, DecisionStats, InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget,
-    StatsSnapshot, Trend,
+    Controller, ControllerStatus, DecisionStats, InMemoryMetrics, InMemoryTarget, MetricsSource,
+    ScaleTarget, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};

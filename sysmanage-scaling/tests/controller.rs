@@ -51,6 +51,10 @@ async fn loop_reads_decides_actuates_and_stops_on_signal() {
     );
     assert_eq!((snap.scale_up, snap.no_action), (1, 1));
     assert_eq!(ctl.last_decision().unwrap().action, Action::None);
+    let status = serde_json::to_value(ctl.status(Duration::from_secs(3600))).unwrap();
+    assert_eq!(status["scaler"], "hpa");
+    assert_eq!(status["stats"]["scaleUp"], 1);
+    assert_eq!(status["lastDecision"]["desiredReplicas"], 4);
 }
 
 #[tokio::test(start_paused = true)]
