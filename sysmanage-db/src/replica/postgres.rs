@@ -158,7 +158,8 @@ impl PgNodeOptions {
 ///
 /// # Errors
 /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `url` does not
-/// parse (the message shows it redacted) or the options are invalid.
+/// parse (the message shows it redacted), the options are invalid, or there
+/// is no tokio runtime to run the pool on.
 ///
 /// # Examples
 /// ```
@@ -192,6 +193,13 @@ pub fn pg_node_with(
 ) -> Result<NodeSpec<PgPool>> {
     let name = name.into();
     let url = url.into();
+    if tokio::runtime::Handle::try_current().is_err() {
+        // sqlx starts the pool's maintenance task right away.
+        return Err(invalid(
+            "runtime",
+            format!("node {name:?}: pools must be created inside a tokio runtime"),
+        ));
+    }
     let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {
         invalid(
             "url",

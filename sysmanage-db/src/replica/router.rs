@@ -304,11 +304,50 @@ impl Drop for InFlight<'_> {
 struct Topology<P> {
     nodes: Vec<Arc<Node<P>>>,
     primary: Option<usize>,
+    /// The replicas that serve [`Consistency::Any`] reads (lowest tier only),
+    /// recomputed whenever a ban, role, lag ban or weight changes, so the
+    /// common read picks in O(1).
+    any: RwLock<Vec<u32>>,
 }
 
 impl<P> Topology<P> {
+    fn new(nodes: Vec<Arc<Node<P>>>, primary: Option<usize>) -> Self {
+        let topo = Self {
+            nodes,
+            primary,
+            any: RwLock::new(Vec::new()),
+        };
+        topo.refresh_any();
+        topo
+    }
+
     fn primary(&self) -> Option<&Arc<Node<P>>> {
         self.primary.map(|i| &self.nodes[i])
+    }
+
+    fn serves_any(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        Some(i) != self.primary
+            && node.role.load(Ordering::Acquire) == ROLE_REPLICA
+            && node.weight() > 0.0
+            && !node.banned.load(Ordering::Acquire)
+            && !node.lag_banned.load(Ordering::Acquire)
+    }
+
+    fn refresh_any(&self) {
+        let mut best = u8::MAX;
+        let mut list = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !self.serves_any(i) || node.tier > best {
+                continue;
+            }
+            if node.tier < best {
+                best = node.tier;
+                list.clear();
+            }
+            list.push(u32::try_from(i).unwrap_or(u32::MAX));
+        }
+        *self.any.write().unwrap_or_else(PoisonError::into_inner) = list;
     }
 }
 
@@ -453,10 +492,7 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
         let inner = Arc::new(Inner {
             epoch: now,
             clock,
-            topology: RwLock::new(Arc::new(Topology {
-                nodes,
-                primary: Some(0),
-            })),
+            topology: RwLock::new(Arc::new(Topology::new(nodes, Some(0)))),
             rng: Mutex::new(SplitMix64::new(seed)),
             turn: AtomicU64::new(0),
             history: Mutex::new(PrimaryHistory::new(256)),
@@ -605,6 +641,26 @@ impl<P> Inner<P> {
         exclude: Option<&Arc<Node<P>>>,
         ignore_bans: bool,
     ) -> (Option<Arc<Node<P>>>, usize) {
+        if *consistency == Consistency::Any && exclude.is_none() && !ignore_bans {
+            let any = topo.any.read().unwrap_or_else(PoisonError::into_inner);
+            let n = any.len();
+            let at = |k: usize| any[k] as usize;
+            let chosen = match (n, self.config.strategy) {
+                (0, _) => None,
+                (1, _) => Some(at(0)),
+                (_, Strategy::RoundRobin) => {
+                    let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+                    Some(at((turn % n as u64) as usize))
+                }
+                (_, strategy) => {
+                    let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                    pick(strategy, n, |k| topo.nodes[at(k)].candidate(), 0, &mut rng).map(at)
+                }
+            };
+            if let Some(i) = chosen {
+                return (Some(Arc::clone(&topo.nodes[i])), n);
+            }
+        }
         let now_ns = match consistency {
             Consistency::BoundedStaleness {
                 max_time: Some(_), ..
@@ -695,6 +751,7 @@ impl<P> Inner<P> {
         if let Transition::Banned(reason) = t {
             let until = g.health.ban().map(|b| self.wall_of(b.until));
             drop(g);
+            self.topology().refresh_any();
             tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
                 reason = reason.label(), until = ?until, "node banned");
             self.wake.notify_one();
@@ -835,10 +892,7 @@ impl<P: NodePool> Inner<P> {
                 let mut guard = self.topology.write().unwrap_or_else(PoisonError::into_inner);
                 if Arc::ptr_eq(&guard, &topo) {
                     let old = topo.primary().map(|n| n.name.clone());
-                    let next = Arc::new(Topology {
-                        nodes: topo.nodes.clone(),
-                        primary: new_primary,
-                    });
+                    let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
                     *guard = Arc::clone(&next);
                     topo = next;
                     self.history.lock().unwrap_or_else(PoisonError::into_inner).clear();
@@ -938,6 +992,7 @@ impl<P: NodePool> Inner<P> {
                 }
             }
         }
+        topo.refresh_any();
     }
 
     /// Re-probes qualifying-but-behind replicas until one reaches `token` or
@@ -1201,7 +1256,7 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// Like [`pick_replica`](Self::pick_replica) but without allocating: only
     /// whether a replica qualifies (used by benchmarks of the hot path).
     pub fn has_replica_for(&self, consistency: &Consistency) -> bool {
-        let topo = self.inner.topology();
+        let topo = self.inner.topology.read().unwrap_or_else(PoisonError::into_inner);
         self.inner.select(&topo, consistency, None, false).0.is_some()
     }
 
@@ -1226,10 +1281,7 @@ impl<P: NodePool> ReplicaRouter<P> {
         }
         let mut nodes = guard.nodes.clone();
         nodes.push(node);
-        *guard = Arc::new(Topology {
-            nodes,
-            primary: guard.primary,
-        });
+        *guard = Arc::new(Topology::new(nodes, guard.primary));
         drop(guard);
         inner.wake.notify_one();
         Ok(())
@@ -1253,7 +1305,7 @@ impl<P: NodePool> ReplicaRouter<P> {
         let mut nodes = guard.nodes.clone();
         nodes.remove(i);
         let primary = guard.primary.map(|p| if p > i { p - 1 } else { p });
-        *guard = Arc::new(Topology { nodes, primary });
+        *guard = Arc::new(Topology::new(nodes, primary));
         Ok(())
     }
 
@@ -1271,6 +1323,7 @@ impl<P: NodePool> ReplicaRouter<P> {
             .find(|n| n.name == name)
             .ok_or_else(|| Error::UnknownNode(name.to_owned()))?;
         node.weight.store(weight.to_bits(), Ordering::Relaxed);
+        topo.refresh_any();
         Ok(())
     }
 
