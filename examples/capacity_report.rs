@@ -210,25 +210,33 @@ fn chart(path: &Path, f: &MetricForecast, history: &[(Timestamp, f64)]) -> std::
         y(lo + 0.05 * span) + 4.0,
         lo + 0.05 * span
     );
-    let days = (t_max - t_min) / 86_400_000.0;
     let origin = f
         .forecasts
         .first()
         .map_or(t_min, |p| p.at.as_millis() as f64);
+    let ahead_h = f
+        .forecasts
+        .last()
+        .map_or(0.0, |p| (p.at.as_millis() as f64 - origin) / 3.6e6);
+    let span_label = |hours: f64| {
+        if hours > 500.0 {
+            format!("{:.0} days", hours / 24.0)
+        } else {
+            format!("{hours:.0} h")
+        }
+    };
     let _ = writeln!(
         s,
-        r#"<text x="{pad}" y="{}">−{:.0} h</text>"#,
+        r#"<text x="{pad}" y="{}">−{} (history)</text>"#,
         h - pad + 16.0,
-        (origin - t_min) / 3.6e6
+        span_label((origin - t_min) / 3.6e6)
     );
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" text-anchor="end">+{:.0} h (chart spans {days:.1} days)</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="end">+{} (forecast)</text>"#,
         w - pad,
         h - pad + 16.0,
-        f.forecasts
-            .last()
-            .map_or(0.0, |p| p.at.secs_since(f.forecasts[0].at) / 3600.0)
+        span_label(ahead_h)
     );
     // Interval band.
     let mut band = String::new();

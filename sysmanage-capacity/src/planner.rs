@@ -277,12 +277,29 @@ pub struct MetricStatus {
 /// assert!((hours - 24.0 * 6.0).abs() < 2.0, "{hours}"); // 0.84 → 0.90 at 0.01/day
 /// # Ok::<(), sysmanage_core::Error>(())
 /// ```
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Planner {
     config: PlannerConfig,
     metrics: BTreeMap<String, MetricState>,
     #[serde(skip)]
     cache: Mutex<HashMap<String, Arc<Fit>>>,
+}
+
+impl fmt::Debug for Planner {
+    /// A summary (metric names and sample counts), not every sample.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Planner")
+            .field("config", &self.config)
+            .field(
+                "metrics",
+                &self
+                    .metrics
+                    .iter()
+                    .map(|(name, m)| (name.as_str(), m.samples.len()))
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl Planner {
