@@ -387,3 +387,25 @@ fn holt_winters_matches_statsmodels_ets_model() {
         }
     }
 }
+
+/// The `Linear` forecaster's line is `predict_linear`'s line: on a regular
+/// series the two agree at every horizon.
+#[test]
+fn linear_forecaster_agrees_with_predict_linear() {
+    let y: Vec<f64> = (0..50)
+        .map(|i| 3.0 + 0.25 * i as f64 + ((i * 7) % 5) as f64 * 0.1)
+        .collect();
+    let step = 60;
+    let samples: Vec<Sample> = y
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample::new(Timestamp::from_secs(1_764_028_800 + step * i as i64), *v))
+        .collect();
+    let series = RegularSeries::new(samples[0].at, Duration::from_secs(step as u64), y).unwrap();
+    let fit = Linear.fit(&series).unwrap();
+    let last = samples.last().unwrap().at;
+    for h in [1usize, 10, 100] {
+        let promql = predict_linear(&samples, last, (h as i64 * step) as f64).unwrap();
+        assert!(close(fit.predict(h).point, promql, 1e-12), "h={h}");
+    }
+}
