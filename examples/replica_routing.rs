@@ -21,7 +21,8 @@ use sqlx::PgPool;
 use sysmanage_db::replica::{Consistency, PgNodeOptions, ReplicaConfig, ReplicaRouter, pg_node};
 use sysmanage_examples::{init_tracing, pretty, section};
 
-const HINT: &str = "start the topology with `scripts/services up` and run `eval \"$(scripts/services env)\"`";
+const HINT: &str =
+    "start the topology with `scripts/services up` and run `eval \"$(scripts/services env)\"`";
 const RUN_FOR: Duration = Duration::from_secs(6);
 const BOUND: Duration = Duration::from_millis(500);
 
@@ -202,10 +203,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
                 let c = Consistency::at_least(token).with_wait(Duration::from_millis(20));
                 let read = router
                     .read(c, |pool| async move {
-                        sqlx::query_scalar::<_, i64>("select count(*) from replica_example where id = $1")
-                            .bind(id)
-                            .fetch_one(&pool)
-                            .await
+                        sqlx::query_scalar::<_, i64>(
+                            "select count(*) from replica_example where id = $1",
+                        )
+                        .bind(id)
+                        .fetch_one(&pool)
+                        .await
                     })
                     .await;
                 counters.reads.fetch_add(1, Ordering::Relaxed);
@@ -230,10 +233,12 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
                     .map(|(id, _)| *id);
                 let read = router
                     .read(Consistency::bounded_time(BOUND), |pool| async move {
-                        sqlx::query_scalar::<_, i64>("select count(*) from replica_example where id = $1")
-                            .bind(required.unwrap_or(0))
-                            .fetch_one(&pool)
-                            .await
+                        sqlx::query_scalar::<_, i64>(
+                            "select count(*) from replica_example where id = $1",
+                        )
+                        .bind(required.unwrap_or(0))
+                        .fetch_one(&pool)
+                        .await
                     })
                     .await;
                 counters.reads.fetch_add(1, Ordering::Relaxed);
@@ -269,12 +274,15 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
 
     // Every acknowledged write is on the primary.
     let ids = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let present: i64 = sqlx::query_scalar("select count(*) from replica_example where id = any($1)")
-        .bind(&ids)
-        .fetch_one(&primary)
-        .await?;
+    let present: i64 =
+        sqlx::query_scalar("select count(*) from replica_example where id = any($1)")
+            .bind(&ids)
+            .fetch_one(&primary)
+            .await?;
     let lost = ids.len() as u64 - present as u64;
-    sqlx::query("drop table replica_example").execute(&primary).await?;
+    sqlx::query("drop table replica_example")
+        .execute(&primary)
+        .await?;
 
     let c = &counters;
     let (reads, read_errors, stale_reads, writes, write_errors) = (

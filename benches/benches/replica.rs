@@ -27,7 +27,11 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn memory_router(rt: &tokio::runtime::Runtime, strategy: Strategy, n: usize) -> ReplicaRouter<MemoryNode> {
+fn memory_router(
+    rt: &tokio::runtime::Runtime,
+    strategy: Strategy,
+    n: usize,
+) -> ReplicaRouter<MemoryNode> {
     let cluster = MemoryCluster::new();
     let mut config = ReplicaConfig::default();
     config.strategy = strategy;
@@ -112,7 +116,10 @@ fn select1(c: &mut Criterion) {
     let pool = router.node_pool("standby1").expect("pool");
     let direct = || {
         rt.block_on(async {
-            let one: i32 = sqlx::query_scalar("select 1").fetch_one(&pool).await.expect("select 1");
+            let one: i32 = sqlx::query_scalar("select 1")
+                .fetch_one(&pool)
+                .await
+                .expect("select 1");
             black_box(one)
         })
     };
@@ -177,7 +184,11 @@ fn select1(c: &mut Criterion) {
         "select1: routed/direct throughput ratio over all paired samples = {:.3}",
         d.as_secs_f64() / r.as_secs_f64()
     );
-    assert_eq!(router.status().fallbacks, 0, "routed reads fell back to the primary");
+    assert_eq!(
+        router.status().fallbacks,
+        0,
+        "routed reads fell back to the primary"
+    );
 }
 
 criterion_group!(benches, pick, select1);

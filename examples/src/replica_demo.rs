@@ -47,7 +47,9 @@ pub async fn demo_replicas() -> Result<(), Box<dyn std::error::Error>> {
     // on another node (here the primary, the only other one with the write).
     east.set_up(false);
     let value = router
-        .read(Consistency::at_least(token), |db| async move { db.get("host:42") })
+        .read(Consistency::at_least(token), |db| async move {
+            db.get("host:42")
+        })
         .await?;
     assert_eq!(value.as_deref(), Some("online"));
     let status = router.status();

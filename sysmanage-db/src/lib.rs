@@ -9,4 +9,5 @@ pub mod replica;
 pub mod shard;
 
 pub use error::{Error, Result};
+pub use replica::{Consistency, NodeSpec, ReplicaConfig, ReplicaRouter, WalToken};
 pub use shard::{FanOut, NodeSet, PgHash, ShardFunction, ShardId, ShardKey, ShardRouter};

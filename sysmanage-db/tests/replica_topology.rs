@@ -63,7 +63,12 @@ async fn served_by(router: &ReplicaRouter<PgPool>, c: Consistency) -> sysmanage_
 }
 
 /// `tasks` concurrent readers doing `per_task` reads each: reads per port.
-async fn spread(router: &ReplicaRouter<PgPool>, c: Consistency, tasks: usize, per_task: usize) -> HashMap<i32, usize> {
+async fn spread(
+    router: &ReplicaRouter<PgPool>,
+    c: Consistency,
+    tasks: usize,
+    per_task: usize,
+) -> HashMap<i32, usize> {
     let mut readers = tokio::task::JoinSet::new();
     for _ in 0..tasks {
         let router = router.clone();
@@ -85,10 +90,22 @@ async fn spread(router: &ReplicaRouter<PgPool>, c: Consistency, tasks: usize, pe
 }
 
 fn port_of(url: &str) -> i32 {
-    url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap()
+    url.rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
-async fn wait_for(router: &ReplicaRouter<PgPool>, what: &str, timeout: Duration, f: impl Fn(&sysmanage_db::replica::RouterStatus) -> bool) {
+async fn wait_for(
+    router: &ReplicaRouter<PgPool>,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&sysmanage_db::replica::RouterStatus) -> bool,
+) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if f(&router.status()) {
@@ -96,7 +113,10 @@ async fn wait_for(router: &ReplicaRouter<PgPool>, what: &str, timeout: Duration,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("{what} not reached within {timeout:?}: {:#?}", router.status());
+    panic!(
+        "{what} not reached within {timeout:?}: {:#?}",
+        router.status()
+    );
 }
 
 /// A table of our own, visible on both standbys (DDL replays too).
@@ -124,14 +144,19 @@ async fn fresh_table(router: &ReplicaRouter<PgPool>, name: &str) {
             if seen {
                 break;
             }
-            assert!(Instant::now() < deadline, "{name} never replayed on {standby}");
+            assert!(
+                Instant::now() < deadline,
+                "{name} never replayed on {standby}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 }
 
 async fn blocking_services(args: &'static [&'static str]) -> String {
-    tokio::task::spawn_blocking(move || services(args)).await.unwrap()
+    tokio::task::spawn_blocking(move || services(args))
+        .await
+        .unwrap()
 }
 
 /// Starts `node` again when dropped (idempotent in the script).
@@ -149,10 +174,16 @@ impl Drop for ResumeOnDrop {
         let url = self.0.clone();
         // A fresh runtime on its own thread: Drop may run inside a runtime.
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let pool = PgPool::connect(&url).await.unwrap();
-                sqlx::query("select pg_wal_replay_resume()").execute(&pool).await.unwrap();
+                sqlx::query("select pg_wal_replay_resume()")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
             });
         })
         .join()
@@ -185,13 +216,19 @@ async fn reads_spread_over_both_standbys() {
     let seen = spread(&router, Consistency::Any, 8, 50).await;
     for url in &standbys {
         let n = seen.get(&port_of(url)).copied().unwrap_or(0);
-        assert!(n >= 60, "standby {} served {n} of 400: {seen:?}", port_of(url));
+        assert!(
+            n >= 60,
+            "standby {} served {n} of 400: {seen:?}",
+            port_of(url)
+        );
     }
     assert_eq!(seen.get(&port_of(&pg_primary_url())), None, "{seen:?}");
     // Writes go to the primary.
     let port: i32 = router
         .write(|pool| async move {
-            sqlx::query_scalar("select inet_server_port()").fetch_one(&pool).await
+            sqlx::query_scalar("select inet_server_port()")
+                .fetch_one(&pool)
+                .await
         })
         .await
         .unwrap();
@@ -224,7 +261,13 @@ async fn standby_stopped_immediately_costs_no_read_and_is_readmitted() {
     let restart = RestartOnDrop("standby1");
     blocking_services(&["pg-stop", "standby1", "immediate"]).await;
     let (ok, failed) = reader.await.unwrap();
-    assert!(failed.is_empty(), "{} failed reads of {}: {:?}", failed.len(), ok + failed.len(), &failed[..failed.len().min(3)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed reads of {}: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
     assert!(ok > 100, "only {ok} reads");
     let s = router.status();
     assert!(
@@ -232,12 +275,18 @@ async fn standby_stopped_immediately_costs_no_read_and_is_readmitted() {
         "{s:#?}"
     );
     drop(restart); // pg-start standby1
-    wait_for(&router, "standby1 re-admitted", Duration::from_secs(10), |s| {
-        s.node("standby1").unwrap().state == NodeState::Healthy
-    })
+    wait_for(
+        &router,
+        "standby1 re-admitted",
+        Duration::from_secs(10),
+        |s| s.node("standby1").unwrap().state == NodeState::Healthy,
+    )
     .await;
     let back = spread(&router, Consistency::Any, 8, 25).await;
-    assert!(back.get(&standby1).copied().unwrap_or(0) > 20, "after restart: {back:?}");
+    assert!(
+        back.get(&standby1).copied().unwrap_or(0) > 20,
+        "after restart: {back:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +297,10 @@ async fn paused_replay_never_serves_a_stale_row() {
     let standby1_url = pg_standby_urls()[0].clone();
     let standby1 = port_of(&standby1_url);
     let pool1 = router.node_pool("standby1").unwrap();
-    sqlx::query("select pg_wal_replay_pause()").execute(&pool1).await.unwrap();
+    sqlx::query("select pg_wal_replay_pause()")
+        .execute(&pool1)
+        .await
+        .unwrap();
     let resume = ResumeOnDrop(standby1_url);
 
     let bound = Duration::from_millis(400);
@@ -260,9 +312,11 @@ async fn paused_replay_never_serves_a_stale_row() {
     while cycles < 1000 || started.elapsed() < 2 * bound {
         let (id, token) = router
             .write_with_token(|pool| async move {
-                sqlx::query_scalar::<_, i64>("insert into replica_pause_t default values returning id")
-                    .fetch_one(&pool)
-                    .await
+                sqlx::query_scalar::<_, i64>(
+                    "insert into replica_pause_t default values returning id",
+                )
+                .fetch_one(&pool)
+                .await
             })
             .await
             .unwrap();
@@ -283,7 +337,8 @@ async fn paused_replay_never_serves_a_stale_row() {
             }
         };
         // Read-your-writes: must see `id`.
-        let (max, port) = read(Consistency::at_least(token).with_wait(Duration::from_millis(20))).await;
+        let (max, port) =
+            read(Consistency::at_least(token).with_wait(Duration::from_millis(20))).await;
         if max.unwrap_or(0) < id {
             stale += 1;
         }
@@ -305,17 +360,26 @@ async fn paused_replay_never_serves_a_stale_row() {
     let s = router.status();
     eprintln!("paused replay: {cycles} cycles, reads by (level, port): {by_port:?}");
     drop(resume);
-    assert_eq!(stale, 0, "{stale} stale reads in {cycles} cycles: {by_port:?}");
+    assert_eq!(
+        stale, 0,
+        "{stale} stale reads in {cycles} cycles: {by_port:?}"
+    );
     assert!(cycles >= 1000);
     // Not vacuous: standby1 really lagged.
     assert!(s.node("standby1").unwrap().lag_bytes > 0, "{s:#?}");
     // It serves again after resuming.
-    wait_for(&router, "standby1 caught up", Duration::from_secs(10), |s| {
-        s.node("standby1").unwrap().lag_bytes == 0
-    })
+    wait_for(
+        &router,
+        "standby1 caught up",
+        Duration::from_secs(10),
+        |s| s.node("standby1").unwrap().lag_bytes == 0,
+    )
     .await;
     let back = spread(&router, bounded, 8, 25).await;
-    assert!(back.get(&standby1).copied().unwrap_or(0) > 20, "bounded reads after resume: {back:?}");
+    assert!(
+        back.get(&standby1).copied().unwrap_or(0) > 20,
+        "bounded reads after resume: {back:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,8 +419,10 @@ async fn promotion_repoints_writes_without_losing_acknowledged_ones() {
     // A fast shutdown sends all WAL to the standbys first, so every
     // acknowledged write is on standby1 when it is promoted.
     blocking_services(&["pg-stop", "primary", "fast"]).await;
+    let promoting = Instant::now();
     blocking_services(&["pg-promote", "standby1"]).await;
     let promoted = Instant::now();
+    eprintln!("pg_ctl promote took {:?}", promoted - promoting);
     wait_for(&router, "writes re-pointed", Duration::from_secs(5), |s| {
         s.primary.as_deref() == Some("standby1")
     })
@@ -365,17 +431,28 @@ async fn promotion_repoints_writes_without_losing_acknowledged_ones() {
     eprintln!("writes re-pointed {repointed:?} after the promotion");
     let (acked, failures) = writer.await.unwrap();
     let limit = 2 * (INTERVAL + config().monitor_jitter);
-    assert!(repointed <= limit, "re-pointed after {repointed:?}, limit {limit:?}");
-    assert!(acked.iter().any(|(_, p)| p == "standby1"), "no write reached the new primary");
+    assert!(
+        repointed <= limit,
+        "re-pointed after {repointed:?}, limit {limit:?}"
+    );
+    assert!(
+        acked.iter().any(|(_, p)| p == "standby1"),
+        "no write reached the new primary"
+    );
     // Every acknowledged write is on the new primary.
     let ids: Vec<i64> = acked.iter().map(|(id, _)| *id).collect();
     let new_primary = router.node_pool("standby1").unwrap();
-    let present: i64 = sqlx::query_scalar("select count(*) from replica_promote_t where id = any($1)")
-        .bind(&ids)
-        .fetch_one(&new_primary)
-        .await
-        .unwrap();
-    assert_eq!(present as usize, ids.len(), "lost acknowledged writes ({failures} unacknowledged attempts)");
+    let present: i64 =
+        sqlx::query_scalar("select count(*) from replica_promote_t where id = any($1)")
+            .bind(&ids)
+            .fetch_one(&new_primary)
+            .await
+            .unwrap();
+    assert_eq!(
+        present as usize,
+        ids.len(),
+        "lost acknowledged writes ({failures} unacknowledged attempts)"
+    );
     assert_eq!(router.status().role_changes, 1);
 }
 
@@ -387,7 +464,10 @@ async fn bad_configuration_is_a_typed_error() {
     zero.max_connections = 0;
     assert!(matches!(
         pg_node("p", pg_primary_url(), &zero),
-        Err(Error::InvalidConfig { field: "max_connections", .. })
+        Err(Error::InvalidConfig {
+            field: "max_connections",
+            ..
+        })
     ));
     let err = pg_node("p", "postgres://app:s3cret@[nonsense", &opts).unwrap_err();
     assert!(matches!(err, Error::InvalidConfig { field: "url", .. }));
@@ -397,14 +477,30 @@ async fn bad_configuration_is_a_typed_error() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "primary", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidConfig {
+            field: "primary",
+            ..
+        }
+    ));
     let err = ReplicaRouter::builder()
         .primary(pg_node("p", pg_primary_url(), &opts).unwrap())
-        .replica(pg_node("s", pg_standby_urls()[0].clone(), &opts).unwrap().weight(-2.0))
+        .replica(
+            pg_node("s", pg_standby_urls()[0].clone(), &opts)
+                .unwrap()
+                .weight(-2.0),
+        )
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "weight", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidConfig {
+            field: "weight",
+            ..
+        }
+    ));
     let mut c = ReplicaConfig::default();
     c.probe_timeout = Duration::ZERO;
     let err = ReplicaRouter::builder()
@@ -413,18 +509,40 @@ async fn bad_configuration_is_a_typed_error() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "probe_timeout", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidConfig {
+            field: "probe_timeout",
+            ..
+        }
+    ));
     // A replica that is down at start-up: the router starts, the replica is banned.
     let router = ReplicaRouter::builder()
         .config(config())
         .primary(pg_node("p", pg_primary_url(), &opts).unwrap())
-        .replica(pg_node("down", "postgres://postgres:pw@127.0.0.1:1/sysmanage_test", &opts).unwrap())
+        .replica(
+            pg_node(
+                "down",
+                "postgres://postgres:pw@127.0.0.1:1/sysmanage_test",
+                &opts,
+            )
+            .unwrap(),
+        )
         .build()
         .await
         .unwrap();
     let s = router.status();
-    assert!(matches!(s.node("down").unwrap().state, NodeState::Banned { .. }));
-    assert_eq!(s.node("down").unwrap().url.as_deref(), Some("postgres://postgres:***@127.0.0.1:1/sysmanage_test"));
+    assert!(matches!(
+        s.node("down").unwrap().state,
+        NodeState::Banned { .. }
+    ));
+    assert_eq!(
+        s.node("down").unwrap().url.as_deref(),
+        Some("postgres://postgres:***@127.0.0.1:1/sysmanage_test")
+    );
     // Reads fall back to the primary.
-    assert_eq!(served_by(&router, Consistency::Any).await.unwrap(), port_of(&pg_primary_url()));
+    assert_eq!(
+        served_by(&router, Consistency::Any).await.unwrap(),
+        port_of(&pg_primary_url())
+    );
 }

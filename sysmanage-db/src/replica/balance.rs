@@ -151,9 +151,9 @@ impl PeakEwma {
     /// Records one observed latency at `now`.
     pub fn observe(&mut self, rtt: Duration, now: Instant) {
         let rtt = rtt.as_secs_f64();
-        let elapsed = self
-            .updated
-            .map_or(f64::INFINITY, |t| now.saturating_duration_since(t).as_secs_f64());
+        let elapsed = self.updated.map_or(f64::INFINITY, |t| {
+            now.saturating_duration_since(t).as_secs_f64()
+        });
         self.updated = Some(now);
         if rtt > self.estimate_secs {
             self.estimate_secs = rtt;
@@ -248,13 +248,29 @@ mod tests {
     #[test]
     fn p2c_accounts_for_in_flight_and_weight() {
         let nodes = [
-            Candidate { weight: 1.0, latency_secs: 0.001, in_flight: 9 }, // cost 0.010
-            Candidate { weight: 1.0, latency_secs: 0.002, in_flight: 0 }, // cost 0.002
+            Candidate {
+                weight: 1.0,
+                latency_secs: 0.001,
+                in_flight: 9,
+            }, // cost 0.010
+            Candidate {
+                weight: 1.0,
+                latency_secs: 0.002,
+                in_flight: 0,
+            }, // cost 0.002
         ];
         assert_eq!(counts(Strategy::PowerOfTwoChoices, &nodes, 100), [0, 100]);
         let nodes = [
-            Candidate { weight: 10.0, latency_secs: 0.010, in_flight: 0 }, // cost 0.001
-            Candidate { weight: 1.0, latency_secs: 0.002, in_flight: 0 },  // cost 0.002
+            Candidate {
+                weight: 10.0,
+                latency_secs: 0.010,
+                in_flight: 0,
+            }, // cost 0.001
+            Candidate {
+                weight: 1.0,
+                latency_secs: 0.002,
+                in_flight: 0,
+            }, // cost 0.002
         ];
         assert_eq!(counts(Strategy::PowerOfTwoChoices, &nodes, 100), [100, 0]);
     }
@@ -272,16 +288,32 @@ mod tests {
     fn weighted_random_follows_sysmanage_latency_weights() {
         // rt 0.5 s → 1.5; rt 1.9 s → 0.1 (floor); rt 0 → 2.0.
         let nodes = [
-            Candidate { weight: 1.0, latency_secs: 0.5, in_flight: 0 },
-            Candidate { weight: 1.0, latency_secs: 1.9, in_flight: 0 },
-            Candidate { weight: 1.0, latency_secs: 0.0, in_flight: 0 },
+            Candidate {
+                weight: 1.0,
+                latency_secs: 0.5,
+                in_flight: 0,
+            },
+            Candidate {
+                weight: 1.0,
+                latency_secs: 1.9,
+                in_flight: 0,
+            },
+            Candidate {
+                weight: 1.0,
+                latency_secs: 0.0,
+                in_flight: 0,
+            },
         ];
         assert!((nodes[1].latency_weight() - 0.1).abs() < 1e-12);
         let c = counts(Strategy::WeightedRandom, &nodes, 360_000);
         let total = 3.6;
         for (i, want) in [1.5, 0.1, 2.0].into_iter().enumerate() {
             let share = c[i] as f64 / 360_000.0;
-            assert!((share - want / total).abs() < 0.01, "node {i}: {share} vs {}", want / total);
+            assert!(
+                (share - want / total).abs() < 0.01,
+                "node {i}: {share} vs {}",
+                want / total
+            );
         }
     }
 
@@ -323,7 +355,11 @@ mod tests {
         // … and a fast observation after Δt = τ moves it (1 − e⁻¹) of the way.
         e.observe(Duration::ZERO, t0 + tau);
         let want = 0.100 * (-1.0f64).exp();
-        assert!((e.estimate_secs() - want).abs() < 1e-9, "{}", e.estimate_secs());
+        assert!(
+            (e.estimate_secs() - want).abs() < 1e-9,
+            "{}",
+            e.estimate_secs()
+        );
         // Observations close together barely move it.
         let before = e.estimate_secs();
         e.observe(Duration::ZERO, t0 + tau + Duration::from_millis(1));
@@ -340,7 +376,11 @@ mod tests {
 
     fn candidate() -> impl proptest::strategy::Strategy<Value = Candidate> {
         (0.01f64..100.0, 0.0f64..3.0, 0u32..1000).prop_map(|(weight, latency_secs, in_flight)| {
-            Candidate { weight, latency_secs, in_flight }
+            Candidate {
+                weight,
+                latency_secs,
+                in_flight,
+            }
         })
     }
 

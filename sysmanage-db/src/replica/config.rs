@@ -258,7 +258,10 @@ impl ReplicaConfig {
         }
         let r = self.lag_recovery_ratio;
         if !(r.is_finite() && r > 0.0 && r <= 1.0) {
-            return Err(invalid("lag_recovery_ratio", format!("must be in (0, 1], got {r}")));
+            return Err(invalid(
+                "lag_recovery_ratio",
+                format!("must be in (0, 1], got {r}"),
+            ));
         }
         if self.max_consecutive_errors == 0 {
             return Err(invalid("max_consecutive_errors", "must be at least 1"));
@@ -358,23 +361,38 @@ mod tests {
 
     #[test]
     fn zero_intervals_are_typed_errors() {
-        let mut c = ReplicaConfig::default();
-        c.monitor_interval = Duration::ZERO;
+        let c = ReplicaConfig {
+            monitor_interval: Duration::ZERO,
+            ..ReplicaConfig::default()
+        };
         assert!(matches!(
             c.validate(),
-            Err(Error::InvalidConfig { field: "monitor_interval", .. })
+            Err(Error::InvalidConfig {
+                field: "monitor_interval",
+                ..
+            })
         ));
-        let mut c = ReplicaConfig::default();
-        c.probe_timeout = Duration::ZERO;
+        let c = ReplicaConfig {
+            probe_timeout: Duration::ZERO,
+            ..ReplicaConfig::default()
+        };
         assert!(matches!(
             c.validate(),
-            Err(Error::InvalidConfig { field: "probe_timeout", .. })
+            Err(Error::InvalidConfig {
+                field: "probe_timeout",
+                ..
+            })
         ));
-        let mut c = ReplicaConfig::default();
-        c.lag_recovery_ratio = f64::NAN;
+        let c = ReplicaConfig {
+            lag_recovery_ratio: f64::NAN,
+            ..ReplicaConfig::default()
+        };
         assert!(matches!(
             c.validate(),
-            Err(Error::InvalidConfig { field: "lag_recovery_ratio", .. })
+            Err(Error::InvalidConfig {
+                field: "lag_recovery_ratio",
+                ..
+            })
         ));
     }
 
@@ -390,7 +408,10 @@ mod tests {
     fn consistency_serialises_with_a_level_tag() {
         let c = Consistency::at_least(super::super::Lsn::new(0x300_0148));
         let json = serde_json::to_string(&c).unwrap();
-        assert_eq!(json, r#"{"level":"at_least","token":"0/3000148","wait":null}"#);
+        assert_eq!(
+            json,
+            r#"{"level":"at_least","token":"0/3000148","wait":null}"#
+        );
         assert_eq!(serde_json::from_str::<Consistency>(&json).unwrap(), c);
     }
 }

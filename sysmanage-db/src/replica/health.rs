@@ -177,7 +177,13 @@ impl NodeHealth {
         self.consecutive_errors = 0;
     }
 
-    fn ban_for(&mut self, reason: BanReason, now: Instant, backoff: &Backoff, unit: f64) -> Transition {
+    fn ban_for(
+        &mut self,
+        reason: BanReason,
+        now: Instant,
+        backoff: &Backoff,
+        unit: f64,
+    ) -> Transition {
         if self.ban.is_some_and(|b| b.reason != BanReason::NotProbed) {
             // Already banned: failures while down do not grow the backoff;
             // only flapping (banned again soon after re-admission) does.
@@ -317,10 +323,10 @@ impl PrimaryHistory {
     /// Records the primary's position `lsn` read by a probe that started at `at`.
     /// Out-of-order samples are ignored.
     pub fn push(&mut self, at: Instant, lsn: Lsn) {
-        if let Some(&(t, l)) = self.samples.back() {
-            if at < t || lsn < l {
-                return;
-            }
+        if let Some(&(t, l)) = self.samples.back()
+            && (at < t || lsn < l)
+        {
+            return;
         }
         if self.samples.len() == self.capacity {
             self.samples.pop_front();
@@ -369,13 +375,19 @@ mod tests {
         let t0 = Instant::now();
         let b = backoff();
         let mut h = NodeHealth::healthy();
-        assert_eq!(h.connection_error(t0, &b, 0.0), Transition::Banned(BanReason::ConnectionError));
+        assert_eq!(
+            h.connection_error(t0, &b, 0.0),
+            Transition::Banned(BanReason::ConnectionError)
+        );
         assert_eq!(h.ban().unwrap().until, t0 + Duration::from_millis(100));
         // Time alone does not re-admit: only a successful probe after `until`.
         assert!(h.is_banned());
         assert_eq!(h.probe_ok(t0 + Duration::from_millis(99)), Transition::None);
         assert!(h.is_banned());
-        assert_eq!(h.probe_ok(t0 + Duration::from_millis(100)), Transition::Unbanned);
+        assert_eq!(
+            h.probe_ok(t0 + Duration::from_millis(100)),
+            Transition::Unbanned
+        );
         assert!(!h.is_banned());
     }
 
@@ -396,7 +408,18 @@ mod tests {
             assert_eq!(h.probe_ok(until), Transition::Unbanned);
             t = until;
         }
-        assert_eq!(got, [ms(100), ms(200), ms(400), ms(800), ms(1600), ms(2000), ms(2000)]);
+        assert_eq!(
+            got,
+            [
+                ms(100),
+                ms(200),
+                ms(400),
+                ms(800),
+                ms(1600),
+                ms(2000),
+                ms(2000)
+            ]
+        );
         // A probe that succeeds while serving resets the backoff.
         h.probe_ok(t + ms(1000));
         h.probe_failed(t + ms(2000), &b, 0.0);
@@ -414,7 +437,10 @@ mod tests {
         }
         assert_eq!(h.query_error(t0, 3, &b, 0.0), Transition::None);
         assert_eq!(h.query_error(t0, 3, &b, 0.0), Transition::None);
-        assert_eq!(h.query_error(t0, 3, &b, 0.0), Transition::Banned(BanReason::QueryErrors));
+        assert_eq!(
+            h.query_error(t0, 3, &b, 0.0),
+            Transition::Banned(BanReason::QueryErrors)
+        );
         assert_eq!(h.query_errors, 7);
     }
 
@@ -459,7 +485,12 @@ mod tests {
         };
         let mut down = lag(0, 0, false);
         down.available = false;
-        let r = [lag(500, 0, false), lag(300, 0, false), lag(900, 0, false), down];
+        let r = [
+            lag(500, 0, false),
+            lag(300, 0, false),
+            lag(900, 0, false),
+            down,
+        ];
         assert_eq!(lag_bans(&r, &limits, 0), [true, true, true, false]);
         assert_eq!(lag_bans(&r, &limits, 1), [true, false, true, false]);
         assert_eq!(lag_bans(&r, &limits, 2), [false, false, true, false]);

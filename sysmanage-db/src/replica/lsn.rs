@@ -112,7 +112,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_text_with_a_typed_error() {
-        for bad in ["", "/", "1/", "/1", "12345", "1/2/3", "G/0", "-1/0", "123456789/0", "0x1/0"] {
+        for bad in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "12345",
+            "1/2/3",
+            "G/0",
+            "-1/0",
+            "123456789/0",
+            "0x1/0",
+        ] {
             let err = bad.parse::<Lsn>().unwrap_err();
             assert!(
                 matches!(err, Error::InvalidWalPosition { .. }),

@@ -47,8 +47,8 @@ impl NodePool for PgPool {
         let text: Option<String> = sqlx::query_scalar(
             "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn()::text end",
         )
-            .fetch_one(self)
-            .await?;
+        .fetch_one(self)
+        .await?;
         Ok(text.map(|t| t.parse()).transpose()?)
     }
 
@@ -203,7 +203,10 @@ pub fn pg_node_with(
     let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {
         invalid(
             "url",
-            format!("node {name:?}: cannot parse connection url {}", url.redacted()),
+            format!(
+                "node {name:?}: cannot parse connection url {}",
+                url.redacted()
+            ),
         )
     })?;
     let pool = options.connect_lazy_with(connect);

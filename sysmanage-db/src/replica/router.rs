@@ -515,7 +515,12 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
     }
 }
 
-fn new_node<P>(spec: NodeSpec<P>, role: u8, config: &ReplicaConfig, now: Instant) -> Result<Node<P>> {
+fn new_node<P>(
+    spec: NodeSpec<P>,
+    role: u8,
+    config: &ReplicaConfig,
+    now: Instant,
+) -> Result<Node<P>> {
     let weight = validate_weight(&spec.name, spec.weight)?;
     Ok(Node {
         name: spec.name,
@@ -610,7 +615,10 @@ impl<P> Inner<P> {
     }
 
     fn unit(&self) -> f64 {
-        self.rng.lock().unwrap_or_else(PoisonError::into_inner).next_f64()
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_f64()
     }
 
     fn next_delay(&self) -> Duration {
@@ -721,8 +729,14 @@ impl<P> Inner<P> {
             }
             (_, strategy) => {
                 let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-                pick(strategy, n, |k| topo.nodes[picks.get(k)].candidate(), 0, &mut rng)
-                    .map(|k| picks.get(k))
+                pick(
+                    strategy,
+                    n,
+                    |k| topo.nodes[picks.get(k)].candidate(),
+                    0,
+                    &mut rng,
+                )
+                .map(|k| picks.get(k))
             }
         };
         (chosen.map(|i| Arc::clone(&topo.nodes[i])), checked)
@@ -742,10 +756,15 @@ impl<P> Inner<P> {
         let unit = self.unit();
         let mut g = node.lock();
         let t = if connection {
-            g.health.connection_error(now, &self.config.ban_backoff, unit)
-        } else {
             g.health
-                .query_error(now, self.config.max_consecutive_errors, &self.config.ban_backoff, unit)
+                .connection_error(now, &self.config.ban_backoff, unit)
+        } else {
+            g.health.query_error(
+                now,
+                self.config.max_consecutive_errors,
+                &self.config.ban_backoff,
+                unit,
+            )
         };
         node.sync_ban(&g.health);
         if let Transition::Banned(reason) = t {
@@ -779,12 +798,13 @@ fn duration_nanos(d: Duration) -> u64 {
 /// assert_eq!(choose_primary(Some(0), &[Some(false), Some(false), Some(true)]), Some(0));
 /// ```
 pub fn choose_primary(current: Option<usize>, observed: &[Option<bool>]) -> Option<usize> {
-    if let Some(p) = current {
-        if observed.get(p) == Some(&Some(false)) {
-            return Some(p);
-        }
+    if let Some(p) = current
+        && observed.get(p) == Some(&Some(false))
+    {
+        return Some(p);
     }
-    let mut writable = (0..observed.len()).filter(|&i| observed[i] == Some(false) && Some(i) != current);
+    let mut writable =
+        (0..observed.len()).filter(|&i| observed[i] == Some(false) && Some(i) != current);
     match (writable.next(), writable.next()) {
         (Some(i), None) => Some(i),
         _ => current,
@@ -847,7 +867,11 @@ impl<P: NodePool> Inner<P> {
                     g.observed = Observed::Answered {
                         in_recovery: probe.in_recovery,
                     };
-                    let role = if probe.in_recovery { ROLE_REPLICA } else { ROLE_PRIMARY };
+                    let role = if probe.in_recovery {
+                        ROLE_REPLICA
+                    } else {
+                        ROLE_PRIMARY
+                    };
                     node.role.store(role, Ordering::Release);
                     g.last_probe = Some(self.wall_of(started));
                     g.health.probe_ok(now)
@@ -889,13 +913,19 @@ impl<P: NodePool> Inner<P> {
                 .collect();
             let new_primary = choose_primary(topo.primary, &answers);
             if new_primary != topo.primary {
-                let mut guard = self.topology.write().unwrap_or_else(PoisonError::into_inner);
+                let mut guard = self
+                    .topology
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
                 if Arc::ptr_eq(&guard, &topo) {
                     let old = topo.primary().map(|n| n.name.clone());
                     let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
                     *guard = Arc::clone(&next);
                     topo = next;
-                    self.history.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    self.history
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clear();
                     self.role_changes.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(target: TARGET, event = "replica.role_change",
                         old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
@@ -905,15 +935,14 @@ impl<P: NodePool> Inner<P> {
         }
 
         // The primary's position, sampled at the start of its probe.
-        if let (Some(p), Ok(probe)) = (topo.primary, &result) {
-            if p == i {
-                if let (false, Some(lsn)) = (probe.in_recovery, probe.current_lsn) {
-                    self.history
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(started, lsn);
-                }
-            }
+        if let (Some(p), Ok(probe)) = (topo.primary, &result)
+            && p == i
+            && let (false, Some(lsn)) = (probe.in_recovery, probe.current_lsn)
+        {
+            self.history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(started, lsn);
         }
 
         // This replica's lag.
@@ -1016,7 +1045,9 @@ impl<P: NodePool> Inner<P> {
                     continue;
                 }
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if let Ok(Ok(Some(replay))) = tokio::time::timeout(left, node.pool.replay_lsn()).await {
+                if let Ok(Ok(Some(replay))) =
+                    tokio::time::timeout(left, node.pool.replay_lsn()).await
+                {
                     node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
                     node.has_replay.store(true, Ordering::Release);
                 }
@@ -1074,7 +1105,10 @@ impl<P: NodePool> ReplicaRouter<P> {
         inner.reads.fetch_add(1, Ordering::Relaxed);
         let mut failed: Option<(Arc<Node<P>>, E)> = None;
         loop {
-            let node = match self.route(&consistency, failed.as_ref().map(|f| &f.0)).await {
+            let node = match self
+                .route(&consistency, failed.as_ref().map(|f| &f.0))
+                .await
+            {
                 Ok(node) => node,
                 Err(e) => {
                     return Err(match failed {
@@ -1128,7 +1162,8 @@ impl<P: NodePool> ReplicaRouter<P> {
         let topo = inner.topology();
         let node = Arc::clone(topo.primary().ok_or(Error::NoPrimary)?);
         drop(topo);
-        let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.write", node = %node.name);
+        let span =
+            tracing::debug_span!(target: TARGET, "sysmanage.replica.write", node = %node.name);
         let started = inner.clock.now();
         let result = {
             let _in_flight = InFlight::new(&node.in_flight);
@@ -1208,12 +1243,12 @@ impl<P: NodePool> ReplicaRouter<P> {
                 token,
                 wait: Some(wait),
             } = consistency
+                && exclude.is_none()
+                && let Some(node) = inner
+                    .wait_for_token(&topo, consistency, *token, *wait)
+                    .await
             {
-                if exclude.is_none() {
-                    if let Some(node) = inner.wait_for_token(&topo, consistency, *token, *wait).await {
-                        return Ok(node);
-                    }
-                }
+                return Ok(node);
             }
             match inner.config.no_replica {
                 NoReplicaPolicy::FallbackToPrimary => {}
@@ -1256,8 +1291,15 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// Like [`pick_replica`](Self::pick_replica) but without allocating: only
     /// whether a replica qualifies (used by benchmarks of the hot path).
     pub fn has_replica_for(&self, consistency: &Consistency) -> bool {
-        let topo = self.inner.topology.read().unwrap_or_else(PoisonError::into_inner);
-        self.inner.select(&topo, consistency, None, false).0.is_some()
+        let topo = self
+            .inner
+            .topology
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.inner
+            .select(&topo, consistency, None, false)
+            .0
+            .is_some()
     }
 
     /// Probes every node once and applies the results (bans, lag, roles).
@@ -1274,8 +1316,16 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// [`Error::DuplicateNode`], or [`Error::InvalidConfig`] for a bad weight.
     pub fn add_replica(&self, spec: NodeSpec<P>) -> Result<()> {
         let inner = &*self.inner;
-        let node = Arc::new(new_node(spec, ROLE_REPLICA, &inner.config, inner.clock.now())?);
-        let mut guard = inner.topology.write().unwrap_or_else(PoisonError::into_inner);
+        let node = Arc::new(new_node(
+            spec,
+            ROLE_REPLICA,
+            &inner.config,
+            inner.clock.now(),
+        )?);
+        let mut guard = inner
+            .topology
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if guard.nodes.iter().any(|n| n.name == node.name) {
             return Err(Error::DuplicateNode(node.name.clone()));
         }
@@ -1293,14 +1343,21 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// # Errors
     /// [`Error::UnknownNode`]; [`Error::InvalidConfig`] for the current primary.
     pub fn remove_node(&self, name: &str) -> Result<()> {
-        let mut guard = self.inner.topology.write().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self
+            .inner
+            .topology
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let i = guard
             .nodes
             .iter()
             .position(|n| n.name == name)
             .ok_or_else(|| Error::UnknownNode(name.to_owned()))?;
         if guard.primary == Some(i) {
-            return Err(invalid("node", format!("cannot remove {name:?}: it is the current primary")));
+            return Err(invalid(
+                "node",
+                format!("cannot remove {name:?}: it is the current primary"),
+            ));
         }
         let mut nodes = guard.nodes.clone();
         nodes.remove(i);

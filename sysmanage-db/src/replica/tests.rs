@@ -17,15 +17,16 @@ struct Fixture {
 }
 
 fn config() -> ReplicaConfig {
-    let mut c = ReplicaConfig::default();
-    c.seed = Some(7);
-    c.ban_backoff = Backoff::builder()
-        .initial(Duration::from_secs(1))
-        .max(Duration::from_secs(8))
-        .jitter(Jitter::None)
-        .build()
-        .unwrap();
-    c
+    ReplicaConfig {
+        seed: Some(7),
+        ban_backoff: Backoff::builder()
+            .initial(Duration::from_secs(1))
+            .max(Duration::from_secs(8))
+            .jitter(Jitter::None)
+            .build()
+            .unwrap(),
+        ..ReplicaConfig::default()
+    }
 }
 
 async fn router_with(
@@ -62,7 +63,11 @@ async fn router(n: usize) -> (Fixture, ReplicaRouter<MemoryNode>) {
 }
 
 /// Reads `n` times and counts which node served (by the node id the closure saw).
-async fn spread(router: &ReplicaRouter<MemoryNode>, c: Consistency, n: usize) -> HashMap<usize, usize> {
+async fn spread(
+    router: &ReplicaRouter<MemoryNode>,
+    c: Consistency,
+    n: usize,
+) -> HashMap<usize, usize> {
     let mut seen = HashMap::new();
     for _ in 0..n {
         let id = router
@@ -108,8 +113,17 @@ async fn weight_zero_drains_and_reweighting_applies_at_runtime() {
     let seen = spread(&router, Consistency::Any, 10).await;
     assert_eq!(seen[&0], 10);
     assert_eq!(router.status().fallbacks, 10);
-    assert!(matches!(router.set_weight("r0", -1.0), Err(Error::InvalidConfig { field: "weight", .. })));
-    assert!(matches!(router.set_weight("nope", 1.0), Err(Error::UnknownNode(_))));
+    assert!(matches!(
+        router.set_weight("r0", -1.0),
+        Err(Error::InvalidConfig {
+            field: "weight",
+            ..
+        })
+    ));
+    assert!(matches!(
+        router.set_weight("nope", 1.0),
+        Err(Error::UnknownNode(_))
+    ));
 }
 
 #[tokio::test]
@@ -122,7 +136,8 @@ async fn every_strategy_drains_weight_zero() {
     ] {
         let mut c = config();
         c.strategy = strategy;
-        let (_fx, router) = router_with(3, c, |i, s| s.weight(if i == 1 { 0.0 } else { 1.0 })).await;
+        let (_fx, router) =
+            router_with(3, c, |i, s| s.weight(if i == 1 { 0.0 } else { 1.0 })).await;
         let seen = spread(&router, Consistency::Any, 600).await;
         assert_eq!(seen.get(&2), None, "{strategy:?}: {seen:?}");
         assert!(seen[&1] > 150 && seen[&3] > 150, "{strategy:?}: {seen:?}");
@@ -147,13 +162,19 @@ async fn probe_failure_bans_with_backoff_and_only_a_probe_readmits() {
     r0.set_up(true);
     fx.clock.advance(Duration::from_millis(500));
     router.probe_all().await;
-    assert!(matches!(router.status().node("r0").unwrap().state, NodeState::Banned { .. }));
+    assert!(matches!(
+        router.status().node("r0").unwrap().state,
+        NodeState::Banned { .. }
+    ));
     // Expired, but time alone does not re-admit …
     fx.clock.advance(Duration::from_millis(600));
     assert_eq!(spread(&router, Consistency::Any, 50).await.get(&1), None);
     // … a successful probe does.
     router.probe_all().await;
-    assert_eq!(router.status().node("r0").unwrap().state, NodeState::Healthy);
+    assert_eq!(
+        router.status().node("r0").unwrap().state,
+        NodeState::Healthy
+    );
     assert!(spread(&router, Consistency::Any, 100).await[&1] > 20);
 
     // A second failure in a row doubles the backoff.
@@ -171,7 +192,9 @@ async fn a_replica_dying_under_load_costs_no_failed_read() {
     fx.replicas[0].set_up(false); // the router does not know yet
     for _ in 0..200 {
         let id = router
-            .read(Consistency::Any, |node| async move { node.get("k").map(|_| node.id()) })
+            .read(Consistency::Any, |node| async move {
+                node.get("k").map(|_| node.id())
+            })
             .await
             .unwrap();
         assert_eq!(id, fx.replicas[1].id());
@@ -179,12 +202,20 @@ async fn a_replica_dying_under_load_costs_no_failed_read() {
     let s = router.status();
     assert!(s.retries >= 1, "{s:?}");
     let r0 = s.node("r0").unwrap();
-    assert!(matches!(r0.state, NodeState::Banned { reason: BanReason::ConnectionError, .. }));
+    assert!(matches!(
+        r0.state,
+        NodeState::Banned {
+            reason: BanReason::ConnectionError,
+            ..
+        }
+    ));
     assert_eq!(r0.connection_errors, 1);
     // Both replicas down: the retry goes to the primary via fallback.
     fx.replicas[1].set_up(false);
     let id = router
-        .read(Consistency::Any, |node| async move { node.get("k").map(|_| node.id()) })
+        .read(Consistency::Any, |node| async move {
+            node.get("k").map(|_| node.id())
+        })
         .await
         .unwrap();
     assert_eq!(id, fx.primary.id());
@@ -209,14 +240,24 @@ async fn sql_errors_are_not_retried_but_repeated_ones_ban() {
             .read(Consistency::Any, |_| async { Err::<(), _>(Syntax) })
             .await
             .unwrap_err();
-        let Error::Query { node, connection, source } = &err else { panic!("{err:?}") };
+        let Error::Query {
+            node,
+            connection,
+            source,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
         assert_eq!((node.as_str(), *connection), ("r0", false));
         assert!(source.downcast_ref::<Syntax>().is_some());
         assert_eq!(router.status().retries, 0, "attempt {k}");
     }
     assert!(matches!(
         router.status().node("r0").unwrap().state,
-        NodeState::Banned { reason: BanReason::QueryErrors, .. }
+        NodeState::Banned {
+            reason: BanReason::QueryErrors,
+            ..
+        }
     ));
 }
 
@@ -230,7 +271,10 @@ async fn at_least_token_reads_skip_replicas_behind_the_token() {
         .unwrap();
     // Nobody has replayed it: the primary serves (fallback) and sees the write.
     let v = router
-        .read(Consistency::at_least(token), |db| async move { db.get("k") })
+        .read(
+            Consistency::at_least(token),
+            |db| async move { db.get("k") },
+        )
         .await
         .unwrap();
     assert_eq!(v.as_deref(), Some("1"));
@@ -247,7 +291,11 @@ async fn at_least_token_reads_skip_replicas_behind_the_token() {
         assert_eq!((id, v.as_deref()), (fx.replicas[0].id(), Some("1")));
     }
     // Judged per replica: the paused one still lags but serves `Any` reads.
-    assert!(spread(&router, Consistency::Any, 200).await.contains_key(&fx.replicas[1].id()));
+    assert!(
+        spread(&router, Consistency::Any, 200)
+            .await
+            .contains_key(&fx.replicas[1].id())
+    );
 }
 
 #[tokio::test]
@@ -263,7 +311,10 @@ async fn at_least_token_reads_wait_for_a_replica_to_catch_up() {
         cluster.replicate();
     });
     let c = Consistency::at_least(token).with_wait(Duration::from_secs(5));
-    let id = router.read(c, |db| async move { Ok::<_, MemoryError>(db.id()) }).await.unwrap();
+    let id = router
+        .read(c, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .await
+        .unwrap();
     assert_eq!(id, fx.replicas[0].id());
     assert_eq!(router.status().fallbacks, 0);
     catch_up.await.unwrap();
@@ -274,7 +325,10 @@ async fn at_least_token_reads_wait_for_a_replica_to_catch_up() {
         .await
         .unwrap();
     let c = Consistency::at_least(token).with_wait(Duration::from_millis(10));
-    let id = router.read(c, |db| async move { Ok::<_, MemoryError>(db.id()) }).await.unwrap();
+    let id = router
+        .read(c, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .await
+        .unwrap();
     assert_eq!(id, fx.primary.id());
     assert_eq!(router.status().fallbacks, 1);
 }
@@ -293,7 +347,10 @@ async fn bounded_staleness_in_time_uses_a_conservative_estimate() {
     fx.clock.advance(Duration::from_millis(1500));
     // r1 is fresh as of t0 (2.5 s ago), r0 as of t0 + 1 s (1.5 s ago).
     let seen = spread(&router, bound, 200).await;
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[0].id()]);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [fx.replicas[0].id()]
+    );
     // Bytes bound: r1 is 64 bytes behind.
     assert_eq!(router.status().node("r1").unwrap().lag_bytes, 64);
     let seen = spread(&router, Consistency::bounded_bytes(63), 100).await;
@@ -302,7 +359,14 @@ async fn bounded_staleness_in_time_uses_a_conservative_estimate() {
     assert!(seen.contains_key(&fx.replicas[1].id()));
     // After 1.5 s more without a probe, even r0 is too stale: the primary serves.
     fx.clock.advance(Duration::from_millis(600));
-    assert_eq!(spread(&router, bound, 10).await.keys().copied().collect::<Vec<_>>(), [0]);
+    assert_eq!(
+        spread(&router, bound, 10)
+            .await
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [0]
+    );
     // Resuming replay and probing re-admits both.
     fx.replicas[1].resume_replay();
     fx.cluster.replicate();
@@ -319,7 +383,10 @@ async fn an_idle_primary_does_not_make_replicas_stale() {
     router.probe_all().await;
     let r = router.status();
     let r0 = r.node("r0").unwrap();
-    assert_eq!((r0.lag_bytes, r0.lag_seconds, r0.state), (0, Some(0.0), NodeState::Healthy));
+    assert_eq!(
+        (r0.lag_bytes, r0.lag_seconds, r0.state),
+        (0, Some(0.0), NodeState::Healthy)
+    );
 }
 
 #[tokio::test]
@@ -336,7 +403,10 @@ async fn lag_bans_have_hysteresis_and_respect_min_serving() {
     }
     fx.cluster.replicate();
     router.probe_all().await;
-    assert_eq!(router.status().node("r0").unwrap().state, NodeState::LagBanned);
+    assert_eq!(
+        router.status().node("r0").unwrap().state,
+        NodeState::LagBanned
+    );
     assert_eq!(spread(&router, Consistency::Any, 100).await.len(), 1);
     // Bounded-staleness reads judge by their own bound, not the lag ban.
     let seen = spread(&router, Consistency::bounded_bytes(10_000), 400).await;
@@ -349,7 +419,10 @@ async fn lag_bans_have_hysteresis_and_respect_min_serving() {
         fx.primary.write("k", &i.to_string()).unwrap();
     }
     router.probe_all().await;
-    assert_eq!(router.status().node("r0").unwrap().state, NodeState::LagBanned);
+    assert_eq!(
+        router.status().node("r0").unwrap().state,
+        NodeState::LagBanned
+    );
     // 4 behind (256 B < 320 B): re-admitted.
     r0.resume_replay();
     fx.cluster.replicate();
@@ -359,7 +432,10 @@ async fn lag_bans_have_hysteresis_and_respect_min_serving() {
     }
     fx.cluster.replicate();
     router.probe_all().await;
-    assert_eq!(router.status().node("r0").unwrap().state, NodeState::Healthy);
+    assert_eq!(
+        router.status().node("r0").unwrap().state,
+        NodeState::Healthy
+    );
 
     // With the guard at 2, both replicas keep serving even when both lag.
     let mut c = config();
@@ -383,11 +459,25 @@ async fn no_replica_policies() {
     fx.replicas[0].set_up(false);
     router.probe_all().await;
     let err = router
-        .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .read(Consistency::Any, |db| async move {
+            Ok::<_, MemoryError>(db.id())
+        })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::NoReplica { consistency: "any", checked: 1 }), "{err:?}");
-    assert_eq!(err.to_string(), "no replica qualifies for a any read (1 replicas checked)");
+    assert!(
+        matches!(
+            err,
+            Error::NoReplica {
+                consistency: "any",
+                checked: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "no replica qualifies for a any read (1 replicas checked)"
+    );
 
     let mut c = config();
     c.no_replica = NoReplicaPolicy::UnbanAll;
@@ -397,7 +487,9 @@ async fn no_replica_policies() {
     fx.replicas[0].set_up(true);
     // Banned, but un-ban-all lets it serve.
     let id = router
-        .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .read(Consistency::Any, |db| async move {
+            Ok::<_, MemoryError>(db.id())
+        })
         .await
         .unwrap();
     assert_eq!(id, fx.replicas[0].id());
@@ -413,7 +505,13 @@ async fn promotion_repoints_writes() {
         .write(|db| async move { db.write("b", "2") })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Query { connection: true, .. }));
+    assert!(matches!(
+        err,
+        Error::Query {
+            connection: true,
+            ..
+        }
+    ));
     fx.replicas[0].promote();
     router.probe_all().await;
     assert_eq!(router.primary_name().as_deref(), Some("r0"));
@@ -427,7 +525,10 @@ async fn promotion_repoints_writes() {
     assert!(s.node("r0").unwrap().is_primary);
     // The new primary no longer serves replica reads; r1 does.
     let seen = spread(&router, Consistency::Any, 50).await;
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[1].id()]);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [fx.replicas[1].id()]
+    );
     // The old primary coming back writable does not steal the writes back.
     fx.primary.set_up(true);
     router.probe_all().await;
@@ -451,7 +552,10 @@ async fn start_up_succeeds_with_a_replica_down() {
         .unwrap();
     assert!(matches!(
         router.status().node("down").unwrap().state,
-        NodeState::Banned { reason: BanReason::ProbeFailed, .. }
+        NodeState::Banned {
+            reason: BanReason::ProbeFailed,
+            ..
+        }
     ));
 }
 
@@ -463,24 +567,50 @@ async fn bad_configuration_is_a_typed_error() {
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "primary", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "primary",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = ReplicaRouter::builder()
         .primary(NodeSpec::new("p", cluster.add_primary()))
         .replica(NodeSpec::new("r", cluster.add_replica()).weight(-1.0))
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "weight", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "weight",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("\"r\""));
-    let mut c = ReplicaConfig::default();
-    c.monitor_interval = Duration::ZERO;
+    let c = ReplicaConfig {
+        monitor_interval: Duration::ZERO,
+        ..ReplicaConfig::default()
+    };
     let err = ReplicaRouter::builder()
         .config(c)
         .primary(NodeSpec::new("p", cluster.add_primary()))
         .build()
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig { field: "monitor_interval", .. }));
+    assert!(matches!(
+        err,
+        Error::InvalidConfig {
+            field: "monitor_interval",
+            ..
+        }
+    ));
     let err = ReplicaRouter::builder()
         .primary(NodeSpec::new("p", cluster.add_primary()))
         .replica(NodeSpec::new("p", cluster.add_replica()))
@@ -494,7 +624,10 @@ async fn bad_configuration_is_a_typed_error() {
 async fn tiers_prefer_the_closest_qualifying_replicas() {
     let (fx, router) = router_with(3, config(), |i, s| s.tier(if i == 2 { 0 } else { 1 })).await;
     let seen = spread(&router, Consistency::Any, 100).await;
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), [fx.replicas[2].id()]);
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        [fx.replicas[2].id()]
+    );
     fx.replicas[2].set_up(false);
     router.probe_all().await;
     let seen = spread(&router, Consistency::Any, 200).await;
@@ -525,17 +658,28 @@ async fn nodes_change_at_runtime_without_disturbing_reads_in_flight() {
     assert_eq!(in_flight.await.unwrap().unwrap(), fx.replicas[0].id());
 
     let extra = fx.cluster.add_replica();
-    router.add_replica(NodeSpec::new("r9", extra.clone())).unwrap();
+    router
+        .add_replica(NodeSpec::new("r9", extra.clone()))
+        .unwrap();
     // Not serving before its first probe.
     assert_eq!(router.pick_replica(&Consistency::Any), None);
     router.probe_all().await;
-    assert_eq!(router.pick_replica(&Consistency::Any).as_deref(), Some("r9"));
+    assert_eq!(
+        router.pick_replica(&Consistency::Any).as_deref(),
+        Some("r9")
+    );
     assert!(matches!(
         router.add_replica(NodeSpec::new("r9", extra)),
         Err(Error::DuplicateNode(_))
     ));
-    assert!(matches!(router.remove_node("primary"), Err(Error::InvalidConfig { .. })));
-    assert!(matches!(router.remove_node("zz"), Err(Error::UnknownNode(_))));
+    assert!(matches!(
+        router.remove_node("primary"),
+        Err(Error::InvalidConfig { .. })
+    ));
+    assert!(matches!(
+        router.remove_node("zz"),
+        Err(Error::UnknownNode(_))
+    ));
 }
 
 #[tokio::test]
@@ -559,7 +703,9 @@ async fn least_outstanding_uses_the_routers_own_in_flight_counts() {
     let busy = held_node(&router);
     for _ in 0..20 {
         let id = router
-            .read(Consistency::Any, |db| async move { Ok::<_, MemoryError>(db.id()) })
+            .read(Consistency::Any, |db| async move {
+                Ok::<_, MemoryError>(db.id())
+            })
             .await
             .unwrap();
         assert_ne!(Some(id), busy.map(|b| fx.replicas[b].id()));
@@ -594,7 +740,12 @@ async fn p2c_learns_latency_from_real_outcomes() {
     }
     let s = router.status();
     let (r0, r1) = (s.node("r0").unwrap(), s.node("r1").unwrap());
-    assert!(r0.latency_ms > 10.0 * r1.latency_ms, "{} vs {}", r0.latency_ms, r1.latency_ms);
+    assert!(
+        r0.latency_ms > 10.0 * r1.latency_ms,
+        "{} vs {}",
+        r0.latency_ms,
+        r1.latency_ms
+    );
     let seen = spread(&router, Consistency::Any, 100).await;
     assert_eq!(seen.get(&slow), None, "{seen:?}");
 }
@@ -624,7 +775,10 @@ async fn status_is_serialisable_and_redacts_urls() {
 fn handles_are_send_sync_and_cheap_to_clone() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<ReplicaRouter<MemoryNode>>();
-    assert_eq!(std::mem::size_of::<ReplicaRouter<MemoryNode>>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<ReplicaRouter<MemoryNode>>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 #[tokio::test]
@@ -632,14 +786,16 @@ async fn monitor_probes_in_the_background() {
     let cluster = MemoryCluster::new();
     let primary = cluster.add_primary();
     let replica = cluster.add_replica();
-    let mut c = ReplicaConfig::default();
-    c.monitor_interval = Duration::from_millis(10);
-    c.monitor_jitter = Duration::from_millis(1);
-    c.ban_backoff = Backoff::builder()
-        .initial(Duration::from_millis(5))
-        .jitter(Jitter::None)
-        .build()
-        .unwrap();
+    let c = ReplicaConfig {
+        monitor_interval: Duration::from_millis(10),
+        monitor_jitter: Duration::from_millis(1),
+        ban_backoff: Backoff::builder()
+            .initial(Duration::from_millis(5))
+            .jitter(Jitter::None)
+            .build()
+            .unwrap(),
+        ..ReplicaConfig::default()
+    };
     let router = ReplicaRouter::builder()
         .config(c)
         .primary(NodeSpec::new("p", primary))
@@ -648,9 +804,15 @@ async fn monitor_probes_in_the_background() {
         .await
         .unwrap();
     replica.set_up(false);
-    wait_until(&router, |s| matches!(s.node("r").unwrap().state, NodeState::Banned { .. })).await;
+    wait_until(&router, |s| {
+        matches!(s.node("r").unwrap().state, NodeState::Banned { .. })
+    })
+    .await;
     replica.set_up(true);
-    wait_until(&router, |s| s.node("r").unwrap().state == NodeState::Healthy).await;
+    wait_until(&router, |s| {
+        s.node("r").unwrap().state == NodeState::Healthy
+    })
+    .await;
 }
 
 async fn wait_until(router: &ReplicaRouter<MemoryNode>, f: impl Fn(&RouterStatus) -> bool) {
