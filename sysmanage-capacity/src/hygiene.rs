@@ -269,12 +269,18 @@ pub fn prepare(
     season: Option<Duration>,
 ) -> Result<Resampled> {
     config.validate()?;
-    let mut sorted: Vec<Sample> = samples.into_iter().collect();
-    let raw_samples = sorted.len();
-    for s in &sorted {
+    let samples = samples.into_iter();
+    let mut sorted: Vec<Sample> = Vec::with_capacity(samples.size_hint().0);
+    let mut in_order = true;
+    let mut prev = Timestamp::from_millis(i64::MIN);
+    for s in samples {
         sysmanage_core::ensure_finite("sample value", s.value)?;
+        in_order &= s.at >= prev;
+        prev = s.at;
+        sorted.push(s);
     }
-    if !sorted.is_sorted_by_key(|s| s.at) {
+    let raw_samples = sorted.len();
+    if !in_order {
         sorted.sort_by_key(|s| s.at);
     }
     let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
@@ -299,8 +305,10 @@ pub fn prepare(
     let mut deduped = 0usize;
     let mut duplicates_merged = 0;
     // One pass over the sorted samples: average runs sharing a timestamp,
-    // then add the result to its bucket (boundaries advance incrementally).
+    // then add the result to its bucket. The open bucket is accumulated in
+    // locals and flushed when a sample falls past its end.
     let (mut bucket, mut bucket_start) = (0usize, origin);
+    let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0u32);
     let mut i = 0;
     while i < sorted.len() {
         let at = sorted[i].at.as_millis();
@@ -311,18 +319,32 @@ pub fn prepare(
             j += 1;
         }
         duplicates_merged += j - i - 1;
-        let v = run_sum / (j - i) as f64;
-        while at >= bucket_start + step_ms {
-            bucket += 1;
-            bucket_start += step_ms;
+        let v = if j - i == 1 {
+            run_sum
+        } else {
+            run_sum / (j - i) as f64
+        };
+        if at >= bucket_start + step_ms {
+            sum[bucket] = b_sum;
+            max[bucket] = b_max;
+            counts[bucket] = b_count;
+            (b_sum, b_max, b_count) = (0.0, f64::NEG_INFINITY, 0);
+            let skip = (at - bucket_start) / step_ms;
+            bucket += skip as usize;
+            bucket_start += skip * step_ms;
         }
-        sum[bucket] += v;
-        max[bucket] = max[bucket].max(v);
-        counts[bucket] += 1;
+        b_sum += v;
+        if v > b_max {
+            b_max = v;
+        }
+        b_count += 1;
         offset_sum += (at - bucket_start) as f64;
         deduped += 1;
         i = j;
     }
+    sum[bucket] = b_sum;
+    max[bucket] = b_max;
+    counts[bucket] = b_count;
     let mut mean: Vec<f64> = sum
         .iter()
         .zip(&counts)

@@ -394,27 +394,29 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     let base_ms = base.as_millis();
     const PER_MS: f64 = 1.0 / 3_600_000.0;
     let hours = |s: &Sample| (s.at.as_millis() - base_ms) as f64 * PER_MS;
-    let (mut sx, mut sy) = (0.0, 0.0);
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for s in samples {
-        sysmanage_core::ensure_finite("sample value", s.value)?;
-        let x = hours(s);
-        sx += x;
-        sy += s.value;
-        lo = lo.min(x);
-        hi = hi.max(x);
-    }
-    let (mx, my) = (sx / n, sy / n);
-    let half = (hi - mx).max(mx - lo);
+    // One pass. Time is shifted to the middle sample and scaled by the
+    // distance to the ends, y is shifted by the first value: any shift near
+    // the data keeps the 3 × 3 normal equations well conditioned, and the
+    // intercept column absorbs it exactly.
+    let c = hours(&samples[samples.len() / 2]);
+    let half = (hours(first) - c)
+        .abs()
+        .max((hours(&samples[samples.len() - 1]) - c).abs());
     let scale = if half > 0.0 { half } else { 1.0 };
-    // Power sums of u = (x − mx)/scale and moments of centred y: the 3 × 3
-    // normal equations, accumulated in one pass.
+    let inv_scale = 1.0 / scale;
+    let y0 = first.value;
     let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
-    let (mut t0, mut t1, mut t2) = (0.0, 0.0, 0.0);
+    let (mut t0, mut t1, mut t2, mut yy) = (0.0, 0.0, 0.0, 0.0);
     for s in samples {
-        let u = (hours(s) - mx) / scale;
+        if !s.value.is_finite() {
+            return Err(Error::NonFinite {
+                field: "sample value",
+                value: s.value,
+            });
+        }
+        let u = (hours(s) - c) * inv_scale;
         let u2 = u * u;
-        let dy = s.value - my;
+        let dy = s.value - y0;
         s1 += u;
         s2 += u2;
         s3 += u2 * u;
@@ -422,46 +424,36 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
         t0 += dy;
         t1 += dy * u;
         t2 += dy * u2;
+        yy += dy * dy;
     }
     let g = Matrix3::new(n, s1, s2, s1, s2, s3, s2, s3, s4);
     let rhs = Vector3::new(t0, t1, t2);
-    let too_few = Error::InsufficientData {
+    let too_few = || Error::InsufficientData {
         what: "quadratic fit (distinct timestamps)",
         needed: 3,
         have: samples.len(),
     };
-    let chol = g.cholesky().ok_or(too_few)?;
+    let chol = g.cholesky().ok_or_else(too_few)?;
     let d = chol.l().diagonal();
     if d.iter().any(|v| v.abs() < 1e-7 * d.max().abs()) {
-        return Err(Error::InsufficientData {
-            what: "quadratic fit (distinct timestamps)",
-            needed: 3,
-            have: samples.len(),
-        });
+        return Err(too_few());
     }
     let b = chol.solve(&rhs);
-    // y − my = b0 + b1 u + b2 u², u = (x − mx)/scale.
-    let (b0, b1, b2) = (b[0], b[1] / scale, b[2] / (scale * scale));
-    let c2 = b2;
-    let c1 = b1 - 2.0 * b2 * mx;
-    let c0 = my + b0 - b1 * mx + b2 * mx * mx;
+    // y − y0 = b0 + b1 u + b2 u², u = (x − c)/scale, back to the raw basis.
+    let (b1, b2) = (b[1] * inv_scale, b[2] * inv_scale * inv_scale);
     let mut fit = SysManagePoly2 {
         base,
-        intercept: c0,
-        coef: [0.0, c1, c2],
+        intercept: y0 + b[0] - b1 * c + b2 * c * c,
+        coef: [0.0, b1 - 2.0 * b2 * c, b2],
         r2: 0.0,
         confidence: 0.0,
     };
-    let (mut sse, mut sst) = (0.0, 0.0);
-    for s in samples {
-        let u = (hours(s) - mx) / scale;
-        let pred = my + b[0] + b[1] * u + b[2] * u * u;
-        sse += (s.value - pred).powi(2);
-        sst += (s.value - my).powi(2);
-    }
+    // Normal-equation identities: SSE = Σdy² − βᵀXᵀdy, SST = Σdy² − (Σdy)²/n.
+    let sse = (yy - b.dot(&rhs)).max(0.0);
+    let sst = (yy - t0 * t0 / n).max(0.0);
     fit.r2 = if sst > 0.0 {
         1.0 - sse / sst
-    } else if sse == 0.0 {
+    } else if sse <= f64::EPSILON * yy {
         1.0
     } else {
         0.0
