@@ -486,3 +486,16 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn planner_is_object_safe_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Planner>();
+    assert_send_sync::<sysmanage_capacity::CapacityReport>();
+    let mut boxed: Box<dyn CapacityPlanner> = Box::new(planner());
+    boxed.record("cpu_utilization", at_hour(0.0), 0.5).unwrap();
+    assert_eq!(boxed.report(at_hour(0.0)).skipped.len(), 8);
+    // Debug summarises instead of dumping every sample.
+    let p = planner();
+    assert!(format!("{p:?}").len() < 4000);
+}
