@@ -159,11 +159,27 @@ async fn blocking_services(args: &'static [&'static str]) -> String {
         .unwrap()
 }
 
+/// Runs a restoring `services` command from a guard's `drop`: loudly when
+/// the test is otherwise fine, without a second panic (which would abort the
+/// whole test binary) when it is already failing.
+fn restore(args: &[&str]) {
+    if std::thread::panicking() {
+        if std::panic::catch_unwind(|| services(args)).is_err() {
+            eprintln!(
+                "could not restore the topology with `services {}`",
+                args.join(" ")
+            );
+        }
+    } else {
+        services(args);
+    }
+}
+
 /// Starts `node` again when dropped (idempotent in the script).
 struct RestartOnDrop(&'static str);
 impl Drop for RestartOnDrop {
     fn drop(&mut self) {
-        services(&["pg-start", self.0]);
+        restore(&["pg-start", self.0]);
     }
 }
 
@@ -173,21 +189,26 @@ impl Drop for ResumeOnDrop {
     fn drop(&mut self) {
         let url = self.0.clone();
         // A fresh runtime on its own thread: Drop may run inside a runtime.
-        std::thread::spawn(move || {
+        let resumed = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .unwrap();
+                .map_err(|e| e.to_string())?;
             rt.block_on(async {
-                let pool = PgPool::connect(&url).await.unwrap();
+                let pool = PgPool::connect(&url).await.map_err(|e| e.to_string())?;
                 sqlx::query("select pg_wal_replay_resume()")
                     .execute(&pool)
                     .await
-                    .unwrap();
-            });
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
         })
-        .join()
-        .unwrap();
+        .join();
+        match resumed {
+            Ok(Ok(())) => {}
+            other if std::thread::panicking() => eprintln!("could not resume replay: {other:?}"),
+            other => panic!("could not resume replay: {other:?}"),
+        }
     }
 }
 
@@ -195,7 +216,7 @@ impl Drop for ResumeOnDrop {
 struct ResetOnDrop;
 impl Drop for ResetOnDrop {
     fn drop(&mut self) {
-        services(&["reset"]);
+        restore(&["reset"]);
     }
 }
 

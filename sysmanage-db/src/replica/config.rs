@@ -34,9 +34,11 @@ pub enum Consistency {
     /// bound on that axis.
     ///
     /// The time bound is checked against a conservative estimate: a replica
-    /// is `now − t` stale, where `t` is the start of the last probe round whose
-    /// primary WAL position the replica had replayed. It therefore holds at the
-    /// moment of the read, not only at the moment of the last probe.
+    /// is at most `now − t` stale, where `t` is the start of the latest probe
+    /// of the primary (or [`wal_token`](super::ReplicaRouter::wal_token) call)
+    /// whose WAL position the replica had replayed. The bound therefore holds
+    /// at the moment of the read, not only at the last probe; a bound shorter
+    /// than the monitor interval sends most reads to the primary.
     BoundedStaleness {
         /// Largest WAL distance to the primary, in bytes, as measured by the
         /// last probe.
@@ -178,7 +180,9 @@ pub struct ReplicaConfig {
     pub min_serving_replicas: usize,
     /// Time between probe rounds. Default: 1 s.
     pub monitor_interval: Duration,
-    /// Timeout of one probe. Default: 500 ms.
+    /// Timeout of one probe. Default: 500 ms. (The PostgreSQL backend
+    /// probes on a connection of its own, so a saturated pool never delays
+    /// a probe.)
     pub probe_timeout: Duration,
     /// Random extra delay added to each interval, up to this. Default: 100 ms.
     pub monitor_jitter: Duration,

@@ -76,8 +76,11 @@
 //! closures run ordinary sqlx queries:
 //!
 //! ```no_run
+//! # #[cfg(not(feature = "postgres"))]
+//! # fn main() {}
 //! # #[cfg(feature = "postgres")]
-//! # async fn demo() -> Result<(), sysmanage_db::Error> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), sysmanage_db::Error> {
 //! use sysmanage_db::replica::{Consistency, PgNodeOptions, ReplicaRouter, pg_node};
 //! let opts = PgNodeOptions::default();
 //! let router = ReplicaRouter::builder()

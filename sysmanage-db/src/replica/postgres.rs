@@ -166,8 +166,9 @@ impl PgNodeOptions {
 /// use sysmanage_db::replica::{PgNodeOptions, pg_node};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), sysmanage_db::Error> {
-/// let spec = pg_node("standby1", "postgres://app:pw@127.0.0.1:25433/app", &PgNodeOptions::default())?;
+/// let spec = pg_node("standby1", "postgres://app:s3cret@127.0.0.1:25433/app", &PgNodeOptions::default())?;
 /// assert_eq!(spec.name(), "standby1");
+/// assert!(!format!("{spec:?}").contains("s3cret")); // the URL is redacted
 /// let mut bad = PgNodeOptions::default();
 /// bad.max_connections = 0;
 /// assert!(pg_node("x", "postgres://127.0.0.1/app", &bad).is_err());

@@ -1302,9 +1302,10 @@ impl<P: NodePool> ReplicaRouter<P> {
             .is_some()
     }
 
-    /// Probes every node once and applies the results (bans, lag, roles).
-    /// The monitor calls this every interval; call it yourself when the
-    /// monitor is off.
+    /// Probes every node once and applies the results (bans, lag, roles),
+    /// returning when all are applied. The monitor does this every interval
+    /// (without waiting for slow nodes); call it yourself when the monitor is
+    /// off. A node whose probe is already running is not probed twice.
     pub async fn probe_all(&self) {
         self.inner.probe_round(true).await;
     }
