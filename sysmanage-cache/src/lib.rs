@@ -3,9 +3,11 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod advisor;
 pub mod cache;
 pub mod error;
 pub mod memory;
+pub mod session;
 pub mod slot;
 pub mod stats;
 pub mod topology;

@@ -6,13 +6,15 @@
 //! * **Multi-key operations across slots.** fred sends a cross-slot `MGET`
 //!   as one command and gets `CROSSSLOT` back. Here keys are grouped by slot,
 //!   the slot groups by owning primary (from the routing table), each node's
-//!   commands are pipelined, nodes run concurrently, and results come back
-//!   in input order. A node whose batch fails reports
+//!   commands are written back to back without waiting for replies
+//!   (pipelined on the connection, each with its own reply channel), nodes
+//!   run concurrently, and results come back in input order. A node whose batch fails reports
 //!   [`CacheError::NodeBatch`] on each of its keys — never a miss. When all
 //!   keys share a slot one command is sent without a pipeline.
 //! * **Resilience defaults.** A command timeout (fred has none by default),
-//!   a reconnect policy, bounded `MOVED`/`ASK` redirections (followed by
-//!   fred), retries with jittered exponential backoff for transient errors
+//!   a reconnect policy, bounded `MOVED`/`ASK` redirections (followed here:
+//!   fred refreshes its slot table on `MOVED`, this crate re-sends; see the
+//!   note on fred 10.1 in the source), retries with jittered exponential backoff for transient errors
 //!   (`TRYAGAIN`, `CLUSTERDOWN`, `MOVED` storms, timeouts, lost connections)
 //!   bounded in attempts and in time, a topology refresh every
 //!   [`RedisConfig::refresh_interval`] with jitter and after errors, typed
@@ -42,7 +44,7 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fred::clients::{Client, Pipeline};
+use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
 use fred::types::config::{
@@ -80,7 +82,9 @@ pub struct RedisConfig {
     /// Total time one operation may spend retrying. Default: 6 s (longer
     /// than a typical automatic failover at `cluster-node-timeout 2000`).
     pub retry_budget: Duration,
-    /// `MOVED`/`ASK` redirections followed per command. Default: 5.
+    /// `MOVED`/`ASK` redirections followed per command (per slot for
+    /// multi-key operations); a slot still migrating after that many is
+    /// reported as [`CacheError::Unavailable`]. Default: 16.
     pub max_redirections: u32,
     /// Period of the background topology refresh. Default: 10 s.
     pub refresh_interval: Duration,
@@ -113,7 +117,7 @@ impl Default for RedisConfig {
                 .build()
                 .unwrap_or_default(),
             retry_budget: Duration::from_secs(6),
-            max_redirections: 5,
+            max_redirections: 16,
             refresh_interval: Duration::from_secs(10),
             refresh_jitter: 0.2,
             min_refresh_gap: Duration::from_millis(200),
@@ -211,7 +215,7 @@ struct Inner {
     counters: Arc<Counters>,
     node_clients: tokio::sync::Mutex<HashMap<String, Client>>,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
-    connection: StdMutex<Option<fred::types::ConnectHandle>>,
+    connection: Arc<StdMutex<Option<fred::types::ConnectHandle>>>,
 }
 
 impl Drop for Inner {
@@ -219,7 +223,7 @@ impl Drop for Inner {
         for t in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
             t.abort();
         }
-        if let Some(c) = self.connection.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(c) = self.connection.lock().unwrap_or_else(PoisonError::into_inner).take() {
             c.abort();
         }
     }
@@ -245,6 +249,7 @@ struct Classified {
     error: CacheError,
     retry: bool,
     not_executed: bool,
+    redirect: bool,
 }
 
 fn shared(e: FredError) -> SharedError {
@@ -263,17 +268,26 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
             error: CacheError::Timeout(timeout),
             retry: true,
             not_executed: false,
+            redirect: false,
+        },
+        ErrorKind::Routing if e.details().contains("redirections") => Classified {
+            error: unavailable(e),
+            retry: true,
+            not_executed: true,
+            redirect: true,
         },
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure => {
             Classified {
                 error: unavailable(e),
                 retry: true,
                 not_executed: false,
+                redirect: false,
             }
         }
         _ => match first.as_str() {
             "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "MOVED" | "ASK" | "READONLY" => {
                 Classified {
+                    redirect: first == "MOVED" || first == "ASK",
                     error: unavailable(e),
                     retry: true,
                     not_executed: true,
@@ -283,21 +297,25 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
                 error: CacheError::OutOfMemory { needed: 0, limit: 0 },
                 retry: false,
                 not_executed: true,
+                redirect: false,
             },
             _ if e.details().contains("not an integer") => Classified {
                 error: CacheError::NotAnInteger,
                 retry: false,
                 not_executed: true,
+                redirect: false,
             },
             _ if e.details().contains("overflow") => Classified {
                 error: CacheError::Overflow,
                 retry: false,
                 not_executed: true,
+                redirect: false,
             },
             _ if *e.kind() == ErrorKind::Cluster => Classified {
                 error: unavailable(e),
                 retry: true,
                 not_executed: false,
+                redirect: false,
             },
             _ => Classified {
                 error: CacheError::Backend {
@@ -306,6 +324,7 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
                 },
                 retry: false,
                 not_executed: true,
+                redirect: false,
             },
         },
     }
@@ -358,6 +377,7 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
 struct Unit {
     slot: u16,
     idx: Vec<usize>,
+    redirects: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -426,16 +446,23 @@ impl RedisCache {
             password: config.password.as_ref().map(|s| s.expose().to_owned()),
             ..Config::default()
         };
-        let (cmd_timeout, connect_timeout, redirections) =
-            (config.command_timeout, config.connect_timeout, config.max_redirections);
+        let (cmd_timeout, connect_timeout) = (config.command_timeout, config.connect_timeout);
         let client = Builder::from_config(fred_config)
             .with_connection_config(|c| {
                 c.connection_timeout = connect_timeout;
                 c.internal_command_timeout = connect_timeout;
-                c.max_redirections = redirections;
-                // Our retry loop owns retries; fred re-sends once on a
-                // dropped connection.
-                c.max_command_attempts = 2;
+                // fred 10.1 follows ASK by writing ASKING and reading its
+                // reply inline on a connection that has other commands in
+                // flight, which can hand one key's reply to another key's
+                // command (measured: wrong values during a live reshard);
+                // and when a command's attempts run out during a
+                // redirection, its router task ends. So fred follows no
+                // redirection itself: on MOVED it still refreshes its slot
+                // table (from a separate connection) and returns an error,
+                // and the retry loop here re-sends, counting redirections
+                // against `max_redirections`.
+                c.max_redirections = 0;
+                c.max_command_attempts = 3;
                 c.unresponsive = UnresponsiveConfig {
                     max_timeout: Some(cmd_timeout.max(Duration::from_millis(500)) * 2),
                     interval: Duration::from_millis(250),
@@ -458,7 +485,7 @@ impl RedisCache {
             counters: Arc::new(Counters::default()),
             node_clients: tokio::sync::Mutex::new(HashMap::new()),
             tasks: StdMutex::new(Vec::new()),
-            connection: StdMutex::new(Some(handle)),
+            connection: Arc::new(StdMutex::new(Some(handle))),
         });
         let task = tokio::spawn(refresher(
             inner.client.clone(),
@@ -466,6 +493,7 @@ impl RedisCache {
             inner.events.clone(),
             inner.counters.clone(),
             inner.config.clone(),
+            inner.connection.clone(),
         ));
         inner.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
         Ok(Self { inner })
@@ -503,10 +531,17 @@ impl RedisCache {
     /// # Errors
     /// A backend error when no node answers `CLUSTER SLOTS`.
     pub async fn refresh_now(&self) -> Result<()> {
-        self.inner.client.sync_cluster().await.map_err(|e| CacheError::Backend {
-            backend: "redis",
-            source: shared(e),
-        })
+        let limit = self.inner.config.connect_timeout * 2;
+        match tokio::time::timeout(limit, self.inner.client.sync_cluster()).await {
+            Ok(r) => r.map_err(|e| CacheError::Backend {
+                backend: "redis",
+                source: shared(e),
+            }),
+            Err(_) => {
+                self.request_refresh();
+                Err(CacheError::Timeout(limit))
+            }
+        }
     }
 
     /// Retry and refresh counters.
@@ -546,6 +581,7 @@ impl RedisCache {
     {
         let started = Instant::now();
         let mut attempt = 0;
+        let mut redirects = 0;
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
@@ -553,7 +589,10 @@ impl RedisCache {
                     let s = slot(key);
                     let c = classify(e, s, &self.node_of(s), self.inner.config.command_timeout);
                     self.request_refresh();
-                    let allowed = c.retry && (mode == Retry::Always || c.not_executed);
+                    redirects += u32::from(c.redirect);
+                    let allowed = c.retry
+                        && (mode == Retry::Always || c.not_executed)
+                        && redirects <= self.inner.config.max_redirections;
                     if !allowed || !self.may_retry(attempt, started) {
                         self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
                         return Err(c.error);
@@ -576,23 +615,25 @@ impl RedisCache {
         units: Vec<Unit>,
     ) -> Vec<(Unit, std::result::Result<Vec<Out>, Classified>)> {
         let timeout = self.inner.config.command_timeout;
+        // Every command has its own reply channel and goes out without
+        // waiting for the previous reply, so the node's commands are
+        // pipelined on the connection and a reply can never be matched with
+        // another key's command.
         let replies: Vec<std::result::Result<Value, FredError>> = if units.len() == 1 {
             // Fast path: one slot on this node (e.g. all keys share a tag).
             vec![op.send(&self.inner.client, keys, &units[0]).await]
         } else {
-            let p: Pipeline<Client> = self.inner.client.pipeline();
-            for u in &units {
-                // Queuing only buffers the command; it cannot fail here.
-                let _ = op.send(&p, keys, u).await;
-            }
-            p.try_all::<Value>().await
+            join_all(units.iter().map(|u| op.send(&self.inner.client, keys, u)).collect()).await
         };
-        if replies.len() != units.len() {
-            // The pipeline as a whole failed (timeout, connection lost).
+        let transport = |e: &FredError| {
+            matches!(e.kind(), ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing)
+        };
+        if units.len() > 1 && replies.iter().all(|r| r.as_ref().is_err_and(transport)) {
+            // The node as a whole failed (timeout, connection lost).
             let err = replies
                 .into_iter()
                 .find_map(std::result::Result::err)
-                .unwrap_or_else(|| FredError::new(ErrorKind::Unknown, "pipeline returned too few replies"));
+                .unwrap_or_else(|| FredError::new(ErrorKind::Unknown, "no reply"));
             let keys_in_batch = units.iter().map(|u| u.idx.len()).sum();
             let c = classify(err, units[0].slot, &node, timeout);
             let error = CacheError::NodeBatch {
@@ -607,6 +648,7 @@ impl RedisCache {
                         error: error.clone(),
                         retry: c.retry,
                         not_executed: c.not_executed,
+                        redirect: false,
                     };
                     (u, Err(e))
                 })
@@ -621,6 +663,7 @@ impl RedisCache {
                         error,
                         retry: false,
                         not_executed: true,
+                        redirect: false,
                     }),
                     Err(e) => Err(classify(e, u.slot, &node, timeout)),
                 };
@@ -637,10 +680,23 @@ impl RedisCache {
         let mut pending: Vec<Unit> = if op.per_key() {
             groups
                 .into_iter()
-                .flat_map(|(slot, idx)| idx.into_iter().map(move |i| Unit { slot, idx: vec![i] }))
+                .flat_map(|(slot, idx)| {
+                    idx.into_iter().map(move |i| Unit {
+                        slot,
+                        idx: vec![i],
+                        redirects: 0,
+                    })
+                })
                 .collect()
         } else {
-            groups.into_iter().map(|(slot, idx)| Unit { slot, idx }).collect()
+            groups
+                .into_iter()
+                .map(|(slot, idx)| Unit {
+                    slot,
+                    idx,
+                    redirects: 0,
+                })
+                .collect()
         };
         let started = Instant::now();
         let mut attempt = 0;
@@ -667,7 +723,11 @@ impl RedisCache {
                             results[i] = Some(Ok(out));
                         }
                     }
-                    Err(c) if c.retry && retry_allowed => pending.push(u),
+                    Err(c) if c.retry && retry_allowed && u.redirects + u32::from(c.redirect) <= self.inner.config.max_redirections => {
+                        let mut u = u;
+                        u.redirects += u32::from(c.redirect);
+                        pending.push(u);
+                    }
                     Err(c) => {
                         failed_keys += u.idx.len() as u64;
                         for &i in &u.idx {
@@ -808,6 +868,7 @@ async fn refresher(
     events: broadcast::Sender<TopologyEvent>,
     counters: Arc<Counters>,
     config: RedisConfig,
+    connection: Arc<StdMutex<Option<fred::types::ConnectHandle>>>,
 ) {
     let mut rng = SplitMix64::from_entropy();
     let mut last = snapshot_of(&client);
@@ -817,6 +878,19 @@ async fn refresher(
         tokio::select! {
             () = tokio::time::sleep(period) => {}
             () = notify.notified() => {}
+        }
+        // Watchdog: fred ends its connection task on some routing errors;
+        // without this the client would fail every command from then on.
+        let ended = connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished);
+        if ended {
+            tracing::info!(target: "sysmanage.cache.topology", "connection task ended; reconnecting");
+            let handle = client.connect();
+            let _ = tokio::time::timeout(config.connect_timeout * 2, client.wait_for_connect()).await;
+            *connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         }
         match tokio::time::timeout(config.connect_timeout * 2, client.sync_cluster()).await {
             Ok(Ok(())) => {}

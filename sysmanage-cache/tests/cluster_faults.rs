@@ -35,6 +35,16 @@ fn run_id() -> String {
     format!("{}-{nanos}", std::process::id())
 }
 
+fn chain(e: &CacheError) -> String {
+    let mut s = format!("{}: {e}", e.label());
+    let mut src = std::error::Error::source(e);
+    while let Some(c) = src {
+        s.push_str(&format!(" <- {c}"));
+        src = c.source();
+    }
+    s
+}
+
 fn port_of(addr: &str) -> String {
     addr.rsplit_once(':').unwrap().1.to_owned()
 }
@@ -90,7 +100,7 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
                 true
             }
             Err(e) => {
-                report.errors.push(format!("{}: {e}", e.label()));
+                report.errors.push(chain(e));
                 false
             }
         }
@@ -112,7 +122,7 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
                         }
                         Err(e) => {
                             expected.get_mut(k).unwrap().push(v.clone());
-                            report.errors.push(format!("{}: {e}", e.label()));
+                            report.errors.push(chain(e));
                         }
                     }
                 }
@@ -139,7 +149,7 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
             }
             Err(e) => {
                 expected.get_mut(k).unwrap().push(v);
-                report.errors.push(format!("{}: {e}", e.label()));
+                report.errors.push(chain(&e));
                 report.ops.push(Op { started, ok: false });
             }
         }
@@ -196,6 +206,7 @@ fn live_reshard_of_100_slots_has_no_errors() {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(workload(cache.clone(), keys.clone(), stop.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
+        eprintln!("reshard: loop running, moving 100 slots from {} to {}", from.addr, to.addr);
         let t0 = Instant::now();
         let (f, t) = (port_of(&from.addr), port_of(&to.addr));
         tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
@@ -203,21 +214,27 @@ fn live_reshard_of_100_slots_has_no_errors() {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::Relaxed);
         let report = task.await.unwrap();
+        eprintln!("reshard: loop stopped after {} ops", report.ops.len());
         // The move is visible in the routing snapshot and as a typed event.
-        cache.refresh_now().await.unwrap();
+        eprintln!("reshard: refresh_now");
+        let r = tokio::time::timeout(Duration::from_secs(5), cache.refresh_now()).await;
+        eprintln!("reshard: refresh_now -> {r:?}");
         assert_eq!(cache.routing().node_for_slot(first), Some(to.addr.as_str()));
+        // Routing changes as the slots move (fred refreshes on MOVED, the
+        // refresher on its timer and after errors), so the 100 slots may
+        // arrive as several events: add them up.
         cache.request_refresh();
-        let moved = tokio::time::timeout(Duration::from_secs(15), async {
-            loop {
+        let mut moved = 0;
+        let _ = tokio::time::timeout(Duration::from_secs(15), async {
+            while moved < 100 {
                 if let Ok(TopologyEvent::SlotsMoved { from: Some(a), to: Some(b), slots }) = events.recv().await {
                     if a == from.addr && b == to.addr {
-                        return slots;
+                        moved += slots;
                     }
                 }
             }
         })
-        .await
-        .expect("a SlotsMoved event");
+        .await;
         // Restore the original balance.
         let (f, t) = (port_of(&to.addr), port_of(&from.addr));
         tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
@@ -302,14 +319,22 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         let port = port_of(&victim.addr);
         let killed_at = Instant::now();
         services(&["redis-kill", &port]);
-        // The window closes when a surviving node reports cluster_state:ok.
+        // The window closes when a surviving node has flagged the victim
+        // failed, promoted its replica and reports cluster_state:ok again.
         let survivor = nodes.iter().find(|n| n.addr != victim.addr).unwrap().addr.clone();
         let p = port_of(&survivor);
+        let victim_addr = victim.addr.clone();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + Duration::from_secs(30);
+            let cli = |args: &[&str]| {
+                let out = std::process::Command::new("redis-cli").args(["-p", &p]).args(args).output().unwrap();
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
             loop {
-                let out = std::process::Command::new("redis-cli").args(["-p", &p, "cluster", "info"]).output().unwrap();
-                if String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok") {
+                let failed = ClusterNode::parse_nodes(&cli(&["cluster", "nodes"]))
+                    .map(|ns| ns.iter().any(|n| n.addr == victim_addr && n.failing && n.role == Role::Primary && n.slots.is_empty()))
+                    .unwrap_or(false);
+                if failed && cli(&["cluster", "info"]).contains("cluster_state:ok") {
                     break;
                 }
                 assert!(Instant::now() < deadline, "no failover within 30 s");

@@ -207,3 +207,18 @@ async fn bad_config_is_rejected() {
     cfg.command_timeout = Duration::ZERO;
     assert!(RedisCache::connect(cfg).await.unwrap_err().to_string().contains("command_timeout"));
 }
+
+/// Explicit and periodic topology refreshes complete and keep the routing
+/// complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_refresh_completes() {
+    let cache = connect().await;
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(5), cache.refresh_now())
+            .await
+            .expect("refresh must not hang")
+            .unwrap();
+        assert!(cache.routing().covers_all_slots());
+    }
+    cache.get(b"it:refresh:probe").await.unwrap();
+}
