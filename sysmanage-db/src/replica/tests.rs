@@ -824,3 +824,79 @@ async fn wait_until(router: &ReplicaRouter<MemoryNode>, f: impl Fn(&RouterStatus
     }
     panic!("condition not reached: {:?}", router.status());
 }
+
+/// Collects the `event` field of every tracing event.
+#[derive(Clone, Default)]
+struct EventNames(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for EventNames {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Visit<'a>(&'a mut Vec<String>);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "event" {
+                    self.0.push(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        assert_eq!(event.metadata().target(), "sysmanage_db::replica");
+        event.record(&mut Visit(&mut self.0.lock().unwrap()));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test]
+async fn tracing_events_have_stable_names() {
+    let names = EventNames::default();
+    let _guard = tracing::subscriber::set_default(names.clone());
+    let (fx, router) = router(1).await;
+    fx.replicas[0].set_up(false);
+    router.probe_all().await; // ban
+    router
+        .read(Consistency::Any, |db| async move {
+            Ok::<_, MemoryError>(db.id())
+        })
+        .await
+        .unwrap(); // fallback
+    fx.replicas[0].set_up(true);
+    fx.clock.advance(Duration::from_secs(2));
+    router.probe_all().await; // unban
+    fx.primary.set_up(false);
+    fx.replicas[0].promote();
+    router.probe_all().await; // role change
+    let got = names.0.lock().unwrap().clone();
+    for want in [
+        "replica.ban",
+        "replica.fallback",
+        "replica.unban",
+        "replica.role_change",
+    ] {
+        assert!(got.iter().any(|n| n == want), "{want} missing from {got:?}");
+    }
+}
+
+#[test]
+fn choose_primary_never_guesses() {
+    // Current primary answers as primary: keep it.
+    assert_eq!(choose_primary(Some(0), &[Some(false), Some(true)]), Some(0));
+    // Current primary demoted (in recovery) and one promoted standby: switch.
+    assert_eq!(choose_primary(Some(0), &[Some(true), Some(false)]), Some(1));
+    // Two candidates: ambiguous, keep the current one.
+    assert_eq!(
+        choose_primary(Some(0), &[None, Some(false), Some(false)]),
+        Some(0)
+    );
+    // Nobody writable: no change.
+    assert_eq!(choose_primary(Some(0), &[None, Some(true)]), Some(0));
+    assert_eq!(choose_primary(None, &[Some(true), Some(false)]), Some(1));
+}
