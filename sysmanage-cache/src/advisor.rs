@@ -112,17 +112,29 @@ impl AdvisorConfig {
             ("advisor.skew_factor", self.skew_factor),
         ] {
             if !v.is_finite() || v <= 0.0 {
-                return Err(CacheError::invalid(f, format!("must be a positive finite number, got {v}")));
+                return Err(CacheError::invalid(
+                    f,
+                    format!("must be a positive finite number, got {v}"),
+                ));
             }
         }
         if !(self.memory_low < self.memory_target && self.memory_target < self.memory_high) {
-            return Err(CacheError::invalid("advisor.memory_target", "need memory_low < memory_target < memory_high"));
+            return Err(CacheError::invalid(
+                "advisor.memory_target",
+                "need memory_low < memory_target < memory_high",
+            ));
         }
         if !(self.ops_low < self.ops_target && self.ops_target < self.ops_high) {
-            return Err(CacheError::invalid("advisor.ops_target", "need ops_low < ops_target < ops_high"));
+            return Err(CacheError::invalid(
+                "advisor.ops_target",
+                "need ops_low < ops_target < ops_high",
+            ));
         }
         if self.min_primaries == 0 || self.min_primaries > self.max_primaries {
-            return Err(CacheError::invalid("advisor.min_primaries", "need 0 < min_primaries <= max_primaries"));
+            return Err(CacheError::invalid(
+                "advisor.min_primaries",
+                "need 0 < min_primaries <= max_primaries",
+            ));
         }
         Ok(())
     }
@@ -192,7 +204,11 @@ struct Primary<'a> {
 }
 
 fn since(prev: Option<Timestamp>, active: bool, now: Timestamp) -> Option<Timestamp> {
-    if active { Some(prev.unwrap_or(now)) } else { None }
+    if active {
+        Some(prev.unwrap_or(now))
+    } else {
+        None
+    }
 }
 
 fn held(since: Option<Timestamp>, now: Timestamp, sustain: Duration) -> bool {
@@ -221,8 +237,11 @@ pub fn advise(
         })
         .collect();
     let current = stats.primaries().count();
-    let seed = primaries.first().map_or("<ANY_NODE>", |p| p.report.node.as_str()).to_owned();
-    let replicas_per_primary = if current == 0 { 0 } else { stats.replicas().count() / current };
+    let seed = primaries
+        .first()
+        .map_or("<ANY_NODE>", |p| p.report.node.as_str())
+        .to_owned();
+    let replicas_per_primary = stats.replicas().count().checked_div(current).unwrap_or(0);
     let rec = |action, reason: String, target, steps| Recommendation {
         action,
         reason,
@@ -233,7 +252,15 @@ pub fn advise(
     };
     let mut next = state.clone();
     if primaries.is_empty() {
-        return (rec(ScalingAction::None, "no primary answered INFO".into(), current, vec![]), next);
+        return (
+            rec(
+                ScalingAction::None,
+                "no primary answered INFO".into(),
+                current,
+                vec![],
+            ),
+            next,
+        );
     }
 
     // Signals.
@@ -247,15 +274,27 @@ pub fn advise(
     let ops_pressure = hottest_ops.filter(|p| p.ops as f64 > config.ops_high);
     let total_used: u64 = primaries.iter().map(|p| p.used).sum();
     let limits: Vec<u64> = primaries.iter().filter_map(|p| p.limit).collect();
-    let mean_limit = if limits.is_empty() { 0.0 } else { limits.iter().sum::<u64>() as f64 / limits.len() as f64 };
+    let mean_limit = if limits.is_empty() {
+        0.0
+    } else {
+        limits.iter().sum::<u64>() as f64 / limits.len() as f64
+    };
     let total_ops: u64 = primaries.iter().map(|p| p.ops).sum();
-    let need_mem = if mean_limit > 0.0 { (total_used as f64 / (mean_limit * config.memory_target)).ceil() as usize } else { 0 };
+    let need_mem = if mean_limit > 0.0 {
+        (total_used as f64 / (mean_limit * config.memory_target)).ceil() as usize
+    } else {
+        0
+    };
     let need_ops = (total_ops as f64 / config.ops_target).ceil() as usize;
-    let needed = need_mem.max(need_ops).clamp(config.min_primaries, config.max_primaries);
+    let needed = need_mem
+        .max(need_ops)
+        .clamp(config.min_primaries, config.max_primaries);
 
     let underused = primaries
         .iter()
-        .filter(|p| mem_ratio(p).is_some_and(|r| r < config.memory_low) && (p.ops as f64) < config.ops_low)
+        .filter(|p| {
+            mem_ratio(p).is_some_and(|r| r < config.memory_low) && (p.ops as f64) < config.ops_low
+        })
         .count();
     let scale_in_signal = current > config.min_primaries
         && stats.health == ClusterHealth::Healthy
@@ -271,25 +310,49 @@ pub fn advise(
         let max = *vals.iter().max()? as f64;
         Some(max / mean)
     };
-    let slot_skew = skew(primaries.iter().map(|p| u64::from(p.report.slots)).collect(), 1);
-    let key_skew = skew(primaries.iter().map(|p| p.keys).collect(), config.skew_min_keys);
-    let ops_skew = skew(primaries.iter().map(|p| p.ops).collect(), config.skew_min_ops);
-    let worst_skew = [("slots", slot_skew), ("keys", key_skew), ("ops/sec", ops_skew)]
-        .into_iter()
-        .filter_map(|(n, s)| s.map(|s| (n, s)))
-        .filter(|(_, s)| *s > config.skew_factor)
-        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let slot_skew = skew(
+        primaries
+            .iter()
+            .map(|p| u64::from(p.report.slots))
+            .collect(),
+        1,
+    );
+    let key_skew = skew(
+        primaries.iter().map(|p| p.keys).collect(),
+        config.skew_min_keys,
+    );
+    let ops_skew = skew(
+        primaries.iter().map(|p| p.ops).collect(),
+        config.skew_min_ops,
+    );
+    let worst_skew = [
+        ("slots", slot_skew),
+        ("keys", key_skew),
+        ("ops/sec", ops_skew),
+    ]
+    .into_iter()
+    .filter_map(|(n, s)| s.map(|s| (n, s)))
+    .filter(|(_, s)| *s > config.skew_factor)
+    .max_by(|a, b| a.1.total_cmp(&b.1));
 
-    let out_signal = (mem_pressure.is_some() || ops_pressure.is_some()) && current < config.max_primaries;
+    let out_signal =
+        (mem_pressure.is_some() || ops_pressure.is_some()) && current < config.max_primaries;
     next.scale_out_since = since(state.scale_out_since, out_signal, now);
     next.scale_in_since = since(state.scale_in_since, scale_in_signal && !out_signal, now);
     next.rebalance_since = since(state.rebalance_since, worst_skew.is_some(), now);
 
-    let cooling = state.last_action_at.is_some_and(|t| now.saturating_since(t) < config.cooldown);
-    let none = |reason: String, next: AdvisorState| (rec(ScalingAction::None, reason, current, vec![]), next);
+    let cooling = state
+        .last_action_at
+        .is_some_and(|t| now.saturating_since(t) < config.cooldown);
+    let none = |reason: String, next: AdvisorState| {
+        (rec(ScalingAction::None, reason, current, vec![]), next)
+    };
 
     let decided = if held(next.scale_out_since, now, config.sustain) {
-        let add = needed.saturating_sub(current).max(1).min(config.max_primaries - current);
+        let add = needed
+            .saturating_sub(current)
+            .max(1)
+            .min(config.max_primaries - current);
         let reason = match (mem_pressure, ops_pressure) {
             (Some((r, p)), _) => format!(
                 "memory pressure: {} uses {:.0}% of its {} byte limit (> {:.0}%); {} bytes in use need {} primaries at {:.0}%",
@@ -309,15 +372,24 @@ pub fn advise(
         };
         let mut steps = Vec::new();
         for i in 1..=add {
-            steps.push(format!("redis-cli --cluster add-node <NEW_NODE_{i}> {seed}"));
+            steps.push(format!(
+                "redis-cli --cluster add-node <NEW_NODE_{i}> {seed}"
+            ));
             for j in 1..=replicas_per_primary {
                 steps.push(format!(
                     "redis-cli --cluster add-node <NEW_REPLICA_{i}_{j}> {seed} --cluster-slave --cluster-master-id <ID_OF_NEW_NODE_{i}>"
                 ));
             }
         }
-        steps.push(format!("redis-cli --cluster rebalance {seed} --cluster-use-empty-masters"));
-        Some(rec(ScalingAction::ScaleOut { add }, reason, current + add, steps))
+        steps.push(format!(
+            "redis-cli --cluster rebalance {seed} --cluster-use-empty-masters"
+        ));
+        Some(rec(
+            ScalingAction::ScaleOut { add },
+            reason,
+            current + add,
+            steps,
+        ))
     } else if held(next.scale_in_since, now, config.sustain) {
         let remove = current - needed;
         let mut by_load: Vec<&Primary<'_>> = primaries.iter().collect();
@@ -327,13 +399,25 @@ pub fn advise(
             .iter()
             .find(|p| !leaving.iter().any(|l| l.report.id == p.report.id))
             .map_or(seed.clone(), |p| p.report.node.clone());
-        let weights: Vec<String> = leaving.iter().map(|p| format!("{}=0", p.report.id)).collect();
-        let mut steps = vec![format!("redis-cli --cluster rebalance {keep_seed} --cluster-weight {}", weights.join(" "))];
+        let weights: Vec<String> = leaving
+            .iter()
+            .map(|p| format!("{}=0", p.report.id))
+            .collect();
+        let mut steps = vec![format!(
+            "redis-cli --cluster rebalance {keep_seed} --cluster-weight {}",
+            weights.join(" ")
+        )];
         for p in &leaving {
-            for r in stats.replicas().filter(|r| r.primary_id.as_deref() == Some(p.report.id.as_str())) {
+            for r in stats
+                .replicas()
+                .filter(|r| r.primary_id.as_deref() == Some(p.report.id.as_str()))
+            {
                 steps.push(format!("redis-cli --cluster del-node {keep_seed} {}", r.id));
             }
-            steps.push(format!("redis-cli --cluster del-node {keep_seed} {}", p.report.id));
+            steps.push(format!(
+                "redis-cli --cluster del-node {keep_seed} {}",
+                p.report.id
+            ));
         }
         let reason = format!(
             "{underused} of {} primaries under-used (< {:.0}% memory and < {} ops/sec); {} primaries suffice (minimum {})",
@@ -343,7 +427,12 @@ pub fn advise(
             needed,
             config.min_primaries
         );
-        Some(rec(ScalingAction::ScaleIn { remove }, reason, needed, steps))
+        Some(rec(
+            ScalingAction::ScaleIn { remove },
+            reason,
+            needed,
+            steps,
+        ))
     } else if held(next.rebalance_since, now, config.sustain) {
         let (what, factor) = worst_skew.unwrap_or(("slots", 0.0));
         let steps = if what == "slots" {
@@ -355,7 +444,8 @@ pub fn advise(
             let cold = primaries.iter().min_by_key(|p| metric(p));
             match (hot, cold) {
                 (Some(h), Some(c)) if h.report.id != c.report.id => {
-                    let mean = primaries.iter().map(metric).sum::<u64>() as f64 / primaries.len() as f64;
+                    let mean =
+                        primaries.iter().map(metric).sum::<u64>() as f64 / primaries.len() as f64;
                     let excess = 1.0 - mean / metric(h).max(1) as f64;
                     let slots = ((f64::from(h.report.slots) * excess / 2.0).round() as u32).max(1);
                     vec![format!(
@@ -379,7 +469,10 @@ pub fn advise(
         .cooldown
         .saturating_sub(now.saturating_since(state.last_action_at.unwrap_or(now)));
     match decided {
-        Some(r) if cooling => none(format!("cooldown: {left:?} left; would advise: {}", r.reason), next),
+        Some(r) if cooling => none(
+            format!("cooldown: {left:?} left; would advise: {}", r.reason),
+            next,
+        ),
         Some(r) => {
             next = AdvisorState {
                 last_action_at: Some(now),
@@ -394,7 +487,15 @@ pub fn advise(
                 (next.rebalance_since, "skew"),
             ]
             .into_iter()
-            .find_map(|(s, what)| s.map(|s| format!("{what} seen for {:?}, acting after {:?}", now.saturating_since(s), config.sustain)));
+            .find_map(|(s, what)| {
+                s.map(|s| {
+                    format!(
+                        "{what} seen for {:?}, acting after {:?}",
+                        now.saturating_since(s),
+                        config.sustain
+                    )
+                })
+            });
             let reason = pending.unwrap_or_else(|| "within thresholds".into());
             if cooling {
                 none(format!("cooldown: {left:?} left; {reason}"), next)
@@ -416,9 +517,17 @@ pub fn example_stats(memory_ratios: &[f64], ops: u64) -> ClusterStats {
     let mut text = String::new();
     for (i, _) in memory_ratios.iter().enumerate() {
         let start = i as u32 * per;
-        let end = if i + 1 == memory_ratios.len() { 16383 } else { start + per - 1 };
-        text.push_str(&format!("p{i} 10.0.0.{i}:6379@16379 master - 0 0 {i} connected {start}-{end}\n"));
-        text.push_str(&format!("r{i} 10.0.1.{i}:6379@16379 slave p{i} 0 0 {i} connected\n"));
+        let end = if i + 1 == memory_ratios.len() {
+            16383
+        } else {
+            start + per - 1
+        };
+        text.push_str(&format!(
+            "p{i} 10.0.0.{i}:6379@16379 master - 0 0 {i} connected {start}-{end}\n"
+        ));
+        text.push_str(&format!(
+            "r{i} 10.0.1.{i}:6379@16379 slave p{i} 0 0 {i} connected\n"
+        ));
     }
     let nodes = ClusterNode::parse_nodes(&text).unwrap_or_default();
     let reports = nodes
@@ -462,11 +571,20 @@ mod tests {
     #[test]
     fn default_config_is_valid_and_bad_config_is_named() {
         AdvisorConfig::default().validate().unwrap();
-        let mut c = AdvisorConfig::default();
-        c.memory_high = f64::NAN;
-        assert!(c.validate().unwrap_err().to_string().contains("memory_high"));
-        let mut c = AdvisorConfig::default();
-        c.memory_low = 0.9;
+        let c = AdvisorConfig {
+            memory_high: f64::NAN,
+            ..AdvisorConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("memory_high")
+        );
+        let c = AdvisorConfig {
+            memory_low: 0.9,
+            ..AdvisorConfig::default()
+        };
         assert!(c.validate().is_err());
     }
 
@@ -482,7 +600,11 @@ mod tests {
         let (r, s3) = advise(&cfg(), &stats, &s2, t(60));
         assert_eq!(r.action, ScalingAction::ScaleOut { add: 1 });
         assert_eq!((r.current_primaries, r.target_primaries), (3, 4));
-        assert!(r.reason.contains("85%") && r.reason.contains("4294967296"), "{}", r.reason);
+        assert!(
+            r.reason.contains("85%") && r.reason.contains("4294967296"),
+            "{}",
+            r.reason
+        );
         assert_eq!(r.steps.len(), 3, "{:?}", r.steps); // node, its replica, rebalance
         assert!(r.steps[1].contains("--cluster-slave"));
         assert!(r.steps[2].contains("--cluster-use-empty-masters"));
@@ -523,13 +645,23 @@ mod tests {
         let (r, _) = advise(&cfg(), &six, &s, t(120));
         assert_eq!(r.action, ScalingAction::ScaleIn { remove: 3 });
         assert!(r.steps[0].contains("--cluster-weight") && r.steps[0].contains("=0"));
-        assert_eq!(r.steps.iter().filter(|s| s.contains("del-node")).count(), 6, "3 primaries + their replicas");
+        assert_eq!(
+            r.steps.iter().filter(|s| s.contains("del-node")).count(),
+            6,
+            "3 primaries + their replicas"
+        );
     }
 
     #[test]
     fn slot_skew_advises_rebalance() {
         let mut stats = example_stats(&[0.4, 0.4, 0.4], 100);
-        let p: Vec<usize> = stats.nodes.iter().enumerate().filter(|(_, n)| n.slots > 0).map(|(i, _)| i).collect();
+        let p: Vec<usize> = stats
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.slots > 0)
+            .map(|(i, _)| i)
+            .collect();
         stats.nodes[p[0]].slots = 12000;
         stats.nodes[p[1]].slots = 2192;
         stats.nodes[p[2]].slots = 2192;

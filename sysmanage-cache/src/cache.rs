@@ -202,7 +202,7 @@ pub fn check_ttl(ttl: Duration) -> Result<u64> {
 
 /// A key-value cache spread over the slots of a cluster.
 ///
-/// Keys and values are bytes; [`Typed`](crate::Typed) adds serde on top. The
+/// Keys and values are bytes; [`Typed`] adds serde on top. The
 /// semantics are those of Redis: a `set` without TTL removes an earlier
 /// expiry, `incr` keeps it, `NX`/`XX` make writes conditional, and expired
 /// keys are invisible to every operation.

@@ -144,7 +144,10 @@ impl CacheError {
         }
     }
 
-    pub(crate) fn codec(codec: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub(crate) fn codec(
+        codec: &'static str,
+        e: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Self::Codec {
             codec,
             source: Arc::new(e),
@@ -158,7 +161,10 @@ impl CacheError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Timeout(_) | Self::Unavailable { .. } | Self::NodeBatch { .. } | Self::Backend { .. }
+            Self::Timeout(_)
+                | Self::Unavailable { .. }
+                | Self::NodeBatch { .. }
+                | Self::Backend { .. }
         )
     }
 
@@ -203,7 +209,10 @@ mod tests {
     #[test]
     fn messages_name_the_input_and_not_the_cause() {
         let e = CacheError::ValueTooLarge { size: 10, limit: 4 };
-        assert_eq!(e.to_string(), "value of 10 bytes exceeds the limit of 4 bytes");
+        assert_eq!(
+            e.to_string(),
+            "value of 10 bytes exceeds the limit of 4 bytes"
+        );
         assert!(!e.is_transient());
         let cause: SharedError = Arc::new(std::io::Error::other("connection reset"));
         let e = CacheError::NodeBatch {
@@ -211,9 +220,14 @@ mod tests {
             keys: 3,
             source: cause,
         };
-        assert_eq!(e.to_string(), "batch of 3 keys on node 127.0.0.1:7000 failed");
         assert_eq!(
-            std::error::Error::source(&e).map(ToString::to_string).as_deref(),
+            e.to_string(),
+            "batch of 3 keys on node 127.0.0.1:7000 failed"
+        );
+        assert_eq!(
+            std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .as_deref(),
             Some("connection reset")
         );
         assert!(e.is_transient());

@@ -1,4 +1,77 @@
-//! Cluster-aware caching for sysmanage-rs.
+//! Cluster-aware caching for sysmanage-rs: one [`ClusterCache`] trait with a
+//! Redis Cluster backend and an in-memory backend of identical semantics,
+//! slot-aware multi-key operations, node statistics, a cache scaling
+//! advisor and a session store.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cache`] | [`ClusterCache`] (bytes in/out), [`SetOptions`] (TTL, `NX`/`XX`), [`Limits`], [`Typed`] serde helpers over a [`Codec`] (JSON by default) |
+//! | [`memory`] | [`MemoryCache`]: TTLs against an injectable clock, `NX`/`XX`, per-slot key counts, a memory bound with LRU or `noeviction` |
+//! | `redis` (feature `redis`) | `RedisCache` on fred 10: multi-key operations split by slot, batched per node, pipelined, nodes concurrently; timeouts, retries, redirections, topology refresh and events |
+//! | [`slot`](mod@slot) | [`slot()`], [`hash_tag`], [`same_slot`], [`group_by_slot`]: CRC16/XMODEM mod 16384 with Redis' hash-tag rule |
+//! | [`topology`] | [`RoutingSnapshot`](topology::RoutingSnapshot) (slot → node) and typed [`TopologyEvent`](topology::TopologyEvent)s |
+//! | [`stats`] | node stats from `INFO`, `CLUSTER INFO`/`CLUSTER NODES`, the healthy-node ratio |
+//! | [`advisor`] | [`advise`](advisor::advise): scale out / in / rebalance with reasons and `redis-cli --cluster` steps |
+//! | [`session`] | [`SessionStore`](session::SessionStore) over any cache: 128-bit ids, sliding expiry, revoke-all per user |
+//!
+//! # Example
+//!
+//! Multi-key operations across slots, typed values and a session, on the
+//! in-memory backend (the Redis backend takes the same calls):
+//!
+//! ```
+//! use std::time::Duration;
+//! use sysmanage_cache::session::{SessionConfig, SessionStore};
+//! use sysmanage_cache::{CacheError, ClusterCache, MemoryCache, SetOptions, Typed, slot};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), CacheError> {
+//! let cache = MemoryCache::new();
+//! cache.mset(&[("user:1", "ada"), ("user:2", "grace")], Some(Duration::from_secs(60))).await?;
+//! let got = cache.mget(&["user:2", "user:3", "user:1"]).await?;
+//! assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&b"grace"[..]));
+//! assert!(matches!(got[1], Ok(None)));
+//!
+//! // Keys with one hash tag share a slot, so they live on one node.
+//! assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+//!
+//! // Bad input is a typed error, never a panic or a silent miss.
+//! let none: [&str; 0] = [];
+//! assert!(matches!(cache.mget(&none).await, Err(CacheError::EmptyKeys { .. })));
+//! assert!(matches!(
+//!     cache.set(b"k", b"v", SetOptions::ttl(Duration::ZERO)).await,
+//!     Err(CacheError::InvalidTtl { .. })
+//! ));
+//!
+//! let typed = Typed::new(cache.clone());
+//! typed.set(b"config", &vec![1, 2, 3], SetOptions::default()).await?;
+//! assert_eq!(typed.get::<Vec<u32>>(b"config").await?, Some(vec![1, 2, 3]));
+//!
+//! let sessions = SessionStore::new(cache, SessionConfig::default())?;
+//! let s = sessions.create("user-1", &"dashboard").await?;
+//! assert!(sessions.touch(&s.id).await?);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With the `redis` feature, `RedisCache::connect(RedisConfig::new(["127.0.0.1:7000"]))`
+//! gives the same trait on a Redis Cluster.
+//!
+//! # Semantics worth knowing
+//!
+//! * A failure is never a miss: multi-key operations return one result per
+//!   key, in input order, and a key whose node failed carries a typed error
+//!   ([`CacheError::NodeBatch`], [`CacheError::Unavailable`],
+//!   [`CacheError::Timeout`]).
+//! * TTLs have millisecond resolution; a zero TTL is rejected.
+//! * `mset` without a TTL writes each slot's pairs atomically (one `MSET`
+//!   per slot); with a TTL each pair is its own `SET … PX`.
+//!
+//! # Feature flags
+//!
+//! * `redis`: the Redis Cluster backend (fred 10, with its `i-cluster` and
+//!   `i-keys` interfaces).
+//! * `integration`: the live-cluster tests (`scripts/services up` first).
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -7,17 +80,19 @@ pub mod advisor;
 pub mod cache;
 pub mod error;
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 pub mod session;
 pub mod slot;
 pub mod stats;
 pub mod topology;
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub mod redis;
 
-pub use cache::{ClusterCache, Codec, JsonCodec, Limits, SetCondition, SetOptions, Ttl, Typed, check_ttl};
+pub use cache::{
+    ClusterCache, Codec, JsonCodec, Limits, SetCondition, SetOptions, Ttl, Typed, check_ttl,
+};
 pub use error::{CacheError, KeyResult, Result, SharedError};
 pub use memory::{Eviction, MemoryCache, MemoryCacheBuilder, MemoryConfig, MemoryStats};
-pub use slot::{SLOT_COUNT, group_by_slot, hash_tag, same_slot, slot};
 #[cfg(feature = "redis")]
 pub use redis::{RedisCache, RedisConfig, RedisCounters};
+pub use slot::{SLOT_COUNT, group_by_slot, hash_tag, same_slot, slot};

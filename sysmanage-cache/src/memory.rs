@@ -203,11 +203,7 @@ impl State {
             });
         }
         while !fits(self) {
-            let victim = self
-                .lru
-                .values()
-                .find(|k| k.as_slice() != protect)
-                .cloned();
+            let victim = self.lru.values().find(|k| k.as_slice() != protect).cloned();
             let Some(victim) = victim else {
                 return Err(CacheError::OutOfMemory {
                     needed,
@@ -562,9 +558,7 @@ impl ClusterCache for MemoryCache {
         let mut st = self.lock();
         Ok(entries
             .iter()
-            .map(|(k, v)| {
-                st.write(k.as_ref(), v.as_ref(), expires, &self.inner.config, now)
-            })
+            .map(|(k, v)| st.write(k.as_ref(), v.as_ref(), expires, &self.inner.config, now))
             .collect())
     }
 
@@ -649,7 +643,10 @@ mod tests {
             .unwrap();
         cache.set(b"a", b"v", SetOptions::default()).await.unwrap();
         cache.set(b"b", b"v", SetOptions::default()).await.unwrap();
-        let err = cache.set(b"c", b"v", SetOptions::default()).await.unwrap_err();
+        let err = cache
+            .set(b"c", b"v", SetOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, CacheError::OutOfMemory { .. }), "{err:?}");
         // Overwriting in place still fits.
         cache.set(b"a", b"w", SetOptions::default()).await.unwrap();
@@ -661,7 +658,10 @@ mod tests {
         let cache = MemoryCache::new();
         let s = slot(b"{user1000}.following");
         cache
-            .mset(&[("{user1000}.following", "1"), ("{user1000}.followers", "2")], None)
+            .mset(
+                &[("{user1000}.following", "1"), ("{user1000}.followers", "2")],
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(cache.keys_in_slot(s), 2);
@@ -672,7 +672,10 @@ mod tests {
 
     #[test]
     fn zero_bound_is_rejected() {
-        let err = MemoryCache::builder().max_memory_bytes(0).build().unwrap_err();
+        let err = MemoryCache::builder()
+            .max_memory_bytes(0)
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("max_memory_bytes"), "{err}");
     }
 }

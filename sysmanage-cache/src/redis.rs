@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 use fred::clients::Client;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, ClusterInterface, KeysInterface};
-use fred::types::config::{
-    Config, ReconnectPolicy, Server, ServerConfig, UnresponsiveConfig,
+use fred::types::config::{Config, ReconnectPolicy, Server, ServerConfig, UnresponsiveConfig};
+use fred::types::{
+    Builder, ClusterHash, CustomCommand, Expiration, Key, SetOptions as FredSet, Value,
 };
-use fred::types::{Builder, ClusterHash, CustomCommand, Expiration, Key, SetOptions as FredSet, Value};
 use sysmanage_core::{Backoff, Jitter, Secret, SplitMix64, Timestamp};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
@@ -142,12 +142,19 @@ impl RedisConfig {
     /// [`CacheError::InvalidArgument`] naming the field.
     pub fn validate(&self) -> Result<Vec<(String, u16)>> {
         if self.nodes.is_empty() {
-            return Err(CacheError::invalid("redis.nodes", "at least one seed node is required"));
+            return Err(CacheError::invalid(
+                "redis.nodes",
+                "at least one seed node is required",
+            ));
         }
         let nodes = self
             .nodes
             .iter()
-            .map(|n| parse_addr(n).ok_or_else(|| CacheError::invalid("redis.nodes", format!("{n:?} is not host:port"))))
+            .map(|n| {
+                parse_addr(n).ok_or_else(|| {
+                    CacheError::invalid("redis.nodes", format!("{n:?} is not host:port"))
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         for (field, d) in [
             ("redis.command_timeout", self.command_timeout),
@@ -159,13 +166,22 @@ impl RedisConfig {
             }
         }
         if !(0.0..1.0).contains(&self.refresh_jitter) {
-            return Err(CacheError::invalid("redis.refresh_jitter", "must be in [0, 1)"));
+            return Err(CacheError::invalid(
+                "redis.refresh_jitter",
+                "must be in [0, 1)",
+            ));
         }
         if self.max_redirections == 0 {
-            return Err(CacheError::invalid("redis.max_redirections", "must be at least 1"));
+            return Err(CacheError::invalid(
+                "redis.max_redirections",
+                "must be at least 1",
+            ));
         }
         if self.event_capacity == 0 {
-            return Err(CacheError::invalid("redis.event_capacity", "must be greater than zero"));
+            return Err(CacheError::invalid(
+                "redis.event_capacity",
+                "must be greater than zero",
+            ));
         }
         self.limits.validate()?;
         Ok(nodes)
@@ -220,10 +236,20 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for t in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+        for t in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
             t.abort();
         }
-        if let Some(c) = self.connection.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(c) = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             c.abort();
         }
     }
@@ -257,7 +283,12 @@ fn shared(e: FredError) -> SharedError {
 }
 
 fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classified {
-    let first = e.details().split_whitespace().next().unwrap_or("").to_owned();
+    let first = e
+        .details()
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned();
     let unavailable = |e: FredError| CacheError::Unavailable {
         slot,
         node: node.to_owned(),
@@ -285,16 +316,18 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
             }
         }
         _ => match first.as_str() {
-            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "MOVED" | "ASK" | "READONLY" => {
-                Classified {
-                    redirect: first == "MOVED" || first == "ASK",
-                    error: unavailable(e),
-                    retry: true,
-                    not_executed: true,
-                }
-            }
+            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "MASTERDOWN" | "MOVED" | "ASK"
+            | "READONLY" => Classified {
+                redirect: first == "MOVED" || first == "ASK",
+                error: unavailable(e),
+                retry: true,
+                not_executed: true,
+            },
             "OOM" => Classified {
-                error: CacheError::OutOfMemory { needed: 0, limit: 0 },
+                error: CacheError::OutOfMemory {
+                    needed: 0,
+                    limit: 0,
+                },
                 retry: false,
                 not_executed: true,
                 redirect: false,
@@ -333,7 +366,10 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
 fn bytes_of(v: Value) -> Result<Option<Vec<u8>>> {
     match v {
         Value::Null => Ok(None),
-        other => other.as_bytes().map(|b| Some(b.to_vec())).ok_or_else(|| unexpected(&other)),
+        other => other
+            .as_bytes()
+            .map(|b| Some(b.to_vec()))
+            .ok_or_else(|| unexpected(&other)),
     }
 }
 
@@ -347,7 +383,10 @@ fn int_of(v: &Value) -> Result<i64> {
 fn unexpected(v: &Value) -> CacheError {
     CacheError::Backend {
         backend: "redis",
-        source: Arc::new(std::io::Error::other(format!("unexpected reply of kind {:?}", v.kind()))),
+        source: Arc::new(std::io::Error::other(format!(
+            "unexpected reply of kind {:?}",
+            v.kind()
+        ))),
     }
 }
 
@@ -365,7 +404,11 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
                 }
             }
         }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
     })
     .await;
     out.into_iter().flatten().collect()
@@ -401,17 +444,36 @@ impl Multi<'_> {
         matches!(self, Self::SetEach(..) | Self::Del)
     }
 
-    async fn send<C: KeysInterface + Sync>(self, c: &C, keys: &[&[u8]], u: &Unit) -> std::result::Result<Value, FredError> {
+    async fn send<C: KeysInterface + Sync>(
+        self,
+        c: &C,
+        keys: &[&[u8]],
+        u: &Unit,
+    ) -> std::result::Result<Value, FredError> {
         let k = |i: usize| Key::from(keys[i]);
         match self {
-            Self::Get => c.mget(u.idx.iter().map(|&i| k(i)).collect::<Vec<_>>()).await,
+            Self::Get => {
+                c.mget(u.idx.iter().map(|&i| k(i)).collect::<Vec<_>>())
+                    .await
+            }
             Self::SetAll(values) => {
-                let pairs: Vec<(Key, Value)> = u.idx.iter().map(|&i| (k(i), Value::from(values[i]))).collect();
+                let pairs: Vec<(Key, Value)> = u
+                    .idx
+                    .iter()
+                    .map(|&i| (k(i), Value::from(values[i])))
+                    .collect();
                 c.mset(pairs).await.map(|()| Value::Null)
             }
             Self::SetEach(values, ms) => {
                 let i = u.idx[0];
-                c.set(k(i), Value::from(values[i]), Some(Expiration::PX(ms as i64)), None, false).await
+                c.set(
+                    k(i),
+                    Value::from(values[i]),
+                    Some(Expiration::PX(ms as i64)),
+                    None,
+                    false,
+                )
+                .await
             }
             Self::Del => c.del(k(u.idx[0])).await,
         }
@@ -420,9 +482,10 @@ impl Multi<'_> {
     fn decode(self, u: &Unit, v: Value) -> Result<Vec<Out>> {
         match self {
             Self::Get => match v {
-                Value::Array(items) if items.len() == u.idx.len() => {
-                    items.into_iter().map(|v| bytes_of(v).map(Out::Value)).collect()
-                }
+                Value::Array(items) if items.len() == u.idx.len() => items
+                    .into_iter()
+                    .map(|v| bytes_of(v).map(Out::Value))
+                    .collect(),
                 other if u.idx.len() == 1 => Ok(vec![Out::Value(bytes_of(other)?)]),
                 other => Err(unexpected(&other)),
             },
@@ -495,7 +558,11 @@ impl RedisCache {
             inner.config.clone(),
             inner.connection.clone(),
         ));
-        inner.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+        inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
         Ok(Self { inner })
     }
 
@@ -564,7 +631,10 @@ impl RedisCache {
     }
 
     fn retry_delay(&self, attempt: u32) -> Duration {
-        self.inner.config.retry.delay(attempt, SplitMix64::from_entropy().next_f64())
+        self.inner
+            .config
+            .retry
+            .delay(attempt, SplitMix64::from_entropy().next_f64())
     }
 
     fn may_retry(&self, attempt: u32, started: Instant) -> bool {
@@ -623,10 +693,19 @@ impl RedisCache {
             // Fast path: one slot on this node (e.g. all keys share a tag).
             vec![op.send(&self.inner.client, keys, &units[0]).await]
         } else {
-            join_all(units.iter().map(|u| op.send(&self.inner.client, keys, u)).collect()).await
+            join_all(
+                units
+                    .iter()
+                    .map(|u| op.send(&self.inner.client, keys, u))
+                    .collect(),
+            )
+            .await
         };
         let transport = |e: &FredError| {
-            matches!(e.kind(), ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing)
+            matches!(
+                e.kind(),
+                ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing
+            )
         };
         if units.len() > 1 && replies.iter().all(|r| r.as_ref().is_err_and(transport)) {
             // The node as a whole failed (timeout, connection lost).
@@ -723,7 +802,12 @@ impl RedisCache {
                             results[i] = Some(Ok(out));
                         }
                     }
-                    Err(c) if c.retry && retry_allowed && u.redirects + u32::from(c.redirect) <= self.inner.config.max_redirections => {
+                    Err(c)
+                        if c.retry
+                            && retry_allowed
+                            && u.redirects + u32::from(c.redirect)
+                                <= self.inner.config.max_redirections =>
+                    {
                         let mut u = u;
                         u.redirects += u32::from(c.redirect);
                         pending.push(u);
@@ -737,7 +821,10 @@ impl RedisCache {
                 }
             }
             if failed_keys > 0 {
-                self.inner.counters.failures.fetch_add(failed_keys, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .failures
+                    .fetch_add(failed_keys, Ordering::Relaxed);
             }
             if !pending.is_empty() {
                 self.request_refresh();
@@ -749,7 +836,11 @@ impl RedisCache {
         }
         results
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(CacheError::invalid("mget", "internal: key without result"))))
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(CacheError::invalid("mget", "internal: key without result"))
+                })
+            })
             .collect()
     }
 
@@ -763,12 +854,17 @@ impl RedisCache {
             }
             map.remove(addr);
         }
-        let (host, port) =
-            parse_addr(addr).ok_or_else(|| CacheError::invalid("node", format!("{addr:?} is not host:port")))?;
+        let (host, port) = parse_addr(addr)
+            .ok_or_else(|| CacheError::invalid("node", format!("{addr:?} is not host:port")))?;
         let cfg = Config {
             server: ServerConfig::new_centralized(host, port),
             username: self.inner.config.username.clone(),
-            password: self.inner.config.password.as_ref().map(|s| s.expose().to_owned()),
+            password: self
+                .inner
+                .config
+                .password
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
             ..Config::default()
         };
         let t = self.inner.config.command_timeout;
@@ -795,14 +891,30 @@ impl RedisCache {
     /// # Errors
     /// A backend error when no seed node answers.
     pub async fn cluster_nodes(&self) -> Result<Vec<ClusterNode>> {
-        let mut candidates: Vec<String> = self.routing().primaries().into_iter().map(str::to_owned).collect();
+        let mut candidates: Vec<String> = self
+            .routing()
+            .primaries()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         candidates.extend(self.inner.config.nodes.iter().cloned());
         let mut last = None;
         for addr in candidates {
             match self.node_client(&addr).await {
-                Ok(c) => match c.custom::<String, Value>(CustomCommand::new_static("CLUSTER", ClusterHash::Random, false), vec!["NODES".into()]).await {
+                Ok(c) => match c
+                    .custom::<String, Value>(
+                        CustomCommand::new_static("CLUSTER", ClusterHash::Random, false),
+                        vec!["NODES".into()],
+                    )
+                    .await
+                {
                     Ok(text) => return ClusterNode::parse_nodes(&text),
-                    Err(e) => last = Some(CacheError::Backend { backend: "redis", source: shared(e) }),
+                    Err(e) => {
+                        last = Some(CacheError::Backend {
+                            backend: "redis",
+                            source: shared(e),
+                        })
+                    }
                 },
                 Err(e) => last = Some(e),
             }
@@ -838,11 +950,16 @@ impl RedisCache {
         .await;
         let mut info = None;
         for r in reports.iter().filter(|r| r.stats.is_some()) {
-            if let Ok(c) = self.node_client(&r.node).await {
-                if let Ok(text) = c.custom::<String, Value>(CustomCommand::new_static("CLUSTER", ClusterHash::Random, false), vec!["INFO".into()]).await {
-                    info = ClusterInfo::parse(&text).ok();
-                    break;
-                }
+            if let Ok(c) = self.node_client(&r.node).await
+                && let Ok(text) = c
+                    .custom::<String, Value>(
+                        CustomCommand::new_static("CLUSTER", ClusterHash::Random, false),
+                        vec!["INFO".into()],
+                    )
+                    .await
+            {
+                info = ClusterInfo::parse(&text).ok();
+                break;
             }
         }
         Ok(ClusterStats::new(reports, info, Timestamp::now()))
@@ -889,12 +1006,15 @@ async fn refresher(
         if ended {
             tracing::info!(target: "sysmanage.cache.topology", "connection task ended; reconnecting");
             let handle = client.connect();
-            let _ = tokio::time::timeout(config.connect_timeout * 2, client.wait_for_connect()).await;
+            let _ =
+                tokio::time::timeout(config.connect_timeout * 2, client.wait_for_connect()).await;
             *connection.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
         }
         match tokio::time::timeout(config.connect_timeout * 2, client.sync_cluster()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::debug!(target: "sysmanage.cache.topology", error = %e, "refresh failed"),
+            Ok(Err(e)) => {
+                tracing::debug!(target: "sysmanage.cache.topology", error = %e, "refresh failed")
+            }
             Err(_) => tracing::debug!(target: "sysmanage.cache.topology", "refresh timed out"),
         }
         counters.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -910,7 +1030,11 @@ async fn refresher(
 }
 
 fn set_parts(opts: SetOptions) -> Result<(Option<Expiration>, Option<FredSet>, Retry)> {
-    let exp = opts.ttl.map(check_ttl).transpose()?.map(|ms| Expiration::PX(ms as i64));
+    let exp = opts
+        .ttl
+        .map(check_ttl)
+        .transpose()?
+        .map(|ms| Expiration::PX(ms as i64));
     Ok(match opts.condition {
         SetCondition::Always => (exp, None, Retry::Always),
         SetCondition::IfPresent => (exp, Some(FredSet::XX), Retry::Always),
@@ -925,7 +1049,11 @@ fn key_vec<K: AsRef<[u8]>>(keys: &[K]) -> Vec<&[u8]> {
 impl ClusterCache for RedisCache {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.config.limits.check_key(key)?;
-        let v = self.run("get", key, Retry::Always, || self.inner.client.get::<Value, _>(key)).await?;
+        let v = self
+            .run("get", key, Retry::Always, || {
+                self.inner.client.get::<Value, _>(key)
+            })
+            .await?;
         bytes_of(v)
     }
 
@@ -936,7 +1064,9 @@ impl ClusterCache for RedisCache {
         let (exp, cond, mode) = set_parts(opts)?;
         let v = self
             .run("set", key, mode, || {
-                self.inner.client.set::<Value, _, _>(key, value, exp.clone(), cond.clone(), false)
+                self.inner
+                    .client
+                    .set::<Value, _, _>(key, value, exp.clone(), cond.clone(), false)
             })
             .await?;
         Ok(!matches!(v, Value::Null))
@@ -944,13 +1074,21 @@ impl ClusterCache for RedisCache {
 
     async fn delete(&self, key: &[u8]) -> Result<bool> {
         self.inner.config.limits.check_key(key)?;
-        let v = self.run("delete", key, Retry::Always, || self.inner.client.del::<Value, _>(key)).await?;
+        let v = self
+            .run("delete", key, Retry::Always, || {
+                self.inner.client.del::<Value, _>(key)
+            })
+            .await?;
         Ok(int_of(&v)? > 0)
     }
 
     async fn exists(&self, key: &[u8]) -> Result<bool> {
         self.inner.config.limits.check_key(key)?;
-        let v = self.run("exists", key, Retry::Always, || self.inner.client.exists::<Value, _>(key)).await?;
+        let v = self
+            .run("exists", key, Retry::Always, || {
+                self.inner.client.exists::<Value, _>(key)
+            })
+            .await?;
         Ok(int_of(&v)? > 0)
     }
 
@@ -958,14 +1096,20 @@ impl ClusterCache for RedisCache {
         self.inner.config.limits.check_key(key)?;
         let ms = check_ttl(ttl)? as i64;
         let v = self
-            .run("expire", key, Retry::Always, || self.inner.client.pexpire::<Value, _>(key, ms, None))
+            .run("expire", key, Retry::Always, || {
+                self.inner.client.pexpire::<Value, _>(key, ms, None)
+            })
             .await?;
         Ok(int_of(&v)? > 0)
     }
 
     async fn ttl(&self, key: &[u8]) -> Result<Ttl> {
         self.inner.config.limits.check_key(key)?;
-        let v = self.run("ttl", key, Retry::Always, || self.inner.client.pttl::<Value, _>(key)).await?;
+        let v = self
+            .run("ttl", key, Retry::Always, || {
+                self.inner.client.pttl::<Value, _>(key)
+            })
+            .await?;
         Ok(match int_of(&v)? {
             -2 => Ttl::Missing,
             -1 => Ttl::Persistent,
@@ -976,12 +1120,17 @@ impl ClusterCache for RedisCache {
     async fn incr(&self, key: &[u8], by: i64) -> Result<i64> {
         self.inner.config.limits.check_key(key)?;
         let v = self
-            .run("incr", key, Retry::OnlyIfNotExecuted, || self.inner.client.incr_by::<Value, _>(key, by))
+            .run("incr", key, Retry::OnlyIfNotExecuted, || {
+                self.inner.client.incr_by::<Value, _>(key, by)
+            })
             .await?;
         int_of(&v)
     }
 
-    async fn mget<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> Result<Vec<KeyResult<Option<Vec<u8>>>>> {
+    async fn mget<K: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[K],
+    ) -> Result<Vec<KeyResult<Option<Vec<u8>>>>> {
         self.inner.config.limits.check_keys("mget", keys)?;
         let keys = key_vec(keys);
         Ok(self
@@ -1009,7 +1158,12 @@ impl ClusterCache for RedisCache {
             None => Multi::SetAll(&values),
             Some(ms) => Multi::SetEach(&values, ms),
         };
-        Ok(self.multi(op, &keys).await.into_iter().map(|r| r.map(|_| ())).collect())
+        Ok(self
+            .multi(op, &keys)
+            .await
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect())
     }
 
     async fn mdel<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> Result<Vec<KeyResult<bool>>> {
@@ -1038,7 +1192,9 @@ impl ClusterCache for RedisCache {
         pattern.push(b'*');
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         for node in self.routing().primaries() {
-            let Some((host, port)) = parse_addr(node) else { continue };
+            let Some((host, port)) = parse_addr(node) else {
+                continue;
+            };
             let target = self.inner.client.with_cluster_node(Server::new(host, port));
             let mut cursor = "0".to_owned();
             // Bounded: at most 10,000 pages per node.
@@ -1052,10 +1208,15 @@ impl ClusterCache for RedisCache {
                 ];
                 let reply = self
                     .run("scan", prefix, Retry::Always, || {
-                        target.custom::<Value, Value>(CustomCommand::new_static("SCAN", ClusterHash::Random, false), args.clone())
+                        target.custom::<Value, Value>(
+                            CustomCommand::new_static("SCAN", ClusterHash::Random, false),
+                            args.clone(),
+                        )
                     })
                     .await?;
-                let Value::Array(mut parts) = reply else { return Err(unexpected(&reply)) };
+                let Value::Array(mut parts) = reply else {
+                    return Err(unexpected(&reply));
+                };
                 if parts.len() != 2 {
                     return Err(CacheError::invalid("scan", "reply is not [cursor, keys]"));
                 }
@@ -1071,7 +1232,11 @@ impl ClusterCache for RedisCache {
                         }
                     }
                 }
-                cursor = next.as_bytes().and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("0").to_owned();
+                cursor = next
+                    .as_bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .unwrap_or("0")
+                    .to_owned();
                 if cursor == "0" {
                     break;
                 }

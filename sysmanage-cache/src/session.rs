@@ -93,8 +93,14 @@ impl SessionId {
     pub fn parse(s: &str) -> Result<Self> {
         let ok = s.len() == 37
             && s.as_bytes()[4] == b'.'
-            && s.bytes().enumerate().all(|(i, b)| i == 4 || matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(CacheError::InvalidSessionId) }
+            && s.bytes()
+                .enumerate()
+                .all(|(i, b)| i == 4 || matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CacheError::InvalidSessionId)
+        }
     }
 
     /// The full id, to hand to the client (e.g. in a cookie).
@@ -189,12 +195,23 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     ///
     /// # Errors
     /// [`CacheError::InvalidArgument`] for a bad configuration.
-    pub fn with_parts(cache: C, codec: K, config: SessionConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_parts(
+        cache: C,
+        codec: K,
+        config: SessionConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         if config.prefix.contains(['{', '}']) {
-            return Err(CacheError::invalid("session.prefix", "must not contain { or }"));
+            return Err(CacheError::invalid(
+                "session.prefix",
+                "must not contain { or }",
+            ));
         }
         if config.ttl.as_millis() == 0 || config.max_lifetime.as_millis() == 0 {
-            return Err(CacheError::invalid("session.ttl", "ttl and max_lifetime must be at least 1 ms"));
+            return Err(CacheError::invalid(
+                "session.ttl",
+                "ttl and max_lifetime must be at least 1 ms",
+            ));
         }
         if config.max_sessions_per_user == 0 || config.create_attempts == 0 {
             return Err(CacheError::invalid(
@@ -238,7 +255,10 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
 
     /// The idle TTL, capped by what is left of the absolute lifetime.
     fn ttl_for(&self, created: Timestamp, now: Timestamp) -> Option<Duration> {
-        let left = self.config.max_lifetime.checked_sub(now.saturating_since(created))?;
+        let left = self
+            .config
+            .max_lifetime
+            .checked_sub(now.saturating_since(created))?;
         let ttl = self.config.ttl.min(left);
         (ttl.as_millis() > 0).then_some(ttl)
     }
@@ -248,16 +268,19 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     /// # Errors
     /// Cache and codec errors; a backend error when the OS random source
     /// fails or no unique id was found.
-    pub async fn create<T: Serialize + Sync>(&self, user_id: &str, data: &T) -> Result<Session<T>>
-    where
-        T: Clone,
-    {
+    pub async fn create<T: Serialize + Sync + Clone>(
+        &self,
+        user_id: &str,
+        data: &T,
+    ) -> Result<Session<T>> {
         let tag = tag_of(user_id);
         let epoch_key = self.epoch_key(&tag, user_id);
         let epoch = Self::parse_epoch(self.cache.get(&epoch_key).await?.as_deref())?;
         if epoch > 0 {
             // The epoch must outlive every session created under it.
-            self.cache.expire(&epoch_key, self.config.max_lifetime).await?;
+            self.cache
+                .expire(&epoch_key, self.config.max_lifetime)
+                .await?;
         }
         let now = self.clock.wall();
         let record = Record {
@@ -282,7 +305,9 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         }
         let id = id.ok_or_else(|| CacheError::Backend {
             backend: "session",
-            source: Arc::new(std::io::Error::other("no unique session id after the configured attempts")),
+            source: Arc::new(std::io::Error::other(
+                "no unique session id after the configured attempts",
+            )),
         })?;
         // Best-effort index of the user's sessions (revocation itself relies
         // on the epoch, not on this list).
@@ -296,7 +321,11 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         ids.drain(..excess);
         let encoded = self.codec.encode(&ids)?;
         self.cache
-            .set(&index_key, &encoded, SetOptions::ttl(self.config.max_lifetime))
+            .set(
+                &index_key,
+                &encoded,
+                SetOptions::ttl(self.config.max_lifetime),
+            )
             .await?;
         Ok(Session {
             id,
@@ -320,8 +349,14 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         if tag_of(&record.user) != id.tag() {
             return Ok(None);
         }
-        let epoch = Self::parse_epoch(self.cache.get(&self.epoch_key(id.tag(), &record.user)).await?.as_deref())?;
-        let created = Timestamp::from_secs(0) + Duration::from_millis(record.created_ms.max(0) as u64);
+        let epoch = Self::parse_epoch(
+            self.cache
+                .get(&self.epoch_key(id.tag(), &record.user))
+                .await?
+                .as_deref(),
+        )?;
+        let created =
+            Timestamp::from_secs(0) + Duration::from_millis(record.created_ms.max(0) as u64);
         let now = self.clock.wall();
         if record.epoch != epoch || self.ttl_for(created, now).is_none() {
             self.cache.delete(&key).await?;
@@ -340,14 +375,23 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     ///
     /// # Errors
     /// Cache and codec errors.
-    pub async fn update<T: Serialize + DeserializeOwned + Sync>(&self, id: &SessionId, data: &T) -> Result<bool> {
+    pub async fn update<T: Serialize + DeserializeOwned + Sync>(
+        &self,
+        id: &SessionId,
+        data: &T,
+    ) -> Result<bool> {
         let Some(current) = self.get::<serde::de::IgnoredAny>(id).await? else {
             return Ok(false);
         };
         let Some(ttl) = self.ttl_for(current.created_at, self.clock.wall()) else {
             return Ok(false);
         };
-        let epoch = Self::parse_epoch(self.cache.get(&self.epoch_key(id.tag(), &current.user_id)).await?.as_deref())?;
+        let epoch = Self::parse_epoch(
+            self.cache
+                .get(&self.epoch_key(id.tag(), &current.user_id))
+                .await?
+                .as_deref(),
+        )?;
         let record = Record {
             user: current.user_id,
             created_ms: ms_of(current.created_at),
@@ -356,7 +400,11 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         };
         let bytes = self.codec.encode(&record)?;
         self.cache
-            .set(&self.session_key(id.tag(), id.random()), &bytes, SetOptions::ttl(ttl).if_present())
+            .set(
+                &self.session_key(id.tag(), id.random()),
+                &bytes,
+                SetOptions::ttl(ttl).if_present(),
+            )
             .await
     }
 
@@ -369,7 +417,11 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
             return Ok(false);
         };
         match self.ttl_for(current.created_at, self.clock.wall()) {
-            Some(ttl) => self.cache.expire(&self.session_key(id.tag(), id.random()), ttl).await,
+            Some(ttl) => {
+                self.cache
+                    .expire(&self.session_key(id.tag(), id.random()), ttl)
+                    .await
+            }
             None => Ok(false),
         }
     }
@@ -379,7 +431,9 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     /// # Errors
     /// Cache errors.
     pub async fn delete(&self, id: &SessionId) -> Result<bool> {
-        self.cache.delete(&self.session_key(id.tag(), id.random())).await
+        self.cache
+            .delete(&self.session_key(id.tag(), id.random()))
+            .await
     }
 
     /// Revokes every session of `user_id`: atomically invalidates them (epoch
@@ -393,7 +447,9 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         let tag = tag_of(user_id);
         let epoch_key = self.epoch_key(&tag, user_id);
         self.cache.incr(&epoch_key, 1).await?;
-        self.cache.expire(&epoch_key, self.config.max_lifetime).await?;
+        self.cache
+            .expire(&epoch_key, self.config.max_lifetime)
+            .await?;
         let index_key = self.index_key(&tag, user_id);
         let ids: Vec<String> = match self.cache.get(&index_key).await? {
             Some(b) => self.codec.decode(&b).unwrap_or_default(),
@@ -424,7 +480,10 @@ mod tests {
             max_lifetime: Duration::from_secs(300),
             ..SessionConfig::default()
         };
-        (SessionStore::with_parts(cache, JsonCodec, cfg, Arc::new(clock.clone())).unwrap(), clock)
+        (
+            SessionStore::with_parts(cache, JsonCodec, cfg, Arc::new(clock.clone())).unwrap(),
+            clock,
+        )
     }
 
     #[tokio::test]
@@ -437,11 +496,23 @@ mod tests {
         assert_eq!(a.id.tag(), b.id.tag(), "one user, one slot");
         assert!(!format!("{:?} {}", a.id, a.id).contains(a.id.random()));
         assert_eq!(SessionId::parse(a.id.expose()).unwrap(), a.id);
-        for bad in ["", "abcd", "zzzz.0123456789abcdef0123456789abcdef", "abcd-0123456789abcdef0123456789abcdef"] {
-            assert!(matches!(SessionId::parse(bad), Err(CacheError::InvalidSessionId)));
+        for bad in [
+            "",
+            "abcd",
+            "zzzz.0123456789abcdef0123456789abcdef",
+            "abcd-0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(matches!(
+                SessionId::parse(bad),
+                Err(CacheError::InvalidSessionId)
+            ));
         }
         // The session, the index and the epoch share one slot.
-        let keys = [s.session_key(a.id.tag(), a.id.random()), s.index_key(a.id.tag(), "alice"), s.epoch_key(a.id.tag(), "alice")];
+        let keys = [
+            s.session_key(a.id.tag(), a.id.random()),
+            s.index_key(a.id.tag(), "alice"),
+            s.epoch_key(a.id.tag(), "alice"),
+        ];
         assert!(crate::same_slot(keys));
     }
 
@@ -452,7 +523,10 @@ mod tests {
         clock.advance(Duration::from_secs(50));
         assert!(s.touch(&sess.id).await.unwrap());
         clock.advance(Duration::from_secs(50));
-        assert!(s.get::<String>(&sess.id).await.unwrap().is_some(), "touch slid the expiry");
+        assert!(
+            s.get::<String>(&sess.id).await.unwrap().is_some(),
+            "touch slid the expiry"
+        );
         assert!(s.update(&sess.id, &"v2".to_owned()).await.unwrap());
         assert_eq!(s.get::<String>(&sess.id).await.unwrap().unwrap().data, "v2");
         for _ in 0..4 {
@@ -503,7 +577,10 @@ mod tests {
         let old = s.create("frank", &1).await.unwrap();
         let new = s.create("frank", &2).await.unwrap(); // drops `old` from the index
         assert_eq!(s.revoke_all("frank").await.unwrap(), 1);
-        assert!(s.get::<i32>(&old.id).await.unwrap().is_none(), "revoked by the epoch");
+        assert!(
+            s.get::<i32>(&old.id).await.unwrap().is_none(),
+            "revoked by the epoch"
+        );
         assert!(s.get::<i32>(&new.id).await.unwrap().is_none());
     }
 

@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn crc16_check_value_is_xmodem() {
         // The CRC catalogue's check value for CRC-16/XMODEM, quoted by the spec.
-        assert_eq!(crc16::State::<crc16::XMODEM>::calculate(b"123456789"), 0x31C3);
+        assert_eq!(
+            crc16::State::<crc16::XMODEM>::calculate(b"123456789"),
+            0x31C3
+        );
     }
 
     #[test]

@@ -42,8 +42,16 @@ fn num<T: std::str::FromStr>(fields: &HashMap<&str, &str>, name: &'static str) -
         .map_err(|_| CacheError::invalid("info", format!("field {name} is not a number: {raw:?}")))
 }
 
-fn num_or<T: std::str::FromStr>(fields: &HashMap<&str, &str>, name: &'static str, default: T) -> Result<T> {
-    if fields.contains_key(name) { num(fields, name) } else { Ok(default) }
+fn num_or<T: std::str::FromStr>(
+    fields: &HashMap<&str, &str>,
+    name: &'static str,
+    default: T,
+) -> Result<T> {
+    if fields.contains_key(name) {
+        num(fields, name)
+    } else {
+        Ok(default)
+    }
 }
 
 /// One node's figures from `INFO`.
@@ -101,14 +109,28 @@ impl NodeStats {
         let role = match f.get("role").map(|r| r.trim()) {
             Some("master") => Role::Primary,
             Some("slave") => Role::Replica,
-            other => return Err(CacheError::invalid("info", format!("unknown role {other:?}"))),
+            other => {
+                return Err(CacheError::invalid(
+                    "info",
+                    format!("unknown role {other:?}"),
+                ));
+            }
         };
         let (mut keys, mut expires) = (0, 0);
         if let Some(db0) = f.get("db0") {
             for part in db0.split(',') {
                 match part.split_once('=') {
-                    Some(("keys", v)) => keys = v.trim().parse().map_err(|_| CacheError::invalid("info", "db0 keys is not a number"))?,
-                    Some(("expires", v)) => expires = v.trim().parse().map_err(|_| CacheError::invalid("info", "db0 expires is not a number"))?,
+                    Some(("keys", v)) => {
+                        keys = v
+                            .trim()
+                            .parse()
+                            .map_err(|_| CacheError::invalid("info", "db0 keys is not a number"))?
+                    }
+                    Some(("expires", v)) => {
+                        expires = v.trim().parse().map_err(|_| {
+                            CacheError::invalid("info", "db0 expires is not a number")
+                        })?
+                    }
                     _ => {}
                 }
             }
@@ -134,12 +156,15 @@ impl NodeStats {
     /// The memory this node may use: `maxmemory`, or the machine's memory
     /// when no `maxmemory` is set, or `None` when neither is known.
     pub fn memory_limit(&self) -> Option<u64> {
-        [self.maxmemory, self.total_system_memory].into_iter().find(|&m| m > 0)
+        [self.maxmemory, self.total_system_memory]
+            .into_iter()
+            .find(|&m| m > 0)
     }
 
     /// `used_memory / memory_limit()`.
     pub fn memory_ratio(&self) -> Option<f64> {
-        self.memory_limit().map(|m| self.used_memory as f64 / m as f64)
+        self.memory_limit()
+            .map(|m| self.used_memory as f64 / m as f64)
     }
 
     /// `hits / (hits + misses)`, `None` before the first read.
@@ -232,7 +257,10 @@ impl ClusterNode {
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let parts: Vec<&str> = line.split_whitespace().collect();
             if parts.len() < 8 {
-                return Err(CacheError::invalid("cluster nodes", format!("short line {line:?}")));
+                return Err(CacheError::invalid(
+                    "cluster nodes",
+                    format!("short line {line:?}"),
+                ));
             }
             let addr = parts[1].split(['@', ',']).next().unwrap_or("");
             if addr.is_empty() || addr.ends_with(":0") {
@@ -254,7 +282,12 @@ impl ClusterNode {
                 let (a, b) = s.split_once('-').unwrap_or((s, s));
                 match (a.parse(), b.parse()) {
                     (Ok(a), Ok(b)) => slots.push((a, b)),
-                    _ => return Err(CacheError::invalid("cluster nodes", format!("bad slot range {s:?}"))),
+                    _ => {
+                        return Err(CacheError::invalid(
+                            "cluster nodes",
+                            format!("bad slot range {s:?}"),
+                        ));
+                    }
                 }
             }
             out.push(Self {
@@ -272,7 +305,10 @@ impl ClusterNode {
 
     /// Number of slots served.
     pub fn slot_count(&self) -> u32 {
-        self.slots.iter().map(|&(a, b)| u32::from(b.saturating_sub(a)) + 1).sum()
+        self.slots
+            .iter()
+            .map(|&(a, b)| u32::from(b.saturating_sub(a)) + 1)
+            .sum()
     }
 }
 
@@ -388,7 +424,11 @@ impl ClusterStats {
     pub fn new(nodes: Vec<NodeReport>, cluster: Option<ClusterInfo>, taken_at: Timestamp) -> Self {
         let total = nodes.len();
         let healthy = nodes.iter().filter(|n| n.is_healthy()).count();
-        let ratio = if total == 0 { 0.0 } else { healthy as f64 / total as f64 };
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            healthy as f64 / total as f64
+        };
         let mut health = ClusterHealth::from_ratio(ratio);
         if cluster.as_ref().is_none_or(|c| !c.state_ok) {
             health = ClusterHealth::Critical;
@@ -406,7 +446,9 @@ impl ClusterStats {
 
     /// Primaries that serve at least one slot.
     pub fn primaries(&self) -> impl Iterator<Item = &NodeReport> {
-        self.nodes.iter().filter(|n| n.role == Role::Primary && n.slots > 0)
+        self.nodes
+            .iter()
+            .filter(|n| n.role == Role::Primary && n.slots > 0)
     }
 
     /// Replicas.
@@ -426,8 +468,15 @@ mod tests {
         let s = NodeStats::parse_info("n:1", INFO).unwrap();
         assert_eq!(s.role, Role::Replica);
         assert_eq!((s.used_memory, s.maxmemory), (2_000_000, 0));
-        assert_eq!(s.memory_limit(), Some(8_000_000_000), "falls back to system memory");
-        assert_eq!((s.keys, s.expires, s.clients, s.ops_per_sec), (1000, 10, 7, 350));
+        assert_eq!(
+            s.memory_limit(),
+            Some(8_000_000_000),
+            "falls back to system memory"
+        );
+        assert_eq!(
+            (s.keys, s.expires, s.clients, s.ops_per_sec),
+            (1000, 10, 7, 350)
+        );
         assert_eq!((s.hits, s.misses, s.evictions, s.expired), (80, 20, 3, 4));
         assert_eq!(s.hit_ratio(), Some(0.8));
     }
@@ -465,9 +514,15 @@ mod tests {
     fn health_thresholds_follow_sysmanage() {
         assert_eq!(ClusterHealth::from_ratio(1.0), ClusterHealth::Healthy);
         assert_eq!(ClusterHealth::from_ratio(0.9), ClusterHealth::Healthy);
-        assert_eq!(ClusterHealth::from_ratio(5.0 / 6.0), ClusterHealth::Degraded);
+        assert_eq!(
+            ClusterHealth::from_ratio(5.0 / 6.0),
+            ClusterHealth::Degraded
+        );
         assert_eq!(ClusterHealth::from_ratio(0.7), ClusterHealth::Degraded);
-        assert_eq!(ClusterHealth::from_ratio(4.0 / 6.0), ClusterHealth::Critical);
+        assert_eq!(
+            ClusterHealth::from_ratio(4.0 / 6.0),
+            ClusterHealth::Critical
+        );
         assert_eq!(ClusterHealth::from_ratio(f64::NAN), ClusterHealth::Critical);
     }
 }

@@ -163,11 +163,15 @@ pub fn diff(old: &RoutingSnapshot, new: &RoutingSnapshot) -> Vec<TopologyEvent> 
             *moves.entry((a, b)).or_insert(0) += 1;
         }
     }
-    events.extend(moves.into_iter().map(|((from, to), slots)| TopologyEvent::SlotsMoved {
-        from: from.map(str::to_owned),
-        to: to.map(str::to_owned),
-        slots,
-    }));
+    events.extend(
+        moves
+            .into_iter()
+            .map(|((from, to), slots)| TopologyEvent::SlotsMoved {
+                from: from.map(str::to_owned),
+                to: to.map(str::to_owned),
+                slots,
+            }),
+    );
     events
 }
 
@@ -177,7 +181,10 @@ mod tests {
 
     fn snap(ranges: &[(u16, u16, &str)]) -> RoutingSnapshot {
         RoutingSnapshot::new(
-            ranges.iter().map(|&(s, e, n)| SlotOwner::new(s, e, n)).collect(),
+            ranges
+                .iter()
+                .map(|&(s, e, n)| SlotOwner::new(s, e, n))
+                .collect(),
             Timestamp::from_secs(0),
         )
     }
@@ -211,7 +218,10 @@ mod tests {
         let ev = diff(&before, &failover);
         assert_eq!(ev[0], TopologyEvent::PrimaryAdded { node: "a2".into() });
         assert_eq!(ev[1], TopologyEvent::PrimaryRemoved { node: "a".into() });
-        assert!(matches!(&ev[2], TopologyEvent::SlotsMoved { slots: 5461, .. }));
+        assert!(matches!(
+            &ev[2],
+            TopologyEvent::SlotsMoved { slots: 5461, .. }
+        ));
         assert!(diff(&before, &before).is_empty());
     }
 }

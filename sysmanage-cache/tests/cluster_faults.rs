@@ -18,7 +18,9 @@ use sysmanage_test::{redis_nodes, services};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
-    let _guard = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,17 +88,25 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
     }
     let mut version = 0u64;
     let mut pos = 0;
-    let check = |got: &Result<Option<Vec<u8>>, CacheError>, k: &str, expected: &HashMap<String, Vec<String>>, report: &mut LoopReport| -> bool {
+    let check = |got: &Result<Option<Vec<u8>>, CacheError>,
+                 k: &str,
+                 expected: &HashMap<String, Vec<String>>,
+                 report: &mut LoopReport|
+     -> bool {
         match got {
             Ok(Some(v)) => {
                 let v = String::from_utf8_lossy(v).into_owned();
                 if !expected[k].contains(&v) {
-                    report.wrong.push(format!("{k}: got {v}, expected one of {:?}", expected[k]));
+                    report
+                        .wrong
+                        .push(format!("{k}: got {v}, expected one of {:?}", expected[k]));
                 }
                 true
             }
             Ok(None) => {
-                report.wrong.push(format!("{k}: missing (a failure reported as a miss?)"));
+                report
+                    .wrong
+                    .push(format!("{k}: missing (a failure reported as a miss?)"));
                 true
             }
             Err(e) => {
@@ -107,10 +117,15 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
     };
     while !stop.load(Ordering::Relaxed) {
         version += 1;
-        let batch: Vec<String> = (0..25).map(|i| keys[(pos + i * 7919) % keys.len()].clone()).collect();
+        let batch: Vec<String> = (0..25)
+            .map(|i| keys[(pos + i * 7919) % keys.len()].clone())
+            .collect();
         pos += 1;
         // mset a new version of the batch
-        let entries: Vec<(String, String)> = batch.iter().map(|k| (k.clone(), format!("{k}={version}"))).collect();
+        let entries: Vec<(String, String)> = batch
+            .iter()
+            .map(|k| (k.clone(), format!("{k}={version}")))
+            .collect();
         let started = Instant::now();
         match cache.mset(&entries, None).await {
             Ok(res) => {
@@ -142,7 +157,10 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
         let k = &batch[0];
         let v = format!("{k}=s{version}");
         let started = Instant::now();
-        match cache.set(k.as_bytes(), v.as_bytes(), SetOptions::default()).await {
+        match cache
+            .set(k.as_bytes(), v.as_bytes(), SetOptions::default())
+            .await
+        {
             Ok(_) => {
                 expected.insert(k.clone(), vec![v]);
                 report.ops.push(Op { started, ok: true });
@@ -172,12 +190,17 @@ async fn workload(cache: RedisCache, keys: Vec<String>, stop: Arc<AtomicBool>) -
 }
 
 async fn connect() -> RedisCache {
-    RedisCache::connect(RedisConfig::new(redis_nodes())).await.expect("connect")
+    RedisCache::connect(RedisConfig::new(redis_nodes()))
+        .await
+        .expect("connect")
 }
 
 async fn layout(cache: &RedisCache) -> Vec<ClusterNode> {
     let nodes = cache.cluster_nodes().await.expect("CLUSTER NODES");
-    assert!(nodes.iter().all(|n| !n.failing), "cluster not healthy before the test: {nodes:#?}");
+    assert!(
+        nodes.iter().all(|n| !n.failing),
+        "cluster not healthy before the test: {nodes:#?}"
+    );
     nodes
 }
 
@@ -190,7 +213,10 @@ fn live_reshard_of_100_slots_has_no_errors() {
         services(&["redis-wait"]);
         let cache = connect().await;
         let nodes = layout(&cache).await;
-        let mut primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.role == Role::Primary && n.slot_count() > 0).collect();
+        let mut primaries: Vec<&ClusterNode> = nodes
+            .iter()
+            .filter(|n| n.role == Role::Primary && n.slot_count() > 0)
+            .collect();
         primaries.sort_by_key(|n| n.addr.clone());
         let (from, to) = (primaries[0], primaries[1]);
         // redis-cli moves the source's lowest slots first: aim keys at them.
@@ -206,10 +232,15 @@ fn live_reshard_of_100_slots_has_no_errors() {
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(workload(cache.clone(), keys.clone(), stop.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
-        eprintln!("reshard: loop running, moving 100 slots from {} to {}", from.addr, to.addr);
+        eprintln!(
+            "reshard: loop running, moving 100 slots from {} to {}",
+            from.addr, to.addr
+        );
         let t0 = Instant::now();
         let (f, t) = (port_of(&from.addr), port_of(&to.addr));
-        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
+        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"]))
+            .await
+            .unwrap();
         let reshard_secs = t0.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop.store(true, Ordering::Relaxed);
@@ -227,17 +258,24 @@ fn live_reshard_of_100_slots_has_no_errors() {
         let mut moved = 0;
         let _ = tokio::time::timeout(Duration::from_secs(15), async {
             while moved < 100 {
-                if let Ok(TopologyEvent::SlotsMoved { from: Some(a), to: Some(b), slots }) = events.recv().await {
-                    if a == from.addr && b == to.addr {
-                        moved += slots;
-                    }
+                if let Ok(TopologyEvent::SlotsMoved {
+                    from: Some(a),
+                    to: Some(b),
+                    slots,
+                }) = events.recv().await
+                    && a == from.addr
+                    && b == to.addr
+                {
+                    moved += slots;
                 }
             }
         })
         .await;
         // Restore the original balance.
         let (f, t) = (port_of(&to.addr), port_of(&from.addr));
-        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"])).await.unwrap();
+        tokio::task::spawn_blocking(move || services(&["redis-reshard", &f, &t, "100"]))
+            .await
+            .unwrap();
         println!(
             "reshard: 100 slots in {reshard_secs:.2} s; ops={} errors={} wrong={} event_slots={moved} counters={:?}",
             report.ops.len(),
@@ -246,8 +284,16 @@ fn live_reshard_of_100_slots_has_no_errors() {
             cache.counters()
         );
         assert!(report.ops.len() > 100, "the loop must have run");
-        assert!(report.errors.is_empty(), "errors during reshard: {:?}", &report.errors[..report.errors.len().min(10)]);
-        assert!(report.wrong.is_empty(), "wrong values: {:?}", &report.wrong[..report.wrong.len().min(10)]);
+        assert!(
+            report.errors.is_empty(),
+            "errors during reshard: {:?}",
+            &report.errors[..report.errors.len().min(10)]
+        );
+        assert!(
+            report.wrong.is_empty(),
+            "wrong values: {:?}",
+            &report.wrong[..report.wrong.len().min(10)]
+        );
         assert_eq!(moved, 100);
     });
 }
@@ -260,24 +306,39 @@ fn manual_failover_has_no_errors() {
         services(&["redis-wait"]);
         let cache = connect().await;
         let nodes = layout(&cache).await;
-        let replica = nodes.iter().find(|n| n.role == Role::Replica).expect("a replica");
-        let primary = nodes.iter().find(|n| Some(&n.id) == replica.primary_id.as_ref()).expect("its primary");
+        let replica = nodes
+            .iter()
+            .find(|n| n.role == Role::Replica)
+            .expect("a replica");
+        let primary = nodes
+            .iter()
+            .find(|n| Some(&n.id) == replica.primary_id.as_ref())
+            .expect("its primary");
         let owned = |s: u16| primary.slots.iter().any(|&(a, b)| s >= a && s <= b);
         let prefix = format!("it:failover:{}:", run_id());
-        let keys: Vec<String> = (0..).map(|i| format!("{prefix}{i}")).filter(|k| owned(slot(k.as_bytes()))).take(2000).collect();
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|k| owned(slot(k.as_bytes())))
+            .take(2000)
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(workload(cache.clone(), keys, stop.clone()));
         tokio::time::sleep(Duration::from_millis(500)).await;
         let p = port_of(&replica.addr);
         let t0 = Instant::now();
-        tokio::task::spawn_blocking(move || services(&["redis-failover", &p])).await.unwrap();
+        tokio::task::spawn_blocking(move || services(&["redis-failover", &p]))
+            .await
+            .unwrap();
         let secs = t0.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::Relaxed);
         let report = task.await.unwrap();
         cache.refresh_now().await.unwrap();
         let first = primary.slots[0].0;
-        assert_eq!(cache.routing().node_for_slot(first), Some(replica.addr.as_str()));
+        assert_eq!(
+            cache.routing().node_for_slot(first),
+            Some(replica.addr.as_str())
+        );
         println!(
             "manual failover of {} to {} in {secs:.2} s; ops={} errors={} wrong={} counters={:?}",
             primary.addr,
@@ -288,8 +349,16 @@ fn manual_failover_has_no_errors() {
             cache.counters()
         );
         assert!(report.ops.len() > 100, "the loop must have run");
-        assert!(report.errors.is_empty(), "errors during failover: {:?}", &report.errors[..report.errors.len().min(10)]);
-        assert!(report.wrong.is_empty(), "wrong values: {:?}", &report.wrong[..report.wrong.len().min(10)]);
+        assert!(
+            report.errors.is_empty(),
+            "errors during failover: {:?}",
+            &report.errors[..report.errors.len().min(10)]
+        );
+        assert!(
+            report.wrong.is_empty(),
+            "wrong values: {:?}",
+            &report.wrong[..report.wrong.len().min(10)]
+        );
     });
 }
 
@@ -306,7 +375,11 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         let nodes = layout(&cache).await;
         let victim = nodes
             .iter()
-            .find(|n| n.role == Role::Primary && n.slot_count() > 0 && nodes.iter().any(|r| r.primary_id.as_ref() == Some(&n.id)))
+            .find(|n| {
+                n.role == Role::Primary
+                    && n.slot_count() > 0
+                    && nodes.iter().any(|r| r.primary_id.as_ref() == Some(&n.id))
+            })
             .expect("a primary with a replica");
         let owned = |s: u16| victim.slots.iter().any(|&(a, b)| s >= a && s <= b);
         let prefix = format!("it:kill:{}:", run_id());
@@ -321,18 +394,34 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         services(&["redis-kill", &port]);
         // The window closes when a surviving node has flagged the victim
         // failed, promoted its replica and reports cluster_state:ok again.
-        let survivor = nodes.iter().find(|n| n.addr != victim.addr).unwrap().addr.clone();
+        let survivor = nodes
+            .iter()
+            .find(|n| n.addr != victim.addr)
+            .unwrap()
+            .addr
+            .clone();
         let p = port_of(&survivor);
         let victim_addr = victim.addr.clone();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + Duration::from_secs(30);
             let cli = |args: &[&str]| {
-                let out = std::process::Command::new("redis-cli").args(["-p", &p]).args(args).output().unwrap();
+                let out = std::process::Command::new("redis-cli")
+                    .args(["-p", &p])
+                    .args(args)
+                    .output()
+                    .unwrap();
                 String::from_utf8_lossy(&out.stdout).into_owned()
             };
             loop {
                 let failed = ClusterNode::parse_nodes(&cli(&["cluster", "nodes"]))
-                    .map(|ns| ns.iter().any(|n| n.addr == victim_addr && n.failing && n.role == Role::Primary && n.slots.is_empty()))
+                    .map(|ns| {
+                        ns.iter().any(|n| {
+                            n.addr == victim_addr
+                                && n.failing
+                                && n.role == Role::Primary
+                                && n.slots.is_empty()
+                        })
+                    })
                     .unwrap_or(false);
                 if failed && cli(&["cluster", "info"]).contains("cluster_state:ok") {
                     break;
@@ -355,10 +444,27 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         // primary (refresh after errors, then MOVED-free routing).
         let grace = Duration::from_millis(1500);
         let window_end = cluster_ok_at + grace;
-        let failed_before = report.ops.iter().filter(|o| !o.ok && o.started < killed_at).count();
-        let failed_after: Vec<_> = report.ops.iter().filter(|o| !o.ok && o.started >= window_end).collect();
-        let after = report.ops.iter().filter(|o| o.started >= window_end).count();
-        let last_failure = report.ops.iter().filter(|o| !o.ok).map(|o| o.started.duration_since(killed_at).as_secs_f64()).fold(0.0, f64::max);
+        let failed_before = report
+            .ops
+            .iter()
+            .filter(|o| !o.ok && o.started < killed_at)
+            .count();
+        let failed_after: Vec<_> = report
+            .ops
+            .iter()
+            .filter(|o| !o.ok && o.started >= window_end)
+            .collect();
+        let after = report
+            .ops
+            .iter()
+            .filter(|o| o.started >= window_end)
+            .count();
+        let last_failure = report
+            .ops
+            .iter()
+            .filter(|o| !o.ok)
+            .map(|o| o.started.duration_since(killed_at).as_secs_f64())
+            .fold(0.0, f64::max);
         println!(
             "sigkill of {}: cluster ok after {failover_secs:.2} s; ops={} failed_ops={} (last failure {last_failure:.2} s after the kill) ops_after_window={after} wrong={} counters={:?}",
             victim.addr,
@@ -374,9 +480,17 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         println!("error kinds: {labels:?}");
         assert_eq!(failed_before, 0);
         assert!(after > 50, "the loop must run after the window");
-        assert!(failed_after.is_empty(), "{} operations failed after the window", failed_after.len());
+        assert!(
+            failed_after.is_empty(),
+            "{} operations failed after the window",
+            failed_after.len()
+        );
         // Acknowledged writes may be lost by asynchronous replication; a
         // failure must never show up as a missing key.
-        assert!(!report.wrong.iter().any(|w| w.contains("missing")), "{:?}", report.wrong);
+        assert!(
+            !report.wrong.iter().any(|w| w.contains("missing")),
+            "{:?}",
+            report.wrong
+        );
     });
 }

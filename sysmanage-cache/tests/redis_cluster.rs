@@ -27,7 +27,9 @@ fn run_id() -> String {
 async fn connect() -> RedisCache {
     let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
     cfg.limits = Limits::default().with_max_value_bytes(VALUE_LIMIT);
-    RedisCache::connect(cfg).await.expect("connect to the local Redis Cluster")
+    RedisCache::connect(cfg)
+        .await
+        .expect("connect to the local Redis Cluster")
 }
 
 /// A plain (non-cluster) fred client on one node, as an independent
@@ -70,7 +72,10 @@ async fn harness(prefix: &str) -> RedisHarness {
     }
 }
 
-conformance_tests!(tokio::test(flavor = "multi_thread", worker_threads = 2), super::harness);
+conformance_tests!(
+    tokio::test(flavor = "multi_thread", worker_threads = 2),
+    super::harness
+);
 
 fn random_key(rng: &mut SplitMix64) -> Vec<u8> {
     let len = rng.below(24) as usize;
@@ -91,7 +96,19 @@ async fn slot_matches_cluster_keyslot_on_random_keys() {
     let node = single_node(&nodes[0]).await;
     let mut rng = SplitMix64::new(0x5107);
     let mut keys: Vec<Vec<u8>> = (0..10_000).map(|_| random_key(&mut rng)).collect();
-    keys.extend([&b""[..], b"{}", b"{}{a}", b"a{}b", b"{{}}", b"}{", b"{\xff\xfe}x", b"\x80{a"].map(<[u8]>::to_vec));
+    keys.extend(
+        [
+            &b""[..],
+            b"{}",
+            b"{}{a}",
+            b"a{}b",
+            b"{{}}",
+            b"}{",
+            b"{\xff\xfe}x",
+            b"\x80{a",
+        ]
+        .map(<[u8]>::to_vec),
+    );
     let (mut braces, mut non_utf8, mut tagged) = (0, 0, 0);
     for chunk in keys.chunks(1000) {
         let p = node.pipeline();
@@ -114,7 +131,10 @@ async fn slot_matches_cluster_keyslot_on_random_keys() {
         }
     }
     assert!(keys.len() >= 10_000);
-    assert!(braces > 1000 && non_utf8 > 1000 && tagged > 100, "{braces} {non_utf8} {tagged}");
+    assert!(
+        braces > 1000 && non_utf8 > 1000 && tagged > 100,
+        "{braces} {non_utf8} {tagged}"
+    );
 }
 
 /// 1,000 keys over ~1,000 slots on all three primaries: mset, mget, mdel in
@@ -126,16 +146,26 @@ async fn cross_slot_multi_key_ops_on_1000_keys() {
     let prefix = format!("it:xslot:{}:", run_id());
     let keys: Vec<String> = (0..1000).map(|i| format!("{prefix}{i}")).collect();
     let routing = cache.routing();
-    let nodes: std::collections::BTreeSet<_> = keys.iter().filter_map(|k| routing.node_for_key(k.as_bytes())).collect();
+    let nodes: std::collections::BTreeSet<_> = keys
+        .iter()
+        .filter_map(|k| routing.node_for_key(k.as_bytes()))
+        .collect();
     assert_eq!(nodes.len(), 3, "keys must span all primaries");
-    let entries: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
-    let res = cache.mset(&entries, Some(Duration::from_secs(120))).await.unwrap();
+    let entries: Vec<(String, String)> =
+        keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
+    let res = cache
+        .mset(&entries, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
     assert!(res.iter().all(Result::is_ok));
     let res = cache.mset(&entries, None).await.unwrap();
     assert!(res.iter().all(Result::is_ok));
     let got = cache.mget(&keys).await.unwrap();
     for (k, r) in keys.iter().zip(&got) {
-        assert_eq!(r.as_ref().unwrap().as_deref(), Some(format!("v:{k}").as_bytes()));
+        assert_eq!(
+            r.as_ref().unwrap().as_deref(),
+            Some(format!("v:{k}").as_bytes())
+        );
     }
     // Independent check through the raw client, one key at a time.
     for k in keys.iter().step_by(97) {
@@ -148,7 +178,10 @@ async fn cross_slot_multi_key_ops_on_1000_keys() {
     let mut reversed = keys.clone();
     reversed.reverse();
     let got = cache.mget(&reversed).await.unwrap();
-    assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(format!("v:{}", keys[999]).as_bytes()));
+    assert_eq!(
+        got[0].as_ref().unwrap().as_deref(),
+        Some(format!("v:{}", keys[999]).as_bytes())
+    );
     let mut half = keys[..500].to_vec();
     half.push(format!("{prefix}missing"));
     let del = cache.mdel(&half).await.unwrap();
@@ -169,11 +202,17 @@ async fn routing_snapshot_and_stats_match_the_cluster() {
     assert!(snap.covers_all_slots());
     let nodes_text: String = single_node(&sysmanage_test::redis_nodes()[0])
         .await
-        .custom(CustomCommand::new_static("CLUSTER", ClusterHash::Random, false), vec!["NODES"])
+        .custom(
+            CustomCommand::new_static("CLUSTER", ClusterHash::Random, false),
+            vec!["NODES"],
+        )
         .await
         .unwrap();
     let nodes = ClusterNode::parse_nodes(&nodes_text).unwrap();
-    for n in nodes.iter().filter(|n| n.role == Role::Primary && !n.failing) {
+    for n in nodes
+        .iter()
+        .filter(|n| n.role == Role::Primary && !n.failing)
+    {
         for &(a, b) in &n.slots {
             assert_eq!(snap.node_for_slot(a), Some(n.addr.as_str()));
             assert_eq!(snap.node_for_slot(b), Some(n.addr.as_str()));
@@ -199,13 +238,25 @@ async fn routing_snapshot_and_stats_match_the_cluster() {
 /// Connecting with bad settings is a typed error, not a panic or a hang.
 #[tokio::test]
 async fn bad_config_is_rejected() {
-    for nodes in [vec![], vec!["nohostport".to_owned()], vec!["h:notaport".to_owned()]] {
-        let err = RedisCache::connect(RedisConfig::new(nodes)).await.unwrap_err();
+    for nodes in [
+        vec![],
+        vec!["nohostport".to_owned()],
+        vec!["h:notaport".to_owned()],
+    ] {
+        let err = RedisCache::connect(RedisConfig::new(nodes))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("redis.nodes"), "{err}");
     }
     let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
     cfg.command_timeout = Duration::ZERO;
-    assert!(RedisCache::connect(cfg).await.unwrap_err().to_string().contains("command_timeout"));
+    assert!(
+        RedisCache::connect(cfg)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("command_timeout")
+    );
 }
 
 /// Explicit and periodic topology refreshes complete and keep the routing

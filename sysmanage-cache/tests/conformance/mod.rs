@@ -56,10 +56,16 @@ pub(crate) async fn get_set_roundtrip<H: Harness>(h: &H) {
 pub(crate) async fn set_nx_xx<H: Harness>(h: &H) {
     let c = h.cache();
     let k = h.key("nx");
-    assert!(!c.set(&k, b"x", plain().if_present()).await.unwrap(), "XX on a missing key");
+    assert!(
+        !c.set(&k, b"x", plain().if_present()).await.unwrap(),
+        "XX on a missing key"
+    );
     assert_eq!(c.get(&k).await.unwrap(), None);
     assert!(c.set(&k, b"first", plain().if_absent()).await.unwrap());
-    assert!(!c.set(&k, b"second", plain().if_absent()).await.unwrap(), "NX on an existing key");
+    assert!(
+        !c.set(&k, b"second", plain().if_absent()).await.unwrap(),
+        "NX on an existing key"
+    );
     assert_eq!(c.get(&k).await.unwrap().as_deref(), Some(&b"first"[..]));
     assert!(c.set(&k, b"third", plain().if_present()).await.unwrap());
     assert_eq!(c.get(&k).await.unwrap().as_deref(), Some(&b"third"[..]));
@@ -69,9 +75,14 @@ pub(crate) async fn ttl_and_expiry<H: Harness>(h: &H) {
     let c = h.cache();
     let k = h.key("ttl");
     assert_eq!(c.ttl(&k).await.unwrap(), Ttl::Missing);
-    c.set(&k, b"v", SetOptions::ttl(Duration::from_millis(400))).await.unwrap();
+    c.set(&k, b"v", SetOptions::ttl(Duration::from_millis(400)))
+        .await
+        .unwrap();
     match c.ttl(&k).await.unwrap() {
-        Ttl::ExpiresIn(d) => assert!(d > Duration::ZERO && d <= Duration::from_millis(400), "{d:?}"),
+        Ttl::ExpiresIn(d) => assert!(
+            d > Duration::ZERO && d <= Duration::from_millis(400),
+            "{d:?}"
+        ),
         other => panic!("expected an expiry, got {other:?}"),
     }
     h.advance(Duration::from_millis(550)).await;
@@ -79,7 +90,15 @@ pub(crate) async fn ttl_and_expiry<H: Harness>(h: &H) {
     assert!(!c.exists(&k).await.unwrap());
     assert_eq!(c.ttl(&k).await.unwrap(), Ttl::Missing);
     // NX succeeds on an expired key.
-    assert!(c.set(&k, b"again", SetOptions::ttl(Duration::from_secs(60)).if_absent()).await.unwrap());
+    assert!(
+        c.set(
+            &k,
+            b"again",
+            SetOptions::ttl(Duration::from_secs(60)).if_absent()
+        )
+        .await
+        .unwrap()
+    );
     // A plain SET removes the expiry.
     c.set(&k, b"forever", plain()).await.unwrap();
     assert_eq!(c.ttl(&k).await.unwrap(), Ttl::Persistent);
@@ -88,11 +107,17 @@ pub(crate) async fn ttl_and_expiry<H: Harness>(h: &H) {
 pub(crate) async fn expire_and_persist<H: Harness>(h: &H) {
     let c = h.cache();
     let k = h.key("exp");
-    assert!(!c.expire(&k, Duration::from_secs(5)).await.unwrap(), "expire on a missing key");
+    assert!(
+        !c.expire(&k, Duration::from_secs(5)).await.unwrap(),
+        "expire on a missing key"
+    );
     c.set(&k, b"v", plain()).await.unwrap();
     assert!(c.expire(&k, Duration::from_secs(5)).await.unwrap());
     match c.ttl(&k).await.unwrap() {
-        Ttl::ExpiresIn(d) => assert!(d > Duration::from_secs(4) && d <= Duration::from_secs(5), "{d:?}"),
+        Ttl::ExpiresIn(d) => assert!(
+            d > Duration::from_secs(4) && d <= Duration::from_secs(5),
+            "{d:?}"
+        ),
         other => panic!("expected an expiry, got {other:?}"),
     }
     assert!(c.expire(&k, Duration::from_millis(300)).await.unwrap());
@@ -124,13 +149,24 @@ pub(crate) async fn incr_semantics<H: Harness>(h: &H) {
     assert!(matches!(c.ttl(&k).await.unwrap(), Ttl::ExpiresIn(_)));
     let bad = h.key("notint");
     c.set(&bad, b"12abc", plain()).await.unwrap();
-    assert!(matches!(c.incr(&bad, 1).await, Err(CacheError::NotAnInteger)));
+    assert!(matches!(
+        c.incr(&bad, 1).await,
+        Err(CacheError::NotAnInteger)
+    ));
     c.set(&bad, b" 1", plain()).await.unwrap();
-    assert!(matches!(c.incr(&bad, 1).await, Err(CacheError::NotAnInteger)));
+    assert!(matches!(
+        c.incr(&bad, 1).await,
+        Err(CacheError::NotAnInteger)
+    ));
     let max = h.key("max");
-    c.set(&max, i64::MAX.to_string().as_bytes(), plain()).await.unwrap();
+    c.set(&max, i64::MAX.to_string().as_bytes(), plain())
+        .await
+        .unwrap();
     assert!(matches!(c.incr(&max, 1).await, Err(CacheError::Overflow)));
-    assert_eq!(c.get(&max).await.unwrap(), Some(i64::MAX.to_string().into_bytes()));
+    assert_eq!(
+        c.get(&max).await.unwrap(),
+        Some(i64::MAX.to_string().into_bytes())
+    );
 }
 
 pub(crate) async fn multi_key_cross_slot<H: Harness>(h: &H) {
@@ -156,7 +192,10 @@ pub(crate) async fn multi_key_cross_slot<H: Harness>(h: &H) {
         let want = (i % 3 != 0).then(|| format!("value-{i}").into_bytes());
         assert_eq!(r.as_ref().unwrap(), &want, "key {i}");
     }
-    assert_eq!(got[keys.len()].as_ref().unwrap(), &Some(b"value-1".to_vec()));
+    assert_eq!(
+        got[keys.len()].as_ref().unwrap(),
+        &Some(b"value-1".to_vec())
+    );
     let deleted = c.mdel(&keys).await.unwrap();
     for (i, r) in deleted.iter().enumerate() {
         assert_eq!(*r.as_ref().unwrap(), i % 3 != 0, "key {i}");
@@ -169,7 +208,13 @@ pub(crate) async fn same_slot_multi_key<H: Harness>(h: &H) {
     let c = h.cache();
     let keys: Vec<Vec<u8>> = (0..20).map(|i| h.key(&format!("{{tag}}s{i}"))).collect();
     let entries: Vec<_> = keys.iter().map(|k| (k.clone(), k.clone())).collect();
-    assert!(c.mset(&entries, Some(Duration::from_secs(60))).await.unwrap().iter().all(Result::is_ok));
+    assert!(
+        c.mset(&entries, Some(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .iter()
+            .all(Result::is_ok)
+    );
     let got = c.mget(&keys).await.unwrap();
     for (k, r) in keys.iter().zip(&got) {
         assert_eq!(r.as_ref().unwrap().as_ref(), Some(k));
@@ -179,21 +224,46 @@ pub(crate) async fn same_slot_multi_key<H: Harness>(h: &H) {
 
 pub(crate) async fn mset_with_ttl_expires<H: Harness>(h: &H) {
     let c = h.cache();
-    let entries: Vec<(Vec<u8>, &[u8])> = (0..10).map(|i| (h.key(&format!("mt{i}")), &b"v"[..])).collect();
-    c.mset(&entries, Some(Duration::from_millis(300))).await.unwrap();
+    let entries: Vec<(Vec<u8>, &[u8])> = (0..10)
+        .map(|i| (h.key(&format!("mt{i}")), &b"v"[..]))
+        .collect();
+    c.mset(&entries, Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
     let keys: Vec<_> = entries.iter().map(|(k, _)| k.clone()).collect();
-    assert!(c.mget(&keys).await.unwrap().iter().all(|r| matches!(r, Ok(Some(_)))));
+    assert!(
+        c.mget(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| matches!(r, Ok(Some(_))))
+    );
     h.advance(Duration::from_millis(450)).await;
-    assert!(c.mget(&keys).await.unwrap().iter().all(|r| matches!(r, Ok(None))));
+    assert!(
+        c.mget(&keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| matches!(r, Ok(None)))
+    );
 }
 
 pub(crate) async fn bad_input_is_typed<H: Harness>(h: &H) {
     let c = h.cache();
     let none: [&[u8]; 0] = [];
-    assert!(matches!(c.mget(&none).await, Err(CacheError::EmptyKeys { op: "mget" })));
-    assert!(matches!(c.mdel(&none).await, Err(CacheError::EmptyKeys { op: "mdel" })));
+    assert!(matches!(
+        c.mget(&none).await,
+        Err(CacheError::EmptyKeys { op: "mget" })
+    ));
+    assert!(matches!(
+        c.mdel(&none).await,
+        Err(CacheError::EmptyKeys { op: "mdel" })
+    ));
     let no_entries: [(&[u8], &[u8]); 0] = [];
-    assert!(matches!(c.mset(&no_entries, None).await, Err(CacheError::EmptyKeys { op: "mset" })));
+    assert!(matches!(
+        c.mset(&no_entries, None).await,
+        Err(CacheError::EmptyKeys { op: "mset" })
+    ));
     let k = h.key("big");
     let big = vec![b'x'; VALUE_LIMIT + 1];
     match c.set(&k, &big, plain()).await {
@@ -202,17 +272,40 @@ pub(crate) async fn bad_input_is_typed<H: Harness>(h: &H) {
         }
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }
-    assert!(matches!(c.mset(&[(k.clone(), big.clone())], None).await, Err(CacheError::ValueTooLarge { .. })));
-    assert_eq!(c.get(&k).await.unwrap(), None, "rejected value must not be written");
+    assert!(matches!(
+        c.mset(&[(k.clone(), big.clone())], None).await,
+        Err(CacheError::ValueTooLarge { .. })
+    ));
+    assert_eq!(
+        c.get(&k).await.unwrap(),
+        None,
+        "rejected value must not be written"
+    );
     let ok = vec![b'x'; VALUE_LIMIT];
     assert!(c.set(&k, &ok, plain()).await.unwrap());
     for ttl in [Duration::ZERO, Duration::from_micros(10)] {
-        assert!(matches!(c.set(&k, b"v", SetOptions::ttl(ttl)).await, Err(CacheError::InvalidTtl { .. })));
-        assert!(matches!(c.expire(&k, ttl).await, Err(CacheError::InvalidTtl { .. })));
-        assert!(matches!(c.mset(&[(k.clone(), b"v".to_vec())], Some(ttl)).await, Err(CacheError::InvalidTtl { .. })));
+        assert!(matches!(
+            c.set(&k, b"v", SetOptions::ttl(ttl)).await,
+            Err(CacheError::InvalidTtl { .. })
+        ));
+        assert!(matches!(
+            c.expire(&k, ttl).await,
+            Err(CacheError::InvalidTtl { .. })
+        ));
+        assert!(matches!(
+            c.mset(&[(k.clone(), b"v".to_vec())], Some(ttl)).await,
+            Err(CacheError::InvalidTtl { .. })
+        ));
     }
-    assert_eq!(c.get(&k).await.unwrap(), Some(ok), "rejected writes must not change the key");
-    assert!(matches!(c.scan_prefix(b"x", 0).await, Err(CacheError::InvalidArgument { .. })));
+    assert_eq!(
+        c.get(&k).await.unwrap(),
+        Some(ok),
+        "rejected writes must not change the key"
+    );
+    assert!(matches!(
+        c.scan_prefix(b"x", 0).await,
+        Err(CacheError::InvalidArgument { .. })
+    ));
 }
 
 pub(crate) async fn scan_by_prefix<H: Harness>(h: &H) {
@@ -223,7 +316,13 @@ pub(crate) async fn scan_by_prefix<H: Harness>(h: &H) {
     let entries: Vec<_> = want.iter().map(|k| (k.clone(), b"v".to_vec())).collect();
     c.mset(&entries, None).await.unwrap();
     c.set(&h.key("scanx"), b"v", plain()).await.unwrap();
-    c.set(&h.key("scan:gone"), b"v", SetOptions::ttl(Duration::from_millis(200))).await.unwrap();
+    c.set(
+        &h.key("scan:gone"),
+        b"v",
+        SetOptions::ttl(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
     c.set(&h.key("sc*n:1"), b"v", plain()).await.unwrap();
     h.advance(Duration::from_millis(350)).await;
     let mut got = c.scan_prefix(&h.key("scan:"), 1000).await.unwrap();
@@ -244,13 +343,22 @@ pub(crate) async fn typed_roundtrip<H: Harness>(h: &H) {
     }
     let t = Typed::new(h.cache());
     let k = h.key("typed");
-    let p = Profile { name: "ada".into(), roles: vec!["admin".into()] };
+    let p = Profile {
+        name: "ada".into(),
+        roles: vec!["admin".into()],
+    };
     t.set(&k, &p, plain()).await.unwrap();
     assert_eq!(t.get::<Profile>(&k).await.unwrap(), Some(p));
     // A value that is not the expected type is a codec error, not a miss.
     h.cache().set(&k, b"not json", plain()).await.unwrap();
-    assert!(matches!(t.get::<Profile>(&k).await, Err(CacheError::Codec { .. })));
-    let got = t.mget::<Profile, _>(&[k.clone(), h.key("typed-missing")]).await.unwrap();
+    assert!(matches!(
+        t.get::<Profile>(&k).await,
+        Err(CacheError::Codec { .. })
+    ));
+    let got = t
+        .mget::<Profile, _>(&[k.clone(), h.key("typed-missing")])
+        .await
+        .unwrap();
     assert!(matches!(got[0], Err(CacheError::Codec { .. })));
     assert!(matches!(got[1], Ok(None)));
 }
