@@ -86,6 +86,13 @@ impl QueryError for sqlx::Error {
         }
     }
 
+    /// Not for [`PoolTimedOut`](sqlx::Error::PoolTimedOut): a saturated
+    /// pool is retried elsewhere but does not ban a node that answers its
+    /// probes (an unreachable one fails them and is banned that way).
+    fn bans_node(&self) -> bool {
+        self.is_connection_error() && !matches!(self, Self::PoolTimedOut)
+    }
+
     /// SQLSTATE 25006, `read_only_sql_transaction`.
     fn is_read_only_error(&self) -> bool {
         matches!(self, Self::Database(db) if db.code().as_deref() == Some("25006"))
@@ -199,6 +206,12 @@ pub fn pg_node_with(
         return Err(invalid(
             "runtime",
             format!("node {name:?}: pools must be created inside a tokio runtime"),
+        ));
+    }
+    if options.get_max_connections() == 0 {
+        return Err(invalid(
+            "max_connections",
+            format!("node {name:?}: pool size must be at least 1"),
         ));
     }
     let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {

@@ -104,6 +104,12 @@ pub trait QueryError: std::error::Error + Send + Sync + 'static {
     /// ban the node.
     fn is_connection_error(&self) -> bool;
 
+    /// Whether this failure bans the node at once. Default: the same as
+    /// [`is_connection_error`](Self::is_connection_error).
+    fn bans_node(&self) -> bool {
+        self.is_connection_error()
+    }
+
     /// Whether a write failed because the node is read-only (it was demoted);
     /// this triggers an immediate probe round. Default: false.
     fn is_read_only_error(&self) -> bool {
@@ -751,11 +757,11 @@ impl<P> Inner<P> {
             .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
     }
 
-    fn record_error(&self, node: &Node<P>, connection: bool) {
+    fn record_error(&self, node: &Node<P>, ban_now: bool) {
         let now = self.clock.now();
         let unit = self.unit();
         let mut g = node.lock();
-        let t = if connection {
+        let t = if ban_now {
             g.health
                 .connection_error(now, &self.config.ban_backoff, unit)
         } else {
@@ -1131,7 +1137,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 }
                 Err(e) => {
                     let connection = e.is_connection_error();
-                    inner.record_error(&node, connection);
+                    inner.record_error(&node, e.bans_node());
                     if connection && failed.is_none() {
                         inner.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(target: TARGET, event = "replica.retry", node = %node.name,
@@ -1179,7 +1185,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 if connection || e.is_read_only_error() {
                     inner.wake.notify_one();
                 }
-                inner.record_error(&node, connection);
+                inner.record_error(&node, e.bans_node());
                 Err(query_error(&node.name, connection, e))
             }
         }

@@ -900,3 +900,42 @@ fn choose_primary_never_guesses() {
     assert_eq!(choose_primary(Some(0), &[None, Some(true)]), Some(0));
     assert_eq!(choose_primary(None, &[Some(true), Some(false)]), Some(1));
 }
+
+#[tokio::test]
+async fn saturation_errors_are_retried_without_banning() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("pool timed out")]
+    struct Saturated;
+    impl QueryError for Saturated {
+        fn is_connection_error(&self) -> bool {
+            true
+        }
+        fn bans_node(&self) -> bool {
+            false
+        }
+    }
+    let (fx, router) = router(2).await;
+    let busy = fx.replicas[0].id();
+    for _ in 0..50 {
+        let id = router
+            .read(Consistency::Any, |db| async move {
+                if db.id() == busy {
+                    Err(Saturated)
+                } else {
+                    Ok(db.id())
+                }
+            })
+            .await
+            .unwrap();
+        assert_ne!(id, busy);
+        // Five consecutive failures would ban it as a query-error node.
+        if router.status().node("r0").unwrap().query_errors >= 3 {
+            break;
+        }
+    }
+    let status = router.status();
+    let r0 = status.node("r0").unwrap();
+    assert!(r0.query_errors >= 1 && status.retries >= 1, "{status:?}");
+    assert_eq!(r0.connection_errors, 0);
+    assert_eq!(r0.state, NodeState::Healthy);
+}
