@@ -1,0 +1,276 @@
+//! `ClusterCache` on the local Redis Cluster through a live reshard and a
+//! manual failover.
+//!
+//! Start the cluster with `scripts/services up`, then
+//! `cargo run -p sysmanage-examples --example cluster_cache`.
+//!
+//! Four workers each own a set of keys, write new versions with `mset`/`set`
+//! and read them back with `mget`/`get`, checking every value, while the
+//! example moves 100 slots between two primaries (`redis-cli --cluster
+//! reshard`), promotes a replica with `CLUSTER FAILOVER`, and moves the
+//! slots back. Topology events are printed as they arrive; node stats and
+//! the scaling advisor's view close the run. The last line is
+//! `summary: ops=… errors=… wrong_values=… reshard_slots=… failovers=…`, and
+//! the exit status is non-zero when there were errors or wrong values.
+
+#[expect(
+    unreachable_pub,
+    reason = "the same file is the quickstart's public demo module"
+)]
+#[path = "src/cache_demo.rs"]
+mod cache_demo;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sysmanage_cache::advisor::{AdvisorConfig, AdvisorState, advise};
+use sysmanage_cache::stats::Role;
+use sysmanage_cache::{ClusterCache, RedisCache, RedisConfig, SetOptions};
+use sysmanage_core::Timestamp;
+use sysmanage_examples::{init_tracing, section};
+
+#[derive(Default)]
+struct Totals {
+    ops: AtomicU64,
+    errors: AtomicU64,
+    wrong: AtomicU64,
+}
+
+fn services(args: &[&str]) -> Result<(), String> {
+    let script = std::env::var("SYSMANAGE_SERVICES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services").to_owned());
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`services {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+fn port(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(_, p)| p)
+}
+
+async fn worker(cache: RedisCache, id: usize, stop: Arc<AtomicBool>, totals: Arc<Totals>) {
+    let keys: Vec<String> = (0..400)
+        .map(|k| format!("example:cluster_cache:w{id}:{k}"))
+        .collect();
+    // Every value a key may hold (a failed write may or may not have landed).
+    let mut expected: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut version = 0u64;
+    let record = |ok: bool| {
+        totals.ops.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            totals.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        version += 1;
+        let start = (version as usize * 13) % keys.len();
+        let batch: Vec<&str> = (0..20)
+            .map(|i| keys[(start + i * 17) % keys.len()].as_str())
+            .collect();
+        let entries: Vec<(&str, String)> = batch
+            .iter()
+            .map(|k| (*k, format!("{k}#{version}")))
+            .collect();
+        match cache.mset(&entries, Some(Duration::from_secs(600))).await {
+            Ok(results) => {
+                for ((k, v), r) in entries.iter().zip(results) {
+                    record(r.is_ok());
+                    let slot = expected.entry(k).or_default();
+                    if r.is_ok() {
+                        *slot = vec![v.clone()];
+                    } else {
+                        slot.push(v.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("mset rejected: {e}");
+                record(false);
+            }
+        }
+        match cache.mget(&batch).await {
+            Ok(results) => {
+                for (k, r) in batch.iter().zip(results) {
+                    record(r.is_ok());
+                    if let Ok(v) = r {
+                        let got = v.map(|b| String::from_utf8_lossy(&b).into_owned());
+                        if !got.as_ref().is_some_and(|g| expected[k].contains(g)) {
+                            totals.wrong.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("wrong value for {k}: {got:?}");
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("mget rejected: {e}");
+                record(false);
+            }
+        }
+        let k = batch[0];
+        let v = format!("{k}#s{version}");
+        let ok = cache
+            .set(k.as_bytes(), v.as_bytes(), SetOptions::default())
+            .await
+            .is_ok();
+        record(ok);
+        if ok {
+            expected.insert(k, vec![v]);
+        }
+        match cache.get(k.as_bytes()).await {
+            Ok(got) => {
+                record(true);
+                let got = got.map(|b| String::from_utf8_lossy(&b).into_owned());
+                if !got.as_ref().is_some_and(|g| expected[k].contains(g)) {
+                    totals.wrong.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => record(false),
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    init_tracing();
+    section("in-memory backend (the quickstart demo)");
+    cache_demo::demo_cache().await?;
+
+    section("connect");
+    let nodes: Vec<String> = std::env::var("SYSMANAGE_REDIS_NODES")
+        .unwrap_or_else(|_| {
+            (7000..7006)
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let cache = RedisCache::connect(RedisConfig::new(nodes.clone())).await.map_err(|e| {
+        format!("cannot reach the Redis Cluster at {nodes:?} ({e}); start it with `scripts/services up`")
+    })?;
+    for (node, slots) in cache.routing().slots_per_node() {
+        println!("{node} serves {slots} slots");
+    }
+    let mut events = cache.subscribe();
+    tokio::spawn(async move {
+        while let Ok(ev) = events.recv().await {
+            println!(
+                "topology event: {}",
+                serde_json::to_string(&ev).unwrap_or_default()
+            );
+        }
+    });
+
+    section("mixed workload with a reshard and a manual failover");
+    let stop = Arc::new(AtomicBool::new(false));
+    let totals = Arc::new(Totals::default());
+    let workers: Vec<_> = (0..4)
+        .map(|i| tokio::spawn(worker(cache.clone(), i, stop.clone(), totals.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let layout = cache.cluster_nodes().await?;
+    let mut primaries: Vec<_> = layout
+        .iter()
+        .filter(|n| n.role == Role::Primary && n.slot_count() > 0)
+        .collect();
+    primaries.sort_by_key(|n| n.addr.clone());
+    let (a, b) = (primaries[0].addr.clone(), primaries[1].addr.clone());
+    let mut reshard_slots = 0;
+    let (pa, pb) = (port(&a).to_owned(), port(&b).to_owned());
+    println!("resharding 100 slots {a} -> {b}");
+    tokio::task::spawn_blocking(move || services(&["redis-reshard", &pa, &pb, "100"])).await??;
+    reshard_slots += 100;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Fail over the third primary, so the slots just moved stay put.
+    let (ida, idb) = (primaries[0].id.clone(), primaries[1].id.clone());
+    let replica = layout
+        .iter()
+        .find(|n| {
+            n.role == Role::Replica
+                && n.primary_id
+                    .as_ref()
+                    .is_some_and(|p| *p != ida && *p != idb)
+        })
+        .or_else(|| layout.iter().find(|n| n.role == Role::Replica))
+        .ok_or("no replica")?
+        .addr
+        .clone();
+    let pr = port(&replica).to_owned();
+    println!("CLUSTER FAILOVER on replica {replica}");
+    tokio::task::spawn_blocking(move || services(&["redis-failover", &pr])).await??;
+    let failovers = 1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Move the slots back from whoever serves them now.
+    cache.refresh_now().await?;
+    let moved_slot = primaries[0].slots.iter().map(|r| r.0).min().unwrap_or(0);
+    let b = cache
+        .routing()
+        .node_for_slot(moved_slot)
+        .unwrap_or(&b)
+        .to_owned();
+    let (pa, pb) = (port(&a).to_owned(), port(&b).to_owned());
+    println!("resharding 100 slots back {b} -> {a}");
+    tokio::task::spawn_blocking(move || services(&["redis-reshard", &pb, &pa, "100"])).await??;
+    reshard_slots += 100;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await?;
+    }
+
+    section("stats and advice");
+    let stats = cache.cluster_stats().await?;
+    println!(
+        "health {:?}: {}/{} nodes healthy (ratio {:.2})",
+        stats.health, stats.healthy_nodes, stats.total_nodes, stats.health_ratio
+    );
+    for n in &stats.nodes {
+        if let Some(s) = &n.stats {
+            println!(
+                "  {} {:?} slots={} keys={} used_memory={} ops/sec={} clients={}",
+                n.node, s.role, n.slots, s.keys, s.used_memory, s.ops_per_sec, s.clients
+            );
+        }
+    }
+    let (rec, _) = advise(
+        &AdvisorConfig::default(),
+        &stats,
+        &AdvisorState::default(),
+        Timestamp::now(),
+    );
+    println!("advisor: {:?} — {}", rec.action, rec.reason);
+    println!(
+        "client counters: {}",
+        serde_json::to_string(&cache.counters())?
+    );
+
+    let (ops, errors, wrong) = (
+        totals.ops.load(Ordering::Relaxed),
+        totals.errors.load(Ordering::Relaxed),
+        totals.wrong.load(Ordering::Relaxed),
+    );
+    println!(
+        "summary: ops={ops} errors={errors} wrong_values={wrong} reshard_slots={reshard_slots} failovers={failovers}"
+    );
+    if errors > 0 || wrong > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
