@@ -394,7 +394,7 @@ fn bfgs(
                 }
             }
         }
-        if improvement <= 1e-15 * fx.abs() {
+        if improvement <= 1e-12 * fx.abs() {
             break;
         }
     }
