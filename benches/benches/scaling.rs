@@ -129,7 +129,7 @@ fn decision(c: &mut Criterion) {
 }
 
 fn simulation(c: &mut Criterion) {
-    let day = Trace::synthetic(7, 30, 300.0);
+    let day = Trace::synthetic(7, 30, 300.0).expect("valid trace");
     let model = ServiceModel::default();
     let mut g = c.benchmark_group("scaling");
     g.sample_size(10);

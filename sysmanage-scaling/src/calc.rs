@@ -76,9 +76,11 @@ enum Target {
 /// Computes one metric's proposal.
 ///
 /// Returns `Ok(Err(reason))` when the metric cannot produce a proposal
-/// (Kubernetes counts it as an invalid metric: no ready pod reported, the
-/// reading is unavailable), and `Err` for bad input (NaN, negative values,
-/// a reading that does not fit the target).
+/// (Kubernetes counts it as an invalid metric: no ready pod reported, a pod
+/// without a request under a utilization target, the reading is
+/// unavailable), and `Err` for bad input (NaN, negative values, a reading
+/// that does not fit the target). Pods classified
+/// [`Ignored`](PodStatus::Ignored) need no request.
 ///
 /// # Errors
 /// [`ScalingError::NonFinite`], [`ScalingError::Negative`],
@@ -238,19 +240,21 @@ fn pods_replicas(
     let mut ready: Vec<Entry> = Vec::with_capacity(pods.len());
     let mut missing: Vec<i64> = Vec::new();
     let mut unready: Vec<i64> = Vec::new();
-    for p in pods {
+    // calculatePodRequests: a pod without a request invalidates this metric
+    // only (the other metrics still decide), after the empty-metrics check.
+    let mut missing_request: Option<usize> = None;
+    for (i, p) in pods.iter().enumerate() {
         if p.status == PodStatus::Ignored {
             continue;
         }
         let req = match p.request {
             Some(r) => to_milli(check_value(name, "request", r)?),
-            None if util => {
-                return Err(ScalingError::MismatchedReading {
-                    metric: name.to_owned(),
-                    reason: "a utilization target needs every pod's request".into(),
-                });
+            None => {
+                if util && missing_request.is_none() {
+                    missing_request = Some(i);
+                }
+                0
             }
-            None => 0,
         };
         if p.status == PodStatus::Pending {
             unready.push(req);
@@ -271,6 +275,11 @@ fn pods_replicas(
         return Ok(Err(
             "did not receive metrics for targeted pods (pods might be unready)".into(),
         ));
+    }
+    if let Some(i) = missing_request {
+        return Ok(Err(format!(
+            "missing request for {name} in pod {i} (a utilization target needs every pod's request)"
+        )));
     }
     let (ratio, cu) = match ratio_of(&ready, &target) {
         Ok(x) => x,

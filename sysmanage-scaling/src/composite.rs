@@ -22,6 +22,12 @@
 //!    a hot service; it now only amplifies a scale-up (clamped to `[1, 2]`).
 //! 6. **Noise.** Scale-down needs the weighted factor below `1 − tolerance` (0.1).
 //! 7. **Bad input.** NaN or negative signals are typed errors, not silent maths.
+//! 8. **Missing signals.** A signal that was not reported counted as "at
+//!    target" (factor 1.0). Now its proposal carries the error `no reading`
+//!    and it takes no part in the factors; as in the HPA, a missing signal
+//!    may block a scale-down but never a scale-up, and with no signal at all
+//!    nothing changes (`FailedGetMetrics`). A signal with weight 0 is
+//!    switched off: it is neither read nor required.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -53,7 +59,8 @@ pub struct CompositeConfig {
     pub target_queue: f64,
     /// Error rate above which errors push up (default 0.05).
     pub error_threshold: f64,
-    /// Weights of cpu, memory, latency, queue, errors (default 0.3, 0.25, 0.2, 0.15, 0.1).
+    /// Weights of cpu, memory, latency, queue, errors (default 0.3, 0.25,
+    /// 0.2, 0.15, 0.1). A weight of 0 switches that signal off.
     pub weights: [f64; 5],
     /// Scale-down waits this long after a confirmed actuation (default 300 s).
     pub scale_down_cooldown: Duration,
@@ -101,9 +108,25 @@ pub const COMPOSITE_READINGS: [&str; 4] = ["cpu", "memory", "queue", "rps"];
 #[derive(Clone, Debug)]
 pub struct Composite {
     cfg: CompositeConfig,
-    rps: VecDeque<f64>,
-    last_actuation: Option<Timestamp>,
+    state: CompositeState,
 }
+
+/// Request rates the trend looks at.
+const TREND_SAMPLES: usize = 10;
+
+/// What a [`Composite`] remembers; serde-serialisable, so a restart keeps
+/// its trend and its scale-down cooldown.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompositeState {
+    /// The last request rates (at most 10), oldest first.
+    pub rps: VecDeque<f64>,
+    /// The last confirmed actuation.
+    pub last_actuation: Option<Timestamp>,
+}
+
+/// The signals, in the order of [`CompositeConfig::weights`].
+const SIGNALS: [&str; 5] = ["cpu", "memory", "latency", "queue", "errors"];
 
 impl Composite {
     /// Validates the configuration.
@@ -112,6 +135,16 @@ impl Composite {
     /// [`ScalingError::MinAboveMax`], [`ScalingError::InvalidSpec`] for
     /// non-positive thresholds or targets, or weights that are negative or sum to 0.
     pub fn new(cfg: CompositeConfig) -> Result<Self> {
+        Self::with_state(cfg, CompositeState::default())
+    }
+
+    /// As [`new`](Self::new), resuming from saved state. Only the newest 10
+    /// request rates are kept.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new); [`ScalingError::NonFinite`] or
+    /// [`ScalingError::Negative`] for a bad saved request rate.
+    pub fn with_state(cfg: CompositeConfig, mut state: CompositeState) -> Result<Self> {
         if cfg.max_replicas == 0 {
             return Err(ScalingError::invalid(
                 "maxReplicas",
@@ -154,11 +187,18 @@ impl Composite {
         if !(cfg.tolerance.is_finite() && (0.0..1.0).contains(&cfg.tolerance)) {
             return Err(ScalingError::invalid("tolerance", "must be in [0, 1)"));
         }
-        Ok(Self {
-            cfg,
-            rps: VecDeque::with_capacity(10),
-            last_actuation: None,
-        })
+        for v in &state.rps {
+            check_value("rps", "value", *v)?;
+        }
+        while state.rps.len() > TREND_SAMPLES {
+            state.rps.pop_front();
+        }
+        Ok(Self { cfg, state })
+    }
+
+    /// A snapshot of the state to persist.
+    pub fn state(&self) -> &CompositeState {
+        &self.state
     }
 
     fn reading(obs: &Observation, name: &str) -> Result<Option<f64>> {
@@ -170,32 +210,41 @@ impl Composite {
         }
     }
 
-    /// The five factors (cpu, memory, latency, queue, errors); 1.0 for a missing signal.
-    fn factors(&self, obs: &Observation) -> Result<[f64; 5]> {
+    /// The five factors (cpu, memory, latency, queue, errors); `None` for a
+    /// missing signal.
+    fn factors(&self, obs: &Observation) -> Result<[Option<f64>; 5]> {
         let c = &self.cfg;
-        let util = |u: Option<f64>| match u {
-            Some(u) if u > c.scale_up_threshold => (u / c.scale_up_threshold).min(2.0),
-            Some(u) if u < c.scale_down_threshold => (u / c.scale_down_threshold).max(0.5),
-            _ => 1.0,
+        let util = |u: f64| {
+            if u > c.scale_up_threshold {
+                (u / c.scale_up_threshold).min(2.0)
+            } else if u < c.scale_down_threshold {
+                (u / c.scale_down_threshold).max(0.5)
+            } else {
+                1.0
+            }
         };
-        let cpu = util(Self::reading(obs, "cpu")?);
-        let mem = util(Self::reading(obs, "memory")?);
+        let cpu = Self::reading(obs, "cpu")?.map(util);
+        let mem = Self::reading(obs, "memory")?.map(util);
         let lat = match obs.latency_p95_ms {
             Some(l) if check_value("latency_p95_ms", "value", l)? > c.target_latency_ms => {
-                (l / c.target_latency_ms).min(3.0)
+                Some((l / c.target_latency_ms).min(3.0))
             }
-            _ => 1.0,
+            Some(_) => Some(1.0),
+            None => None,
         };
-        let queue = match Self::reading(obs, "queue")? {
-            Some(q) if q > c.target_queue => (q / c.target_queue).min(2.0),
-            Some(q) => (q / c.target_queue).max(0.8),
-            None => 1.0,
-        };
+        let queue = Self::reading(obs, "queue")?.map(|q| {
+            if q > c.target_queue {
+                (q / c.target_queue).min(2.0)
+            } else {
+                (q / c.target_queue).max(0.8)
+            }
+        });
         let err = match obs.error_rate {
             Some(e) if check_value("error_rate", "value", e)? > c.error_threshold => {
-                (1.0 + e).min(2.0)
+                Some((1.0 + e).min(2.0))
             }
-            _ => 1.0,
+            Some(_) => Some(1.0),
+            None => None,
         };
         Ok([cpu, mem, lat, queue, err])
     }
@@ -203,13 +252,14 @@ impl Composite {
     /// Least-squares slope of the last 10 request rates, as a load factor
     /// five periods ahead, clamped to `[1, 2]` (only amplifies scale-ups).
     fn trend(&self) -> f64 {
-        let n = self.rps.len();
-        if n < 10 {
+        let n = self.state.rps.len();
+        if n < TREND_SAMPLES {
             return 1.0;
         }
         let nf = n as f64;
         let (sx, sy, sxy, sxx) =
-            self.rps
+            self.state
+                .rps
                 .iter()
                 .enumerate()
                 .fold((0.0, 0.0, 0.0, 0.0), |(a, b, c, d), (i, &y)| {
@@ -234,30 +284,53 @@ impl AutoScaler for Composite {
     fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
         let f = self.factors(obs)?;
         if let Some(r) = Self::reading(obs, "rps")? {
-            if self.rps.len() == 10 {
-                self.rps.pop_front();
+            if self.state.rps.len() == TREND_SAMPLES {
+                self.state.rps.pop_front();
             }
-            self.rps.push_back(r);
+            self.state.rps.push_back(r);
         }
         let c = &self.cfg;
         let current = obs.current_replicas;
-        let names = ["cpu", "memory", "latency", "queue", "errors"];
         let cur = f64::from(current.max(1));
-        let proposals = names
-            .iter()
-            .zip(f)
-            .map(|(n, x)| MetricProposal {
-                metric: (*n).to_owned(),
-                replicas: Some((cur * x).ceil() as u32),
+        let mut proposals = Vec::with_capacity(SIGNALS.len());
+        let (mut max_factor, mut wsum, mut wtotal, mut missing) = (f64::MIN, 0.0, 0.0, 0usize);
+        for ((name, factor), w) in SIGNALS.iter().zip(f).zip(c.weights) {
+            if w == 0.0 {
+                continue; // switched off
+            }
+            let Some(x) = factor else {
+                missing += 1;
+                proposals.push(MetricProposal {
+                    metric: (*name).to_owned(),
+                    replicas: None,
+                    usage_ratio: None,
+                    current: None,
+                    error: Some("no reading".into()),
+                });
+                continue;
+            };
+            max_factor = max_factor.max(x);
+            wsum += w;
+            wtotal += x * w;
+            proposals.push(MetricProposal {
+                metric: (*name).to_owned(),
+                replicas: Some((cur * x).ceil().min(f64::from(u32::MAX)) as u32),
                 usage_ratio: Some(x),
                 current: None,
                 error: None,
-            })
-            .collect();
-        let max_factor = f.iter().copied().fold(f64::MIN, f64::max);
-        let wsum: f64 = c.weights.iter().sum();
-        let weighted = f.iter().zip(c.weights).map(|(x, w)| x * w).sum::<f64>() / wsum;
+            });
+        }
+        if wsum == 0.0 {
+            // no enabled signal was reported: change nothing
+            let mut d = Decision::fixed(now, current, current, Reason::FailedGetMetrics);
+            d.proposals = proposals;
+            return Ok(d);
+        }
+        let weighted = wtotal / wsum;
         let mut reasons = Vec::new();
+        if missing > 0 {
+            reasons.push(Reason::PartialMetricsFailure);
+        }
         // ceil, ignoring floating-point noise (7 × 100/70 must give 10, not 11)
         let ceil = |x: f64| (x - 1e-9).ceil();
         let raw = if max_factor > 1.0 {
@@ -278,8 +351,13 @@ impl AutoScaler for Composite {
         } else {
             reasons.push(Reason::DesiredWithinRange);
         }
-        if desired < current
+        if desired < current && missing > 0 && current <= c.max_replicas {
+            // a missing signal may block a scale-down, never a scale-up
+            desired = current;
+            reasons.push(Reason::FailedGetMetrics);
+        } else if desired < current
             && self
+                .state
                 .last_actuation
                 .is_some_and(|t| now.saturating_since(t) < c.scale_down_cooldown)
         {
@@ -300,7 +378,7 @@ impl AutoScaler for Composite {
 
     fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
         if from != to {
-            self.last_actuation = Some(now);
+            self.state.last_actuation = Some(now);
         }
     }
 }

@@ -5,6 +5,10 @@
 //! `tracing` events with target `sysmanage_scaling` and a stable `event`
 //! field: `decision`, `actuated`, `actuation_failed`, `metrics_failed`,
 //! `decision_rejected`.
+//!
+//! Every call to a [`MetricsSource`] or [`ScaleTarget`] runs under a timeout
+//! (default [`DEFAULT_CALL_TIMEOUT`]), and a shutdown signal interrupts a
+//! pass that is still waiting on one.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -241,10 +245,41 @@ impl DecisionStats {
     }
 }
 
-enum Wake {
-    Tick,
-    Changed,
-    Closed,
+/// How long the [`Controller`] waits for one call to a [`MetricsSource`] or
+/// [`ScaleTarget`] by default.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which of two futures finished first.
+enum First<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls `b` first, then `a`; returns whichever is ready first.
+async fn first<A: Future, B: Future + Unpin>(a: A, mut b: B) -> First<A::Output, B::Output> {
+    let mut a = std::pin::pin!(a);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = std::pin::Pin::new(&mut b).poll(cx) {
+            return Poll::Ready(First::Right(v));
+        }
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(First::Left(v));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Runs `fut` under `limit`; a timeout becomes a [`BoxError`] naming the call.
+async fn within<T>(
+    limit: Duration,
+    what: &'static str,
+    fut: impl Future<Output = std::result::Result<T, BoxError>>,
+) -> std::result::Result<T, BoxError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{what} timed out after {limit:?}").into()),
+    }
 }
 
 /// A serde-serialisable snapshot of a [`Controller`].
@@ -268,6 +303,7 @@ pub struct Controller<S> {
     target: Arc<dyn ScaleTarget>,
     clock: Arc<dyn Clock>,
     interval: Duration,
+    call_timeout: Duration,
     stats: DecisionStats,
     last: Option<Decision>,
 }
@@ -300,9 +336,23 @@ impl<S: AutoScaler> Controller<S> {
             target,
             clock,
             interval,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             stats: DecisionStats::default(),
             last: None,
         })
+    }
+
+    /// Sets how long one call to the metrics source or the scale target may
+    /// take (default [`DEFAULT_CALL_TIMEOUT`]). A metrics read that times out
+    /// counts as a metrics failure; a target call that times out fails the
+    /// pass, and its actuation is not recorded.
+    ///
+    /// # Errors
+    /// [`ScalingError::Core`] for a zero timeout.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Result<Self> {
+        sysmanage_core::ensure_nonzero("controller.callTimeout", timeout)?;
+        self.call_timeout = timeout;
+        Ok(self)
     }
 
     /// The decision statistics.
@@ -334,19 +384,19 @@ impl<S: AutoScaler> Controller<S> {
     /// reading unavailable, so failure rules (partial failure, fallback) apply.
     ///
     /// # Errors
-    /// [`ScalingError::Backend`] when the target cannot be read or scaled;
-    /// bad input from the metrics source.
+    /// [`ScalingError::Backend`] when the target cannot be read or scaled
+    /// (including a call that outlasts the call timeout); bad input from the
+    /// metrics source.
     pub async fn tick(&mut self) -> Result<Decision> {
         let now = self.clock.wall();
-        let current = self
-            .target
-            .replicas()
+        let limit = self.call_timeout;
+        let current = within(limit, "reading the scale target", self.target.replicas())
             .await
             .map_err(|source| ScalingError::Backend {
                 backend: "scale target",
                 source,
             })?;
-        let mut obs = match self.metrics.observe().await {
+        let mut obs = match within(limit, "reading metrics", self.metrics.observe()).await {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(target: "sysmanage_scaling", event = "metrics_failed", scaler = self.scaler.name(), error = %e);
@@ -371,7 +421,13 @@ impl<S: AutoScaler> Controller<S> {
             reasons = ?decision.reasons,
         );
         if decision.desired_replicas != current {
-            match self.target.scale(decision.desired_replicas).await {
+            let scaled = within(
+                limit,
+                "scaling the target",
+                self.target.scale(decision.desired_replicas),
+            )
+            .await;
+            match scaled {
                 Ok(()) => {
                     self.scaler
                         .record_actuation(current, decision.desired_replicas, now);
@@ -399,34 +455,24 @@ impl<S: AutoScaler> Controller<S> {
     }
 
     /// Runs until `shutdown` turns `true` (or its sender is dropped). Errors of
-    /// single passes are logged and the loop goes on. Returns the controller.
+    /// single passes are logged and the loop goes on. The shutdown signal also
+    /// interrupts a pass that is still waiting on the metrics source or the
+    /// target (that pass is abandoned; an actuation it did not confirm is not
+    /// recorded). Returns the controller.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Self {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = async move {
+            // true, or the sender is gone
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        let mut stop = std::pin::pin!(stop);
         loop {
-            if *shutdown.borrow() {
+            if let First::Right(()) = first(ticker.tick(), stop.as_mut()).await {
                 return self;
             }
-            let ev = {
-                let mut changed = std::pin::pin!(shutdown.changed());
-                std::future::poll_fn(|cx| {
-                    if ticker.poll_tick(cx).is_ready() {
-                        return Poll::Ready(Wake::Tick);
-                    }
-                    match changed.as_mut().poll(cx) {
-                        Poll::Ready(Ok(())) => Poll::Ready(Wake::Changed),
-                        Poll::Ready(Err(_)) => Poll::Ready(Wake::Closed),
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await
-            };
-            match ev {
-                Wake::Tick => {
-                    let _ = self.tick().await;
-                }
-                Wake::Changed => {}
-                Wake::Closed => return self,
+            if let First::Right(()) = first(self.tick(), stop.as_mut()).await {
+                return self;
             }
         }
     }

@@ -78,10 +78,10 @@ pub mod sim;
 pub mod spec;
 
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
-pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig};
+pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig, CompositeState};
 pub use control::{
-    Controller, ControllerStatus, DecisionStats, InMemoryMetrics, InMemoryTarget, MetricsSource,
-    ScaleTarget, StatsSnapshot, Trend,
+    Controller, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats, InMemoryMetrics,
+    InMemoryTarget, MetricsSource, ScaleTarget, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
@@ -94,7 +94,7 @@ pub use scaler::{
     Activation, AutoScaler, Fallback, FlapBudget, Guards, PredictiveConfig, Scaler, ScalerConfig,
     ScalerState,
 };
-pub use sim::{SeasonalNaive, ServiceModel, SimReport, Trace, simulate};
+pub use sim::{MAX_SIM_STEPS, SeasonalNaive, ServiceModel, SimReport, Trace, simulate};
 pub use spec::{
     Behavior, HpaSpec, MetricSource, MetricSpec, MetricTarget, PolicyType, ResolvedRules,
     ScalingPolicy, ScalingRules, SelectPolicy,

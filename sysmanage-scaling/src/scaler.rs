@@ -125,7 +125,7 @@ impl PredictiveConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlapBudget {
-    /// Reversals allowed in the window.
+    /// Reversals allowed in the window (at least 1).
     pub max_reversals: u32,
     /// The window.
     pub window: Duration,
@@ -147,6 +147,11 @@ pub struct Guards {
 
 /// KEDA-style activation: scale from zero when the metric exceeds the
 /// threshold, back to zero after `cooldown` without activity.
+///
+/// As in KEDA, scale to zero needs `hpa.min_replicas == 0` (KEDA's
+/// `minReplicaCount: 0`); the HPA part then scales between 1 and
+/// `max_replicas`, and only the activation step goes from 1 to 0, once the
+/// cooldown has passed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Activation {
@@ -253,13 +258,19 @@ impl ScalerConfig {
         if let Some(p) = &self.predictive {
             p.validate()?;
         }
-        if let Some(f) = &self.flap_budget
-            && f.window.is_zero()
-        {
-            return Err(ScalingError::invalid(
-                "flapBudget.window",
-                "must be greater than zero",
-            ));
+        if let Some(f) = &self.flap_budget {
+            if f.max_reversals == 0 {
+                return Err(ScalingError::invalid(
+                    "flapBudget.maxReversals",
+                    "must be at least 1 (0 would freeze every scale-down)",
+                ));
+            }
+            if f.window.is_zero() {
+                return Err(ScalingError::invalid(
+                    "flapBudget.window",
+                    "must be greater than zero",
+                ));
+            }
         }
         for (field, v) in [
             ("guards.latencySloMs", self.guards.latency_slo_ms),
@@ -274,13 +285,23 @@ impl ScalerConfig {
                 ));
             }
         }
-        if let Some(a) = &self.activation
-            && !(a.threshold.is_finite() && a.threshold >= 0.0)
-        {
-            return Err(ScalingError::invalid(
-                "activation.threshold",
-                format!("must be a finite number >= 0, got {}", a.threshold),
-            ));
+        if let Some(a) = &self.activation {
+            if !(a.threshold.is_finite() && a.threshold >= 0.0) {
+                return Err(ScalingError::invalid(
+                    "activation.threshold",
+                    format!("must be a finite number >= 0, got {}", a.threshold),
+                ));
+            }
+            // KEDA scales to zero only when minReplicaCount is 0.
+            if self.hpa.min_replicas != 0 {
+                return Err(ScalingError::invalid(
+                    "activation",
+                    format!(
+                        "scale to zero needs hpa.minReplicas = 0, got {}",
+                        self.hpa.min_replicas
+                    ),
+                ));
+            }
         }
         if let Some(f) = &self.fallback {
             if f.failure_threshold == 0 {
@@ -377,7 +398,8 @@ impl Scaler {
     ///
     /// # Errors
     /// [`ScalingError::InvalidSpec`] (including prediction configured without
-    /// a forecaster) and the errors of [`HpaSpec::validate`].
+    /// a forecaster, a flap budget of 0 reversals, and activation with
+    /// `hpa.min_replicas` above 0) and the errors of [`HpaSpec::validate`].
     pub fn new(cfg: ScalerConfig, forecaster: Option<Arc<dyn LoadForecast>>) -> Result<Self> {
         Self::with_state(cfg, forecaster, ScalerState::default())
     }
@@ -398,7 +420,12 @@ impl Scaler {
                 "prediction is configured but no forecaster was given",
             ));
         }
-        let hpa = Hpa::with_state(cfg.hpa.clone(), state.hpa.clone())?;
+        // KEDA hands 1..=max to the HPA and keeps 0 <-> 1 for itself.
+        let mut hpa_spec = cfg.hpa.clone();
+        if cfg.activation.is_some() {
+            hpa_spec.min_replicas = hpa_spec.min_replicas.max(1);
+        }
+        let hpa = Hpa::with_state(hpa_spec, state.hpa.clone())?;
         Ok(Self {
             cfg,
             hpa,
@@ -437,11 +464,10 @@ impl Scaler {
 
     /// The forecast through the External average-value rule: keep the
     /// current count while `forecast / (per_replica × current)` is within the
-    /// tolerance, else `ceil(forecast / per_replica)`.
-    fn forecast_replicas(&self, obs: &Observation, forecast: f64) -> u32 {
-        let Some(p) = &self.cfg.predictive else {
-            return 0;
-        };
+    /// tolerance, else `ceil(forecast / per_replica)`. `None` when the
+    /// forecast cannot be converted (it is then ignored, never acted on).
+    fn forecast_replicas(&self, obs: &Observation, forecast: f64) -> Option<u32> {
+        let p = self.cfg.predictive.as_ref()?;
         let spec = crate::spec::MetricSpec::external_average_value(p.signal.clone(), p.per_replica);
         let counts = crate::calc::ReplicaCounts {
             spec: obs.current_replicas,
@@ -456,8 +482,8 @@ impl Scaler {
             None => crate::calc::Tolerances::symmetric(self.cfg.hpa.tolerance),
         };
         match crate::calc::calculate(&spec, &MetricValue::Total(forecast), counts, tol) {
-            Ok(Ok(c)) => c.replicas,
-            _ => (forecast / p.per_replica).ceil().min(f64::from(u32::MAX)) as u32,
+            Ok(Ok(c)) => Some(c.replicas),
+            Ok(Err(_)) | Err(_) => None,
         }
     }
 
@@ -565,11 +591,23 @@ impl AutoScaler for Scaler {
         // Prediction.
         let mut forecast = None;
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
-            match f.forecast_max(&p.signal, now, p.lead_time, p.step) {
-                Ok(fc) => {
-                    let replicas = self.forecast_replicas(obs, fc.point.max(0.0));
-                    let err = f.recent_error(&p.signal);
-                    let trusted = err.is_some_and(|e| e.is_finite() && e <= p.max_recent_error);
+            // A forecast of negative load means no load; a non-finite one, or
+            // one that cannot be converted to replicas, is a forecast failure.
+            let converted = f
+                .forecast_max(&p.signal, now, p.lead_time, p.step)
+                .map_err(|e| e.to_string())
+                .and_then(|fc| {
+                    if !fc.point.is_finite() {
+                        return Err(format!("the forecast is not a finite number: {}", fc.point));
+                    }
+                    self.forecast_replicas(obs, fc.point.max(0.0))
+                        .map(|r| (fc, r))
+                        .ok_or_else(|| format!("the forecast {} cannot be converted to replicas", fc.point))
+                });
+            match converted {
+                Ok((fc, replicas)) => {
+                    let err = f.recent_error(&p.signal).filter(|e| e.is_finite());
+                    let trusted = err.is_some_and(|e| e <= p.max_recent_error);
                     let mut applied = false;
                     let scale_out = replicas > combined;
                     let early_scale_in =
@@ -602,6 +640,13 @@ impl AutoScaler for Scaler {
                 Err(e) => {
                     tracing::debug!(target: "sysmanage_scaling", event = "forecast_failed", error = %e);
                     reasons.push(Reason::ForecastIgnored);
+                    proposals.push(MetricProposal {
+                        metric: format!("forecast:{}", p.signal),
+                        replicas: None,
+                        usage_ratio: None,
+                        current: None,
+                        error: Some(e),
+                    });
                 }
             }
         }

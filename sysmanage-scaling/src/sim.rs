@@ -22,14 +22,51 @@ use crate::observe::{MetricValue, Observation};
 use crate::scaler::AutoScaler;
 
 /// A request-rate trace with uniform spacing.
+///
+/// Always valid: at least two samples (at most [`Trace::MAX_SAMPLES`]), every
+/// rate finite and `>= 0`, and a step of whole minutes between one minute
+/// and one day (the `minute,rps` CSV format). Deserialising checks the same.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sysmanage_scaling::Trace;
+/// let t = Trace::new("ramp", Duration::from_secs(60), vec![100.0, 200.0])?;
+/// assert_eq!(t.rps_at(Duration::from_secs(30)), 150.0);
+/// assert!(Trace::new("empty", Duration::from_secs(60), vec![]).is_err());
+/// # Ok::<(), sysmanage_scaling::ScalingError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TraceData", into = "TraceData")]
 pub struct Trace {
-    /// A name for reports.
-    pub name: String,
-    /// Spacing of the samples.
-    pub step: Duration,
-    /// Requests per second, one value per step.
-    pub rps: Vec<f64>,
+    name: String,
+    step: Duration,
+    rps: Vec<f64>,
+}
+
+/// The serialised form of a [`Trace`], validated on the way in.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TraceData {
+    name: String,
+    step: Duration,
+    rps: Vec<f64>,
+}
+
+impl TryFrom<TraceData> for Trace {
+    type Error = ScalingError;
+    fn try_from(d: TraceData) -> Result<Self> {
+        Self::new(d.name, d.step, d.rps)
+    }
+}
+
+impl From<Trace> for TraceData {
+    fn from(t: Trace) -> Self {
+        Self {
+            name: t.name,
+            step: t.step,
+            rps: t.rps,
+        }
+    }
 }
 
 /// The synthetic trace shipped with the crate (`traces/synthetic_daily_bursts.csv`).
@@ -38,6 +75,76 @@ pub const SYNTHETIC_CSV: &str = include_str!("../traces/synthetic_daily_bursts.c
 pub const UK_ELECTRICITY_CSV: &str = include_str!("../traces/uk_electricity_demand_2000.csv");
 
 impl Trace {
+    /// Most samples a trace may hold (2^24: 32 years at one-minute steps).
+    pub const MAX_SAMPLES: usize = 1 << 24;
+
+    /// A validated trace.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] for fewer than two or more than
+    /// [`MAX_SAMPLES`](Self::MAX_SAMPLES) samples, a negative or non-finite
+    /// rate (naming its index), or a step that is not a whole number of
+    /// minutes between one minute and one day.
+    pub fn new(name: impl Into<String>, step: Duration, rps: Vec<f64>) -> Result<Self> {
+        if rps.len() < 2 || rps.len() > Self::MAX_SAMPLES {
+            return Err(ScalingError::invalid(
+                "trace",
+                format!(
+                    "needs between 2 and {} samples, got {}",
+                    Self::MAX_SAMPLES,
+                    rps.len()
+                ),
+            ));
+        }
+        if let Some((i, v)) = rps
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.is_finite() && **v >= 0.0))
+        {
+            return Err(ScalingError::invalid(
+                "trace",
+                format!("sample {i}: rps must be finite and >= 0, got {v}"),
+            ));
+        }
+        if step < Duration::from_secs(60)
+            || step > Duration::from_secs(86_400)
+            || step.subsec_nanos() != 0
+            || !step.as_secs().is_multiple_of(60)
+        {
+            return Err(ScalingError::invalid(
+                "trace.step",
+                format!("must be a whole number of minutes between 1 min and 1 day, got {step:?}"),
+            ));
+        }
+        Ok(Self {
+            name: name.into(),
+            step,
+            rps,
+        })
+    }
+
+    /// The name for reports.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Renames the trace.
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Spacing of the samples.
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
+    /// Requests per second, one value per step.
+    pub fn rps(&self) -> &[f64] {
+        &self.rps
+    }
+
     /// Parses `minute,rps` CSV: `#` comment lines and one header line are
     /// skipped; minutes must start at 0 and be evenly spaced.
     ///
@@ -64,6 +171,9 @@ impl Trace {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(bad("rps must be finite and >= 0"));
             }
+            if rps.len() >= Self::MAX_SAMPLES {
+                return Err(bad("too many rows"));
+            }
             minutes.push(m);
             rps.push(v);
         }
@@ -71,17 +181,18 @@ impl Trace {
             return Err(ScalingError::invalid("trace", "needs at least two rows"));
         }
         let step = minutes[1].saturating_sub(minutes[0]);
-        if minutes[0] != 0 || step == 0 || minutes.windows(2).any(|w| w[1] != w[0] + step) {
+        if minutes[0] != 0
+            || step == 0
+            || minutes
+                .windows(2)
+                .any(|w| w[0].checked_add(step) != Some(w[1]))
+        {
             return Err(ScalingError::invalid(
                 "trace",
                 "minutes must start at 0 and be evenly spaced",
             ));
         }
-        Ok(Self {
-            name: name.into(),
-            step: Duration::from_secs(step * 60),
-            rps,
-        })
+        Self::new(name, Duration::from_secs(step.saturating_mul(60)), rps)
     }
 
     /// The traces shipped in `traces/`: the synthetic one and the UK electricity demand one.
@@ -95,10 +206,27 @@ impl Trace {
         ])
     }
 
-    /// A deterministic synthetic trace: a daily cycle between `base` and about
-    /// `3 × base` (peak mid-afternoon), a weekend dip, ±5 % noise, and a few
-    /// bursts a day that triple the load for 5–20 minutes.
-    pub fn synthetic(seed: u64, days: u32, base: f64) -> Self {
+    /// A deterministic synthetic trace at one-minute steps: a daily cycle
+    /// between `base` and about `3 × base` (peak mid-afternoon), a weekend
+    /// dip, ±5 % noise, and a few bursts a day that triple the load for
+    /// 5–20 minutes.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] for `days` outside `1..=11_000` or a
+    /// `base` that is negative or not finite.
+    pub fn synthetic(seed: u64, days: u32, base: f64) -> Result<Self> {
+        if !(1..=11_000).contains(&days) {
+            return Err(ScalingError::invalid(
+                "trace.days",
+                format!("must be between 1 and 11000, got {days}"),
+            ));
+        }
+        if !(base.is_finite() && base >= 0.0) {
+            return Err(ScalingError::invalid(
+                "trace.base",
+                format!("must be a finite number >= 0, got {base}"),
+            ));
+        }
         let mut rng = SplitMix64::new(seed);
         let mut unit = move || rng.next_f64();
         let n = days as usize * 1440;
@@ -119,11 +247,7 @@ impl Trace {
             }
             rps.push((v * 100.0).round() / 100.0);
         }
-        Self {
-            name: "synthetic".into(),
-            step: Duration::from_secs(60),
-            rps,
-        }
+        Self::new("synthetic", Duration::from_secs(60), rps)
     }
 
     /// The trace as `minute,rps` CSV with a comment header.
@@ -144,21 +268,26 @@ impl Trace {
 
     /// The trace's length.
     pub fn duration(&self) -> Duration {
-        self.step * u32::try_from(self.rps.len()).unwrap_or(u32::MAX)
+        // both bounded by `new`: at most 2^24 samples of at most one day
+        self.step
+            .checked_mul(u32::try_from(self.rps.len()).unwrap_or(u32::MAX))
+            .unwrap_or(Duration::MAX)
     }
 
     /// The request rate `t` after the start, linearly interpolated (held after the end).
     pub fn rps_at(&self, t: Duration) -> f64 {
         let x = t.as_secs_f64() / self.step.as_secs_f64();
+        // `as` saturates; the trace has at least two samples
         let i = x.floor() as usize;
-        if i + 1 >= self.rps.len() {
-            return self.rps[self.rps.len() - 1];
+        let last = self.rps.len() - 1;
+        if i >= last {
+            return self.rps[last];
         }
         let frac = x - i as f64;
         self.rps[i] * (1.0 - frac) + self.rps[i + 1] * frac
     }
 
-    /// The first `d` of the trace.
+    /// The first `d` of the trace (at least its first two samples).
     #[must_use]
     pub fn truncated(&self, d: Duration) -> Self {
         let n =
@@ -219,13 +348,16 @@ pub struct SimReport {
     pub decision_errors: u32,
 }
 
+/// Most steps one [`simulate`] call runs (2^25: over 15 years at 15 s steps).
+pub const MAX_SIM_STEPS: u64 = 1 << 25;
+
 /// Replays `trace` through `scaler` deciding every `interval` (simulation
 /// step = `interval`). `feed` receives every observed request rate (for a
 /// forecaster that learns online).
 ///
 /// # Errors
-/// [`ScalingError::InvalidSpec`] for a zero interval or a model with
-/// non-positive capacity or latencies.
+/// [`ScalingError::InvalidSpec`] for a zero interval, more than
+/// [`MAX_SIM_STEPS`] steps, or a model with non-positive capacity or latencies.
 pub fn simulate(
     trace: &Trace,
     scaler: &mut dyn AutoScaler,
@@ -253,10 +385,24 @@ pub fn simulate(
     }
     let start = Timestamp::from_secs(1_700_000_000);
     let steps = (trace.duration().as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+    if steps > MAX_SIM_STEPS {
+        return Err(ScalingError::invalid(
+            "simulate.interval",
+            format!(
+                "{interval:?} over {:?} makes {steps} steps, more than {MAX_SIM_STEPS}",
+                trace.duration()
+            ),
+        ));
+    }
     let step_h = interval.as_secs_f64() / 3600.0;
     let step_min = interval.as_secs_f64() / 60.0;
-    // ready-at times of provisioned replicas, oldest first
-    let mut replicas: VecDeque<Timestamp> = (0..model.initial_replicas).map(|_| start).collect();
+    // provisioned replicas as (ready at, how many), oldest first: one entry
+    // per scale-up, so memory follows the scale events, not the replica count
+    let mut replicas: VecDeque<(Timestamp, u32)> = VecDeque::new();
+    if model.initial_replicas > 0 {
+        replicas.push_back((start, model.initial_replicas));
+    }
+    let mut provisioned = model.initial_replicas;
     let mut report = SimReport {
         trace: trace.name.clone(),
         scaler: scaler.name().to_owned(),
@@ -267,13 +413,20 @@ pub fn simulate(
         decision_errors: 0,
     };
     for k in 0..steps {
-        let t = interval * u32::try_from(k).unwrap_or(u32::MAX);
+        // k × interval <= the trace's duration, which `Trace::new` bounds
+        let t = interval
+            .checked_mul(u32::try_from(k).unwrap_or(u32::MAX))
+            .unwrap_or(Duration::MAX);
         let now = start + t;
         let rps = trace.rps_at(t);
         if let Some(f) = feed.as_mut() {
             f(now, rps);
         }
-        let ready = replicas.iter().filter(|r| **r <= now).count() as u32;
+        let ready: u32 = replicas
+            .iter()
+            .filter(|r| r.0 <= now)
+            .map(|r| r.1)
+            .fold(0, u32::saturating_add);
         let capacity = f64::from(ready) * model.capacity_per_replica;
         let util = if capacity > 0.0 {
             rps / capacity
@@ -289,7 +442,6 @@ pub fn simulate(
         if overload || latency > model.slo_latency_ms {
             report.slo_violation_minutes += step_min;
         }
-        let provisioned = replicas.len() as u32;
         report.replica_hours += f64::from(provisioned) * step_h;
         report.peak_replicas = report.peak_replicas.max(provisioned);
         let shed = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
@@ -311,15 +463,24 @@ pub fn simulate(
             Ok(d) if d.desired_replicas != provisioned => {
                 let to = d.desired_replicas;
                 if to > provisioned {
-                    for _ in provisioned..to {
-                        replicas.push_back(now + model.startup);
-                    }
+                    replicas.push_back((now + model.startup, to - provisioned));
                 } else {
-                    for _ in to..provisioned {
-                        replicas.pop_back();
+                    // the newest replicas go first
+                    let mut remove = provisioned - to;
+                    while remove > 0 {
+                        let Some(last) = replicas.back_mut() else {
+                            break;
+                        };
+                        let n = last.1.min(remove);
+                        last.1 -= n;
+                        remove -= n;
+                        if last.1 == 0 {
+                            replicas.pop_back();
+                        }
                     }
                 }
                 scaler.record_actuation(provisioned, to, now);
+                provisioned = to;
                 report.scale_events += 1;
             }
             Ok(_) => {}

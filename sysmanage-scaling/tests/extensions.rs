@@ -223,8 +223,9 @@ fn guards_never_drive_scaling_alone_but_add_a_step_to_a_scale_up() {
 }
 
 fn keda() -> Scaler {
+    // KEDA: minReplicaCount 0 (scale to zero), the HPA part runs 1..=20
     let hpa = HpaSpec::new(
-        1,
+        0,
         20,
         vec![MetricSpec::external_average_value("queue", 10.0)],
     )
@@ -250,10 +251,14 @@ fn activation_scales_from_and_to_zero_with_cooldown() {
     let d = s.decide(&queue(1, 35.0), at(30)).unwrap();
     assert_eq!(d.desired_replicas, 4, "ceil(35 / 10)");
     s.record_actuation(1, 4, at(30));
-    // idle, but inside the cooldown: stay up (HPA keeps min 1)
+    // idle, but inside the cooldown: the HPA part scales down to 1, never to 0
     let d = s.decide(&queue(4, 0.0), at(200)).unwrap();
     assert!(d.has(Reason::CooldownHold));
-    assert!(d.desired_replicas >= 1);
+    assert_eq!(d.desired_replicas, 1);
+    s.record_actuation(4, 1, at(200));
+    let d = s.decide(&queue(1, 0.0), at(329)).unwrap();
+    assert!(d.has(Reason::CooldownHold));
+    assert_eq!(d.desired_replicas, 1, "one second before the cooldown ends");
     // cooldown elapsed since the last activity (t = 30)
     let d = s.decide(&queue(1, 0.0), at(330)).unwrap();
     assert_eq!(
@@ -682,4 +687,99 @@ fn select_policy_disabled_and_min() {
         (d.desired_replicas, d.reasons[1]),
         (12, Reason::ScaleUpLimit)
     );
+}
+
+#[test]
+fn cooldown_holds_one_replica_until_it_elapses() {
+    let mut s = keda();
+    s.decide(&queue(1, 5.0), at(0)).unwrap(); // active at t = 0
+    for t in [15, 100, 200, 299] {
+        let d = s.decide(&queue(1, 0.0), at(t)).unwrap();
+        assert_eq!(d.desired_replicas, 1, "t = {t}: inside the cooldown");
+        assert!(d.has(Reason::CooldownHold), "t = {t}");
+    }
+    let d = s.decide(&queue(1, 0.0), at(300)).unwrap();
+    assert_eq!(
+        (d.desired_replicas, d.reasons[0]),
+        (0, Reason::ScaledToZero)
+    );
+    // activity inside the cooldown restarts it
+    let mut s = keda();
+    s.decide(&queue(1, 5.0), at(0)).unwrap();
+    s.decide(&queue(1, 5.0), at(200)).unwrap();
+    assert_eq!(s.decide(&queue(1, 0.0), at(300)).unwrap().desired_replicas, 1);
+    assert_eq!(s.decide(&queue(1, 0.0), at(500)).unwrap().desired_replicas, 0);
+}
+
+#[test]
+fn scale_to_zero_needs_min_replicas_zero() {
+    // KEDA scales to zero only with minReplicaCount: 0
+    let hpa = HpaSpec::new(
+        1,
+        20,
+        vec![MetricSpec::external_average_value("queue", 10.0)],
+    );
+    let cfg = ScalerConfig::new("keda", hpa).activation("queue", 0.0, Duration::from_secs(300));
+    let e = Scaler::new(cfg, None).unwrap_err();
+    assert!(matches!(e, ScalingError::InvalidSpec { field: "activation", .. }), "{e}");
+    assert!(e.to_string().contains("minReplicas"), "{e}");
+}
+
+#[test]
+fn a_flap_budget_of_zero_reversals_is_rejected() {
+    let cfg = ScalerConfig::new("s", cpu_hpa()).flap_budget(0, Duration::from_secs(600));
+    let e = Scaler::new(cfg, None).unwrap_err();
+    assert!(
+        matches!(e, ScalingError::InvalidSpec { field: "flapBudget.maxReversals", .. }),
+        "{e}"
+    );
+}
+
+/// A forecaster whose point forecast is whatever `point` is, NaN and infinity included.
+#[derive(Debug)]
+struct Raw {
+    point: f64,
+}
+
+impl LoadForecast for Raw {
+    fn forecast(
+        &self,
+        _m: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> sysmanage_core::Result<Forecast> {
+        let mut f = Forecast::exact(now + horizon, 0.0)?;
+        f.point = self.point;
+        Ok(f)
+    }
+    fn recent_error(&self, _m: &str) -> Option<f64> {
+        Some(0.0)
+    }
+}
+
+#[test]
+fn non_finite_forecasts_are_ignored_never_acted_on() {
+    for point in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let f: Arc<dyn LoadForecast> = Arc::new(Raw { point });
+        let p = PredictiveConfig {
+            allow_scale_in: true,
+            ..PredictiveConfig::new("rps", 60.0, Duration::from_secs(180))
+        };
+        let mut s = Scaler::new(ScalerConfig::new("p", cpu_hpa()).predictive(p), Some(f)).unwrap();
+        let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+        assert_eq!(d.desired_replicas, 4, "forecast {point}");
+        assert!(d.has(Reason::ForecastIgnored), "forecast {point}");
+        assert!(!d.has(Reason::ForecastUsed), "forecast {point}");
+        assert_eq!(d.forecast, None, "forecast {point}");
+        let fp = d.proposals.iter().find(|p| p.metric == "forecast:rps").unwrap();
+        assert_eq!(fp.replicas, None);
+        assert!(fp.error.as_deref().unwrap().contains("not a finite number"));
+    }
+    // a finite but huge forecast is still acted on, capped by maxReplicas
+    let f: Arc<dyn LoadForecast> = Arc::new(Raw { point: 1e300 });
+    let p = PredictiveConfig::new("rps", 60.0, Duration::from_secs(180));
+    let mut s = Scaler::new(ScalerConfig::new("p", cpu_hpa()).predictive(p), Some(f)).unwrap();
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert!(d.has(Reason::ForecastUsed));
+    assert_eq!(d.desired_replicas, 44, "4 + 1000 % per 15 s, under maxReplicas 50");
 }

@@ -16,7 +16,7 @@ use sysmanage_scaling::kube::{
 };
 use sysmanage_scaling::{
     Behavior, Calculation, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, PodSample,
-    PodStatus, ReplicaCounts, ResolvedRules, ScalingError, ScalingPolicy, ScalingRules,
+    PodStatus, ReplicaCounts, ResolvedRules, ScalingPolicy, ScalingRules,
     SelectPolicy, Tolerances, calc::calculate,
 };
 
@@ -84,11 +84,50 @@ fn test_replica_calc_scale_up_unready_less_scale() {
     assert_eq!((c.replicas, c.current), (4, 60.0));
 }
 
+/// A pod of the Go fixtures, classified by `groupPods`: started now (`hotCPUCreationTime`)
+/// or 3 minutes ago (`coolCPUCreationTime`), running, with a Ready condition whose
+/// `lastTransitionTime` is unset, and a metric sample stamped with the zero time over one
+/// minute; the test controller uses a 2-minute CPU initialization period and a
+/// 10-second initial readiness delay.
+fn go_fixture_pod(ready: bool, hot: bool, is_cpu: bool) -> PodStatus {
+    use sysmanage_scaling::{
+        PodInfo, PodPhase, ReadinessRules, ReadyCondition, SampleTime, classify_pod,
+    };
+    let zero = Timestamp::from_secs(0);
+    let pod = PodInfo {
+        phase: PodPhase::Running,
+        deleting: false,
+        ready: Some(ReadyCondition {
+            ready,
+            last_transition: zero,
+        }),
+        start_time: Some(if hot {
+            NOW
+        } else {
+            NOW - Duration::from_secs(180)
+        }),
+    };
+    let sample = SampleTime {
+        at: zero,
+        window: Duration::from_secs(60),
+    };
+    let rules = ReadinessRules {
+        cpu_initialization_period: Duration::from_secs(120),
+        initial_readiness_delay: Duration::from_secs(10),
+    };
+    classify_pod(&pod, Some(sample), is_cpu, NOW, &rules)
+}
+
 #[test]
 fn test_replica_calc_scale_up_hot_cpu_less_scale() {
-    // TestReplicaCalcScaleUpHotCpuLessScale: a pod inside the CPU initialization
-    // period is classified Unready by groupPods.
-    let c = cpu_case(3, &[0.3, 0.5, 0.7], &[Unready, Ready, Ready], 30);
+    // TestReplicaCalcScaleUpHotCpuLessScale: every pod is Ready, but pod 0 started
+    // just now (hot CPU), so groupPods sets it aside for the CPU resource.
+    let statuses: Vec<PodStatus> = [true, false, false]
+        .iter()
+        .map(|&hot| go_fixture_pod(true, hot, true))
+        .collect();
+    assert_eq!(statuses, [Unready, Ready, Ready]);
+    let c = cpu_case(3, &[0.3, 0.5, 0.7], &statuses, 30);
     assert_eq!((c.replicas, c.current), (4, 60.0));
 }
 
@@ -115,16 +154,32 @@ fn test_replica_calc_scale_up_cm() {
 
 #[test]
 fn test_replica_calc_scale_up_cm_unready_hot_cpu_no_less_scale() {
-    // TestReplicaCalcScaleUpCMUnreadyHotCpuNoLessScale: readiness only matters
-    // for CPU, so every running pod with a sample is Ready for a Pods metric.
-    let c = qps_pods_case(3, &[50.0, 10.0, 30.0], &all_ready(3), 15.0);
+    // TestReplicaCalcScaleUpCMUnreadyHotCpuNoLessScale: readiness [True, True, False],
+    // start times [cool, cool, hot]. Readiness only matters for CPU, so for a Pods
+    // metric every running pod with a sample is Ready.
+    let fixture = [(true, false), (true, false), (false, true)];
+    let as_cpu: Vec<PodStatus> = fixture
+        .iter()
+        .map(|&(ready, hot)| go_fixture_pod(ready, hot, true))
+        .collect();
+    assert_eq!(as_cpu, [Ready, Ready, Unready], "the same pods, for CPU");
+    let statuses: Vec<PodStatus> = fixture
+        .iter()
+        .map(|&(ready, hot)| go_fixture_pod(ready, hot, false))
+        .collect();
+    let c = qps_pods_case(3, &[50.0, 10.0, 30.0], &statuses, 15.0);
     assert_eq!((c.replicas, c.current), (6, 30.0));
 }
 
 #[test]
 fn test_replica_calc_scale_up_cm_unready_hot_cpu_scale_would_scale_down() {
-    // TestReplicaCalcScaleUpCMUnreadyHotCpuScaleWouldScaleDown
-    let c = qps_pods_case(3, &[50.0, 15.0, 30.0], &all_ready(3), 15.0);
+    // TestReplicaCalcScaleUpCMUnreadyHotCpuScaleWouldScaleDown: readiness
+    // [False, True, False], start times [hot, cool, hot]; a Pods metric counts them all.
+    let statuses: Vec<PodStatus> = [(false, true), (true, false), (false, true)]
+        .iter()
+        .map(|&(ready, hot)| go_fixture_pod(ready, hot, false))
+        .collect();
+    let c = qps_pods_case(3, &[50.0, 15.0, 30.0], &statuses, 15.0);
     assert_eq!((c.replicas, c.current), (7, 31.666));
 }
 
@@ -334,14 +389,17 @@ fn test_replica_calc_empty_metrics() {
 
 #[test]
 fn test_replica_calc_empty_cpu_request() {
-    // TestReplicaCalcEmptyCPURequest: "missing request for" → a typed error here
+    // TestReplicaCalcEmptyCPURequest: expectedError "missing request for"; the
+    // metric is invalid (other metrics may still decide), not bad input.
     let r = calculate(
         &MetricSpec::resource_utilization("cpu", 100),
         &MetricValue::PerPod(pods(&[0.2], &all_ready(1), None)),
         counts(1, 1),
         Tolerances::symmetric(0.1),
-    );
-    assert!(matches!(r, Err(ScalingError::MismatchedReading { .. })));
+    )
+    .expect("not bad input");
+    let e = r.expect_err("the metric is invalid");
+    assert!(e.contains("missing request for"), "{e}");
 }
 
 #[test]
@@ -1379,9 +1437,9 @@ fn restart_without_history_holds_a_scale_down_for_the_window() {
 }
 
 #[test]
-fn test_empty_cpu_request_is_a_typed_error() {
-    // TestEmptyCPURequest: Kubernetes reports FailedGetResourceMetric and keeps
-    // 1 replica; a missing request is a configuration problem, so here it is a typed error.
+fn test_empty_cpu_request() {
+    // TestEmptyCPURequest: min 1, max 5, 1 replica, CPU target 100 %, a pod at
+    // 200 m without a request → FailedGetResourceMetric, desired stays 1.
     let mut hpa = Hpa::new(HpaSpec::new(
         1,
         5,
@@ -1389,10 +1447,44 @@ fn test_empty_cpu_request_is_a_typed_error() {
     ))
     .unwrap();
     let obs = Observation::new(1).reading("cpu", MetricValue::PerPod(vec![PodSample::ready(0.2)]));
-    assert!(matches!(
-        hpa.decide(&obs, NOW),
-        Err(ScalingError::MismatchedReading { .. })
-    ));
+    let d = hpa.decide(&obs, NOW).expect("an invalid metric, not bad input");
+    assert_eq!(d.desired_replicas, 1);
+    assert_eq!(d.reasons, vec![Reason::FailedGetMetrics]);
+    let e = d.proposals[0].error.as_deref().unwrap_or_default();
+    assert!(e.contains("missing request for cpu"), "{e}");
+}
+
+#[test]
+fn missing_cpu_request_invalidates_only_that_metric() {
+    // computeReplicasForMetrics: a metric whose pod requests cannot be computed is
+    // one invalid metric; a valid metric that asks for more replicas still scales
+    // up (as in TestScaleUpOneMetricEmpty), and one asking for fewer is blocked.
+    let spec = HpaSpec::new(
+        1,
+        10,
+        vec![
+            MetricSpec::resource_utilization("cpu", 50),
+            MetricSpec::external_average_value("queue", 10.0),
+        ],
+    );
+    let no_request = MetricValue::PerPod(vec![PodSample::ready(0.9), PodSample::ready(0.9)]);
+    let mut hpa = Hpa::new(spec.clone()).unwrap();
+    let up = Observation::new(2)
+        .reading("cpu", no_request.clone())
+        .reading("queue", MetricValue::Total(40.0));
+    let d = hpa.decide(&up, NOW).expect("an invalid metric, not bad input");
+    assert_eq!(d.desired_replicas, 4, "ceil(40 / 10) from the queue metric");
+    assert!(d.has(Reason::PartialMetricsFailure));
+    assert!(d.proposals[0].error.is_some());
+    assert_eq!(d.proposals[1].replicas, Some(4));
+
+    let mut hpa = Hpa::new(spec).unwrap();
+    let down = Observation::new(4)
+        .reading("cpu", no_request)
+        .reading("queue", MetricValue::Total(10.0));
+    let d = hpa.decide(&down, NOW).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has(Reason::FailedGetMetrics));
 }
 
 #[test]

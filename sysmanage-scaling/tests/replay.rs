@@ -122,7 +122,7 @@ fn predictive_reduces_violations_on_seasonal_demand() {
 
 #[test]
 fn simulate_rejects_bad_settings() {
-    let trace = Trace::synthetic(1, 1, 100.0);
+    let trace = Trace::synthetic(1, 1, 100.0).unwrap();
     let mut hpa = Hpa::new(hpa_spec()).unwrap();
     assert!(
         simulate(

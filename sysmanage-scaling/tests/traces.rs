@@ -10,7 +10,7 @@ Regenerate with SYSMANAGE_REGENERATE_TRACES=1 cargo test -p sysmanage-scaling --
 
 #[test]
 fn shipped_synthetic_trace_matches_generator() {
-    let generated = Trace::synthetic(7, 7, 300.0);
+    let generated = Trace::synthetic(7, 7, 300.0).unwrap();
     let csv = generated.to_csv(SYNTHETIC_COMMENT);
     if std::env::var_os("SYSMANAGE_REGENERATE_TRACES").is_some() {
         std::fs::write(
@@ -28,7 +28,7 @@ fn shipped_synthetic_trace_matches_generator() {
         "traces/synthetic_daily_bursts.csv is stale"
     );
     let parsed = Trace::from_csv("synthetic", SYNTHETIC_CSV).unwrap();
-    assert_eq!(parsed.rps, generated.rps);
+    assert_eq!(parsed.rps(), generated.rps());
     assert_eq!(parsed.duration(), Duration::from_secs(7 * 86_400));
 }
 
@@ -37,21 +37,21 @@ fn shipped_traces_parse_and_look_like_demand() {
     let traces = Trace::shipped().unwrap();
     assert_eq!(traces.len(), 2);
     let uk = &traces[1];
-    assert_eq!(uk.step, Duration::from_secs(1800));
-    assert_eq!(uk.rps.len(), 4032, "12 weeks of half-hourly demand");
+    assert_eq!(uk.step(), Duration::from_secs(1800));
+    assert_eq!(uk.rps().len(), 4032, "12 weeks of half-hourly demand");
     // first value of Taylor (2003): 22262 MW / 20
-    assert_eq!(uk.rps[0], 1113.1);
+    assert_eq!(uk.rps()[0], 1113.1);
     // daily seasonality: the lag-48 autocorrelation is strong
-    let mean = uk.rps.iter().sum::<f64>() / uk.rps.len() as f64;
-    let var: f64 = uk.rps.iter().map(|v| (v - mean).powi(2)).sum();
+    let mean = uk.rps().iter().sum::<f64>() / uk.rps().len() as f64;
+    let var: f64 = uk.rps().iter().map(|v| (v - mean).powi(2)).sum();
     let cov: f64 = uk
-        .rps
+        .rps()
         .windows(49)
         .map(|w| (w[0] - mean) * (w[48] - mean))
         .sum();
     assert!(cov / var > 0.8, "lag-1-day autocorrelation {}", cov / var);
     let syn = &traces[0];
-    let max = syn.rps.iter().cloned().fold(0.0, f64::max);
+    let max = syn.rps().iter().cloned().fold(0.0, f64::max);
     assert!(max > 1500.0, "bursts present (max {max})");
 }
 
@@ -71,5 +71,5 @@ fn interpolation_and_truncation() {
     let t = Trace::from_csv("x", "0,100\n1,200\n2,300\n").unwrap();
     assert_eq!(t.rps_at(Duration::from_secs(30)), 150.0);
     assert_eq!(t.rps_at(Duration::from_secs(600)), 300.0);
-    assert_eq!(t.truncated(Duration::from_secs(60)).rps, vec![100.0, 200.0]);
+    assert_eq!(t.truncated(Duration::from_secs(60)).rps(), [100.0, 200.0]);
 }
