@@ -81,9 +81,9 @@ pub struct PlannerConfig {
     /// Window of the trend slope. Default: 7 days.
     pub trend_window: Duration,
     /// Relative slope per day (fraction of the limit) that enters
-    /// increasing/decreasing. Default: 0.02.
+    /// increasing/decreasing. Default: 0.005 (0.5 % of the limit a day).
     pub trend_enter: f64,
-    /// Relative slope per day below which a trend returns to stable. Default: 0.01.
+    /// Relative slope per day below which a trend returns to stable. Default: 0.0025.
     pub trend_exit: f64,
     /// Season of the seasonal models and of the outlier guard. Default: 1 day.
     pub season: Duration,
@@ -108,8 +108,8 @@ impl Default for PlannerConfig {
             medium_within: Duration::from_secs(3 * 86_400),
             recommend_on_bound: true,
             trend_window: Duration::from_secs(7 * 86_400),
-            trend_enter: 0.02,
-            trend_exit: 0.01,
+            trend_enter: 0.005,
+            trend_exit: 0.0025,
             season: Duration::from_secs(86_400),
             min_samples: 3,
             max_report_points: 336,
@@ -465,11 +465,17 @@ impl Planner {
         let current = series.values[n - 1];
         let current_max = fit.resampled.max.values[n - 1];
 
-        // Trend: least-squares slope over the trend window.
+        // Trend: least-squares slope over the trend window, of the one-season
+        // moving average when the window holds two seasons (a daily cycle
+        // would otherwise bias the slope by where in the day the data ends).
         let window = ((cfg.trend_window.as_millis() / series.step.as_millis().max(1)) as usize)
             .clamp(2, n.max(2));
         let recent = &series.values[n.saturating_sub(window)..];
-        let slope_per_day = index_slope(recent) * 86_400.0 / series.step_secs();
+        let slope_per_step = match series.season_len(cfg.season) {
+            Some(m) if recent.len() >= 2 * m => index_slope(&moving_average(recent, m)),
+            _ => index_slope(recent),
+        };
+        let slope_per_day = slope_per_step * 86_400.0 / series.step_secs();
         let level = recent.iter().map(|v| v.abs()).sum::<f64>() / recent.len() as f64;
         let reference = spec
             .limit
@@ -745,6 +751,18 @@ fn effective_step(step: Duration, span: Duration) -> Duration {
         .unwrap_or(Duration::from_secs(1).min(step))
 }
 
+/// Means of every run of `m` consecutive values.
+fn moving_average(v: &[f64], m: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(v.len() + 1 - m);
+    let mut sum: f64 = v[..m].iter().sum();
+    out.push(sum / m as f64);
+    for i in m..v.len() {
+        sum += v[i] - v[i - m];
+        out.push(sum / m as f64);
+    }
+    out
+}
+
 fn trend_label(previous: TrendLabel, rel: f64, enter: f64, exit: f64) -> TrendLabel {
     match previous {
         TrendLabel::Increasing if rel >= exit => TrendLabel::Increasing,
@@ -807,6 +825,16 @@ mod tests {
         assert_eq!(trend_label(up, 0.015, 0.02, 0.01), TrendLabel::Increasing);
         assert_eq!(trend_label(up, 0.005, 0.02, 0.01), TrendLabel::Stable);
         assert_eq!(trend_label(up, -0.05, 0.02, 0.01), TrendLabel::Decreasing);
+    }
+
+    #[test]
+    fn seasonal_moving_average_removes_the_cycle() {
+        let v: Vec<f64> = (0..24 * 7)
+            .map(|i| 0.5 + 0.3 * (std::f64::consts::TAU * (i % 24) as f64 / 24.0).sin())
+            .collect();
+        let ma = moving_average(&v[5..], 24);
+        assert!(index_slope(&ma).abs() < 1e-12);
+        assert!(index_slope(&v[5..]).abs() > 1e-4, "the raw slope is biased");
     }
 
     #[test]
