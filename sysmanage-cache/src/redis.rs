@@ -1245,3 +1245,95 @@ impl ClusterCache for RedisCache {
         Ok(seen.into_iter().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_validated_and_never_prints_the_password() {
+        let mut cfg = RedisConfig::new(["127.0.0.1:7000", "[::1]:7001"]);
+        cfg.password = Some(Secret::new("hunter2"));
+        assert_eq!(cfg.validate().unwrap().len(), 2);
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        for (field, bad) in [
+            ("redis.nodes", RedisConfig::new(Vec::<String>::new())),
+            ("redis.nodes", RedisConfig::new(["localhost"])),
+            (
+                "redis.refresh_jitter",
+                RedisConfig {
+                    refresh_jitter: 1.5,
+                    ..RedisConfig::new(["h:1"])
+                },
+            ),
+            (
+                "redis.command_timeout",
+                RedisConfig {
+                    command_timeout: Duration::ZERO,
+                    ..RedisConfig::new(["h:1"])
+                },
+            ),
+        ] {
+            let err = bad.validate().unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn server_errors_are_classified() {
+        let c = |msg: &str| {
+            classify(
+                FredError::new(ErrorKind::Unknown, msg.to_owned()),
+                1,
+                "n:1",
+                Duration::from_secs(1),
+            )
+        };
+        let t = c("TRYAGAIN Multiple keys request during rehashing of slot");
+        assert!(t.retry && t.not_executed && !t.redirect);
+        assert!(matches!(t.error, CacheError::Unavailable { slot: 1, .. }));
+        assert!(c("MOVED 3999 127.0.0.1:6381").redirect);
+        assert!(matches!(
+            c("ERR value is not an integer or out of range").error,
+            CacheError::NotAnInteger
+        ));
+        assert!(matches!(
+            c("ERR increment or decrement would overflow").error,
+            CacheError::Overflow
+        ));
+        assert!(matches!(
+            c("OOM command not allowed").error,
+            CacheError::OutOfMemory { .. }
+        ));
+        let w = c("WRONGTYPE Operation against a key holding the wrong kind of value");
+        assert!(!w.retry && matches!(w.error, CacheError::Backend { .. }));
+        let timeout = classify(
+            FredError::new(ErrorKind::Timeout, "t"),
+            1,
+            "n:1",
+            Duration::from_secs(1),
+        );
+        assert!(
+            timeout.retry && !timeout.not_executed,
+            "a timeout is ambiguous"
+        );
+        let redirected = classify(
+            FredError::new(ErrorKind::Routing, "Too many redirections."),
+            1,
+            "n:1",
+            Duration::from_secs(1),
+        );
+        assert!(redirected.redirect && redirected.not_executed);
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_input_order() {
+        let futs = (0..5u64)
+            .map(|i| async move {
+                tokio::time::sleep(Duration::from_millis(10 * (5 - i))).await;
+                i
+            })
+            .collect();
+        assert_eq!(join_all(futs).await, vec![0, 1, 2, 3, 4]);
+    }
+}

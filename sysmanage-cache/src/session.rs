@@ -15,8 +15,8 @@
 //!   epoch — shares one hash tag, so it lives in one slot. Revocation
 //!   increments the epoch (one atomic `INCR`: every older session is invalid
 //!   from that instant, even one created concurrently), then deletes the
-//!   sessions listed in the index. A `get` reads the session and the epoch
-//!   with one same-slot `MGET`.
+//!   sessions listed in the index. A `get` reads the session, then the
+//!   epoch of its user (same slot, same node).
 //!
 //! The tag is the slot of the user id, in hex: it places a user's keys
 //! together without putting the user id into the session id.
