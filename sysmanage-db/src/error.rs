@@ -107,5 +107,16 @@ pub enum Error {
         /// How many shards the fan-out targeted.
         total: usize,
     },
+    /// A resharding plan involves a shard function that does not route every
+    /// key (ranges, lists), so it cannot be estimated from synthetic keys;
+    /// pass real keys to
+    /// [`ReshardPlan::compute_with_sample`](crate::shard::ReshardPlan::compute_with_sample).
+    #[error(
+        "a resharding plan with the {function} shard function needs a sample of real keys (use compute_with_sample)"
+    )]
+    PlanNeedsSample {
+        /// The shard function's name.
+        function: &'static str,
+    },
     // --- sharding variants (ShardRouter) go above this line ---
 }

@@ -5,7 +5,8 @@
 //! loaded into one unsharded table, which is the reference for the merged
 //! results. Shard databases are made unreachable for real: one refuses
 //! connections (`ALTER DATABASE … ALLOW_CONNECTIONS false`), another points
-//! at a loopback port that was bound and released (connection refused).
+//! at a Unix-socket directory with no server in it (the connect fails at
+//! once, with no port that another process could take in the meantime).
 
 use std::time::Duration;
 
@@ -321,29 +322,42 @@ async fn a_database_refusing_connections_is_named_in_the_partial_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_port_is_named_in_the_partial_result() {
+async fn an_unreachable_server_is_named_with_its_connection_error() {
     let _reference = setup("port", 4).await;
-    // A loopback port that was free a moment ago and now has no listener.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // An empty directory: no server listens on a socket in it, and nothing
+    // else can start listening there while the test runs.
+    let dir = std::env::temp_dir().join(format!("sysmanage-shard-nosocket-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).expect("create socket directory");
     let mut pools: Vec<PgPool> = (0..DBS)
         .map(|i| lazy(&url_for(&db_name("port", i))))
         .collect();
-    pools[1] = lazy(&format!("postgres://postgres@127.0.0.1:{closed}/nowhere"));
+    let opts: PgConnectOptions = url_for(&db_name("port", 1)).parse().expect("url");
+    pools[1] = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(opts.socket(&dir));
     let router = router("port", 4, pools);
 
     let fan = router.fan_out(|ctx| top_rows(ctx, 5)).await;
     assert_eq!(fan.failed_shards(), vec![ShardId(1)]);
-    // sqlx's pool retries refused connects until its acquire timeout (3 s
-    // here, below the 10 s shard deadline) and then reports that timeout.
     let failure = fan.failures().next().unwrap();
     assert_eq!(failure.kind, FailureKind::Error);
+    assert_eq!(failure.node_set, db_name("port", 1));
+    // The cause is the connection failure itself, not a pool timeout: sqlx
+    // returns a missing socket at once (it only retries refused connects).
+    let cause = std::error::Error::source(failure)
+        .and_then(|e| e.downcast_ref::<sqlx::Error>())
+        .unwrap_or_else(|| panic!("source is not a sqlx::Error: {failure:?}"));
     assert!(
-        failure.reason.contains("pool timed out"),
+        matches!(cause, sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::NotFound),
+        "{cause:?}"
+    );
+    assert!(
+        failure.reason.contains("No such file or directory"),
         "{}",
         failure.reason
     );
     assert_eq!(fan.into_partial().values.len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -10,6 +10,37 @@ use super::key::{OwnedShardKey, ShardId, ShardKey};
 use super::pg_hash::{PgHash, partition_hash};
 use crate::{Error, Result};
 
+/// The most logical shards a shard function or a [`ShardRouter`](super::ShardRouter)
+/// may have: 2^20 (1,048,576).
+///
+/// Routers and plans keep per-shard state, so the count is bounded; real
+/// deployments use tens to thousands of logical shards. Constructors and
+/// builders reject larger counts with [`Error::InvalidConfig`].
+pub const MAX_SHARDS: u32 = 1 << 20;
+
+/// `n` as a shard count: in `1..=MAX_SHARDS`.
+pub(crate) fn check_shard_count(field: &'static str, n: u64) -> Result<u32> {
+    if n == 0 || n > u64::from(MAX_SHARDS) {
+        return Err(Error::InvalidConfig {
+            field,
+            reason: format!("must be in 1..={MAX_SHARDS}, got {n}"),
+        });
+    }
+    Ok(n as u32)
+}
+
+/// The shard count implied by the largest shard id of an explicit mapping.
+fn count_from_max_id(field: &'static str, max: ShardId) -> Result<u32> {
+    // `max + 1` cannot overflow: ids at or above MAX_SHARDS are rejected first.
+    if max.0 >= MAX_SHARDS {
+        return Err(Error::InvalidConfig {
+            field,
+            reason: format!("{max} is above the largest shard id {}", MAX_SHARDS - 1),
+        });
+    }
+    Ok(max.0 + 1)
+}
+
 /// Maps a key to the logical shard that owns it.
 ///
 /// A shard function is a pure, deterministic function of the key: it reads no
@@ -44,6 +75,14 @@ pub trait ShardFunction: Send + Sync + fmt::Debug {
     fn as_pg_hash(&self) -> Option<PgHash> {
         None
     }
+
+    /// Whether every key of every type has a shard (true for hash functions,
+    /// false for ranges and lists). Only then can
+    /// [`ReshardPlan::compute`](super::ReshardPlan::compute) estimate a plan
+    /// from synthetic keys; other functions need a sample of real keys.
+    fn routes_every_key(&self) -> bool {
+        false
+    }
 }
 
 impl<F: ShardFunction + ?Sized> ShardFunction for Arc<F> {
@@ -59,6 +98,9 @@ impl<F: ShardFunction + ?Sized> ShardFunction for Arc<F> {
     fn as_pg_hash(&self) -> Option<PgHash> {
         (**self).as_pg_hash()
     }
+    fn routes_every_key(&self) -> bool {
+        (**self).routes_every_key()
+    }
 }
 
 impl<F: ShardFunction + ?Sized> ShardFunction for Box<F> {
@@ -73,6 +115,9 @@ impl<F: ShardFunction + ?Sized> ShardFunction for Box<F> {
     }
     fn as_pg_hash(&self) -> Option<PgHash> {
         (**self).as_pg_hash()
+    }
+    fn routes_every_key(&self) -> bool {
+        (**self).routes_every_key()
     }
 }
 
@@ -97,29 +142,64 @@ fn key_hash(key: &ShardKey<'_>) -> u64 {
 /// assert!(shard.0 < 10);
 /// # Ok::<(), sysmanage_db::Error>(())
 /// ```
+///
+/// Deserialising validates like [`JumpHash::new`]:
+///
+/// ```
+/// use sysmanage_db::shard::JumpHash;
+///
+/// let f: JumpHash = serde_json::from_str(r#"{"shards": 10}"#)?;
+/// assert_eq!(f, JumpHash::new(10)?);
+/// assert!(serde_json::from_str::<JumpHash>(r#"{"shards": 0}"#).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "JumpHashConfig")]
 pub struct JumpHash {
     shards: u32,
+}
+
+/// The serialised form of [`JumpHash`], validated on the way in.
+#[derive(Deserialize)]
+struct JumpHashConfig {
+    shards: u32,
+}
+
+impl TryFrom<JumpHashConfig> for JumpHash {
+    type Error = Error;
+    fn try_from(c: JumpHashConfig) -> Result<Self> {
+        JumpHash::new(c.shards)
+    }
 }
 
 impl JumpHash {
     /// Jump hash over `shards` shards.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `shards` is 0 or above `i32::MAX`.
+    /// [`Error::InvalidConfig`] when `shards` is 0 or above [`MAX_SHARDS`].
     pub fn new(shards: u32) -> Result<Self> {
-        if shards == 0 || shards > i32::MAX as u32 {
-            return Err(Error::InvalidConfig {
-                field: "shards",
-                reason: format!("must be in 1..=2147483647, got {shards}"),
-            });
-        }
+        check_shard_count("shards", u64::from(shards))?;
         Ok(JumpHash { shards })
     }
 
-    /// The jump hash of a 64-bit value, as in the paper.
+    /// The jump hash of a 64-bit value, as in the paper: a bucket in
+    /// `0..shards`, or `None` when `shards` is 0 (there is no bucket).
+    ///
+    /// ```
+    /// use sysmanage_db::shard::JumpHash;
+    ///
+    /// assert_eq!(JumpHash::bucket(42, 57), Some(43));
+    /// assert_eq!(JumpHash::bucket(42, 0), None);
+    /// ```
     #[inline]
-    pub fn bucket(mut hash: u64, shards: u32) -> u32 {
+    pub fn bucket(hash: u64, shards: u32) -> Option<u32> {
+        (shards > 0).then(|| Self::jump(hash, shards))
+    }
+
+    /// The jump hash for `shards >= 1`.
+    #[inline]
+    fn jump(mut hash: u64, shards: u32) -> u32 {
+        debug_assert!(shards > 0);
         let mut b: i64 = -1;
         let mut j: i64 = 0;
         while j < i64::from(shards) {
@@ -140,7 +220,11 @@ impl ShardFunction for JumpHash {
     }
     #[inline]
     fn shard_for(&self, key: &ShardKey<'_>) -> Result<ShardId> {
-        Ok(ShardId(Self::bucket(key_hash(key), self.shards)))
+        // `new` guarantees at least one shard.
+        Ok(ShardId(Self::jump(key_hash(key), self.shards)))
+    }
+    fn routes_every_key(&self) -> bool {
+        true
     }
 }
 
@@ -161,24 +245,38 @@ impl ShardFunction for JumpHash {
 /// assert!(f.shard_for(&ShardKey::Int(99))?.0 < 3);
 /// # Ok::<(), sysmanage_db::Error>(())
 /// ```
+///
+/// It serialises as `{"weights": [...]}`; deserialising validates like
+/// [`Rendezvous::weighted`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RendezvousConfig")]
 pub struct Rendezvous {
     weights: Vec<f64>,
+    /// Derived from `weights`.
+    #[serde(skip_serializing)]
     uniform: bool,
+}
+
+/// The serialised form of [`Rendezvous`], validated on the way in.
+#[derive(Deserialize)]
+struct RendezvousConfig {
+    weights: Vec<f64>,
+}
+
+impl TryFrom<RendezvousConfig> for Rendezvous {
+    type Error = Error;
+    fn try_from(c: RendezvousConfig) -> Result<Self> {
+        Rendezvous::weighted(&c.weights)
+    }
 }
 
 impl Rendezvous {
     /// `shards` equally weighted shards.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `shards` is 0.
+    /// [`Error::InvalidConfig`] when `shards` is 0 or above [`MAX_SHARDS`].
     pub fn new(shards: u32) -> Result<Self> {
-        if shards == 0 {
-            return Err(Error::InvalidConfig {
-                field: "shards",
-                reason: "must be at least 1".into(),
-            });
-        }
+        check_shard_count("shards", u64::from(shards))?;
         Ok(Rendezvous {
             weights: vec![1.0; shards as usize],
             uniform: true,
@@ -188,8 +286,8 @@ impl Rendezvous {
     /// One shard per weight, shard `i` with `weights[i]`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when the list is empty or a weight is not a
-    /// finite positive number.
+    /// [`Error::InvalidConfig`] when the list is empty or longer than
+    /// [`MAX_SHARDS`], or a weight is not a finite positive number.
     pub fn weighted(weights: &[f64]) -> Result<Self> {
         if weights.is_empty() {
             return Err(Error::InvalidConfig {
@@ -197,12 +295,7 @@ impl Rendezvous {
                 reason: "must not be empty".into(),
             });
         }
-        if weights.len() > u32::MAX as usize {
-            return Err(Error::InvalidConfig {
-                field: "weights",
-                reason: "too many shards".into(),
-            });
-        }
+        check_shard_count("weights", weights.len() as u64)?;
         if let Some((i, w)) = weights
             .iter()
             .enumerate()
@@ -294,6 +387,9 @@ impl ShardFunction for Rendezvous {
         }
         Ok(ShardId(best))
     }
+    fn routes_every_key(&self) -> bool {
+        true
+    }
 }
 
 /// One range of [`RangeShards`]: keys in `[from, to)`, like PostgreSQL's
@@ -327,11 +423,61 @@ pub struct KeyRange {
 /// assert!(matches!(f.shard_for(&ShardKey::Int(5_000)), Err(Error::NoShardForKey { .. })));
 /// # Ok::<(), sysmanage_db::Error>(())
 /// ```
+///
+/// It serialises as `{"ranges": [...]}`; deserialising sorts and validates
+/// the ranges exactly as [`RangeShardsBuilder::build`] does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RangeShardsConfig")]
 pub struct RangeShards {
     ranges: Vec<KeyRange>,
-    key_type: &'static str,
+    /// The bounds' key type; `None` when every bound is unbounded.
+    #[serde(skip_serializing)]
+    key_type: Option<KeyType>,
+    #[serde(skip_serializing)]
     shards: u32,
+}
+
+/// The type of the keys an explicit mapping was built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyType {
+    Int,
+    Text,
+    Bytea,
+    Uuid,
+}
+
+impl KeyType {
+    fn of(key: &ShardKey<'_>) -> Self {
+        match key {
+            ShardKey::Int(_) => KeyType::Int,
+            ShardKey::Text(_) => KeyType::Text,
+            ShardKey::Bytes(_) => KeyType::Bytea,
+            ShardKey::Uuid(_) => KeyType::Uuid,
+        }
+    }
+
+    /// As [`ShardKey::type_name`].
+    fn name(self) -> &'static str {
+        match self {
+            KeyType::Int => "int",
+            KeyType::Text => "text",
+            KeyType::Bytea => "bytea",
+            KeyType::Uuid => "uuid",
+        }
+    }
+}
+
+/// The serialised form of [`RangeShards`], validated on the way in.
+#[derive(Deserialize)]
+struct RangeShardsConfig {
+    ranges: Vec<KeyRange>,
+}
+
+impl TryFrom<RangeShardsConfig> for RangeShards {
+    type Error = Error;
+    fn try_from(c: RangeShardsConfig) -> Result<Self> {
+        RangeShardsBuilder { ranges: c.ranges }.build()
+    }
 }
 
 /// Builds [`RangeShards`].
@@ -356,7 +502,8 @@ impl RangeShardsBuilder {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when there are no ranges, bounds mix key
-    /// types, a range is empty or two ranges overlap.
+    /// types, a range is empty, two ranges overlap or a shard id is at or
+    /// above [`MAX_SHARDS`].
     pub fn build(mut self) -> Result<RangeShards> {
         let invalid = |reason: String| Error::InvalidConfig {
             field: "ranges",
@@ -368,11 +515,15 @@ impl RangeShardsBuilder {
         let mut key_type = None;
         for r in &self.ranges {
             for bound in [&r.from, &r.to].into_iter().flatten() {
-                let t = bound.as_key().type_name();
+                let t = KeyType::of(&bound.as_key());
                 match key_type {
                     None => key_type = Some(t),
                     Some(k) if k != t => {
-                        return Err(invalid(format!("bounds mix {k} and {t} keys")));
+                        return Err(invalid(format!(
+                            "bounds mix {} and {} keys",
+                            k.name(),
+                            t.name()
+                        )));
                     }
                     Some(_) => {}
                 }
@@ -402,10 +553,16 @@ impl RangeShardsBuilder {
                 )));
             }
         }
-        let shards = self.ranges.iter().map(|r| r.shard.0).max().unwrap_or(0) + 1;
+        let max = self
+            .ranges
+            .iter()
+            .map(|r| r.shard)
+            .max()
+            .unwrap_or_default();
+        let shards = count_from_max_id("ranges", max)?;
         Ok(RangeShards {
             ranges: self.ranges,
-            key_type: key_type.unwrap_or("any"),
+            key_type,
             shards,
         })
     }
@@ -431,10 +588,12 @@ impl ShardFunction for RangeShards {
         self.shards
     }
     fn shard_for(&self, key: &ShardKey<'_>) -> Result<ShardId> {
-        if self.key_type != "any" && key.type_name() != self.key_type {
+        if let Some(expected) = self.key_type
+            && KeyType::of(key) != expected
+        {
             return Err(Error::KeyTypeMismatch {
                 function: "range",
-                expected: self.key_type,
+                expected: expected.name(),
                 got: key.type_name(),
             });
         }
@@ -469,11 +628,29 @@ impl ShardFunction for RangeShards {
 /// assert!(f.shard_for(&ShardKey::Text("ap-south")).is_err());
 /// # Ok::<(), sysmanage_db::Error>(())
 /// ```
+///
+/// It serialises as `{"entries": [[value, shard], ...]}`; deserialising sorts
+/// and validates the entries exactly as [`ListShardsBuilder::build`] does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ListShardsConfig")]
 pub struct ListShards {
     /// Sorted by value for binary search.
     entries: Vec<(OwnedShardKey, ShardId)>,
+    #[serde(skip_serializing)]
     shards: u32,
+}
+
+/// The serialised form of [`ListShards`], validated on the way in.
+#[derive(Deserialize)]
+struct ListShardsConfig {
+    entries: Vec<(OwnedShardKey, ShardId)>,
+}
+
+impl TryFrom<ListShardsConfig> for ListShards {
+    type Error = Error;
+    fn try_from(c: ListShardsConfig) -> Result<Self> {
+        ListShardsBuilder { entries: c.entries }.build()
+    }
 }
 
 /// Builds [`ListShards`].
@@ -497,7 +674,8 @@ impl ListShardsBuilder {
     /// Validates the lists.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when there are no values or a value is listed twice.
+    /// [`Error::InvalidConfig`] when there are no values, a value is listed
+    /// twice or a shard id is at or above [`MAX_SHARDS`].
     pub fn build(mut self) -> Result<ListShards> {
         if self.entries.is_empty() {
             return Err(Error::InvalidConfig {
@@ -517,7 +695,8 @@ impl ListShardsBuilder {
                 });
             }
         }
-        let shards = self.entries.iter().map(|e| e.1.0).max().unwrap_or(0) + 1;
+        let max = self.entries.iter().map(|e| e.1).max().unwrap_or_default();
+        let shards = count_from_max_id("lists", max)?;
         Ok(ListShards {
             entries: self.entries,
             shards,
@@ -567,6 +746,10 @@ impl ShardFunction for PgHash {
     fn as_pg_hash(&self) -> Option<PgHash> {
         Some(*self)
     }
+
+    fn routes_every_key(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -598,7 +781,7 @@ mod tests {
             (16_045_690_984_833_335_023, 255, 237),
         ];
         for (key, n, expected) in cases {
-            assert_eq!(JumpHash::bucket(key, n), expected, "jump({key}, {n})");
+            assert_eq!(JumpHash::bucket(key, n), Some(expected), "jump({key}, {n})");
         }
     }
 
@@ -660,6 +843,127 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn jump_bucket_of_zero_shards_is_none() {
+        assert_eq!(JumpHash::bucket(0, 0), None);
+        assert_eq!(JumpHash::bucket(u64::MAX, 0), None);
+        assert_eq!(JumpHash::bucket(u64::MAX, 1), Some(0));
+        // Any non-zero count has buckets, even above MAX_SHARDS.
+        assert!(JumpHash::bucket(7, u32::MAX).is_some_and(|b| b < u32::MAX));
+    }
+
+    #[test]
+    fn shard_counts_are_capped() {
+        let over = MAX_SHARDS + 1;
+        for err in [
+            JumpHash::new(2_000_000_000).unwrap_err(),
+            JumpHash::new(over).unwrap_err(),
+            Rendezvous::new(over).unwrap_err(),
+            Rendezvous::weighted(&vec![1.0; over as usize]).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::InvalidConfig { reason, .. } if reason.contains("1..=1048576")),
+                "{err}"
+            );
+        }
+        assert_eq!(JumpHash::new(MAX_SHARDS).unwrap().shard_count(), MAX_SHARDS);
+        assert_eq!(
+            Rendezvous::new(MAX_SHARDS).unwrap().shard_count(),
+            MAX_SHARDS
+        );
+    }
+
+    /// A shard id of u32::MAX made `max + 1` overflow (a panic in debug
+    /// builds, a shard count of 0 in release builds).
+    #[test]
+    fn huge_shard_ids_are_typed_errors_not_overflows() {
+        for id in [u32::MAX, MAX_SHARDS] {
+            let range = RangeShards::builder()
+                .range(None, None, ShardId(id))
+                .build()
+                .unwrap_err();
+            assert_eq!(
+                range.to_string(),
+                format!("invalid ranges: shard-{id} is above the largest shard id 1048575")
+            );
+            let list = ListShards::builder()
+                .values(ShardId(id), [1_i64])
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(list, Error::InvalidConfig { field: "lists", .. }),
+                "{list}"
+            );
+        }
+        let top = ListShards::builder()
+            .values(ShardId(MAX_SHARDS - 1), [1_i64])
+            .build()
+            .unwrap();
+        assert_eq!(top.shard_count(), MAX_SHARDS);
+    }
+
+    #[test]
+    fn deserialising_validates_every_function() {
+        use serde_json::{from_str, from_value, json, to_value};
+
+        assert!(from_str::<JumpHash>(r#"{"shards": 0}"#).is_err());
+        assert!(from_str::<JumpHash>(r#"{"shards": 2000000000}"#).is_err());
+        assert!(from_str::<Rendezvous>(r#"{"weights": []}"#).is_err());
+        assert!(from_str::<Rendezvous>(r#"{"weights": [1.0, -2.0]}"#).is_err());
+        assert!(from_str::<Rendezvous>(r#"{"weights": [1.0, 0.0]}"#).is_err());
+        // `uniform` is derived from the weights, never trusted from input.
+        let w: Rendezvous = from_str(r#"{"weights": [1.0, 3.0], "uniform": true}"#).unwrap();
+        assert_eq!(w, Rendezvous::weighted(&[1.0, 3.0]).unwrap());
+
+        // Unsorted ranges are sorted (they were binary-searched as given).
+        let ranges = json!({"ranges": [
+            {"from": {"int": 100}, "to": null, "shard": 1},
+            {"from": null, "to": {"int": 100}, "shard": 0},
+        ]});
+        // From a non-'static value: the key type is an enum, not a &'static str.
+        let r: RangeShards = from_value(ranges).unwrap();
+        assert_eq!(r.shard_for(&ShardKey::Int(5)).unwrap(), ShardId(0));
+        assert_eq!(r.shard_for(&ShardKey::Int(500)).unwrap(), ShardId(1));
+        assert_eq!(r.shard_count(), 2);
+        assert!(matches!(
+            r.shard_for(&ShardKey::Text("x")),
+            Err(Error::KeyTypeMismatch {
+                expected: "int",
+                got: "text",
+                ..
+            })
+        ));
+        assert_eq!(from_value::<RangeShards>(to_value(&r).unwrap()).unwrap(), r);
+        for bad in [
+            json!({"ranges": []}),
+            json!({"ranges": [
+                {"from": null, "to": {"int": 10}, "shard": 0},
+                {"from": {"int": 5}, "to": null, "shard": 1},
+            ]}),
+            json!({"ranges": [{"from": {"int": 10}, "to": {"int": 10}, "shard": 0}]}),
+            json!({"ranges": [{"from": null, "to": {"int": 1}, "shard": 4294967295_u32}]}),
+            json!({"ranges": [
+                {"from": null, "to": {"int": 10}, "shard": 0},
+                {"from": {"text": "a"}, "to": null, "shard": 1},
+            ]}),
+        ] {
+            assert!(from_value::<RangeShards>(bad.clone()).is_err(), "{bad}");
+        }
+
+        // Unsorted lists are sorted; duplicates are rejected.
+        let lists = json!({"entries": [
+            [{"text": "us-east"}, 1], [{"text": "eu-west"}, 0], [{"text": "ap-south"}, 2],
+        ]});
+        let l: ListShards = from_value(lists).unwrap();
+        for (value, shard) in [("us-east", 1), ("eu-west", 0), ("ap-south", 2)] {
+            assert_eq!(l.shard_for(&ShardKey::Text(value)).unwrap(), ShardId(shard));
+        }
+        assert_eq!(from_value::<ListShards>(to_value(&l).unwrap()).unwrap(), l);
+        let dup = json!({"entries": [[{"int": 1}, 0], [{"int": 1}, 1]]});
+        assert!(from_value::<ListShards>(dup).is_err());
+        assert!(from_value::<ListShards>(json!({"entries": []})).is_err());
     }
 
     #[test]

@@ -111,7 +111,9 @@
 //!
 //! A fan-out works on at most [`DEFAULT_MAX_CONCURRENCY`] shards at a time and
 //! gives each [`DEFAULT_SHARD_TIMEOUT`] unless configured otherwise; both are
-//! set on [`ShardRouterBuilder`].
+//! set on [`ShardRouterBuilder`]. Shard functions, routers and plans have at
+//! most [`MAX_SHARDS`] logical shards. Every built-in shard function validates
+//! its configuration when deserialised exactly as its constructor does.
 
 mod function;
 mod key;
@@ -122,8 +124,8 @@ mod plan;
 mod router;
 
 pub use function::{
-    JumpHash, KeyRange, ListShards, ListShardsBuilder, RangeShards, RangeShardsBuilder, Rendezvous,
-    ShardFunction,
+    JumpHash, KeyRange, ListShards, ListShardsBuilder, MAX_SHARDS, RangeShards, RangeShardsBuilder,
+    Rendezvous, ShardFunction,
 };
 pub use key::{OwnedShardKey, ShardId, ShardKey};
 pub use merge::{
@@ -134,7 +136,7 @@ pub use pg_hash::{
     HASH_PARTITION_SEED, PgHash, hash_bytes_extended, hash_combine64, hash_int8_extended,
     hash_key_extended, hash_uint32_extended, partition_hash, partition_hash_columns,
 };
-pub use plan::{DEFAULT_SAMPLE_KEYS, Estimate, KeyFlow, ReshardPlan, Topology};
+pub use plan::{DEFAULT_SAMPLE_KEYS, Estimate, KeyFlow, KeyLoss, ReshardPlan, Topology};
 #[doc(hidden)]
 pub use router::failure_list;
 pub use router::{

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::function::check_shard_count;
 use super::key::{ShardId, ShardKey};
 use crate::{Error, Result};
 
@@ -206,23 +207,36 @@ where
 /// assert_eq!(f.shard_for(&ShardKey::Int(42))?, ShardId(2));
 /// # Ok::<(), sysmanage_db::Error>(())
 /// ```
+///
+/// It serialises as `{"modulus": n}`; deserialising validates like
+/// [`PgHash::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PgHashConfig")]
 pub struct PgHash {
     modulus: u32,
+}
+
+/// The serialised form of [`PgHash`], validated on the way in.
+#[derive(Deserialize)]
+struct PgHashConfig {
+    modulus: u32,
+}
+
+impl TryFrom<PgHashConfig> for PgHash {
+    type Error = Error;
+    fn try_from(c: PgHashConfig) -> Result<Self> {
+        PgHash::new(c.modulus)
+    }
 }
 
 impl PgHash {
     /// `MODULUS modulus`: shards `0..modulus`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `modulus` is 0.
+    /// [`Error::InvalidConfig`] when `modulus` is 0 or above
+    /// [`MAX_SHARDS`](super::MAX_SHARDS).
     pub fn new(modulus: u32) -> Result<Self> {
-        if modulus == 0 {
-            return Err(Error::InvalidConfig {
-                field: "modulus",
-                reason: "must be at least 1".into(),
-            });
-        }
+        check_shard_count("modulus", u64::from(modulus))?;
         Ok(PgHash { modulus })
     }
 
@@ -419,5 +433,27 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn oversized_modulus_is_rejected() {
+        assert!(PgHash::new(crate::shard::MAX_SHARDS).is_ok());
+        let err = PgHash::new(crate::shard::MAX_SHARDS + 1).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid modulus: must be in 1..=1048576, got 1048577"
+        );
+    }
+
+    /// Deserialising goes through `PgHash::new`: a zero modulus would make
+    /// every `shard_for` divide by zero.
+    #[test]
+    fn deserialising_validates_the_modulus() {
+        let f: PgHash = serde_json::from_str(r#"{"modulus": 8}"#).unwrap();
+        assert_eq!(f, PgHash::new(8).unwrap());
+        assert_eq!(serde_json::to_string(&f).unwrap(), r#"{"modulus":8}"#);
+        let err = serde_json::from_str::<PgHash>(r#"{"modulus": 0}"#).unwrap_err();
+        assert!(err.to_string().contains("invalid modulus"), "{err}");
+        assert!(serde_json::from_str::<PgHash>(r#"{"modulus": 4294967295}"#).is_err());
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::function::ShardFunction;
+use super::function::{ShardFunction, check_shard_count};
 use super::key::{ShardId, ShardKey};
 use crate::{Error, Result};
 
@@ -44,7 +44,8 @@ impl<'a> Topology<'a> {
     /// places shards that were not placed explicitly.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `node_sets` is empty.
+    /// [`Error::InvalidConfig`] when `node_sets` is empty or the function
+    /// has 0 or more than [`MAX_SHARDS`](super::MAX_SHARDS) shards.
     pub fn round_robin(function: &'a dyn ShardFunction, node_sets: &[&str]) -> Result<Self> {
         if node_sets.is_empty() {
             return Err(Error::InvalidConfig {
@@ -52,6 +53,8 @@ impl<'a> Topology<'a> {
                 reason: "must not be empty".into(),
             });
         }
+        // A custom function's count is not bounded by a constructor.
+        check_shard_count("shard_count", u64::from(function.shard_count()))?;
         let placement = (0..function.shard_count() as usize)
             .map(|i| node_sets[i % node_sets.len()].to_owned())
             .collect();
@@ -110,9 +113,26 @@ impl KeyFlow {
     }
 }
 
+/// A share of the key space the old topology routes and the new one does not:
+/// rows that would be orphaned (no shard owns them any more).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyLoss {
+    /// The key's shard in the old topology.
+    pub from: ShardId,
+    /// Its node set there.
+    pub from_node_set: String,
+    /// Fraction of all sampled keys.
+    pub fraction: f64,
+}
+
 /// A dry run of a resharding: every flow of keys between old and new
 /// (shard, node set) pairs and the fractions that move, for a migration tool
 /// to act on. Computing it touches no data.
+///
+/// Keys the old topology routes but the new one does not (a range or list
+/// value dropped) are reported apart, in [`lost_fraction`](Self::lost_fraction)
+/// and [`lost`](Self::lost): a migration must not go ahead while they are
+/// non-zero.
 ///
 /// Doubling a [`PgHash`](super::PgHash) modulus from `n` to `2n` splits each
 /// shard `r` into `r` and `r + n`, half each; placing `r + n` on `r`'s node
@@ -148,12 +168,18 @@ pub struct ReshardPlan {
     pub moved_fraction: f64,
     /// Fraction of keys whose rows must be copied to another node set.
     pub copied_fraction: f64,
-    /// Fraction of sampled keys that either topology could not route
-    /// (0 for hash functions; non-zero means the sample or the ranges/lists
-    /// have gaps).
+    /// Fraction of sampled keys the old topology routes and the new one does
+    /// not: their rows would be orphaned. 0 for hash functions.
+    pub lost_fraction: f64,
+    /// Fraction of sampled keys the old topology does not route (so no row
+    /// can hold them today), whether or not the new one does. 0 for hash
+    /// functions; non-zero means the sample or the old ranges/lists have gaps.
     pub unroutable_fraction: f64,
     /// Every non-empty flow, ordered by (from, to).
     pub flows: Vec<KeyFlow>,
+    /// Per old shard, the keys the new topology no longer routes, ordered by
+    /// shard; empty when nothing is lost.
+    pub lost: Vec<KeyLoss>,
 }
 
 /// Keys in the default sample for functions without an exact method.
@@ -161,17 +187,25 @@ pub const DEFAULT_SAMPLE_KEYS: usize = 200_000;
 const MAX_EXACT_LCM: u64 = 1 << 22;
 
 impl ReshardPlan {
-    /// The plan from `old` to `new`: exact when both use
-    /// [`PgHash`](super::PgHash), otherwise estimated from
-    /// [`DEFAULT_SAMPLE_KEYS`] well-spread `int8` keys (for hash-based
-    /// functions that is within about ±0.3 percentage points). For range or
-    /// list functions pass a sample of real keys to
-    /// [`compute_with_sample`](Self::compute_with_sample).
+    /// The plan from `old` to `new` for hash-based shard functions (those
+    /// whose [`routes_every_key`](ShardFunction::routes_every_key) is true):
+    /// exact when both use [`PgHash`](super::PgHash), otherwise estimated
+    /// from [`DEFAULT_SAMPLE_KEYS`] well-spread `int8` keys (within about
+    /// ±0.3 percentage points). A hash function places a key by its hash
+    /// alone, so synthetic keys stand for real ones.
+    ///
+    /// Range and list functions place keys by value: synthetic keys say
+    /// nothing about where real keys go, so for them pass a sample of real
+    /// keys to [`compute_with_sample`](Self::compute_with_sample).
     ///
     /// # Errors
-    /// Never for the built-in hash functions; see
-    /// [`compute_with_sample`](Self::compute_with_sample).
+    /// [`Error::PlanNeedsSample`] when either function is not hash-based.
     pub fn compute(old: &Topology<'_>, new: &Topology<'_>) -> Result<Self> {
+        for f in [old.function, new.function] {
+            if !f.routes_every_key() {
+                return Err(Error::PlanNeedsSample { function: f.name() });
+            }
+        }
         if let (Some(a), Some(b)) = (old.function.as_pg_hash(), new.function.as_pg_hash()) {
             let (n, m) = (u64::from(a.modulus()), u64::from(b.modulus()));
             let lcm = n / gcd(n, m) * m;
@@ -182,7 +216,17 @@ impl ReshardPlan {
                         .entry((ShardId((x % n) as u32), ShardId((x % m) as u32)))
                         .or_default() += 1;
                 }
-                return Ok(Self::from_counts(old, new, counts, lcm, 0, Estimate::Exact));
+                return Ok(Self::from_counts(
+                    old,
+                    new,
+                    Counts {
+                        flows: counts,
+                        lost: BTreeMap::new(),
+                        unroutable: 0,
+                        total: lcm,
+                    },
+                    Estimate::Exact,
+                ));
             }
         }
         let mut state = 0x5EED_u64;
@@ -192,7 +236,30 @@ impl ReshardPlan {
         Self::compute_with_sample(old, new, keys.iter().map(|&k| ShardKey::Int(k)))
     }
 
-    /// The plan from `old` to `new` estimated from `sample` keys.
+    /// The plan from `old` to `new` estimated from `sample` keys: for range
+    /// and list functions, real keys (or their distinct values).
+    ///
+    /// ```
+    /// use sysmanage_db::shard::{RangeShards, ReshardPlan, ShardId, ShardKey, Topology};
+    ///
+    /// let old_f = RangeShards::builder()
+    ///     .range(None, Some(100_i64.into()), ShardId(0))
+    ///     .range(Some(100_i64.into()), Some(200_i64.into()), ShardId(1))
+    ///     .build()?;
+    /// // The new ranges forget [150, 200).
+    /// let new_f = RangeShards::builder()
+    ///     .range(None, Some(50_i64.into()), ShardId(0))
+    ///     .range(Some(50_i64.into()), Some(150_i64.into()), ShardId(1))
+    ///     .build()?;
+    /// let old = Topology::round_robin(&old_f, &["a", "b"])?;
+    /// let new = Topology::round_robin(&new_f, &["a", "b"])?;
+    /// let keys: Vec<i64> = (0..200).collect();
+    /// let plan = ReshardPlan::compute_with_sample(&old, &new, keys.iter().map(|k| ShardKey::Int(*k)))?;
+    /// assert_eq!(plan.moved_fraction, 0.25);  // [50, 100) moves from shard 0 to 1
+    /// assert_eq!(plan.lost_fraction, 0.25);   // [150, 200) would be orphaned
+    /// assert_eq!(plan.lost[0].from, ShardId(1));
+    /// # Ok::<(), sysmanage_db::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when the sample is empty.
@@ -201,15 +268,16 @@ impl ReshardPlan {
         new: &Topology<'_>,
         sample: impl IntoIterator<Item = ShardKey<'k>>,
     ) -> Result<Self> {
-        let mut counts: BTreeMap<(ShardId, ShardId), u64> = BTreeMap::new();
-        let (mut total, mut unroutable) = (0_u64, 0_u64);
+        let mut counts = Counts::default();
         for key in sample {
-            total += 1;
+            counts.total += 1;
             match (old.function.shard_for(&key), new.function.shard_for(&key)) {
-                (Ok(a), Ok(b)) => *counts.entry((a, b)).or_default() += 1,
-                _ => unroutable += 1,
+                (Ok(a), Ok(b)) => *counts.flows.entry((a, b)).or_default() += 1,
+                (Ok(a), Err(_)) => *counts.lost.entry(a).or_default() += 1,
+                (Err(_), _) => counts.unroutable += 1,
             }
         }
+        let total = counts.total;
         if total == 0 {
             return Err(Error::InvalidConfig {
                 field: "sample",
@@ -221,8 +289,6 @@ impl ReshardPlan {
             old,
             new,
             counts,
-            total,
-            unroutable,
             Estimate::Sampled { keys: n },
         ))
     }
@@ -230,13 +296,22 @@ impl ReshardPlan {
     fn from_counts(
         old: &Topology<'_>,
         new: &Topology<'_>,
-        counts: BTreeMap<(ShardId, ShardId), u64>,
-        total: u64,
-        unroutable: u64,
+        counts: Counts,
         estimate: Estimate,
     ) -> Self {
-        let denom = total as f64;
+        let denom = counts.total as f64;
+        let lost: Vec<KeyLoss> = counts
+            .lost
+            .into_iter()
+            .map(|(from, c)| KeyLoss {
+                from,
+                from_node_set: old.node_set(from).to_owned(),
+                fraction: c as f64 / denom,
+            })
+            .collect();
+        let lost_fraction = lost.iter().fold(0.0, |acc, l| acc + l.fraction);
         let flows: Vec<KeyFlow> = counts
+            .flows
             .into_iter()
             .map(|((from, to), c)| KeyFlow {
                 from,
@@ -262,8 +337,10 @@ impl ReshardPlan {
             estimate,
             moved_fraction,
             copied_fraction,
-            unroutable_fraction: unroutable as f64 / denom,
+            lost_fraction,
+            unroutable_fraction: counts.unroutable as f64 / denom,
             flows,
+            lost,
         }
     }
 
@@ -280,6 +357,18 @@ impl ReshardPlan {
     pub fn copies(&self) -> impl Iterator<Item = &KeyFlow> {
         self.flows.iter().filter(|f| f.copies_data())
     }
+}
+
+/// Key counts behind a plan.
+#[derive(Default)]
+struct Counts {
+    /// (old shard, new shard) → keys routed by both.
+    flows: BTreeMap<(ShardId, ShardId), u64>,
+    /// Old shard → keys the new topology does not route.
+    lost: BTreeMap<ShardId, u64>,
+    /// Keys the old topology does not route.
+    unroutable: u64,
+    total: u64,
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -349,6 +438,121 @@ mod tests {
                 .filter(|f| f.changes_shard())
                 .all(|f| f.to == ShardId(9))
         );
+    }
+
+    /// Synthetic int keys fall outside text ranges and int lists, so the old
+    /// estimate reported that (almost) nothing moves.
+    #[test]
+    fn compute_refuses_functions_that_need_real_keys() {
+        use crate::shard::{ListShards, RangeShards};
+
+        let text_old = RangeShards::builder()
+            .range(None, Some("m".into()), ShardId(0))
+            .range(Some("m".into()), None, ShardId(1))
+            .build()
+            .unwrap();
+        let text_new = RangeShards::builder()
+            .range(None, Some("g".into()), ShardId(0))
+            .range(Some("g".into()), None, ShardId(1))
+            .build()
+            .unwrap();
+        let old = Topology::round_robin(&text_old, &["a", "b"]).unwrap();
+        let new = Topology::round_robin(&text_new, &["a", "b"]).unwrap();
+        assert!(matches!(
+            ReshardPlan::compute(&old, &new),
+            Err(Error::PlanNeedsSample { function: "range" })
+        ));
+        let list = ListShards::builder()
+            .values(ShardId(0), [1_i64, 2])
+            .values(ShardId(1), [3_i64])
+            .build()
+            .unwrap();
+        let hash = PgHash::new(2).unwrap();
+        let (l, h) = (
+            Topology::round_robin(&list, &["a"]).unwrap(),
+            Topology::round_robin(&hash, &["a"]).unwrap(),
+        );
+        let err = ReshardPlan::compute(&h, &l).unwrap_err();
+        assert!(matches!(err, Error::PlanNeedsSample { function: "list" }));
+        assert_eq!(
+            err.to_string(),
+            "a resharding plan with the list shard function needs a sample of real keys (use compute_with_sample)"
+        );
+        assert!(ReshardPlan::compute(&l, &h).is_err());
+
+        // With real keys the same change is planned: keys in [g, m) move.
+        let keys = ["apple", "grape", "kiwi", "mango", "pear", "zucchini"];
+        let plan = ReshardPlan::compute_with_sample(&old, &new, keys.map(ShardKey::Text)).unwrap();
+        assert!((plan.moved_fraction - 2.0 / 6.0).abs() < 1e-12);
+        assert_eq!(plan.lost_fraction, 0.0);
+    }
+
+    /// Keys routed before and not after were lumped into
+    /// `unroutable_fraction` with keys no topology routes.
+    #[test]
+    fn keys_lost_by_the_new_topology_are_reported_apart() {
+        use crate::shard::RangeShards;
+
+        let old_f = RangeShards::builder()
+            .range(Some(0_i64.into()), Some(100_i64.into()), ShardId(0))
+            .range(Some(100_i64.into()), Some(200_i64.into()), ShardId(1))
+            .build()
+            .unwrap();
+        let new_f = RangeShards::builder()
+            .range(Some(0_i64.into()), Some(100_i64.into()), ShardId(0))
+            .range(Some(200_i64.into()), Some(300_i64.into()), ShardId(1))
+            .build()
+            .unwrap();
+        let old = Topology::round_robin(&old_f, &["a", "b"]).unwrap();
+        let new = Topology::round_robin(&new_f, &["a", "b"]).unwrap();
+        // 0..100 stays, 100..200 is lost, 200..300 is new (never routed before).
+        let plan =
+            ReshardPlan::compute_with_sample(&old, &new, (0..300).map(ShardKey::Int)).unwrap();
+        assert!((plan.lost_fraction - 1.0 / 3.0).abs() < 1e-12);
+        assert!((plan.unroutable_fraction - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(plan.moved_fraction, 0.0);
+        assert_eq!(
+            plan.lost,
+            vec![KeyLoss {
+                from: ShardId(1),
+                from_node_set: "b".into(),
+                fraction: plan.lost_fraction,
+            }]
+        );
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["lost"][0]["from"], 1);
+        // Hash plans lose nothing.
+        let (a, b) = (PgHash::new(3).unwrap(), JumpHash::new(5).unwrap());
+        let hash_plan = ReshardPlan::compute(
+            &Topology::round_robin(&a, &["a"]).unwrap(),
+            &Topology::round_robin(&b, &["a"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!((hash_plan.lost_fraction, hash_plan.lost.len()), (0.0, 0));
+    }
+
+    #[test]
+    fn round_robin_rejects_unbounded_custom_functions() {
+        #[derive(Debug)]
+        struct Huge;
+        impl ShardFunction for Huge {
+            fn name(&self) -> &'static str {
+                "huge"
+            }
+            fn shard_count(&self) -> u32 {
+                u32::MAX
+            }
+            fn shard_for(&self, _: &ShardKey<'_>) -> Result<ShardId> {
+                Ok(ShardId(0))
+            }
+        }
+        assert!(matches!(
+            Topology::round_robin(&Huge, &["a"]),
+            Err(Error::InvalidConfig {
+                field: "shard_count",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sysmanage_core::BoxError;
 use tracing::Instrument;
 
-use super::function::ShardFunction;
+use super::function::{ShardFunction, check_shard_count};
 use super::key::{ShardId, ShardKey};
 use super::node_set::{NodeSet, NodeSetStatus};
 use super::pg_hash::PgHash;
@@ -75,6 +75,21 @@ impl ShardFailure {
             kind: FailureKind::Error,
             reason,
             source: Some(Arc::from(err)),
+        }
+    }
+
+    /// A target the router has no placement for. Callers validate targets,
+    /// so this only happens when a shard function's `shard_count` changes
+    /// after the router was built; it is reported, never skipped.
+    fn unplaced(shard: ShardId, shards: usize) -> Self {
+        ShardFailure {
+            shard,
+            node_set: "<unplaced>".to_owned(),
+            kind: FailureKind::Error,
+            reason: format!(
+                "{shard} is not placed on any node set (the router has {shards} shards)"
+            ),
+            source: None,
         }
     }
 
@@ -315,7 +330,9 @@ struct Inner<N, F> {
     placement: Vec<usize>,
     max_concurrency: usize,
     shard_timeout: Duration,
-    counters: Vec<ShardCounters>,
+    /// Per logical shard; shared with routers made by
+    /// [`ShardRouter::with_shard_moved`].
+    counters: Arc<[ShardCounters]>,
 }
 
 /// Routes keys to logical shards and runs work on them.
@@ -434,8 +451,10 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
     /// # Errors
     /// [`Error::InvalidConfig`] when there is no node set, two share a name,
     /// a placement names an unknown node set or a shard outside
-    /// `0..shard_count`, a shard is placed twice, `max_concurrency` is 0 or
-    /// the shard timeout is zero.
+    /// `0..shard_count`, a shard is placed twice, `max_concurrency` is 0,
+    /// the shard timeout is zero, or the function has 0 or more than
+    /// [`MAX_SHARDS`](super::MAX_SHARDS) shards (the router keeps state per
+    /// shard).
     pub fn build(self) -> Result<ShardRouter<N, F>> {
         let invalid = |field: &'static str, reason: String| Error::InvalidConfig { field, reason };
         if self.node_sets.is_empty() {
@@ -455,7 +474,9 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
                 format!("duplicate node set name {:?}", w[0]),
             ));
         }
-        let count = self.function.shard_count();
+        // Bounded before anything is allocated per shard: a custom function
+        // is not checked by a constructor.
+        let count = check_shard_count("shard_count", u64::from(self.function.shard_count()))?;
         let mut placement: Vec<Option<usize>> = vec![None; count as usize];
         for (shard, name) in &self.placements {
             let Some(idx) = self.node_sets.iter().position(|(n, _)| n == name) else {
@@ -585,8 +606,13 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
     /// A router identical to this one except that logical `shard` lives on
     /// the node set called `to`: how a shard moves to another database
     /// without rehashing a key. Copy the shard's rows first (see
-    /// [`ReshardPlan`](super::ReshardPlan)), then swap the routers. The new
-    /// router shares the node sets and starts with fresh counters.
+    /// [`ReshardPlan`](super::ReshardPlan)), then swap the routers.
+    ///
+    /// The new router shares the node sets and the per-shard counters with
+    /// this one: counts are per logical shard, so [`stats`](Self::stats) on
+    /// either router keeps the history from before the move (the moved
+    /// shard's counts include its queries on the old node set) and both
+    /// count into the same totals while they coexist.
     ///
     /// # Errors
     /// [`Error::UnknownShard`], or [`Error::InvalidConfig`] when `to` names
@@ -611,9 +637,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                 placement,
                 max_concurrency: self.inner.max_concurrency,
                 shard_timeout: self.inner.shard_timeout,
-                counters: (0..self.shard_count())
-                    .map(|_| ShardCounters::default())
-                    .collect(),
+                counters: Arc::clone(&self.inner.counters),
             }),
         })
     }
@@ -847,8 +871,27 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                     let Some((slot, shard)) = queue.next() else {
                         break;
                     };
-                    // Targets were validated by the caller.
-                    let Ok(ctx) = self.ctx(shard) else { continue };
+                    // Callers validate targets; should a function's shard
+                    // count have changed since `build`, the shard is reported
+                    // as failed, never skipped.
+                    let Ok(ctx) = self.ctx(shard) else {
+                        let failure = ShardFailure::unplaced(shard, self.inner.placement.len());
+                        failed += 1;
+                        if fail_fast && first_failure.is_none() {
+                            first_failure = Some(failure.clone());
+                        }
+                        slots[slot] = Some(ShardOutcome {
+                            shard,
+                            node_set: failure.node_set.clone(),
+                            elapsed: Duration::ZERO,
+                            result: Err(failure),
+                        });
+                        if first_failure.is_some() {
+                            in_flight.clear();
+                            return Poll::Ready(());
+                        }
+                        continue;
+                    };
                     let name = Arc::clone(&ctx.node_set);
                     // Created inside the fan-out span, so shard spans are its children.
                     let leg = span.in_scope(|| self.leg(shard, &name, "fan_out", make(ctx)));
@@ -902,7 +945,9 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
 
     /// Per-shard counters and node-set status.
     pub fn stats(&self) -> ShardRouterStats {
-        let shards = (0..self.shard_count())
+        // The placed shards (the function's count when the router was built).
+        let placed = self.inner.placement.len() as u32;
+        let shards = (0..placed)
             .map(|s| {
                 let (name, nodes) = &self.inner.node_sets[self.inner.placement[s as usize]];
                 let c = &self.inner.counters[s as usize];
@@ -920,8 +965,54 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
             .collect();
         ShardRouterStats {
             function: self.inner.function.name(),
-            shard_count: self.shard_count(),
+            shard_count: placed,
             shards,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::MemoryNodeSet;
+
+    fn router(shards: u32) -> ShardRouter<MemoryNodeSet<i64>> {
+        ShardRouter::builder(PgHash::new(shards).unwrap())
+            .node_set("mem0", MemoryNodeSet::new("mem0"))
+            .build()
+            .unwrap()
+    }
+
+    /// A target without a placement used to be skipped (`continue`), so its
+    /// slot stayed empty and the fan-out looked complete without it.
+    #[tokio::test]
+    async fn an_unplaced_target_is_a_failure_not_a_gap() {
+        let r = router(2);
+        let ok =
+            |ctx: ShardCtx<MemoryNodeSet<i64>>| async move { Ok::<_, std::io::Error>(ctx.shard()) };
+        let outcomes = match r
+            .drive(vec![ShardId(0), ShardId(5), ShardId(1)], ok, false)
+            .await
+        {
+            Ok(o) => o,
+            Err((o, _)) => panic!("collect-partial never stops early: {} outcomes", o.len()),
+        };
+        let fan = FanOut { outcomes };
+        assert_eq!(fan.len(), 3);
+        assert!(!fan.is_complete());
+        assert_eq!(fan.failed_shards(), vec![ShardId(5)]);
+        let f = fan.failures().next().unwrap();
+        assert_eq!(f.kind, FailureKind::Error);
+        assert_eq!(
+            f.reason,
+            "shard-5 is not placed on any node set (the router has 2 shards)"
+        );
+        assert_eq!(fan.into_partial().values.len(), 2);
+
+        // Fail-fast stops at it.
+        match r.drive(vec![ShardId(7), ShardId(0)], ok, true).await {
+            Err((_, failure)) => assert_eq!(failure.shard, ShardId(7)),
+            Ok(o) => panic!("expected a failure, got {} outcomes", o.len()),
         }
     }
 }
