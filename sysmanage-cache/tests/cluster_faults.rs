@@ -494,3 +494,69 @@ fn sigkill_of_a_primary_fails_only_inside_the_failover_window() {
         );
     });
 }
+
+/// With a short retry budget, a read issued right after a primary is killed
+/// reports every key on that node as a typed, transient error — never as a
+/// value or a miss. Keys on live nodes read correctly or, while fred 10.1
+/// reconnects inside its single router task (which holds back commands for
+/// every node), fail with a typed error too; the counts are printed.
+#[test]
+fn a_dead_node_is_reported_as_errors_never_as_misses() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let mut cfg = RedisConfig::new(redis_nodes());
+        cfg.command_timeout = Duration::from_millis(300);
+        cfg.retry_budget = Duration::from_millis(400);
+        let cache = RedisCache::connect(cfg).await.expect("connect");
+        let nodes = layout(&cache).await;
+        let victim = nodes
+            .iter()
+            .find(|n| n.role == Role::Primary && n.slot_count() > 0)
+            .expect("a primary");
+        let owned = |s: u16| victim.slots.iter().any(|&(a, b)| s >= a && s <= b);
+        let prefix = format!("it:deadnode:{}:", run_id());
+        let keys: Vec<String> = (0..300).map(|i| format!("{prefix}{i}")).collect();
+        let entries: Vec<(String, String)> =
+            keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
+        assert!(
+            cache
+                .mset(&entries, None)
+                .await
+                .unwrap()
+                .iter()
+                .all(Result::is_ok)
+        );
+        let port = port_of(&victim.addr);
+        services(&["redis-kill", &port]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = cache.mget(&keys).await.expect("input is valid");
+        services(&["redis-start", &port]);
+        services(&["redis-wait"]);
+        let (mut dead_err, mut live_err, mut live_ok, mut batch_err) = (0, 0, 0, 0);
+        for (k, r) in keys.iter().zip(&got) {
+            let on_victim = owned(slot(k.as_bytes()));
+            match r {
+                Ok(v) => {
+                    assert!(!on_victim, "{k} on the killed node read as {v:?}");
+                    assert_eq!(v.as_deref(), Some(format!("v:{k}").as_bytes()), "{k}");
+                    live_ok += 1;
+                }
+                Err(e) => {
+                    assert!(e.is_transient(), "{e}");
+                    batch_err += usize::from(matches!(e, CacheError::NodeBatch { .. }));
+                    if on_victim {
+                        dead_err += 1;
+                    } else {
+                        live_err += 1;
+                    }
+                }
+            }
+        }
+        println!(
+            "dead node {}: {dead_err} of its keys failed; live nodes: {live_ok} read, {live_err} failed; {batch_err} errors were NodeBatch",
+            victim.addr
+        );
+        assert!(dead_err > 50, "every key on the killed node fails");
+        assert!(batch_err > 0, "a failed node batch is reported as such");
+    });
+}
