@@ -1,7 +1,8 @@
 //! Replays the traces shipped with `sysmanage-scaling` through three scalers
 //! and compares SLO-violation minutes, replica-hours and scale events.
 //!
-//! Run with `cargo run --release --example autoscaler_replay`.
+//! Run with `cargo run --release --example autoscaler_replay`. It exits with
+//! an error if any scaler rejected a decision during a replay.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,9 @@ fn replay(
 
     let mut composite = Composite::new(CompositeConfig {
         max_replicas: 60,
+        // the simulated service reports no memory signal: switch it off
+        // (a missing signal with a weight would block every scale-down)
+        weights: [0.3, 0.0, 0.2, 0.15, 0.1],
         ..CompositeConfig::default()
     })?;
     out.push(simulate(
@@ -102,22 +106,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("cost = replica-hours + {VIOLATION_MINUTE_COST} x SLO-violation minutes");
     println!(
-        "{:<16} {:<12} {:>10} {:>14} {:>12} {:>6} {:>10}",
-        "trace", "scaler", "slo_min", "replica_hours", "scale_events", "peak", "cost"
+        "{:<16} {:<12} {:>10} {:>14} {:>12} {:>6} {:>7} {:>10}",
+        "trace", "scaler", "slo_min", "replica_hours", "scale_events", "peak", "errors", "cost"
     );
     let mut totals: Vec<(String, f64, f64)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for trace in &traces {
         for r in replay(trace, &model)? {
             println!(
-                "{:<16} {:<12} {:>10.1} {:>14.1} {:>12} {:>6} {:>10.0}",
+                "{:<16} {:<12} {:>10.1} {:>14.1} {:>12} {:>6} {:>7} {:>10.0}",
                 r.trace,
                 r.scaler,
                 r.slo_violation_minutes,
                 r.replica_hours,
                 r.scale_events,
                 r.peak_replicas,
+                r.decision_errors,
                 r.replica_hours + VIOLATION_MINUTE_COST * r.slo_violation_minutes
             );
+            if r.decision_errors > 0 {
+                failed.push(format!(
+                    "{} on {}: {} decision errors",
+                    r.scaler, r.trace, r.decision_errors
+                ));
+            }
             match totals.iter_mut().find(|t| t.0 == r.scaler) {
                 Some(t) => {
                     t.1 += r.slo_violation_minutes;
@@ -126,6 +138,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 None => totals.push((r.scaler.clone(), r.slo_violation_minutes, r.replica_hours)),
             }
         }
+    }
+    // a scaler that rejected decisions did not really run the replay
+    if !failed.is_empty() {
+        return Err(format!("decisions failed: {}", failed.join("; ")).into());
     }
     // best: the lowest total cost over all traces
     let cost = |t: &(String, f64, f64)| t.2 + VIOLATION_MINUTE_COST * t.1;

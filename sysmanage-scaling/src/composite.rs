@@ -257,15 +257,13 @@ impl Composite {
             return 1.0;
         }
         let nf = n as f64;
-        let (sx, sy, sxy, sxx) =
-            self.state
-                .rps
-                .iter()
-                .enumerate()
-                .fold((0.0, 0.0, 0.0, 0.0), |(a, b, c, d), (i, &y)| {
-                    let x = i as f64;
-                    (a + x, b + y, c + x * y, d + x * x)
-                });
+        let (sx, sy, sxy, sxx) = self.state.rps.iter().enumerate().fold(
+            (0.0, 0.0, 0.0, 0.0),
+            |(a, b, c, d), (i, &y)| {
+                let x = i as f64;
+                (a + x, b + y, c + x * y, d + x * x)
+            },
+        );
         let denom = nf * sxx - sx * sx;
         let avg = sy / nf;
         if denom == 0.0 || avg <= 0.0 {

@@ -602,7 +602,9 @@ impl AutoScaler for Scaler {
                     }
                     self.forecast_replicas(obs, fc.point.max(0.0))
                         .map(|r| (fc, r))
-                        .ok_or_else(|| format!("the forecast {} cannot be converted to replicas", fc.point))
+                        .ok_or_else(|| {
+                            format!("the forecast {} cannot be converted to replicas", fc.point)
+                        })
                 });
             match converted {
                 Ok((fc, replicas)) => {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use sysmanage_core::Timestamp;
 use sysmanage_scaling::{
-    Action, AutoScaler, Composite, CompositeConfig, MetricValue, Observation, Reason, ScalingError,
+    Action, AutoScaler, Composite, CompositeConfig, CompositeState, MetricValue, Observation,
+    Reason, ScalingError,
 };
 
 const T0: Timestamp = Timestamp::from_secs(1_700_000_000);
@@ -226,4 +227,92 @@ fn bounds_are_reported() {
     let d = c.decide(&obs(5, 100.0, 100.0, 100.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 6);
     assert!(d.has(Reason::TooManyReplicas));
+}
+
+#[test]
+fn defect_8_a_missing_signal_is_reported_and_never_counts_as_at_target() {
+    let cfg = CompositeConfig::default();
+    // memory missing, everything present is idle: before, memory counted as 1.0
+    // ("at target") and the service scaled down; now the gap blocks scale-down.
+    let no_memory = Observation::new(10)
+        .reading("cpu", MetricValue::Average(5.0))
+        .reading("queue", MetricValue::Total(0.0))
+        .latency_p95_ms(100.0)
+        .error_rate(0.0);
+    let mut c = Composite::new(cfg.clone()).unwrap();
+    let d = c.decide(&no_memory, T0).unwrap();
+    assert_eq!(d.desired_replicas, 10);
+    assert!(d.has(Reason::PartialMetricsFailure));
+    assert!(d.has(Reason::FailedGetMetrics));
+    let memory = d.proposals.iter().find(|p| p.metric == "memory").unwrap();
+    assert_eq!(
+        (memory.replicas, memory.error.as_deref()),
+        (None, Some("no reading"))
+    );
+    // ...but never blocks a scale-up driven by the signals that are present
+    let hot = Observation::new(10).reading("cpu", MetricValue::Average(100.0));
+    let d = c.decide(&hot, T0).unwrap();
+    assert_eq!(d.desired_replicas, 15, "ceil(10 × 100/70)");
+    assert!(d.has(Reason::PartialMetricsFailure));
+    assert_eq!(
+        d.proposals.iter().filter(|p| p.error.is_some()).count(),
+        4,
+        "memory, latency, queue and errors are missing"
+    );
+    // nothing at all: no change, FailedGetMetrics
+    let d = c.decide(&Observation::new(10), T0).unwrap();
+    assert_eq!(d.desired_replicas, 10);
+    assert_eq!(d.reasons, vec![Reason::FailedGetMetrics]);
+    assert_eq!(d.proposals.len(), 5);
+    // a signal with weight 0 is switched off: neither read nor required
+    let mut c = Composite::new(CompositeConfig {
+        weights: [0.3, 0.0, 0.2, 0.15, 0.1],
+        ..cfg
+    })
+    .unwrap();
+    let d = c.decide(&no_memory, T0).unwrap();
+    assert!(d.desired_replicas < 10, "scales down: {d:?}");
+    assert!(!d.has(Reason::PartialMetricsFailure));
+    assert!(d.proposals.iter().all(|p| p.metric != "memory"));
+}
+
+#[test]
+fn composite_state_survives_a_restart() {
+    let mut a = Composite::new(CompositeConfig::default()).unwrap();
+    for i in 0..12u32 {
+        let o = obs(10, 50.0, 50.0, 5.0)
+            .reading("rps", MetricValue::Total(100.0 + 10.0 * f64::from(i)));
+        a.decide(&o, T0 + Duration::from_secs(u64::from(i) * 15))
+            .unwrap();
+    }
+    a.record_actuation(8, 10, T0 + Duration::from_secs(180));
+    let json = serde_json::to_string(a.state()).unwrap();
+    let state: CompositeState = serde_json::from_str(&json).unwrap();
+    assert_eq!(state.rps.len(), 10, "bounded");
+    let mut b = Composite::with_state(CompositeConfig::default(), state).unwrap();
+    // the cooldown after the actuation at t = 180 s is remembered
+    let idle = obs(10, 5.0, 5.0, 0.0);
+    let later = T0 + Duration::from_secs(240);
+    let (da, db) = (
+        a.decide(&idle, later).unwrap(),
+        b.decide(&idle, later).unwrap(),
+    );
+    assert_eq!(da, db);
+    assert!(db.has(Reason::ScaleDownCooldown));
+    // and the rising trend too
+    let warm = obs(10, 80.0, 50.0, 5.0).reading("rps", MetricValue::Total(230.0));
+    let at = T0 + Duration::from_secs(255);
+    assert_eq!(a.decide(&warm, at).unwrap(), b.decide(&warm, at).unwrap());
+    // a restored state is checked and bounded
+    let bad = CompositeState {
+        rps: [1.0, f64::NAN].into_iter().collect(),
+        last_actuation: None,
+    };
+    assert!(Composite::with_state(CompositeConfig::default(), bad).is_err());
+    let long = CompositeState {
+        rps: (0..50).map(f64::from).collect(),
+        last_actuation: None,
+    };
+    let c = Composite::with_state(CompositeConfig::default(), long).unwrap();
+    assert_eq!(c.state().rps.front(), Some(&40.0));
 }

@@ -167,3 +167,139 @@ fn stats_trends() {
 fn scaler_names() {
     assert_eq!(Hpa::new(spec()).unwrap().name(), "hpa");
 }
+
+/// A scale target whose `scale` never returns, and a metrics source whose `observe` never returns.
+#[derive(Debug)]
+struct Stuck;
+
+#[async_trait::async_trait]
+impl sysmanage_scaling::ScaleTarget for Stuck {
+    async fn replicas(&self) -> Result<u32, sysmanage_core::BoxError> {
+        Ok(2)
+    }
+    async fn scale(&self, _: u32) -> Result<(), sysmanage_core::BoxError> {
+        std::future::pending().await
+    }
+}
+
+#[async_trait::async_trait]
+impl sysmanage_scaling::MetricsSource for Stuck {
+    async fn observe(&self) -> Result<Observation, sysmanage_core::BoxError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_interrupts_a_pass_stuck_on_the_target() {
+    // CPU at 100 % wants 4 replicas; the target never answers the scale call.
+    let ctl = Controller::new(
+        Hpa::new(spec()).unwrap(),
+        Arc::new(InMemoryMetrics::new(cpu(100.0))),
+        Arc::new(Stuck),
+        Arc::new(ManualClock::new(Timestamp::EPOCH)),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    let (tx, rx) = watch::channel(false);
+    let handle = tokio::spawn(ctl.run(rx));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tx.send(true).unwrap();
+    // the call timeout (30 s by default) has not fired yet: shutdown alone ends the loop
+    let ctl = tokio::time::timeout(Duration::from_secs(1), handle)
+        .await
+        .expect("run() returns on shutdown while scale() hangs")
+        .unwrap();
+    assert_eq!(
+        ctl.stats()
+            .snapshot(Timestamp::EPOCH, Duration::from_secs(60))
+            .scale_up,
+        1
+    );
+    assert!(
+        ctl.last_decision().is_none(),
+        "the abandoned pass confirmed nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_that_outlast_the_call_timeout_fail_the_pass() {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_000)));
+    let behaved = spec().with_behavior(sysmanage_scaling::Behavior::default());
+    // a stuck scale call: a typed backend error naming the timeout, no event recorded
+    let mut ctl = Controller::new(
+        Hpa::new(behaved.clone()).unwrap(),
+        Arc::new(InMemoryMetrics::new(cpu(100.0))),
+        Arc::new(Stuck),
+        clock.clone(),
+        Duration::from_secs(15),
+    )
+    .unwrap()
+    .with_call_timeout(Duration::from_secs(5))
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let e = ctl.tick().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ScalingError::Backend {
+                backend: "scale target",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let source = std::error::Error::source(&e).unwrap().to_string();
+    assert!(source.contains("timed out after 5s"), "{source}");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(5),
+        "paused clock: exactly the timeout"
+    );
+    assert!(ctl.scaler().state().scale_up_events.is_empty());
+    // a stuck metrics source: the pass decides on unavailable metrics
+    let target = Arc::new(InMemoryTarget::new(3));
+    let mut ctl = Controller::new(
+        Hpa::new(behaved).unwrap(),
+        Arc::new(Stuck),
+        target.clone(),
+        clock,
+        Duration::from_secs(15),
+    )
+    .unwrap()
+    .with_call_timeout(Duration::from_secs(5))
+    .unwrap();
+    let d = ctl.tick().await.unwrap();
+    assert_eq!(d.desired_replicas, 3);
+    assert!(d.has(Reason::FailedGetMetrics));
+    assert_eq!(d.proposals[0].error.as_deref(), Some("no reading"));
+    assert!(target.history().is_empty());
+    // a zero timeout is rejected
+    assert!(
+        Controller::new(
+            Hpa::new(spec()).unwrap(),
+            Arc::new(Stuck),
+            target,
+            Arc::new(ManualClock::new(Timestamp::EPOCH)),
+            Duration::from_secs(15),
+        )
+        .unwrap()
+        .with_call_timeout(Duration::ZERO)
+        .is_err()
+    );
+}
+
+#[test]
+fn the_run_future_is_send() {
+    fn send<T: Send>(_: &T) {}
+    let ctl = Controller::new(
+        Hpa::new(spec()).unwrap(),
+        Arc::new(Stuck),
+        Arc::new(Stuck),
+        Arc::new(ManualClock::new(Timestamp::EPOCH)),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    let (_tx, rx) = watch::channel(false);
+    let fut = ctl.run(rx);
+    send(&fut);
+}

@@ -707,8 +707,14 @@ fn cooldown_holds_one_replica_until_it_elapses() {
     let mut s = keda();
     s.decide(&queue(1, 5.0), at(0)).unwrap();
     s.decide(&queue(1, 5.0), at(200)).unwrap();
-    assert_eq!(s.decide(&queue(1, 0.0), at(300)).unwrap().desired_replicas, 1);
-    assert_eq!(s.decide(&queue(1, 0.0), at(500)).unwrap().desired_replicas, 0);
+    assert_eq!(
+        s.decide(&queue(1, 0.0), at(300)).unwrap().desired_replicas,
+        1
+    );
+    assert_eq!(
+        s.decide(&queue(1, 0.0), at(500)).unwrap().desired_replicas,
+        0
+    );
 }
 
 #[test]
@@ -721,7 +727,16 @@ fn scale_to_zero_needs_min_replicas_zero() {
     );
     let cfg = ScalerConfig::new("keda", hpa).activation("queue", 0.0, Duration::from_secs(300));
     let e = Scaler::new(cfg, None).unwrap_err();
-    assert!(matches!(e, ScalingError::InvalidSpec { field: "activation", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ScalingError::InvalidSpec {
+                field: "activation",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("minReplicas"), "{e}");
 }
 
@@ -730,7 +745,13 @@ fn a_flap_budget_of_zero_reversals_is_rejected() {
     let cfg = ScalerConfig::new("s", cpu_hpa()).flap_budget(0, Duration::from_secs(600));
     let e = Scaler::new(cfg, None).unwrap_err();
     assert!(
-        matches!(e, ScalingError::InvalidSpec { field: "flapBudget.maxReversals", .. }),
+        matches!(
+            e,
+            ScalingError::InvalidSpec {
+                field: "flapBudget.maxReversals",
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -771,7 +792,11 @@ fn non_finite_forecasts_are_ignored_never_acted_on() {
         assert!(d.has(Reason::ForecastIgnored), "forecast {point}");
         assert!(!d.has(Reason::ForecastUsed), "forecast {point}");
         assert_eq!(d.forecast, None, "forecast {point}");
-        let fp = d.proposals.iter().find(|p| p.metric == "forecast:rps").unwrap();
+        let fp = d
+            .proposals
+            .iter()
+            .find(|p| p.metric == "forecast:rps")
+            .unwrap();
         assert_eq!(fp.replicas, None);
         assert!(fp.error.as_deref().unwrap().contains("not a finite number"));
     }
@@ -781,5 +806,8 @@ fn non_finite_forecasts_are_ignored_never_acted_on() {
     let mut s = Scaler::new(ScalerConfig::new("p", cpu_hpa()).predictive(p), Some(f)).unwrap();
     let d = s.decide(&cpu(4, 60.0), T0).unwrap();
     assert!(d.has(Reason::ForecastUsed));
-    assert_eq!(d.desired_replicas, 44, "4 + 1000 % per 15 s, under maxReplicas 50");
+    assert_eq!(
+        d.desired_replicas, 44,
+        "4 + 1000 % per 15 s, under maxReplicas 50"
+    );
 }

@@ -16,8 +16,8 @@ use sysmanage_scaling::kube::{
 };
 use sysmanage_scaling::{
     Behavior, Calculation, Hpa, HpaSpec, MetricSpec, MetricValue, Observation, PodSample,
-    PodStatus, ReplicaCounts, ResolvedRules, ScalingPolicy, ScalingRules,
-    SelectPolicy, Tolerances, calc::calculate,
+    PodStatus, ReplicaCounts, ResolvedRules, ScalingPolicy, ScalingRules, SelectPolicy, Tolerances,
+    calc::calculate,
 };
 
 const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
@@ -1447,7 +1447,9 @@ fn test_empty_cpu_request() {
     ))
     .unwrap();
     let obs = Observation::new(1).reading("cpu", MetricValue::PerPod(vec![PodSample::ready(0.2)]));
-    let d = hpa.decide(&obs, NOW).expect("an invalid metric, not bad input");
+    let d = hpa
+        .decide(&obs, NOW)
+        .expect("an invalid metric, not bad input");
     assert_eq!(d.desired_replicas, 1);
     assert_eq!(d.reasons, vec![Reason::FailedGetMetrics]);
     let e = d.proposals[0].error.as_deref().unwrap_or_default();
@@ -1472,7 +1474,9 @@ fn missing_cpu_request_invalidates_only_that_metric() {
     let up = Observation::new(2)
         .reading("cpu", no_request.clone())
         .reading("queue", MetricValue::Total(40.0));
-    let d = hpa.decide(&up, NOW).expect("an invalid metric, not bad input");
+    let d = hpa
+        .decide(&up, NOW)
+        .expect("an invalid metric, not bad input");
     assert_eq!(d.desired_replicas, 4, "ceil(40 / 10) from the queue metric");
     assert!(d.has(Reason::PartialMetricsFailure));
     assert!(d.proposals[0].error.is_some());

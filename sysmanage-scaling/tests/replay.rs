@@ -141,3 +141,34 @@ fn simulate_rejects_bad_settings() {
     assert!(simulate(&trace, &mut hpa, &bad, Duration::from_secs(15), None).is_err());
     assert!(SeasonalNaive::new("rps", Duration::from_secs(7), Duration::from_secs(60)).is_err());
 }
+
+#[test]
+fn simulate_is_bounded() {
+    let trace = Trace::synthetic(1, 1, 100.0).unwrap();
+    let mut hpa = Hpa::new(hpa_spec()).unwrap();
+    // a day at 1 ms steps is more than MAX_SIM_STEPS: a typed error, not a long loop
+    let e = simulate(
+        &trace,
+        &mut hpa,
+        &ServiceModel::default(),
+        Duration::from_millis(1),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("simulate.interval"), "{e}");
+    // a huge fleet costs memory per scale event, not per replica
+    let model = ServiceModel {
+        initial_replicas: u32::MAX,
+        ..ServiceModel::default()
+    };
+    let r = simulate(
+        &trace,
+        &mut Fixed(u32::MAX - 1),
+        &model,
+        Duration::from_secs(60),
+        None,
+    )
+    .unwrap();
+    assert_eq!((r.scale_events, r.peak_replicas), (1, u32::MAX));
+    assert_eq!(r.slo_violation_minutes, 0.0);
+}

@@ -73,3 +73,51 @@ fn interpolation_and_truncation() {
     assert_eq!(t.rps_at(Duration::from_secs(600)), 300.0);
     assert_eq!(t.truncated(Duration::from_secs(60)).rps(), [100.0, 200.0]);
 }
+
+#[test]
+fn a_trace_is_valid_whichever_way_it_is_made() {
+    let min = Duration::from_secs(60);
+    for (rps, step) in [
+        (vec![], min),
+        (vec![1.0], min),
+        (vec![1.0, f64::NAN], min),
+        (vec![1.0, -1.0], min),
+        (vec![1.0, 2.0], Duration::ZERO),
+        (vec![1.0, 2.0], Duration::from_secs(15)),
+        (vec![1.0, 2.0], Duration::from_secs(90)),
+        (vec![1.0, 2.0], Duration::from_secs(2 * 86_400)),
+    ] {
+        let e = Trace::new("x", step, rps.clone()).unwrap_err();
+        assert!(
+            matches!(e, ScalingError::InvalidSpec { .. }),
+            "{rps:?} {step:?}: {e}"
+        );
+    }
+    // deserialising checks the same invariants
+    let empty = r#"{"name":"x","step":{"secs":60,"nanos":0},"rps":[]}"#;
+    let e = serde_json::from_str::<Trace>(empty).unwrap_err();
+    assert!(e.to_string().contains("samples"), "{e}");
+    let zero_step = r#"{"name":"x","step":{"secs":0,"nanos":0},"rps":[1.0,2.0]}"#;
+    assert!(serde_json::from_str::<Trace>(zero_step).is_err());
+    let t = Trace::new("ok", min, vec![1.0, 2.0]).unwrap();
+    let back: Trace = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    assert_eq!(back, t);
+    // the synthetic generator rejects what would make an invalid trace
+    assert!(Trace::synthetic(1, 0, 100.0).is_err());
+    assert!(Trace::synthetic(1, 1, f64::NAN).is_err());
+    assert!(Trace::synthetic(1, 1, -5.0).is_err());
+    assert!(Trace::synthetic(1, 100_000, 100.0).is_err());
+}
+
+#[test]
+fn trace_methods_never_panic_at_the_extremes() {
+    let t = Trace::from_csv("x", "0,100\n1,200\n").unwrap();
+    assert_eq!(t.rps_at(Duration::MAX), 200.0);
+    assert_eq!(t.rps_at(Duration::from_secs(u64::MAX / 2)), 200.0);
+    assert_eq!(t.rps_at(Duration::ZERO), 100.0);
+    assert_eq!(t.truncated(Duration::ZERO).rps(), [100.0, 200.0]);
+    assert_eq!(t.truncated(Duration::MAX).rps(), [100.0, 200.0]);
+    let day = Trace::new("day", Duration::from_secs(86_400), vec![1.0; 1000]).unwrap();
+    assert_eq!(day.duration(), Duration::from_secs(86_400_000));
+    assert_eq!(day.with_name("renamed").name(), "renamed");
+}
