@@ -50,7 +50,7 @@ fn data() -> Vec<Vec<Sample>> {
 
 fn grid(samples: &[Sample]) -> RegularSeries {
     prepare(
-        samples.iter().copied(),
+        samples,
         &HygieneConfig::default(),
         Some(Duration::from_secs(86_400)),
     )

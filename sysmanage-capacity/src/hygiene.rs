@@ -257,32 +257,36 @@ pub fn clean(samples: impl IntoIterator<Item = Sample>) -> Result<(Vec<Sample>, 
 
 /// Runs the full hygiene pipeline (see the module docs) on samples in any order.
 ///
-/// `season` is the period whose repeats protect peaks from damping (usually
-/// one day).
+/// Samples already in time order are read in place; others are copied and
+/// sorted first. `season` is the period whose repeats protect peaks from
+/// damping (usually one day).
 ///
 /// # Errors
 /// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value,
 /// [`Error::InvalidConfig`] for bad settings or a grid over `max_buckets`.
 pub fn prepare(
-    samples: impl IntoIterator<Item = Sample>,
+    samples: &[Sample],
     config: &HygieneConfig,
     season: Option<Duration>,
 ) -> Result<Resampled> {
     config.validate()?;
-    let samples = samples.into_iter();
-    let mut sorted: Vec<Sample> = Vec::with_capacity(samples.size_hint().0);
     let mut in_order = true;
     let mut prev = Timestamp::from_millis(i64::MIN);
     for s in samples {
         sysmanage_core::ensure_finite("sample value", s.value)?;
         in_order &= s.at >= prev;
         prev = s.at;
-        sorted.push(s);
     }
-    let raw_samples = sorted.len();
-    if !in_order {
-        sorted.sort_by_key(|s| s.at);
-    }
+    let raw_samples = samples.len();
+    let owned;
+    let sorted: &[Sample] = if in_order {
+        samples
+    } else {
+        let mut v = samples.to_vec();
+        v.sort_by_key(|s| s.at);
+        owned = v;
+        &owned
+    };
     let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
         return Err(Error::Empty { field: "samples" });
     };
@@ -301,7 +305,7 @@ pub fn prepare(
     let mut sum = vec![0.0; n];
     let mut max = vec![f64::NEG_INFINITY; n];
     let mut counts = vec![0u32; n];
-    let mut offset_sum = 0.0;
+    let mut offset_sum = 0i64;
     let mut deduped = 0usize;
     let mut duplicates_merged = 0;
     // One pass over the sorted samples: average runs sharing a timestamp,
@@ -338,7 +342,7 @@ pub fn prepare(
             b_max = v;
         }
         b_count += 1;
-        offset_sum += (at - bucket_start) as f64;
+        offset_sum += at - bucket_start;
         deduped += 1;
         i = j;
     }
@@ -357,7 +361,7 @@ pub fn prepare(
         }
     }
     fill_gaps(&mut max);
-    let offset = (offset_sum / deduped as f64).round() as i64;
+    let offset = (offset_sum as f64 / deduped as f64).round() as i64;
     let start = Timestamp::from_millis(origin + offset);
     let mut mean = RegularSeries {
         start,
@@ -510,7 +514,12 @@ mod tests {
             step: Duration::from_secs(60),
             ..HygieneConfig::default()
         };
-        let r = prepare([s(0, 1.0), s(30, 3.0), s(60, 5.0), s(180, 9.0)], &cfg, None).unwrap();
+        let r = prepare(
+            &[s(0, 1.0), s(30, 3.0), s(60, 5.0), s(180, 9.0)],
+            &cfg,
+            None,
+        )
+        .unwrap();
         assert_eq!(r.mean.values, [2.0, 5.0, 7.0, 9.0]);
         assert_eq!(r.max.values, [3.0, 5.0, 7.0, 9.0]);
         assert_eq!(r.counts, [2, 1, 0, 1]);
@@ -524,7 +533,7 @@ mod tests {
     #[test]
     fn grid_is_aligned_to_the_epoch() {
         let r = prepare(
-            [s(3601, 1.0), s(7300, 2.0)],
+            &[s(7300, 2.0), s(3601, 1.0)],
             &HygieneConfig::default(),
             None,
         )
@@ -536,10 +545,10 @@ mod tests {
     #[test]
     fn empty_and_non_finite_are_typed_errors() {
         let cfg = HygieneConfig::default();
-        assert_eq!(prepare([], &cfg, None).unwrap_err().label(), "empty");
-        let e = prepare([s(0, f64::INFINITY)], &cfg, None).unwrap_err();
+        assert_eq!(prepare(&[], &cfg, None).unwrap_err().label(), "empty");
+        let e = prepare(&[s(0, f64::INFINITY)], &cfg, None).unwrap_err();
         assert_eq!(e.label(), "non_finite");
-        let huge = prepare([s(0, 1.0), s(1_000_000_000, 1.0)], &cfg, None).unwrap_err();
+        let huge = prepare(&[s(0, 1.0), s(1_000_000_000, 1.0)], &cfg, None).unwrap_err();
         assert_eq!(huge.label(), "invalid_config");
     }
 

@@ -416,11 +416,8 @@ impl Planner {
             step: effective_step(self.config.hygiene.step, span),
             ..self.config.hygiene.clone()
         };
-        let resampled = prepare(
-            state.samples.iter().copied(),
-            &hygiene,
-            Some(self.config.season),
-        )?;
+        let samples: Vec<Sample> = state.samples.iter().copied().collect();
+        let resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
         let forecasters: Vec<Box<dyn Forecaster>> = self
             .config
             .selection

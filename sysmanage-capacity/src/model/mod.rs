@@ -14,9 +14,10 @@
 //! | [`HoltWinters`] | `holt_winters` | additive Holt-Winters, ETS(A,A,A), Hyndman's recursion, SSE-fitted | ETS(A,A,A) analytic variance |
 //!
 //! Numerics: regressions use time centred on the middle of the sample and
-//! scaled to `[-1, 1]` and are solved by Householder QR (`nalgebra`), never
-//! raw Unix seconds in a polynomial. Harmonics take their phase from the
-//! timestamp modulo the period in integer milliseconds.
+//! scaled to `[-1, 1]`, never raw Unix seconds in a polynomial, and are
+//! solved by power sums (normal equations) and a Cholesky factor
+//! (`nalgebra`), which that scaling keeps well conditioned. Harmonics take
+//! their phase from the timestamp modulo the period in integer milliseconds.
 
 mod regression;
 mod smoothing;

@@ -39,6 +39,58 @@ impl Design {
     }
 
     fn row(&self, idx: f64, start: Timestamp, step_ms: u64, out: &mut [f64]) {
+        self.row_with(idx, start, step_ms, out, None);
+    }
+
+    /// The fundamental `(cos, sin)` of each period (in the order the
+    /// harmonic groups appear) at index `idx`.
+    fn fundamentals(&self, idx: f64, start: Timestamp, step_ms: u64, out: &mut Vec<(f64, f64)>) {
+        out.clear();
+        for &(period, k) in &self.harmonics {
+            if k == 1 {
+                let pf = period as f64;
+                let base = start.as_millis().rem_euclid(period as i64) as f64;
+                let t = (base + idx * step_ms as f64).rem_euclid(pf);
+                let (s1, c1) = (std::f64::consts::TAU * t / pf).sin_cos();
+                out.push((c1, s1));
+            }
+        }
+    }
+
+    /// Fills the design rows for indices `0..n` (row-major, `p` per row),
+    /// advancing each period's fundamental by a rotation per step and
+    /// re-anchoring it exactly every 32 rows.
+    fn fill_rows(&self, n: usize, start: Timestamp, step_ms: u64, rows: &mut [f64]) {
+        let p = self.p();
+        let mut fund = Vec::new();
+        let deltas: Vec<(f64, f64)> = self
+            .harmonics
+            .iter()
+            .filter(|(_, k)| *k == 1)
+            .map(|&(period, _)| {
+                let (s, c) = (std::f64::consts::TAU * step_ms as f64 / period as f64).sin_cos();
+                (c, s)
+            })
+            .collect();
+        for (i, row) in rows.chunks_exact_mut(p).take(n).enumerate() {
+            if i % 32 == 0 {
+                self.fundamentals(i as f64, start, step_ms, &mut fund);
+            }
+            self.row_with(i as f64, start, step_ms, row, Some(&fund));
+            for ((c, s), (dc, ds)) in fund.iter_mut().zip(&deltas) {
+                (*c, *s) = (*c * dc - *s * ds, *s * dc + *c * ds);
+            }
+        }
+    }
+
+    fn row_with(
+        &self,
+        idx: f64,
+        start: Timestamp,
+        step_ms: u64,
+        out: &mut [f64],
+        pre: Option<&[(f64, f64)]>,
+    ) {
         let u = (idx - self.centre) / self.scale;
         let mut pow = 1.0;
         for slot in out.iter_mut().take(self.degree + 1) {
@@ -49,6 +101,7 @@ impl Design {
         // Harmonic k of a period follows from harmonic k − 1 by one rotation
         // (cos/sin addition formulas), so each period costs one sin_cos.
         let mut prev: Option<(u64, u32, f64, f64, f64, f64)> = None;
+        let mut group = 0;
         for &(period, k) in &self.harmonics {
             let (c, s) = match prev {
                 Some((p, pk, c1, s1, c, s)) if p == period && pk + 1 == k => {
@@ -56,7 +109,14 @@ impl Design {
                     prev = Some((p, k, c1, s1, next.0, next.1));
                     next
                 }
+                _ if k == 1 && pre.is_some_and(|f| group < f.len()) => {
+                    let (c1, s1) = pre.map_or((1.0, 0.0), |f| f[group]);
+                    group += 1;
+                    prev = Some((period, 1, c1, s1, c1, s1));
+                    (c1, s1)
+                }
                 _ => {
+                    group += usize::from(k == 1);
                     let pf = period as f64;
                     let base = start.as_millis().rem_euclid(period as i64) as f64;
                     let t = (base + idx * step_ms as f64).rem_euclid(pf);
@@ -104,51 +164,68 @@ impl Design {
 pub(crate) struct RegressionFit {
     design: Design,
     beta: Vec<f64>,
-    /// `R` of the QR factorisation, `p × p` upper triangular, row-major.
+    /// `R = Lᵀ` with `LLᵀ = XᵀX`, `p × p` upper triangular, row-major.
     r: Vec<f64>,
     sigma2: f64,
 }
 
 impl RegressionFit {
+    /// Least squares through the normal equations and a Cholesky factor.
+    ///
+    /// With time centred and scaled to `[-1, 1]` and harmonics that are close
+    /// to orthogonal over whole cycles, `XᵀX` is well conditioned, so this is
+    /// as accurate as Householder QR here (the reference tests check it
+    /// against statsmodels to 1e-9) at a fraction of the cost. `Lᵀ` plays the
+    /// role of QR's `R` for prediction variances (`RᵀR = XᵀX = LLᵀ`).
     fn fit(design: Design, series: &RegularSeries) -> Result<(Self, f64)> {
         let n = series.len();
         let p = design.p();
         ensure_points("least-squares fit", p + 1, n)?;
         let step_ms = u64::try_from(series.step.as_millis()).unwrap_or(u64::MAX);
-        let mut x = DMatrix::<f64>::zeros(n, p);
-        let mut row = vec![0.0; p];
-        for i in 0..n {
-            design.row(i as f64, series.start, step_ms, &mut row);
-            for (j, v) in row.iter().enumerate() {
-                x[(i, j)] = *v;
+        let mut rows = vec![0.0; n * p];
+        // Upper triangle of XᵀX, row-major, accumulated one row of X at a time.
+        let mut acc = vec![0.0; p * p];
+        let mut xty = DVector::<f64>::zeros(p);
+        design.fill_rows(n, series.start, step_ms, &mut rows);
+        for (row, &y) in rows.chunks_exact(p).zip(&series.values) {
+            for a in 0..p {
+                let ra = row[a];
+                xty[a] += ra * y;
+                for (d, rb) in acc[a * p + a..(a + 1) * p].iter_mut().zip(&row[a..]) {
+                    *d += ra * rb;
+                }
             }
         }
-        let qr = x.clone().qr();
-        let mut qty = DVector::from_column_slice(&series.values);
-        qr.q_tr_mul(&mut qty);
-        let r = qr.r();
-        let max_diag = (0..p).map(|i| r[(i, i)].abs()).fold(0.0, f64::max);
-        if (0..p).any(|i| r[(i, i)].abs() <= max_diag * 1e-10) {
+        let xtx = DMatrix::<f64>::from_fn(p, p, |a, b| acc[a.min(b) * p + a.max(b)]);
+        let collinear = Error::InsufficientData {
+            what: "least-squares fit (regressors are collinear; need more distinct times)",
+            needed: p + 1,
+            have: n,
+        };
+        let chol = xtx.cholesky().ok_or(collinear)?;
+        let l = chol.l();
+        let max_diag = (0..p).map(|i| l[(i, i)].abs()).fold(0.0, f64::max);
+        if (0..p).any(|i| l[(i, i)].abs() <= max_diag * 1e-7) {
             return Err(Error::InsufficientData {
                 what: "least-squares fit (regressors are collinear; need more distinct times)",
                 needed: p + 1,
                 have: n,
             });
         }
-        let beta = r
-            .solve_upper_triangular(&qty.rows(0, p).into_owned())
-            .ok_or(Error::InsufficientData {
-                what: "least-squares fit (singular design)",
-                needed: p + 1,
-                have: n,
-            })?;
-        let resid = DVector::from_column_slice(&series.values) - &x * &beta;
-        let sse = resid.norm_squared();
+        let beta = chol.solve(&xty);
+        let sse: f64 = rows
+            .chunks_exact(p)
+            .zip(&series.values)
+            .map(|(row, y)| {
+                let fit: f64 = row.iter().zip(beta.iter()).map(|(a, b)| a * b).sum();
+                (y - fit) * (y - fit)
+            })
+            .sum();
         let sigma2 = sse / (n - p) as f64;
         let mut rv = Vec::with_capacity(p * p);
         for i in 0..p {
             for j in 0..p {
-                rv.push(r[(i, j)]);
+                rv.push(l[(j, i)]);
             }
         }
         Ok((
