@@ -270,85 +270,31 @@ pub fn prepare(
     season: Option<Duration>,
 ) -> Result<Resampled> {
     config.validate()?;
-    let mut in_order = true;
-    let mut prev = Timestamp::from_millis(i64::MIN);
-    for s in samples {
-        sysmanage_core::ensure_finite("sample value", s.value)?;
-        in_order &= s.at >= prev;
-        prev = s.at;
-    }
-    let raw_samples = samples.len();
-    let owned;
-    let sorted: &[Sample] = if in_order {
-        samples
-    } else {
-        let mut v = samples.to_vec();
-        v.sort_by_key(|s| s.at);
-        owned = v;
-        &owned
-    };
-    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+    if samples.is_empty() {
         return Err(Error::Empty { field: "samples" });
+    }
+    // Optimistic single pass for the usual, time-ordered input; a sorted
+    // copy only when that pass meets an out-of-order sample.
+    let acc = match Buckets::accumulate(samples, config)? {
+        Some(acc) => acc,
+        None => {
+            let mut sorted = samples.to_vec();
+            sorted.sort_by_key(|s| s.at);
+            Buckets::accumulate(&sorted, config)?
+                .ok_or_else(|| Error::invalid("samples", "could not be ordered by time"))?
+        }
     };
-    let step_ms = i64::try_from(config.step.as_millis()).unwrap_or(i64::MAX);
-    let origin = first.at.as_millis().div_euclid(step_ms) * step_ms;
-    let n = usize::try_from((last.at.as_millis() - origin) / step_ms + 1).unwrap_or(usize::MAX);
-    if n > config.max_buckets {
-        return Err(Error::invalid(
-            "hygiene.step",
-            format!(
-                "the samples span {n} buckets, more than max_buckets = {}; use a larger step",
-                config.max_buckets
-            ),
-        ));
-    }
-    let mut sum = vec![0.0; n];
-    let mut max = vec![f64::NEG_INFINITY; n];
-    let mut counts = vec![0u32; n];
-    let mut offset_sum = 0i64;
-    let mut deduped = 0usize;
-    let mut duplicates_merged = 0;
-    // One pass over the sorted samples: average runs sharing a timestamp,
-    // then add the result to its bucket. The open bucket is accumulated in
-    // locals and flushed when a sample falls past its end.
-    let (mut bucket, mut bucket_start) = (0usize, origin);
-    let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0u32);
-    let mut i = 0;
-    while i < sorted.len() {
-        let at = sorted[i].at.as_millis();
-        let mut run_sum = sorted[i].value;
-        let mut j = i + 1;
-        while j < sorted.len() && sorted[j].at.as_millis() == at {
-            run_sum += sorted[j].value;
-            j += 1;
-        }
-        duplicates_merged += j - i - 1;
-        let v = if j - i == 1 {
-            run_sum
-        } else {
-            run_sum / (j - i) as f64
-        };
-        if at >= bucket_start + step_ms {
-            sum[bucket] = b_sum;
-            max[bucket] = b_max;
-            counts[bucket] = b_count;
-            (b_sum, b_max, b_count) = (0.0, f64::NEG_INFINITY, 0);
-            let skip = (at - bucket_start) / step_ms;
-            bucket += skip as usize;
-            bucket_start += skip * step_ms;
-        }
-        b_sum += v;
-        if v > b_max {
-            b_max = v;
-        }
-        b_count += 1;
-        offset_sum += at - bucket_start;
-        deduped += 1;
-        i = j;
-    }
-    sum[bucket] = b_sum;
-    max[bucket] = b_max;
-    counts[bucket] = b_count;
+    let Buckets {
+        sum,
+        mut max,
+        counts,
+        origin,
+        offset_sum,
+        deduped,
+        duplicates_merged,
+    } = acc;
+    let raw_samples = samples.len();
+    let n = counts.len();
     let mut mean: Vec<f64> = sum
         .iter()
         .zip(&counts)
@@ -389,6 +335,103 @@ pub fn prepare(
             max_outliers_damped,
         },
     })
+}
+
+/// Per-bucket sums, maxima and counts of one pass over samples.
+struct Buckets {
+    sum: Vec<f64>,
+    max: Vec<f64>,
+    counts: Vec<u32>,
+    origin: i64,
+    offset_sum: i64,
+    deduped: usize,
+    duplicates_merged: usize,
+}
+
+impl Buckets {
+    /// One pass: validates values, averages runs sharing a timestamp and adds
+    /// them to their buckets (the open bucket lives in locals). Returns
+    /// `None` at the first sample that is out of time order.
+    fn accumulate(samples: &[Sample], config: &HygieneConfig) -> Result<Option<Self>> {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            return Err(Error::Empty { field: "samples" });
+        };
+        let step_ms = i64::try_from(config.step.as_millis()).unwrap_or(i64::MAX);
+        let origin = first.at.as_millis().div_euclid(step_ms) * step_ms;
+        if last.at < first.at {
+            return Ok(None);
+        }
+        let n = usize::try_from((last.at.as_millis() - origin) / step_ms + 1).unwrap_or(usize::MAX);
+        if n > config.max_buckets {
+            return Err(Error::invalid(
+                "hygiene.step",
+                format!(
+                    "the samples span {n} buckets, more than max_buckets = {}; use a larger step",
+                    config.max_buckets
+                ),
+            ));
+        }
+        let mut sum = vec![0.0; n];
+        let mut max = vec![f64::NEG_INFINITY; n];
+        let mut counts = vec![0u32; n];
+        let (mut offset_sum, mut deduped, mut duplicates_merged) = (0i64, 0usize, 0usize);
+        let (mut bucket, mut bucket_start) = (0usize, origin);
+        let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0u32);
+        let mut prev = i64::MIN;
+        let mut i = 0;
+        while i < samples.len() {
+            let at = samples[i].at.as_millis();
+            if at < prev {
+                return Ok(None);
+            }
+            prev = at;
+            let mut run_sum = sysmanage_core::ensure_finite("sample value", samples[i].value)?;
+            let mut j = i + 1;
+            while j < samples.len() && samples[j].at.as_millis() == at {
+                run_sum += sysmanage_core::ensure_finite("sample value", samples[j].value)?;
+                j += 1;
+            }
+            duplicates_merged += j - i - 1;
+            let v = if j - i == 1 {
+                run_sum
+            } else {
+                run_sum / (j - i) as f64
+            };
+            if at >= bucket_start + step_ms {
+                sum[bucket] = b_sum;
+                max[bucket] = b_max;
+                counts[bucket] = b_count;
+                (b_sum, b_max, b_count) = (0.0, f64::NEG_INFINITY, 0);
+                let skip = (at - bucket_start) / step_ms;
+                bucket += skip as usize;
+                bucket_start += skip * step_ms;
+                if bucket >= n {
+                    // Past the last sample's bucket: the input is not ordered.
+                    return Ok(None);
+                }
+            }
+            b_sum += v;
+            if v > b_max {
+                b_max = v;
+            }
+            b_count += 1;
+            offset_sum += at - bucket_start;
+            deduped += 1;
+            i = j;
+        }
+        sum[bucket] = b_sum;
+        max[bucket] = b_max;
+        counts[bucket] = b_count;
+        Ok(Some(Self {
+            sum,
+            max,
+            counts,
+            origin,
+            offset_sum,
+            deduped,
+            duplicates_merged,
+        }))
+    }
 }
 
 /// Linear interpolation over NaN runs (the first and last values are never NaN here).
