@@ -263,6 +263,7 @@ struct Inner {
     events: broadcast::Sender<TopologyEvent>,
     counters: Counters,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
+    connections: StdMutex<Vec<fred::types::ConnectHandle>>,
 }
 
 impl Drop for Inner {
@@ -274,6 +275,15 @@ impl Drop for Inner {
             .drain(..)
         {
             t.abort();
+        }
+        // Ends each node client's connection task (and its reconnect loop).
+        for c in self
+            .connections
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            c.abort();
         }
     }
 }
@@ -603,6 +613,7 @@ impl RedisCache {
             events,
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
+            connections: StdMutex::new(Vec::new()),
         });
         let cache = Self { inner };
         cache.refresh_now().await?;
@@ -844,12 +855,10 @@ impl RedisCache {
             .build()?;
         let handle = client.init().await?;
         self.inner
-            .tasks
+            .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(tokio::spawn(async move {
-                let _ = handle.await;
-            }));
+            .push(handle);
         self.inner
             .nodes
             .write()
