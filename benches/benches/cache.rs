@@ -13,7 +13,7 @@
 //! | `single/get|set/{cluster_cache,fred}` | one `GET`/`SET` through `ClusterCache` vs the raw client (target ≥ 0.95 of its throughput) |
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fred::clients::Client;
@@ -72,61 +72,106 @@ fn redis(c: &mut Criterion) {
     let entries: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), "x".repeat(64))).collect();
     rt.block_on(cache.mset(&entries, None)).expect("preload");
 
+    // Each variant is timed while the variants it is compared with run
+    // interleaved, untimed, between its iterations: on a shared machine the
+    // compared numbers then see the same load.
+    let mget = || async { black_box(cache.mget(&keys).await.expect("mget")) };
+    let pipeline = || async {
+        let p = raw.pipeline();
+        for k in &keys {
+            let _: () = p.get(k.as_str()).await.expect("queue");
+        }
+        let v: Vec<Value> = p.all().await.expect("pipeline");
+        black_box(v)
+    };
+    let sequential = || async {
+        for k in &keys {
+            black_box(cache.get(k.as_bytes()).await.expect("get"));
+        }
+    };
     let mut g = c.benchmark_group("mget100");
     g.bench_function("cluster_cache", |b| {
-        b.iter(|| rt.block_on(async { cache.mget(black_box(&keys)).await.expect("mget") }));
+        b.iter_custom(|n| {
+            interleaved(&rt, n, mget, || async {
+                pipeline().await;
+                sequential().await;
+            })
+        })
     });
     g.bench_function("fred_pipeline", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let p = raw.pipeline();
-                for k in &keys {
-                    let _: () = p.get(k.as_str()).await.expect("queue");
-                }
-                let v: Vec<Value> = p.all().await.expect("pipeline");
-                v
+        b.iter_custom(|n| {
+            interleaved(&rt, n, pipeline, || async {
+                mget().await;
+                sequential().await;
             })
-        });
+        })
     });
     g.bench_function("sequential_get", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                for k in &keys {
-                    black_box(cache.get(k.as_bytes()).await.expect("get"));
-                }
+        b.iter_custom(|n| {
+            interleaved(&rt, n, sequential, || async {
+                mget().await;
+                pipeline().await;
             })
-        });
+        })
     });
     g.finish();
 
-    let mut g = c.benchmark_group("single");
     let key = "bench:cache:single";
+    let cache_get = || async { black_box(cache.get(key.as_bytes()).await.expect("get")) };
+    let fred_get = || async { black_box(raw.get::<Option<Vec<u8>>, _>(key).await.expect("get")) };
+    let cache_set = || async {
+        black_box(
+            cache
+                .set(key.as_bytes(), b"value", SetOptions::default())
+                .await
+                .expect("set"),
+        )
+    };
+    let fred_set = || async {
+        raw.set::<(), _, _>(key, "value", None, None, false)
+            .await
+            .expect("set");
+    };
+    let mut g = c.benchmark_group("single");
     g.bench_function("get/cluster_cache", |b| {
-        b.iter(|| rt.block_on(async { cache.get(key.as_bytes()).await.expect("get") }));
+        b.iter_custom(|n| interleaved(&rt, n, cache_get, fred_get))
     });
     g.bench_function("get/fred", |b| {
-        b.iter(|| rt.block_on(async { raw.get::<Option<Vec<u8>>, _>(key).await.expect("get") }));
+        b.iter_custom(|n| interleaved(&rt, n, fred_get, cache_get))
     });
     g.bench_function("set/cluster_cache", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                cache
-                    .set(key.as_bytes(), b"value", SetOptions::default())
-                    .await
-                    .expect("set")
-            })
-        });
+        b.iter_custom(|n| interleaved(&rt, n, cache_set, fred_set))
     });
     g.bench_function("set/fred", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                raw.set::<(), _, _>(key, "value", None, None, false)
-                    .await
-                    .expect("set")
-            })
-        });
+        b.iter_custom(|n| interleaved(&rt, n, fred_set, cache_set))
     });
     g.finish();
+}
+
+/// Runs `measured` `iters` times, each followed by an untimed `other`, and
+/// returns the time spent in `measured` only.
+fn interleaved<A, FA, B, FB>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    mut measured: A,
+    mut other: B,
+) -> Duration
+where
+    A: FnMut() -> FA,
+    FA: std::future::Future,
+    B: FnMut() -> FB,
+    FB: std::future::Future,
+{
+    rt.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let t = Instant::now();
+            black_box(measured().await);
+            total += t.elapsed();
+            black_box(other().await);
+        }
+        total
+    })
 }
 
 criterion_group!(benches, slots, redis);
