@@ -3,8 +3,16 @@
 
     /tmp/capvenv/bin/python sysmanage-capacity/reference/bench_reference.py
 
-Prints the median wall time of each task over several runs, in ms.
+Prints the median wall time of each task over several runs, in ms. BLAS
+and OpenMP are pinned to one thread, like the single-threaded Rust code (and
+because oversubscribed BLAS threads on a busy 2-core machine make timings
+swing by an order of magnitude).
 """
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
 import statistics
 import sys
 import time

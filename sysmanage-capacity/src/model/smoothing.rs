@@ -208,38 +208,32 @@ impl HoltWinters {
         // forward-mode differentiation through the recursion in the same pass
         // (the derivative chains run beside the latency-bound state chain, so
         // a gradient costs little more than an SSE). Parameters live in an
-        // unconstrained space mapped onto the usual bounds; two starts.
-        let mut best: Option<(f64, [f64; 3])> = None;
-        for start in [
-            EtsParams {
-                alpha: 0.3,
-                beta: 0.03,
-                gamma: 0.1,
-            },
-            EtsParams {
-                alpha: 0.05,
-                beta: 0.005,
-                gamma: 0.4,
-            },
+        // unconstrained space mapped onto the usual bounds.
+        // Start from the best of a few typical points (one cheap SSE pass
+        // each), then one BFGS run from there.
+        let mut ring = Vec::with_capacity(m);
+        let mut start = [0.0; 3];
+        let mut start_sse = f64::INFINITY;
+        for (alpha, beta, gamma) in [
+            (0.3, 0.03, 0.1),
+            (0.05, 0.005, 0.4),
+            (0.1, 0.001, 0.1),
+            (0.6, 0.06, 0.05),
+            (0.02, 0.0005, 0.02),
         ] {
-            let x0 = ets_to_unconstrained(start);
-            let (x, f) = bfgs(
-                &mut |x: &[f64; 3]| sse_and_grad(values, init, x, &mut scratch),
-                [x0[0], x0[1], x0[2]],
-                200,
-            );
-            if best.is_none_or(|(bf, _)| f < bf) {
-                best = Some((f, x));
+            let x = ets_to_unconstrained(EtsParams { alpha, beta, gamma });
+            let (sse, ..) = ets_run(values, ets_from_unconstrained(&x), init, &mut ring, None);
+            if sse < start_sse {
+                start_sse = sse;
+                start = [x[0], x[1], x[2]];
             }
         }
-        best.map_or(
-            EtsParams {
-                alpha: 0.3,
-                beta: 0.03,
-                gamma: 0.1,
-            },
-            |(_, x)| ets_from_unconstrained(&x),
-        )
+        let (x, _) = bfgs(
+            &mut |x: &[f64; 3]| sse_and_grad(values, init, x, &mut scratch),
+            start,
+            200,
+        );
+        ets_from_unconstrained(&x)
     }
 }
 
