@@ -23,7 +23,9 @@ pub enum Error {
     },
     /// No replica qualified for a read and the policy is
     /// [`NoReplicaPolicy::Error`](crate::replica::NoReplicaPolicy::Error).
-    #[error("no replica qualifies for a {consistency} read ({checked} replicas checked)")]
+    #[error(
+        "no replica qualifies for a read at consistency {consistency} ({checked} replicas checked)"
+    )]
     NoReplica {
         /// The read's consistency level, e.g. `"bounded_staleness"`.
         consistency: &'static str,

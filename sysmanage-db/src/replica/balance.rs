@@ -22,10 +22,25 @@ pub struct Candidate {
     pub in_flight: u32,
 }
 
+/// The smallest latency [`Candidate::p2c_cost`] uses (100 µs, about one
+/// loopback round trip): an estimate that has decayed toward zero (or a node
+/// never observed, with a zero initial latency) still pays for the requests
+/// it has in flight.
+pub const MIN_COST_LATENCY_SECS: f64 = 100e-6;
+
 impl Candidate {
-    /// Peak-EWMA load: latency × (in-flight + 1) ÷ weight.
+    /// Peak-EWMA load: latency × (in-flight + 1) ÷ weight, with the latency
+    /// floored at [`MIN_COST_LATENCY_SECS`] so in-flight requests always count.
+    ///
+    /// ```
+    /// use sysmanage_db::replica::Candidate;
+    /// let idle = Candidate { weight: 1.0, latency_secs: 0.0, in_flight: 0 };
+    /// let busy = Candidate { in_flight: 3, ..idle };
+    /// assert!(busy.p2c_cost() > idle.p2c_cost());
+    /// ```
     pub fn p2c_cost(&self) -> f64 {
-        self.latency_secs * f64::from(self.in_flight.saturating_add(1)) / self.weight
+        self.latency_secs.max(MIN_COST_LATENCY_SECS) * f64::from(self.in_flight.saturating_add(1))
+            / self.weight
     }
 
     /// SysManage's response-time weight `max(0.1, 2.0 − latency_secs)`, times

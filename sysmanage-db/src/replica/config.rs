@@ -35,10 +35,13 @@ pub enum Consistency {
     ///
     /// The time bound is checked against a conservative estimate: a replica
     /// is at most `now − t` stale, where `t` is the start of the latest probe
-    /// of the primary (or [`wal_token`](super::ReplicaRouter::wal_token) call)
-    /// whose WAL position the replica had replayed. The bound therefore holds
-    /// at the moment of the read, not only at the last probe; a bound shorter
-    /// than the monitor interval sends most reads to the primary.
+    /// of the primary whose flushed WAL position the replica had replayed
+    /// (with PostgreSQL's default `synchronous_commit = on`, every commit
+    /// acknowledged before `t` is flushed before `t`). The bound therefore
+    /// holds at the moment of the read, not only at the last probe; a bound
+    /// shorter than the monitor interval sends most reads to the primary. A
+    /// replica whose lag is unknown (the primary has not been probed since
+    /// start-up or a role change) does not qualify.
     BoundedStaleness {
         /// Largest WAL distance to the primary, in bytes, as measured by the
         /// last probe.
@@ -47,8 +50,9 @@ pub enum Consistency {
         max_time: Option<Duration>,
     },
     /// Replicas whose replay position has reached `token` (read-your-writes).
-    /// When none has, wait up to `wait` for one to catch up, then read from
-    /// the primary.
+    /// When none has, wait up to `wait` (capped at the router's
+    /// [`max_token_wait`](ReplicaConfig::max_token_wait)) for one to catch
+    /// up, then read from the primary.
     AtLeast {
         /// A [`WalToken`] taken after the write committed.
         token: WalToken,
@@ -180,6 +184,13 @@ pub struct ReplicaConfig {
     pub min_serving_replicas: usize,
     /// Time between probe rounds. Default: 1 s.
     pub monitor_interval: Duration,
+    /// Consecutive failed probes of the current primary before writes may
+    /// move to a promoted standby (a primary that answers in recovery, i.e.
+    /// was demoted, is replaced at once). Only a node seen in recovery since
+    /// it last lost the primary role may take over, so a diverged old primary
+    /// that comes back writable never gets the writes back. Default: 2. Must
+    /// be at least 1.
+    pub primary_failure_probes: u32,
     /// Timeout of one probe. Default: 500 ms. (The PostgreSQL backend
     /// probes on a connection of its own, so a saturated pool never delays
     /// a probe.)
@@ -196,11 +207,19 @@ pub struct ReplicaConfig {
     /// Time constant of the peak-EWMA latency. Default: 10 s.
     pub ewma_decay: Duration,
     /// Latency assumed for a node without observations. Default: 0, which is
-    /// optimistic: a new node is tried at once and its real latency learned.
+    /// optimistic (as Finagle's peak EWMA): a new node is tried at once and
+    /// its real latency learned. Balancing never treats a latency as below
+    /// [`MIN_COST_LATENCY_SECS`](super::MIN_COST_LATENCY_SECS), so requests
+    /// in flight count against an unobserved (or long idle, decayed) node
+    /// just as against any other.
     pub initial_latency: Duration,
-    /// While waiting for a replica to reach a token, how often it is
-    /// re-probed. Default: 2 ms.
+    /// While waiting for a replica to reach a token, how often each lagging
+    /// replica is re-polled (one cheap query). Default: 10 ms.
     pub token_poll_interval: Duration,
+    /// The longest a [`Consistency::AtLeast`] read waits for a replica to
+    /// reach its token, whatever its `wait` says (the level is
+    /// deserialisable, so the wait may come from outside). Default: 5 s.
+    pub max_token_wait: Duration,
     /// Seed of the router's random numbers; `None` seeds from entropy.
     /// Default: `None`.
     pub seed: Option<u64>,
@@ -216,13 +235,15 @@ impl Default for ReplicaConfig {
             lag_recovery_ratio: 0.5,
             min_serving_replicas: 0,
             monitor_interval: Duration::from_secs(1),
+            primary_failure_probes: 2,
             probe_timeout: Duration::from_millis(500),
             monitor_jitter: Duration::from_millis(100),
             ban_backoff: default_ban_backoff(),
             max_consecutive_errors: 5,
             ewma_decay: Duration::from_secs(10),
             initial_latency: Duration::ZERO,
-            token_poll_interval: Duration::from_millis(2),
+            token_poll_interval: Duration::from_millis(10),
+            max_token_wait: Duration::from_secs(5),
             seed: None,
         }
     }
@@ -239,26 +260,50 @@ fn default_ban_backoff() -> Backoff {
 }
 
 impl ReplicaConfig {
+    /// The largest duration any setting accepts (one day): larger values
+    /// are certainly mistakes, and rejecting them keeps all time arithmetic
+    /// far from overflow.
+    pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
     /// Checks every field.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the first field that is out of range:
-    /// zero intervals or timeouts, a recovery ratio outside `(0, 1]`, zero
-    /// error threshold.
+    /// zero intervals or timeouts, durations above
+    /// [`MAX_DURATION`](Self::MAX_DURATION), a recovery ratio outside
+    /// `(0, 1]`, zero error or failover thresholds.
     pub fn validate(&self) -> Result<()> {
+        let bounded = |field: &'static str, d: Duration| {
+            if d > Self::MAX_DURATION {
+                Err(invalid(
+                    field,
+                    format!("{d:?} is above the limit of {:?}", Self::MAX_DURATION),
+                ))
+            } else {
+                Ok(())
+            }
+        };
         let nonzero = |field: &'static str, d: Duration| {
             if d.is_zero() {
                 Err(invalid(field, "must be greater than zero"))
             } else {
-                Ok(())
+                bounded(field, d)
             }
         };
         nonzero("monitor_interval", self.monitor_interval)?;
         nonzero("probe_timeout", self.probe_timeout)?;
         nonzero("ewma_decay", self.ewma_decay)?;
         nonzero("token_poll_interval", self.token_poll_interval)?;
+        bounded("monitor_jitter", self.monitor_jitter)?;
+        bounded("initial_latency", self.initial_latency)?;
+        bounded("max_token_wait", self.max_token_wait)?;
+        bounded("ban_backoff", self.ban_backoff.max())?;
+        bounded("ban_backoff", self.ban_backoff.initial())?;
         if let Some(d) = self.max_lag {
             nonzero("max_lag", d)?;
+        }
+        if self.primary_failure_probes == 0 {
+            return Err(invalid("primary_failure_probes", "must be at least 1"));
         }
         let r = self.lag_recovery_ratio;
         if !(r.is_finite() && r > 0.0 && r <= 1.0) {
@@ -395,6 +440,42 @@ mod tests {
             c.validate(),
             Err(Error::InvalidConfig {
                 field: "lag_recovery_ratio",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn oversized_durations_are_typed_errors() {
+        let huge = Duration::MAX;
+        let cases: [(&str, fn(&mut ReplicaConfig, Duration)); 5] = [
+            ("monitor_interval", |c, d| c.monitor_interval = d),
+            ("monitor_jitter", |c, d| c.monitor_jitter = d),
+            ("probe_timeout", |c, d| c.probe_timeout = d),
+            ("max_token_wait", |c, d| c.max_token_wait = d),
+            ("ban_backoff", |c, d| {
+                c.ban_backoff = Backoff::builder().initial(d).max(d).build().unwrap();
+            }),
+        ];
+        for (field, set) in cases {
+            let mut c = ReplicaConfig::default();
+            set(&mut c, huge);
+            match c.validate() {
+                Err(Error::InvalidConfig { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains("above the limit"), "{reason}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let c = ReplicaConfig {
+            primary_failure_probes: 0,
+            ..ReplicaConfig::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(Error::InvalidConfig {
+                field: "primary_failure_probes",
                 ..
             })
         ));

@@ -37,6 +37,7 @@ impl BanReason {
 
 /// An active ban.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Ban {
     /// Why.
     pub reason: BanReason,
@@ -48,6 +49,7 @@ pub struct Ban {
 
 /// What a health event did to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Transition {
     /// Nothing changed.
     None,
@@ -60,8 +62,11 @@ pub enum Transition {
 /// Health of one node: ban state and error counters.
 ///
 /// A ban lasts at least the backoff delay for its strike count and ends only
-/// with a successful probe after that; a successful probe while serving
-/// clears the strike count.
+/// with a successful probe after that. The strike count (which grows the
+/// backoff) is cleared only once the node has stayed healthy for the
+/// backoff's cap ([`Backoff::max`]) since its last re-admission, so a node
+/// that flaps (banned, re-admitted, banned again soon after) backs off
+/// exponentially.
 ///
 /// # Examples
 /// ```
@@ -81,6 +86,10 @@ pub struct NodeHealth {
     ban: Option<Ban>,
     strikes: u32,
     consecutive_errors: u32,
+    /// When the node was last re-admitted (or first seen healthy).
+    healthy_since: Option<Instant>,
+    /// How long it must stay healthy before its strikes are forgotten.
+    reset_after: Duration,
     /// Probes that failed, ever.
     pub probe_failures: u64,
     /// Connection-level query failures, ever.
@@ -96,6 +105,8 @@ impl NodeHealth {
             ban: None,
             strikes: 0,
             consecutive_errors: 0,
+            healthy_since: None,
+            reset_after: Duration::ZERO,
             probe_failures: 0,
             connection_errors: 0,
             query_errors: 0,
@@ -130,11 +141,15 @@ impl NodeHealth {
         match self.ban {
             Some(ban) if now >= ban.until => {
                 self.ban = None;
+                self.healthy_since = Some(now);
                 Transition::Unbanned
             }
             Some(_) => Transition::None,
             None => {
-                self.strikes = 0;
+                let since = *self.healthy_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= self.reset_after {
+                    self.strikes = 0;
+                }
                 Transition::None
             }
         }
@@ -151,6 +166,14 @@ impl NodeHealth {
     pub fn connection_error(&mut self, now: Instant, backoff: &Backoff, unit: f64) -> Transition {
         self.connection_errors += 1;
         self.ban_for(BanReason::ConnectionError, now, backoff, unit)
+    }
+
+    /// A query failed at the connection level for a reason that says nothing
+    /// about the node's health (e.g. the client's own pool was saturated): it
+    /// is counted with the connection errors but neither bans the node nor
+    /// counts toward [`query_error`](Self::query_error)'s consecutive errors.
+    pub fn transient_error(&mut self) {
+        self.connection_errors += 1;
     }
 
     /// A query failed with an SQL error at `now`; bans after `max_consecutive`
@@ -189,8 +212,10 @@ impl NodeHealth {
             // only flapping (banned again soon after re-admission) does.
             return Transition::None;
         }
-        let until = now + backoff.delay(self.strikes, unit);
+        let until = saturating_add(now, backoff.delay(self.strikes, unit));
         self.strikes = self.strikes.saturating_add(1);
+        self.reset_after = backoff.max();
+        self.healthy_since = None;
         self.ban = Some(Ban {
             reason,
             until,
@@ -198,6 +223,15 @@ impl NodeHealth {
         });
         Transition::Banned(reason)
     }
+}
+
+/// `now + d`, or the latest representable moment not further than a year
+/// ahead when `d` is absurdly large (it never panics).
+fn saturating_add(now: Instant, d: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(d.min(YEAR)))
+        .unwrap_or(now)
 }
 
 /// Limits beyond which a replica is lag-banned for
@@ -215,20 +249,22 @@ pub struct LagLimits {
 /// One replica's lag, as input to [`lag_bans`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LagInput {
-    /// Whether the replica is otherwise serving (not banned).
+    /// Whether the replica would otherwise serve (not banned, not drained).
     pub available: bool,
     /// Currently lag-banned.
     pub lag_banned: bool,
-    /// WAL bytes behind the primary.
-    pub lag_bytes: u64,
+    /// WAL bytes behind the primary; `None` when unknown (the primary's
+    /// position has not been sampled yet), which leaves the lag ban as it is.
+    pub lag_bytes: Option<u64>,
     /// Time lag (zero when `lag_bytes` is zero).
     pub lag_time: Duration,
 }
 
 /// Decides which replicas are lag-banned, with hysteresis and the
 /// `min_serving` guard: a replica over a limit is banned; a banned one is
-/// re-admitted only when under `recovery_ratio` × every limit; and bans are
-/// lifted from the least lagged replicas while fewer than `min_serving`
+/// re-admitted only when under `recovery_ratio` × every limit; a replica
+/// whose lag is unknown keeps its current state; and bans are lifted from the
+/// least lagged replicas (known lag first) while fewer than `min_serving`
 /// available replicas would serve.
 ///
 /// # Examples
@@ -236,7 +272,7 @@ pub struct LagInput {
 /// use std::time::Duration;
 /// use sysmanage_db::replica::{LagInput, LagLimits, lag_bans};
 /// let limits = LagLimits { max_bytes: Some(1000), max_time: None, recovery_ratio: 0.5 };
-/// let r = |lag_bytes, lag_banned| LagInput { available: true, lag_banned, lag_bytes, lag_time: Duration::ZERO };
+/// let r = |lag, lag_banned| LagInput { available: true, lag_banned, lag_bytes: Some(lag), lag_time: Duration::ZERO };
 /// assert_eq!(lag_bans(&[r(1500, false), r(10, false)], &limits, 0), [true, false]);
 /// // hysteresis: 800 is under the limit but not under 500, so the ban stays
 /// assert_eq!(lag_bans(&[r(800, true), r(10, false)], &limits, 0), [true, false]);
@@ -245,10 +281,13 @@ pub struct LagInput {
 /// ```
 pub fn lag_bans(replicas: &[LagInput], limits: &LagLimits, min_serving: usize) -> Vec<bool> {
     let over = |r: &LagInput, scale: f64| {
+        let Some(lag_bytes) = r.lag_bytes else {
+            return r.lag_banned;
+        };
         let bytes = limits
             .max_bytes
-            .is_some_and(|m| r.lag_bytes as f64 > m as f64 * scale);
-        let time = r.lag_bytes > 0
+            .is_some_and(|m| lag_bytes as f64 > m as f64 * scale);
+        let time = lag_bytes > 0
             && limits
                 .max_time
                 .is_some_and(|m| r.lag_time.as_secs_f64() > m.as_secs_f64() * scale);
@@ -275,7 +314,10 @@ pub fn lag_bans(replicas: &[LagInput], limits: &LagLimits, min_serving: usize) -
         let mut order: Vec<usize> = (0..replicas.len())
             .filter(|&i| replicas[i].available && banned[i])
             .collect();
-        order.sort_by_key(|&i| (replicas[i].lag_bytes, replicas[i].lag_time));
+        order.sort_by_key(|&i| {
+            let r = &replicas[i];
+            (r.lag_bytes.is_none(), r.lag_bytes, r.lag_time)
+        });
         for i in order {
             if serving(&banned) >= min_serving {
                 break;
@@ -420,10 +462,59 @@ mod tests {
                 ms(2000)
             ]
         );
-        // A probe that succeeds while serving resets the backoff.
+        // Staying healthy for the backoff's cap (2 s) resets the backoff.
         h.probe_ok(t + ms(1000));
-        h.probe_failed(t + ms(2000), &b, 0.0);
-        assert_eq!(h.ban().unwrap().until, t + ms(2100));
+        h.probe_ok(t + ms(2000));
+        h.probe_failed(t + ms(2500), &b, 0.0);
+        assert_eq!(h.ban().unwrap().until, t + ms(2600));
+    }
+
+    #[test]
+    fn a_healthy_probe_between_bans_does_not_reset_the_backoff() {
+        let t0 = Instant::now();
+        let b = backoff();
+        let ms = |v: u64| Duration::from_millis(v);
+        let mut h = NodeHealth::healthy();
+        let mut t = t0;
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            assert!(matches!(h.probe_failed(t, &b, 0.0), Transition::Banned(_)));
+            let until = h.ban().unwrap().until;
+            got.push(until - t);
+            assert_eq!(h.probe_ok(until), Transition::Unbanned);
+            // Serving again: one more healthy probe, then it flaps.
+            assert_eq!(h.probe_ok(until + ms(100)), Transition::None);
+            t = until + ms(200);
+        }
+        assert_eq!(got, [ms(100), ms(200), ms(400), ms(800)]);
+    }
+
+    #[test]
+    fn huge_backoffs_do_not_panic() {
+        let b = Backoff::builder()
+            .initial(Duration::MAX)
+            .max(Duration::MAX)
+            .jitter(Jitter::None)
+            .build()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut h = NodeHealth::healthy();
+        assert!(matches!(h.probe_failed(t0, &b, 0.5), Transition::Banned(_)));
+        assert!(h.ban().unwrap().until > t0);
+    }
+
+    #[test]
+    fn unknown_lag_keeps_the_lag_ban_state() {
+        let limits = LagLimits {
+            max_bytes: Some(100),
+            max_time: Some(Duration::from_secs(1)),
+            recovery_ratio: 0.5,
+        };
+        let mut banned = lag(500, 60, true);
+        banned.lag_bytes = None;
+        let mut serving = lag(0, 0, false);
+        serving.lag_bytes = None;
+        assert_eq!(lag_bans(&[banned, serving], &limits, 0), [true, false]);
     }
 
     #[test]
@@ -456,7 +547,7 @@ mod tests {
         LagInput {
             available: true,
             lag_banned,
-            lag_bytes: bytes,
+            lag_bytes: Some(bytes),
             lag_time: Duration::from_secs(secs),
         }
     }
@@ -517,7 +608,7 @@ mod tests {
         ) {
             let limits = LagLimits { max_bytes: Some(1000), max_time: None, recovery_ratio: 0.5 };
             let input: Vec<LagInput> = lags.iter().map(|&(b, banned, avail)| LagInput {
-                available: avail, lag_banned: banned, lag_bytes: b, lag_time: Duration::ZERO,
+                available: avail, lag_banned: banned, lag_bytes: Some(b), lag_time: Duration::ZERO,
             }).collect();
             let out = lag_bans(&input, &limits, min);
             let available = input.iter().filter(|r| r.available).count();
@@ -525,7 +616,7 @@ mod tests {
             prop_assert!(serving >= min.min(available));
             // Nothing under the recovery threshold is ever banned.
             for (r, b) in input.iter().zip(&out) {
-                if r.lag_bytes <= 500 { prop_assert!(!b); }
+                if r.lag_bytes.is_some_and(|l| l <= 500) { prop_assert!(!b); }
             }
         }
 

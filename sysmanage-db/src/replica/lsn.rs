@@ -37,6 +37,12 @@ impl Lsn {
     /// The zero position (`0/0`).
     pub const ZERO: Self = Self(0);
 
+    /// The largest position (`FFFFFFFF/FFFFFFFF`). As a token no replica
+    /// reaches it, so a read with it goes to the primary:
+    /// [`write_with_token`](super::ReplicaRouter::write_with_token) returns
+    /// it when the write committed but its position could not be read.
+    pub const MAX: Self = Self(u64::MAX);
+
     /// From a 64-bit WAL byte offset.
     pub const fn new(offset: u64) -> Self {
         Self(offset)

@@ -192,7 +192,7 @@ impl MemoryNode {
             if !n.up {
                 return Err(MemoryError::Down(id));
             }
-            Ok(sim.log[..n.applied]
+            Ok(sim.log[..n.applied.min(sim.log.len())]
                 .iter()
                 .rev()
                 .find(|(k, _)| k == key)
@@ -210,7 +210,10 @@ impl MemoryNode {
             if !n.up {
                 return Err(MemoryError::Down(id));
             }
-            Ok(sim.log[..n.applied].iter().cloned().collect())
+            Ok(sim.log[..n.applied.min(sim.log.len())]
+                .iter()
+                .cloned()
+                .collect())
         })
     }
 
@@ -229,7 +232,10 @@ impl MemoryNode {
         self.with(|sim, id| sim.nodes[id].paused = false);
     }
 
-    /// Makes this node writable, like `pg_ctl promote`.
+    /// Makes this node writable, like `pg_ctl promote`. The cluster's history
+    /// becomes this node's: writes it had not replayed are gone, and nodes
+    /// that had applied more are treated as having applied exactly its
+    /// history (in PostgreSQL they would have diverged and need a rewind).
     pub fn promote(&self) {
         self.with(|sim, id| {
             let n = &mut sim.nodes[id];
@@ -238,6 +244,21 @@ impl MemoryNode {
             // A promoted standby's history ends where its replay ended.
             let applied = n.applied;
             sim.log.truncate(applied);
+            for other in &mut sim.nodes {
+                other.applied = other.applied.min(applied);
+            }
+        });
+    }
+
+    /// Moves this node's replay position back to `lsn` (never forward), like
+    /// a standby restarted after `pg_ctl stop -m immediate` that comes back
+    /// at an older consistent point.
+    pub fn rewind_to(&self, lsn: Lsn) {
+        self.with(|sim, id| {
+            let records = lsn.as_u64().saturating_sub(lsn_of(0).as_u64()) / RECORD_BYTES;
+            let records = usize::try_from(records).unwrap_or(usize::MAX);
+            let n = &mut sim.nodes[id];
+            n.applied = n.applied.min(records);
         });
     }
 

@@ -23,8 +23,12 @@
 //! position minus the replica's replay position; time lag counts only when
 //! bytes are behind, so an idle primary never makes replicas look stale.
 //! Failed probes and connection errors ban a node with exponential backoff;
-//! only a successful probe re-admits it. A promoted standby takes the writes
-//! once the old primary is gone or in recovery. A read that fails at the
+//! only a successful probe re-admits it (and what was known of its replay
+//! position is forgotten, since a restarted standby may come back behind).
+//! A promoted standby takes the writes once the old primary is in recovery
+//! or has failed [`primary_failure_probes`](ReplicaConfig::primary_failure_probes)
+//! probes in a row; an old primary that comes back writable never gets the
+//! writes back unless it was first seen in recovery. A read that fails at the
 //! connection level runs once more on another node, so a replica dying
 //! under load costs no failed reads.
 //!
@@ -115,7 +119,11 @@
 //! | `replica.unban` | info | a successful probe re-admits it |
 //! | `replica.lag_ban` / `replica.lag_unban` | warn / info | lag crosses the limits |
 //! | `replica.role_change` | warn | writes are re-pointed to a new primary |
+//! | `replica.split_brain` | warn | more than one node answers as writable (`writable`, `primary`); once per episode |
+//! | `replica.split_brain_resolved` | info | at most one node answers as writable again |
+//! | `replica.token_unavailable` | warn | a write committed but its WAL token could not be read (the token sends reads to the primary) |
 //! | `replica.fallback` | debug | no replica qualified; the primary serves |
+//! | `replica.unban_all` | debug | no replica qualified; [`NoReplicaPolicy::UnbanAll`] picked a banned one |
 //! | `replica.retry` | debug | a connection-level read failure is retried |
 //!
 //! Connection URLs appear only redacted (`postgres://app:***@host/db`).
@@ -129,7 +137,7 @@ mod memory;
 mod postgres;
 mod router;
 
-pub use balance::{Candidate, PeakEwma, pick};
+pub use balance::{Candidate, MIN_COST_LATENCY_SECS, PeakEwma, pick};
 pub use config::{Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, Strategy};
 pub use health::{
     Ban, BanReason, LagInput, LagLimits, NodeHealth, PrimaryHistory, Transition, lag_bans,
@@ -140,7 +148,7 @@ pub use memory::{MemoryCluster, MemoryError, MemoryNode};
 pub use postgres::{PgNodeOptions, pg_node, pg_node_with};
 pub use router::{
     NodePool, NodeState, NodeStatus, PoolStats, Probe, QueryError, ReplicaRouter,
-    ReplicaRouterBuilder, RouterStatus, choose_primary,
+    ReplicaRouterBuilder, RoleView, RouterStatus, choose_primary,
 };
 
 #[cfg(test)]

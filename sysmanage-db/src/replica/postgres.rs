@@ -13,8 +13,14 @@ use super::router::{NodePool, PoolStats, Probe, QueryError};
 use crate::error::Result;
 
 /// The monitor's one query per node: role, WAL positions, replay age.
+///
+/// The primary's position is its *flush* position: that is what standbys
+/// receive and replay. The insert position can point past a page header
+/// (after a segment switch on an idle primary, 40 bytes past the replay
+/// position every standby stops at), which would make every replica look
+/// behind forever. Tokens use the insert position (see `current_wal_lsn`).
 const PROBE_SQL: &str = "select pg_is_in_recovery(), \
-     case when pg_is_in_recovery() then null else pg_current_wal_insert_lsn()::text end, \
+     case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn()::text end, \
      pg_last_wal_replay_lsn()::text, \
      extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8";
 

@@ -24,7 +24,7 @@ const TARGET: &str = "sysmanage_db::replica";
 /// What one health probe of a node found.
 ///
 /// PostgreSQL's backend fills it from one query:
-/// `pg_is_in_recovery()`, `pg_current_wal_insert_lsn()` on a primary,
+/// `pg_is_in_recovery()`, `pg_current_wal_flush_lsn()` on a primary,
 /// `pg_last_wal_replay_lsn()` and the age of `pg_last_xact_replay_timestamp()`
 /// on a standby.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,7 +32,11 @@ const TARGET: &str = "sysmanage_db::replica";
 pub struct Probe {
     /// `pg_is_in_recovery()`: true on a standby.
     pub in_recovery: bool,
-    /// The primary's current WAL insert position (primaries only).
+    /// The primary's current WAL position (primaries only): the end of the
+    /// WAL flushed so far, which is what standbys can replay. (The insert
+    /// position is not suitable: at a page boundary it points past the page
+    /// header, which no standby's replay position ever equals, so an idle
+    /// primary would look a few bytes ahead of every replica forever.)
     pub current_lsn: Option<Lsn>,
     /// The standby's replay position (standbys only).
     pub replay_lsn: Option<Lsn>,
@@ -156,8 +160,10 @@ pub struct NodeStatus {
     pub tier: u8,
     /// Replay position (standbys).
     pub replay_lsn: Option<Lsn>,
-    /// WAL bytes behind the primary, at the last probe.
-    pub lag_bytes: u64,
+    /// WAL bytes behind the primary, at the last probe; `None` when unknown
+    /// (not a replica, or the primary has not been probed since start-up or
+    /// a role change).
+    pub lag_bytes: Option<u64>,
     /// Time lag at the last probe (zero when `lag_bytes` is zero; `None` when
     /// unknown).
     pub lag_seconds: Option<f64>,
@@ -232,6 +238,11 @@ enum Observed {
 #[derive(Debug)]
 struct NodeInner {
     observed: Observed,
+    /// Consecutive failed probes.
+    failed_probes: u32,
+    /// Seen in recovery since it last lost the primary role (or ever): only
+    /// such a node may take the writes.
+    seen_in_recovery: bool,
     health: NodeHealth,
     ewma: PeakEwma,
     lag_time: Option<Duration>,
@@ -251,6 +262,11 @@ struct Node<P> {
     role: AtomicU8,
     replay_lsn: AtomicU64,
     has_replay: AtomicBool,
+    /// Bumped (under the node's mutex) whenever what is known of its replay
+    /// position becomes void: a ban or a role change. A replay position
+    /// read before a bump is never stored after it.
+    generation: AtomicU64,
+    /// [`LAG_UNKNOWN`] when unknown.
     lag_bytes: AtomicU64,
     /// Nanoseconds since the router's epoch + 1 of the staleness bound; 0 = unknown.
     fresh_as_of: AtomicU64,
@@ -288,6 +304,55 @@ impl<P> Node<P> {
 
     fn sync_ban(&self, health: &NodeHealth) {
         self.banned.store(health.is_banned(), Ordering::Release);
+    }
+
+    fn lag_bytes(&self) -> Option<u64> {
+        Some(self.lag_bytes.load(Ordering::Relaxed)).filter(|&b| b != LAG_UNKNOWN)
+    }
+
+    /// Forgets the replay position and lag (after a ban or a role change: a
+    /// standby restarted after a crash may come back *behind* the position it
+    /// had reached). Call with the node's mutex held.
+    fn forget_replay(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.has_replay.store(false, Ordering::Release);
+        self.replay_lsn.store(0, Ordering::Release);
+        self.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+        self.fresh_as_of.store(0, Ordering::Release);
+    }
+}
+
+/// `lag_bytes` of a node whose lag is unknown.
+const LAG_UNKNOWN: u64 = u64::MAX;
+
+/// What a query failure does to the node it ran on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// Bans it at once (the server is unreachable or going away).
+    Ban,
+    /// Nothing (the client side was saturated); counted only.
+    Transient,
+    /// Counts toward `max_consecutive_errors`.
+    Query,
+}
+
+fn failure_of<E: QueryError>(e: &E) -> Failure {
+    if e.bans_node() {
+        Failure::Ban
+    } else if e.is_connection_error() {
+        Failure::Transient
+    } else {
+        Failure::Query
+    }
+}
+
+/// Clears a node's `probing` flag however its probe task ends (completion,
+/// panic, or abort when the caller of `probe_all` is cancelled).
+struct Probing<P>(Arc<Node<P>>);
+
+impl<P> Drop for Probing<P> {
+    fn drop(&mut self) {
+        self.0.probing.store(false, Ordering::Release);
     }
 }
 
@@ -340,9 +405,14 @@ impl<P> Topology<P> {
             && !node.lag_banned.load(Ordering::Acquire)
     }
 
+    /// Recomputes the list under its write lock, so that concurrent
+    /// refreshes cannot overwrite a newer list with an older one: the last
+    /// to take the lock reads the latest node state.
     fn refresh_any(&self) {
+        let mut any = self.any.write().unwrap_or_else(PoisonError::into_inner);
         let mut best = u8::MAX;
-        let mut list = Vec::new();
+        let list = &mut *any;
+        list.clear();
         for (i, node) in self.nodes.iter().enumerate() {
             if !self.serves_any(i) || node.tier > best {
                 continue;
@@ -353,7 +423,6 @@ impl<P> Topology<P> {
             }
             list.push(u32::try_from(i).unwrap_or(u32::MAX));
         }
-        *self.any.write().unwrap_or_else(PoisonError::into_inner) = list;
     }
 }
 
@@ -370,6 +439,8 @@ struct Inner<P> {
     fallbacks: AtomicU64,
     retries: AtomicU64,
     role_changes: AtomicU64,
+    /// Whether more than one node answers as writable (reported once).
+    split_brain: AtomicBool,
     wake: Arc<tokio::sync::Notify>,
     apply: Mutex<()>,
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -507,6 +578,7 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
             fallbacks: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             role_changes: AtomicU64::new(0),
+            split_brain: AtomicBool::new(false),
             wake: Arc::new(tokio::sync::Notify::new()),
             apply: Mutex::new(()),
             monitor: Mutex::new(None),
@@ -539,13 +611,16 @@ fn new_node<P>(
         role: AtomicU8::new(role),
         replay_lsn: AtomicU64::new(0),
         has_replay: AtomicBool::new(false),
-        lag_bytes: AtomicU64::new(0),
+        generation: AtomicU64::new(0),
+        lag_bytes: AtomicU64::new(LAG_UNKNOWN),
         fresh_as_of: AtomicU64::new(0),
         in_flight: AtomicU32::new(0),
         latency: AtomicU64::new(config.initial_latency.as_secs_f64().to_bits()),
         probing: AtomicBool::new(false),
         inner: Mutex::new(NodeInner {
             observed: Observed::Unknown,
+            failed_probes: 0,
+            seen_in_recovery: false,
             health: NodeHealth::unprobed(now),
             ewma: PeakEwma::new(config.initial_latency, config.ewma_decay),
             lag_time: None,
@@ -629,7 +704,7 @@ impl<P> Inner<P> {
 
     fn next_delay(&self) -> Duration {
         let jitter = self.config.monitor_jitter.mul_f64(self.unit());
-        self.config.monitor_interval + jitter
+        self.config.monitor_interval.saturating_add(jitter)
     }
 
     fn nanos_since_epoch(&self, t: Instant) -> u64 {
@@ -704,7 +779,7 @@ impl<P> Inner<P> {
                     max_bytes,
                     max_time,
                 } => {
-                    max_bytes.is_none_or(|m| node.lag_bytes.load(Ordering::Relaxed) <= m)
+                    max_bytes.is_none_or(|m| node.lag_bytes().is_some_and(|lag| lag <= m))
                         && max_time.is_none_or(|m| {
                             let fresh = node.fresh_as_of.load(Ordering::Acquire);
                             fresh != 0 && now_ns.saturating_sub(fresh - 1) <= duration_nanos(m)
@@ -757,21 +832,28 @@ impl<P> Inner<P> {
             .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
     }
 
-    fn record_error(&self, node: &Node<P>, ban_now: bool) {
+    fn record_error(&self, node: &Node<P>, failure: Failure) {
         let now = self.clock.now();
         let unit = self.unit();
         let mut g = node.lock();
-        let t = if ban_now {
-            g.health
-                .connection_error(now, &self.config.ban_backoff, unit)
-        } else {
-            g.health.query_error(
+        let t = match failure {
+            Failure::Ban => g
+                .health
+                .connection_error(now, &self.config.ban_backoff, unit),
+            Failure::Transient => {
+                g.health.transient_error();
+                return;
+            }
+            Failure::Query => g.health.query_error(
                 now,
                 self.config.max_consecutive_errors,
                 &self.config.ban_backoff,
                 unit,
-            )
+            ),
         };
+        if matches!(t, Transition::Banned(_)) {
+            node.forget_replay();
+        }
         node.sync_ban(&g.health);
         if let Transition::Banned(reason) = t {
             let until = g.health.ban().map(|b| self.wall_of(b.until));
@@ -788,30 +870,66 @@ fn duration_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Which node should take writes after a probe round: the current primary
-/// while it answers as a primary; otherwise the only other node answering as
-/// a primary (a promoted standby); otherwise no change.
-///
-/// `observed[i]` is `Some(in_recovery)` for nodes that answered, `None` for
-/// the others.
+/// What the router knows about one node when deciding which takes writes
+/// (input to [`choose_primary`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoleView {
+    /// `Some(in_recovery)` when the node's last probe answered; `None` when
+    /// it failed or has not run yet.
+    pub answered: Option<bool>,
+    /// Consecutive failed probes.
+    pub failed_probes: u32,
+    /// Whether the node has been seen in recovery since it last lost the
+    /// primary role (for a configured replica: ever). Only such a node may
+    /// take the writes: a promoted standby qualifies, an old primary that
+    /// comes back writable after a failover (a diverged history) does not.
+    pub seen_in_recovery: bool,
+}
+
+/// Which node should take writes: the current primary while it answers as a
+/// primary, or has not failed `failure_probes` probes in a row; otherwise
+/// (it answers in recovery, or is down) the only other node that answers as
+/// writable *and* was seen in recovery before (a promoted standby);
+/// otherwise no change. Never a guess: with two such candidates the current
+/// primary stays.
 ///
 /// # Examples
 /// ```
-/// use sysmanage_db::replica::choose_primary;
+/// use sysmanage_db::replica::{RoleView, choose_primary};
+/// let down = RoleView { answered: None, failed_probes: 2, seen_in_recovery: false };
+/// let promoted = RoleView { answered: Some(false), failed_probes: 0, seen_in_recovery: true };
+/// let standby = RoleView { answered: Some(true), failed_probes: 0, seen_in_recovery: true };
 /// // standby 1 was promoted while the old primary (0) is down
-/// assert_eq!(choose_primary(Some(0), &[None, Some(false), Some(true)]), Some(1));
-/// // old primary still writable: no split brain, keep it
-/// assert_eq!(choose_primary(Some(0), &[Some(false), Some(false), Some(true)]), Some(0));
+/// assert_eq!(choose_primary(Some(0), &[down, promoted, standby], 2), Some(1));
+/// // one failed probe is not enough
+/// let blip = RoleView { failed_probes: 1, ..down };
+/// assert_eq!(choose_primary(Some(0), &[blip, promoted, standby], 2), Some(0));
+/// // the old primary back writable never takes the writes back while the
+/// // new one (1) blips
+/// let old = RoleView { answered: Some(false), failed_probes: 0, seen_in_recovery: false };
+/// assert_eq!(choose_primary(Some(1), &[old, down, standby], 2), Some(1));
 /// ```
-pub fn choose_primary(current: Option<usize>, observed: &[Option<bool>]) -> Option<usize> {
-    if let Some(p) = current
-        && observed.get(p) == Some(&Some(false))
-    {
-        return Some(p);
+pub fn choose_primary(
+    current: Option<usize>,
+    nodes: &[RoleView],
+    failure_probes: u32,
+) -> Option<usize> {
+    if let Some(p) = current {
+        let Some(view) = nodes.get(p) else {
+            return current;
+        };
+        match view.answered {
+            Some(false) => return current,
+            // Demoted: in recovery now.
+            Some(true) => {}
+            None if view.failed_probes >= failure_probes.max(1) => {}
+            None => return current,
+        }
     }
-    let mut writable =
-        (0..observed.len()).filter(|&i| observed[i] == Some(false) && Some(i) != current);
-    match (writable.next(), writable.next()) {
+    let mut promoted = (0..nodes.len()).filter(|&i| {
+        Some(i) != current && nodes[i].answered == Some(false) && nodes[i].seen_in_recovery
+    });
+    match (promoted.next(), promoted.next()) {
         (Some(i), None) => Some(i),
         _ => current,
     }
@@ -821,7 +939,10 @@ impl<P: NodePool> Inner<P> {
     /// Probes every node not already being probed, each in its own task that
     /// applies its outcome as soon as it arrives, so a node that hangs until
     /// the probe timeout never delays what the others report (a promotion,
-    /// say). With `wait`, returns once this round's probes are applied.
+    /// say). With `wait`, returns once this round's probes are applied; if
+    /// that wait is cancelled the probes are aborted, and each clears its
+    /// node's `probing` flag as it goes (so the node is probed again next
+    /// round).
     async fn probe_round(self: &Arc<Self>, wait: bool) {
         let topo = self.topology();
         let timeout = self.config.probe_timeout;
@@ -830,10 +951,12 @@ impl<P: NodePool> Inner<P> {
             if node.probing.swap(true, Ordering::AcqRel) {
                 continue;
             }
-            let node = Arc::clone(node);
+            let guard = Probing(Arc::clone(node));
             let weak = Arc::downgrade(self);
             let clock = Arc::clone(&self.clock);
             set.spawn(async move {
+                let node = &guard.0;
+                let generation = node.generation.load(Ordering::Acquire);
                 let started = clock.now();
                 let result = match tokio::time::timeout(timeout, node.pool.probe()).await {
                     Ok(Ok(p)) => Ok(p),
@@ -841,9 +964,9 @@ impl<P: NodePool> Inner<P> {
                     Err(_) => Err(format!("probe timed out after {timeout:?}")),
                 };
                 if let Some(inner) = weak.upgrade() {
-                    inner.apply_outcome(&node, started, result);
+                    inner.apply_outcome(node, started, generation, result);
                 }
-                node.probing.store(false, Ordering::Release);
+                drop(guard);
             });
         }
         if wait {
@@ -855,7 +978,14 @@ impl<P: NodePool> Inner<P> {
 
     /// Applies one probe outcome: the node's role, health and lag, then the
     /// router-wide decisions that depend on it (primary, lag bans).
-    fn apply_outcome(&self, node: &Arc<Node<P>>, started: Instant, result: Result<Probe, String>) {
+    /// `generation` is the node's generation when the probe started.
+    fn apply_outcome(
+        &self,
+        node: &Arc<Node<P>>,
+        started: Instant,
+        generation: u64,
+        result: Result<Probe, String>,
+    ) {
         let _apply = self.apply.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.now();
         let mut topo = self.topology();
@@ -865,6 +995,12 @@ impl<P: NodePool> Inner<P> {
         let unit = self.unit();
         let (transition, until) = {
             let mut g = node.lock();
+            if result.is_ok() && node.generation.load(Ordering::Acquire) != generation {
+                // Banned while this probe ran: what it saw may predate the
+                // failure, so it neither re-admits the node nor tells its
+                // replay position. The next probe will.
+                return;
+            }
             g.ewma.decay(now);
             node.latency
                 .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
@@ -873,20 +1009,34 @@ impl<P: NodePool> Inner<P> {
                     g.observed = Observed::Answered {
                         in_recovery: probe.in_recovery,
                     };
+                    g.failed_probes = 0;
+                    g.seen_in_recovery |= probe.in_recovery;
                     let role = if probe.in_recovery {
                         ROLE_REPLICA
                     } else {
                         ROLE_PRIMARY
                     };
-                    node.role.store(role, Ordering::Release);
+                    if node.role.swap(role, Ordering::AcqRel) != role {
+                        node.forget_replay();
+                    }
+                    // The replay position as it is now (it may have moved
+                    // back), stored before a re-admission below.
+                    if let (true, Some(replay)) = (probe.in_recovery, probe.replay_lsn) {
+                        node.replay_lsn.store(replay.as_u64(), Ordering::Release);
+                        node.has_replay.store(true, Ordering::Release);
+                    }
                     g.last_probe = Some(self.wall_of(started));
                     g.health.probe_ok(now)
                 }
                 Err(_) => {
                     g.observed = Observed::Failed;
+                    g.failed_probes = g.failed_probes.saturating_add(1);
                     g.health.probe_failed(now, &self.config.ban_backoff, unit)
                 }
             };
+            if matches!(t, Transition::Banned(_)) {
+                node.forget_replay();
+            }
             node.sync_ban(&g.health);
             (t, g.health.ban().map(|b| self.wall_of(b.until)))
         };
@@ -903,40 +1053,54 @@ impl<P: NodePool> Inner<P> {
             Transition::None => {}
         }
 
-        // Which node takes writes. Decided only once the current primary has
-        // been probed at least once.
-        let observed: Vec<Observed> = topo.nodes.iter().map(|n| n.lock().observed).collect();
-        let current_known = topo
-            .primary
-            .is_none_or(|p| observed[p] != Observed::Unknown);
-        if current_known {
-            let answers: Vec<Option<bool>> = observed
-                .iter()
-                .map(|o| match o {
-                    Observed::Answered { in_recovery } => Some(*in_recovery),
-                    _ => None,
-                })
-                .collect();
-            let new_primary = choose_primary(topo.primary, &answers);
-            if new_primary != topo.primary {
-                let mut guard = self
-                    .topology
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if Arc::ptr_eq(&guard, &topo) {
-                    let old = topo.primary().map(|n| n.name.clone());
-                    let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
-                    *guard = Arc::clone(&next);
-                    topo = next;
-                    self.history
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clear();
-                    self.role_changes.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: TARGET, event = "replica.role_change",
-                        old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
-                        "primary changed: writes re-pointed");
+        // Which node takes writes.
+        let views: Vec<RoleView> = topo
+            .nodes
+            .iter()
+            .map(|n| {
+                let g = n.lock();
+                RoleView {
+                    answered: match g.observed {
+                        Observed::Answered { in_recovery } => Some(in_recovery),
+                        _ => None,
+                    },
+                    failed_probes: g.failed_probes,
+                    seen_in_recovery: g.seen_in_recovery,
                 }
+            })
+            .collect();
+        self.check_split_brain(&topo, &views);
+        let new_primary = choose_primary(topo.primary, &views, self.config.primary_failure_probes);
+        if new_primary != topo.primary {
+            let mut guard = self
+                .topology
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if Arc::ptr_eq(&guard, &topo) {
+                let old = topo.primary().map(|n| n.name.clone());
+                if let Some(old) = topo.primary() {
+                    // It must be seen in recovery before it may lead again.
+                    old.lock().seen_in_recovery = false;
+                }
+                let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
+                *guard = Arc::clone(&next);
+                drop(guard);
+                topo = next;
+                self.history
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                for n in &topo.nodes {
+                    // Lag against the old primary means nothing now.
+                    let mut g = n.lock();
+                    n.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+                    n.fresh_as_of.store(0, Ordering::Release);
+                    g.lag_time = None;
+                }
+                self.role_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: TARGET, event = "replica.role_change",
+                    old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
+                    "primary changed: writes re-pointed");
             }
         }
 
@@ -949,42 +1113,26 @@ impl<P: NodePool> Inner<P> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(started, lsn);
+            // Replicas whose lag was unknown for want of a primary sample.
+            for (k, n) in topo.nodes.iter().enumerate() {
+                if k != p && n.lag_bytes().is_none() && n.has_replay.load(Ordering::Acquire) {
+                    let mut g = n.lock();
+                    self.update_lag(n, &mut g, now, None);
+                }
+            }
         }
 
         // This replica's lag.
         if let Ok(probe) = &result {
             let mut g = node.lock();
-            match (probe.in_recovery, probe.replay_lsn) {
-                (true, Some(replay)) => {
-                    node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
-                    node.has_replay.store(true, Ordering::Release);
-                    let (primary_lsn, fresh) = {
-                        let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
-                        (h.latest(), h.fresh_as_of(replay))
-                    };
-                    let lag_bytes = primary_lsn.map_or(0, |p| p.bytes_since(replay));
-                    node.lag_bytes.store(lag_bytes, Ordering::Relaxed);
-                    node.fresh_as_of.store(
-                        fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
-                        Ordering::Release,
-                    );
-                    g.lag_time = if lag_bytes == 0 {
-                        Some(Duration::ZERO)
-                    } else {
-                        let by_history = fresh.map(|t| now.saturating_duration_since(t));
-                        let by_replay = probe
-                            .replay_age
-                            .map(|a| a + now.saturating_duration_since(started));
-                        match (by_history, by_replay) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        }
-                    };
-                }
-                _ => {
-                    node.lag_bytes.store(0, Ordering::Relaxed);
-                    g.lag_time = None;
-                }
+            if probe.in_recovery && Some(i) != topo.primary {
+                let age = probe
+                    .replay_age
+                    .map(|a| a.saturating_add(now.saturating_duration_since(started)));
+                self.update_lag(node, &mut g, now, age);
+            } else {
+                node.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+                g.lag_time = None;
             }
         }
 
@@ -996,9 +1144,9 @@ impl<P: NodePool> Inner<P> {
                 lag_inputs.push((
                     k,
                     LagInput {
-                        available: !g.health.is_banned(),
+                        available: !g.health.is_banned() && n.weight() > 0.0,
                         lag_banned: n.lag_banned.load(Ordering::Relaxed),
-                        lag_bytes: n.lag_bytes.load(Ordering::Relaxed),
+                        lag_bytes: n.lag_bytes(),
                         lag_time: g.lag_time.unwrap_or(Duration::MAX),
                     },
                 ));
@@ -1019,19 +1167,80 @@ impl<P: NodePool> Inner<P> {
                 n.lag_banned.store(banned, Ordering::Relaxed);
                 if banned {
                     tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %n.name,
-                        lag_bytes = input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
+                        lag_bytes = ?input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
                         "replica lag-banned");
                 } else {
                     tracing::info!(target: TARGET, event = "replica.lag_unban", node = %n.name,
-                        lag_bytes = input.lag_bytes, "replica re-admitted after lagging");
+                        lag_bytes = ?input.lag_bytes, "replica re-admitted after lagging");
                 }
             }
         }
         topo.refresh_any();
     }
 
-    /// Re-probes qualifying-but-behind replicas until one reaches `token` or
-    /// `deadline` passes.
+    /// A replica's lag from its stored replay position and the primary's
+    /// history. `replay_age` is the standby's own estimate, if any.
+    fn update_lag(
+        &self,
+        node: &Node<P>,
+        g: &mut NodeInner,
+        now: Instant,
+        replay_age: Option<Duration>,
+    ) {
+        if !node.has_replay.load(Ordering::Acquire) {
+            node.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+            node.fresh_as_of.store(0, Ordering::Release);
+            g.lag_time = None;
+            return;
+        }
+        let replay = Lsn::new(node.replay_lsn.load(Ordering::Acquire));
+        let (primary_lsn, fresh) = {
+            let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            (h.latest(), h.fresh_as_of(replay))
+        };
+        let lag_bytes = primary_lsn.map(|p| p.bytes_since(replay).min(LAG_UNKNOWN - 1));
+        node.lag_bytes
+            .store(lag_bytes.unwrap_or(LAG_UNKNOWN), Ordering::Relaxed);
+        node.fresh_as_of.store(
+            fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
+            Ordering::Release,
+        );
+        g.lag_time = match lag_bytes {
+            None => None,
+            Some(0) => Some(Duration::ZERO),
+            Some(_) => {
+                let by_history = fresh.map(|t| now.saturating_duration_since(t));
+                match (by_history, replay_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        };
+    }
+
+    /// Reports (once per episode) when more than one node answers as
+    /// writable: a split brain, e.g. an old primary back after a failover.
+    fn check_split_brain(&self, topo: &Topology<P>, views: &[RoleView]) {
+        let writable: Vec<&str> = views
+            .iter()
+            .zip(&topo.nodes)
+            .filter(|(v, _)| v.answered == Some(false))
+            .map(|(_, n)| n.name.as_str())
+            .collect();
+        if writable.len() > 1 {
+            if !self.split_brain.swap(true, Ordering::Relaxed) {
+                tracing::warn!(target: TARGET, event = "replica.split_brain",
+                    writable = ?writable, primary = ?topo.primary().map(|n| n.name.as_str()),
+                    "more than one node accepts writes; writes stay on the current primary");
+            }
+        } else if self.split_brain.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: TARGET, event = "replica.split_brain_resolved",
+                writable = ?writable, "at most one node accepts writes again");
+        }
+    }
+
+    /// Re-polls qualifying-but-behind replicas until one reaches `token` or
+    /// `wait` (capped at `max_token_wait`) passes.
     async fn wait_for_token(
         &self,
         topo: &Topology<P>,
@@ -1039,23 +1248,31 @@ impl<P: NodePool> Inner<P> {
         token: Lsn,
         wait: Duration,
     ) -> Option<Arc<Node<P>>> {
-        let deadline = tokio::time::Instant::now() + wait;
+        let start = tokio::time::Instant::now();
+        let wait = wait.min(self.config.max_token_wait);
+        let deadline = start.checked_add(wait).unwrap_or(start);
         loop {
             for (i, node) in topo.nodes.iter().enumerate() {
                 if Some(i) == topo.primary
                     || node.role.load(Ordering::Relaxed) != ROLE_REPLICA
                     || node.banned.load(Ordering::Acquire)
                     || node.weight() <= 0.0
-                    || node.replay_lsn.load(Ordering::Acquire) >= token.as_u64()
+                    || (node.has_replay.load(Ordering::Acquire)
+                        && node.replay_lsn.load(Ordering::Acquire) >= token.as_u64())
                 {
                     continue;
                 }
+                let generation = node.generation.load(Ordering::Acquire);
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 if let Ok(Ok(Some(replay))) =
                     tokio::time::timeout(left, node.pool.replay_lsn()).await
                 {
-                    node.replay_lsn.fetch_max(replay.as_u64(), Ordering::AcqRel);
-                    node.has_replay.store(true, Ordering::Release);
+                    let _g = node.lock();
+                    // Not across a ban: the node may have restarted behind.
+                    if node.generation.load(Ordering::Acquire) == generation {
+                        node.replay_lsn.store(replay.as_u64(), Ordering::Release);
+                        node.has_replay.store(true, Ordering::Release);
+                    }
                 }
             }
             if let (Some(node), _) = self.select(topo, consistency, None, false) {
@@ -1137,7 +1354,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 }
                 Err(e) => {
                     let connection = e.is_connection_error();
-                    inner.record_error(&node, e.bans_node());
+                    inner.record_error(&node, failure_of(&e));
                     if connection && failed.is_none() {
                         inner.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(target: TARGET, event = "replica.retry", node = %node.name,
@@ -1185,7 +1402,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 if connection || e.is_read_only_error() {
                     inner.wake.notify_one();
                 }
-                inner.record_error(&node, e.bans_node());
+                inner.record_error(&node, failure_of(&e));
                 Err(query_error(&node.name, connection, e))
             }
         }
@@ -1199,16 +1416,8 @@ impl<P: NodePool> ReplicaRouter<P> {
     pub async fn wal_token(&self) -> Result<WalToken> {
         let inner = &*self.inner;
         let node = Arc::clone(inner.topology().primary().ok_or(Error::NoPrimary)?);
-        let started = inner.clock.now();
         match node.pool.current_wal_lsn().await {
-            Ok(lsn) => {
-                inner
-                    .history
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(started, lsn);
-                Ok(lsn)
-            }
+            Ok(lsn) => Ok(lsn),
             Err(source) => Err(Error::Query {
                 node: node.name.clone(),
                 connection: false,
@@ -1220,8 +1429,14 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// [`write`](Self::write), then [`wal_token`](Self::wal_token): the
     /// result and a token for reading the write back from a replica.
     ///
+    /// Once the write succeeded this never fails: if the token cannot be
+    /// read (the primary died just after the commit), the token is
+    /// [`Lsn::MAX`], which no replica reaches, so reads with it go to the
+    /// primary (event `replica.token_unavailable`). The caller keeps the
+    /// result of a write that did commit and does not retry it.
+    ///
     /// # Errors
-    /// As [`write`](Self::write) and [`wal_token`](Self::wal_token).
+    /// As [`write`](Self::write).
     pub async fn write_with_token<T, E, F, Fut>(&self, f: F) -> Result<(T, WalToken)>
     where
         F: FnOnce(P) -> Fut,
@@ -1229,7 +1444,16 @@ impl<P: NodePool> ReplicaRouter<P> {
         E: QueryError,
     {
         let value = self.write(f).await?;
-        let token = self.wal_token().await?;
+        let token = match self.wal_token().await {
+            Ok(token) => token,
+            Err(error) => {
+                let source = std::error::Error::source(&error).map(ToString::to_string);
+                tracing::warn!(target: TARGET, event = "replica.token_unavailable",
+                    error = %error, source = ?source,
+                    "write committed but its wal position could not be read; reads with its token go to the primary");
+                Lsn::MAX
+            }
+        };
         Ok((value, token))
     }
 
@@ -1250,6 +1474,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 wait: Some(wait),
             } = consistency
                 && exclude.is_none()
+                && *token != Lsn::MAX
                 && let Some(node) = inner
                     .wait_for_token(&topo, consistency, *token, *wait)
                     .await
@@ -1296,6 +1521,7 @@ impl<P: NodePool> ReplicaRouter<P> {
 
     /// Like [`pick_replica`](Self::pick_replica) but without allocating: only
     /// whether a replica qualifies (used by benchmarks of the hot path).
+    #[doc(hidden)]
     pub fn has_replica_for(&self, consistency: &Consistency) -> bool {
         let topo = self
             .inner
@@ -1329,6 +1555,9 @@ impl<P: NodePool> ReplicaRouter<P> {
             &inner.config,
             inner.clock.now(),
         )?);
+        // Serialised with probe outcomes, so none is applied to a topology
+        // this replaces.
+        let _apply = inner.apply.lock().unwrap_or_else(PoisonError::into_inner);
         let mut guard = inner
             .topology
             .write()
@@ -1350,6 +1579,11 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// # Errors
     /// [`Error::UnknownNode`]; [`Error::InvalidConfig`] for the current primary.
     pub fn remove_node(&self, name: &str) -> Result<()> {
+        let _apply = self
+            .inner
+            .apply
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut guard = self
             .inner
             .topology
@@ -1442,7 +1676,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                         .has_replay
                         .load(Ordering::Relaxed)
                         .then(|| Lsn::new(node.replay_lsn.load(Ordering::Relaxed))),
-                    lag_bytes: node.lag_bytes.load(Ordering::Relaxed),
+                    lag_bytes: node.lag_bytes(),
                     lag_seconds: g.lag_time.map(|d| d.as_secs_f64()),
                     latency_ms: g.ewma.estimate_secs() * 1e3,
                     in_flight: node.in_flight.load(Ordering::Relaxed),

@@ -352,7 +352,7 @@ async fn bounded_staleness_in_time_uses_a_conservative_estimate() {
         [fx.replicas[0].id()]
     );
     // Bytes bound: r1 is 64 bytes behind.
-    assert_eq!(router.status().node("r1").unwrap().lag_bytes, 64);
+    assert_eq!(router.status().node("r1").unwrap().lag_bytes, Some(64));
     let seen = spread(&router, Consistency::bounded_bytes(63), 100).await;
     assert!(!seen.contains_key(&fx.replicas[1].id()));
     let seen = spread(&router, Consistency::bounded_bytes(64), 400).await;
@@ -385,7 +385,7 @@ async fn an_idle_primary_does_not_make_replicas_stale() {
     let r0 = r.node("r0").unwrap();
     assert_eq!(
         (r0.lag_bytes, r0.lag_seconds, r0.state),
-        (0, Some(0.0), NodeState::Healthy)
+        (Some(0), Some(0.0), NodeState::Healthy)
     );
 }
 
@@ -476,7 +476,7 @@ async fn no_replica_policies() {
     );
     assert_eq!(
         err.to_string(),
-        "no replica qualifies for a any read (1 replicas checked)"
+        "no replica qualifies for a read at consistency any (1 replicas checked)"
     );
 
     let mut c = config();
@@ -514,6 +514,10 @@ async fn promotion_repoints_writes() {
     ));
     fx.replicas[0].promote();
     router.probe_all().await;
+    // One failed probe of the primary is not enough to fail over …
+    assert_eq!(router.primary_name().as_deref(), Some("primary"));
+    // … two in a row are.
+    router.probe_all().await;
     assert_eq!(router.primary_name().as_deref(), Some("r0"));
     let id = router
         .write(|db| async move { db.write("b", "2").map(|_| db.id()) })
@@ -529,10 +533,19 @@ async fn promotion_repoints_writes() {
         seen.keys().copied().collect::<Vec<_>>(),
         [fx.replicas[1].id()]
     );
-    // The old primary coming back writable does not steal the writes back.
+    // The old primary coming back writable does not steal the writes back,
+    // not even while the new primary fails its probes: it lost the primary
+    // role and has not been seen in recovery since (a diverged history).
     fx.primary.set_up(true);
     router.probe_all().await;
     assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    fx.replicas[0].set_up(false);
+    for _ in 0..3 {
+        router.probe_all().await;
+        assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    }
+    fx.replicas[0].set_up(true);
+    router.probe_all().await;
     // Nor does it serve reads (it is not in recovery).
     assert!(!spread(&router, Consistency::Any, 50).await.contains_key(&0));
 }
@@ -700,7 +713,7 @@ async fn least_outstanding_uses_the_routers_own_in_flight_counts() {
         .await
     });
     tokio::task::yield_now().await;
-    let busy = held_node(&router);
+    let busy = fx.replicas[held_node(&router).expect("one read is held")].id();
     for _ in 0..20 {
         let id = router
             .read(Consistency::Any, |db| async move {
@@ -708,10 +721,48 @@ async fn least_outstanding_uses_the_routers_own_in_flight_counts() {
             })
             .await
             .unwrap();
-        assert_ne!(Some(id), busy.map(|b| fx.replicas[b].id()));
+        assert_ne!(id, busy);
     }
     gate.notify_one();
     held.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn p2c_counts_in_flight_even_without_latency_observations() {
+    // With no latency signal at all (the default optimistic initial latency
+    // of zero, never observed), and with a non-zero one: the node with a read
+    // in flight loses every comparison.
+    for initial_latency in [Duration::ZERO, Duration::from_millis(10)] {
+        let mut c = config();
+        c.initial_latency = initial_latency;
+        assert_eq!(c.strategy, Strategy::PowerOfTwoChoices);
+        let (fx, router) = router_with(2, c, |_, s| s).await;
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let (r, g) = (router.clone(), gate.clone());
+        let held = tokio::spawn(async move {
+            r.read(Consistency::Any, |db| {
+                let g = g.clone();
+                async move {
+                    g.notified().await;
+                    Ok::<_, MemoryError>(db.id())
+                }
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        let busy = fx.replicas[held_node(&router).expect("one read is held")].id();
+        for _ in 0..50 {
+            let id = router
+                .read(Consistency::Any, |db| async move {
+                    Ok::<_, MemoryError>(db.id())
+                })
+                .await
+                .unwrap();
+            assert_ne!(id, busy, "initial latency {initial_latency:?}");
+        }
+        gate.notify_one();
+        held.await.unwrap().unwrap();
+    }
 }
 
 fn held_node(router: &ReplicaRouter<MemoryNode>) -> Option<usize> {
@@ -873,13 +924,26 @@ async fn tracing_events_have_stable_names() {
     router.probe_all().await; // unban
     fx.primary.set_up(false);
     fx.replicas[0].promote();
+    router.probe_all().await;
     router.probe_all().await; // role change
+    fx.primary.set_up(true);
+    router.probe_all().await; // split brain: both writable
+    router.probe_all().await; // reported once
+    fx.primary.demote();
+    router.probe_all().await; // resolved
     let got = names.0.lock().unwrap().clone();
+    assert_eq!(
+        got.iter().filter(|n| *n == "replica.split_brain").count(),
+        1,
+        "{got:?}"
+    );
     for want in [
         "replica.ban",
         "replica.fallback",
         "replica.unban",
         "replica.role_change",
+        "replica.split_brain",
+        "replica.split_brain_resolved",
     ] {
         assert!(got.iter().any(|n| n == want), "{want} missing from {got:?}");
     }
@@ -887,18 +951,47 @@ async fn tracing_events_have_stable_names() {
 
 #[test]
 fn choose_primary_never_guesses() {
+    let primary = RoleView {
+        answered: Some(false),
+        failed_probes: 0,
+        seen_in_recovery: false,
+    };
+    let standby = RoleView {
+        answered: Some(true),
+        failed_probes: 0,
+        seen_in_recovery: true,
+    };
+    let promoted = RoleView {
+        answered: Some(false),
+        ..standby
+    };
+    let down = |failed_probes| RoleView {
+        answered: None,
+        failed_probes,
+        seen_in_recovery: false,
+    };
+    let unprobed = RoleView::default();
     // Current primary answers as primary: keep it.
-    assert_eq!(choose_primary(Some(0), &[Some(false), Some(true)]), Some(0));
-    // Current primary demoted (in recovery) and one promoted standby: switch.
-    assert_eq!(choose_primary(Some(0), &[Some(true), Some(false)]), Some(1));
+    assert_eq!(choose_primary(Some(0), &[primary, standby], 2), Some(0));
+    // Current primary demoted (in recovery) and one promoted standby: switch at once.
+    assert_eq!(choose_primary(Some(0), &[standby, promoted], 2), Some(1));
+    // Down: only after `failure_probes` failed probes in a row.
+    assert_eq!(choose_primary(Some(0), &[down(1), promoted], 2), Some(0));
+    assert_eq!(choose_primary(Some(0), &[down(2), promoted], 2), Some(1));
+    assert_eq!(choose_primary(Some(0), &[down(1), promoted], 1), Some(1));
+    // Not probed yet: no change.
+    assert_eq!(choose_primary(Some(0), &[unprobed, promoted], 2), Some(0));
     // Two candidates: ambiguous, keep the current one.
     assert_eq!(
-        choose_primary(Some(0), &[None, Some(false), Some(false)]),
+        choose_primary(Some(0), &[down(5), promoted, promoted], 2),
         Some(0)
     );
+    // A writable node never seen in recovery (an old primary back after a
+    // failover) is no candidate, even when it is the only writable one.
+    assert_eq!(choose_primary(Some(1), &[primary, down(9)], 2), Some(1));
     // Nobody writable: no change.
-    assert_eq!(choose_primary(Some(0), &[None, Some(true)]), Some(0));
-    assert_eq!(choose_primary(None, &[Some(true), Some(false)]), Some(1));
+    assert_eq!(choose_primary(Some(0), &[down(9), standby], 2), Some(0));
+    assert_eq!(choose_primary(None, &[standby, promoted], 2), Some(1));
 }
 
 #[tokio::test]
@@ -916,7 +1009,8 @@ async fn saturation_errors_are_retried_without_banning() {
     }
     let (fx, router) = router(2).await;
     let busy = fx.replicas[0].id();
-    for _ in 0..50 {
+    let max = router.config().max_consecutive_errors;
+    for _ in 0..200 {
         let id = router
             .read(Consistency::Any, |db| async move {
                 if db.id() == busy {
@@ -928,14 +1022,283 @@ async fn saturation_errors_are_retried_without_banning() {
             .await
             .unwrap();
         assert_ne!(id, busy);
-        // Five consecutive failures would ban it as a query-error node.
-        if router.status().node("r0").unwrap().query_errors >= 3 {
+        if router.status().node("r0").unwrap().connection_errors > u64::from(3 * max) {
             break;
         }
     }
     let status = router.status();
     let r0 = status.node("r0").unwrap();
-    assert!(r0.query_errors >= 1 && status.retries >= 1, "{status:?}");
-    assert_eq!(r0.connection_errors, 0);
+    // Well past `max_consecutive_errors` saturation failures in a row …
+    assert!(r0.connection_errors > u64::from(3 * max), "{status:?}");
+    assert!(status.retries >= r0.connection_errors, "{status:?}");
+    // … and the node still serves: saturation says nothing about its health.
+    assert_eq!(r0.query_errors, 0);
     assert_eq!(r0.state, NodeState::Healthy);
+}
+
+#[tokio::test]
+async fn a_replica_restarted_behind_its_old_position_does_not_serve_the_token() {
+    let (fx, router) = router(1).await;
+    let r0 = &fx.replicas[0];
+    let before = fx.cluster.current_lsn();
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "1").map(drop) })
+        .await
+        .unwrap();
+    fx.cluster.replicate();
+    router.probe_all().await;
+    let read_your_write = Consistency::at_least(token);
+    assert_eq!(router.pick_replica(&read_your_write).as_deref(), Some("r0"));
+
+    // Restarted between two probes at an older consistent point: the next
+    // probe's (lower) position replaces the one it had reached.
+    r0.rewind_to(before);
+    r0.pause_replay();
+    router.probe_all().await;
+    assert_eq!(router.pick_replica(&read_your_write), None);
+    let v = router
+        .read(read_your_write, |db| async move { db.get("k") })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"), "stale read");
+
+    // Caught up again, then it dies under a read: the ban forgets its
+    // position, and re-admission brings the position it restarted at.
+    r0.resume_replay();
+    fx.cluster.replicate();
+    router.probe_all().await;
+    assert_eq!(router.pick_replica(&read_your_write).as_deref(), Some("r0"));
+    r0.set_up(false);
+    let v = router
+        .read(read_your_write, |db| async move { db.get("k") })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+    let s = router.status();
+    let n = s.node("r0").unwrap();
+    assert!(matches!(n.state, NodeState::Banned { .. }), "{s:?}");
+    assert_eq!((n.replay_lsn, n.lag_bytes), (None, None));
+    r0.rewind_to(before);
+    r0.pause_replay();
+    r0.set_up(true);
+    fx.clock.advance(Duration::from_secs(2));
+    router.probe_all().await;
+    let n = router.status().node("r0").unwrap().clone();
+    assert_eq!((n.state, n.replay_lsn), (NodeState::Healthy, Some(before)));
+    assert_eq!(router.pick_replica(&read_your_write), None);
+    let v = router
+        .read(read_your_write, |db| async move { db.get("k") })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"), "stale read after re-admission");
+}
+
+/// A memory node whose probes can hang and whose WAL position can fail.
+#[derive(Clone, Debug)]
+struct Gated {
+    node: MemoryNode,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+    fail_token: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Gated {
+    fn new(node: MemoryNode) -> Self {
+        Self {
+            node,
+            hang: Arc::default(),
+            fail_token: Arc::default(),
+        }
+    }
+}
+
+impl NodePool for Gated {
+    async fn probe(&self) -> Result<Probe, sysmanage_core::BoxError> {
+        if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        NodePool::probe(&self.node).await
+    }
+    async fn current_wal_lsn(&self) -> Result<Lsn, sysmanage_core::BoxError> {
+        if self.fail_token.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("connection reset by peer".into());
+        }
+        NodePool::current_wal_lsn(&self.node).await
+    }
+    async fn replay_lsn(&self) -> Result<Option<Lsn>, sysmanage_core::BoxError> {
+        NodePool::replay_lsn(&self.node).await
+    }
+}
+
+async fn gated_router(
+    config: ReplicaConfig,
+) -> (MemoryCluster, Gated, Gated, ReplicaRouter<Gated>) {
+    let cluster = MemoryCluster::new();
+    let primary = Gated::new(cluster.add_primary());
+    let replica = Gated::new(cluster.add_replica());
+    let router = ReplicaRouter::builder()
+        .config(config)
+        .monitor(false)
+        .primary(NodeSpec::new("primary", primary.clone()))
+        .replica(NodeSpec::new("r0", replica.clone()))
+        .build()
+        .await
+        .unwrap();
+    (cluster, primary, replica, router)
+}
+
+#[tokio::test]
+async fn cancelling_probe_all_does_not_stop_a_node_from_being_probed() {
+    let (_cluster, _primary, replica, router) = gated_router(config()).await;
+    replica
+        .hang
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let cancelled = tokio::time::timeout(Duration::from_millis(20), router.probe_all()).await;
+    assert!(cancelled.is_err(), "the probe should hang");
+    replica
+        .hang
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    replica.node.set_up(false);
+    // Let the runtime drop the aborted probe task.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    router.probe_all().await;
+    assert!(
+        matches!(
+            router.status().node("r0").unwrap().state,
+            NodeState::Banned {
+                reason: BanReason::ProbeFailed,
+                ..
+            }
+        ),
+        "{:?}",
+        router.status()
+    );
+}
+
+#[tokio::test]
+async fn a_committed_write_is_returned_even_when_its_token_cannot_be_read() {
+    let (_cluster, primary, replica, router) = gated_router(config()).await;
+    primary
+        .fail_token
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (lsn, token) = router
+        .write_with_token(|db| async move { db.node.write("k", "1") })
+        .await
+        .expect("the write committed");
+    assert_eq!(primary.node.get("k").unwrap().as_deref(), Some("1"));
+    assert!(lsn > Lsn::ZERO);
+    assert_eq!(token, Lsn::MAX);
+    // No replica qualifies for it, not even one that has replayed everything,
+    // and the read does not wait for one.
+    replica.node.resume_replay();
+    router.probe_all().await;
+    let c = Consistency::at_least(token).with_wait(Duration::from_secs(3600));
+    assert_eq!(router.pick_replica(&c), None);
+    let v = router
+        .read(c, |db| async move { db.node.get("k") })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("1"));
+    assert_eq!(router.status().fallbacks, 1);
+}
+
+#[tokio::test]
+async fn a_huge_token_wait_is_capped_not_a_panic() {
+    let mut c = config();
+    c.max_token_wait = Duration::from_millis(30);
+    let (fx, router) = router_with(1, c, |_, s| s).await;
+    fx.replicas[0].pause_replay();
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "1").map(drop) })
+        .await
+        .unwrap();
+    // `Consistency` is deserialisable: the wait may come from outside.
+    let c: Consistency = serde_json::from_value(serde_json::json!({
+        "level": "at_least",
+        "token": token.to_string(),
+        "wait": { "secs": u64::MAX, "nanos": 999_999_999 },
+    }))
+    .unwrap();
+    let id = router
+        .read(c, |db| async move { Ok::<_, MemoryError>(db.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, fx.primary.id());
+    assert_eq!(router.status().fallbacks, 1);
+}
+
+#[tokio::test]
+async fn memory_promotion_clamps_replicas_that_had_applied_more() {
+    let (fx, _router) = router(2).await;
+    let (r0, r1) = (&fx.replicas[0], &fx.replicas[1]);
+    r0.pause_replay();
+    fx.primary.write("a", "1").unwrap();
+    fx.primary.write("b", "2").unwrap();
+    fx.cluster.replicate();
+    assert_eq!(r1.get("b").unwrap().as_deref(), Some("2"));
+    r0.promote();
+    assert_eq!(r1.get("b").unwrap(), None);
+    assert!(r1.snapshot().unwrap().is_empty());
+    assert_eq!(r1.replay_lsn(), r0.replay_lsn());
+}
+
+#[tokio::test]
+async fn min_serving_replicas_does_not_count_drained_nodes() {
+    let mut c = config();
+    c.max_lag_bytes = Some(64);
+    c.min_serving_replicas = 1;
+    let (fx, router) = router_with(2, c, |i, s| s.weight(if i == 1 { 0.0 } else { 1.0 })).await;
+    fx.replicas[0].pause_replay();
+    for i in 0..5 {
+        fx.primary.write("k", &i.to_string()).unwrap();
+    }
+    router.probe_all().await;
+    // r1 is drained: r0, lagging, is the only replica that could serve, so
+    // the guard keeps it serving.
+    let s = router.status();
+    assert_eq!(s.node("r0").unwrap().state, NodeState::Healthy, "{s:?}");
+    let seen = spread(&router, Consistency::Any, 50).await;
+    assert_eq!(seen.get(&fx.replicas[0].id()), Some(&50), "{seen:?}");
+}
+
+#[tokio::test]
+async fn unknown_lag_is_not_zero_lag() {
+    let cluster = MemoryCluster::new();
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let primary = cluster.add_primary();
+    let replica = cluster.add_replica();
+    primary.set_up(false);
+    let router = ReplicaRouter::builder()
+        .config(config())
+        .clock(Arc::new(clock.clone()))
+        .monitor(false)
+        .primary(NodeSpec::new("primary", primary.clone()))
+        .replica(NodeSpec::new("r0", replica))
+        .build()
+        .await
+        .unwrap();
+    // The primary's position was never sampled: the replica's lag is unknown.
+    let s = router.status();
+    assert_eq!(s.node("r0").unwrap().lag_bytes, None, "{s:?}");
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["nodes"][1]["lag_bytes"], serde_json::Value::Null);
+    assert_eq!(
+        router.pick_replica(&Consistency::bounded_bytes(1 << 30)),
+        None
+    );
+    // Any reads do not need a known lag.
+    assert_eq!(
+        router.pick_replica(&Consistency::Any).as_deref(),
+        Some("r0")
+    );
+    // Once the primary answers, the lag is known.
+    primary.set_up(true);
+    clock.advance(Duration::from_secs(2));
+    router.probe_all().await;
+    assert_eq!(router.status().node("r0").unwrap().lag_bytes, Some(0));
+    assert_eq!(
+        router
+            .pick_replica(&Consistency::bounded_bytes(1 << 30))
+            .as_deref(),
+        Some("r0")
+    );
 }
