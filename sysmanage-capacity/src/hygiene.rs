@@ -531,8 +531,14 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
         if r.abs() <= k {
             continue;
         }
+        let edge = i < w || i + w >= n;
         let recurring = season.is_some_and(|p| {
-            let same_phase = |j: usize| resid[j].signum() == r.signum() && resid[j].abs() > k / 2.0;
+            let same_phase = |j: usize| {
+                // At the edges the expected value is an extrapolation, so
+                // compare with the value itself one season away as well.
+                (resid[j].signum() == r.signum() && resid[j].abs() > k / 2.0)
+                    || (edge && (values[i] - values[j]).abs() <= k)
+            };
             (i >= p && same_phase(i - p)) || (i + p < n && same_phase(i + p))
         });
         if !recurring {
@@ -593,6 +599,22 @@ mod tests {
         assert_eq!(e.label(), "non_finite");
         let huge = prepare(&[s(0, 1.0), s(1_000_000_000, 1.0)], &cfg, None).unwrap_err();
         assert_eq!(huge.label(), "invalid_config");
+    }
+
+    #[test]
+    fn series_ending_on_a_steep_daily_slope_is_not_damped() {
+        let cfg = HygieneConfig::default();
+        let busy = |h: f64| (-(h - 14.0f64).powi(2) / 10.0).exp();
+        // Ends at 23:00, on the tail of the evening fall-off.
+        let v: Vec<f64> = (0..24 * 10)
+            .map(|i| 400.0 + 500.0 * busy((i % 24) as f64 + 0.5))
+            .collect();
+        let mut w = v.clone();
+        assert_eq!(damp_outliers(&mut w, Some(24), &cfg), 0);
+        // A spike in the last bucket that yesterday did not have is damped.
+        let mut w = v.clone();
+        *w.last_mut().unwrap() = 5000.0;
+        assert_eq!(damp_outliers(&mut w, Some(24), &cfg), 1);
     }
 
     #[test]
