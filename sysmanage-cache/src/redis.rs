@@ -13,10 +13,8 @@
 //!
 //! * **Multi-key operations across slots.** Keys are grouped by slot, the
 //!   slot groups by owning primary (from the routing table), each node's
-//!   commands are written back to back without waiting for replies
-//!   (pipelined on that node's connection, each with its own reply
-//!   channel), nodes run concurrently, and results come back in input
-//!   order. A node whose whole batch fails reports
+//!   commands go out as one pipeline on that node's connection, nodes run
+//!   concurrently, and results come back in input order. A node whose whole batch fails reports
 //!   [`CacheError::NodeBatch`] on each of its keys — never a miss. When all
 //!   keys share a slot a single command is sent.
 //! * **Redirections.** `MOVED` updates the slot's owner at once and schedules
@@ -965,13 +963,39 @@ impl RedisCache {
                 if cmds.len() == 1 {
                     // Fast path: one slot on this node (e.g. all keys share a tag).
                     vec![exec(&client, &cmds[0].0, cmds[0].1).await]
-                } else {
+                } else if cmds.iter().any(|(_, asking)| *asking) {
                     join_all(
                         cmds.iter()
                             .map(|(c, asking)| exec(&client, c, *asking))
                             .collect(),
                     )
                     .await
+                } else {
+                    // One pipeline per node: a single hand-off to the node's
+                    // connection task, written back to back. (This client
+                    // follows no redirection itself, so replies stay in
+                    // order; a redirected command just reports its error.)
+                    let p = client.pipeline();
+                    for (c, _) in &cmds {
+                        // Queuing only buffers the command.
+                        let _ = send_cmd(&p, c).await;
+                    }
+                    let mut replies = p.try_all::<Value>().await;
+                    if replies.len() != cmds.len() {
+                        // The pipeline as a whole failed: every command
+                        // shares its error.
+                        let e = replies
+                            .pop()
+                            .and_then(std::result::Result::err)
+                            .unwrap_or_else(|| {
+                                FredError::new(
+                                    ErrorKind::Unknown,
+                                    "pipeline returned too few replies",
+                                )
+                            });
+                        replies = cmds.iter().map(|_| Err(e.clone())).collect();
+                    }
+                    replies
                 }
             }
         };
