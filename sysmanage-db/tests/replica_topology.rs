@@ -557,6 +557,52 @@ async fn promotion_repoints_writes_without_losing_acknowledged_ones() {
     assert_eq!(router.status().role_changes, 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_primary_after_a_wal_switch_leaves_replicas_at_zero_lag() {
+    let _lock = TOPOLOGY.lock().await;
+    let router = router().await;
+    // Something to switch away from (a switch right after a switch is a no-op).
+    fresh_table(&router, "replica_switch_t").await;
+    let primary = router.primary_pool().unwrap();
+    sqlx::query("select pg_switch_wal()")
+        .execute(&primary)
+        .await
+        .unwrap();
+    let (insert, flush): (String, String) = sqlx::query_as(
+        "select pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text",
+    )
+    .fetch_one(&primary)
+    .await
+    .unwrap();
+    // The insert position now points past the new segment's page header,
+    // which no standby's replay position ever equals; lag is measured
+    // against the flush position, so the standbys reach zero.
+    eprintln!("after pg_switch_wal(): insert {insert}, flush {flush}");
+    // Two full probe rounds after the switch, so the lag below is measured
+    // after it.
+    for _ in 0..2 {
+        let before = router.status();
+        wait_for(&router, "a probe round", Duration::from_secs(20), |s| {
+            s.nodes
+                .iter()
+                .zip(&before.nodes)
+                .all(|(now, then)| now.last_probe > then.last_probe)
+        })
+        .await;
+    }
+    wait_for(
+        &router,
+        "both standbys at lag_bytes == 0 after pg_switch_wal()",
+        Duration::from_secs(20),
+        |s| {
+            ["standby1", "standby2"]
+                .iter()
+                .all(|n| s.node(n).unwrap().lag_bytes == Some(0))
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn bad_configuration_is_a_typed_error() {
     let _lock = TOPOLOGY.lock().await;

@@ -1178,6 +1178,7 @@ async fn min_serving_replicas_does_not_count_drained_nodes() {
     for i in 0..5 {
         fx.primary.write("k", &i.to_string()).unwrap();
     }
+    fx.cluster.replicate(); // r1 catches up, r0 (paused) does not
     router.probe_all().await;
     // r1 is drained: r0, lagging, is the only replica that could serve, so
     // the guard keeps it serving.
