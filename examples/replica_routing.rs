@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::Connection;
 use sysmanage_db::replica::{Consistency, PgNodeOptions, ReplicaConfig, ReplicaRouter, pg_node};
 use sysmanage_examples::{init_tracing, pretty, section};
 
@@ -54,7 +54,7 @@ fn services(args: &[&str]) -> Result<(), String> {
 
 /// Puts the topology back as it was, also on early returns and panics.
 struct Restore {
-    standby1: PgPool,
+    standby1_url: String,
 }
 
 impl Drop for Restore {
@@ -62,19 +62,26 @@ impl Drop for Restore {
         if let Err(e) = services(&["pg-start", "standby2"]) {
             eprintln!("restore: {e}");
         }
-        let pool = self.standby1.clone();
-        // Drop runs inside the runtime: resume replay from a thread of its own.
+        let url = self.standby1_url.clone();
+        // Drop runs inside the runtime: resume replay from a thread of its
+        // own, on a fresh connection (the router's pool belongs to the main
+        // runtime and must not be driven by another one).
         let resumed = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?
                 .block_on(async {
-                    sqlx::query("select pg_wal_replay_resume()")
-                        .execute(&pool)
+                    let mut conn = sqlx::PgConnection::connect(&url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let resumed = sqlx::query("select pg_wal_replay_resume()")
+                        .execute(&mut conn)
                         .await
                         .map(drop)
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| e.to_string());
+                    let _ = conn.close().await;
+                    resumed
                 })
         })
         .join();
@@ -159,7 +166,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     }
     let standby1 = router.node_pool("standby1").ok_or("missing standby1")?;
     let restore = Restore {
-        standby1: standby1.clone(),
+        standby1_url: standby1_url.clone(),
     };
     sqlx::query("select pg_wal_replay_pause()")
         .execute(&standby1)
