@@ -447,8 +447,9 @@ mod tests {
 
     #[test]
     fn oversized_durations_are_typed_errors() {
+        type Set = fn(&mut ReplicaConfig, Duration);
         let huge = Duration::MAX;
-        let cases: [(&str, fn(&mut ReplicaConfig, Duration)); 5] = [
+        let cases: [(&str, Set); 5] = [
             ("monitor_interval", |c, d| c.monitor_interval = d),
             ("monitor_jitter", |c, d| c.monitor_jitter = d),
             ("probe_timeout", |c, d| c.probe_timeout = d),
