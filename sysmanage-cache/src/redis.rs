@@ -900,7 +900,7 @@ impl RedisCache {
         let mut ask: Option<String> = None;
         loop {
             let asking = ask.is_some();
-            let node: Option<String> = ask.take().or_else(|| self.owner(s).map(|n| n.to_string()));
+            let node: Option<Arc<str>> = ask.take().map(Arc::from).or_else(|| self.owner(s));
             let res = match &node {
                 Some(n) => match self.node(n).await {
                     Ok(c) => exec(&c, &cmd, asking).await,
