@@ -91,6 +91,9 @@ pub struct PlannerConfig {
     pub min_samples: usize,
     /// Most forecast points listed per metric in a report. Default: 336.
     pub max_report_points: usize,
+    /// Most grid steps forecast per metric (bounds work and memory when the
+    /// step is small or `now` is long after the data). Default: 50 000.
+    pub max_forecast_steps: usize,
     /// Hygiene (the grid step lives here; default 1 hour).
     pub hygiene: HygieneConfig,
     /// Model selection.
@@ -113,6 +116,7 @@ impl Default for PlannerConfig {
             season: Duration::from_secs(86_400),
             min_samples: 3,
             max_report_points: 336,
+            max_forecast_steps: 50_000,
             hygiene: HygieneConfig::default(),
             selection: SelectionConfig::default(),
         }
@@ -151,6 +155,12 @@ impl PlannerConfig {
         }
         if self.min_samples < 3 {
             return Err(Error::invalid("planner.min_samples", "must be at least 3"));
+        }
+        if self.max_forecast_steps == 0 {
+            return Err(Error::invalid(
+                "planner.max_forecast_steps",
+                "must be at least 1",
+            ));
         }
         if self.max_report_points == 0 {
             return Err(Error::invalid(
@@ -488,7 +498,17 @@ impl Planner {
 
         // Forecast path from the last bucket to now + horizon.
         let end = now + cfg.horizon;
-        let steps = fit.model.steps_until(end).ceil().max(1.0) as usize;
+        let steps_f = fit.model.steps_until(end).ceil().max(1.0);
+        if steps_f > cfg.max_forecast_steps as f64 {
+            return Err(Error::invalid(
+                "planner.max_forecast_steps",
+                format!(
+                    "forecasting {} to now + horizon takes {steps_f} steps of {:?} from its last sample, more than {}",
+                    spec.name, series.step, cfg.max_forecast_steps
+                ),
+            ));
+        }
+        let steps = steps_f as usize;
         let level_z = cfg.interval_level;
         let path = fit
             .model

@@ -287,6 +287,21 @@ fn already_over_is_distinct_from_not_within_horizon() {
 }
 
 #[test]
+fn forecasts_far_past_the_data_are_refused_not_unbounded() {
+    let mut p = planner();
+    for h in 0..48 {
+        p.record("disk_utilization", at_hour(h as f64), 0.5)
+            .unwrap();
+    }
+    // Ten years after the last sample: 87 600 hourly steps > 50 000.
+    let e = p
+        .analyze("disk_utilization", at_hour(24.0 * 3650.0))
+        .unwrap_err();
+    assert_eq!(e.label(), "invalid_config");
+    assert!(e.to_string().contains("max_forecast_steps"), "{e}");
+}
+
+#[test]
 fn floor_metrics_use_the_lower_bound() {
     let mut p = Planner::new(PlannerConfig::default()).unwrap();
     p.register(MetricSpec::custom("free_gb", 50.0, Direction::Floor).unwrap())
