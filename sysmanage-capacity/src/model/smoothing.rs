@@ -590,7 +590,19 @@ impl Forecaster for DoubleExponential {
                     let (sse, ..) = des_run(y, sf, tf);
                     if sse.is_finite() { sse } else { f64::MAX }
                 };
-                let (x, _) = nelder_mead(&mut f, &[logit(0.3), logit(0.1)], 1.0, 600);
+                // Best of a coarse grid, then a short Nelder–Mead refinement.
+                let mut start = [logit(0.3), logit(0.1)];
+                let mut start_f = f64::INFINITY;
+                for sf in [0.1, 0.3, 0.6, 0.9] {
+                    for tf in [0.05, 0.2, 0.5] {
+                        let x = [logit(sf), logit(tf)];
+                        let v = f(&x);
+                        if v < start_f {
+                            (start, start_f) = (x, v);
+                        }
+                    }
+                }
+                let (x, _) = nelder_mead(&mut f, &start, 0.5, 250);
                 unpack(&x)
             }
         };
