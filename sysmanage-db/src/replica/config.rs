@@ -186,10 +186,10 @@ pub struct ReplicaConfig {
     pub monitor_interval: Duration,
     /// Consecutive failed probes of the current primary before writes may
     /// move to a promoted standby (a primary that answers in recovery, i.e.
-    /// was demoted, is replaced at once). Only a node seen in recovery since
-    /// it last lost the primary role may take over, so a diverged old primary
-    /// that comes back writable never gets the writes back. Default: 2. Must
-    /// be at least 1.
+    /// was demoted, is replaced at once). A node that lost the primary role
+    /// takes over again only after it was seen in recovery, so a diverged old
+    /// primary that comes back writable never gets the writes back. Default:
+    /// 2. Must be at least 1.
     pub primary_failure_probes: u32,
     /// Timeout of one probe. Default: 500 ms. (The PostgreSQL backend
     /// probes on a connection of its own, so a saturated pool never delays

@@ -240,9 +240,9 @@ struct NodeInner {
     observed: Observed,
     /// Consecutive failed probes.
     failed_probes: u32,
-    /// Seen in recovery since it last lost the primary role (or ever): only
-    /// such a node may take the writes.
-    seen_in_recovery: bool,
+    /// Lost the primary role and not seen in recovery since: it may not
+    /// take the writes back.
+    deposed: bool,
     health: NodeHealth,
     ewma: PeakEwma,
     lag_time: Option<Duration>,
@@ -620,7 +620,7 @@ fn new_node<P>(
         inner: Mutex::new(NodeInner {
             observed: Observed::Unknown,
             failed_probes: 0,
-            seen_in_recovery: false,
+            deposed: false,
             health: NodeHealth::unprobed(now),
             ewma: PeakEwma::new(config.initial_latency, config.ewma_decay),
             lag_time: None,
@@ -879,26 +879,28 @@ pub struct RoleView {
     pub answered: Option<bool>,
     /// Consecutive failed probes.
     pub failed_probes: u32,
-    /// Whether the node has been seen in recovery since it last lost the
-    /// primary role (for a configured replica: ever). Only such a node may
-    /// take the writes: a promoted standby qualifies, an old primary that
-    /// comes back writable after a failover (a diverged history) does not.
-    pub seen_in_recovery: bool,
+    /// Whether the node lost the primary role (writes moved away from it)
+    /// and has not been seen in recovery since. Such a node never takes the
+    /// writes: an old primary that comes back writable after a failover has
+    /// a diverged history. Once it answers in recovery (rewound and
+    /// re-attached as a standby) it is a candidate like any other.
+    pub deposed: bool,
 }
 
 /// Which node should take writes: the current primary while it answers as a
 /// primary, or has not failed `failure_probes` probes in a row; otherwise
 /// (it answers in recovery, or is down) the only other node that answers as
-/// writable *and* was seen in recovery before (a promoted standby);
+/// writable and is not [`deposed`](RoleView::deposed) (a promoted standby);
 /// otherwise no change. Never a guess: with two such candidates the current
-/// primary stays.
+/// primary stays. (At start-up nothing is deposed, so a router configured
+/// with a primary that has since been demoted finds the promoted node.)
 ///
 /// # Examples
 /// ```
 /// use sysmanage_db::replica::{RoleView, choose_primary};
-/// let down = RoleView { answered: None, failed_probes: 2, seen_in_recovery: false };
-/// let promoted = RoleView { answered: Some(false), failed_probes: 0, seen_in_recovery: true };
-/// let standby = RoleView { answered: Some(true), failed_probes: 0, seen_in_recovery: true };
+/// let down = RoleView { answered: None, failed_probes: 2, deposed: false };
+/// let promoted = RoleView { answered: Some(false), failed_probes: 0, deposed: false };
+/// let standby = RoleView { answered: Some(true), failed_probes: 0, deposed: false };
 /// // standby 1 was promoted while the old primary (0) is down
 /// assert_eq!(choose_primary(Some(0), &[down, promoted, standby], 2), Some(1));
 /// // one failed probe is not enough
@@ -906,7 +908,7 @@ pub struct RoleView {
 /// assert_eq!(choose_primary(Some(0), &[blip, promoted, standby], 2), Some(0));
 /// // the old primary back writable never takes the writes back while the
 /// // new one (1) blips
-/// let old = RoleView { answered: Some(false), failed_probes: 0, seen_in_recovery: false };
+/// let old = RoleView { answered: Some(false), failed_probes: 0, deposed: true };
 /// assert_eq!(choose_primary(Some(1), &[old, down, standby], 2), Some(1));
 /// ```
 pub fn choose_primary(
@@ -926,9 +928,8 @@ pub fn choose_primary(
             None => return current,
         }
     }
-    let mut promoted = (0..nodes.len()).filter(|&i| {
-        Some(i) != current && nodes[i].answered == Some(false) && nodes[i].seen_in_recovery
-    });
+    let mut promoted = (0..nodes.len())
+        .filter(|&i| Some(i) != current && nodes[i].answered == Some(false) && !nodes[i].deposed);
     match (promoted.next(), promoted.next()) {
         (Some(i), None) => Some(i),
         _ => current,
@@ -1010,7 +1011,9 @@ impl<P: NodePool> Inner<P> {
                         in_recovery: probe.in_recovery,
                     };
                     g.failed_probes = 0;
-                    g.seen_in_recovery |= probe.in_recovery;
+                    if probe.in_recovery {
+                        g.deposed = false;
+                    }
                     let role = if probe.in_recovery {
                         ROLE_REPLICA
                     } else {
@@ -1065,7 +1068,7 @@ impl<P: NodePool> Inner<P> {
                         _ => None,
                     },
                     failed_probes: g.failed_probes,
-                    seen_in_recovery: g.seen_in_recovery,
+                    deposed: g.deposed,
                 }
             })
             .collect();
@@ -1080,7 +1083,7 @@ impl<P: NodePool> Inner<P> {
                 let old = topo.primary().map(|n| n.name.clone());
                 if let Some(old) = topo.primary() {
                     // It must be seen in recovery before it may lead again.
-                    old.lock().seen_in_recovery = false;
+                    old.lock().deposed = true;
                 }
                 let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
                 *guard = Arc::clone(&next);

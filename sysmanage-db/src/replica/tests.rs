@@ -881,26 +881,27 @@ fn choose_primary_never_guesses() {
     let primary = RoleView {
         answered: Some(false),
         failed_probes: 0,
-        seen_in_recovery: false,
+        deposed: false,
     };
     let standby = RoleView {
         answered: Some(true),
-        failed_probes: 0,
-        seen_in_recovery: true,
+        ..primary
     };
-    let promoted = RoleView {
-        answered: Some(false),
-        ..standby
+    let promoted = primary;
+    let old_primary_back = RoleView {
+        deposed: true,
+        ..primary
     };
     let down = |failed_probes| RoleView {
         answered: None,
         failed_probes,
-        seen_in_recovery: false,
+        deposed: false,
     };
     let unprobed = RoleView::default();
     // Current primary answers as primary: keep it.
     assert_eq!(choose_primary(Some(0), &[primary, standby], 2), Some(0));
-    // Current primary demoted (in recovery) and one promoted standby: switch at once.
+    // Current primary demoted (in recovery) and one promoted standby: switch
+    // at once (also at start-up, with a stale configuration).
     assert_eq!(choose_primary(Some(0), &[standby, promoted], 2), Some(1));
     // Down: only after `failure_probes` failed probes in a row.
     assert_eq!(choose_primary(Some(0), &[down(1), promoted], 2), Some(0));
@@ -913,12 +914,39 @@ fn choose_primary_never_guesses() {
         choose_primary(Some(0), &[down(5), promoted, promoted], 2),
         Some(0)
     );
-    // A writable node never seen in recovery (an old primary back after a
-    // failover) is no candidate, even when it is the only writable one.
-    assert_eq!(choose_primary(Some(1), &[primary, down(9)], 2), Some(1));
+    // An old primary back writable after a failover is no candidate, even
+    // when it is the only writable node.
+    assert_eq!(
+        choose_primary(Some(1), &[old_primary_back, down(9)], 2),
+        Some(1)
+    );
     // Nobody writable: no change.
     assert_eq!(choose_primary(Some(0), &[down(9), standby], 2), Some(0));
     assert_eq!(choose_primary(None, &[standby, promoted], 2), Some(1));
+}
+
+#[tokio::test]
+async fn a_router_configured_with_a_demoted_primary_finds_the_promoted_one() {
+    let cluster = MemoryCluster::new();
+    let old = cluster.add_primary();
+    let new = cluster.add_replica();
+    // The failover happened before the application started.
+    old.demote();
+    new.promote();
+    let router = ReplicaRouter::builder()
+        .config(config())
+        .monitor(false)
+        .primary(NodeSpec::new("old", old))
+        .replica(NodeSpec::new("new", new.clone()))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(router.primary_name().as_deref(), Some("new"));
+    let id = router
+        .write(|db| async move { db.write("k", "v").map(|_| db.id()) })
+        .await
+        .unwrap();
+    assert_eq!(id, new.id());
 }
 
 #[tokio::test]
