@@ -746,7 +746,12 @@ impl<P> Inner<P> {
                     pick(strategy, n, |k| topo.nodes[at(k)].candidate(), 0, &mut rng).map(at)
                 }
             };
-            if let Some(i) = chosen {
+            // The cached list may trail a ban by a moment (it is refreshed
+            // after the node's state changes): never hand out a node that no
+            // longer serves; the full scan below decides instead.
+            if let Some(i) = chosen
+                && topo.serves_any(i)
+            {
                 return (Some(Arc::clone(&topo.nodes[i])), n);
             }
         }
@@ -1710,5 +1715,38 @@ fn query_error<E: QueryError>(node: &str, connection: bool, e: E) -> Error {
         node: node.to_owned(),
         connection,
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::{MemoryCluster, MemoryNode};
+
+    #[tokio::test]
+    async fn a_stale_any_list_never_hands_out_a_banned_node() {
+        let cluster = MemoryCluster::new();
+        let router: ReplicaRouter<MemoryNode> = ReplicaRouter::builder()
+            .monitor(false)
+            .primary(NodeSpec::new("p", cluster.add_primary()))
+            .replica(NodeSpec::new("r0", cluster.add_replica()))
+            .replica(NodeSpec::new("r1", cluster.add_replica()))
+            .build()
+            .await
+            .unwrap();
+        let topo = router.inner.topology();
+        assert_eq!(topo.any.read().unwrap().len(), 2);
+        // Banned, but the cached list not refreshed yet (the window a
+        // concurrent refresh could leave open).
+        topo.nodes[1].banned.store(true, Ordering::Release);
+        for _ in 0..100 {
+            assert_eq!(
+                router.pick_replica(&Consistency::Any).as_deref(),
+                Some("r1")
+            );
+        }
+        // Nothing serves: no pick at all.
+        topo.nodes[2].banned.store(true, Ordering::Release);
+        assert_eq!(router.pick_replica(&Consistency::Any), None);
     }
 }
