@@ -1,6 +1,72 @@
 //! Replica-aware read routing and PostgreSQL-compatible sharding.
 //!
-//! (Crate-level docs and the opening example are assembled when both routers land.)
+//! Two routers, each usable alone:
+//!
+//! - [`ReplicaRouter`] sends writes to the primary and each read to a healthy,
+//!   fresh-enough replica chosen for the read's [`Consistency`] (any / bounded
+//!   staleness / at least a [`WalToken`] for read-your-writes / primary), with
+//!   a background monitor that bans, re-admits and detects promotions. See
+//!   [`replica`].
+//! - [`ShardRouter`] maps keys to logical shards exactly as PostgreSQL's
+//!   `PARTITION BY HASH` does ([`PgHash`]), or by jump hash, rendezvous,
+//!   ranges or lists; places logical shards on node sets (a `PgPool` or a
+//!   `ReplicaRouter`); and fans queries out with bounded concurrency,
+//!   per-shard deadlines and partial failures that are always named. See
+//!   [`shard`].
+//!
+//! Every backend is behind a feature: the in-memory nodes are always there,
+//! PostgreSQL through sqlx comes with `postgres`.
+//!
+//! # Example
+//!
+//! Read-your-writes over an in-memory cluster whose second replica has its
+//! replay paused, then keys placed exactly where PostgreSQL would put them:
+//!
+//! ```
+//! use sysmanage_db::replica::{Consistency, MemoryCluster, NodeSpec, ReplicaRouter};
+//! use sysmanage_db::shard::MemoryNodeSet;
+//! use sysmanage_db::{PgHash, ShardId, ShardKey, ShardRouter};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sysmanage_db::Error> {
+//! let cluster = MemoryCluster::new();
+//! let (primary, fast, paused) = (cluster.add_primary(), cluster.add_replica(), cluster.add_replica());
+//! paused.pause_replay();
+//! let router = ReplicaRouter::builder()
+//!     .primary(NodeSpec::new("primary", primary))
+//!     .replica(NodeSpec::new("fast", fast))
+//!     .replica(NodeSpec::new("paused", paused))
+//!     .build()
+//!     .await?;
+//!
+//! // The token is taken after the write committed; only replicas that have
+//! // replayed it may serve the read.
+//! let ((), token) = router
+//!     .write_with_token(|db| async move { db.write("greeting", "hello").map(drop) })
+//!     .await?;
+//! cluster.replicate();
+//! router.probe_all().await;
+//! let value = router
+//!     .read(Consistency::at_least(token), |db| async move { db.get("greeting") })
+//!     .await?;
+//! assert_eq!(value.as_deref(), Some("hello"));
+//! assert_eq!(router.pick_replica(&Consistency::at_least(token)).as_deref(), Some("fast"));
+//!
+//! // `PARTITION BY HASH (id)` with `MODULUS 4` stores id 42 in remainder 2.
+//! let shards = ShardRouter::builder(PgHash::new(4)?)
+//!     .node_set("db0", MemoryNodeSet::<i64>::new("db0"))
+//!     .node_set("db1", MemoryNodeSet::<i64>::new("db1"))
+//!     .build()?;
+//! assert_eq!(shards.shard_for(ShardKey::Int(42))?, ShardId(2));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `postgres`: PostgreSQL nodes through `sqlx` (tokio runtime): `replica::pg_node`,
+//!   `NodeSet` for `sqlx::PgPool`.
+//! - `integration`: the tests against the local topology (`scripts/services up`).
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
