@@ -14,9 +14,7 @@ use sysmanage_scaling::{
     Scaler, ScalerConfig, SeasonalNaive, ServiceModel, SimReport, Trace, simulate,
 };
 
-#[allow(unreachable_pub, dead_code)]
-#[path = "src/scaling_demo.rs"]
-mod scaling_demo;
+use sysmanage_examples::scaling_demo;
 
 /// Decisions (and simulation steps) at the HPA's default sync period.
 const INTERVAL: Duration = Duration::from_secs(15);

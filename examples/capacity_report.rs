@@ -9,12 +9,7 @@
 //! Run with `cargo run --release --example capacity_report`
 //! (`-- --quickstart-demo` runs the short quickstart demo instead).
 
-#[expect(
-    unreachable_pub,
-    reason = "the demo is public for the quickstart, private here"
-)]
-#[path = "src/capacity_demo.rs"]
-mod capacity_demo;
+use sysmanage_examples::capacity_demo;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -13,12 +13,7 @@
 //! `summary: ops=… errors=… wrong_values=… reshard_slots=… failovers=…`, and
 //! the exit status is non-zero when there were errors or wrong values.
 
-#[expect(
-    unreachable_pub,
-    reason = "the same file is the quickstart's public demo module"
-)]
-#[path = "src/cache_demo.rs"]
-mod cache_demo;
+use sysmanage_examples::cache_demo;
 
 use std::collections::HashMap;
 use std::process::Command;

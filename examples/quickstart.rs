@@ -1,13 +1,22 @@
 //! The sysmanage-rs family on embedded backends: no servers needed.
 //!
-//! Run with `cargo run --example quickstart`.
+//! Run with `cargo run --example quickstart`. It shows, in order: the health
+//! registry's three reports (sysmanage-core), read routing over in-memory
+//! replicas and sharding over in-memory shards (sysmanage-db), the in-memory
+//! cluster cache and a session store (sysmanage-cache), an HPA-compatible
+//! scaler on in-memory metrics (sysmanage-scaling) and a capacity report on
+//! embedded data (sysmanage-capacity). The live examples (`replica_routing`,
+//! `sharding`, `cluster_cache`) run the same crates against the local servers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sysmanage_core::{CheckResult, Criticality, FnCheck, HealthCheck, HealthRegistry};
-use sysmanage_examples::{init_tracing, pretty, section};
+use sysmanage_examples::{
+    cache_demo, capacity_demo, init_tracing, pretty, replica_demo, scaling_demo, section,
+    sharding_demo,
+};
 
 /// A check whose dependency recovers after a few probes, as a restarted cache would.
 #[derive(Debug, Default)]
@@ -36,7 +45,7 @@ impl HealthCheck for Warming {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
 
-    section("health");
+    section("sysmanage-core: health registry");
     let warming = Arc::new(Warming::default());
     let registry = HealthRegistry::builder()
         .default_timeout(Duration::from_millis(250))
@@ -81,9 +90,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("detailed report:\n{}", pretty(&detailed));
 
+    section("sysmanage-db: replica routing (in-memory nodes)");
+    replica_demo::demo_replicas().await?;
+
+    section("sysmanage-db: sharding (in-memory shards)");
+    sharding_demo::demo_sharding().await?;
+
+    section("sysmanage-cache: cluster cache and sessions (in memory)");
+    cache_demo::demo_cache().await?;
+
+    section("sysmanage-scaling: autoscaler (in-memory metrics and target)");
+    scaling_demo::demo_scaling().await?;
+
+    section("sysmanage-capacity: capacity report (embedded data)");
+    capacity_demo::demo_capacity().await?;
+
     section("summary");
     println!(
-        "summary: checks={} ready={} overall={}",
+        "summary: crates=5 demos=6 health_checks={} ready={} overall={}",
         registry.len(),
         ready.ready,
         detailed.status

@@ -14,10 +14,7 @@
 //! the exit status is non-zero on any mismatch or if the failure is not
 //! reported exactly.
 
-// The quickstart's in-memory sharding demo, compiled into this example too.
-#[allow(unreachable_pub)]
-#[path = "src/sharding_demo.rs"]
-mod sharding_demo;
+use sysmanage_examples::sharding_demo;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,4 +1,13 @@
-//! Helpers shared by the sysmanage-rs examples.
+//! Helpers and demos shared by the sysmanage-rs examples.
+//!
+//! Each `*_demo` module shows one crate on its embedded backend; the
+//! `quickstart` example runs them all, and the live examples reuse them.
+
+pub mod cache_demo;
+pub mod capacity_demo;
+pub mod replica_demo;
+pub mod scaling_demo;
+pub mod sharding_demo;
 
 /// Installs a `tracing` subscriber that honours `RUST_LOG` (default: `warn`).
 ///
@@ -9,6 +18,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
