@@ -49,6 +49,9 @@ use crate::cache::{ClusterCache, Codec, JsonCodec, SetOptions};
 use crate::error::{CacheError, Result};
 use crate::slot::slot;
 
+/// Least extra lifetime of a revocation epoch beyond `max_lifetime`.
+const EPOCH_TTL_MARGIN: Duration = Duration::from_secs(60);
+
 /// Settings of a [`SessionStore`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -244,6 +247,16 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         format!("{}{{{tag}}}:e:{user}", self.config.prefix).into_bytes()
     }
 
+    /// Lifetime of a user's revocation epoch: longer than any session
+    /// created under an older epoch may live, with a margin for the clock
+    /// difference between this host and the server (and for the time
+    /// between reading and writing the epoch). An epoch that expired too
+    /// early would read as 0 again and revive sessions revoked from 0.
+    fn epoch_ttl(&self) -> Duration {
+        let margin = (self.config.max_lifetime / 10).max(EPOCH_TTL_MARGIN);
+        self.config.max_lifetime.saturating_add(margin)
+    }
+
     fn parse_epoch(raw: Option<&[u8]>) -> Result<i64> {
         raw.map_or(Ok(0), |b| {
             std::str::from_utf8(b)
@@ -278,9 +291,7 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         let epoch = Self::parse_epoch(self.cache.get(&epoch_key).await?.as_deref())?;
         if epoch > 0 {
             // The epoch must outlive every session created under it.
-            self.cache
-                .expire(&epoch_key, self.config.max_lifetime)
-                .await?;
+            self.cache.expire(&epoch_key, self.epoch_ttl()).await?;
         }
         let now = self.clock.wall();
         let record = Record {
@@ -341,6 +352,14 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     /// # Errors
     /// Cache and codec errors.
     pub async fn get<T: DeserializeOwned>(&self, id: &SessionId) -> Result<Option<Session<T>>> {
+        Ok(self.get_validated(id).await?.map(|(s, _)| s))
+    }
+
+    /// The session and the revocation epoch it was validated against.
+    async fn get_validated<T: DeserializeOwned>(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<(Session<T>, i64)>> {
         let key = self.session_key(id.tag(), id.random());
         let Some(raw) = self.cache.get(&key).await? else {
             return Ok(None);
@@ -349,12 +368,7 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         if tag_of(&record.user) != id.tag() {
             return Ok(None);
         }
-        let epoch = Self::parse_epoch(
-            self.cache
-                .get(&self.epoch_key(id.tag(), &record.user))
-                .await?
-                .as_deref(),
-        )?;
+        let epoch = self.current_epoch(id.tag(), &record.user).await?;
         let created =
             Timestamp::from_secs(0) + Duration::from_millis(record.created_ms.max(0) as u64);
         let now = self.clock.wall();
@@ -362,12 +376,24 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
             self.cache.delete(&key).await?;
             return Ok(None);
         }
-        Ok(Some(Session {
-            id: id.clone(),
-            user_id: record.user,
-            created_at: created,
-            data: record.data,
-        }))
+        Ok(Some((
+            Session {
+                id: id.clone(),
+                user_id: record.user,
+                created_at: created,
+                data: record.data,
+            },
+            epoch,
+        )))
+    }
+
+    async fn current_epoch(&self, tag: &str, user: &str) -> Result<i64> {
+        Self::parse_epoch(
+            self.cache
+                .get(&self.epoch_key(tag, user))
+                .await?
+                .as_deref(),
+        )
     }
 
     /// Replaces the session's data (`SET … XX`) and slides its expiry;
@@ -380,18 +406,15 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         id: &SessionId,
         data: &T,
     ) -> Result<bool> {
-        let Some(current) = self.get::<serde::de::IgnoredAny>(id).await? else {
+        let Some((current, epoch)) = self.get_validated::<serde::de::IgnoredAny>(id).await? else {
             return Ok(false);
         };
         let Some(ttl) = self.ttl_for(current.created_at, self.clock.wall()) else {
             return Ok(false);
         };
-        let epoch = Self::parse_epoch(
-            self.cache
-                .get(&self.epoch_key(id.tag(), &current.user_id))
-                .await?
-                .as_deref(),
-        )?;
+        // Write back the epoch `get` validated, never a fresh read: a
+        // `revoke_all` in between must leave the record stale.
+        let key = self.session_key(id.tag(), id.random());
         let record = Record {
             user: current.user_id,
             created_ms: ms_of(current.created_at),
@@ -399,13 +422,20 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
             data,
         };
         let bytes = self.codec.encode(&record)?;
-        self.cache
-            .set(
-                &self.session_key(id.tag(), id.random()),
-                &bytes,
-                SetOptions::ttl(ttl).if_present(),
-            )
-            .await
+        if !self
+            .cache
+            .set(&key, &bytes, SetOptions::ttl(ttl).if_present())
+            .await?
+        {
+            return Ok(false);
+        }
+        // A revocation that landed meanwhile: drop the record now rather
+        // than at its next read.
+        if self.current_epoch(id.tag(), &record.user).await? != epoch {
+            self.cache.delete(&key).await?;
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Slides the session's expiry; `false` when it no longer exists.
@@ -447,9 +477,7 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         let tag = tag_of(user_id);
         let epoch_key = self.epoch_key(&tag, user_id);
         self.cache.incr(&epoch_key, 1).await?;
-        self.cache
-            .expire(&epoch_key, self.config.max_lifetime)
-            .await?;
+        self.cache.expire(&epoch_key, self.epoch_ttl()).await?;
         let index_key = self.index_key(&tag, user_id);
         let ids: Vec<String> = match self.cache.get(&index_key).await? {
             Some(b) => self.codec.decode(&b).unwrap_or_default(),
@@ -457,9 +485,23 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         };
         let mut keys: Vec<Vec<u8>> = ids.iter().map(|r| self.session_key(&tag, r)).collect();
         keys.push(index_key);
+        let expected = keys.len();
         let deleted = self.cache.mdel(&keys).await?;
+        // The last result is the index key's.
+        let sessions = match deleted.split_last() {
+            Some((_, sessions)) if deleted.len() == expected => sessions,
+            _ => {
+                return Err(CacheError::Backend {
+                    backend: "session",
+                    source: Arc::new(std::io::Error::other(format!(
+                        "mdel returned {} results for {expected} keys",
+                        deleted.len()
+                    ))),
+                });
+            }
+        };
         let mut n = 0;
-        for r in &deleted[..deleted.len() - 1] {
+        for r in sessions {
             n += usize::from(*r.as_ref().map_err(Clone::clone)?);
         }
         Ok(n)
@@ -484,6 +526,139 @@ mod tests {
             SessionStore::with_parts(cache, JsonCodec, cfg, Arc::new(clock.clone())).unwrap(),
             clock,
         )
+    }
+
+    /// A cache that runs a hook after the `n`-th read of an epoch key and
+    /// can drop the last `mdel` result (a misbehaving implementation).
+    #[derive(Debug)]
+    struct Interposed {
+        inner: MemoryCache,
+        epoch_reads: std::sync::atomic::AtomicUsize,
+        revoke_after_epoch_read: usize,
+        short_mdel: bool,
+    }
+
+    impl Interposed {
+        fn new(inner: MemoryCache) -> Self {
+            Self {
+                inner,
+                epoch_reads: 0.into(),
+                revoke_after_epoch_read: usize::MAX,
+                short_mdel: false,
+            }
+        }
+    }
+
+    impl ClusterCache for Interposed {
+        async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            let v = self.inner.get(key).await?;
+            if key.windows(3).any(|w| w == b":e:") {
+                let n = self
+                    .epoch_reads
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                if n == self.revoke_after_epoch_read {
+                    // A concurrent revoke_all lands right after this read.
+                    self.inner.incr(key, 1).await?;
+                }
+            }
+            Ok(v)
+        }
+        async fn set(&self, key: &[u8], value: &[u8], opts: SetOptions) -> Result<bool> {
+            self.inner.set(key, value, opts).await
+        }
+        async fn delete(&self, key: &[u8]) -> Result<bool> {
+            self.inner.delete(key).await
+        }
+        async fn exists(&self, key: &[u8]) -> Result<bool> {
+            self.inner.exists(key).await
+        }
+        async fn expire(&self, key: &[u8], ttl: Duration) -> Result<bool> {
+            self.inner.expire(key, ttl).await
+        }
+        async fn ttl(&self, key: &[u8]) -> Result<crate::Ttl> {
+            self.inner.ttl(key).await
+        }
+        async fn incr(&self, key: &[u8], by: i64) -> Result<i64> {
+            self.inner.incr(key, by).await
+        }
+        async fn mget<Q: AsRef<[u8]> + Sync>(
+            &self,
+            keys: &[Q],
+        ) -> Result<Vec<crate::KeyResult<Option<Vec<u8>>>>> {
+            self.inner.mget(keys).await
+        }
+        async fn mset<Q: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(
+            &self,
+            entries: &[(Q, V)],
+            ttl: Option<Duration>,
+        ) -> Result<Vec<crate::KeyResult<()>>> {
+            self.inner.mset(entries, ttl).await
+        }
+        async fn mdel<Q: AsRef<[u8]> + Sync>(
+            &self,
+            keys: &[Q],
+        ) -> Result<Vec<crate::KeyResult<bool>>> {
+            let mut out = self.inner.mdel(keys).await?;
+            if self.short_mdel {
+                out.clear();
+            }
+            Ok(out)
+        }
+        async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+            self.inner.scan_prefix(prefix, limit).await
+        }
+    }
+
+    fn interposed(cache: Interposed) -> SessionStore<Interposed> {
+        SessionStore::new(cache, SessionConfig::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn update_racing_revoke_all_does_not_revive_the_session() {
+        let mut cache = Interposed::new(MemoryCache::new());
+        // Epoch reads: #1 in create, #2 in update's validation; the
+        // revocation lands right after #2.
+        cache.revoke_after_epoch_read = 2;
+        let s = interposed(cache);
+        let sess = s.create("erin", &"v1".to_owned()).await.unwrap();
+        assert!(
+            !s.update(&sess.id, &"v2".to_owned()).await.unwrap(),
+            "the update saw the revocation"
+        );
+        assert!(
+            s.get::<String>(&sess.id).await.unwrap().is_none(),
+            "a session revoked during update stays revoked"
+        );
+    }
+
+    #[tokio::test]
+    async fn revoke_all_rejects_a_short_mdel_reply() {
+        let mut cache = Interposed::new(MemoryCache::new());
+        cache.short_mdel = true;
+        let s = interposed(cache);
+        s.create("frank", &0).await.unwrap();
+        assert!(matches!(
+            s.revoke_all("frank").await,
+            Err(CacheError::Backend {
+                backend: "session",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_epoch_outlives_max_lifetime() {
+        let (s, _) = store();
+        s.create("gina", &0).await.unwrap();
+        s.revoke_all("gina").await.unwrap();
+        let tag = tag_of("gina");
+        match s.cache().ttl(&s.epoch_key(&tag, "gina")).await.unwrap() {
+            crate::Ttl::ExpiresIn(left) => {
+                assert!(left >= Duration::from_secs(300 + 60), "{left:?}");
+            }
+            other => panic!("epoch ttl {other:?}"),
+        }
     }
 
     #[tokio::test]
