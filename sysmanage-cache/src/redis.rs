@@ -159,9 +159,18 @@ impl RedisConfig {
         let nodes = self
             .nodes
             .iter()
-            .map(|n| {
+            .enumerate()
+            .map(|(i, n)| {
+                // The raw text is not echoed: a URL-shaped entry may carry
+                // a password.
                 parse_addr(n).ok_or_else(|| {
-                    CacheError::invalid("redis.nodes", format!("{n:?} is not host:port"))
+                    CacheError::invalid(
+                        "redis.nodes",
+                        format!(
+                            "entry {i} is not host:port (URLs, schemes and credentials are \
+                             not accepted; set username/password instead)"
+                        ),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -197,10 +206,30 @@ impl RedisConfig {
     }
 }
 
+/// `host:port` or `[v6]:port`; a host is letters, digits, `.`, `-` and
+/// `_` (or hex digits, `:` and `.` inside brackets). Anything URL-shaped
+/// (`redis://`, `user:pw@host`, paths) is rejected.
 fn parse_addr(s: &str) -> Option<(String, u16)> {
-    let (host, port) = s.trim().rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    (!host.is_empty()).then(|| (host.to_owned(), port))
+    let (host, port_text) = s.trim().rsplit_once(':')?;
+    let port: u16 = port_text.parse().ok()?;
+    if port == 0 || port.to_string() != port_text {
+        return None; // "0", "+7000", "07000"
+    }
+    let plain = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        }
+        None => plain(host),
+    };
+    ok.then(|| (host.to_owned(), port))
 }
 
 /// Counters of one [`RedisCache`], for dashboards and tests.
@@ -583,6 +612,9 @@ impl<'a> Multi<'a> {
     }
 }
 
+/// The node named in errors about a slot no known node serves.
+const NO_OWNER: &str = "(no owner)";
+
 fn routing_error(what: &str) -> FredError {
     FredError::new(ErrorKind::Routing, what.to_owned())
 }
@@ -596,6 +628,25 @@ impl RedisCache {
     /// [`CacheError::InvalidArgument`] for bad settings, a backend error when
     /// no seed node answers.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let cache = Self::unconnected(config)?;
+        cache.refresh_now().await?;
+        for node in cache.routing().primaries() {
+            // Connect eagerly; a node that is down now is retried on use.
+            let _ = cache.node(node).await;
+        }
+        let task = tokio::spawn(refresher(Arc::downgrade(&cache.inner)));
+        cache
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+        Ok(cache)
+    }
+
+    /// A cache with an empty routing table, no connections and no
+    /// background task.
+    fn unconnected(config: RedisConfig) -> Result<Self> {
         config.validate()?;
         let (events, _) = broadcast::channel(config.event_capacity);
         let inner = Arc::new(Inner {
@@ -613,20 +664,7 @@ impl RedisCache {
             tasks: StdMutex::new(Vec::new()),
             connections: StdMutex::new(Vec::new()),
         });
-        let cache = Self { inner };
-        cache.refresh_now().await?;
-        for node in cache.routing().primaries() {
-            // Connect eagerly; a node that is down now is retried on use.
-            let _ = cache.node(node).await;
-        }
-        let task = tokio::spawn(refresher(Arc::downgrade(&cache.inner)));
-        cache
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
-        Ok(cache)
+        Ok(Self { inner })
     }
 
     /// The configuration.
@@ -915,7 +953,7 @@ impl RedisCache {
             let c = classify(
                 e,
                 s,
-                node.as_deref().unwrap_or("unknown"),
+                node.as_deref().unwrap_or(NO_OWNER),
                 self.inner.config.command_timeout,
             );
             let redirected = c.redirect != Redirect::None;
@@ -1057,16 +1095,27 @@ impl RedisCache {
         while !pending.is_empty() {
             let routing = self.routing_table();
             let mut by_node: BTreeMap<String, Vec<Unit>> = BTreeMap::new();
+            // Slots without a known owner fail (retryably) without a
+            // connection attempt, as in `run`.
+            let mut unrouted = Vec::new();
             for u in pending.drain(..) {
                 let node = u.ask.clone().or_else(|| {
                     routing.owners[usize::from(u.slot)]
                         .as_ref()
                         .map(|n| n.to_string())
                 });
-                by_node
-                    .entry(node.unwrap_or_else(|| "unknown:0".to_owned()))
-                    .or_default()
-                    .push(u);
+                match node {
+                    Some(node) => by_node.entry(node).or_default().push(u),
+                    None => {
+                        let c = classify(
+                            routing_error("no node serves this slot"),
+                            u.slot,
+                            NO_OWNER,
+                            self.inner.config.command_timeout,
+                        );
+                        unrouted.push((u, Err(c)));
+                    }
+                }
             }
             let batches = by_node
                 .into_iter()
@@ -1074,7 +1123,8 @@ impl RedisCache {
                 .collect();
             let retry_allowed = self.may_retry(attempt, started);
             let (mut failed_keys, mut must_wait) = (0u64, false);
-            for (mut u, res) in join_all(batches).await.into_iter().flatten() {
+            let outcomes = join_all(batches).await.into_iter().flatten();
+            for (mut u, res) in outcomes.chain(unrouted) {
                 match res {
                     Ok(outs) => {
                         for (&i, out) in u.idx.iter().zip(outs) {
@@ -1483,6 +1533,52 @@ mod tests {
             let err = bad.validate().unwrap_err();
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn url_shaped_seeds_are_rejected_without_echoing_them() {
+        for good in ["127.0.0.1:7000", "redis-0.svc.local:6379", "[::1]:7001", "h_1:1"] {
+            assert!(parse_addr(good).is_some(), "{good}");
+        }
+        for bad in [
+            "redis://:hunter2@host:7000",
+            "user:hunter2@host:7000",
+            "host:7000/0",
+            "redis://host:7000",
+            "host:0",
+            "host:+7000",
+            "host:99999",
+            ":7000",
+            "[]:7000",
+            "ho st:7000",
+        ] {
+            assert!(parse_addr(bad).is_none(), "{bad}");
+            let err = RedisConfig::new([bad]).validate().unwrap_err().to_string();
+            assert!(err.contains("redis.nodes"), "{err}");
+            assert!(!err.contains("hunter2") && !err.contains(bad), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_of_unowned_slots_fail_without_a_connection_attempt() {
+        let cfg = RedisConfig {
+            retry_budget: Duration::from_millis(50),
+            ..RedisConfig::new(["127.0.0.1:1"])
+        };
+        let cache = RedisCache::unconnected(cfg).unwrap();
+        let keys: Vec<Vec<u8>> = (0..20).map(|i| format!("k{i}").into_bytes()).collect();
+        let results = cache.mget(&keys).await.unwrap();
+        assert_eq!(results.len(), keys.len());
+        for r in results {
+            match r {
+                Err(CacheError::Unavailable { node, .. }) => assert_eq!(node, NO_OWNER),
+                other => panic!("expected a routing error, got {other:?}"),
+            }
+        }
+        assert!(
+            cache.inner.nodes.read().unwrap().is_empty(),
+            "no client was created for an unowned slot"
+        );
     }
 
     #[test]
