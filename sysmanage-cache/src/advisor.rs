@@ -18,7 +18,30 @@
 //! use std::time::Duration;
 //! use sysmanage_cache::advisor::{AdvisorConfig, AdvisorState, ScalingAction, advise};
 //! use sysmanage_core::Timestamp;
-//! # let stats = sysmanage_cache::advisor::example_stats(&[0.9, 0.85, 0.88], 1000);
+//! # use sysmanage_cache::stats::{ClusterInfo, ClusterNode, ClusterStats, NodeReport, NodeStats};
+//! # let nodes = ClusterNode::parse_nodes(
+//! #     "p0 10.0.0.0:6379@16379 master - 0 0 0 connected 0-5460\n\
+//! #      p1 10.0.0.1:6379@16379 master - 0 0 1 connected 5461-10922\n\
+//! #      p2 10.0.0.2:6379@16379 master - 0 0 2 connected 10923-16383\n\
+//! #      r0 10.0.1.0:6379@16379 slave p0 0 0 0 connected\n\
+//! #      r1 10.0.1.1:6379@16379 slave p1 0 0 1 connected\n\
+//! #      r2 10.0.1.2:6379@16379 slave p2 0 0 2 connected\n",
+//! # ).unwrap();
+//! # let limit: u64 = 4 << 30;
+//! # let reports = nodes.iter().enumerate().map(|(i, n)| {
+//! #     let used = ([0.9, 0.85, 0.88][i % 3] * limit as f64) as u64;
+//! #     let role = if i < 3 { "master" } else { "slave" };
+//! #     let info = format!(
+//! #         "role:{role}\r\nused_memory:{used}\r\nmaxmemory:{limit}\r\nconnected_clients:10\r\n\
+//! #          instantaneous_ops_per_sec:1000\r\nkeyspace_hits:0\r\nkeyspace_misses:0\r\n\
+//! #          evicted_keys:0\r\ndb0:keys=1000,expires=0,avg_ttl=0\r\n");
+//! #     NodeReport::from_result(n, NodeStats::parse_info(&n.addr, &info))
+//! # }).collect();
+//! # let info = ClusterInfo::parse(
+//! #     "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
+//! #      cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:6\r\ncluster_size:3\r\n",
+//! # ).ok();
+//! # let stats = ClusterStats::new(reports, info, Timestamp::from_secs(0));
 //! let mut config = AdvisorConfig::default();
 //! config.sustain = Duration::from_secs(60);
 //! let t0 = Timestamp::from_secs(1_000);
@@ -217,7 +240,10 @@ fn held(since: Option<Timestamp>, now: Timestamp, sustain: Duration) -> bool {
 
 /// Computes a recommendation. Pure: the same inputs give the same output.
 ///
-/// The returned state must be passed to the next call.
+/// The returned state must be passed to the next call. Check the config
+/// once with [`AdvisorConfig::validate`]; `advise` does not, and never
+/// panics on one that fails it (with `min_primaries > max_primaries` the
+/// target node count is `max_primaries`).
 pub fn advise(
     config: &AdvisorConfig,
     stats: &ClusterStats,
@@ -286,9 +312,12 @@ pub fn advise(
         0
     };
     let need_ops = (total_ops as f64 / config.ops_target).ceil() as usize;
+    // Not `clamp`: it panics when min > max, and `advise` does not require
+    // a validated config.
     let needed = need_mem
         .max(need_ops)
-        .clamp(config.min_primaries, config.max_primaries);
+        .max(config.min_primaries)
+        .min(config.max_primaries);
 
     let underused = primaries
         .iter()
@@ -509,11 +538,11 @@ pub fn advise(
 /// A [`ClusterStats`] with one primary per entry of `memory_ratios`
 /// (4 GiB `maxmemory` each, `ops` ops/sec, one replica each), for examples
 /// and tests.
-#[doc(hidden)]
-pub fn example_stats(memory_ratios: &[f64], ops: u64) -> ClusterStats {
+#[cfg(test)]
+fn example_stats(memory_ratios: &[f64], ops: u64) -> ClusterStats {
     use crate::stats::{ClusterInfo, ClusterNode, NodeStats};
     let limit: u64 = 4 << 30;
-    let per = 16384 / memory_ratios.len().max(1) as u32;
+    let per = 16384 / memory_ratios.len().clamp(1, 16384) as u32;
     let mut text = String::new();
     for (i, _) in memory_ratios.iter().enumerate() {
         let start = i as u32 * per;
@@ -650,6 +679,20 @@ mod tests {
             6,
             "3 primaries + their replicas"
         );
+    }
+
+    #[test]
+    fn an_invalid_config_does_not_panic() {
+        let inverted = AdvisorConfig {
+            min_primaries: 10,
+            max_primaries: 2,
+            ..cfg()
+        };
+        assert!(inverted.validate().is_err());
+        let stats = example_stats(&[0.95, 0.95, 0.95], 100);
+        let (_, s) = advise(&inverted, &stats, &AdvisorState::default(), t(0));
+        let (r, _) = advise(&inverted, &stats, &s, t(60));
+        assert!(r.target_primaries <= 10, "{r:?}");
     }
 
     #[test]

@@ -182,7 +182,13 @@ impl State {
         now: Instant,
     ) -> Result<()> {
         let limit = config.max_memory_bytes as u64;
-        let fits = |s: &Self| s.stats.used_memory - freed as u64 + needed as u64 <= limit;
+        let fits = |s: &Self| {
+            s.stats
+                .used_memory
+                .saturating_sub(freed as u64)
+                .saturating_add(needed as u64)
+                <= limit
+        };
         if needed as u64 > limit {
             return Err(CacheError::OutOfMemory {
                 needed,
@@ -224,7 +230,9 @@ impl State {
         config: &MemoryConfig,
         now: Instant,
     ) -> Result<()> {
-        let freed = self.map.get(key).map_or(0, |e| charge(key, &e.value));
+        // An expired entry goes first: it must not count as memory this
+        // write frees (purging it would free it a second time).
+        let freed = self.live(key, now).map_or(0, |e| charge(key, &e.value));
         self.make_room(charge(key, value), freed, key, config, now)?;
         self.insert(key, value.to_vec(), expires);
         Ok(())
@@ -595,6 +603,7 @@ impl ClusterCache for MemoryCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sysmanage_core::{ManualClock, Timestamp};
 
     #[test]
     fn integers_parse_like_redis() {
@@ -631,6 +640,30 @@ mod tests {
         assert_eq!(cache.get(b"b").await.unwrap(), None);
         assert!(cache.get(b"a").await.unwrap().is_some());
         assert_eq!(cache.stats().evicted_keys, 1);
+        assert!(cache.stats().used_memory <= cache.stats().maxmemory);
+    }
+
+    #[tokio::test]
+    async fn mset_over_an_expired_entry_at_the_bound_does_not_underflow() {
+        let clock = ManualClock::new(Timestamp::from_secs(1_000));
+        let big = ENTRY_OVERHEAD_BYTES + 1 + 10;
+        let small = ENTRY_OVERHEAD_BYTES + 1 + 1;
+        let cache = MemoryCache::builder()
+            .clock(clock.clone())
+            .max_memory_bytes(big + small)
+            .build()
+            .unwrap();
+        cache
+            .set(b"a", &[b'x'; 10], SetOptions::ttl(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        cache.set(b"b", b"v", SetOptions::default()).await.unwrap();
+        clock.advance(Duration::from_secs(2));
+        // "a" expired; its new value is larger than its old one, so the
+        // write needs a purge, which removes the expired "a".
+        let res = cache.mset(&[(b"a", [b'y'; 11])], None).await.unwrap();
+        assert!(res[0].is_ok(), "{res:?}");
+        assert_eq!(cache.get(b"a").await.unwrap(), Some(vec![b'y'; 11]));
         assert!(cache.stats().used_memory <= cache.stats().maxmemory);
     }
 

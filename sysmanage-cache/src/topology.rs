@@ -59,8 +59,14 @@ pub struct RoutingSnapshot {
 }
 
 impl RoutingSnapshot {
-    /// A snapshot of `ranges` (sorted here).
+    /// A snapshot of `ranges`, sorted here. A range that ends before it
+    /// starts or starts past the last slot is dropped; one that ends past
+    /// the last slot is cut there.
     pub fn new(mut ranges: Vec<SlotOwner>, taken_at: Timestamp) -> Self {
+        ranges.retain(|r| r.start <= r.end && r.start < SLOT_COUNT);
+        for r in &mut ranges {
+            r.end = r.end.min(SLOT_COUNT - 1);
+        }
         ranges.sort_by_key(|r| r.start);
         Self { ranges, taken_at }
     }
@@ -89,7 +95,10 @@ impl RoutingSnapshot {
     pub fn slots_per_node(&self) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();
         for r in &self.ranges {
-            *out.entry(r.node.clone()).or_insert(0) += u32::from(r.end - r.start) + 1;
+            // Checked: a deserialized snapshot bypasses `new`'s validation.
+            let end = r.end.min(SLOT_COUNT - 1);
+            let n = end.checked_sub(r.start).map_or(0, |d| u32::from(d) + 1);
+            *out.entry(r.node.clone()).or_insert(0) += n;
         }
         out
     }
@@ -200,6 +209,20 @@ mod tests {
         let gap = snap(&[(0, 99, "a"), (200, 16383, "b")]);
         assert!(!gap.covers_all_slots());
         assert_eq!(gap.node_for_slot(150), None);
+    }
+
+    #[test]
+    fn inverted_or_out_of_range_slot_ranges_do_not_panic() {
+        let s = snap(&[(10, 5, "bad"), (20000, 20001, "far"), (16000, 20000, "c")]);
+        assert_eq!(s.ranges.len(), 1);
+        assert_eq!(s.slots_per_node()["c"], 384);
+        // A deserialized snapshot skips `new`.
+        let raw = RoutingSnapshot {
+            ranges: vec![SlotOwner::new(10, 5, "bad"), SlotOwner::new(0, 99, "a")],
+            taken_at: Timestamp::from_secs(0),
+        };
+        let per = raw.slots_per_node();
+        assert_eq!((per["bad"], per["a"]), (0, 100));
     }
 
     #[test]
