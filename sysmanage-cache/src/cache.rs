@@ -231,7 +231,9 @@ pub trait ClusterCache: Send + Sync + std::fmt::Debug {
         opts: SetOptions,
     ) -> impl Future<Output = Result<bool>> + Send;
 
-    /// Removes `key`; returns whether it existed.
+    /// Removes `key`; returns whether it existed. On Redis, when a timeout
+    /// made the call retry, `false` may also mean the first attempt
+    /// deleted it (see the [`redis`](crate::redis) module docs).
     fn delete(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send;
 
     /// Whether `key` exists (and has not expired).
@@ -263,8 +265,12 @@ pub trait ClusterCache: Send + Sync + std::fmt::Debug {
     ) -> impl Future<Output = Result<Vec<KeyResult<Option<Vec<u8>>>>>> + Send;
 
     /// Stores every `(key, value)` pair with an optional TTL, in input order.
-    /// Pairs in one slot are written atomically together; pairs in different
-    /// slots are not.
+    ///
+    /// Not atomic as a whole; check each per-key result. On Redis, without
+    /// a TTL the pairs of one slot go out as one `MSET` and are written
+    /// together; with a TTL each pair is its own `SET … PX`, so pairs of one
+    /// slot can fail separately. The in-memory backend writes pair by pair
+    /// and can fail part-way with [`CacheError::OutOfMemory`] at its bound.
     ///
     /// # Errors
     /// [`CacheError::EmptyKeys`], [`CacheError::ValueTooLarge`],
@@ -275,7 +281,8 @@ pub trait ClusterCache: Send + Sync + std::fmt::Debug {
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<Vec<KeyResult<()>>>> + Send;
 
-    /// Removes `keys`; per key, whether it existed.
+    /// Removes `keys`; per key, whether it existed (with the caveat of
+    /// [`delete`](Self::delete) about retries).
     ///
     /// # Errors
     /// [`CacheError::EmptyKeys`] for an empty list; per-key errors inside.

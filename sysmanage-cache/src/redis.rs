@@ -37,6 +37,19 @@
 //! connection); after a timeout or a connection lost mid-command they return
 //! the error, since the command may have run.
 //!
+//! A retried `DEL` (after a timeout or a lost connection) may have deleted
+//! the key on its first attempt; the retry then finds nothing, so
+//! `delete`/`mdel` report `false` ("did not exist") for a key this call
+//! removed. Treat that flag as a hint; the key is gone either way.
+//!
+//! Each node client queues at most 4,096 commands while its connection is
+//! down (beyond that a command fails at once, unsent, and is retried like
+//! any transient error) and gives up reconnecting after 10 attempts (about
+//! 6 s); the next use of the node connects afresh. A command that timed out
+//! while queued may still be sent if the connection comes back within
+//! those attempts. Clients of nodes that no longer serve slots and are not
+//! connected are dropped at each topology refresh.
+//!
 //! # Tracing
 //!
 //! | target | level | event |
@@ -280,17 +293,40 @@ impl Routing {
     }
 }
 
+/// The client of one node and its connection task (which ends when its
+/// reconnect attempts are used up).
+struct NodeConn {
+    client: Client,
+    task: fred::types::ConnectHandle,
+}
+
+impl NodeConn {
+    fn usable(&self) -> Option<Client> {
+        (!self.task.is_finished()).then(|| self.client.clone())
+    }
+}
+
+/// Reconnect attempts of one node client before it gives up; the next use
+/// of the node then connects afresh. With 50 ms doubling to 1 s, about 6 s.
+const RECONNECT_ATTEMPTS: u32 = 10;
+
+/// Commands one node client queues while its connection is down; beyond
+/// that a command fails at once with fred's `Backpressure` (not sent, so
+/// safe to retry) instead of queuing without bound.
+const MAX_QUEUED_COMMANDS: usize = 4096;
+
 struct Inner {
     config: RedisConfig,
     routing: RwLock<Arc<Routing>>,
-    nodes: RwLock<HashMap<String, Client>>,
-    creating: tokio::sync::Mutex<()>,
+    nodes: RwLock<HashMap<String, NodeConn>>,
+    /// One lock per address: connecting to a node that does not answer
+    /// holds back only that node.
+    creating: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     refreshing: tokio::sync::Mutex<u64>,
     refresh: Notify,
     events: broadcast::Sender<TopologyEvent>,
     counters: Counters,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
-    connections: StdMutex<Vec<fred::types::ConnectHandle>>,
 }
 
 impl Drop for Inner {
@@ -304,13 +340,13 @@ impl Drop for Inner {
             t.abort();
         }
         // Ends each node client's connection task (and its reconnect loop).
-        for c in self
-            .connections
+        for (_, n) in self
+            .nodes
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
+            .drain()
         {
-            c.abort();
+            n.task.abort();
         }
     }
 }
@@ -405,11 +441,11 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
     }
     match e.kind() {
         ErrorKind::Timeout => plain(CacheError::Timeout(timeout), true, false),
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure | ErrorKind::Cluster => {
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Cluster => {
             plain(unavailable(e), true, false)
         }
-        // No route or no connection: nothing was sent.
-        ErrorKind::Routing => plain(unavailable(e), true, true),
+        // No route, no connection or a full command queue: nothing was sent.
+        ErrorKind::Routing | ErrorKind::Backpressure => plain(unavailable(e), true, true),
         _ => plain(
             CacheError::Backend {
                 backend: "redis",
@@ -656,13 +692,12 @@ impl RedisCache {
                 Timestamp::now(),
             )))),
             nodes: RwLock::new(HashMap::new()),
-            creating: tokio::sync::Mutex::new(()),
+            creating: StdMutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(0),
             refresh: Notify::new(),
             events,
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
-            connections: StdMutex::new(Vec::new()),
         });
         Ok(Self { inner })
     }
@@ -771,7 +806,7 @@ impl RedisCache {
                 .unwrap_or_else(PoisonError::into_inner);
             nodes
                 .iter()
-                .filter(|(_, c)| c.is_connected())
+                .filter(|(_, n)| n.client.is_connected())
                 .map(|(a, _)| a.clone())
                 .collect()
         };
@@ -801,6 +836,7 @@ impl RedisCache {
                         .collect();
                     let snapshot = RoutingSnapshot::new(ranges, Timestamp::now());
                     let events = diff(&old.snapshot, &snapshot);
+                    self.prune_nodes(&snapshot);
                     *self
                         .inner
                         .routing
@@ -849,24 +885,20 @@ impl RedisCache {
 
     /// The client of one node, connecting it on first use.
     async fn node(&self, addr: &str) -> std::result::Result<Client, FredError> {
-        if let Some(c) = self
-            .inner
-            .nodes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(addr)
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.cached_node(addr) {
+            return Ok(c);
         }
-        let _creating = self.inner.creating.lock().await;
-        if let Some(c) = self
+        let lock = self
             .inner
-            .nodes
-            .read()
+            .creating
+            .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(addr)
-        {
-            return Ok(c.clone());
+            .entry(addr.to_owned())
+            .or_default()
+            .clone();
+        let _creating = lock.lock().await;
+        if let Some(c) = self.cached_node(addr) {
+            return Ok(c);
         }
         let (host, port) =
             parse_addr(addr).ok_or_else(|| routing_error("node address is not host:port"))?;
@@ -885,22 +917,82 @@ impl RedisCache {
                 // A command in flight when the connection drops fails; the
                 // retry loop here decides whether it may be repeated.
                 c.max_command_attempts = 1;
+                c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
             })
             .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 1_000, 2))
+            .set_policy(ReconnectPolicy::new_exponential(
+                RECONNECT_ATTEMPTS,
+                50,
+                1_000,
+                2,
+            ))
             .build()?;
-        let handle = client.init().await?;
-        self.inner
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(handle);
-        self.inner
+        let task = client.init().await?;
+        let old = self
+            .inner
             .nodes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(addr.to_owned(), client.clone());
+            .insert(
+                addr.to_owned(),
+                NodeConn {
+                    client: client.clone(),
+                    task,
+                },
+            );
+        if let Some(old) = old {
+            old.task.abort();
+        }
         Ok(client)
+    }
+
+    /// The node's client if it exists and its connection task still runs.
+    fn cached_node(&self, addr: &str) -> Option<Client> {
+        self.inner
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+            .and_then(NodeConn::usable)
+    }
+
+    /// Drops the clients of nodes that serve no slot in `snapshot` and are
+    /// not connected (failed or removed nodes), ending their reconnect
+    /// loops. Connected replicas stay (statistics use them).
+    fn prune_nodes(&self, snapshot: &RoutingSnapshot) {
+        let keep: HashSet<&str> = snapshot.primaries().into_iter().collect();
+        let mut nodes = self
+            .inner
+            .nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<String> = nodes
+            .iter()
+            .filter(|(a, n)| {
+                !keep.contains(a.as_str()) && (!n.client.is_connected() || n.task.is_finished())
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in &gone {
+            if let Some(n) = nodes.remove(a) {
+                n.task.abort();
+            }
+        }
+        drop(nodes);
+        let mut creating = self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for a in &gone {
+            // An entry another task holds is in use; it is dropped later.
+            if creating
+                .get(a)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+            {
+                creating.remove(a);
+            }
+        }
     }
 
     fn retry_delay(&self, attempt: u32) -> Duration {
@@ -963,7 +1055,11 @@ impl RedisCache {
                 && redirects <= self.inner.config.max_redirections;
             if !allowed || !self.may_retry(attempt, started) {
                 self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-                self.request_refresh();
+                // Only transport and cluster errors say anything about the
+                // topology; WRONGTYPE, OOM or "not an integer" do not.
+                if c.retry {
+                    self.request_refresh();
+                }
                 return Err(c.error);
             }
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -1122,7 +1218,7 @@ impl RedisCache {
                 .map(|(node, units)| self.node_batch(op, keys, node, units))
                 .collect();
             let retry_allowed = self.may_retry(attempt, started);
-            let (mut failed_keys, mut must_wait) = (0u64, false);
+            let (mut failed_keys, mut must_wait, mut topology_suspect) = (0u64, false, false);
             let outcomes = join_all(batches).await.into_iter().flatten();
             for (mut u, res) in outcomes.chain(unrouted) {
                 match res {
@@ -1148,6 +1244,7 @@ impl RedisCache {
                     }
                     Err(c) => {
                         failed_keys += u.idx.len() as u64;
+                        topology_suspect |= c.retry;
                         for &i in &u.idx {
                             results[i] = Some(Err(c.error.clone()));
                         }
@@ -1159,7 +1256,9 @@ impl RedisCache {
                     .counters
                     .failures
                     .fetch_add(failed_keys, Ordering::Relaxed);
-                self.request_refresh();
+                if topology_suspect {
+                    self.request_refresh();
+                }
             }
             if !pending.is_empty() {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -1311,6 +1410,36 @@ async fn refresher(inner: Weak<Inner>) {
     }
 }
 
+/// A `SCAN` reply: the next cursor and the keys. Any other shape is an
+/// error, never an early end of the scan.
+fn scan_page(reply: Value) -> Result<(u64, Vec<Vec<u8>>)> {
+    let bad = |what: &str| CacheError::Backend {
+        backend: "redis",
+        source: Arc::new(std::io::Error::other(format!("malformed SCAN reply: {what}"))),
+    };
+    let Value::Array(mut parts) = reply else {
+        return Err(unexpected(&reply));
+    };
+    if parts.len() != 2 {
+        return Err(bad("not [cursor, keys]"));
+    }
+    let keys = parts.pop().unwrap_or(Value::Null);
+    let next = parts.pop().unwrap_or(Value::Null);
+    let cursor = next
+        .as_bytes()
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| bad("cursor is not an unsigned integer"))?;
+    let Value::Array(keys) = keys else {
+        return Err(bad("keys are not an array"));
+    };
+    let keys = keys
+        .into_iter()
+        .map(|k| k.as_bytes().map(<[u8]>::to_vec).ok_or_else(|| bad("a key is not a string")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((cursor, keys))
+}
+
 fn set_parts(opts: SetOptions) -> Result<(Option<Expiration>, Option<FredSet>, Retry)> {
     let exp = opts
         .ttl
@@ -1404,7 +1533,13 @@ impl ClusterCache for RedisCache {
             .into_iter()
             .map(|r| match r? {
                 Out::Value(v) => Ok(v),
-                _ => Ok(None),
+                // Never a miss: an unexpected shape is an error.
+                other => Err(CacheError::Backend {
+                    backend: "redis",
+                    source: Arc::new(std::io::Error::other(format!(
+                        "mget decoded {other:?} instead of a value"
+                    ))),
+                }),
             })
             .collect())
     }
@@ -1456,45 +1591,69 @@ impl ClusterCache for RedisCache {
         }
         pattern.push(b'*');
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
-        for node in self.routing().primaries() {
-            let client = self.node_client(node).await?;
-            let mut cursor = "0".to_owned();
+        let snapshot = self.routing();
+        let timeout = self.inner.config.command_timeout;
+        for first in snapshot.primaries() {
+            // A slot of this node: after a failure, the scan restarts on
+            // whichever node serves it then (a promoted replica).
+            let probe = snapshot
+                .ranges
+                .iter()
+                .find(|r| r.node == first)
+                .map_or(0, |r| r.start);
+            let mut node = first.to_owned();
+            let (started, mut attempt) = (Instant::now(), 0);
+            let mut cursor: u64 = 0;
             // Bounded: at most 10,000 pages per node.
             for _ in 0..10_000 {
                 let args: Vec<Value> = vec![
-                    cursor.as_str().into(),
+                    cursor.to_string().into(),
                     "MATCH".into(),
                     Value::from(&pattern[..]),
                     "COUNT".into(),
                     1000.into(),
                 ];
-                let reply = exec(&client, &Cmd::Scan(args), false)
-                    .await
-                    .map_err(|e| classify(e, 0, node, self.inner.config.command_timeout).error)?;
-                let Value::Array(mut parts) = reply else {
-                    return Err(unexpected(&reply));
+                let res = match self.node(&node).await {
+                    Ok(c) => exec(&c, &Cmd::Scan(args), false).await,
+                    Err(e) => Err(e),
                 };
-                if parts.len() != 2 {
-                    return Err(CacheError::invalid("scan", "reply is not [cursor, keys]"));
-                }
-                let keys = parts.pop().unwrap_or(Value::Null);
-                let next = parts.pop().unwrap_or(Value::Null);
-                if let Value::Array(keys) = keys {
-                    for k in keys {
-                        if let Some(b) = k.as_bytes().filter(|b| b.starts_with(prefix)) {
-                            seen.insert(b.to_vec());
-                            if seen.len() >= limit {
-                                return Ok(seen.into_iter().collect());
+                let reply = match res {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let c = classify(e, probe, &node, timeout);
+                        if !c.retry || !self.may_retry(attempt, started) {
+                            self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                            if c.retry {
+                                self.request_refresh();
                             }
+                            return Err(c.error);
+                        }
+                        self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target: "sysmanage.cache.retry", op = "scan_prefix", attempt, error = %c.error);
+                        tokio::time::sleep(self.retry_delay(attempt)).await;
+                        attempt += 1;
+                        let _ = self.refresh_now().await;
+                        if let Some(owner) = self.owner(probe)
+                            && *owner != *node
+                        {
+                            // A cursor is only valid on the node that issued it.
+                            node = owner.to_string();
+                            cursor = 0;
+                        }
+                        continue;
+                    }
+                };
+                let (next, keys) = scan_page(reply)?;
+                for k in keys {
+                    if k.starts_with(prefix) {
+                        seen.insert(k);
+                        if seen.len() >= limit {
+                            return Ok(seen.into_iter().collect());
                         }
                     }
                 }
-                cursor = next
-                    .as_bytes()
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or("0")
-                    .to_owned();
-                if cursor == "0" {
+                cursor = next;
+                if cursor == 0 {
                     break;
                 }
             }
@@ -1633,6 +1792,27 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(no_route.retry && no_route.not_executed);
+    }
+
+    #[test]
+    fn malformed_scan_replies_are_errors_not_the_end_of_the_scan() {
+        let page = |cursor: Value, keys: Value| scan_page(Value::Array(vec![cursor, keys]));
+        let (next, keys) = page("17".into(), Value::Array(vec!["a".into(), "b".into()])).unwrap();
+        assert_eq!((next, keys), (17, vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(page("0".into(), Value::Array(vec![])).unwrap().0, 0);
+        for (cursor, keys) in [
+            (Value::from("x1"), Value::Array(vec![])),
+            (Value::Null, Value::Array(vec![])),
+            (Value::from("5"), Value::from("k")),
+            (Value::from("5"), Value::Array(vec![Value::Array(vec![])])),
+        ] {
+            assert!(
+                matches!(page(cursor, keys), Err(CacheError::Backend { .. })),
+                "must be an error"
+            );
+        }
+        assert!(scan_page(Value::Array(vec!["0".into()])).is_err());
+        assert!(scan_page(Value::Null).is_err());
     }
 
     #[tokio::test]

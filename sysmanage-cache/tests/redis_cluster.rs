@@ -13,7 +13,9 @@ use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::{Config, ServerConfig};
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use sysmanage_cache::stats::{ClusterHealth, ClusterNode, Role};
-use sysmanage_cache::{ClusterCache, Limits, RedisCache, RedisConfig, slot};
+use sysmanage_cache::{
+    CacheError, ClusterCache, Limits, RedisCache, RedisConfig, SetOptions, slot,
+};
 use sysmanage_core::SplitMix64;
 
 fn run_id() -> String {
@@ -293,4 +295,76 @@ async fn topology_refresh_completes() {
         assert!(cache.routing().covers_all_slots());
     }
     cache.get(b"it:refresh:probe").await.unwrap();
+}
+
+/// `WRONGTYPE`-like user errors (here: `INCR` on a non-integer) say nothing
+/// about the topology and must not wake the refresher; an explicit request
+/// does (the control that the counter moves at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_errors_do_not_trigger_topology_refreshes() {
+    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    cfg.refresh_interval = Duration::from_secs(3600);
+    cfg.min_refresh_gap = Duration::from_millis(10);
+    let cache = RedisCache::connect(cfg).await.expect("connect");
+    let key = format!("it:usererr:{}", run_id()).into_bytes();
+    cache
+        .set(&key, b"not a number", SetOptions::default())
+        .await
+        .unwrap();
+    let before = cache.counters().refreshes;
+    for _ in 0..5 {
+        assert!(matches!(
+            cache.incr(&key, 1).await,
+            Err(CacheError::NotAnInteger)
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cache.counters().refreshes, before, "no refresh after user errors");
+    cache.request_refresh();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while cache.counters().refreshes == before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("an explicit request refreshes");
+}
+
+/// A node that accepts connections but never answers holds back only its
+/// own connection attempt, not first contact with other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_does_not_hold_back_connections_to_others() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener.local_addr().unwrap().to_string();
+    // Ends with the test process.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept() {
+            held.push(socket); // never answered
+        }
+    });
+    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    cfg.connect_timeout = Duration::from_secs(30);
+    let cache = RedisCache::connect(cfg).await.expect("connect");
+    // `connect` dials the primaries; a replica is first contacted below.
+    let replica = cache
+        .cluster_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.role == Role::Replica && !n.failing)
+        .expect("a replica")
+        .addr;
+    let stuck = {
+        let (cache, silent) = (cache.clone(), silent.clone());
+        tokio::spawn(async move { cache.node_client(&silent).await.map(|_| ()) })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = tokio::time::timeout(Duration::from_secs(10), cache.node_client(&replica))
+        .await
+        .expect("connecting to a replica waited for the silent node")
+        .expect("the replica answers");
+    assert!(client.is_connected());
+    assert!(!stuck.is_finished(), "the silent node is still being dialled");
+    stuck.abort();
 }
