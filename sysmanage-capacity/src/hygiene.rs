@@ -156,6 +156,16 @@ impl HygieneConfig {
         if self.max_buckets < 2 {
             return Err(Error::invalid("hygiene.max_buckets", "must be at least 2"));
         }
+        if self.outlier_half_window > self.max_buckets / 2 {
+            return Err(Error::invalid(
+                "hygiene.outlier_half_window",
+                format!(
+                    "must be at most max_buckets / 2 = {}, got {}",
+                    self.max_buckets / 2,
+                    self.outlier_half_window
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -466,43 +476,38 @@ fn fill_gaps(v: &mut [f64]) -> usize {
 /// that median, and the same phase one season earlier or later is not
 /// similarly extreme.
 ///
-/// Each damped point is replaced by its rolling median (at the edges, by
-/// the line through the medians of the nearest full window's halves).
+/// Within `outlier_half_window` buckets of either end the window is
+/// one-sided (the `w` neighbours on the side that exists), never an
+/// extrapolation. A damped point is replaced by its window median, so a
+/// value only ever moves towards values actually measured next to it and
+/// never leaves their range. A run of outliers that lasts to the end (or
+/// from the start) of the series, every one of them on the same side of
+/// the median by more than the threshold, is a level shift, not a spike,
+/// and is kept when it is at least two buckets long.
 pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &HygieneConfig) -> usize {
     let n = values.len();
     let w = config.outlier_half_window;
-    if config.outlier_threshold == 0.0 || w == 0 || n < 2 * w + 2 {
+    if config.outlier_threshold == 0.0 || w == 0 || w >= n / 2 || n < 2 * w + 2 {
         return 0;
     }
     let mut window = Vec::with_capacity(2 * w + 1);
     let mut med = vec![0.0; n];
     for (i, m) in med.iter_mut().enumerate() {
+        window.clear();
         if i >= w && i + w < n {
             // The point's neighbours only: with the point itself in the
             // window, a sixth of the residuals would be exactly zero and the
             // MAD would understate the noise.
-            window.clear();
             window.extend_from_slice(&values[i - w..i]);
             window.extend_from_slice(&values[i + 1..=i + w]);
-            *m = median_in_place(&mut window);
+        } else if i < w {
+            // One-sided at the edges: an extrapolated line through window
+            // medians overshoots (above the data, above physical bounds).
+            window.extend_from_slice(&values[i + 1..=i + w]);
         } else {
-            // At the edges a truncated window is biased on a trend: use the
-            // nearest full window and the line through the medians of its
-            // two halves instead.
-            let lo = if i < w { 0 } else { n - 2 * w - 1 };
-            let seg = &values[lo..lo + 2 * w + 1];
-            window.clear();
-            window.extend_from_slice(&seg[..w]);
-            let left = median_in_place(&mut window);
-            window.clear();
-            window.extend_from_slice(&seg[w + 1..]);
-            let right = median_in_place(&mut window);
-            window.clear();
-            window.extend_from_slice(seg);
-            let centre = median_in_place(&mut window);
-            let slope = (right - left) / (w as f64 + 1.0);
-            *m = centre + slope * (i as f64 - (lo + w) as f64);
+            window.extend_from_slice(&values[i - w..i]);
         }
+        *m = median_in_place(&mut window);
     }
     let resid: Vec<f64> = values.iter().zip(&med).map(|(v, m)| v - m).collect();
     let mut abs: Vec<f64> = resid.iter().map(|r| r.abs()).collect();
@@ -525,26 +530,48 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
     let spread = q(&mut sorted, 0.95) - q(&mut sorted, 0.05);
     let sigma = sigma.max(0.01 * spread);
     let k = config.outlier_threshold * sigma;
+    // A level shift at either end: a point beyond the threshold from which
+    // every point to the end (or from the start) lies beyond the threshold
+    // on the same side of its median, two points or more in all. Every point
+    // of such a run is kept.
+    let beyond = |i: usize, j: usize| {
+        let d = values[j] - med[i];
+        d.signum() == resid[i].signum() && d.abs() > k
+    };
+    let tail_from = (0..n.saturating_sub(1))
+        .filter(|&i| resid[i].abs() > k && (i..n).all(|j| beyond(i, j)))
+        .min()
+        .unwrap_or(n);
+    let head_to = (1..n)
+        .filter(|&i| resid[i].abs() > k && (0..=i).all(|j| beyond(i, j)))
+        .max();
+    let shift = |i: usize| i >= tail_from || head_to.is_some_and(|h| i <= h);
     let mut damped = 0;
+    let mut replace = Vec::new();
     for i in 0..n {
         let r = resid[i];
-        if r.abs() <= k {
+        if r.abs() <= k || shift(i) {
             continue;
         }
         let edge = i < w || i + w >= n;
         let recurring = season.is_some_and(|p| {
             let same_phase = |j: usize| {
-                // At the edges the expected value is an extrapolation, so
-                // compare with the value itself one season away as well.
+                // At the edges the expected value comes from one side only,
+                // so compare with the value itself one season away as well.
                 (resid[j].signum() == r.signum() && resid[j].abs() > k / 2.0)
                     || (edge && (values[i] - values[j]).abs() <= k)
             };
             (i >= p && same_phase(i - p)) || (i + p < n && same_phase(i + p))
         });
         if !recurring {
-            values[i] = med[i];
-            damped += 1;
+            replace.push(i);
         }
+    }
+    // Replace after deciding, so one damped point does not change the
+    // decision for the next.
+    for i in replace {
+        values[i] = med[i];
+        damped += 1;
     }
     damped
 }
@@ -615,6 +642,61 @@ mod tests {
         let mut w = v.clone();
         *w.last_mut().unwrap() = 5000.0;
         assert_eq!(damp_outliers(&mut w, Some(24), &cfg), 1);
+    }
+
+    fn calm_cpu() -> Vec<f64> {
+        let peak = |h: f64| (-(h - 14.0f64).powi(2) / 8.0).exp();
+        let noise = |i: usize| (i as f64 * 0.618_033_988_749_894_9).fract() - 0.5;
+        (0..24 * 14)
+            .map(|h| 0.35 + 0.1 * peak((h % 24) as f64) + 0.01 * noise(h))
+            .collect()
+    }
+
+    #[test]
+    fn a_level_shift_at_the_end_is_kept_and_nothing_overshoots() {
+        let cfg = HygieneConfig::default();
+        let base = calm_cpu();
+        for k in 1..=6 {
+            let mut v = base.clone();
+            let n = v.len();
+            for x in &mut v[n - k..] {
+                *x = 0.95;
+            }
+            let before = v.clone();
+            damp_outliers(&mut v, Some(24), &cfg);
+            // Never above what was measured.
+            assert!(v.iter().all(|x| *x <= 0.95), "k={k}: {:?}", &v[n - 8..]);
+            // Normal neighbours are never overwritten.
+            for i in 0..n - k {
+                assert!(
+                    (v[i] - before[i]).abs() < 0.05,
+                    "k={k}: bucket {i} moved from {} to {}",
+                    before[i],
+                    v[i]
+                );
+            }
+            if k >= 2 {
+                assert_eq!(
+                    &v[n - k..],
+                    &before[n - k..],
+                    "k={k}: a level shift is kept"
+                );
+            } else {
+                // A single last bucket is damped to its neighbours' median.
+                assert!(v[n - 1] < 0.5, "{}", v[n - 1]);
+            }
+        }
+    }
+
+    #[test]
+    fn huge_half_window_does_not_panic() {
+        let cfg = HygieneConfig {
+            outlier_half_window: usize::MAX,
+            ..HygieneConfig::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().label(), "invalid_config");
+        let mut v = calm_cpu();
+        assert_eq!(damp_outliers(&mut v, Some(24), &cfg), 0);
     }
 
     #[test]

@@ -188,23 +188,86 @@ impl MetricSpec {
             return Err(Error::invalid("metric.name", "must not be empty"));
         }
         ensure_finite("metric.limit", limit)?;
-        Ok(Self {
+        let spec = Self {
             name,
             kind: MetricKind::Custom,
             limit: Some(limit),
             direction,
             bounds: Bounds::NON_NEGATIVE,
             action: MetricKind::Custom.default_action().to_owned(),
-        })
+        };
+        spec.validate()?;
+        Ok(spec)
     }
 
     /// Replaces the limit.
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for a NaN/infinite limit.
+    /// [`Error::NonFinite`] for a NaN/infinite limit, [`Error::InvalidConfig`]
+    /// for a limit the metric can never reach or is always past (see
+    /// [`validate`](Self::validate)).
     pub fn with_limit(mut self, limit: f64) -> Result<Self> {
         self.limit = Some(ensure_finite("metric.limit", limit)?);
+        self.validate()?;
         Ok(self)
+    }
+
+    /// Checks that the spec can be planned on: a non-empty name, bounds with
+    /// `min ≤ max`, and a limit strictly inside the physical bounds on the
+    /// side the direction watches. A ceiling must lie above `bounds.min` (at
+    /// or below it the metric is always over) and at most `bounds.max`
+    /// (above it the metric can never reach it); a floor the other way round.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] / [`Error::NonFinite`] naming the problem.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::{Direction, MetricKind, MetricSpec};
+    /// let cpu = MetricSpec::builtin(MetricKind::CpuUtilization);
+    /// assert!(cpu.clone().with_limit(1.5).is_err()); // utilisation never exceeds 1
+    /// assert!(cpu.with_limit(0.0).is_err()); // always "over"
+    /// assert!(MetricSpec::custom("free_gb", -1.0, Direction::Floor).is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.name.is_empty() {
+            return Err(Error::invalid("metric.name", "must not be empty"));
+        }
+        let (min, max) = (self.bounds.min, self.bounds.max);
+        for b in [min, max].into_iter().flatten() {
+            if b.is_nan() {
+                return Err(Error::invalid("metric.bounds", "must not be NaN"));
+            }
+        }
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo > hi
+        {
+            return Err(Error::invalid(
+                "metric.bounds",
+                format!("min {lo} exceeds max {hi}"),
+            ));
+        }
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        ensure_finite("metric.limit", limit)?;
+        let bad = match self.direction {
+            Direction::Ceiling => min.is_some_and(|m| limit <= m) || max.is_some_and(|m| limit > m),
+            Direction::Floor => min.is_some_and(|m| limit < m) || max.is_some_and(|m| limit >= m),
+        };
+        if bad {
+            return Err(Error::invalid(
+                "metric.limit",
+                format!(
+                    "{}: a {:?} limit of {limit} with bounds [{}, {}] is always crossed or never reachable",
+                    self.name,
+                    self.direction,
+                    min.map_or("-inf".to_owned(), |m| m.to_string()),
+                    max.map_or("inf".to_owned(), |m| m.to_string()),
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Replaces the physical bounds.
@@ -260,5 +323,27 @@ mod tests {
         assert!(MetricSpec::custom("", 1.0, Direction::Floor).is_err());
         let floor = MetricSpec::custom("free", 10.0, Direction::Floor).unwrap();
         assert!(floor.is_over(10.0) && !floor.is_over(11.0));
+    }
+
+    #[test]
+    fn unreachable_or_always_crossed_limits_are_rejected() {
+        let cpu = MetricSpec::builtin(MetricKind::CpuUtilization);
+        for bad in [0.0, -0.5, 1.5] {
+            let e = cpu.clone().with_limit(bad).unwrap_err();
+            assert_eq!(e.label(), "invalid_config", "{bad}");
+        }
+        assert!(cpu.clone().with_limit(1.0).is_ok());
+        assert!(MetricSpec::custom("q", 0.0, Direction::Ceiling).is_err());
+        assert!(MetricSpec::custom("q", -3.0, Direction::Ceiling).is_err());
+        assert!(MetricSpec::custom("free", -1.0, Direction::Floor).is_err());
+        assert!(MetricSpec::custom("free", 0.0, Direction::Floor).is_ok());
+        let inverted = cpu.with_bounds(Bounds {
+            min: Some(1.0),
+            max: Some(0.0),
+        });
+        assert!(inverted.validate().is_err());
+        for kind in MetricKind::BUILT_IN {
+            MetricSpec::builtin(kind).validate().unwrap();
+        }
     }
 }

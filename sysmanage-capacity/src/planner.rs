@@ -94,6 +94,13 @@ pub struct PlannerConfig {
     /// Most grid steps forecast per metric (bounds work and memory when the
     /// step is small or `now` is long after the data). Default: 50 000.
     pub max_forecast_steps: usize,
+    /// A sample more than this ahead of the metric's newest sample is
+    /// rejected with [`Error::InvalidConfig`] (field `sample.at`): retention
+    /// counts back from the newest sample, so one far-future timestamp would
+    /// otherwise evict the whole history and every later sample. A metric
+    /// that really resumes after a longer silence is restarted with
+    /// [`Planner::clear_metric`]. Default: 7 days.
+    pub max_forward_jump: Duration,
     /// Hygiene (the grid step lives here; default 1 hour).
     pub hygiene: HygieneConfig,
     /// Model selection.
@@ -117,6 +124,7 @@ impl Default for PlannerConfig {
             min_samples: 3,
             max_report_points: 336,
             max_forecast_steps: 50_000,
+            max_forward_jump: Duration::from_secs(7 * 86_400),
             hygiene: HygieneConfig::default(),
             selection: SelectionConfig::default(),
         }
@@ -132,6 +140,7 @@ impl PlannerConfig {
         sysmanage_core::ensure_nonzero("planner.retention", self.retention)?;
         sysmanage_core::ensure_nonzero("planner.horizon", self.horizon)?;
         sysmanage_core::ensure_nonzero("planner.season", self.season)?;
+        sysmanage_core::ensure_nonzero("planner.max_forward_jump", self.max_forward_jump)?;
         if !(self.interval_level > 0.0 && self.interval_level < 1.0) {
             return Err(Error::invalid(
                 "planner.interval_level",
@@ -240,6 +249,9 @@ struct MetricState {
 #[derive(Debug)]
 struct Fit {
     resampled: Resampled,
+    /// Mean and max of the raw (undamped) samples within one grid step of
+    /// the newest sample: what "already over" is decided on.
+    recent: (f64, f64),
     model: FittedModel,
     selection: Selection,
 }
@@ -288,11 +300,43 @@ pub struct MetricStatus {
 /// # Ok::<(), sysmanage_core::Error>(())
 /// ```
 #[derive(Serialize, Deserialize)]
+#[serde(try_from = "PlannerState")]
 pub struct Planner {
     config: PlannerConfig,
     metrics: BTreeMap<String, MetricState>,
     #[serde(skip)]
     cache: Mutex<HashMap<String, Arc<Fit>>>,
+}
+
+/// The serialised form of a [`Planner`], checked by `TryFrom` on restore.
+#[derive(Deserialize)]
+struct PlannerState {
+    config: PlannerConfig,
+    metrics: BTreeMap<String, MetricState>,
+}
+
+impl TryFrom<PlannerState> for Planner {
+    type Error = Error;
+
+    /// Restores a planner, validating the settings and every metric spec as
+    /// [`Planner::new`] and [`Planner::register`] would.
+    fn try_from(state: PlannerState) -> Result<Self> {
+        state.config.validate()?;
+        for (name, m) in &state.metrics {
+            if *name != m.spec.name {
+                return Err(Error::invalid(
+                    "planner.metrics",
+                    format!("entry {name:?} holds the spec of {:?}", m.spec.name),
+                ));
+            }
+            m.spec.validate()?;
+        }
+        Ok(Self {
+            config: state.config,
+            metrics: state.metrics,
+            cache: Mutex::default(),
+        })
+    }
 }
 
 impl fmt::Debug for Planner {
@@ -346,8 +390,10 @@ impl Planner {
     /// Starts tracking a metric.
     ///
     /// # Errors
-    /// [`Error::Duplicate`] when the name is taken.
+    /// [`Error::Duplicate`] when the name is taken, [`Error::InvalidConfig`]
+    /// for a spec that fails [`MetricSpec::validate`].
     pub fn register(&mut self, spec: MetricSpec) -> Result<()> {
+        spec.validate()?;
         if self.metrics.contains_key(&spec.name) {
             return Err(Error::Duplicate {
                 kind: "metric",
@@ -366,6 +412,26 @@ impl Planner {
         Ok(())
     }
 
+    /// Drops every sample of `metric` and resets its trend label, keeping
+    /// its spec: the way to restart a metric after a clock jump or a silence
+    /// longer than [`PlannerConfig::max_forward_jump`].
+    ///
+    /// # Errors
+    /// [`Error::Unknown`] for an unregistered metric.
+    pub fn clear_metric(&mut self, metric: &str) -> Result<()> {
+        let state = self
+            .metrics
+            .get_mut(metric)
+            .ok_or_else(|| unknown(metric))?;
+        state.samples.clear();
+        state.trend = TrendLabel::Stable;
+        self.cache
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(metric);
+        Ok(())
+    }
+
     /// The spec of a metric.
     pub fn spec(&self, metric: &str) -> Option<&MetricSpec> {
         self.metrics.get(metric).map(|m| &m.spec)
@@ -381,9 +447,11 @@ impl Planner {
         let values = snapshot.values();
         for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
             ensure_finite(kind.name(), v)?;
-            if !self.metrics.contains_key(kind.name()) {
-                return Err(unknown(kind.name()));
-            }
+            let state = self
+                .metrics
+                .get(kind.name())
+                .ok_or_else(|| unknown(kind.name()))?;
+            self.check_time(state, snapshot.at)?;
         }
         for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
             self.record(kind.name(), snapshot.at, v)?;
@@ -403,6 +471,10 @@ impl Planner {
                 trend: m.trend,
             })
             .collect()
+    }
+
+    fn check_time(&self, state: &MetricState, at: Timestamp) -> Result<()> {
+        check_time(self.config.max_forward_jump, state, at)
     }
 
     fn fit(&self, metric: &str) -> Result<Arc<Fit>> {
@@ -428,6 +500,15 @@ impl Planner {
         };
         let samples: Vec<Sample> = state.samples.iter().copied().collect();
         let resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
+        let recent = state
+            .samples
+            .last()
+            .and_then(|s| {
+                state
+                    .samples
+                    .stats_since(s.at - hygiene.step + Duration::from_millis(1))
+            })
+            .map_or((f64::NAN, f64::NAN), |w| (w.mean, w.max));
         let forecasters: Vec<Box<dyn Forecaster>> = self
             .config
             .selection
@@ -443,6 +524,7 @@ impl Planner {
         let (model, selection) = select(&resampled.mean, &forecasters, &self.config.selection)?;
         let fit = Arc::new(Fit {
             resampled,
+            recent,
             model,
             selection,
         });
@@ -469,8 +551,9 @@ impl Planner {
         let cfg = &self.config;
         let series = &fit.resampled.mean;
         let n = series.len();
-        let current = series.values[n - 1];
-        let current_max = fit.resampled.max.values[n - 1];
+        // The raw newest step, not the damped bucket: outlier damping must
+        // never hide that the metric is over its limit right now.
+        let (current, current_max) = fit.recent;
 
         // Trend: least-squares slope over the trend window, of the one-season
         // moving average when the window holds two seasons (a daily cycle
@@ -686,6 +769,8 @@ impl CapacityPlanner for Planner {
             .metrics
             .get_mut(metric)
             .ok_or_else(|| unknown(metric))?;
+        ensure_finite("sample value", value)?;
+        check_time(self.config.max_forward_jump, state, at)?;
         state.samples.push(at, value)?;
         self.cache
             .get_mut()
@@ -743,6 +828,23 @@ impl LoadForecast for Planner {
 
     fn recent_error(&self, metric: &str) -> Option<f64> {
         self.fit(metric).ok()?.selection.relative_error
+    }
+}
+
+fn check_time(max_forward_jump: Duration, state: &MetricState, at: Timestamp) -> Result<()> {
+    match state.samples.last() {
+        Some(newest) if at > newest.at + max_forward_jump => Err(Error::invalid(
+            "sample.at",
+            format!(
+                "{}: sample at {} ms is more than max_forward_jump ({:?}) after the newest sample at {} ms; \
+                 fix the clock, or call clear_metric to restart the metric",
+                state.spec.name,
+                at.as_millis(),
+                max_forward_jump,
+                newest.at.as_millis()
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

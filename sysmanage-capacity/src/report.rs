@@ -112,9 +112,10 @@ pub struct MetricForecast {
     pub direction: Direction,
     /// The limit, if any.
     pub limit: Option<f64>,
-    /// Mean of the most recent bucket.
+    /// Mean of the raw samples within one grid step of the newest sample
+    /// (before outlier damping). "Already over" is decided on this value.
     pub current_value: f64,
-    /// Max of the most recent bucket.
+    /// Max of the raw samples within one grid step of the newest sample.
     pub current_max: f64,
     /// Trend label (with hysteresis).
     pub trend: TrendLabel,

@@ -18,6 +18,9 @@ use sysmanage_core::{Error, Result};
 use crate::hygiene::RegularSeries;
 use crate::model::{FittedModel, Forecaster, ModelKind};
 
+/// Most rolling origins [`SelectionConfig::folds`] may ask for.
+pub const MAX_FOLDS: usize = 1000;
+
 /// Model-selection settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,7 +28,7 @@ use crate::model::{FittedModel, Forecaster, ModelKind};
 pub struct SelectionConfig {
     /// Models to consider. Default: all of [`ModelKind::ALL`].
     pub candidates: Vec<ModelKind>,
-    /// Rolling origins. Default: 3.
+    /// Rolling origins, 1 to [`MAX_FOLDS`]. Default: 3.
     pub folds: usize,
     /// Length of each test window. Default: 1 day (shortened for short series).
     pub test_window: Duration,
@@ -56,8 +59,11 @@ impl SelectionConfig {
                 field: "selection.candidates",
             });
         }
-        if self.folds == 0 {
-            return Err(Error::invalid("selection.folds", "must be at least 1"));
+        if !(1..=MAX_FOLDS).contains(&self.folds) {
+            return Err(Error::invalid(
+                "selection.folds",
+                format!("must be in 1..={MAX_FOLDS}, got {}", self.folds),
+            ));
         }
         sysmanage_core::ensure_nonzero("selection.test_window", self.test_window)?;
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
@@ -123,6 +129,21 @@ pub fn select(
         let mut total = 0.0;
         let mut folds = 0;
         let mut skipped = None;
+        if min == usize::MAX {
+            // The model cannot be fitted on this grid at all (e.g. a season
+            // that is not a whole number ≥ 2 of steps).
+            let reason = f.fit(series).err().map_or_else(
+                || "cannot be fitted on this grid".to_owned(),
+                |e| e.to_string(),
+            );
+            scores.push(CandidateScore {
+                model: f.kind(),
+                holdout_mae: None,
+                folds: 0,
+                skipped: Some(reason),
+            });
+            continue;
+        }
         for k in 1..=config.folds {
             let Some(origin) = n.checked_sub(k * test_steps) else {
                 break;
@@ -150,7 +171,7 @@ pub fn select(
         if folds == 0 && skipped.is_none() {
             skipped = Some(format!(
                 "needs {} buckets before a holdout origin, have {n}",
-                min.max(3) + test_steps
+                min.max(3).saturating_add(test_steps)
             ));
         }
         scores.push(CandidateScore {
@@ -221,4 +242,23 @@ fn fallback(
         needed: 3,
         have: series.len(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_are_bounded() {
+        let cfg = SelectionConfig {
+            folds: 1 << 63,
+            ..SelectionConfig::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().label(), "invalid_config");
+        let cfg = SelectionConfig {
+            folds: MAX_FOLDS,
+            ..SelectionConfig::default()
+        };
+        assert!(cfg.validate().is_ok());
+    }
 }

@@ -514,3 +514,179 @@ fn planner_is_object_safe_send_and_sync() {
     let p = planner();
     assert!(format!("{p:?}").len() < 4000);
 }
+
+/// Two calm weeks of minute CPU samples; `last(m)` overrides the final minutes.
+fn calm_minutes(days: u64, last: impl Fn(u64) -> Option<f64>) -> Planner {
+    let mut p = planner();
+    let total = 60 * 24 * days;
+    for m in 0..total {
+        let h = m as f64 / 60.0;
+        let v = last(total - m).unwrap_or(0.3 + 0.1 * peak(h % 24.0) + 0.02 * noise(m));
+        p.record("cpu_utilization", at_hour(h), v).unwrap();
+    }
+    p
+}
+
+#[test]
+fn a_spike_in_the_last_hourly_bucket_does_not_recommend() {
+    // Hourly samples: the very last hour is absurd, everything before calm.
+    let mut p = planner();
+    let n = 24 * 14;
+    for h in 0..n {
+        let v = 0.35 + 0.1 * peak((h % 24) as f64) + 0.01 * noise(h as u64);
+        p.record("cpu_utilization", at_hour(h as f64), v).unwrap();
+    }
+    // One minute at 0.99 inside the newest hour: diluted in the bucket mean,
+    // and the raw newest hour is not over the limit either.
+    p.record("cpu_utilization", at_hour(n as f64 - 1.0 + 0.5), 0.99)
+        .unwrap();
+    p.record("cpu_utilization", at_hour(n as f64 - 1.0 + 0.9), 0.40)
+        .unwrap();
+    let now = at_hour(n as f64 - 1.0 + 0.9);
+    let r = p.report(now);
+    assert!(r.recommendations.is_empty(), "{:#?}", r.recommendations);
+    assert_eq!(r.capacity_health, CapacityHealth::Healthy);
+    let f = &r.forecasts[0];
+    assert!(f.current_max >= 0.99 && f.current_value < 0.8, "{f:?}");
+}
+
+#[test]
+fn a_sustained_overload_in_the_last_hour_is_already_over() {
+    // Two calm weeks of minutes, then the final hour genuinely at 0.95: damping
+    // must not turn that into a healthy report.
+    let mut p = calm_minutes(14, |from_end| (from_end <= 60).then_some(0.95));
+    let now = at_hour(24.0 * 14.0);
+    let f = p.analyze("cpu_utilization", now).unwrap();
+    assert_eq!(f.time_to_limit, TimeToLimit::AlreadyOver, "{f:#?}");
+    assert!((f.current_value - 0.95).abs() < 1e-9);
+    let r = p.report(now);
+    assert_eq!(r.capacity_health, CapacityHealth::Critical);
+    assert_eq!(r.recommendations[0].urgency, Urgency::High);
+    assert_eq!(r.recommendations[0].basis, LimitBasis::Current);
+
+    // Hourly samples, the last one to four hours at 0.95: always already over,
+    // and no forecast or history point above what was measured.
+    for k in 1..=4u64 {
+        let mut p = planner();
+        let n = 24 * 14u64;
+        for h in 0..n {
+            let v = if h >= n - k {
+                0.95
+            } else {
+                0.35 + 0.1 * peak((h % 24) as f64) + 0.01 * noise(h)
+            };
+            p.record("cpu_utilization", at_hour(h as f64), v).unwrap();
+        }
+        let f = p
+            .analyze("cpu_utilization", at_hour((n - 1) as f64))
+            .unwrap();
+        assert_eq!(f.time_to_limit, TimeToLimit::AlreadyOver, "k={k}");
+        assert!(f.forecasts.iter().all(|x| x.upper <= 1.0), "k={k}");
+    }
+}
+
+#[test]
+fn a_far_future_sample_is_rejected_and_a_metric_can_be_cleared() {
+    let count = |p: &Planner| {
+        p.status()
+            .into_iter()
+            .find(|s| s.metric == "cpu_utilization")
+            .unwrap()
+            .samples
+    };
+    let mut p = planner();
+    for h in 0..48 {
+        p.record("cpu_utilization", at_hour(h as f64), 0.4).unwrap();
+    }
+    // Year 2100: rejected with a typed error, history intact.
+    let e = p
+        .record("cpu_utilization", Timestamp::from_secs(4_102_444_800), 0.4)
+        .unwrap_err();
+    assert_eq!(e.label(), "invalid_config");
+    assert!(e.to_string().contains("clear_metric"), "{e}");
+    assert_eq!(count(&p), 48);
+    p.record("cpu_utilization", at_hour(48.0), 0.4).unwrap();
+    assert_eq!(count(&p), 49);
+    // A snapshot with a far-future time stores nothing.
+    let snap = CapacitySnapshot::new(Timestamp::from_secs(4_102_444_800), [0.1; 8]);
+    assert!(p.record_snapshot(&snap).is_err());
+    assert!(p.status().iter().all(|s| s.samples <= 49));
+    // Clearing restarts the metric at any time.
+    p.clear_metric("cpu_utilization").unwrap();
+    assert_eq!(count(&p), 0);
+    p.record("cpu_utilization", Timestamp::from_secs(4_102_444_800), 0.4)
+        .unwrap();
+    assert!(p.clear_metric("nope").is_err());
+}
+
+#[test]
+fn limits_outside_the_physical_bounds_are_rejected() {
+    let mut p = Planner::new(PlannerConfig::default()).unwrap();
+    let cpu = MetricSpec::builtin(MetricKind::CpuUtilization);
+    assert!(cpu.clone().with_limit(0.0).is_err());
+    assert!(cpu.clone().with_limit(1.5).is_err());
+    let mut spec = cpu;
+    spec.limit = Some(-1.0);
+    assert_eq!(p.register(spec).unwrap_err().label(), "invalid_config");
+    assert!(MetricSpec::custom("queue", 0.0, Direction::Ceiling).is_err());
+    assert!(MetricSpec::custom("free", -5.0, Direction::Floor).is_err());
+}
+
+#[test]
+fn corrupt_persisted_state_is_an_error_not_a_panic() {
+    let mut p = planner();
+    for h in 0..72 {
+        p.record("cpu_utilization", at_hour(h as f64), 0.5).unwrap();
+    }
+    let good = serde_json::to_value(&p).unwrap();
+    // Invalid settings (max_report_points = 0 would divide by zero).
+    let mut bad = good.clone();
+    bad["config"]["max_report_points"] = 0.into();
+    assert!(serde_json::from_value::<Planner>(bad).is_err());
+    let mut bad = good.clone();
+    bad["config"]["selection"]["folds"] = serde_json::json!(1u64 << 63);
+    assert!(serde_json::from_value::<Planner>(bad).is_err());
+    // A map key that is not its spec's name.
+    let mut bad = good.clone();
+    let cpu = bad["metrics"]["cpu_utilization"].clone();
+    bad["metrics"]
+        .as_object_mut()
+        .unwrap()
+        .insert("cpu".into(), cpu);
+    assert!(serde_json::from_value::<Planner>(bad).is_err());
+    // A spec with an impossible limit.
+    let mut bad = good.clone();
+    bad["metrics"]["cpu_utilization"]["spec"]["limit"] = serde_json::json!(-1.0);
+    assert!(serde_json::from_value::<Planner>(bad).is_err());
+    // The good state still restores and reports.
+    let mut q: Planner = serde_json::from_value(good).unwrap();
+    assert_eq!(q.report(at_hour(71.0)).forecasts.len(), 1);
+}
+
+#[test]
+fn a_daily_step_with_a_daily_season_does_not_panic() {
+    let mut cfg = PlannerConfig::default();
+    cfg.hygiene.step = Duration::from_secs(86_400);
+    cfg.horizon = Duration::from_secs(30 * 86_400);
+    cfg.trend_window = Duration::from_secs(60 * 86_400);
+    let mut p = Planner::sysmanage(cfg).unwrap();
+    // Retention keeps the last 30 days: 0.50 → 0.80 at 0.01 a day.
+    for d in 0..31 {
+        p.record(
+            "disk_utilization",
+            at_hour(24.0 * d as f64),
+            0.5 + 0.01 * d as f64,
+        )
+        .unwrap();
+    }
+    let f = p.analyze("disk_utilization", at_hour(24.0 * 30.0)).unwrap();
+    let hw = f
+        .selection
+        .candidates
+        .iter()
+        .find(|c| c.model == sysmanage_capacity::ModelKind::HoltWinters)
+        .unwrap();
+    assert!(hw.holdout_mae.is_none() && hw.skipped.is_some(), "{hw:?}");
+    let hours = f.time_to_limit.hours().unwrap();
+    assert!((hours - 240.0).abs() < 1.0, "{hours}");
+}

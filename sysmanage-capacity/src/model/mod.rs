@@ -177,8 +177,11 @@ pub(crate) enum FittedState {
 
 /// A fitted model: predicts past the end of the series it was fitted on.
 ///
-/// Serialisable, so a planner's fits can be persisted with its state.
+/// Serialisable, so a planner's fits can be persisted with its state; a
+/// deserialised model is checked for consistency (a corrupt one is an
+/// [`Error::InvalidConfig`], never a later panic).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "FittedModelRaw")]
 pub struct FittedModel {
     kind: ModelKind,
     start: Timestamp,
@@ -187,6 +190,49 @@ pub struct FittedModel {
     /// Residual standard deviation of the in-sample one-step (or regression) errors.
     sigma: f64,
     state: FittedState,
+}
+
+/// The serialised form of a [`FittedModel`], checked on restore.
+#[derive(Deserialize)]
+struct FittedModelRaw {
+    kind: ModelKind,
+    start: Timestamp,
+    step_ms: u64,
+    n: usize,
+    sigma: f64,
+    state: FittedState,
+}
+
+impl TryFrom<FittedModelRaw> for FittedModel {
+    type Error = Error;
+
+    fn try_from(raw: FittedModelRaw) -> Result<Self> {
+        if raw.n == 0 {
+            return Err(Error::invalid("fitted_model.n", "must be at least 1"));
+        }
+        if raw.step_ms == 0 {
+            return Err(Error::invalid("fitted_model.step_ms", "must be at least 1"));
+        }
+        if !(raw.sigma.is_finite() && raw.sigma >= 0.0) {
+            return Err(Error::invalid(
+                "fitted_model.sigma",
+                "must be a finite number ≥ 0",
+            ));
+        }
+        match &raw.state {
+            FittedState::Regression(r) => r.check()?,
+            FittedState::Ets(e) => e.check()?,
+            FittedState::Des(_) => {}
+        }
+        Ok(Self {
+            kind: raw.kind,
+            start: raw.start,
+            step_ms: raw.step_ms,
+            n: raw.n,
+            sigma: raw.sigma,
+            state: raw.state,
+        })
+    }
 }
 
 impl FittedModel {
@@ -324,6 +370,80 @@ impl FittedModel {
                 ("smoothing_factor".into(), d.sf),
                 ("trend_factor".into(), d.tf),
             ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn minutes(n: usize) -> RegularSeries {
+        let y = (0..n)
+            .map(|i| 0.5 + 0.2 * (i as f64 * std::f64::consts::TAU / 1440.0).sin())
+            .collect();
+        RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(60), y).unwrap()
+    }
+
+    #[test]
+    fn many_fourier_harmonics_predict_without_panicking() {
+        let f = Fourier {
+            daily_harmonics: 40,
+            weekly_harmonics: 0,
+        };
+        let fit = f.fit(&minutes(2 * 1440)).unwrap();
+        assert_eq!(fit.parameters().len(), 2 + 2 * 40);
+        let p = fit.predict(60);
+        assert!(p.point.is_finite() && p.sd.is_finite(), "{p:?}");
+    }
+
+    #[test]
+    fn empty_seasonal_states_are_errors_not_panics() {
+        assert_eq!(
+            EtsInit::heuristic(&[1.0; 10], 0).unwrap_err().label(),
+            "invalid_config"
+        );
+        let init = EtsInit {
+            level: 1.0,
+            trend: 0.0,
+            seasonal: Vec::new(),
+        };
+        let params = EtsParams {
+            alpha: 0.5,
+            beta: 0.1,
+            gamma: 0.1,
+        };
+        let (fitted, sse) = ets_fitted_values(&[1.0, 2.0], params, &init);
+        assert!(fitted.is_empty() && sse == 0.0);
+        let p = HoltWinters::fit_params(&[1.0, 2.0, 3.0], &init);
+        assert!(p.alpha.is_finite());
+    }
+
+    #[test]
+    fn corrupt_fitted_models_do_not_deserialise() {
+        let y: Vec<f64> = (0..24 * 4).map(|i| (i % 24) as f64).collect();
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
+        for fit in [
+            Linear.fit(&s).unwrap(),
+            HoltWinters::default().fit(&s).unwrap(),
+        ] {
+            let good = serde_json::to_value(&fit).unwrap();
+            let back: FittedModel = serde_json::from_value(good.clone()).unwrap();
+            assert_eq!(back, fit);
+            let mut bad = good.clone();
+            bad["n"] = 0.into();
+            assert!(serde_json::from_value::<FittedModel>(bad).is_err());
+            let mut bad = good.clone();
+            bad["step_ms"] = 0.into();
+            assert!(serde_json::from_value::<FittedModel>(bad).is_err());
+            let mut bad = good;
+            match fit.kind() {
+                ModelKind::HoltWinters => bad["state"]["m"] = 0.into(),
+                _ => bad["state"]["r"] = serde_json::json!([1.0]),
+            }
+            assert!(serde_json::from_value::<FittedModel>(bad).is_err());
         }
     }
 }

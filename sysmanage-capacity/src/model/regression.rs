@@ -239,18 +239,41 @@ impl RegressionFit {
         ))
     }
 
+    /// Consistency of a deserialised fit.
+    pub(crate) fn check(&self) -> Result<()> {
+        let p = self.beta.len();
+        if p == 0 || p != self.design.p() || self.r.len() != p * p {
+            return Err(Error::invalid(
+                "fitted_model.state",
+                format!(
+                    "regression with {p} coefficients, {} regressors and {} factor entries",
+                    self.design.p(),
+                    self.r.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn predict(&self, idx: usize, start: Timestamp, step_ms: u64) -> Prediction {
         self.predict_f(idx as f64, start, step_ms)
     }
 
     fn predict_f(&self, idx: f64, start: Timestamp, step_ms: u64) -> Prediction {
         let p = self.beta.len();
-        let mut x0 = [0.0; 64];
-        let x0 = &mut x0[..p];
+        // Stack buffers for the usual handful of parameters, heap beyond.
+        let (mut x0_stack, mut v_stack) = ([0.0; 32], [0.0; 32]);
+        let (mut x0_heap, mut v_heap) = (Vec::new(), Vec::new());
+        let (x0, v) = if p <= 32 {
+            (&mut x0_stack[..p], &mut v_stack[..p])
+        } else {
+            x0_heap.resize(p, 0.0);
+            v_heap.resize(p, 0.0);
+            (&mut x0_heap[..], &mut v_heap[..])
+        };
         self.design.row(idx, start, step_ms, x0);
         let point: f64 = x0.iter().zip(&self.beta).map(|(a, b)| a * b).sum();
         // Solve Rᵀ v = x0 (forward substitution); Var = σ²(1 + ‖v‖²).
-        let mut v = [0.0; 64];
         let mut norm2 = 0.0;
         for i in 0..p {
             let mut s = x0[i];

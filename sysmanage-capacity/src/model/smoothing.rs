@@ -38,8 +38,15 @@ impl EtsInit {
     /// first season's deviations from that line (which sum to zero).
     ///
     /// # Errors
+    /// [`Error::InvalidConfig`] for a season shorter than 2,
     /// [`Error::InsufficientData`] with fewer than two full seasons.
     pub fn heuristic(values: &[f64], m: usize) -> Result<Self> {
+        if m < 2 {
+            return Err(Error::invalid(
+                "holt_winters.season",
+                format!("must be at least 2 steps, got {m}"),
+            ));
+        }
         ensure_points(
             "holt-winters initialisation (two seasons)",
             2 * m,
@@ -85,7 +92,8 @@ fn ets_run(
     let EtsParams { alpha, beta, gamma } = p;
     let alpha_beta = alpha + beta;
     // Walk the data one season at a time so the seasonal index needs no modulo.
-    for chunk in y.chunks(m) {
+    // An empty seasonal state (m = 0) runs no steps rather than panicking.
+    for chunk in y.chunks(m.max(1)) {
         for (s, &yt) in ring.iter_mut().zip(chunk) {
             let mu = lb + *s;
             let e = yt - mu;
@@ -120,6 +128,21 @@ pub(crate) struct EtsFit {
 }
 
 impl EtsFit {
+    /// Consistency of a deserialised fit.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.m < 2 || self.season.len() != self.m {
+            return Err(Error::invalid(
+                "fitted_model.state",
+                format!(
+                    "holt-winters needs m ≥ 2 seasonal states, has m = {} and {}",
+                    self.m,
+                    self.season.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn predict(&self, h: usize) -> Prediction {
         let hf = h as f64;
         let point = self.level + hf * self.trend + self.season[(self.n + h - 1) % self.m];
@@ -267,7 +290,7 @@ fn sse_and_grad(y: &[f64], init: &EtsInit, x: &[f64; 3], w: &mut GradScratch) ->
     let (mut dlb, mut db) = ([0.0; 3], [0.0; 3]);
     let mut sse = 0.0;
     let mut g = [0.0; 3]; // dSSE/d(α, β, γ)
-    for chunk in y.chunks(m) {
+    for chunk in y.chunks(m.max(1)) {
         for ((s, ds), &yt) in w.ring.iter_mut().zip(w.dring.iter_mut()).zip(chunk) {
             let e = yt - (lb + *s);
             let de = [-(dlb[0] + ds[0]), -(dlb[1] + ds[1]), -(dlb[2] + ds[2])];
