@@ -278,6 +278,9 @@ pub struct RedisCache {
 struct Routing {
     owners: Vec<Option<Arc<str>>>,
     snapshot: RoutingSnapshot,
+    /// Owners learnt from `MOVED` since the snapshot: slot → (node, the
+    /// sequence number of the redirection).
+    patches: BTreeMap<u16, (Arc<str>, u64)>,
 }
 
 impl Routing {
@@ -289,8 +292,50 @@ impl Routing {
                 owners[usize::from(s)] = Some(node.clone());
             }
         }
-        Self { owners, snapshot }
+        Self {
+            owners,
+            snapshot,
+            patches: BTreeMap::new(),
+        }
     }
+
+    /// This table with `slot` pointed at `node` (a `MOVED` numbered `seq`).
+    fn patched(&self, slot: u16, node: &str, seq: u64) -> Self {
+        let mut owners = self.owners.clone();
+        let mut patches = self.patches.clone();
+        if let Some(o) = owners.get_mut(usize::from(slot)) {
+            let node: Arc<str> = Arc::from(node);
+            *o = Some(node.clone());
+            patches.insert(slot, (node, seq));
+        }
+        Self {
+            owners,
+            snapshot: self.snapshot.clone(),
+            patches,
+        }
+    }
+
+    /// The table of a fresh `snapshot`, keeping the `MOVED` patches of
+    /// `current` numbered after `moved_before` (the count when the
+    /// snapshot was requested): the snapshot may predate them, and undoing
+    /// them would cost a redirection each.
+    fn refreshed(snapshot: RoutingSnapshot, current: &Self, moved_before: u64) -> Self {
+        let mut next = Self::new(snapshot);
+        for (&slot, (node, seq)) in &current.patches {
+            if *seq > moved_before {
+                next.owners[usize::from(slot)] = Some(node.clone());
+                next.patches.insert(slot, (node.clone(), *seq));
+            }
+        }
+        next
+    }
+}
+
+/// Whether a caller of `refresh_now` may return on the last successful
+/// refresh: true when that refresh (numbered `last_ok`) started after the
+/// caller arrived (when `started_at_call` refreshes had started).
+fn shares_refresh(last_ok: u64, started_at_call: u64) -> bool {
+    last_ok > started_at_call
 }
 
 /// The client of one node and its connection task (which ends when its
@@ -322,8 +367,15 @@ struct Inner {
     /// One lock per address: connecting to a node that does not answer
     /// holds back only that node.
     creating: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Serialises refreshes; holds the number of the last successful one.
     refreshing: tokio::sync::Mutex<u64>,
-    refresh: Notify,
+    /// Refreshes started so far.
+    refresh_started: AtomicU64,
+    /// `MOVED` redirections applied so far.
+    moved_seq: AtomicU64,
+    /// Wakes the refresher; shared with it so that it can wait without
+    /// keeping the cache alive.
+    refresh: Arc<Notify>,
     events: broadcast::Sender<TopologyEvent>,
     counters: Counters,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
@@ -670,7 +722,10 @@ impl RedisCache {
             // Connect eagerly; a node that is down now is retried on use.
             let _ = cache.node(node).await;
         }
-        let task = tokio::spawn(refresher(Arc::downgrade(&cache.inner)));
+        let task = tokio::spawn(refresher(
+            Arc::downgrade(&cache.inner),
+            cache.inner.refresh.clone(),
+        ));
         cache
             .inner
             .tasks
@@ -694,7 +749,9 @@ impl RedisCache {
             nodes: RwLock::new(HashMap::new()),
             creating: StdMutex::new(HashMap::new()),
             refreshing: tokio::sync::Mutex::new(0),
-            refresh: Notify::new(),
+            refresh_started: AtomicU64::new(0),
+            moved_seq: AtomicU64::new(0),
+            refresh: Arc::new(Notify::new()),
             events,
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
@@ -751,14 +808,8 @@ impl RedisCache {
             .routing
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut owners = guard.owners.clone();
-        if let Some(o) = owners.get_mut(usize::from(slot)) {
-            *o = Some(Arc::from(node));
-        }
-        *guard = Arc::new(Routing {
-            owners,
-            snapshot: guard.snapshot.clone(),
-        });
+        let seq = self.inner.moved_seq.fetch_add(1, Ordering::SeqCst) + 1;
+        *guard = Arc::new(guard.patched(slot, node, seq));
     }
 
     /// Topology events published after each refresh. Slow receivers lose
@@ -775,16 +826,19 @@ impl RedisCache {
 
     /// Re-reads `CLUSTER SLOTS` now, publishes the resulting events and
     /// returns once the routing table is updated. Concurrent calls share one
-    /// refresh.
+    /// refresh: a call returns without its own when a refresh that started
+    /// after the call began has succeeded meanwhile.
     ///
     /// # Errors
     /// A backend error when no node answers.
     pub async fn refresh_now(&self) -> Result<()> {
-        let seen = *self.inner.refreshing.lock().await;
-        let mut generation = self.inner.refreshing.lock().await;
-        if *generation != seen {
+        let started_at_call = self.inner.refresh_started.load(Ordering::SeqCst);
+        let mut last_ok = self.inner.refreshing.lock().await;
+        if shares_refresh(*last_ok, started_at_call) {
             return Ok(()); // another caller refreshed while we waited
         }
+        let number = self.inner.refresh_started.fetch_add(1, Ordering::SeqCst) + 1;
+        let moved_before = self.inner.moved_seq.load(Ordering::SeqCst);
         let old = self.routing_table();
         let mut candidates: Vec<String> = old
             .snapshot
@@ -837,12 +891,15 @@ impl RedisCache {
                     let snapshot = RoutingSnapshot::new(ranges, Timestamp::now());
                     let events = diff(&old.snapshot, &snapshot);
                     self.prune_nodes(&snapshot);
-                    *self
-                        .inner
-                        .routing
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner) = Arc::new(Routing::new(snapshot));
-                    *generation += 1;
+                    {
+                        let mut routing = self
+                            .inner
+                            .routing
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        *routing = Arc::new(Routing::refreshed(snapshot, &routing, moved_before));
+                    }
+                    *last_ok = number;
                     self.inner
                         .counters
                         .refreshes
@@ -1387,28 +1444,37 @@ fn batch_failed(
         .collect()
 }
 
-async fn refresher(inner: Weak<Inner>) {
+/// The periodic and on-demand topology refresh. It holds the cache only
+/// while refreshing: while it waits, dropping the last `RedisCache` frees
+/// everything at once (and `Inner::drop` ends this task).
+async fn refresher(inner: Weak<Inner>, wake: Arc<Notify>) {
     let mut rng = SplitMix64::from_entropy();
     loop {
-        let Some(strong) = inner.upgrade() else {
-            return;
+        let (period, gap) = {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let cfg = &strong.config;
+            let spread = 1.0 - cfg.refresh_jitter + 2.0 * cfg.refresh_jitter * rng.next_f64();
+            (cfg.refresh_interval.mul_f64(spread), cfg.min_refresh_gap)
         };
-        let cfg = &strong.config;
-        let spread = 1.0 - cfg.refresh_jitter + 2.0 * cfg.refresh_jitter * rng.next_f64();
-        let (period, gap) = (cfg.refresh_interval.mul_f64(spread), cfg.min_refresh_gap);
-        let cache = RedisCache { inner: strong };
         {
-            let notified = cache.inner.refresh.notified();
+            let notified = wake.notified();
             tokio::select! {
                 () = tokio::time::sleep(period) => {}
                 () = notified => {}
             }
         }
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let cache = RedisCache { inner: strong };
         let _ = cache.refresh_now().await;
         drop(cache);
         tokio::time::sleep(gap).await;
     }
 }
+
 
 /// A `SCAN` reply: the next cursor and the keys. Any other shape is an
 /// error, never an early end of the scan.
@@ -1813,6 +1879,60 @@ mod tests {
         }
         assert!(scan_page(Value::Array(vec!["0".into()])).is_err());
         assert!(scan_page(Value::Null).is_err());
+    }
+
+    #[test]
+    fn a_refresh_keeps_moved_patches_newer_than_its_view() {
+        let snap = |split: u16| {
+            RoutingSnapshot::new(
+                vec![
+                    SlotOwner::new(0, split - 1, "a:1"),
+                    SlotOwner::new(split, SLOT_COUNT - 1, "b:1"),
+                ],
+                Timestamp::from_secs(0),
+            )
+        };
+        let owner = |r: &Routing, s: u16| r.owners[usize::from(s)].as_deref().map(str::to_owned);
+        let t = Routing::new(snap(100));
+        // MOVED #1 (slot 10 → b) before the refresh asked, #2 (slot 20 → b) after.
+        let t = t.patched(10, "b:1", 1).patched(20, "b:1", 2);
+        let stale = Routing::refreshed(snap(100), &t, 1);
+        assert_eq!(owner(&stale, 20).as_deref(), Some("b:1"), "newer patch kept");
+        assert_eq!(owner(&stale, 10).as_deref(), Some("a:1"), "older patch dropped");
+        let next = Routing::refreshed(snap(100), &stale, 2);
+        assert_eq!(owner(&next, 20).as_deref(), Some("a:1"), "a later view wins");
+        assert!(next.patches.is_empty());
+    }
+
+    #[test]
+    fn concurrent_refresh_calls_share_only_a_later_refresh() {
+        // Two refreshes had started when the call arrived; the one in
+        // flight (#2) may have read an older view: not shared.
+        assert!(!shares_refresh(2, 2));
+        // #3 started after the call and succeeded: shared.
+        assert!(shares_refresh(3, 2));
+        assert!(!shares_refresh(0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_refresher_does_not_keep_the_cache_alive() {
+        let cfg = RedisConfig {
+            refresh_interval: Duration::from_secs(3600),
+            ..RedisConfig::new(["127.0.0.1:1"])
+        };
+        let cache = RedisCache::unconnected(cfg).unwrap();
+        let weak = Arc::downgrade(&cache.inner);
+        let task = tokio::spawn(refresher(weak.clone(), cache.inner.refresh.clone()));
+        cache
+            .inner
+            .tasks
+            .lock()
+            .unwrap()
+            .push(task);
+        // Let the refresher reach its wait.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(cache);
+        assert!(weak.upgrade().is_none(), "dropped at once, not after the period");
     }
 
     #[tokio::test]
