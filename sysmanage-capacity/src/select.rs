@@ -1,7 +1,10 @@
 //! Model selection by rolling-origin holdout error.
 //!
-//! For each candidate the series is cut at `folds` origins, one test window
-//! apart, counting back from the end. At each origin the model is fitted on
+//! The series is cut at up to `folds` origins, one test window apart,
+//! counting back from the end; every candidate is scored on the same
+//! origins (as many as the most demanding evaluable candidate allows), and a
+//! candidate that fails to fit at any of them, or gives a non-finite error,
+//! is skipped with the reason recorded. At each origin the model is fitted on
 //! everything before it and forecasts the test window; its error is the mean
 //! absolute error over the window, averaged over the origins (Hyndman's
 //! "evaluation on a rolling forecasting origin"). The candidate with the
@@ -84,7 +87,8 @@ pub struct CandidateScore {
     pub model: ModelKind,
     /// Mean absolute holdout error, when the model could be evaluated.
     pub holdout_mae: Option<f64>,
-    /// Origins it was evaluated on.
+    /// Origins it was evaluated on: the same latest origins for every
+    /// candidate that was evaluated, 0 when it was not.
     pub folds: usize,
     /// Why it was not evaluated (or could not be fitted), if so.
     pub skipped: Option<String>,
@@ -123,62 +127,88 @@ pub fn select(
     // Keep at least half of the series for training at the earliest origin.
     let test_steps = window.min(n / (2 * config.folds)).max(1);
     let scale = series.values.iter().map(|v| v.abs()).sum::<f64>() / n.max(1) as f64;
+    // Every candidate is scored on the same origins: the latest `common`
+    // of them, as many as the most demanding candidate that can be
+    // evaluated at all allows. Comparing averages over different origins
+    // would favour whichever model happened to skip the hard ones.
+    let mins: Vec<usize> = forecasters.iter().map(|f| f.min_points(series)).collect();
+    let feasible = |min: usize| {
+        (1..=config.folds)
+            .take_while(|&k| {
+                n.checked_sub(k * test_steps)
+                    .is_some_and(|origin| origin >= min.max(3))
+            })
+            .count()
+    };
+    let common = mins
+        .iter()
+        .map(|&m| feasible(m))
+        .filter(|&k| k > 0)
+        .min()
+        .unwrap_or(0);
+    // Length-dependent designs are fixed from the shortest training prefix,
+    // and the same design is fitted on the whole series afterwards.
+    let shortest = if common == 0 {
+        series.clone()
+    } else {
+        series.prefix(n - common * test_steps)
+    };
+    let fixed: Vec<Option<Box<dyn Forecaster>>> = forecasters
+        .iter()
+        .map(|f| f.with_design_for(&shortest))
+        .collect();
+    let forecasters: Vec<&dyn Forecaster> = forecasters
+        .iter()
+        .zip(&fixed)
+        .map(|(f, x)| x.as_deref().unwrap_or(&**f))
+        .collect();
+    let forecasters = forecasters.as_slice();
     let mut scores = Vec::with_capacity(forecasters.len());
-    for f in forecasters {
-        let min = f.min_points(series);
+    for (f, &min) in forecasters.iter().zip(&mins) {
         let mut total = 0.0;
         let mut folds = 0;
         let mut skipped = None;
         if min == usize::MAX {
             // The model cannot be fitted on this grid at all (e.g. a season
             // that is not a whole number ≥ 2 of steps).
-            let reason = f.fit(series).err().map_or_else(
+            skipped = Some(f.fit(series).err().map_or_else(
                 || "cannot be fitted on this grid".to_owned(),
                 |e| e.to_string(),
-            );
-            scores.push(CandidateScore {
-                model: f.kind(),
-                holdout_mae: None,
-                folds: 0,
-                skipped: Some(reason),
-            });
-            continue;
-        }
-        for k in 1..=config.folds {
-            let Some(origin) = n.checked_sub(k * test_steps) else {
-                break;
-            };
-            if origin < min.max(3) {
-                break;
-            }
-            match f.fit(&series.prefix(origin)) {
-                Ok(fit) => {
-                    let mae = (1..=test_steps)
-                        .map(|h| (series.values[origin + h - 1] - fit.predict(h).point).abs())
-                        .sum::<f64>()
-                        / test_steps as f64;
-                    if mae.is_finite() {
-                        total += mae;
-                        folds += 1;
-                    }
-                }
-                Err(e) => {
-                    skipped = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        if folds == 0 && skipped.is_none() {
+            ));
+        } else if feasible(min) == 0 {
             skipped = Some(format!(
                 "needs {} buckets before a holdout origin, have {n}",
                 min.max(3).saturating_add(test_steps)
             ));
+        } else {
+            for k in 1..=common {
+                let origin = n - k * test_steps;
+                match f.fit(&series.prefix(origin)) {
+                    Ok(fit) => {
+                        let mae = (1..=test_steps)
+                            .map(|h| (series.values[origin + h - 1] - fit.predict(h).point).abs())
+                            .sum::<f64>()
+                            / test_steps as f64;
+                        if !mae.is_finite() {
+                            skipped = Some(format!("non-finite holdout error at origin {origin}"));
+                            break;
+                        }
+                        total += mae;
+                        folds += 1;
+                    }
+                    Err(e) => {
+                        skipped = Some(format!("fit failed at origin {origin}: {e}"));
+                        break;
+                    }
+                }
+            }
         }
+        let ok = skipped.is_none() && folds > 0;
         scores.push(CandidateScore {
             model: f.kind(),
-            holdout_mae: (folds > 0).then(|| total / folds as f64),
-            folds,
-            skipped: if folds > 0 { None } else { skipped },
+            holdout_mae: ok.then(|| total / folds as f64),
+            folds: if ok { folds } else { 0 },
+            skipped,
         });
     }
     let best = scores
@@ -227,7 +257,7 @@ pub fn select(
 /// The simplest candidate that fits the whole series.
 fn fallback(
     series: &RegularSeries,
-    forecasters: &[Box<dyn Forecaster>],
+    forecasters: &[&dyn Forecaster],
     order: &[usize],
 ) -> Result<(FittedModel, Option<usize>)> {
     let mut last_err = None;
@@ -247,6 +277,57 @@ fn fallback(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_candidate_is_scored_on_the_same_origins() {
+        use std::time::Duration;
+        use sysmanage_core::Timestamp;
+
+        use crate::model::{Fourier, HoltWinters, Linear};
+        let y: Vec<f64> = (0..72)
+            .map(|i| 0.5 + 0.2 * (i as f64 * std::f64::consts::TAU / 24.0).sin() + 0.001 * i as f64)
+            .collect();
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
+        let fs: Vec<Box<dyn Forecaster>> = vec![
+            Box::new(Linear),
+            Box::new(Fourier::default()),
+            Box::new(HoltWinters::default()),
+        ];
+        let cfg = SelectionConfig {
+            test_window: Duration::from_secs(12 * 3600),
+            ..SelectionConfig::default()
+        };
+        let (_, sel) = select(&s, &fs, &cfg).unwrap();
+        let folds: Vec<usize> = sel
+            .candidates
+            .iter()
+            .filter(|c| c.holdout_mae.is_some())
+            .map(|c| c.folds)
+            .collect();
+        assert!(folds.len() >= 2, "{sel:#?}");
+        assert!(folds.iter().all(|f| *f == folds[0]), "{sel:#?}");
+    }
+
+    #[test]
+    fn the_deployed_fourier_design_is_the_one_scored() {
+        use std::time::Duration;
+        use sysmanage_core::Timestamp;
+
+        use crate::model::Fourier;
+        // 15 days: the final fit alone would add weekly terms, but the
+        // holdout prefixes (12–14 days) have none; the deployed model must
+        // be the scored one.
+        let y: Vec<f64> = (0..24 * 15)
+            .map(|i| 0.5 + 0.2 * (i as f64 * std::f64::consts::TAU / 24.0).sin())
+            .collect();
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
+        let fs: Vec<Box<dyn Forecaster>> = vec![Box::new(Fourier::default())];
+        let (fit, sel) = select(&s, &fs, &SelectionConfig::default()).unwrap();
+        assert_eq!(sel.candidates[0].folds, 3);
+        let names: Vec<String> = fit.parameters().into_iter().map(|(n, _)| n).collect();
+        assert!(names.iter().all(|n| !n.starts_with("weekly")), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("daily")), "{names:?}");
+    }
 
     #[test]
     fn folds_are_bounded() {

@@ -690,3 +690,32 @@ fn a_daily_step_with_a_daily_season_does_not_panic() {
     let hours = f.time_to_limit.hours().unwrap();
     assert!((hours - 240.0).abs() < 1.0, "{hours}");
 }
+
+#[test]
+fn sub_step_load_forecasts_are_as_wide_as_one_step() {
+    let mut p = planner();
+    for h in 0..24 * 7u64 {
+        let v = 0.4 + 0.05 * noise(h);
+        p.record("cpu_utilization", at_hour(h as f64), v).unwrap();
+    }
+    let last = at_hour(24.0 * 7.0 - 1.0);
+    let one = p
+        .forecast("cpu_utilization", last, Duration::from_secs(3600))
+        .unwrap();
+    let width = |f: &sysmanage_core::Forecast| f.upper - f.lower;
+    assert!(width(&one) > 0.01, "{one:?}");
+    for secs in [0, 1, 300, 1800] {
+        let f = p
+            .forecast("cpu_utilization", last, Duration::from_secs(secs))
+            .unwrap();
+        assert!(
+            (width(&f) - width(&one)).abs() < 1e-9,
+            "{secs} s: {f:?} vs {one:?}"
+        );
+    }
+    // Before the last bucket as well.
+    let f = p
+        .forecast("cpu_utilization", at_hour(100.0), Duration::ZERO)
+        .unwrap();
+    assert!((width(&f) - width(&one)).abs() < 1e-9);
+}

@@ -145,11 +145,24 @@ pub trait Forecaster: Send + Sync + fmt::Debug {
     /// settings that do not suit the series (e.g. a season that is not a whole
     /// number of steps).
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel>;
+
+    /// This forecaster with any length-dependent design choice (such as
+    /// which Fourier harmonics to use) fixed from `series`, or `None` when
+    /// the design does not depend on the length. Model selection calls it
+    /// with the shortest training series so that every holdout fold and the
+    /// final fit score the same model.
+    fn with_design_for(&self, series: &RegularSeries) -> Option<Box<dyn Forecaster>> {
+        let _ = series;
+        None
+    }
 }
 
 impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
     fn kind(&self) -> ModelKind {
         (**self).kind()
+    }
+    fn with_design_for(&self, series: &RegularSeries) -> Option<Box<dyn Forecaster>> {
+        (**self).with_design_for(series)
     }
     fn min_points(&self, series: &RegularSeries) -> usize {
         (**self).min_points(series)
@@ -285,7 +298,9 @@ impl FittedModel {
         (t.as_millis() - last.as_millis()) as f64 / self.step_ms as f64
     }
 
-    /// The forecast `h ≥ 1` steps after the last bucket.
+    /// The forecast `h ≥ 1` steps after the last bucket (`h = 0` is treated
+    /// as 1; use [`at_origin`](Self::at_origin) for the fitted value at the
+    /// last bucket).
     pub fn predict(&self, h: usize) -> Prediction {
         let h = h.max(1);
         match &self.state {
@@ -295,20 +310,26 @@ impl FittedModel {
         }
     }
 
-    /// The forecast at a fractional number of steps `h > 0`, interpolated
-    /// linearly between whole steps (`h` in `(0, 1)` interpolates from the
-    /// model's value at the last bucket).
+    /// The forecast at a fractional number of steps `h`, interpolated
+    /// linearly between whole steps.
+    ///
+    /// For `h ≤ 1` (including at or before the last bucket) the point is
+    /// interpolated from the model's value at the last bucket and the
+    /// standard deviation is the one-step value: a value the model has not
+    /// seen is never more certain than one step ahead.
     pub fn predict_at(&self, h: f64) -> Prediction {
-        if h.is_nan() || h <= 0.0 {
-            return self.at_origin();
+        if h.is_nan() || h <= 1.0 {
+            let one = self.predict(1);
+            let origin = self.at_origin();
+            let f = if h.is_nan() { 0.0 } else { h.max(0.0) };
+            return Prediction {
+                point: origin.point + (one.point - origin.point) * f,
+                sd: one.sd,
+            };
         }
         let lo = h.floor();
         let frac = h - lo;
-        let a = if lo < 1.0 {
-            self.at_origin()
-        } else {
-            self.predict(lo as usize)
-        };
+        let a = self.predict(lo as usize);
         if frac == 0.0 {
             return a;
         }

@@ -410,6 +410,12 @@ impl Forecaster for Fourier {
     fn kind(&self) -> ModelKind {
         ModelKind::Fourier
     }
+    fn with_design_for(&self, series: &RegularSeries) -> Option<Box<dyn Forecaster>> {
+        Some(Box::new(FixedFourier {
+            settings: *self,
+            harmonics: self.harmonics(series),
+        }))
+    }
     fn min_points(&self, series: &RegularSeries) -> usize {
         let per_day = (DAY_MS / (series.step.as_millis().max(1) as u64)).max(1) as usize;
         (2 * per_day).max(4 + 2 * self.daily_harmonics as usize)
@@ -426,6 +432,38 @@ impl Forecaster for Fourier {
         regression_model(
             ModelKind::Fourier,
             Design::new(series.len(), 1, harmonics),
+            series,
+        )
+    }
+}
+
+/// [`Fourier`] with its harmonic set decided once (from the shortest series
+/// model selection trains on), so that holdout folds and the final fit use
+/// the same regressors.
+#[derive(Clone, Debug)]
+struct FixedFourier {
+    settings: Fourier,
+    harmonics: Vec<(u64, u32)>,
+}
+
+impl Forecaster for FixedFourier {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Fourier
+    }
+    fn min_points(&self, series: &RegularSeries) -> usize {
+        self.settings.min_points(series)
+    }
+    fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        ensure_points("fourier forecast", self.min_points(series), series.len())?;
+        if self.harmonics.is_empty() {
+            return Err(Error::invalid(
+                "fourier",
+                format!("no daily harmonic fits a step of {:?}", series.step),
+            ));
+        }
+        regression_model(
+            ModelKind::Fourier,
+            Design::new(series.len(), 1, self.harmonics.clone()),
             series,
         )
     }
