@@ -8,7 +8,7 @@
 //! least-recently-used eviction. It is the backend for tests, single-process
 //! deployments and the conformance suite's reference.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,9 @@ impl Entry {
 struct State {
     map: HashMap<Vec<u8>, Entry>,
     lru: BTreeMap<u64, Vec<u8>>,
+    /// Keys with an expiry, soonest first: purging expired keys costs
+    /// O(expired · log n), not a scan of the whole map.
+    expiry: BTreeSet<(Instant, Vec<u8>)>,
     tick: u64,
     slot_keys: Vec<u32>,
     stats: MemoryStats,
@@ -132,6 +135,9 @@ impl State {
     fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let e = self.map.remove(key)?;
         self.lru.remove(&e.tick);
+        if let Some(t) = e.expires {
+            self.expiry.remove(&(t, key.to_vec()));
+        }
         self.stats.used_memory -= charge(key, &e.value) as u64;
         self.stats.keys -= 1;
         self.slot_keys[usize::from(slot(key))] -= 1;
@@ -147,6 +153,9 @@ impl State {
         self.stats.keys += 1;
         self.slot_keys[usize::from(slot(key))] += 1;
         self.lru.insert(tick, key.to_vec());
+        if let Some(t) = expires {
+            self.expiry.insert((t, key.to_vec()));
+        }
         self.map.insert(
             key.to_vec(),
             Entry {
@@ -157,18 +166,30 @@ impl State {
         );
     }
 
-    fn purge_expired(&mut self, now: Instant) -> usize {
-        let dead: Vec<Vec<u8>> = self
-            .map
-            .iter()
-            .filter(|(_, e)| !e.live(now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &dead {
-            self.remove(k);
+    /// Sets the expiry of the live entry at `key`; `false` when there is none.
+    fn set_expiry(&mut self, key: &[u8], expires: Instant, now: Instant) -> bool {
+        let Some(e) = self.live(key, now) else {
+            return false;
+        };
+        let old = e.expires.replace(expires);
+        if let Some(t) = old {
+            self.expiry.remove(&(t, key.to_vec()));
         }
-        self.stats.expired_keys += dead.len() as u64;
-        dead.len()
+        self.expiry.insert((expires, key.to_vec()));
+        true
+    }
+
+    fn purge_expired(&mut self, now: Instant) -> usize {
+        let mut n = 0;
+        while let Some((t, key)) = self.expiry.first().cloned() {
+            if t > now {
+                break;
+            }
+            self.remove(&key);
+            n += 1;
+        }
+        self.stats.expired_keys += n as u64;
+        n
     }
 
     /// Makes room for `needed` more bytes (after freeing `freed` by
@@ -326,6 +347,7 @@ impl MemoryCacheBuilder {
                 state: Mutex::new(State {
                     map: HashMap::new(),
                     lru: BTreeMap::new(),
+                    expiry: BTreeSet::new(),
                     tick: 0,
                     slot_keys: vec![0; usize::from(SLOT_COUNT)],
                     stats: MemoryStats {
@@ -475,14 +497,9 @@ impl ClusterCache for MemoryCache {
         self.limits().check_key(key)?;
         let ms = check_ttl(ttl)?;
         let now = self.inner.clock.now();
-        let mut st = self.lock();
-        match st.live(key, now) {
-            Some(e) => {
-                e.expires = Some(now + Duration::from_millis(ms));
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self
+            .lock()
+            .set_expiry(key, now + Duration::from_millis(ms), now))
     }
 
     async fn ttl(&self, key: &[u8]) -> Result<Ttl> {
@@ -665,6 +682,28 @@ mod tests {
         assert!(res[0].is_ok(), "{res:?}");
         assert_eq!(cache.get(b"a").await.unwrap(), Some(vec![b'y'; 11]));
         assert!(cache.stats().used_memory <= cache.stats().maxmemory);
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_purges_keys_expired_by_a_shortened_ttl_before_evicting() {
+        let clock = ManualClock::new(Timestamp::from_secs(1_000));
+        let cache = MemoryCache::builder()
+            .clock(clock.clone())
+            .max_memory_bytes(3 * (ENTRY_OVERHEAD_BYTES + 2))
+            .build()
+            .unwrap();
+        let long = SetOptions::ttl(Duration::from_secs(600));
+        cache.set(b"a", b"v", long).await.unwrap();
+        cache.set(b"b", b"v", SetOptions::default()).await.unwrap();
+        cache.set(b"c", b"v", long).await.unwrap();
+        assert!(cache.expire(b"a", Duration::from_secs(1)).await.unwrap());
+        clock.advance(Duration::from_secs(2));
+        cache.set(b"d", b"v", SetOptions::default()).await.unwrap();
+        let st = cache.stats();
+        assert_eq!((st.expired_keys, st.evicted_keys), (1, 0), "{st:?}");
+        for k in [b"b", b"c", b"d"] {
+            assert!(cache.exists(k).await.unwrap());
+        }
     }
 
     #[tokio::test]
