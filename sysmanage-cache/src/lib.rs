@@ -86,6 +86,7 @@ pub mod redis;
 pub mod session;
 pub mod slot;
 pub mod stats;
+pub mod tiered;
 pub mod topology;
 
 pub use cache::{
@@ -96,3 +97,4 @@ pub use memory::{Eviction, MemoryCache, MemoryCacheBuilder, MemoryConfig, Memory
 #[cfg(feature = "redis")]
 pub use redis::{RedisCache, RedisConfig, RedisCounters};
 pub use slot::{SLOT_COUNT, group_by_slot, hash_tag, same_slot, slot};
+pub use tiered::{TieredCache, TieredConfig, TieredStats};

@@ -1,0 +1,379 @@
+//! Server-assisted invalidation of L1 through RESP3 `CLIENT TRACKING`.
+//!
+//! One dedicated RESP3 connection per primary, in `BCAST` mode with the
+//! configured prefixes: the server pushes `invalidate` for every key under a
+//! prefix that any client modifies on that node (a null key list means the
+//! node's data set was flushed). The data connections of
+//! [`RedisCache`] are untouched.
+//!
+//! A supervisor task follows the primary set of the cache's routing table
+//! (and its topology events), starting a node task per new primary and
+//! stopping those of removed ones. L1 serves only while every primary has a
+//! live subscription; any lost connection, missed heartbeat, lagged
+//! invalidation channel or topology event flushes L1.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use fred::clients::Client;
+use fred::interfaces::{ClientInterface, ClientLike, TrackingInterface};
+use fred::types::config::{Config, ServerConfig};
+use fred::types::{Builder, Key, RespVersion, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, broadcast::error::RecvError};
+use tokio::task::JoinHandle;
+
+use super::{Shared, TieredCache, TieredConfig, bump};
+use crate::error::{CacheError, Result};
+use crate::redis::{RedisCache, RedisConfig};
+
+/// Settings of the invalidation connections of
+/// [`TieredCache::with_tracking`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct TrackingConfig {
+    /// `PING` period on each tracking connection; a ping that fails or
+    /// takes longer than this counts as a lost connection. Default: 1 s.
+    pub heartbeat: Duration,
+    /// How often the supervisor compares the tracked nodes with the routing
+    /// table. Default: 250 ms.
+    pub reconcile_interval: Duration,
+    /// Wait before reconnecting a lost tracking connection. Default: 200 ms.
+    pub reconnect_delay: Duration,
+    /// Capacity of each connection's invalidation channel; falling behind
+    /// it flushes L1. Default: 4096.
+    pub channel_capacity: usize,
+    /// `CLIENT SETNAME` of the tracking connections (letters, digits, `-`,
+    /// `_`, `.`, `:`). Default: `sysmanage-l1-tracking`.
+    pub client_name: String,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            reconcile_interval: Duration::from_millis(250),
+            reconnect_delay: Duration::from_millis(200),
+            channel_capacity: 4096,
+            client_name: "sysmanage-l1-tracking".to_owned(),
+        }
+    }
+}
+
+impl TrackingConfig {
+    /// Validates the settings.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (field, d) in [
+            ("tracking.heartbeat", self.heartbeat),
+            ("tracking.reconcile_interval", self.reconcile_interval),
+            ("tracking.reconnect_delay", self.reconnect_delay),
+        ] {
+            if d.is_zero() {
+                return Err(CacheError::invalid(field, "must be greater than zero"));
+            }
+        }
+        if self.channel_capacity == 0 {
+            return Err(CacheError::invalid(
+                "tracking.channel_capacity",
+                "must be greater than zero",
+            ));
+        }
+        if self.client_name.is_empty()
+            || !self
+                .client_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        {
+            return Err(CacheError::invalid(
+                "tracking.client_name",
+                "must be non-empty letters, digits, '-', '_', '.' or ':'",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TieredCache<RedisCache> {
+    /// An L1 of `config` in front of `l2`, kept coherent by RESP3 client
+    /// tracking on every primary (see the [module docs](super)).
+    ///
+    /// Returns at once; L1 starts serving when every primary is tracked
+    /// ([`TieredStats::coherent`](super::TieredStats::coherent)); until then
+    /// reads go to L2. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] for bad settings.
+    pub fn with_tracking(
+        l2: RedisCache,
+        config: TieredConfig,
+        tracking: TrackingConfig,
+    ) -> Result<Self> {
+        tracking.validate()?;
+        let cache = Self::new(l2, config)?;
+        cache.shared.tracking.store(true, Ordering::SeqCst);
+        cache.shared.coherent.store(false, Ordering::SeqCst);
+        let task = tokio::spawn(supervise(
+            Arc::downgrade(&cache.shared),
+            cache.l2.clone(),
+            Arc::new(tracking),
+        ));
+        cache
+            .tasks
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+        Ok(cache)
+    }
+}
+
+struct NodeTask {
+    tracked: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Drop for NodeTask {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+async fn supervise(shared: Weak<Shared>, l2: RedisCache, cfg: Arc<TrackingConfig>) {
+    let mut events = l2.subscribe();
+    let redis = Arc::new(l2.config().clone());
+    let changed = Arc::new(Notify::new());
+    let mut nodes: HashMap<String, NodeTask> = HashMap::new();
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let primaries: BTreeSet<String> = l2
+            .routing()
+            .primaries()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        nodes.retain(|addr, _| primaries.contains(addr));
+        for addr in &primaries {
+            if !nodes.contains_key(addr) {
+                let tracked = Arc::new(AtomicBool::new(false));
+                let handle = tokio::spawn(track_node(
+                    shared.clone(),
+                    redis.clone(),
+                    addr.clone(),
+                    tracked.clone(),
+                    cfg.clone(),
+                    changed.clone(),
+                ));
+                nodes.insert(addr.clone(), NodeTask { tracked, handle });
+            }
+        }
+        let tracked = nodes
+            .values()
+            .filter(|n| n.tracked.load(Ordering::SeqCst))
+            .count();
+        s.counters
+            .tracked_nodes
+            .store(tracked as u64, Ordering::Relaxed);
+        s.counters
+            .primaries
+            .store(primaries.len() as u64, Ordering::Relaxed);
+        let coherent = !primaries.is_empty() && tracked == primaries.len();
+        if coherent != s.serving() {
+            s.set_coherent(
+                coherent,
+                if coherent {
+                    "tracking complete"
+                } else {
+                    "primary not tracked"
+                },
+            );
+        }
+        drop(s);
+        tokio::select! {
+            ev = events.recv() => {
+                if let Some(s) = shared.upgrade() {
+                    // Slots moved or primaries changed: keys may now be
+                    // written where no invalidation reaches us yet.
+                    s.flush(match ev {
+                        Ok(_) => "topology changed",
+                        Err(RecvError::Lagged(_)) => "topology events lagged",
+                        Err(RecvError::Closed) => return,
+                    });
+                }
+            }
+            () = changed.notified() => {}
+            () = tokio::time::sleep(cfg.reconcile_interval) => {}
+        }
+    }
+}
+
+/// Connects, subscribes and relays invalidations for one primary until the
+/// task is aborted; reconnects after every loss.
+async fn track_node(
+    shared: Weak<Shared>,
+    redis: Arc<RedisConfig>,
+    addr: String,
+    tracked: Arc<AtomicBool>,
+    cfg: Arc<TrackingConfig>,
+    changed: Arc<Notify>,
+) {
+    loop {
+        let outcome = track_once(&shared, &redis, &addr, &tracked, &cfg, &changed).await;
+        let was_tracked = tracked.swap(false, Ordering::SeqCst);
+        let Some(s) = shared.upgrade() else { return };
+        if was_tracked {
+            bump(&s.counters.tracking_lost);
+            tracing::warn!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking connection lost; l1 flushed");
+        } else {
+            tracing::debug!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking not established");
+        }
+        // Flush before anything else can read L1: invalidations may have
+        // been lost with the connection.
+        s.set_coherent(false, "tracking connection lost");
+        drop(s);
+        changed.notify_one();
+        tokio::time::sleep(cfg.reconnect_delay).await;
+    }
+}
+
+/// Closes the client when dropped (also when the task is aborted).
+struct Connection {
+    client: Client,
+    handle: Option<fred::types::ConnectHandle>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+async fn track_once(
+    shared: &Weak<Shared>,
+    redis: &RedisConfig,
+    addr: &str,
+    tracked: &AtomicBool,
+    cfg: &TrackingConfig,
+    changed: &Notify,
+) -> String {
+    let Some((host, port)) = addr
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+    else {
+        return "node address is not host:port".to_owned();
+    };
+    let config = Config {
+        server: ServerConfig::new_centralized(host, port),
+        version: RespVersion::RESP3,
+        username: redis.username.clone(),
+        password: redis.password.as_ref().map(|p| p.expose().to_owned()),
+        ..Config::default()
+    };
+    let client = match Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = redis.connect_timeout;
+            c.internal_command_timeout = redis.connect_timeout;
+            c.max_command_attempts = 1;
+        })
+        .with_performance_config(|p| {
+            p.default_command_timeout = cfg.heartbeat;
+            p.broadcast_channel_capacity = cfg.channel_capacity;
+        })
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return e.to_string(),
+    };
+    let handle = match client.init().await {
+        Ok(h) => h,
+        Err(e) => return e.to_string(),
+    };
+    let mut conn = Connection {
+        client,
+        handle: Some(handle),
+    };
+    // Subscribe to the channel before tracking starts so nothing is missed.
+    let mut rx = conn.client.invalidation_rx();
+    if let Err(e) = conn.client.client_setname(cfg.client_name.clone()).await {
+        return e.to_string();
+    }
+    let prefixes: Vec<Key> = shared
+        .upgrade()
+        .map(|s| {
+            s.config
+                .prefixes
+                .iter()
+                .map(|p| Key::from(p.as_slice()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Err(e) = conn
+        .client
+        .client_tracking::<Value, _, _>("ON", None, prefixes, true, false, false, false)
+        .await
+    {
+        return e.to_string();
+    }
+    {
+        let Some(s) = shared.upgrade() else {
+            return "cache dropped".to_owned();
+        };
+        // Entries filled before this point may have missed invalidations.
+        s.flush("tracking subscribed");
+        bump(&s.counters.tracking_subscriptions);
+    }
+    tracked.store(true, Ordering::SeqCst);
+    changed.notify_one();
+    tracing::info!(target: "sysmanage.cache.tiered.tracking", node = %addr, "tracking subscribed");
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    heartbeat.tick().await;
+    let Some(mut connection_task) = conn.handle.take() else {
+        return "connection task missing".to_owned();
+    };
+    let reason = loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(s) = shared.upgrade() else { break "cache dropped".to_owned() };
+                match msg {
+                    Ok(inv) => {
+                        bump(&s.counters.tracking_messages);
+                        if inv.keys.is_empty() {
+                            s.flush("server flushed");
+                        } else {
+                            for k in &inv.keys {
+                                s.invalidate(k.as_bytes());
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => s.flush("invalidations lagged"),
+                    Err(RecvError::Closed) => break "invalidation channel closed".to_owned(),
+                }
+            }
+            r = &mut connection_task => {
+                break match r {
+                    Ok(Ok(())) => "connection closed".to_owned(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+            }
+            _ = heartbeat.tick() => {
+                let ping = tokio::time::timeout(cfg.heartbeat, conn.client.ping::<Value>(None)).await;
+                match ping {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break e.to_string(),
+                    Err(_) => break "heartbeat timed out".to_owned(),
+                }
+            }
+        }
+    };
+    tracked.store(false, Ordering::SeqCst);
+    connection_task.abort();
+    reason
+}

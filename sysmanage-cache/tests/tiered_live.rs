@@ -1,0 +1,1 @@
+//! `TieredCache` with client tracking on the live Redis Cluster.
