@@ -13,7 +13,8 @@
 //!
 //! * **Multi-key operations across slots.** Keys are grouped by slot, the
 //!   slot groups by owning primary (from the routing table), each node's
-//!   commands go out as one pipeline on that node's connection, nodes run
+//!   commands go out as pipelines of up to 1,000 commands (each with its
+//!   own command timeout) on that node's connection, nodes run
 //!   concurrently, and results come back in input order. A node whose whole batch fails reports
 //!   [`CacheError::NodeBatch`] on each of its keys — never a miss. When all
 //!   keys share a slot a single command is sent.
@@ -93,7 +94,8 @@ pub struct RedisConfig {
     pub username: Option<String>,
     /// Password. Default: none. Never printed.
     pub password: Option<Secret>,
-    /// Deadline of one command or one node's pipeline. Default: 1 s.
+    /// Deadline of one command or one pipeline (up to 1,000 commands).
+    /// Default: 1 s.
     pub command_timeout: Duration,
     /// Deadline of one connection attempt. Default: 2 s.
     pub connect_timeout: Duration,
@@ -350,6 +352,10 @@ impl NodeConn {
         (!self.task.is_finished()).then(|| self.client.clone())
     }
 }
+
+/// Most commands in one pipeline; a node's batch is sent as consecutive
+/// pipelines of this size.
+const MAX_PIPELINE: usize = 1_000;
 
 /// Reconnect attempts of one node client before it gives up; the next use
 /// of the node then connects afresh. With 50 ms doubling to 1 s, about 6 s.
@@ -1162,29 +1168,37 @@ impl RedisCache {
                     )
                     .await
                 } else {
-                    // One pipeline per node: a single hand-off to the node's
-                    // connection task, written back to back. (This client
-                    // follows no redirection itself, so replies stay in
-                    // order; a redirected command just reports its error.)
-                    let p = client.pipeline();
-                    for (c, _) in &cmds {
-                        // Queuing only buffers the command.
-                        let _ = send_cmd(&p, c).await;
-                    }
-                    let mut replies = p.try_all::<Value>().await;
-                    if replies.len() != cmds.len() {
-                        // The pipeline as a whole failed: every command
-                        // shares its error.
-                        let e = replies
-                            .pop()
-                            .and_then(std::result::Result::err)
-                            .unwrap_or_else(|| {
-                                FredError::new(
-                                    ErrorKind::Unknown,
-                                    "pipeline returned too few replies",
-                                )
-                            });
-                        replies = cmds.iter().map(|_| Err(e.clone())).collect();
+                    // Pipelines of at most MAX_PIPELINE commands, one after
+                    // the other: each is a single hand-off to the node's
+                    // connection task, written back to back, with its own
+                    // command timeout (100,000 keys are not one pipeline
+                    // under one deadline, and a timed-out chunk is all a
+                    // retry re-sends). This client follows no redirection
+                    // itself, so replies stay in order; a redirected
+                    // command just reports its error.
+                    let mut replies = Vec::with_capacity(cmds.len());
+                    for chunk in cmds.chunks(MAX_PIPELINE) {
+                        let p = client.pipeline();
+                        for (c, _) in chunk {
+                            // Queuing only buffers the command.
+                            let _ = send_cmd(&p, c).await;
+                        }
+                        let mut part = p.try_all::<Value>().await;
+                        if part.len() != chunk.len() {
+                            // The pipeline as a whole failed: every command
+                            // shares its error.
+                            let e = part
+                                .pop()
+                                .and_then(std::result::Result::err)
+                                .unwrap_or_else(|| {
+                                    FredError::new(
+                                        ErrorKind::Unknown,
+                                        "pipeline returned too few replies",
+                                    )
+                                });
+                            part = chunk.iter().map(|_| Err(e.clone())).collect();
+                        }
+                        replies.extend(part);
                     }
                     replies
                 }

@@ -368,3 +368,30 @@ async fn a_silent_node_does_not_hold_back_connections_to_others() {
     assert!(!stuck.is_finished(), "the silent node is still being dialled");
     stuck.abort();
 }
+
+/// Batches larger than one pipeline (1,000 commands) per node: `mset` with a
+/// TTL and `mdel` send one command per key, so 6,000 keys go out as several
+/// pipelines per node; every result comes back for its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_batches_span_several_pipelines() {
+    let cache = connect().await;
+    let prefix = format!("it:chunks:{}:", run_id());
+    let keys: Vec<String> = (0..6000).map(|i| format!("{prefix}{i}")).collect();
+    let entries: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
+    let set = cache
+        .mset(&entries, Some(Duration::from_secs(120)))
+        .await
+        .unwrap();
+    assert!(set.iter().all(Result::is_ok));
+    let got = cache.mget(&keys).await.unwrap();
+    for (k, r) in keys.iter().zip(&got) {
+        assert_eq!(r.as_ref().unwrap().as_deref(), Some(format!("v:{k}").as_bytes()));
+    }
+    // Every other key deleted beforehand: mdel must say which existed.
+    let odd: Vec<&String> = keys.iter().skip(1).step_by(2).collect();
+    assert!(cache.mdel(&odd).await.unwrap().iter().all(|r| matches!(r, Ok(true))));
+    let deleted = cache.mdel(&keys).await.unwrap();
+    for (i, r) in deleted.iter().enumerate() {
+        assert_eq!(*r.as_ref().unwrap(), i % 2 == 0, "key {i}");
+    }
+}
