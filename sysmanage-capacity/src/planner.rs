@@ -184,17 +184,25 @@ impl PlannerConfig {
 
 /// All eight SysManage metrics at one instant (SysManage's `CapacityMetrics`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[allow(missing_docs)]
 #[non_exhaustive]
 pub struct CapacitySnapshot {
+    /// When the values were measured.
     pub at: Timestamp,
+    /// CPU utilisation as a fraction in `[0, 1]` (limit 0.8).
     pub cpu_utilization: f64,
+    /// Memory utilisation as a fraction in `[0, 1]` (limit 0.85).
     pub memory_utilization: f64,
+    /// Disk utilisation as a fraction in `[0, 1]` (limit 0.9).
     pub disk_utilization: f64,
+    /// Network throughput, in the host's unit (no default limit).
     pub network_throughput: f64,
+    /// Requests per second (no default limit).
     pub request_rate: f64,
+    /// Response time in seconds (limit 2.0).
     pub response_time: f64,
+    /// Open connections (no default limit).
     pub active_connections: f64,
+    /// Queued items (limit 1000).
     pub queue_length: f64,
 }
 
@@ -494,11 +502,11 @@ impl Planner {
             (Some(a), Some(b)) => b.at - a.at,
             _ => Duration::ZERO,
         };
+        let samples: Vec<Sample> = state.samples.iter().copied().collect();
         let hygiene = HygieneConfig {
-            step: effective_step(self.config.hygiene.step, span),
+            step: effective_step(self.config.hygiene.step, span, median_gap(&samples)),
             ..self.config.hygiene.clone()
         };
-        let samples: Vec<Sample> = state.samples.iter().copied().collect();
         let resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
         let recent = state
             .samples
@@ -582,6 +590,15 @@ impl Planner {
         // Forecast path from the last bucket to now + horizon.
         let end = now + cfg.horizon;
         let steps_f = fit.model.steps_until(end).ceil().max(1.0);
+        if steps_f > cfg.max_forecast_steps as f64 && series.step < cfg.hygiene.step {
+            // A refined grid for a very short history: the history, not the
+            // settings, is what is lacking.
+            return Err(Error::InsufficientData {
+                what: "capacity forecast over the horizon (history too short for its grid)",
+                needed: cfg.min_samples.max(24),
+                have: state.samples.len(),
+            });
+        }
         if steps_f > cfg.max_forecast_steps as f64 {
             return Err(Error::invalid(
                 "planner.max_forecast_steps",
@@ -855,14 +872,32 @@ fn unknown(metric: &str) -> Error {
     }
 }
 
+/// Median gap between consecutive distinct sample times (zero with fewer
+/// than two distinct times).
+fn median_gap(samples: &[Sample]) -> Duration {
+    let mut gaps: Vec<i64> = samples
+        .windows(2)
+        .map(|w| w[1].at.as_millis() - w[0].at.as_millis())
+        .filter(|g| *g > 0)
+        .collect();
+    if gaps.is_empty() {
+        return Duration::ZERO;
+    }
+    let mid = gaps.len() / 2;
+    let (_, m, _) = gaps.select_nth_unstable(mid);
+    Duration::from_millis(u64::try_from(*m).unwrap_or(0))
+}
+
 /// The configured step, or a finer "round" one when the data spans fewer
-/// than 24 steps (so a short history still gets a usable grid).
-fn effective_step(step: Duration, span: Duration) -> Duration {
+/// than 24 steps (so a short history still gets a usable grid), but never
+/// finer than the median gap between samples: a grid finer than the data
+/// would be mostly interpolated buckets scored as if measured.
+fn effective_step(step: Duration, span: Duration, median_gap: Duration) -> Duration {
     if span >= step * 24 {
         return step;
     }
     const NICE: [u64; 11] = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600];
-    let target = span.as_secs_f64() / 24.0;
+    let target = (span.as_secs_f64() / 24.0).max(median_gap.as_secs_f64());
     NICE.iter()
         .rev()
         .map(|s| Duration::from_secs(*s))
@@ -959,14 +994,25 @@ mod tests {
     #[test]
     fn effective_step_refines_short_histories() {
         let h = Duration::from_secs(3600);
-        assert_eq!(effective_step(h, Duration::from_secs(86_400 * 2)), h);
+        let z = Duration::ZERO;
+        assert_eq!(effective_step(h, Duration::from_secs(86_400 * 2), z), h);
         assert_eq!(
-            effective_step(h, Duration::from_secs(600)),
+            effective_step(h, Duration::from_secs(600), z),
             Duration::from_secs(15)
         );
         assert_eq!(
-            effective_step(h, Duration::from_secs(3)),
+            effective_step(h, Duration::from_secs(3), z),
             Duration::from_secs(1)
+        );
+        // Never finer than the samples: ten samples a minute apart get a
+        // one-minute grid, not a 15 s one.
+        assert_eq!(
+            effective_step(h, Duration::from_secs(540), Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            effective_step(h, Duration::from_secs(3 * 3600), Duration::from_secs(7200)),
+            h
         );
     }
 

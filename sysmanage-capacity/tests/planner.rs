@@ -455,14 +455,55 @@ fn short_histories_use_a_finer_grid() {
         .unwrap();
     }
     let f = p.analyze("queue_length", at_hour(9.0 / 60.0)).unwrap();
-    assert!(f.step_secs < 60.0);
+    // A grid as fine as the samples, none of it interpolated.
+    assert_eq!(f.step_secs, 60.0);
+    assert_eq!(f.data_quality.gaps_filled, 0);
     // 550 now, +3000/h: the 1000 limit is about 9 minutes away.
     let hours = f.time_to_limit.hours().unwrap();
     assert!((hours * 60.0 - 9.0).abs() < 1.0, "{hours}");
+
+    // Three samples a second apart cannot be forecast a week ahead: that is
+    // too little data, not a bad setting.
+    let mut p = planner();
+    for s in 0..3 {
+        p.record("queue_length", at_hour(s as f64 / 3600.0), 10.0)
+            .unwrap();
+    }
+    let e = p
+        .analyze("queue_length", at_hour(2.0 / 3600.0))
+        .unwrap_err();
+    assert_eq!(e.label(), "insufficient_data", "{e}");
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn hygiene_ignores_order_and_averages_duplicates(
+        keys in proptest::collection::vec(any::<u64>(), 24 * 3 + 20),
+        dups in proptest::collection::vec(0usize..24 * 3, 20),
+    ) {
+        use sysmanage_capacity::hygiene::{HygieneConfig, prepare};
+        // Values on a 1/8 grid so sums are exact in any order.
+        let mut samples: Vec<Sample> = (0..24 * 3u64)
+            .map(|h| Sample::new(at_hour(h as f64), 0.25 + (h % 5) as f64 / 8.0))
+            .collect();
+        // Duplicates: extra samples at existing timestamps.
+        for (k, &i) in dups.iter().enumerate() {
+            samples.push(Sample::new(samples[i].at, (k % 4) as f64 / 8.0));
+        }
+        let mut shuffled: Vec<(u64, Sample)> = keys.into_iter().zip(samples.iter().copied()).collect();
+        shuffled.sort_by_key(|(k, _)| *k);
+        let shuffled: Vec<Sample> = shuffled.into_iter().map(|(_, s)| s).collect();
+        let mut sorted = samples.clone();
+        sorted.sort_by_key(|s| s.at);
+        let cfg = HygieneConfig::default();
+        let a = prepare(&sorted, &cfg, Some(Duration::from_secs(86_400))).unwrap();
+        let b = prepare(&shuffled, &cfg, Some(Duration::from_secs(86_400))).unwrap();
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(a.quality.duplicates_merged, dups.len());
+        prop_assert_eq!(a.mean.len(), 24 * 3);
+    }
 
     #[test]
     fn a_linear_series_forecasts_linearly(

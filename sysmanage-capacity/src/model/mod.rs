@@ -104,7 +104,10 @@ pub struct Prediction {
 
 impl Prediction {
     /// `(lower, upper)` of the central interval with coverage `level`
-    /// (normal errors).
+    /// (normal errors). `level` must lie in `(0, 1)`; outside it both bounds
+    /// are NaN (the planner validates its `interval_level`, and
+    /// [`FittedModel::forecast_path`] rejects such a level with a typed
+    /// error).
     pub fn interval(&self, level: f64) -> (f64, f64) {
         let z = normal_quantile(0.5 + level / 2.0);
         (self.point - z * self.sd, self.point + z * self.sd)

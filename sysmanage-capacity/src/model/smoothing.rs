@@ -28,7 +28,9 @@ pub struct EtsInit {
     pub level: f64,
     /// `b₀`.
     pub trend: f64,
-    /// `s` for observations `0..m` (statsmodels' `initial_seasonal` reversed).
+    /// `s` for observations `0..m`, in the same order as statsmodels'
+    /// `ETSModel` `initial_seasonal` (the reference data records the
+    /// orientation that reproduces the recursion: `as_is`).
     pub seasonal: Vec<f64>,
 }
 
