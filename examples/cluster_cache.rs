@@ -2,9 +2,10 @@
 //! manual failover.
 //!
 //! Start the cluster with `scripts/services up`, then
-//! `cargo run -p sysmanage-examples --example cluster_cache`.
+//! `cargo run -p sysmanage-examples --features redis --example cluster_cache`.
 //!
-//! Four workers each own a set of keys, write new versions with `mset`/`set`
+//! Four workers each own a set of keys (half of them in the 100 slots the
+//! reshard moves, so the move meets live traffic), write new versions with `mset`/`set`
 //! and read them back with `mget`/`get`, checking every value, while the
 //! example moves 100 slots between two primaries (`redis-cli --cluster
 //! reshard`), promotes a replica with `CLUSTER FAILOVER`, and moves the
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use sysmanage_cache::advisor::{AdvisorConfig, AdvisorState, advise};
 use sysmanage_cache::stats::Role;
-use sysmanage_cache::{ClusterCache, RedisCache, RedisConfig, SetOptions};
+use sysmanage_cache::{ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
 use sysmanage_core::Timestamp;
 use sysmanage_examples::{init_tracing, section};
 
@@ -56,10 +57,18 @@ fn port(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(_, p)| p)
 }
 
-async fn worker(cache: RedisCache, id: usize, stop: Arc<AtomicBool>, totals: Arc<Totals>) {
-    let keys: Vec<String> = (0..400)
-        .map(|k| format!("example:cluster_cache:w{id}:{k}"))
-        .collect();
+async fn worker(
+    cache: RedisCache,
+    id: usize,
+    moving: Arc<Vec<u16>>,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+) {
+    let name = |k: usize| format!("example:cluster_cache:w{id}:{k}");
+    let in_moving = |k: &String| moving.binary_search(&slot(k.as_bytes())).is_ok();
+    // 200 keys in the slots that move, 200 anywhere.
+    let mut keys: Vec<String> = (0..).map(name).filter(in_moving).take(200).collect();
+    keys.extend((0..200).map(|k| name(1_000_000 + k)));
     // Every value a key may hold (a failed write may or may not have landed).
     let mut expected: HashMap<&str, Vec<String>> = HashMap::new();
     let mut version = 0u64;
@@ -123,6 +132,9 @@ async fn worker(cache: RedisCache, id: usize, stop: Arc<AtomicBool>, totals: Arc
         record(ok);
         if ok {
             expected.insert(k, vec![v]);
+        } else {
+            // It may have landed before the error.
+            expected.entry(k).or_default().push(v);
         }
         match cache.get(k.as_bytes()).await {
             Ok(got) => {
@@ -171,20 +183,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     section("mixed workload with a reshard and a manual failover");
-    let stop = Arc::new(AtomicBool::new(false));
-    let totals = Arc::new(Totals::default());
-    let workers: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(worker(cache.clone(), i, stop.clone(), totals.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
     let layout = cache.cluster_nodes().await?;
     let mut primaries: Vec<_> = layout
         .iter()
         .filter(|n| n.role == Role::Primary && n.slot_count() > 0)
         .collect();
     primaries.sort_by_key(|n| n.addr.clone());
+    if primaries.len() < 2 {
+        return Err("the cluster needs two primaries with slots".into());
+    }
     let (a, b) = (primaries[0].addr.clone(), primaries[1].addr.clone());
+    // `redis-cli --cluster reshard` moves the source's lowest slots first.
+    let owned = |s: u16| primaries[0].slots.iter().any(|&(lo, hi)| s >= lo && s <= hi);
+    let moving: Arc<Vec<u16>> = Arc::new((0..16384u16).filter(|&s| owned(s)).take(100).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let totals = Arc::new(Totals::default());
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            tokio::spawn(worker(
+                cache.clone(),
+                i,
+                moving.clone(),
+                stop.clone(),
+                totals.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     let mut reshard_slots = 0;
     let (pa, pb) = (port(&a).to_owned(), port(&b).to_owned());
     println!("resharding 100 slots {a} -> {b}");
@@ -214,7 +240,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Move the slots back from whoever serves them now.
     cache.refresh_now().await?;
-    let moved_slot = primaries[0].slots.iter().map(|r| r.0).min().unwrap_or(0);
+    let moved_slot = moving.first().copied().unwrap_or(0);
     let b = cache
         .routing()
         .node_for_slot(moved_slot)
