@@ -192,6 +192,11 @@ async fn supervise(shared: Weak<Shared>, l2: RedisCache, cfg: Arc<TrackingConfig
                     "primary not tracked"
                 },
             );
+            // A node task may have lost its connection between the count
+            // and the switch; it clears its flag before it flushes.
+            if coherent && nodes.values().any(|n| !n.tracked.load(Ordering::SeqCst)) {
+                s.set_coherent(false, "primary not tracked");
+            }
         }
         drop(s);
         tokio::select! {
@@ -226,15 +231,15 @@ async fn track_node(
         let outcome = track_once(&shared, &redis, &addr, &tracked, &cfg, &changed).await;
         let was_tracked = tracked.swap(false, Ordering::SeqCst);
         let Some(s) = shared.upgrade() else { return };
+        // Flush before anything else can read L1 (and before the loss is
+        // counted): invalidations may have been lost with the connection.
+        s.set_coherent(false, "tracking connection lost");
         if was_tracked {
             bump(&s.counters.tracking_lost);
             tracing::warn!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking connection lost; l1 flushed");
         } else {
             tracing::debug!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking not established");
         }
-        // Flush before anything else can read L1: invalidations may have
-        // been lost with the connection.
-        s.set_coherent(false, "tracking connection lost");
         drop(s);
         changed.notify_one();
         tokio::time::sleep(cfg.reconnect_delay).await;
@@ -373,7 +378,7 @@ async fn track_once(
             }
         }
     };
-    tracked.store(false, Ordering::SeqCst);
+    // `track_node` clears `tracked`, counts the loss and flushes.
     connection_task.abort();
     reason
 }
