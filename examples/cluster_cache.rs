@@ -194,7 +194,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (a, b) = (primaries[0].addr.clone(), primaries[1].addr.clone());
     // `redis-cli --cluster reshard` moves the source's lowest slots first.
-    let owned = |s: u16| primaries[0].slots.iter().any(|&(lo, hi)| s >= lo && s <= hi);
+    let owned = |s: u16| {
+        primaries[0]
+            .slots
+            .iter()
+            .any(|&(lo, hi)| s >= lo && s <= hi)
+    };
     let moving: Arc<Vec<u16>> = Arc::new((0..16384u16).filter(|&s| owned(s)).take(100).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let totals = Arc::new(Totals::default());

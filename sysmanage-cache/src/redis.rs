@@ -1049,10 +1049,7 @@ impl RedisCache {
             .unwrap_or_else(PoisonError::into_inner);
         for a in &gone {
             // An entry another task holds is in use; it is dropped later.
-            if creating
-                .get(a)
-                .is_some_and(|l| Arc::strong_count(l) == 1)
-            {
+            if creating.get(a).is_some_and(|l| Arc::strong_count(l) == 1) {
                 creating.remove(a);
             }
         }
@@ -1489,13 +1486,14 @@ async fn refresher(inner: Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
-
 /// A `SCAN` reply: the next cursor and the keys. Any other shape is an
 /// error, never an early end of the scan.
 fn scan_page(reply: Value) -> Result<(u64, Vec<Vec<u8>>)> {
     let bad = |what: &str| CacheError::Backend {
         backend: "redis",
-        source: Arc::new(std::io::Error::other(format!("malformed SCAN reply: {what}"))),
+        source: Arc::new(std::io::Error::other(format!(
+            "malformed SCAN reply: {what}"
+        ))),
     };
     let Value::Array(mut parts) = reply else {
         return Err(unexpected(&reply));
@@ -1515,7 +1513,11 @@ fn scan_page(reply: Value) -> Result<(u64, Vec<Vec<u8>>)> {
     };
     let keys = keys
         .into_iter()
-        .map(|k| k.as_bytes().map(<[u8]>::to_vec).ok_or_else(|| bad("a key is not a string")))
+        .map(|k| {
+            k.as_bytes()
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| bad("a key is not a string"))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok((cursor, keys))
 }
@@ -1776,7 +1778,12 @@ mod tests {
 
     #[test]
     fn url_shaped_seeds_are_rejected_without_echoing_them() {
-        for good in ["127.0.0.1:7000", "redis-0.svc.local:6379", "[::1]:7001", "h_1:1"] {
+        for good in [
+            "127.0.0.1:7000",
+            "redis-0.svc.local:6379",
+            "[::1]:7001",
+            "h_1:1",
+        ] {
             assert!(parse_addr(good).is_some(), "{good}");
         }
         for bad in [
@@ -1911,10 +1918,22 @@ mod tests {
         // MOVED #1 (slot 10 → b) before the refresh asked, #2 (slot 20 → b) after.
         let t = t.patched(10, "b:1", 1).patched(20, "b:1", 2);
         let stale = Routing::refreshed(snap(100), &t, 1);
-        assert_eq!(owner(&stale, 20).as_deref(), Some("b:1"), "newer patch kept");
-        assert_eq!(owner(&stale, 10).as_deref(), Some("a:1"), "older patch dropped");
+        assert_eq!(
+            owner(&stale, 20).as_deref(),
+            Some("b:1"),
+            "newer patch kept"
+        );
+        assert_eq!(
+            owner(&stale, 10).as_deref(),
+            Some("a:1"),
+            "older patch dropped"
+        );
         let next = Routing::refreshed(snap(100), &stale, 2);
-        assert_eq!(owner(&next, 20).as_deref(), Some("a:1"), "a later view wins");
+        assert_eq!(
+            owner(&next, 20).as_deref(),
+            Some("a:1"),
+            "a later view wins"
+        );
         assert!(next.patches.is_empty());
     }
 
@@ -1937,16 +1956,14 @@ mod tests {
         let cache = RedisCache::unconnected(cfg).unwrap();
         let weak = Arc::downgrade(&cache.inner);
         let task = tokio::spawn(refresher(weak.clone(), cache.inner.refresh.clone()));
-        cache
-            .inner
-            .tasks
-            .lock()
-            .unwrap()
-            .push(task);
+        cache.inner.tasks.lock().unwrap().push(task);
         // Let the refresher reach its wait.
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(cache);
-        assert!(weak.upgrade().is_none(), "dropped at once, not after the period");
+        assert!(
+            weak.upgrade().is_none(),
+            "dropped at once, not after the period"
+        );
     }
 
     #[tokio::test]

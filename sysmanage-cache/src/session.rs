@@ -388,12 +388,7 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
     }
 
     async fn current_epoch(&self, tag: &str, user: &str) -> Result<i64> {
-        Self::parse_epoch(
-            self.cache
-                .get(&self.epoch_key(tag, user))
-                .await?
-                .as_deref(),
-        )
+        Self::parse_epoch(self.cache.get(&self.epoch_key(tag, user)).await?.as_deref())
     }
 
     /// Replaces the session's data (`SET … XX`) and slides its expiry;

@@ -84,7 +84,10 @@ impl Drop for RestartOnDrop {
         }
         // No panics here: this may run while unwinding.
         let Ok(script) = std::env::var("SYSMANAGE_SERVICES") else {
-            eprintln!("cannot restart redis {}: SYSMANAGE_SERVICES unset", self.port);
+            eprintln!(
+                "cannot restart redis {}: SYSMANAGE_SERVICES unset",
+                self.port
+            );
             return;
         };
         for args in [vec!["redis-start", self.port.as_str()], vec!["redis-wait"]] {

@@ -319,7 +319,11 @@ async fn user_errors_do_not_trigger_topology_refreshes() {
         ));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(cache.counters().refreshes, before, "no refresh after user errors");
+    assert_eq!(
+        cache.counters().refreshes,
+        before,
+        "no refresh after user errors"
+    );
     cache.request_refresh();
     tokio::time::timeout(Duration::from_secs(15), async {
         while cache.counters().refreshes == before {
@@ -365,7 +369,10 @@ async fn a_silent_node_does_not_hold_back_connections_to_others() {
         .expect("connecting to a replica waited for the silent node")
         .expect("the replica answers");
     assert!(client.is_connected());
-    assert!(!stuck.is_finished(), "the silent node is still being dialled");
+    assert!(
+        !stuck.is_finished(),
+        "the silent node is still being dialled"
+    );
     stuck.abort();
 }
 
@@ -377,7 +384,8 @@ async fn per_key_batches_span_several_pipelines() {
     let cache = connect().await;
     let prefix = format!("it:chunks:{}:", run_id());
     let keys: Vec<String> = (0..6000).map(|i| format!("{prefix}{i}")).collect();
-    let entries: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
+    let entries: Vec<(String, String)> =
+        keys.iter().map(|k| (k.clone(), format!("v:{k}"))).collect();
     let set = cache
         .mset(&entries, Some(Duration::from_secs(120)))
         .await
@@ -385,11 +393,21 @@ async fn per_key_batches_span_several_pipelines() {
     assert!(set.iter().all(Result::is_ok));
     let got = cache.mget(&keys).await.unwrap();
     for (k, r) in keys.iter().zip(&got) {
-        assert_eq!(r.as_ref().unwrap().as_deref(), Some(format!("v:{k}").as_bytes()));
+        assert_eq!(
+            r.as_ref().unwrap().as_deref(),
+            Some(format!("v:{k}").as_bytes())
+        );
     }
     // Every other key deleted beforehand: mdel must say which existed.
     let odd: Vec<&String> = keys.iter().skip(1).step_by(2).collect();
-    assert!(cache.mdel(&odd).await.unwrap().iter().all(|r| matches!(r, Ok(true))));
+    assert!(
+        cache
+            .mdel(&odd)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| matches!(r, Ok(true)))
+    );
     let deleted = cache.mdel(&keys).await.unwrap();
     for (i, r) in deleted.iter().enumerate() {
         assert_eq!(*r.as_ref().unwrap(), i % 2 == 0, "key {i}");

@@ -97,10 +97,7 @@ pub(crate) async fn ttl_and_expiry<H: Harness>(h: &H) {
         .await
         .unwrap();
     match c.ttl(&k).await.unwrap() {
-        Ttl::ExpiresIn(d) => assert!(
-            d > Duration::ZERO && d <= Duration::from_secs(30),
-            "{d:?}"
-        ),
+        Ttl::ExpiresIn(d) => assert!(d > Duration::ZERO && d <= Duration::from_secs(30), "{d:?}"),
         other => panic!("expected an expiry, got {other:?}"),
     }
     // …expiry with a short one, polled.
