@@ -640,6 +640,24 @@ impl Planner {
         );
         let time_to_limit_bound =
             crossing(spec, current, origin, &path, bound_of, now, horizon_hours);
+        let (peak_excess, time_to_limit_peak) = match spec.direction {
+            Direction::Ceiling => {
+                let from = n.saturating_sub(window);
+                let mut excess: Vec<f64> = (from..n)
+                    .filter(|&i| fit.resampled.counts[i] >= 2)
+                    .map(|i| (fit.resampled.max.values[i] - series.values[i]).max(0.0))
+                    .collect();
+                let e = if excess.is_empty() {
+                    0.0
+                } else {
+                    crate::stats::median_in_place(&mut excess)
+                };
+                let peak = |f: &Forecast| spec.bounds.clamp(f.point + e);
+                let ttl = crossing(spec, current_max, origin, &path, peak, now, horizon_hours);
+                (e, ttl)
+            }
+            Direction::Floor => (0.0, time_to_limit),
+        };
         let stride = path.len().div_ceil(cfg.max_report_points).max(1);
         let forecasts: Vec<Forecast> = path
             .iter()
@@ -663,6 +681,8 @@ impl Planner {
             interval_level: level_z,
             time_to_limit,
             time_to_limit_bound,
+            peak_excess,
+            time_to_limit_peak,
             forecasts,
             clamped_values,
             data_quality: fit.resampled.quality.clone(),

@@ -133,6 +133,16 @@ pub struct MetricForecast {
     pub time_to_limit: TimeToLimit,
     /// Time to limit of the interval's bound (upper for ceilings, lower for floors).
     pub time_to_limit_bound: TimeToLimit,
+    /// Typical peak above the bucket mean: the median, over the trend
+    /// window, of each bucket's max minus its mean (0 for floors and for
+    /// buckets of one sample).
+    pub peak_excess: f64,
+    /// Time to limit of the within-bucket peaks (ceilings): "already over"
+    /// when the newest step's raw max is at or over the limit, else the
+    /// point forecast raised by [`peak_excess`](Self::peak_excess). For
+    /// floors it equals [`time_to_limit`](Self::time_to_limit). Reported as
+    /// evidence; recommendations stay on the mean forecast and its bound.
+    pub time_to_limit_peak: TimeToLimit,
     /// Forecasts over the horizon (at most a few hundred, evenly strided),
     /// clamped to the metric's physical bounds.
     pub forecasts: Vec<Forecast>,

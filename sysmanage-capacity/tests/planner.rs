@@ -760,3 +760,82 @@ fn sub_step_load_forecasts_are_as_wide_as_one_step() {
         .unwrap();
     assert!((width(&f) - width(&one)).abs() < 1e-9);
 }
+
+#[test]
+fn peak_minutes_are_reported_beside_the_mean_forecast() {
+    // Mean about 0.52, but the first five minutes of every hour at 0.85.
+    let mut p = planner();
+    let total = 60 * 24 * 4u64;
+    for m in 0..total {
+        let v = if m % 60 < 5 { 0.85 } else { 0.5 };
+        p.record("cpu_utilization", at_hour(m as f64 / 60.0), v)
+            .unwrap();
+    }
+    let now = at_hour((total - 1) as f64 / 60.0);
+    let f = p.analyze("cpu_utilization", now).unwrap();
+    assert!(
+        matches!(f.time_to_limit, TimeToLimit::NotWithinHorizon { .. }),
+        "{:?}",
+        f.time_to_limit
+    );
+    assert!((f.peak_excess - (0.85 - (5.0 * 0.85 + 55.0 * 0.5) / 60.0)).abs() < 1e-6);
+    assert_eq!(f.time_to_limit_peak, TimeToLimit::AlreadyOver);
+
+    // Peaks below the limit that the mean's growth will carry over it.
+    let mut p = planner();
+    for m in 0..total {
+        let base = 0.4 + 0.05 * m as f64 / (60.0 * 24.0);
+        let v = if m % 60 < 5 { base + 0.2 } else { base };
+        p.record("cpu_utilization", at_hour(m as f64 / 60.0), v)
+            .unwrap();
+    }
+    let f = p.analyze("cpu_utilization", now).unwrap();
+    let (mean_h, peak_h) = (
+        f.time_to_limit.hours().unwrap(),
+        f.time_to_limit_peak.hours().unwrap(),
+    );
+    assert!(peak_h < mean_h, "peak {peak_h} h, mean {mean_h} h");
+}
+
+#[test]
+fn a_held_trend_label_survives_persistence() {
+    // A week climbing 0.008/day (1 % of the 0.8 limit a day: increasing),
+    // then a week at 0.003/day (0.375 %: between exit 0.25 % and enter 0.5 %).
+    let value = |h: u64| {
+        let d = h as f64 / 24.0;
+        let steep = 0.3 + 0.008 * d.min(7.0);
+        steep + 0.003 * (d - 7.0).max(0.0)
+    };
+    let mut p = planner();
+    for h in 0..24 * 7 {
+        p.record("cpu_utilization", at_hour(h as f64), value(h))
+            .unwrap();
+    }
+    let r = p.report(at_hour(24.0 * 7.0 - 1.0));
+    assert_eq!(r.forecasts[0].trend, TrendLabel::Increasing);
+    for h in 24 * 7..24 * 15 {
+        p.record("cpu_utilization", at_hour(h as f64), value(h))
+            .unwrap();
+    }
+    let now = at_hour(24.0 * 15.0 - 1.0);
+    let mut restored: Planner = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    let f = &restored.report(now).forecasts[0];
+    assert!(
+        f.relative_slope_per_day > 0.0025 && f.relative_slope_per_day < 0.005,
+        "{}",
+        f.relative_slope_per_day
+    );
+    assert_eq!(
+        f.trend,
+        TrendLabel::Increasing,
+        "hysteresis held across restore"
+    );
+    // Without the held label the same data is stable.
+    let mut fresh = planner();
+    for h in 0..24 * 15 {
+        fresh
+            .record("cpu_utilization", at_hour(h as f64), value(h))
+            .unwrap();
+    }
+    assert_eq!(fresh.report(now).forecasts[0].trend, TrendLabel::Stable);
+}
