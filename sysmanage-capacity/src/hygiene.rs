@@ -13,7 +13,11 @@
 //! 4. isolated spikes are damped with a Hampel filter (rolling median ± k
 //!    robust standard deviations, the MAD scaled by 1.4826). A point that is
 //!    also extreme one season earlier or later is a recurring peak, not an
-//!    outlier, and is kept: daily peaks must survive hygiene.
+//!    outlier, and is kept: daily peaks must survive hygiene. So are a
+//!    level shift of two or more buckets at either end of the series, and a
+//!    high bucket mean resting on several samples whose max is close to
+//!    their mean (a sustained hour is not a spike). Damping only ever moves
+//!    a value to the median of its neighbours, never past it.
 
 use std::time::Duration;
 
@@ -325,7 +329,16 @@ pub fn prepare(
         values: mean,
     };
     let season_len = season.and_then(|p| mean.season_len(p));
-    let outliers_damped = damp_outliers(&mut mean.values, season_len, config);
+    // A bucket mean is a sustained excursion, not a spike, when it rests on
+    // several samples whose peak is not far above their mean: most of the
+    // bucket was high, not one sample in it.
+    let (raw_mean, raw_max) = (mean.values.clone(), max.clone());
+    let sustained = |i: usize, median: f64| {
+        counts[i] >= 2
+            && raw_mean[i] > median
+            && raw_max[i] - raw_mean[i] <= 0.5 * (raw_mean[i] - median)
+    };
+    let outliers_damped = damp_with(&mut mean.values, season_len, config, sustained);
     let mut max = RegularSeries {
         start,
         step: config.step,
@@ -485,6 +498,16 @@ fn fill_gaps(v: &mut [f64]) -> usize {
 /// the median by more than the threshold, is a level shift, not a spike,
 /// and is kept when it is at least two buckets long.
 pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &HygieneConfig) -> usize {
+    damp_with(values, season, config, |_, _| false)
+}
+
+/// [`damp_outliers`], keeping any point `i` for which `keep(i, median)` holds.
+fn damp_with(
+    values: &mut [f64],
+    season: Option<usize>,
+    config: &HygieneConfig,
+    keep: impl Fn(usize, f64) -> bool,
+) -> usize {
     let n = values.len();
     let w = config.outlier_half_window;
     if config.outlier_threshold == 0.0 || w == 0 || w >= n / 2 || n < 2 * w + 2 {
@@ -550,7 +573,7 @@ pub fn damp_outliers(values: &mut [f64], season: Option<usize>, config: &Hygiene
     let mut replace = Vec::new();
     for i in 0..n {
         let r = resid[i];
-        if r.abs() <= k || shift(i) {
+        if r.abs() <= k || shift(i) || keep(i, med[i]) {
             continue;
         }
         let edge = i < w || i + w >= n;
@@ -686,6 +709,42 @@ mod tests {
                 assert!(v[n - 1] < 0.5, "{}", v[n - 1]);
             }
         }
+    }
+
+    #[test]
+    fn a_sustained_last_bucket_is_not_a_spike() {
+        // Two calm weeks of minute samples, the final hour all at 0.95.
+        let mut samples = Vec::new();
+        let base = calm_cpu();
+        for (h, v) in base.iter().enumerate() {
+            for m in 0..60 {
+                let last = h == base.len() - 1;
+                let v = if last { 0.95 } else { *v };
+                samples.push(s((h * 3600 + m * 60) as i64, v));
+            }
+        }
+        let r = prepare(
+            &samples,
+            &HygieneConfig::default(),
+            Some(Duration::from_secs(86_400)),
+        )
+        .unwrap();
+        assert_eq!(r.quality.outliers_damped, 0);
+        assert!((r.mean.values.last().unwrap() - 0.95).abs() < 1e-12);
+        // One absurd minute in an otherwise calm last hour is still damped.
+        let n = samples.len();
+        for x in &mut samples[n - 60..] {
+            x.value = 0.4;
+        }
+        samples[n - 30].value = 50.0;
+        let r = prepare(
+            &samples,
+            &HygieneConfig::default(),
+            Some(Duration::from_secs(86_400)),
+        )
+        .unwrap();
+        assert_eq!(r.quality.outliers_damped, 1);
+        assert!(*r.mean.values.last().unwrap() < 0.5);
     }
 
     #[test]
