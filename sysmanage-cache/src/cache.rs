@@ -345,6 +345,184 @@ macro_rules! forward_cluster_cache {
 
 forward_cluster_cache!(&C, Arc<C>);
 
+/// A boxed, `Send` future, as returned by [`DynClusterCache`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`ClusterCache`], for holding a cache whose type
+/// is chosen at run time (`Arc<dyn DynClusterCache>`).
+///
+/// Every `ClusterCache` implements it; `dyn DynClusterCache` implements
+/// `ClusterCache` again, so `Arc<dyn DynClusterCache>` works wherever a
+/// `ClusterCache` is expected (e.g. [`Typed`], a session store). Each call
+/// costs one allocation for the boxed future.
+///
+/// ```
+/// use std::sync::Arc;
+/// use sysmanage_cache::{ClusterCache, DynClusterCache, MemoryCache, SetOptions};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sysmanage_cache::CacheError> {
+/// let cache: Arc<dyn DynClusterCache> = Arc::new(MemoryCache::new());
+/// cache.set(b"k", b"v", SetOptions::default()).await?;
+/// let got = cache.mget(&[&b"k"[..], &b"missing"[..]]).await?;
+/// assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&b"v"[..]));
+/// assert_eq!(got[1].as_ref().unwrap(), &None);
+/// # Ok(())
+/// # }
+/// ```
+pub trait DynClusterCache: Send + Sync + std::fmt::Debug {
+    /// [`ClusterCache::get`].
+    fn dyn_get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>>>;
+    /// [`ClusterCache::set`].
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: &'a [u8],
+        opts: SetOptions,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// [`ClusterCache::delete`].
+    fn dyn_delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool>>;
+    /// [`ClusterCache::exists`].
+    fn dyn_exists<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool>>;
+    /// [`ClusterCache::expire`].
+    fn dyn_expire<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+    /// [`ClusterCache::ttl`].
+    fn dyn_ttl<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Ttl>>;
+    /// [`ClusterCache::incr`].
+    fn dyn_incr<'a>(&'a self, key: &'a [u8], by: i64) -> BoxFuture<'a, Result<i64>>;
+    /// [`ClusterCache::mget`].
+    fn dyn_mget<'a>(
+        &'a self,
+        keys: &'a [&'a [u8]],
+    ) -> BoxFuture<'a, Result<Vec<KeyResult<Option<Vec<u8>>>>>>;
+    /// [`ClusterCache::mset`].
+    fn dyn_mset<'a>(
+        &'a self,
+        entries: &'a [(&'a [u8], &'a [u8])],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<KeyResult<()>>>>;
+    /// [`ClusterCache::mdel`].
+    fn dyn_mdel<'a>(&'a self, keys: &'a [&'a [u8]]) -> BoxFuture<'a, Result<Vec<KeyResult<bool>>>>;
+    /// [`ClusterCache::scan_prefix`].
+    fn dyn_scan_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Vec<u8>>>>;
+}
+
+impl<C: ClusterCache> DynClusterCache for C {
+    fn dyn_get<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(self.get(key))
+    }
+    fn dyn_set<'a>(
+        &'a self,
+        key: &'a [u8],
+        value: &'a [u8],
+        opts: SetOptions,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.set(key, value, opts))
+    }
+    fn dyn_delete<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.delete(key))
+    }
+    fn dyn_exists<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.exists(key))
+    }
+    fn dyn_expire<'a>(&'a self, key: &'a [u8], ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(self.expire(key, ttl))
+    }
+    fn dyn_ttl<'a>(&'a self, key: &'a [u8]) -> BoxFuture<'a, Result<Ttl>> {
+        Box::pin(self.ttl(key))
+    }
+    fn dyn_incr<'a>(&'a self, key: &'a [u8], by: i64) -> BoxFuture<'a, Result<i64>> {
+        Box::pin(self.incr(key, by))
+    }
+    fn dyn_mget<'a>(
+        &'a self,
+        keys: &'a [&'a [u8]],
+    ) -> BoxFuture<'a, Result<Vec<KeyResult<Option<Vec<u8>>>>>> {
+        Box::pin(self.mget(keys))
+    }
+    fn dyn_mset<'a>(
+        &'a self,
+        entries: &'a [(&'a [u8], &'a [u8])],
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Vec<KeyResult<()>>>> {
+        Box::pin(self.mset(entries, ttl))
+    }
+    fn dyn_mdel<'a>(&'a self, keys: &'a [&'a [u8]]) -> BoxFuture<'a, Result<Vec<KeyResult<bool>>>> {
+        Box::pin(self.mdel(keys))
+    }
+    fn dyn_scan_prefix<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Vec<u8>>>> {
+        Box::pin(self.scan_prefix(prefix, limit))
+    }
+}
+
+impl ClusterCache for dyn DynClusterCache {
+    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
+        async move { self.dyn_get(key).await }
+    }
+    fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.dyn_set(key, value, opts).await }
+    }
+    fn delete(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.dyn_delete(key).await }
+    }
+    fn exists(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.dyn_exists(key).await }
+    }
+    fn expire(&self, key: &[u8], ttl: Duration) -> impl Future<Output = Result<bool>> + Send {
+        async move { self.dyn_expire(key, ttl).await }
+    }
+    fn ttl(&self, key: &[u8]) -> impl Future<Output = Result<Ttl>> + Send {
+        async move { self.dyn_ttl(key).await }
+    }
+    fn incr(&self, key: &[u8], by: i64) -> impl Future<Output = Result<i64>> + Send {
+        async move { self.dyn_incr(key, by).await }
+    }
+    fn mget<K: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<KeyResult<Option<Vec<u8>>>>>> + Send {
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        async move { self.dyn_mget(&keys).await }
+    }
+    fn mset<K: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(
+        &self,
+        entries: &[(K, V)],
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<Vec<KeyResult<()>>>> + Send {
+        let entries: Vec<(&[u8], &[u8])> = entries
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        async move { self.dyn_mset(&entries, ttl).await }
+    }
+    fn mdel<K: AsRef<[u8]> + Sync>(
+        &self,
+        keys: &[K],
+    ) -> impl Future<Output = Result<Vec<KeyResult<bool>>>> + Send {
+        let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
+        async move { self.dyn_mdel(&keys).await }
+    }
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send {
+        async move { self.dyn_scan_prefix(prefix, limit).await }
+    }
+}
+
 /// Turns typed values into bytes and back.
 pub trait Codec: Send + Sync + std::fmt::Debug {
     /// Encodes `value`.

@@ -90,7 +90,8 @@ pub mod tiered;
 pub mod topology;
 
 pub use cache::{
-    ClusterCache, Codec, JsonCodec, Limits, SetCondition, SetOptions, Ttl, Typed, check_ttl,
+    BoxFuture, ClusterCache, Codec, DynClusterCache, JsonCodec, Limits, SetCondition, SetOptions,
+    Ttl, Typed, check_ttl,
 };
 pub use error::{CacheError, KeyResult, Result, SharedError};
 pub use memory::{Eviction, MemoryCache, MemoryCacheBuilder, MemoryConfig, MemoryStats};

@@ -643,6 +643,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn works_over_a_trait_object() {
+        let cache: Arc<dyn crate::DynClusterCache> = Arc::new(MemoryCache::new());
+        let s = SessionStore::new(cache, SessionConfig::default()).unwrap();
+        let a = s.create("hal", &1).await.unwrap();
+        assert!(s.update(&a.id, &2).await.unwrap());
+        assert_eq!(s.get::<i32>(&a.id).await.unwrap().unwrap().data, 2);
+        assert_eq!(s.revoke_all("hal").await.unwrap(), 1);
+        assert!(s.get::<i32>(&a.id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn the_epoch_outlives_max_lifetime() {
         let (s, _) = store();
         s.create("gina", &0).await.unwrap();
