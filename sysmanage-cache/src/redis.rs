@@ -515,6 +515,13 @@ fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -> Classifie
     }
 }
 
+/// Whether a command that failed with `c` may be sent again: the error is
+/// transient, the command is idempotent or provably did not run, and the
+/// redirections so far (`redirects`, this one included) are within `max`.
+fn may_resend(c: &Classified, mode: Retry, redirects: u32, max: u32) -> bool {
+    c.retry && (mode == Retry::Always || c.not_executed) && redirects <= max
+}
+
 /// One command, described so it can be sent directly or after `ASKING`.
 #[derive(Clone)]
 enum Cmd<'a> {
@@ -1110,9 +1117,7 @@ impl RedisCache {
             );
             let redirected = c.redirect != Redirect::None;
             redirects += u32::from(redirected);
-            let allowed = c.retry
-                && (mode == Retry::Always || c.not_executed)
-                && redirects <= self.inner.config.max_redirections;
+            let allowed = may_resend(&c, mode, redirects, self.inner.config.max_redirections);
             if !allowed || !self.may_retry(attempt, started) {
                 self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
                 // Only transport and cluster errors say anything about the
@@ -1295,11 +1300,16 @@ impl RedisCache {
                             results[i] = Some(Ok(out));
                         }
                     }
+                    // Every multi-key command may be repeated (MGET, MSET,
+                    // SET … PX, DEL).
                     Err(c)
-                        if c.retry
-                            && retry_allowed
-                            && u.redirects + u32::from(c.redirect != Redirect::None)
-                                <= self.inner.config.max_redirections =>
+                        if retry_allowed
+                            && may_resend(
+                                &c,
+                                Retry::Always,
+                                u.redirects + u32::from(c.redirect != Redirect::None),
+                                self.inner.config.max_redirections,
+                            ) =>
                     {
                         if c.redirect == Redirect::None {
                             must_wait = true;
@@ -1964,6 +1974,107 @@ mod tests {
             weak.upgrade().is_none(),
             "dropped at once, not after the period"
         );
+    }
+
+    fn classified(kind: ErrorKind, msg: &str) -> Classified {
+        classify(
+            FredError::new(kind, msg.to_owned()),
+            7,
+            "n:1",
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn resend_decisions() {
+        let timeout = classified(ErrorKind::Timeout, "t");
+        let lost = classified(ErrorKind::IO, "connection reset");
+        let full = classified(ErrorKind::Backpressure, "queue full");
+        let moved = classified(ErrorKind::Unknown, "MOVED 7 127.0.0.1:7001");
+        let ask = classified(ErrorKind::Unknown, "ASK 7 127.0.0.1:7001");
+        let tryagain = classified(ErrorKind::Unknown, "TRYAGAIN");
+        let wrongtype = classified(ErrorKind::Unknown, "WRONGTYPE Operation");
+        // INCRBY / SET NX: never after an ambiguous failure.
+        for c in [&timeout, &lost] {
+            assert!(!may_resend(c, Retry::OnlyIfNotExecuted, 0, 16));
+            assert!(may_resend(c, Retry::Always, 0, 16));
+        }
+        // ...but after errors that prove the command did not run.
+        for c in [&full, &moved, &ask, &tryagain] {
+            assert!(may_resend(c, Retry::OnlyIfNotExecuted, 1, 16));
+        }
+        // Redirections are capped; user errors are final.
+        assert!(may_resend(&moved, Retry::Always, 16, 16));
+        assert!(!may_resend(&moved, Retry::Always, 17, 16));
+        assert!(!may_resend(&wrongtype, Retry::Always, 0, 16));
+    }
+
+    #[test]
+    fn a_failed_node_batch_is_reported_per_key_as_node_batch() {
+        let units = vec![
+            Unit {
+                slot: 1,
+                idx: vec![0, 3],
+                redirects: 0,
+                ask: None,
+            },
+            Unit {
+                slot: 2,
+                idx: vec![1],
+                redirects: 2,
+                ask: Some("a:1".into()),
+            },
+        ];
+        let out = batch_failed(units, "n:1", 3, classified(ErrorKind::IO, "reset"));
+        assert_eq!(out.len(), 2);
+        for (u, r) in out {
+            let Err(c) = r else {
+                panic!("unit {u:?} must fail")
+            };
+            assert!(c.retry && !c.not_executed && c.redirect == Redirect::None);
+            match c.error {
+                CacheError::NodeBatch { node, keys, .. } => {
+                    assert_eq!((node.as_str(), keys), ("n:1", 3))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn replies_are_decoded_per_unit_and_odd_shapes_are_errors() {
+        let u = |idx: Vec<usize>| Unit {
+            slot: 0,
+            idx,
+            redirects: 0,
+            ask: None,
+        };
+        let got = Multi::Get
+            .decode(&u(vec![4, 2]), Value::Array(vec!["x".into(), Value::Null]))
+            .unwrap();
+        assert!(matches!(&got[..], [Out::Value(Some(x)), Out::Value(None)] if x == b"x"));
+        // An array of the wrong length is not silently truncated.
+        assert!(
+            Multi::Get
+                .decode(&u(vec![0, 1, 2]), Value::Array(vec!["x".into()]))
+                .is_err()
+        );
+        assert!(matches!(
+            Multi::Del.decode(&u(vec![0]), Value::Integer(1)).unwrap()[..],
+            [Out::Existed(true)]
+        ));
+        assert!(Multi::Del.decode(&u(vec![0]), "x".into()).is_err());
+        // Per-key operations build one command per unit.
+        let keys: Vec<&[u8]> = vec![b"a", b"b"];
+        let values: Vec<&[u8]> = vec![b"1", b"2"];
+        assert!(Multi::SetEach(&values, 5).per_key() && Multi::Del.per_key());
+        assert!(!Multi::Get.per_key() && !Multi::SetAll(&values).per_key());
+        match Multi::SetEach(&values, 5).cmd(&keys, &u(vec![1])) {
+            Cmd::Set(k, v, Some(Expiration::PX(5)), None) => {
+                assert_eq!((k, v), (&b"b"[..], &b"2"[..]))
+            }
+            _ => panic!("SET b 2 PX 5 expected"),
+        }
     }
 
     #[tokio::test]
