@@ -409,3 +409,70 @@ fn linear_forecaster_agrees_with_predict_linear() {
         assert!(close(fit.predict(h).point, promql, 1e-12), "h={h}");
     }
 }
+
+#[test]
+fn holt_winters_from_statsmodels_own_starting_states() {
+    // reference/make_reference_init.py: ETSModel(initialization_method="heuristic").
+    let series = data("statsmodels_ets.json");
+    let d = data("statsmodels_ets_init.json");
+    for (case, src) in d["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(series["cases"].as_array().unwrap())
+    {
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(name, src["name"].as_str().unwrap());
+        let m = case["season"].as_u64().unwrap() as usize;
+        let y = floats(&src["y"]);
+        let init = EtsInit::statsmodels_heuristic(&y, m).unwrap();
+        let want = &case["init"];
+        assert!(
+            close(init.level, want["level"].as_f64().unwrap(), 1e-9),
+            "{name}: l0 {}",
+            init.level
+        );
+        assert!(
+            close(init.trend, want["trend"].as_f64().unwrap(), 1e-9),
+            "{name}: b0 {}",
+            init.trend
+        );
+        let ws = floats(&want["seasonal"]);
+        assert_eq!(init.seasonal.len(), ws.len());
+        for (j, (a, b)) in init.seasonal.iter().zip(&ws).enumerate() {
+            assert!(close(*a, *b, 1e-9), "{name}: s[{j}] {a} vs {b}");
+        }
+        // SSE-fitted parameters from statsmodels' starting states: a fit at
+        // least as good as statsmodels' and close to its parameters.
+        let fp = &case["fitted_params"];
+        let ours = HoltWinters::fit_params(&y, &init);
+        let (_, our_sse) = ets_fitted_values(&y, ours, &init);
+        let sm_sse = fp["sse"].as_f64().unwrap();
+        assert!(
+            our_sse <= sm_sse * (1.0 + 1e-6),
+            "{name}: sse {our_sse} vs {sm_sse}"
+        );
+        for (ours, key) in [
+            (ours.alpha, "alpha"),
+            (ours.beta, "beta"),
+            (ours.gamma, "gamma"),
+        ] {
+            let sm = fp[key].as_f64().unwrap();
+            assert!((ours - sm).abs() < 1e-3, "{name}: {key} {ours} vs {sm}");
+        }
+        // The forecaster's own default fit (level back-cast) is within 1 % of
+        // statsmodels' heuristic-initialised fit (hourly_14_days: below it).
+        let step = if m == 24 { 3600 } else { 86_400 };
+        let series =
+            RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(step), y.clone()).unwrap();
+        let fit = HoltWinters::with_season(Duration::from_secs(step * m as u64))
+            .fit(&series)
+            .unwrap();
+        let n = y.len() as f64;
+        let default_sse = fit.sigma().powi(2) * n;
+        assert!(
+            default_sse <= sm_sse * 1.01,
+            "{name}: default fit sse {default_sse} vs statsmodels {sm_sse}"
+        );
+    }
+}

@@ -70,6 +70,119 @@ impl EtsInit {
     }
 }
 
+impl EtsInit {
+    /// statsmodels' own starting states (`ETSModel(...,
+    /// initialization_method="heuristic")`, its `_initialization_heuristic`,
+    /// after Hyndman & Athanasopoulos §2.6): the seasonal terms are the
+    /// per-phase means of the data detrended by a centred moving average
+    /// (2×m for even `m`) over the first `k` cycles (`k = min(5, n / m)`,
+    /// enough to leave 10 smoothed values), normalised to sum to zero; level
+    /// and trend are the intercept and slope of a line through the first 10
+    /// moving-average values at x = 1…10.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for `m < 2`, [`Error::InsufficientData`]
+    /// with fewer than `max(2m, 10 + 2⌊m/2⌋)` values.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::model::EtsInit;
+    /// let y: Vec<f64> = (0..48).map(|i| 10.0 + 0.5 * i as f64 + [1.0, -1.0][i % 2]).collect();
+    /// let init = EtsInit::statsmodels_heuristic(&y, 2)?;
+    /// assert!((init.trend - 0.5).abs() < 1e-12);
+    /// assert!((init.seasonal[0] - 1.0).abs() < 1e-12);
+    /// # Ok::<(), sysmanage_core::Error>(())
+    /// ```
+    pub fn statsmodels_heuristic(values: &[f64], m: usize) -> Result<Self> {
+        if m < 2 {
+            return Err(Error::invalid(
+                "holt_winters.season",
+                format!("must be at least 2 steps, got {m}"),
+            ));
+        }
+        let n = values.len();
+        let min_obs = 10 + 2 * (m / 2);
+        ensure_points(
+            "statsmodels heuristic initialisation",
+            (2 * m).max(min_obs),
+            n,
+        )?;
+        let k_cycles = (n / m).min(5).max(min_obs.div_ceil(m));
+        let len = (m * k_cycles).min(n);
+        let x = &values[..len];
+        // Centred moving average as pandas' rolling(m, center=True).mean():
+        // the window for index i is [i − m/2, i + m − 1 − m/2].
+        let half = m / 2;
+        let mut ma = vec![f64::NAN; len];
+        if len >= m {
+            let mut sum: f64 = x[..m].iter().sum();
+            for end in m - 1..len {
+                if end >= m {
+                    sum += x[end] - x[end - m];
+                }
+                let i = end + half + 1 - m;
+                ma[i] = sum / m as f64;
+            }
+        }
+        let trend_ma: Vec<f64> = if m.is_multiple_of(2) {
+            // .shift(-1).rolling(2).mean(): the mean of ma[i] and ma[i + 1].
+            (0..len)
+                .map(|i| {
+                    if i + 1 < len {
+                        (ma[i] + ma[i + 1]) / 2.0
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect()
+        } else {
+            ma
+        };
+        let mut seasonal = vec![0.0; m];
+        for (j, s) in seasonal.iter_mut().enumerate() {
+            let (mut sum, mut count) = (0.0, 0usize);
+            for c in 0..k_cycles {
+                let i = c * m + j;
+                if i < len && !trend_ma[i].is_nan() {
+                    sum += x[i] - trend_ma[i];
+                    count += 1;
+                }
+            }
+            *s = if count > 0 {
+                sum / count as f64
+            } else {
+                f64::NAN
+            };
+        }
+        let mean = seasonal.iter().sum::<f64>() / m as f64;
+        for s in &mut seasonal {
+            *s -= mean;
+        }
+        let smooth: Vec<f64> = trend_ma.into_iter().filter(|v| !v.is_nan()).collect();
+        if smooth.len() < 10 || seasonal.iter().any(|s| s.is_nan()) {
+            return Err(Error::InsufficientData {
+                what: "statsmodels heuristic initialisation",
+                needed: min_obs,
+                have: n,
+            });
+        }
+        // Least squares on x = 1..=10: mean x = 5.5, Σ(x − 5.5)² = 82.5.
+        let ybar = smooth[..10].iter().sum::<f64>() / 10.0;
+        let sxy: f64 = smooth[..10]
+            .iter()
+            .enumerate()
+            .map(|(i, y)| (i as f64 + 1.0 - 5.5) * (y - ybar))
+            .sum();
+        let trend = sxy / 82.5;
+        let level = ybar - trend * 5.5;
+        Ok(Self {
+            level,
+            trend,
+            seasonal,
+        })
+    }
+}
+
 /// Runs Hyndman's ETS(A,A,A) recursion; returns the SSE of the one-step errors.
 ///
 /// `μₜ = lₜ₋₁ + bₜ₋₁ + sₜ₋ₘ`, `eₜ = yₜ − μₜ`, `lₜ = lₜ₋₁ + bₜ₋₁ + α eₜ`,
@@ -172,7 +285,9 @@ impl EtsFit {
 /// fitted by minimising the SSE of the one-step errors (the maximum
 /// likelihood estimate for additive errors) with BFGS on the exact gradient under the usual
 /// bounds `0 < α < 1`, `0 < β < α`, `0 < γ < 1 − α`, from the
-/// [`EtsInit::heuristic`] start. Intervals use the analytic forecast variance
+/// [`EtsInit::statsmodels_heuristic`] start (statsmodels' own, with the
+/// level back-cast to before the first observation; [`EtsInit::heuristic`]
+/// for series too short for it). Intervals use the analytic forecast variance
 /// of Hyndman et al. (2008) with `σ² = SSE / n`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -181,7 +296,10 @@ pub struct HoltWinters {
     pub season: Duration,
     /// Fixed smoothing parameters; `None` (default) fits them.
     pub params: Option<EtsParams>,
-    /// Fixed initial states; `None` (default) uses [`EtsInit::heuristic`].
+    /// Fixed initial states; `None` (default) starts from
+    /// [`EtsInit::statsmodels_heuristic`] (level back-cast to before the
+    /// first observation), or [`EtsInit::heuristic`] when the series is too
+    /// short for it.
     pub init: Option<EtsInit>,
 }
 
@@ -468,7 +586,18 @@ impl Forecaster for HoltWinters {
                     format!("{} seasonal states for a season of {m}", i.seasonal.len()),
                 ));
             }
-            None => EtsInit::heuristic(y, m)?,
+            // statsmodels' starting states with the level moved from where
+            // its line is anchored (x = 0, the index before the first
+            // moving-average value, m/2 − 1) to before the first observation,
+            // so a series that is exactly trend + season starts exact; the
+            // first-two-seasons heuristic where the series is too short.
+            None => match EtsInit::statsmodels_heuristic(y, m) {
+                Ok(mut i) => {
+                    i.level -= i.trend * (m / 2) as f64;
+                    i
+                }
+                Err(_) => EtsInit::heuristic(y, m)?,
+            },
         };
         let params = match self.params {
             Some(p) => p,
