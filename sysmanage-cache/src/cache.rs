@@ -348,6 +348,9 @@ forward_cluster_cache!(&C, Arc<C>);
 /// A boxed, `Send` future, as returned by [`DynClusterCache`].
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What `mget` returns: per key, in input order, the value or `None`.
+pub type MgetResult = Result<Vec<KeyResult<Option<Vec<u8>>>>>;
+
 /// The object-safe twin of [`ClusterCache`], for holding a cache whose type
 /// is chosen at run time (`Arc<dyn DynClusterCache>`).
 ///
@@ -390,10 +393,7 @@ pub trait DynClusterCache: Send + Sync + std::fmt::Debug {
     /// [`ClusterCache::incr`].
     fn dyn_incr<'a>(&'a self, key: &'a [u8], by: i64) -> BoxFuture<'a, Result<i64>>;
     /// [`ClusterCache::mget`].
-    fn dyn_mget<'a>(
-        &'a self,
-        keys: &'a [&'a [u8]],
-    ) -> BoxFuture<'a, Result<Vec<KeyResult<Option<Vec<u8>>>>>>;
+    fn dyn_mget<'a>(&'a self, keys: &'a [&'a [u8]]) -> BoxFuture<'a, MgetResult>;
     /// [`ClusterCache::mset`].
     fn dyn_mset<'a>(
         &'a self,
@@ -437,10 +437,7 @@ impl<C: ClusterCache> DynClusterCache for C {
     fn dyn_incr<'a>(&'a self, key: &'a [u8], by: i64) -> BoxFuture<'a, Result<i64>> {
         Box::pin(self.incr(key, by))
     }
-    fn dyn_mget<'a>(
-        &'a self,
-        keys: &'a [&'a [u8]],
-    ) -> BoxFuture<'a, Result<Vec<KeyResult<Option<Vec<u8>>>>>> {
+    fn dyn_mget<'a>(&'a self, keys: &'a [&'a [u8]]) -> BoxFuture<'a, MgetResult> {
         Box::pin(self.mget(keys))
     }
     fn dyn_mset<'a>(
@@ -463,63 +460,51 @@ impl<C: ClusterCache> DynClusterCache for C {
 }
 
 impl ClusterCache for dyn DynClusterCache {
-    fn get(&self, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send {
-        async move { self.dyn_get(key).await }
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.dyn_get(key).await
     }
-    fn set(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        opts: SetOptions,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.dyn_set(key, value, opts).await }
+    async fn set(&self, key: &[u8], value: &[u8], opts: SetOptions) -> Result<bool> {
+        self.dyn_set(key, value, opts).await
     }
-    fn delete(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.dyn_delete(key).await }
+    async fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.dyn_delete(key).await
     }
-    fn exists(&self, key: &[u8]) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.dyn_exists(key).await }
+    async fn exists(&self, key: &[u8]) -> Result<bool> {
+        self.dyn_exists(key).await
     }
-    fn expire(&self, key: &[u8], ttl: Duration) -> impl Future<Output = Result<bool>> + Send {
-        async move { self.dyn_expire(key, ttl).await }
+    async fn expire(&self, key: &[u8], ttl: Duration) -> Result<bool> {
+        self.dyn_expire(key, ttl).await
     }
-    fn ttl(&self, key: &[u8]) -> impl Future<Output = Result<Ttl>> + Send {
-        async move { self.dyn_ttl(key).await }
+    async fn ttl(&self, key: &[u8]) -> Result<Ttl> {
+        self.dyn_ttl(key).await
     }
-    fn incr(&self, key: &[u8], by: i64) -> impl Future<Output = Result<i64>> + Send {
-        async move { self.dyn_incr(key, by).await }
+    async fn incr(&self, key: &[u8], by: i64) -> Result<i64> {
+        self.dyn_incr(key, by).await
     }
-    fn mget<K: AsRef<[u8]> + Sync>(
+    async fn mget<K: AsRef<[u8]> + Sync>(
         &self,
         keys: &[K],
-    ) -> impl Future<Output = Result<Vec<KeyResult<Option<Vec<u8>>>>>> + Send {
+    ) -> Result<Vec<KeyResult<Option<Vec<u8>>>>> {
         let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-        async move { self.dyn_mget(&keys).await }
+        self.dyn_mget(&keys).await
     }
-    fn mset<K: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(
+    async fn mset<K: AsRef<[u8]> + Sync, V: AsRef<[u8]> + Sync>(
         &self,
         entries: &[(K, V)],
         ttl: Option<Duration>,
-    ) -> impl Future<Output = Result<Vec<KeyResult<()>>>> + Send {
+    ) -> Result<Vec<KeyResult<()>>> {
         let entries: Vec<(&[u8], &[u8])> = entries
             .iter()
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
             .collect();
-        async move { self.dyn_mset(&entries, ttl).await }
+        self.dyn_mset(&entries, ttl).await
     }
-    fn mdel<K: AsRef<[u8]> + Sync>(
-        &self,
-        keys: &[K],
-    ) -> impl Future<Output = Result<Vec<KeyResult<bool>>>> + Send {
+    async fn mdel<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> Result<Vec<KeyResult<bool>>> {
         let keys: Vec<&[u8]> = keys.iter().map(AsRef::as_ref).collect();
-        async move { self.dyn_mdel(&keys).await }
+        self.dyn_mdel(&keys).await
     }
-    fn scan_prefix(
-        &self,
-        prefix: &[u8],
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send {
-        async move { self.dyn_scan_prefix(prefix, limit).await }
+    async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+        self.dyn_scan_prefix(prefix, limit).await
     }
 }
 

@@ -282,19 +282,65 @@ async fn bad_config_is_rejected() {
     );
 }
 
-/// Explicit and periodic topology refreshes complete and keep the routing
-/// complete.
+/// Explicit topology refreshes complete, concurrent calls share them, and
+/// the routing table matches what the cluster reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_refresh_completes() {
-    let cache = connect().await;
-    for _ in 0..3 {
-        tokio::time::timeout(Duration::from_secs(5), cache.refresh_now())
-            .await
-            .expect("refresh must not hang")
-            .unwrap();
-        assert!(cache.routing().covers_all_slots());
+    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    cfg.refresh_interval = Duration::from_secs(3600); // no periodic refresh
+    let cache = RedisCache::connect(cfg).await.expect("connect");
+    let before = cache.counters().refreshes;
+    // Ten calls at once: the first runs a refresh; those that arrived while
+    // it ran share the next one. Never ten.
+    let calls = (0..10).map(|_| cache.refresh_now());
+    let results = tokio::time::timeout(Duration::from_secs(15), futures_join_all(calls.collect()))
+        .await
+        .expect("refresh must not hang");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let ran = cache.counters().refreshes - before;
+    assert!(
+        (1..=2).contains(&ran),
+        "{ran} refreshes for 10 concurrent calls"
+    );
+    let routing = cache.routing();
+    assert!(routing.covers_all_slots());
+    let per_node = routing.slots_per_node();
+    for n in cache.cluster_nodes().await.unwrap() {
+        if n.role == Role::Primary && n.slot_count() > 0 {
+            assert_eq!(
+                per_node.get(&n.addr).copied(),
+                Some(n.slot_count()),
+                "{}",
+                n.addr
+            );
+        }
     }
     cache.get(b"it:refresh:probe").await.unwrap();
+}
+
+/// Polls all futures in one task (so they start together), outputs in
+/// input order.
+async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
 }
 
 /// `WRONGTYPE`-like user errors (here: `INCR` on a non-integer) say nothing
