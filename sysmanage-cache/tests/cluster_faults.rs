@@ -628,3 +628,38 @@ fn a_dead_node_is_reported_as_errors_never_as_misses() {
         assert!(batch_err > 0, "a failed node batch is reported as such");
     });
 }
+
+/// The client of a node that died and serves no slots is dropped at the
+/// next topology refresh (its reconnect loop ends with it): after the node
+/// comes back, the cache talks to it through a new client.
+#[test]
+fn clients_of_dead_nodes_are_dropped_at_refresh() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let cache = connect().await;
+        let nodes = layout(&cache).await;
+        let replica = nodes
+            .iter()
+            .find(|n| n.role == Role::Replica)
+            .expect("a replica")
+            .addr
+            .clone();
+        let before = cache.node_client(&replica).await.expect("replica client");
+        let first_id = fred::interfaces::ClientLike::id(&before).to_owned();
+        let node = RestartOnDrop::kill(&port_of(&replica));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fred::interfaces::ClientLike::is_connected(&before) {
+            assert!(Instant::now() < deadline, "the client never saw the kill");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cache.refresh_now().await.expect("refresh");
+        node.restore();
+        let after = cache.node_client(&replica).await.expect("replica client");
+        assert_ne!(
+            fred::interfaces::ClientLike::id(&after),
+            first_id,
+            "the dead node's client was kept"
+        );
+        assert!(fred::interfaces::ClientLike::is_connected(&after));
+    });
+}
