@@ -246,3 +246,15 @@ async fn l1_is_flushed_when_a_tracking_connection_drops() {
     assert!(cache.stats().tracking.subscriptions > conns.len() as u64 - 1);
     cache.mdel(&keys).await.unwrap();
 }
+
+#[tokio::test]
+async fn overlapping_tracking_prefixes_are_rejected() {
+    let mut config = TieredConfig::default();
+    config.prefixes = vec![b"app:".to_vec(), b"app:users:".to_vec()];
+    match TieredCache::with_tracking(redis().await, config, TrackingConfig::default()) {
+        Err(sysmanage_cache::CacheError::InvalidArgument { field, .. }) => {
+            assert_eq!(field, "tiered.prefixes");
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}

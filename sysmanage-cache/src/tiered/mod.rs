@@ -523,20 +523,45 @@ impl Shared {
             bump(&self.counters.l1_fills);
         }
     }
+}
 
-    fn flight(&self, key: &[u8]) -> Flight {
-        self.flights
+/// A caller's membership in the flight of one key. Every clone of a flight
+/// is taken and released under the `flights` lock, so the last caller to
+/// leave (finished or cancelled) removes the flight from the map.
+struct Landing<'a> {
+    shared: &'a Shared,
+    key: &'a [u8],
+    flight: Flight,
+}
+
+impl<'a> Landing<'a> {
+    fn join(shared: &'a Shared, key: &'a [u8]) -> Self {
+        let mut flights = shared
+            .flights
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.into())
-            .or_default()
-            .clone()
+            .unwrap_or_else(PoisonError::into_inner);
+        let flight = flights.entry(key.into()).or_default().clone();
+        Self {
+            shared,
+            key,
+            flight,
+        }
     }
+}
 
-    fn land(&self, key: &[u8], flight: &Flight) {
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
-            flights.remove(key);
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let mut flights = self
+            .shared
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(std::mem::take(&mut self.flight));
+        if flights
+            .get(self.key)
+            .is_some_and(|f| f.initialized() || Arc::strong_count(f) == 1)
+        {
+            flights.remove(self.key);
         }
     }
 }
@@ -767,9 +792,10 @@ impl<C: ClusterCache> TieredCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Arc<[u8]>>>>,
     {
-        let flight = self.shared.flight(key);
+        let landing = Landing::join(&self.shared, key);
         let mut ran = false;
-        let out = flight
+        let out = landing
+            .flight
             .get_or_init(|| {
                 ran = true;
                 work()
@@ -779,7 +805,7 @@ impl<C: ClusterCache> TieredCache<C> {
         if !ran {
             bump(&self.shared.counters.coalesced);
         }
-        self.shared.land(key, &flight);
+        drop(landing);
         out
     }
 

@@ -366,3 +366,26 @@ fn stats_serialize_and_config_is_validated() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_cancelled_load_leaves_no_flight_behind() {
+    let (tiered, _l2, _clock) = setup(TieredConfig::default());
+    let t = tiered.clone();
+    let stuck =
+        tokio::spawn(async move { t.get_or_load(b"k", None, || std::future::pending()).await });
+    tokio::task::yield_now().await;
+    while tiered.stats().origin.loads == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tiered.shared.flights.lock().unwrap().len(), 1);
+    stuck.abort();
+    assert!(stuck.await.unwrap_err().is_cancelled());
+    assert!(tiered.shared.flights.lock().unwrap().is_empty());
+    let v = tiered
+        .get_or_load(b"k", None, || async { Ok(Some(b"v".to_vec())) })
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some(&b"v"[..]));
+    assert_eq!(tiered.stats().origin.loads, 2);
+    assert!(tiered.shared.flights.lock().unwrap().is_empty());
+}

@@ -105,16 +105,39 @@ impl TieredCache<RedisCache> {
     ///
     /// Returns at once; L1 starts serving when every primary is tracked
     /// ([`TieredStats::coherent`](super::TieredStats::coherent)); until then
-    /// reads go to L2. Must be called inside a Tokio runtime.
+    /// reads go to L2.
+    ///
+    /// The write-back of [`get_or_load`](TieredCache::get_or_load) is itself
+    /// a write, so its invalidation reaches this instance too and removes
+    /// the entry just filled: the next read fills L1 from L2.
     ///
     /// # Errors
-    /// [`CacheError::InvalidArgument`] for bad settings.
+    /// [`CacheError::InvalidArgument`] for bad settings, overlapping
+    /// prefixes, or a call outside a Tokio runtime.
     pub fn with_tracking(
         l2: RedisCache,
         config: TieredConfig,
         tracking: TrackingConfig,
     ) -> Result<Self> {
         tracking.validate()?;
+        let prefixes = &config.prefixes;
+        if prefixes.iter().enumerate().any(|(i, p)| {
+            prefixes
+                .iter()
+                .enumerate()
+                .any(|(j, q)| i != j && q.starts_with(p))
+        }) {
+            return Err(CacheError::invalid(
+                "tiered.prefixes",
+                "prefixes overlap (one starts with another), which CLIENT TRACKING BCAST rejects",
+            ));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(CacheError::invalid(
+                "runtime",
+                "with_tracking must be called inside a Tokio runtime",
+            ));
+        }
         let cache = Self::new(l2, config)?;
         cache.shared.tracking.store(true, Ordering::SeqCst);
         cache.shared.coherent.store(false, Ordering::SeqCst);
@@ -381,4 +404,30 @@ async fn track_once(
     // `track_node` clears `tracked`, counts the loss and flushes.
     connection_task.abort();
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_config_is_validated() {
+        assert!(TrackingConfig::default().validate().is_ok());
+        let mut zero = TrackingConfig::default();
+        zero.heartbeat = Duration::ZERO;
+        let mut name = TrackingConfig::default();
+        name.client_name = "has space".to_owned();
+        let mut capacity = TrackingConfig::default();
+        capacity.channel_capacity = 0;
+        for (cfg, want) in [
+            (zero, "tracking.heartbeat"),
+            (name, "tracking.client_name"),
+            (capacity, "tracking.channel_capacity"),
+        ] {
+            match cfg.validate() {
+                Err(CacheError::InvalidArgument { field, .. }) => assert_eq!(field, want),
+                other => panic!("expected InvalidArgument for {want}, got {other:?}"),
+            }
+        }
+    }
 }
