@@ -413,12 +413,18 @@ mod tests {
     #[test]
     fn tracking_config_is_validated() {
         assert!(TrackingConfig::default().validate().is_ok());
-        let mut zero = TrackingConfig::default();
-        zero.heartbeat = Duration::ZERO;
-        let mut name = TrackingConfig::default();
-        name.client_name = "has space".to_owned();
-        let mut capacity = TrackingConfig::default();
-        capacity.channel_capacity = 0;
+        let zero = TrackingConfig {
+            heartbeat: Duration::ZERO,
+            ..TrackingConfig::default()
+        };
+        let name = TrackingConfig {
+            client_name: "has space".to_owned(),
+            ..TrackingConfig::default()
+        };
+        let capacity = TrackingConfig {
+            channel_capacity: 0,
+            ..TrackingConfig::default()
+        };
         for (cfg, want) in [
             (zero, "tracking.heartbeat"),
             (name, "tracking.client_name"),
