@@ -371,8 +371,7 @@ fn stats_serialize_and_config_is_validated() {
 async fn a_cancelled_load_leaves_no_flight_behind() {
     let (tiered, _l2, _clock) = setup(TieredConfig::default());
     let t = tiered.clone();
-    let stuck =
-        tokio::spawn(async move { t.get_or_load(b"k", None, || std::future::pending()).await });
+    let stuck = tokio::spawn(async move { t.get_or_load(b"k", None, std::future::pending).await });
     tokio::task::yield_now().await;
     while tiered.stats().origin.loads == 0 {
         tokio::task::yield_now().await;
