@@ -13,6 +13,7 @@
 //! | [`stats`] | node stats from `INFO`, `CLUSTER INFO`/`CLUSTER NODES`, the healthy-node ratio |
 //! | [`advisor`] | [`advise`](advisor::advise): scale out / in / rebalance with reasons and `redis-cli --cluster` steps |
 //! | [`session`] | [`SessionStore`](session::SessionStore) over any cache: 128-bit ids, sliding expiry, revoke-all per user |
+//! | [`tiered`] | [`TieredCache`]: a bounded in-process L1 (moka) over any cache, jittered TTLs, negative caching, one load per key under a stampede, XFetch; with `redis`, invalidation by RESP3 client tracking |
 //!
 //! # Example
 //!
