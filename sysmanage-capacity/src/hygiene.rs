@@ -190,6 +190,10 @@ pub struct DataQuality {
     pub outliers_damped: usize,
     /// Bucket maxima damped as outliers.
     pub max_outliers_damped: usize,
+    /// The newest bucket held too few samples (still filling) and was left
+    /// out of the fit (set by the planner, not by [`prepare`]).
+    #[serde(default)]
+    pub partial_bucket_dropped: bool,
 }
 
 impl DataQuality {
@@ -205,6 +209,9 @@ impl DataQuality {
             if n > 0 {
                 f.push(format!("{name}={n}"));
             }
+        }
+        if self.partial_bucket_dropped {
+            f.push("partial_bucket_dropped".to_owned());
         }
         f
     }
@@ -356,6 +363,7 @@ pub fn prepare(
             gaps_filled,
             outliers_damped,
             max_outliers_damped,
+            partial_bucket_dropped: false,
         },
     })
 }

@@ -507,7 +507,8 @@ impl Planner {
             step: effective_step(self.config.hygiene.step, span, median_gap(&samples)),
             ..self.config.hygiene.clone()
         };
-        let resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
+        let mut resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
+        drop_partial_last_bucket(&mut resampled);
         let recent = state
             .samples
             .last()
@@ -889,6 +890,30 @@ fn unknown(metric: &str) -> Error {
     Error::Unknown {
         kind: "metric",
         name: metric.to_owned(),
+    }
+}
+
+/// Drops the newest bucket when it holds fewer than half the samples of a
+/// typical recent bucket (a bucket still filling): every bucket is stamped
+/// at the same offset within its step, so a partial one would stand for a
+/// time up to half a step later than its samples and shift every forecast
+/// and crossing by as much. Its samples still count for "already over"
+/// (decided on the raw newest step).
+fn drop_partial_last_bucket(r: &mut Resampled) {
+    let n = r.counts.len();
+    if n < 4 {
+        return;
+    }
+    let from = n.saturating_sub(25);
+    let mut recent: Vec<u32> = r.counts[from..n - 1].to_vec();
+    recent.sort_unstable();
+    let typical = recent[recent.len() / 2];
+    if typical >= 4 && r.counts[n - 1] * 2 < typical {
+        r.mean.values.pop();
+        r.max.values.pop();
+        r.counts.pop();
+        r.quality.buckets -= 1;
+        r.quality.partial_bucket_dropped = true;
     }
 }
 

@@ -839,3 +839,29 @@ fn a_held_trend_label_survives_persistence() {
     }
     assert_eq!(fresh.report(now).forecasts[0].trend, TrendLabel::Stable);
 }
+
+#[test]
+fn a_partial_newest_bucket_does_not_shift_time_to_limit() {
+    // Disk grows 0.01 an hour from 0.5 (limit 0.9 at hour 40), sampled every
+    // minute; "now" is ten minutes into a new hour.
+    let mut cfg = PlannerConfig::default();
+    cfg.selection.candidates = vec![sysmanage_capacity::ModelKind::DoubleExponential];
+    let mut p = Planner::sysmanage(cfg).unwrap();
+    let minutes = 60 * 24 + 10;
+    for m in 0..minutes {
+        let h = m as f64 / 60.0;
+        p.record("disk_utilization", at_hour(h), 0.5 + 0.01 * h)
+            .unwrap();
+    }
+    let now = at_hour((minutes - 1) as f64 / 60.0);
+    let f = p.analyze("disk_utilization", now).unwrap();
+    let truth = 40.0 - (minutes - 1) as f64 / 60.0;
+    let hours = f.time_to_limit.hours().unwrap();
+    assert!((hours - truth).abs() < 0.05, "{hours} vs {truth}");
+    assert!(f.data_quality.partial_bucket_dropped);
+    assert!(
+        f.data_quality
+            .flags()
+            .contains(&"partial_bucket_dropped".to_owned())
+    );
+}
