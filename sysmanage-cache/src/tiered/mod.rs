@@ -764,7 +764,7 @@ impl<C: ClusterCache> TieredCache<C> {
         let started = s.clock.now();
         let (value, ttl) = if s.config.clamp_to_l2_ttl && s.cacheable(key) {
             let (v, t) = tokio::join!(self.l2.get(key), self.l2.ttl(key));
-            (v, t.ok())
+            (v, Some(t))
         } else {
             (self.l2.get(key).await, None)
         };
@@ -776,9 +776,11 @@ impl<C: ClusterCache> TieredCache<C> {
         });
         let value: Option<Arc<[u8]>> = value.map(Into::into);
         let l2_ttl = match ttl {
-            Some(Ttl::ExpiresIn(d)) => Some(d),
-            // Missing after a hit: the key just expired; keep nothing.
-            Some(Ttl::Missing) if value.is_some() => Some(Duration::ZERO),
+            Some(Ok(Ttl::ExpiresIn(d))) => Some(d),
+            // Missing after a hit: the key just expired. An unknown TTL
+            // might be shorter than L1's. Either way, keep nothing.
+            Some(Ok(Ttl::Missing)) if value.is_some() => Some(Duration::ZERO),
+            Some(Err(_)) => Some(Duration::ZERO),
             _ => None,
         };
         let delta = s.clock.now().saturating_duration_since(started);
