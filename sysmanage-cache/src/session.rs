@@ -8,7 +8,9 @@
 //!   (astronomically unlikely) collision, up to
 //!   [`SessionConfig::create_attempts`] times.
 //! * **Update** writes with `SET … XX`, so a session deleted or expired
-//!   meanwhile is not resurrected. **Touch** slides the expiry. Both, and
+//!   meanwhile is not resurrected. It writes back the revocation epoch it
+//!   validated (never a newer one) and re-reads the epoch afterwards, so a
+//!   `revoke_all` racing with it cannot revive the session. **Touch** slides the expiry. Both, and
 //!   `get`, also enforce an absolute [`SessionConfig::max_lifetime`].
 //! * **Revoke all of a user's sessions**: every key of one user — the
 //!   sessions, the per-user index of their ids and the user's revocation
@@ -463,7 +465,10 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
 
     /// Revokes every session of `user_id`: atomically invalidates them (epoch
     /// increment), then deletes those in the user's index. Returns how many
-    /// session keys were deleted.
+    /// session keys were deleted — a lower bound: the index keeps the newest
+    /// [`SessionConfig::max_sessions_per_user`] ids and concurrent `create`s
+    /// may overwrite each other's entry. Sessions missing from it are
+    /// revoked all the same and deleted at their next read.
     ///
     /// # Errors
     /// Cache errors. Once the epoch increment succeeded, all sessions are
