@@ -22,6 +22,7 @@ use fred::interfaces::{ClientInterface, ClientLike, TrackingInterface};
 use fred::types::config::{Config, ServerConfig};
 use fred::types::{Builder, Key, RespVersion, Value};
 use serde::{Deserialize, Serialize};
+use sysmanage_core::{Backoff, Jitter, SplitMix64};
 use tokio::sync::{Notify, broadcast::error::RecvError};
 use tokio::task::JoinHandle;
 
@@ -41,8 +42,12 @@ pub struct TrackingConfig {
     /// How often the supervisor compares the tracked nodes with the routing
     /// table. Default: 250 ms.
     pub reconcile_interval: Duration,
-    /// Wait before reconnecting a lost tracking connection. Default: 200 ms.
+    /// First wait before reconnecting a lost tracking connection; it
+    /// doubles per failed attempt up to `reconnect_max`, with equal jitter,
+    /// and starts over after a successful subscription. Default: 200 ms.
     pub reconnect_delay: Duration,
+    /// Longest wait between reconnection attempts. Default: 5 s.
+    pub reconnect_max: Duration,
     /// Capacity of each connection's invalidation channel; falling behind
     /// it flushes L1. Default: 4096.
     pub channel_capacity: usize,
@@ -57,6 +62,7 @@ impl Default for TrackingConfig {
             heartbeat: Duration::from_secs(1),
             reconcile_interval: Duration::from_millis(250),
             reconnect_delay: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(5),
             channel_capacity: 4096,
             client_name: "sysmanage-l1-tracking".to_owned(),
         }
@@ -78,6 +84,7 @@ impl TrackingConfig {
                 return Err(CacheError::invalid(field, "must be greater than zero"));
             }
         }
+        self.backoff()?;
         if self.channel_capacity == 0 {
             return Err(CacheError::invalid(
                 "tracking.channel_capacity",
@@ -96,6 +103,17 @@ impl TrackingConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl TrackingConfig {
+    fn backoff(&self) -> Result<Backoff> {
+        Backoff::builder()
+            .initial(self.reconnect_delay)
+            .max(self.reconnect_max)
+            .jitter(Jitter::Equal)
+            .build()
+            .map_err(|e| CacheError::invalid("tracking.reconnect_max", e.to_string()))
     }
 }
 
@@ -250,9 +268,13 @@ async fn track_node(
     cfg: Arc<TrackingConfig>,
     changed: Arc<Notify>,
 ) {
+    let backoff = cfg.backoff().unwrap_or_default();
+    let mut rng = SplitMix64::from_entropy();
+    let mut attempt = 0;
     loop {
         let outcome = track_once(&shared, &redis, &addr, &tracked, &cfg, &changed).await;
         let was_tracked = tracked.swap(false, Ordering::SeqCst);
+        attempt = if was_tracked { 0 } else { attempt + 1 };
         let Some(s) = shared.upgrade() else { return };
         // Flush before anything else can read L1 (and before the loss is
         // counted): invalidations may have been lost with the connection.
@@ -265,7 +287,7 @@ async fn track_node(
         }
         drop(s);
         changed.notify_one();
-        tokio::time::sleep(cfg.reconnect_delay).await;
+        tokio::time::sleep(backoff.delay(attempt, rng.next_f64())).await;
     }
 }
 
@@ -425,10 +447,15 @@ mod tests {
             channel_capacity: 0,
             ..TrackingConfig::default()
         };
+        let inverted = TrackingConfig {
+            reconnect_max: Duration::from_millis(10),
+            ..TrackingConfig::default()
+        };
         for (cfg, want) in [
             (zero, "tracking.heartbeat"),
             (name, "tracking.client_name"),
             (capacity, "tracking.channel_capacity"),
+            (inverted, "tracking.reconnect_max"),
         ] {
             match cfg.validate() {
                 Err(CacheError::InvalidArgument { field, .. }) => assert_eq!(field, want),
