@@ -509,6 +509,17 @@ impl Planner {
         };
         let mut resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
         drop_partial_last_bucket(&mut resampled);
+        // What the models fit stays within the metric's physical bounds
+        // (e.g. a utilisation reading of 1.02 is 1).
+        let bounds = state.spec.bounds;
+        for v in resampled
+            .mean
+            .values
+            .iter_mut()
+            .chain(resampled.max.values.iter_mut())
+        {
+            *v = bounds.clamp(*v);
+        }
         let recent = state
             .samples
             .last()

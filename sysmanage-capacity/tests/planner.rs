@@ -865,3 +865,22 @@ fn a_partial_newest_bucket_does_not_shift_time_to_limit() {
             .contains(&"partial_bucket_dropped".to_owned())
     );
 }
+
+#[test]
+fn readings_outside_physical_bounds_are_fitted_clamped() {
+    // Some tools report utilisation slightly above 1: readings around 1.0.
+    let mut p = planner();
+    for h in 0..72u64 {
+        p.record("cpu_utilization", at_hour(h as f64), 1.0 + 0.05 * noise(h))
+            .unwrap();
+    }
+    let f = p.analyze("cpu_utilization", at_hour(71.0)).unwrap();
+    assert_eq!(f.time_to_limit, TimeToLimit::AlreadyOver);
+    // The model fits what the metric can be (≤ 1), so its level sits below
+    // 1 instead of straddling it.
+    assert!(
+        f.forecasts.iter().all(|x| x.point < 0.999),
+        "{:?}",
+        &f.forecasts[..3]
+    );
+}
