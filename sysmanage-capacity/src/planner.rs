@@ -18,7 +18,7 @@ use crate::report::{
     CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
     ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,
 };
-use crate::select::{Selection, SelectionConfig, select};
+use crate::select::{Selection, SelectionConfig, select_measured};
 use crate::stats::index_slope;
 
 /// The crate's main trait: something that ingests capacity samples and
@@ -541,7 +541,15 @@ impl Planner {
                 k => k.forecaster(),
             })
             .collect();
-        let (model, selection) = select(&resampled.mean, &forecasters, &self.config.selection)?;
+        // Holdout errors only on buckets that held samples: an interpolated
+        // bucket is a straight line any trend model "forecasts" well.
+        let measured: Vec<bool> = resampled.counts.iter().map(|c| *c > 0).collect();
+        let (model, selection) = select_measured(
+            &resampled.mean,
+            &measured,
+            &forecasters,
+            &self.config.selection,
+        )?;
         let fit = Arc::new(Fit {
             resampled,
             recent,

@@ -121,6 +121,38 @@ pub fn select(
     forecasters: &[Box<dyn Forecaster>],
     config: &SelectionConfig,
 ) -> Result<(FittedModel, Selection)> {
+    select_inner(series, None, forecasters, config)
+}
+
+/// [`select`], scoring holdout errors only on buckets where `measured` is
+/// true (e.g. buckets that held samples, not interpolated ones). An origin
+/// whose test window holds no measured bucket is left out for every
+/// candidate.
+///
+/// # Errors
+/// As [`select`]; [`Error::InvalidConfig`] when `measured` is not as long as
+/// the series.
+pub fn select_measured(
+    series: &RegularSeries,
+    measured: &[bool],
+    forecasters: &[Box<dyn Forecaster>],
+    config: &SelectionConfig,
+) -> Result<(FittedModel, Selection)> {
+    if measured.len() != series.len() {
+        return Err(Error::invalid(
+            "selection.measured",
+            format!("has {} flags for {} buckets", measured.len(), series.len()),
+        ));
+    }
+    select_inner(series, Some(measured), forecasters, config)
+}
+
+fn select_inner(
+    series: &RegularSeries,
+    measured: Option<&[bool]>,
+    forecasters: &[Box<dyn Forecaster>],
+    config: &SelectionConfig,
+) -> Result<(FittedModel, Selection)> {
     config.validate()?;
     let n = series.len();
     let window = (config.test_window.as_millis() / series.step.as_millis().max(1)).max(1) as usize;
@@ -185,10 +217,16 @@ pub fn select(
                 let origin = n - k * test_steps;
                 match f.fit(&series.prefix(origin)) {
                     Ok(fit) => {
+                        let scored = |h: &usize| measured.is_none_or(|m| m[origin + h - 1]);
+                        let count = (1..=test_steps).filter(scored).count();
+                        if count == 0 {
+                            continue;
+                        }
                         let mae = (1..=test_steps)
+                            .filter(scored)
                             .map(|h| (series.values[origin + h - 1] - fit.predict(h).point).abs())
                             .sum::<f64>()
-                            / test_steps as f64;
+                            / count as f64;
                         if !mae.is_finite() {
                             skipped = Some(format!("non-finite holdout error at origin {origin}"));
                             break;
@@ -202,6 +240,9 @@ pub fn select(
                     }
                 }
             }
+        }
+        if skipped.is_none() && folds == 0 && min != usize::MAX {
+            skipped = Some("no measured bucket in any holdout window".to_owned());
         }
         let ok = skipped.is_none() && folds > 0;
         scores.push(CandidateScore {
@@ -327,6 +368,35 @@ mod tests {
         let names: Vec<String> = fit.parameters().into_iter().map(|(n, _)| n).collect();
         assert!(names.iter().all(|n| !n.starts_with("weekly")), "{names:?}");
         assert!(names.iter().any(|n| n.starts_with("daily")), "{names:?}");
+    }
+
+    #[test]
+    fn interpolated_buckets_are_not_scored() {
+        use std::time::Duration;
+        use sysmanage_core::Timestamp;
+
+        use crate::model::Linear;
+        // A line, except that the buckets flagged as interpolated hold junk.
+        let mut y: Vec<f64> = (0..96).map(|i| 1.0 + 0.01 * i as f64).collect();
+        let mut measured = vec![true; 96];
+        for i in 90..96 {
+            y[i] = 50.0;
+            measured[i] = false;
+        }
+        let s = RegularSeries::new(Timestamp::EPOCH, Duration::from_secs(3600), y).unwrap();
+        let fs: Vec<Box<dyn Forecaster>> = vec![Box::new(Linear)];
+        let cfg = SelectionConfig {
+            test_window: Duration::from_secs(6 * 3600),
+            folds: 2,
+            ..SelectionConfig::default()
+        };
+        let (_, all) = select(&s, &fs, &cfg).unwrap();
+        assert!(all.holdout_mae.unwrap() > 10.0);
+        let (_, sel) = select_measured(&s, &measured, &fs, &cfg).unwrap();
+        // The last window is all junk: left out; the one before is exact.
+        assert_eq!(sel.candidates[0].folds, 1);
+        assert!(sel.holdout_mae.unwrap() < 1e-9, "{sel:?}");
+        assert!(select_measured(&s, &measured[1..], &fs, &cfg).is_err());
     }
 
     #[test]
