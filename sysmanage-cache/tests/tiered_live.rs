@@ -245,6 +245,16 @@ async fn l1_is_flushed_when_a_tracking_connection_drops() {
     assert!(cache.is_cached_locally(&keys[0]));
     assert!(cache.stats().tracking.subscriptions > conns.len() as u64 - 1);
     cache.mdel(&keys).await.unwrap();
+    // Dropping the cache closes its tracking connections.
+    drop(cache);
+    let dropped = Instant::now();
+    while !connections_named(&admin, &name).await.is_empty() {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(10),
+            "tracking connections outlived the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use fred::clients::Client;
 use fred::interfaces::{ClientInterface, ClientLike, TrackingInterface};
 use fred::types::config::{Config, ServerConfig};
 use fred::types::{Builder, Key, RespVersion, Value};
@@ -291,17 +290,13 @@ async fn track_node(
     }
 }
 
-/// Closes the client when dropped (also when the task is aborted).
-struct Connection {
-    client: Client,
-    handle: Option<fred::types::ConnectHandle>,
-}
+/// The connection task of a tracking client, ended when dropped (also when
+/// the node task is aborted), which closes the connection.
+struct ConnectionTask(fred::types::ConnectHandle);
 
-impl Drop for Connection {
+impl Drop for ConnectionTask {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            h.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -345,13 +340,10 @@ async fn track_once(
         Ok(h) => h,
         Err(e) => return e.to_string(),
     };
-    let mut conn = Connection {
-        client,
-        handle: Some(handle),
-    };
+    let mut connection_task = ConnectionTask(handle);
     // Subscribe to the channel before tracking starts so nothing is missed.
-    let mut rx = conn.client.invalidation_rx();
-    if let Err(e) = conn.client.client_setname(cfg.client_name.clone()).await {
+    let mut rx = client.invalidation_rx();
+    if let Err(e) = client.client_setname(cfg.client_name.clone()).await {
         return e.to_string();
     }
     let prefixes: Vec<Key> = shared
@@ -364,8 +356,7 @@ async fn track_once(
                 .collect()
         })
         .unwrap_or_default();
-    if let Err(e) = conn
-        .client
+    if let Err(e) = client
         .client_tracking::<Value, _, _>("ON", None, prefixes, true, false, false, false)
         .await
     {
@@ -384,9 +375,6 @@ async fn track_once(
     tracing::info!(target: "sysmanage.cache.tiered.tracking", node = %addr, "tracking subscribed");
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     heartbeat.tick().await;
-    let Some(mut connection_task) = conn.handle.take() else {
-        return "connection task missing".to_owned();
-    };
     let reason = loop {
         tokio::select! {
             msg = rx.recv() => {
@@ -406,7 +394,7 @@ async fn track_once(
                     Err(RecvError::Closed) => break "invalidation channel closed".to_owned(),
                 }
             }
-            r = &mut connection_task => {
+            r = &mut connection_task.0 => {
                 break match r {
                     Ok(Ok(())) => "connection closed".to_owned(),
                     Ok(Err(e)) => e.to_string(),
@@ -414,7 +402,7 @@ async fn track_once(
                 };
             }
             _ = heartbeat.tick() => {
-                let ping = tokio::time::timeout(cfg.heartbeat, conn.client.ping::<Value>(None)).await;
+                let ping = tokio::time::timeout(cfg.heartbeat, client.ping::<Value>(None)).await;
                 match ping {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => break e.to_string(),
@@ -423,8 +411,8 @@ async fn track_once(
             }
         }
     };
-    // `track_node` clears `tracked`, counts the loss and flushes.
-    connection_task.abort();
+    // `track_node` clears `tracked`, counts the loss and flushes; dropping
+    // the connection task closes the connection.
     reason
 }
 
