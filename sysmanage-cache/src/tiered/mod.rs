@@ -71,8 +71,10 @@ mod tracking;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -108,7 +110,9 @@ pub struct TieredConfig {
     pub negative_ttl: Option<Duration>,
     /// Read the key's TTL from L2 on each L2 hit (one extra command, sent
     /// concurrently with the read) so that an L1 entry never outlives the L2
-    /// key. Default: `true`.
+    /// key. `mget` then reads the TTLs of at most 64 found keys per call
+    /// (concurrently, after the `mget`) and keeps only those in L1. With
+    /// `false`, entries live `local_ttl` whatever the L2 TTL. Default: `true`.
     pub clamp_to_l2_ttl: bool,
     /// XFetch's β: `Some(1.0)` is the paper's default; larger refreshes
     /// earlier. Default: `None` (no early refresh).
@@ -337,6 +341,33 @@ impl moka::Expiry<Box<[u8]>, Entry> for EntryExpiry {
 }
 
 const SHARDS: usize = 256;
+
+/// Most keys of one `mget` whose L2 TTL is read to fill L1.
+const MGET_FILL_LIMIT: usize = 64;
+
+/// Awaits every future concurrently; outputs in input order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
 
 /// Fill tickets: a fill is kept only when neither the epoch (flushes) nor
 /// its key's shard counter (invalidations) moved while it read L2.
@@ -970,6 +1001,37 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
             let started = s.clock.now();
             let miss_keys: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_ref()).collect();
             let got = self.l2.mget(&miss_keys).await?;
+            // With clamping, the TTLs of up to MGET_FILL_LIMIT found keys are
+            // read concurrently; other keys are returned but not kept.
+            let fill: Vec<usize> = if s.serving() {
+                missing
+                    .iter()
+                    .zip(&got)
+                    .filter(|&(&i, r)| {
+                        s.cacheable(keys[i].as_ref())
+                            && matches!(r, Ok(v) if v.is_some() || s.config.negative_ttl.is_some())
+                    })
+                    .map(|(&i, _)| i)
+                    .take(if s.config.clamp_to_l2_ttl {
+                        MGET_FILL_LIMIT
+                    } else {
+                        usize::MAX
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let ttls: Vec<Result<Ttl>> = if s.config.clamp_to_l2_ttl && !fill.is_empty() {
+                join_all(
+                    fill.iter()
+                        .map(|&i| self.l2.ttl(keys[i].as_ref()))
+                        .collect(),
+                )
+                .await
+            } else {
+                Vec::new()
+            };
+            let mut ttls = fill.iter().copied().zip(ttls).peekable();
             let delta = s.clock.now().saturating_duration_since(started);
             for ((&i, r), ticket) in missing.iter().zip(got).zip(tickets) {
                 match &r {
@@ -979,13 +1041,22 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
                         } else {
                             &s.counters.l2_misses
                         });
-                        // No per-key TTL is read here: keep multi-key fills
-                        // only when L1 may not outlive L2 by configuration.
-                        if !s.config.clamp_to_l2_ttl {
+                        let l2_ttl = if s.config.clamp_to_l2_ttl {
+                            match ttls.next_if(|(j, _)| *j == i) {
+                                Some((_, Ok(Ttl::ExpiresIn(d)))) => Some(Some(d)),
+                                Some((_, Ok(Ttl::Persistent))) => Some(None),
+                                Some((_, Ok(Ttl::Missing))) if v.is_none() => Some(None),
+                                // Expired meanwhile, TTL unknown, or not read.
+                                _ => None,
+                            }
+                        } else {
+                            Some(None)
+                        };
+                        if let Some(l2_ttl) = l2_ttl {
                             s.fill(
                                 keys[i].as_ref(),
                                 v.as_deref().map(Into::into),
-                                None,
+                                l2_ttl,
                                 ticket,
                                 delta,
                             );

@@ -388,3 +388,32 @@ async fn a_cancelled_load_leaves_no_flight_behind() {
     assert_eq!(tiered.stats().origin.loads, 2);
     assert!(tiered.shared.flights.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn mget_fills_l1_within_the_l2_ttl() {
+    let (tiered, l2, clock) = setup(TieredConfig::default());
+    l2.set(b"short", b"1", SetOptions::ttl(secs(2)))
+        .await
+        .unwrap();
+    l2.set(b"long", b"2", SetOptions::default()).await.unwrap();
+    let got = tiered
+        .mget(&[&b"short"[..], b"long", b"none"])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(tiered.is_cached_locally(b"short") && tiered.is_cached_locally(b"long"));
+    assert!(
+        !tiered.is_cached_locally(b"none"),
+        "misses are not cached by default"
+    );
+    clock.advance(Duration::from_millis(2_001));
+    assert!(!tiered.is_cached_locally(b"short"), "L1 never outlives L2");
+    assert!(tiered.is_cached_locally(b"long"));
+    // Only the first MGET_FILL_LIMIT found keys are kept.
+    let keys: Vec<Vec<u8>> = (0..100).map(|i| format!("many{i}").into_bytes()).collect();
+    let entries: Vec<(Vec<u8>, &[u8])> = keys.iter().map(|k| (k.clone(), &b"v"[..])).collect();
+    l2.mset(&entries, None).await.unwrap();
+    tiered.mget(&keys).await.unwrap();
+    let kept = keys.iter().filter(|k| tiered.is_cached_locally(k)).count();
+    assert_eq!(kept, MGET_FILL_LIMIT);
+}
