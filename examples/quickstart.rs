@@ -3,10 +3,11 @@
 //! Run with `cargo run --example quickstart`. It shows, in order: the health
 //! registry's three reports (sysmanage-core), read routing over in-memory
 //! replicas and sharding over in-memory shards (sysmanage-db), the in-memory
-//! cluster cache and a session store (sysmanage-cache), an HPA-compatible
-//! scaler on in-memory metrics (sysmanage-scaling) and a capacity report on
-//! embedded data (sysmanage-capacity). The live examples (`replica_routing`,
-//! `sharding`, `cluster_cache`) run the same crates against the local servers.
+//! cluster cache, a session store and the two-tier cache (sysmanage-cache), an
+//! HPA-compatible scaler on in-memory metrics (sysmanage-scaling) and a
+//! capacity report on embedded data (sysmanage-capacity). The live examples
+//! (`replica_routing`, `sharding`, `cluster_cache`, `tiered_cache`) run the
+//! same crates against the local servers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use sysmanage_core::{CheckResult, Criticality, FnCheck, HealthCheck, HealthRegistry};
 use sysmanage_examples::{
     cache_demo, capacity_demo, init_tracing, pretty, replica_demo, scaling_demo, section,
-    sharding_demo,
+    sharding_demo, tiered_demo,
 };
 
 /// A check whose dependency recovers after a few probes, as a restarted cache would.
@@ -99,6 +100,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     section("sysmanage-cache: cluster cache and sessions (in memory)");
     cache_demo::demo_cache().await?;
 
+    section("sysmanage-cache: two-tier cache (L1 over the in-memory L2)");
+    tiered_demo::demo_tiered().await?;
+
     section("sysmanage-scaling: autoscaler (in-memory metrics and target)");
     scaling_demo::demo_scaling().await?;
 
@@ -107,7 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     section("summary");
     println!(
-        "summary: crates=5 demos=6 health_checks={} ready={} overall={}",
+        "summary: crates=5 demos=7 health_checks={} ready={} overall={}",
         registry.len(),
         ready.ready,
         detailed.status

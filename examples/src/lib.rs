@@ -8,6 +8,7 @@ pub mod capacity_demo;
 pub mod replica_demo;
 pub mod scaling_demo;
 pub mod sharding_demo;
+pub mod tiered_demo;
 
 /// Installs a `tracing` subscriber that honours `RUST_LOG` (default: `warn`).
 ///
