@@ -19,7 +19,7 @@ pub async fn demo_tiered() -> Result<(), Box<dyn std::error::Error>> {
     )?);
     let ttl = SetOptions::ttl(Duration::from_secs(60));
 
-    cache.set(b"host:web-1", b"healthy", ttl.clone()).await?;
+    cache.set(b"host:web-1", b"healthy", ttl).await?;
     for _ in 0..10 {
         cache.get(b"host:web-1").await?; // the first read fills L1, the rest hit it
     }
