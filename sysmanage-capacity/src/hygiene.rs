@@ -406,53 +406,92 @@ impl Buckets {
         let mut max = vec![f64::NEG_INFINITY; n];
         let mut counts = vec![0u32; n];
         let (mut offset_sum, mut deduped, mut duplicates_merged) = (0i64, 0usize, 0usize);
-        let (mut bucket, mut bucket_start) = (0usize, origin);
-        let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0u32);
-        let mut prev = i64::MIN;
-        let mut i = 0;
+        let (mut prev, mut i, mut guess) = (i64::MIN, 0, 0);
+        // One bucket per iteration. Where the bucket ends, if the samples
+        // are in order, is guessed from the previous bucket's length (else
+        // found by binary search); one pass over the bucket then checks
+        // that guess (strictly increasing times, all finite) while summing
+        // the values (four partial sums, so the adds do not wait on each
+        // other) and taking their maximum. A bucket that fails the check
+        // (duplicate timestamps, a bad value, disorder) takes the careful
+        // sample-by-sample path.
         while i < samples.len() {
-            let at = samples[i].at.as_millis();
-            if at < prev {
-                return Ok(None);
+            let first_at = samples[i].at.as_millis();
+            if first_at < prev {
+                return out_of_order(&samples[..i]);
             }
-            prev = at;
-            let mut run_sum = sysmanage_core::ensure_finite("sample value", samples[i].value)?;
-            let mut j = i + 1;
-            while j < samples.len() && samples[j].at.as_millis() == at {
-                run_sum += sysmanage_core::ensure_finite("sample value", samples[j].value)?;
-                j += 1;
+            let bucket = usize::try_from((first_at - origin) / step_ms).unwrap_or(usize::MAX);
+            if bucket >= n {
+                // Past the last sample's bucket: the input is not ordered.
+                return out_of_order(&samples[..=i]);
             }
-            duplicates_merged += j - i - 1;
-            let v = if j - i == 1 {
-                run_sum
+            let bucket_start = origin + bucket as i64 * step_ms;
+            let end = bucket_start.saturating_add(step_ms);
+            let rest = &samples[i..];
+            let before_end = |s: &Sample| s.at.as_millis() < end;
+            let len = if guess > 0
+                && rest.get(guess - 1).is_some_and(before_end)
+                && rest.get(guess).is_none_or(|s| !before_end(s))
+            {
+                guess
             } else {
-                run_sum / (j - i) as f64
+                rest.partition_point(before_end)
             };
-            if at >= bucket_start + step_ms {
-                sum[bucket] = b_sum;
-                max[bucket] = b_max;
-                counts[bucket] = b_count;
-                (b_sum, b_max, b_count) = (0.0, f64::NEG_INFINITY, 0);
-                let skip = (at - bucket_start) / step_ms;
-                bucket += skip as usize;
-                bucket_start += skip * step_ms;
-                if bucket >= n {
-                    // Past the last sample's bucket: the input is not ordered.
-                    return Ok(None);
+            let fast = if len > 0 && rest.get(len).is_none_or(|s| !before_end(s)) {
+                fast_bucket(&rest[..len], bucket_start, end)
+            } else {
+                None
+            };
+            let (b_sum, b_max, b_count, j) = match fast {
+                Some((b_sum, b_max, at_sum)) => {
+                    offset_sum += at_sum;
+                    (b_sum, b_max, len, i + len)
                 }
-            }
-            b_sum += v;
-            if v > b_max {
-                b_max = v;
-            }
-            b_count += 1;
-            offset_sum += at - bucket_start;
-            deduped += 1;
+                None => {
+                    let mut j = i + 1;
+                    let (mut last_at, mut at_sum, mut dup) = (first_at, 0i64, false);
+                    while let Some(s) = samples.get(j) {
+                        let at = s.at.as_millis();
+                        if at >= end {
+                            break;
+                        }
+                        if at <= last_at {
+                            if at < last_at {
+                                return out_of_order(&samples[..j]);
+                            }
+                            dup = true;
+                        }
+                        at_sum += at - bucket_start;
+                        last_at = at;
+                        j += 1;
+                    }
+                    let run = &samples[i..j];
+                    if dup {
+                        let (b_sum, b_max, b_count) = bucket_with_duplicates(
+                            run,
+                            bucket_start,
+                            &mut offset_sum,
+                            &mut duplicates_merged,
+                        )?;
+                        (b_sum, b_max, b_count, j)
+                    } else {
+                        if run.iter().any(|s| !s.value.is_finite()) {
+                            return Err(first_non_finite(run));
+                        }
+                        offset_sum += at_sum + (first_at - bucket_start);
+                        let (b_sum, b_max) = sum_and_max(run);
+                        (b_sum, b_max, run.len(), j)
+                    }
+                }
+            };
+            sum[bucket] = b_sum;
+            max[bucket] = b_max;
+            counts[bucket] = u32::try_from(b_count).unwrap_or(u32::MAX);
+            deduped += b_count;
+            prev = samples[j - 1].at.as_millis();
+            guess = j - i;
             i = j;
         }
-        sum[bucket] = b_sum;
-        max[bucket] = b_max;
-        counts[bucket] = b_count;
         Ok(Some(Self {
             sum,
             max,
@@ -463,6 +502,117 @@ impl Buckets {
             duplicates_merged,
         }))
     }
+}
+
+/// `None` for input out of time order, unless a sample before the point
+/// where that showed holds a bad value (reported first, as a sequential
+/// pass would).
+fn out_of_order(before: &[Sample]) -> Result<Option<Buckets>> {
+    if before.iter().any(|s| !s.value.is_finite()) {
+        return Err(first_non_finite(before));
+    }
+    Ok(None)
+}
+
+/// [`Error::NonFinite`] for the first bad value in `samples` (which holds one).
+fn first_non_finite(samples: &[Sample]) -> Error {
+    samples
+        .iter()
+        .find_map(|s| sysmanage_core::ensure_finite("sample value", s.value).err())
+        .unwrap_or(Error::NonFinite {
+            field: "sample value",
+            value: f64::NAN,
+        })
+}
+
+/// Sum, maximum and offset sum (milliseconds from `bucket_start`) of a
+/// bucket's samples, or `None` unless their times strictly increase and
+/// stay below `end` and every value is finite.
+fn fast_bucket(run: &[Sample], bucket_start: i64, end: i64) -> Option<(f64, f64, i64)> {
+    let (mut s, mut m) = ([0.0; 4], [f64::NEG_INFINITY; 4]);
+    let (mut at_sum, mut last, mut ordered, mut finite) = (0i64, i64::MIN, true, true);
+    let mut add = |x: &Sample, s: &mut f64, m: &mut f64| {
+        let at = x.at.as_millis();
+        ordered &= at > last;
+        last = at;
+        at_sum += at - bucket_start;
+        finite &= x.value.is_finite();
+        *s += x.value;
+        if x.value > *m {
+            *m = x.value;
+        }
+    };
+    let mut chunks = run.chunks_exact(4);
+    for c in &mut chunks {
+        for ((s, m), x) in s.iter_mut().zip(&mut m).zip(c) {
+            add(x, s, m);
+        }
+    }
+    let (mut total, mut top) = (0.0, f64::NEG_INFINITY);
+    for x in chunks.remainder() {
+        add(x, &mut total, &mut top);
+    }
+    let total = ((s[0] + s[1]) + (s[2] + s[3])) + total;
+    let top = m[0].max(m[1]).max(m[2].max(m[3])).max(top);
+    (ordered && finite && last < end).then_some((total, top, at_sum))
+}
+
+/// Sum and maximum of finite values, in four independent lanes.
+fn sum_and_max(run: &[Sample]) -> (f64, f64) {
+    let (mut s, mut m) = ([0.0; 4], [f64::NEG_INFINITY; 4]);
+    let mut chunks = run.chunks_exact(4);
+    for c in &mut chunks {
+        for ((s, m), x) in s.iter_mut().zip(&mut m).zip(c) {
+            *s += x.value;
+            if x.value > *m {
+                *m = x.value;
+            }
+        }
+    }
+    let mut total = (s[0] + s[1]) + (s[2] + s[3]);
+    let mut top = m[0].max(m[1]).max(m[2].max(m[3]));
+    for x in chunks.remainder() {
+        total += x.value;
+        if x.value > top {
+            top = x.value;
+        }
+    }
+    (total, top)
+}
+
+/// One bucket's sum, maximum and count when some of its samples share a
+/// timestamp: each such run counts once, at the mean of its values.
+fn bucket_with_duplicates(
+    run: &[Sample],
+    bucket_start: i64,
+    offset_sum: &mut i64,
+    duplicates_merged: &mut usize,
+) -> Result<(f64, f64, usize)> {
+    let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0usize);
+    let mut i = 0;
+    while i < run.len() {
+        let at = run[i].at.as_millis();
+        let mut run_sum = sysmanage_core::ensure_finite("sample value", run[i].value)?;
+        let mut j = i + 1;
+        while j < run.len() && run[j].at.as_millis() == at {
+            run_sum += sysmanage_core::ensure_finite("sample value", run[j].value)?;
+            j += 1;
+        }
+        *duplicates_merged += j - i - 1;
+        let v = if j - i == 1 {
+            run_sum
+        } else {
+            run_sum / (j - i) as f64
+        };
+        b_sum += v;
+        if v > b_max {
+            b_max = v;
+        }
+        b_count += 1;
+        *offset_sum += at - bucket_start;
+        i = j;
+    }
+    Ok((b_sum, b_max, b_count))
 }
 
 /// Linear interpolation over NaN runs (the first and last values are never NaN here).
@@ -635,6 +785,66 @@ mod tests {
         assert_eq!(r.mean.time_at(0.0), Timestamp::from_millis(7_500));
         assert_eq!(r.mean.time_at(3.0), Timestamp::from_millis(187_500));
         assert!((r.mean.index_of(Timestamp::from_millis(67_500)) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn buckets_of_uneven_length_duplicates_and_disorder_match_a_naive_pass() {
+        let cfg = HygieneConfig {
+            outlier_threshold: 0.0,
+            ..HygieneConfig::default()
+        };
+        // Irregular spacing (bucket lengths vary, so the end guess misses),
+        // a gap of several hours and a few timestamps seen twice.
+        let mut samples = Vec::new();
+        let mut t = 10;
+        for i in 0..900i64 {
+            t += 1 + (i * i) % 97 + if i == 400 { 20_000 } else { 0 };
+            samples.push(s(t, (i % 7) as f64));
+            if i % 50 == 3 {
+                samples.push(s(t, (i % 5) as f64));
+            }
+        }
+        let r = prepare(&samples, &cfg, None).unwrap();
+        // Naive: average duplicates, then bucket means and maxima.
+        let mut dedup: Vec<(i64, f64, f64)> = Vec::new();
+        for x in &samples {
+            match dedup.last_mut() {
+                Some(l) if l.0 == x.at.as_millis() => {
+                    l.1 += x.value;
+                    l.2 += 1.0;
+                }
+                _ => dedup.push((x.at.as_millis(), x.value, 1.0)),
+            }
+        }
+        let first = samples[0].at.as_millis() / 3_600_000;
+        let n = r.counts.len();
+        let (mut sum, mut max, mut count) = (vec![0.0; n], vec![f64::MIN; n], vec![0u32; n]);
+        for (at, v, c) in dedup {
+            let b = (at / 3_600_000 - first) as usize;
+            sum[b] += v / c;
+            max[b] = max[b].max(v / c);
+            count[b] += 1;
+        }
+        assert_eq!(r.counts, count);
+        assert_eq!(r.quality.duplicates_merged, 18);
+        assert!(r.quality.gaps_filled > 0);
+        for b in (0..n).filter(|&b| count[b] > 0) {
+            assert!((r.mean.values[b] - sum[b] / f64::from(count[b])).abs() < 1e-12);
+            assert_eq!(r.max.values[b], max[b]);
+        }
+        // Any order gives the same result.
+        let mut shuffled = samples.clone();
+        shuffled.reverse();
+        shuffled.swap(5, 700);
+        assert_eq!(prepare(&shuffled, &cfg, None).unwrap(), r);
+        // A bad value is reported wherever it sits, in order or not.
+        for at in [0, 1, 500, samples.len() - 1] {
+            let mut bad = samples.clone();
+            bad[at].value = f64::NAN;
+            assert_eq!(prepare(&bad, &cfg, None).unwrap_err().label(), "non_finite");
+            bad.reverse();
+            assert_eq!(prepare(&bad, &cfg, None).unwrap_err().label(), "non_finite");
+        }
     }
 
     #[test]

@@ -154,6 +154,41 @@ pub(crate) fn median_in_place(v: &mut [f64]) -> f64 {
         return 0.0;
     }
     let mid = n / 2;
+    if let Ok(v) = <&mut [f64; 6]>::try_from(&mut *v) {
+        // The default rolling window (three neighbours each side): a
+        // branch-free sorting network (Knuth's 12 comparators).
+        let [mut a0, mut a1, mut a2, mut a3, mut a4, mut a5] = *v;
+        cx(&mut a0, &mut a5);
+        cx(&mut a1, &mut a3);
+        cx(&mut a2, &mut a4);
+        cx(&mut a1, &mut a2);
+        cx(&mut a3, &mut a4);
+        cx(&mut a0, &mut a3);
+        cx(&mut a2, &mut a5);
+        cx(&mut a0, &mut a1);
+        cx(&mut a2, &mut a3);
+        cx(&mut a4, &mut a5);
+        cx(&mut a1, &mut a2);
+        cx(&mut a3, &mut a4);
+        *v = [a0, a1, a2, a3, a4, a5];
+        return (v[2] + v[3]) / 2.0;
+    }
+    if n <= 16 {
+        // Rolling windows are a handful of values: an insertion sort beats
+        // a general selection.
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && v[j - 1].total_cmp(&v[j]).is_gt() {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        return if n % 2 == 1 {
+            v[mid]
+        } else {
+            (v[mid - 1] + v[mid]) / 2.0
+        };
+    }
     let (_, m, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
     let upper = *m;
     if n % 2 == 1 {
@@ -162,6 +197,15 @@ pub(crate) fn median_in_place(v: &mut [f64]) -> f64 {
         let lower = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (lower + upper) / 2.0
     }
+}
+
+/// Compare-exchange in the total order: afterwards `a ≤ b`.
+#[inline(always)]
+fn cx(a: &mut f64, b: &mut f64) {
+    let (x, y) = (*a, *b);
+    let swap = x.total_cmp(&y).is_gt();
+    *a = if swap { y } else { x };
+    *b = if swap { x } else { y };
 }
 
 /// Least-squares slope of `values` against their index.
@@ -208,6 +252,14 @@ mod tests {
     fn median_and_slope() {
         assert_eq!(median_in_place(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median_in_place(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        // Every ordering of six values (the sorting-network path).
+        let mut perm = [6.0, 1.0, 5.0, 2.0, 4.0, 3.0];
+        for k in 0..720 {
+            perm.swap(k % 6, (k * 7 + 3) % 6);
+            let mut w = perm;
+            assert_eq!(median_in_place(&mut w), 3.5, "{perm:?}");
+            assert!(w.is_sorted());
+        }
         assert!((index_slope(&[1.0, 3.0, 5.0, 7.0]) - 2.0).abs() < 1e-15);
     }
 }

@@ -57,11 +57,12 @@ impl Design {
         }
     }
 
-    /// Fills the design rows for indices `0..n` (row-major, `p` per row),
-    /// advancing each period's fundamental by a rotation per step and
-    /// re-anchoring it exactly every 32 rows.
-    fn fill_rows(&self, n: usize, start: Timestamp, step_ms: u64, rows: &mut [f64]) {
+    /// Fills the design matrix for indices `0..n` column by column (column
+    /// `a` at `cols[a·n..(a + 1)·n]`), advancing each period's fundamental
+    /// by a rotation per step and re-anchoring it exactly every 32 rows.
+    fn fill_columns(&self, n: usize, start: Timestamp, step_ms: u64, cols: &mut [f64]) {
         let p = self.p();
+        let mut row = vec![0.0; p];
         let mut fund = Vec::new();
         let deltas: Vec<(f64, f64)> = self
             .harmonics
@@ -72,11 +73,14 @@ impl Design {
                 (c, s)
             })
             .collect();
-        for (i, row) in rows.chunks_exact_mut(p).take(n).enumerate() {
+        for i in 0..n {
             if i % 32 == 0 {
                 self.fundamentals(i as f64, start, step_ms, &mut fund);
             }
-            self.row_with(i as f64, start, step_ms, row, Some(&fund));
+            self.row_with(i as f64, start, step_ms, &mut row, Some(&fund));
+            for (col, x) in cols.chunks_exact_mut(n).zip(&row) {
+                col[i] = *x;
+            }
             for ((c, s), (dc, ds)) in fund.iter_mut().zip(&deltas) {
                 (*c, *s) = (*c * dc - *s * ds, *s * dc + *c * ds);
             }
@@ -182,20 +186,18 @@ impl RegressionFit {
         let p = design.p();
         ensure_points("least-squares fit", p + 1, n)?;
         let step_ms = u64::try_from(series.step.as_millis()).unwrap_or(u64::MAX);
-        let mut rows = vec![0.0; n * p];
-        // Upper triangle of XᵀX, row-major, accumulated one row of X at a time.
+        // XᵀX and Xᵀy as dot products of the columns of X (each over four
+        // partial sums, so the adds do not wait on each other).
+        let mut cols = vec![0.0; n * p];
+        design.fill_columns(n, series.start, step_ms, &mut cols);
+        let col = |a: usize| &cols[a * n..(a + 1) * n];
         let mut acc = vec![0.0; p * p];
-        let mut xty = DVector::<f64>::zeros(p);
-        design.fill_rows(n, series.start, step_ms, &mut rows);
-        for (row, &y) in rows.chunks_exact(p).zip(&series.values) {
-            for a in 0..p {
-                let ra = row[a];
-                xty[a] += ra * y;
-                for (d, rb) in acc[a * p + a..(a + 1) * p].iter_mut().zip(&row[a..]) {
-                    *d += ra * rb;
-                }
+        for a in 0..p {
+            for b in a..p {
+                acc[a * p + b] = dot(col(a), col(b));
             }
         }
+        let xty = DVector::<f64>::from_fn(p, |a, _| dot(col(a), &series.values));
         let xtx = DMatrix::<f64>::from_fn(p, p, |a, b| acc[a.min(b) * p + a.max(b)]);
         let collinear = Error::InsufficientData {
             what: "least-squares fit (regressors are collinear; need more distinct times)",
@@ -213,13 +215,17 @@ impl RegressionFit {
             });
         }
         let beta = chol.solve(&xty);
-        let sse: f64 = rows
-            .chunks_exact(p)
+        // Fitted values as a sum of scaled columns.
+        let mut fitted = vec![0.0; n];
+        for (a, b) in beta.iter().enumerate() {
+            for (f, x) in fitted.iter_mut().zip(col(a)) {
+                *f += b * x;
+            }
+        }
+        let sse: f64 = fitted
+            .iter()
             .zip(&series.values)
-            .map(|(row, y)| {
-                let fit: f64 = row.iter().zip(beta.iter()).map(|(a, b)| a * b).sum();
-                (y - fit) * (y - fit)
-            })
+            .map(|(f, y)| (y - f) * (y - f))
             .sum();
         let sigma2 = sse / (n - p) as f64;
         let mut rv = Vec::with_capacity(p * p);
@@ -273,15 +279,21 @@ impl RegressionFit {
         };
         self.design.row(idx, start, step_ms, x0);
         let point: f64 = x0.iter().zip(&self.beta).map(|(a, b)| a * b).sum();
-        // Solve Rᵀ v = x0 (forward substitution); Var = σ²(1 + ‖v‖²).
+        // Solve Rᵀ v = x0 (forward substitution, column by column, so each
+        // step reads one contiguous row of R); Var = σ²(1 + ‖v‖²).
+        // `x0` is reduced in place; the reciprocals of the diagonal (in `v`)
+        // do not depend on each other, so the divisions stay off the chain
+        // of dependent updates.
+        for (i, (inv, row)) in v.iter_mut().zip(self.r.chunks_exact(p)).enumerate() {
+            *inv = 1.0 / row[i];
+        }
         let mut norm2 = 0.0;
-        for i in 0..p {
-            let mut s = x0[i];
-            for (k, vk) in v.iter().enumerate().take(i) {
-                s -= self.r[k * p + i] * vk;
+        for (i, row) in self.r.chunks_exact(p).enumerate() {
+            let vi = x0[i] * v[i];
+            norm2 += vi * vi;
+            for (xj, rij) in x0[i + 1..].iter_mut().zip(&row[i + 1..]) {
+                *xj -= rij * vi;
             }
-            v[i] = s / self.r[i * p + i];
-            norm2 += v[i] * v[i];
         }
         Prediction {
             point,
@@ -296,6 +308,24 @@ impl RegressionFit {
             .zip(self.beta.iter().copied())
             .collect()
     }
+}
+
+/// `Σ aᵢbᵢ` over four partial sums.
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..4 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    ((s[0] + s[1]) + (s[2] + s[3])) + tail
 }
 
 fn regression_model(
