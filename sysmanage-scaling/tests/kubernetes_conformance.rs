@@ -1690,3 +1690,380 @@ fn test_scale_down_container_resource() {
     );
     assert_eq!(d.desired_replicas, 3);
 }
+
+// ---------------------------------------------------------------- horizontal_test.go, remaining cases
+//
+// Pod readiness and start times follow the Go fixtures through `go_fixture_pod`
+// (`reportedPodReadiness`, `hotCPUCreationTime` / `coolCPUCreationTime`); for a
+// non-CPU metric the classification keeps every running pod.
+
+/// The Go fixture's per-pod statuses for a CPU (`is_cpu`) or custom metric.
+fn fixture_statuses(ready: &[bool], hot: &[bool], is_cpu: bool) -> Vec<PodStatus> {
+    ready
+        .iter()
+        .zip(hot)
+        .map(|(&r, &h)| go_fixture_pod(r, h, is_cpu))
+        .collect()
+}
+
+fn qps_pods(levels: &[f64], statuses: &[PodStatus]) -> MetricValue {
+    MetricValue::PerPod(pods(levels, statuses, None))
+}
+
+#[test]
+fn horizontal_reconcile_table_remaining() {
+    let ones = |n: usize| vec![1.0; n];
+    let one_metric = |min, max, m: MetricSpec| HpaSpec::new(min, max, vec![m]);
+    let cpu30 = || MetricSpec::resource_utilization("cpu", 30);
+    let qps15 = || MetricSpec::pods_average_value("qps", 15.0);
+    let t = true;
+    let f = false;
+    // (Go test, spec, observation, empty recommendation log, expected desired replicas)
+    let cases: Vec<(&str, HpaSpec, Observation, bool, u32)> = vec![
+        (
+            "TestScaleUpContainer",
+            one_metric(
+                2,
+                6,
+                MetricSpec::new(
+                    "cpu",
+                    sysmanage_scaling::MetricSource::ContainerResource,
+                    sysmanage_scaling::MetricTarget::Utilization(30),
+                ),
+            ),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.3, 0.5, 0.7], &ones(3), &[])),
+            false,
+            5,
+        ),
+        (
+            "TestScaleUpUnreadyLessScale",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.3, 0.5, 0.7],
+                    &ones(3),
+                    &fixture_statuses(&[f, t, t], &[f, f, f], true),
+                ),
+            ),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpHotCpuLessScale",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.3, 0.5, 0.7],
+                    &ones(3),
+                    &fixture_statuses(&[t, t, t], &[t, f, f], true),
+                ),
+            ),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpUnreadyNoScale",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.4, 0.5, 0.7],
+                    &ones(3),
+                    &fixture_statuses(&[t, f, f], &[f, f, f], true),
+                ),
+            ),
+            false,
+            3,
+        ),
+        (
+            "TestScaleUpHotCpuNoScale",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading(
+                "cpu",
+                cpu_pods(
+                    &[0.4, 0.5, 0.7],
+                    &ones(3),
+                    &fixture_statuses(&[t, f, f], &[f, t, t], true),
+                ),
+            ),
+            false,
+            3,
+        ),
+        (
+            "TestScaleUpIgnoresFailedPods",
+            one_metric(2, 6, cpu30()),
+            Observation::new(2).reading(
+                "cpu",
+                cpu_pods(&[0.5, 0.7], &ones(4), &[Ready, Ready, Ignored, Ignored]),
+            ),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpIgnoresDeletionPods",
+            one_metric(2, 6, cpu30()),
+            Observation::new(2).reading(
+                "cpu",
+                cpu_pods(&[0.5, 0.7], &ones(4), &[Ready, Ready, Ignored, Ignored]),
+            ),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpDeployment",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.3, 0.5, 0.7], &ones(3), &[])),
+            false,
+            5,
+        ),
+        (
+            "TestScaleUpReplicaSet",
+            one_metric(2, 6, cpu30()),
+            Observation::new(3).reading("cpu", cpu_pods(&[0.3, 0.5, 0.7], &ones(3), &[])),
+            false,
+            5,
+        ),
+        (
+            "TestScaleUpCM",
+            one_metric(2, 6, qps15()),
+            Observation::new(3).reading("qps", qps_pods(&[20.0, 10.0, 30.0], &all_ready(3))),
+            false,
+            4,
+        ),
+        (
+            "TestScaleUpCMUnreadyAndHotCpuNoLessScale",
+            one_metric(2, 6, qps15()),
+            Observation::new(3).reading(
+                "qps",
+                qps_pods(
+                    &[50.0, 10.0, 30.0],
+                    &fixture_statuses(&[t, t, f], &[f, f, t], false),
+                ),
+            ),
+            false,
+            6,
+        ),
+        (
+            "TestScaleUpCMUnreadyandCpuHot",
+            one_metric(2, 6, qps15()),
+            Observation::new(3).reading(
+                "qps",
+                qps_pods(
+                    &[50.0, 15.0, 30.0],
+                    &fixture_statuses(&[f, t, f], &[t, f, t], false),
+                ),
+            ),
+            false,
+            6,
+        ),
+        (
+            "TestScaleUpHotCpuNoScaleWouldScaleDown",
+            one_metric(2, 6, qps15()),
+            Observation::new(3).reading(
+                "qps",
+                qps_pods(
+                    &[50.0, 15.0, 30.0],
+                    &fixture_statuses(&[t, t, t], &[t, f, t], false),
+                ),
+            ),
+            false,
+            6,
+        ),
+        (
+            // lastScaleTime is "now": the controller applies no upscale backoff.
+            "TestNoBackoffUpscaleCM",
+            one_metric(1, 5, qps15()),
+            Observation::new(3).reading("qps", qps_pods(&[20.0, 10.0, 30.0], &all_ready(3))),
+            false,
+            4,
+        ),
+        (
+            // CPUTarget 10 adds a CPU metric next to qps; the same levels read as
+            // 20/10/30 cores against 1-core requests, capped by maxReplicas.
+            "TestNoBackoffUpscaleCMNoBackoffCpu",
+            HpaSpec::new(
+                1,
+                5,
+                vec![MetricSpec::resource_utilization("cpu", 10), qps15()],
+            ),
+            Observation::new(3)
+                .reading("cpu", cpu_pods(&[20.0, 10.0, 30.0], &ones(3), &[]))
+                .reading("qps", qps_pods(&[20.0, 10.0, 30.0], &all_ready(3))),
+            false,
+            5,
+        ),
+        (
+            // CPUTarget 0 in Go (no metric is consulted below minReplicas).
+            "TestScaleUpRCImmediately",
+            one_metric(2, 6, MetricSpec::resource_utilization("cpu", 80)),
+            Observation::new(1).reading("cpu", cpu_pods(&[0.0; 4], &ones(4), &[])),
+            false,
+            2,
+        ),
+        (
+            "TestScaleDownRCImmediately",
+            one_metric(2, 5, MetricSpec::resource_utilization("cpu", 50)),
+            Observation::new(6).reading("cpu", cpu_pods(&[8.0, 9.5, 1.0], &[0.9, 1.0, 1.1], &[])),
+            false,
+            5,
+        ),
+        (
+            "TestNoScaleDownOneMetricEmpty",
+            HpaSpec::new(
+                2,
+                6,
+                vec![
+                    MetricSpec::resource_utilization("cpu", 50),
+                    MetricSpec::external_value("qps", 1.0),
+                ],
+            ),
+            Observation::new(5)
+                .reading("cpu", cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &ones(5), &[]))
+                .reading(
+                    "qps",
+                    MetricValue::Unavailable("something went wrong".into()),
+                ),
+            true,
+            5,
+        ),
+    ];
+    for (name, spec, obs, empty_log, expected) in cases {
+        let d = reconcile(spec, obs, empty_log);
+        assert_eq!(d.desired_replicas, expected, "{name}: {d:?}");
+    }
+}
+
+#[test]
+fn test_scale_up_cm_unready_and_cpu_hot_reports_too_many_replicas() {
+    // TestScaleUpCMUnreadyandCpuHot / TestScaleUpHotCpuNoScaleWouldScaleDown expected
+    // conditions: SucceededRescale and ScalingLimited/TooManyReplicas (7 capped at 6).
+    let d = reconcile(
+        HpaSpec::new(2, 6, vec![MetricSpec::pods_average_value("qps", 15.0)]),
+        Observation::new(3).reading(
+            "qps",
+            qps_pods(
+                &[50.0, 15.0, 30.0],
+                &fixture_statuses(&[false, true, false], &[true, false, true], false),
+            ),
+        ),
+        false,
+    );
+    assert_eq!(d.combined, Some(7));
+    assert_eq!(d.desired_replicas, 6);
+    assert!(d.has(Reason::TooManyReplicas));
+}
+
+#[test]
+fn test_no_backoff_upscale_cm_no_backoff_cpu_reports_too_many_replicas() {
+    // TestNoBackoffUpscaleCMNoBackoffCpu expected condition: ScalingLimited/TooManyReplicas
+    let d = reconcile(
+        HpaSpec::new(
+            1,
+            5,
+            vec![
+                MetricSpec::resource_utilization("cpu", 10),
+                MetricSpec::pods_average_value("qps", 15.0),
+            ],
+        ),
+        Observation::new(3)
+            .reading("cpu", cpu_pods(&[20.0, 10.0, 30.0], &[1.0; 3], &[]))
+            .reading("qps", qps_pods(&[20.0, 10.0, 30.0], &all_ready(3))),
+        false,
+    );
+    assert_eq!(d.desired_replicas, 5);
+    assert!(d.has(Reason::TooManyReplicas));
+    // The qps metric alone asks for 4; the CPU one dominates.
+    assert_eq!(d.proposals[1].replicas, Some(4));
+}
+
+#[test]
+fn test_no_scale_down_one_metric_empty_reports_failed_get_metrics() {
+    // TestNoScaleDownOneMetricEmpty: CPU alone would go 5 → 3, but the External
+    // metric fails, so nothing changes (ScalingActive false).
+    let d = reconcile(
+        HpaSpec::new(
+            2,
+            6,
+            vec![
+                MetricSpec::resource_utilization("cpu", 50),
+                MetricSpec::external_value("qps", 1.0),
+            ],
+        ),
+        Observation::new(5)
+            .reading(
+                "cpu",
+                cpu_pods(&[0.1, 0.3, 0.5, 0.25, 0.25], &[1.0; 5], &[]),
+            )
+            .reading(
+                "qps",
+                MetricValue::Unavailable("something went wrong".into()),
+            ),
+        true,
+    );
+    assert_eq!(d.desired_replicas, 5);
+    assert_eq!(d.proposals[0].replicas, Some(3));
+    assert!(d.has(Reason::FailedGetMetrics));
+}
+
+#[test]
+fn test_stabilize_downscale() {
+    // TestStabilizeDownscale: 4 replicas, three pods at 50 % of target → 2, but a
+    // recommendation of 4 from one minute ago holds it (the 10 from ten minutes
+    // ago has left the 5-minute window): ScaleDownStabilized.
+    let state = sysmanage_scaling::HpaState {
+        recommendations: vec![
+            Recommendation {
+                replicas: 10,
+                at: NOW - Duration::from_secs(600),
+            },
+            Recommendation {
+                replicas: 4,
+                at: NOW - Duration::from_secs(60),
+            },
+        ],
+        ..Default::default()
+    };
+    let mut hpa = Hpa::with_state(
+        HpaSpec::new(1, 5, vec![MetricSpec::resource_utilization("cpu", 100)]),
+        state,
+    )
+    .unwrap();
+    let obs = Observation::new(4).reading("cpu", cpu_pods(&[0.05; 3], &[0.1; 3], &[]));
+    let d = hpa.decide(&obs, NOW).unwrap();
+    assert_eq!(d.combined, Some(2));
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has(Reason::ScaleDownStabilized));
+}
+
+#[test]
+fn test_computed_tolerance_alg_implementation() {
+    // TestComputedToleranceAlgImplementation (horizontal_test.go): ten pods using
+    // 150 m each against requests summing to 3000 m (50 % utilization). A target of
+    // int32((1/(2*0.9) + .01) * 100) = 56 % breaches the tolerance → ceil(10*50/56) = 9;
+    // a target of int32((1/(2*0.9) + .004) * 100) = 55 % stays within it → 10.
+    // Go uses minReplicas 0 (scale-to-zero feature gate); 1 here, which the
+    // outcome never reaches.
+    let requests: Vec<f64> = [400, 200, 310, 290, 302, 298, 301, 299, 300, 300]
+        .iter()
+        .map(|&m| f64::from(m) / 1000.0)
+        .collect();
+    let to_target = |extra: f64| -> i32 {
+        let requested_to_used = 2.0_f64;
+        (((1.0 / (requested_to_used * (1.0 - 0.1))).abs() + extra) * 100.0) as i32
+    };
+    assert_eq!((to_target(0.01), to_target(0.004)), (56, 55));
+    for (target, expected) in [(to_target(0.01), 9), (to_target(0.004), 10)] {
+        let d = reconcile(
+            HpaSpec::new(
+                1,
+                1000,
+                vec![MetricSpec::resource_utilization("cpu", target)],
+            ),
+            Observation::new(10).reading("cpu", cpu_pods(&[0.15; 10], &requests, &[])),
+            true,
+        );
+        assert_eq!(d.desired_replicas, expected, "target {target}: {d:?}");
+    }
+}
