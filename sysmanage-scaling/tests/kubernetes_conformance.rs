@@ -2067,3 +2067,48 @@ fn test_computed_tolerance_alg_implementation() {
         assert_eq!(d.desired_replicas, expected, "target {target}: {d:?}");
     }
 }
+
+#[test]
+fn test_replica_calc_tolerance() {
+    // TestReplicaCalcTolerance: 102 % of a 100 % target is within the 0.1 tolerance
+    let c = run(
+        MetricSpec::resource_utilization("cpu", 100),
+        cpu_pods(&[1.01, 1.03, 1.02], &[0.9, 1.0, 1.1], &[]),
+        counts(3, 3),
+    );
+    assert_eq!((c.replicas, c.current), (3, 102.0));
+}
+
+#[test]
+fn test_replica_calc_tolerance_cm() {
+    // TestReplicaCalcToleranceCM: average 20.666 qps against 20 → no change
+    let c = qps_pods_case(3, &[20.0, 21.0, 21.0], &all_ready(3), 20.0);
+    assert_eq!(c.replicas, 3);
+    assert!((c.current - 20.666).abs() < 0.001, "{c:?}");
+}
+
+#[test]
+fn test_replica_calc_tolerance_cm_object() {
+    // TestReplicaCalcToleranceCMObject: an object at 20.666 against a value target of 20
+    let c = run(
+        MetricSpec::object_value("qps", 20.0),
+        MetricValue::Total(20.666),
+        counts(3, 3),
+    );
+    assert_eq!((c.replicas, c.current), (3, 20.666));
+}
+
+#[test]
+fn test_replica_calc_superfluous_metrics() {
+    // TestReplicaCalcSuperfluousMetrics: six samples are reported for four pods; the
+    // two for pods outside the target are dropped before the calculation (here the
+    // observation is per pod, so they never reach it). 23.5 cores over 4 requested
+    // cores is 587.5 % of a 100 % target → ceil(5.875 * 4) = 24.
+    let c = run(
+        MetricSpec::resource_utilization("cpu", 100),
+        cpu_pods(&[4.0, 9.5, 3.0, 7.0], &[1.0; 4], &[]),
+        counts(4, 4),
+    );
+    assert_eq!(c.replicas, 24);
+    assert_eq!(c.current.trunc(), 587.0, "{c:?}");
+}
