@@ -2112,3 +2112,20 @@ fn test_replica_calc_superfluous_metrics() {
     assert_eq!(c.replicas, 24);
     assert_eq!(c.current.trunc(), 587.0, "{c:?}");
 }
+
+#[test]
+fn test_replica_calc_disjoint_resources_metrics() {
+    // TestReplicaCalcDisjointResourcesMetrics: the only sample belongs to a pod that is
+    // not part of the target ("an-older-pod-name"), so the one known pod has none and
+    // the metric is invalid (Go: "no metrics returned matched known pods"). Samples
+    // for unknown pods cannot be expressed in a per-pod observation; what reaches the
+    // calculation is a known pod without a value.
+    let r = calculate(
+        &MetricSpec::resource_utilization("cpu", 100),
+        &MetricValue::PerPod(vec![PodSample::missing(Some(1.0))]),
+        counts(1, 1),
+        Tolerances::symmetric(0.1),
+    )
+    .unwrap();
+    assert!(r.is_err(), "{r:?}");
+}
