@@ -80,6 +80,7 @@
 pub mod advisor;
 pub mod cache;
 pub mod error;
+mod join;
 pub mod memory;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -58,12 +58,10 @@
 //! | `sysmanage.cache.retry` | debug | a transient error, before a retry (`op`, `attempt`, `error`) |
 //! | `sysmanage.cache.topology` | debug/info | refresh failures (debug), [`TopologyEvent`]s (info) |
 
+use crate::join::join_all;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError, RwLock, Weak};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fred::clients::Client;
@@ -626,30 +624,6 @@ fn unexpected(v: &Value) -> CacheError {
             v.kind()
         ))),
     }
-}
-
-/// Polls every future until all are ready; outputs in input order.
-async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, slot) in futs.iter_mut().zip(out.iter_mut()) {
-            if slot.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *slot = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }
 
 /// One command of a multi-key operation: the keys (by input index) of one
@@ -2075,16 +2049,5 @@ mod tests {
             }
             _ => panic!("SET b 2 PX 5 expected"),
         }
-    }
-
-    #[tokio::test]
-    async fn join_all_keeps_input_order() {
-        let futs = (0..5u64)
-            .map(|i| async move {
-                tokio::time::sleep(Duration::from_millis(10 * (5 - i))).await;
-                i
-            })
-            .collect();
-        assert_eq!(join_all(futs).await, vec![0, 1, 2, 3, 4]);
     }
 }

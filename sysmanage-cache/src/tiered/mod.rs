@@ -68,13 +68,12 @@
 #[cfg(feature = "redis")]
 mod tracking;
 
+use crate::join::join_all;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -344,30 +343,6 @@ const SHARDS: usize = 256;
 
 /// Most keys of one `mget` whose L2 TTL is read to fill L1.
 const MGET_FILL_LIMIT: usize = 64;
-
-/// Awaits every future concurrently; outputs in input order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
-}
 
 /// Fill tickets: a fill is kept only when neither the epoch (flushes) nor
 /// its key's shard counter (invalidations) moved while it read L2.
