@@ -5,6 +5,17 @@
 //! Kubernetes expresses levels in milli-units per container with two
 //! containers per pod; the ratios are the same per pod, so levels here are
 //! per pod in whole units (`300` milli-CPU → `0.3`).
+//!
+//! Not ported, because a pure decision core has no counterpart for them:
+//! `TestConditionFailedGetScale` and `TestConditionFailedUpdateScale` (the
+//! scale subresource), `TestAvoidUnnecessaryUpdates` (rewriting the HPA status
+//! object), `TestMultipleHPAs` (controller concurrency), and the event,
+//! selector and monitor-metric tests. `TestConditionInvalidMetricSourceType`,
+//! `TestNoScaleDownOneMetricInvalid` and `TestScaleUpFromZeroOneMetricInvalid`
+//! use an invented metric type (`CheddarCheese`) a typed spec cannot express;
+//! the same decisions are covered with an unavailable reading. Cases that need
+//! `minReplicas: 0` with only a CPU metric are rejected by validation, as the
+//! API server does without `HPAScaleToZero`.
 
 use std::time::Duration;
 
