@@ -1,8 +1,8 @@
 //! Shared building blocks for the sysmanage-rs crates.
 //!
 //! `sysmanage-core` holds what every sysmanage crate and host needs and
-//! nothing heavy: no database or cache client, only `tokio`'s timer for
-//! health-check timeouts.
+//! nothing heavy: no database or cache client; of `tokio` only the timer and
+//! task spawning, so health checks run concurrently under their timeouts.
 //!
 //! | module | what |
 //! |---|---|
