@@ -121,6 +121,21 @@ impl LoopReport {
     fn failed(&self) -> usize {
         self.ops.iter().filter(|o| !o.ok).count()
     }
+
+    /// The loop ran and saw no error and no wrong value `during` the fault.
+    fn assert_clean(&self, during: &str) {
+        assert!(self.ops.len() > 100, "the loop must have run");
+        assert!(
+            self.errors.is_empty(),
+            "errors during {during}: {:?}",
+            &self.errors[..self.errors.len().min(10)]
+        );
+        assert!(
+            self.wrong.is_empty(),
+            "wrong values: {:?}",
+            &self.wrong[..self.wrong.len().min(10)]
+        );
+    }
 }
 
 /// Writes new versions of `keys` in batches (mset, set) and reads them back
@@ -345,17 +360,7 @@ fn live_reshard_of_100_slots_has_no_errors() {
             report.wrong.len(),
             cache.counters()
         );
-        assert!(report.ops.len() > 100, "the loop must have run");
-        assert!(
-            report.errors.is_empty(),
-            "errors during reshard: {:?}",
-            &report.errors[..report.errors.len().min(10)]
-        );
-        assert!(
-            report.wrong.is_empty(),
-            "wrong values: {:?}",
-            &report.wrong[..report.wrong.len().min(10)]
-        );
+        report.assert_clean("reshard");
         assert!(moved >= 100, "SlotsMoved events covered {moved} slots");
         let at_target = moving_slots
             .iter()
@@ -415,17 +420,7 @@ fn manual_failover_has_no_errors() {
             report.wrong.len(),
             cache.counters()
         );
-        assert!(report.ops.len() > 100, "the loop must have run");
-        assert!(
-            report.errors.is_empty(),
-            "errors during failover: {:?}",
-            &report.errors[..report.errors.len().min(10)]
-        );
-        assert!(
-            report.wrong.is_empty(),
-            "wrong values: {:?}",
-            &report.wrong[..report.wrong.len().min(10)]
-        );
+        report.assert_clean("failover");
     });
 }
 
