@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use sysmanage_core::BoxError;
 
 use super::lsn::Lsn;
-use super::router::{NodePool, Probe, QueryError};
+use super::pool::{NodePool, Probe, QueryError};
 
 /// Bytes of WAL each write takes in the simulation.
 const RECORD_BYTES: u64 = 64;

@@ -133,9 +133,16 @@ mod config;
 mod health;
 mod lsn;
 mod memory;
+mod monitor;
+mod node;
+mod pool;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod primary;
 mod router;
+mod select;
+mod status;
+mod topology;
 
 pub use balance::{Candidate, MIN_COST_LATENCY_SECS, PeakEwma, pick};
 pub use config::{Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, Strategy};
@@ -144,12 +151,12 @@ pub use health::{
 };
 pub use lsn::{Lsn, WalToken};
 pub use memory::{MemoryCluster, MemoryError, MemoryNode};
+pub use pool::{NodePool, PoolStats, Probe, QueryError};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgNodeOptions, pg_node, pg_node_with};
-pub use router::{
-    NodePool, NodeState, NodeStatus, PoolStats, Probe, QueryError, ReplicaRouter,
-    ReplicaRouterBuilder, RoleView, RouterStatus, choose_primary,
-};
+pub use primary::{RoleView, choose_primary};
+pub use router::{ReplicaRouter, ReplicaRouterBuilder};
+pub use status::{NodeState, NodeStatus, RouterStatus};
 
 #[cfg(test)]
 mod tests;

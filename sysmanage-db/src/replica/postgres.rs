@@ -9,7 +9,7 @@ use sysmanage_core::{BoxError, ConnectionUrl};
 
 use super::config::{NodeSpec, invalid};
 use super::lsn::Lsn;
-use super::router::{NodePool, PoolStats, Probe, QueryError};
+use super::pool::{NodePool, PoolStats, Probe, QueryError};
 use crate::error::Result;
 
 /// The monitor's one query per node: role, WAL positions, replay age.

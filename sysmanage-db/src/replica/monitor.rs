@@ -1,0 +1,342 @@
+//! The monitor: probes every node and applies what it finds (bans, roles,
+//! lag, split brain).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::{Duration, Instant};
+
+use sysmanage_core::Clock;
+
+use super::health::{LagInput, LagLimits, Transition, lag_bans};
+use super::lsn::Lsn;
+use super::node::{LAG_UNKNOWN, Node, NodeInner, Observed, Probing, ROLE_PRIMARY, ROLE_REPLICA};
+use super::pool::{NodePool, Probe};
+use super::primary::{RoleView, choose_primary};
+use super::router::{Inner, TARGET};
+use super::topology::Topology;
+use crate::error::Result;
+
+pub(super) async fn monitor_loop<P: NodePool>(
+    weak: std::sync::Weak<Inner<P>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let delay = match weak.upgrade() {
+            Some(inner) => inner.next_delay(),
+            None => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wake.notified() => {}
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        inner.probe_round(false).await;
+    }
+}
+
+impl<P: NodePool> Inner<P> {
+    /// Probes every node not already being probed, each in its own task that
+    /// applies its outcome as soon as it arrives, so a node that hangs until
+    /// the probe timeout never delays what the others report (a promotion,
+    /// say). With `wait`, returns once this round's probes are applied; if
+    /// that wait is cancelled the probes are aborted, and each clears its
+    /// node's `probing` flag as it goes (so the node is probed again next
+    /// round).
+    pub(super) async fn probe_round(self: &Arc<Self>, wait: bool) {
+        let topo = self.topology();
+        let timeout = self.config.probe_timeout;
+        let mut set = tokio::task::JoinSet::new();
+        for node in &topo.nodes {
+            if node.probing.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let guard = Probing(Arc::clone(node));
+            let weak = Arc::downgrade(self);
+            let clock = Arc::clone(&self.clock);
+            set.spawn(async move {
+                let node = &guard.0;
+                let generation = node.generation.load(Ordering::Acquire);
+                let started = clock.now();
+                let result = match tokio::time::timeout(timeout, node.pool.probe()).await {
+                    Ok(Ok(p)) => Ok(p),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("probe timed out after {timeout:?}")),
+                };
+                if let Some(inner) = weak.upgrade() {
+                    inner.apply_outcome(node, started, generation, result);
+                }
+                drop(guard);
+            });
+        }
+        if wait {
+            while set.join_next().await.is_some() {}
+        } else {
+            set.detach_all();
+        }
+    }
+
+    /// Applies one probe outcome: the node's role, health and lag, then the
+    /// router-wide decisions that depend on it (primary, lag bans).
+    /// `generation` is the node's generation when the probe started.
+    pub(super) fn apply_outcome(
+        &self,
+        node: &Arc<Node<P>>,
+        started: Instant,
+        generation: u64,
+        result: Result<Probe, String>,
+    ) {
+        let _apply = self.apply.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now();
+        let mut topo = self.topology();
+        let Some(i) = topo.nodes.iter().position(|n| Arc::ptr_eq(n, node)) else {
+            return; // removed while being probed
+        };
+        let unit = self.unit();
+        let (transition, until) = {
+            let mut g = node.lock();
+            if result.is_ok() && node.generation.load(Ordering::Acquire) != generation {
+                // Banned while this probe ran: what it saw may predate the
+                // failure, so it neither re-admits the node nor tells its
+                // replay position. The next probe will.
+                return;
+            }
+            g.ewma.decay(now);
+            node.latency
+                .store(g.ewma.estimate_secs().to_bits(), Ordering::Relaxed);
+            let t = match &result {
+                Ok(probe) => {
+                    g.observed = Observed::Answered {
+                        in_recovery: probe.in_recovery,
+                    };
+                    g.failed_probes = 0;
+                    if probe.in_recovery {
+                        g.deposed = false;
+                    }
+                    let role = if probe.in_recovery {
+                        ROLE_REPLICA
+                    } else {
+                        ROLE_PRIMARY
+                    };
+                    if node.role.swap(role, Ordering::AcqRel) != role {
+                        node.forget_replay();
+                    }
+                    // The replay position as it is now (it may have moved
+                    // back), stored before a re-admission below.
+                    if let (true, Some(replay)) = (probe.in_recovery, probe.replay_lsn) {
+                        node.replay_lsn.store(replay.as_u64(), Ordering::Release);
+                        node.has_replay.store(true, Ordering::Release);
+                    }
+                    g.last_probe = Some(self.wall_of(started));
+                    g.health.probe_ok(now)
+                }
+                Err(_) => {
+                    g.observed = Observed::Failed;
+                    g.failed_probes = g.failed_probes.saturating_add(1);
+                    g.health.probe_failed(now, &self.config.ban_backoff, unit)
+                }
+            };
+            if matches!(t, Transition::Banned(_)) {
+                node.forget_replay();
+            }
+            node.sync_ban(&g.health);
+            (t, g.health.ban().map(|b| self.wall_of(b.until)))
+        };
+        match transition {
+            Transition::Banned(reason) => {
+                let error = result.as_ref().err().map(String::as_str).unwrap_or("");
+                tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
+                    reason = reason.label(), until = ?until, error, "node banned");
+            }
+            Transition::Unbanned => {
+                tracing::info!(target: TARGET, event = "replica.unban", node = %node.name,
+                    "node re-admitted");
+            }
+            Transition::None => {}
+        }
+
+        // Which node takes writes.
+        let views: Vec<RoleView> = topo
+            .nodes
+            .iter()
+            .map(|n| {
+                let g = n.lock();
+                RoleView {
+                    answered: match g.observed {
+                        Observed::Answered { in_recovery } => Some(in_recovery),
+                        _ => None,
+                    },
+                    failed_probes: g.failed_probes,
+                    deposed: g.deposed,
+                }
+            })
+            .collect();
+        self.check_split_brain(&topo, &views);
+        let new_primary = choose_primary(topo.primary, &views, self.config.primary_failure_probes);
+        if new_primary != topo.primary {
+            let mut guard = self
+                .topology
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if Arc::ptr_eq(&guard, &topo) {
+                let old = topo.primary().map(|n| n.name.clone());
+                if let Some(old) = topo.primary() {
+                    // It must be seen in recovery before it may lead again.
+                    old.lock().deposed = true;
+                }
+                let next = Arc::new(Topology::new(topo.nodes.clone(), new_primary));
+                *guard = Arc::clone(&next);
+                drop(guard);
+                topo = next;
+                self.history
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                for n in &topo.nodes {
+                    // Lag against the old primary means nothing now.
+                    let mut g = n.lock();
+                    n.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+                    n.fresh_as_of.store(0, Ordering::Release);
+                    g.lag_time = None;
+                }
+                self.role_changes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: TARGET, event = "replica.role_change",
+                    old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
+                    "primary changed: writes re-pointed");
+            }
+        }
+
+        // The primary's position, sampled at the start of its probe.
+        if let (Some(p), Ok(probe)) = (topo.primary, &result)
+            && p == i
+            && let (false, Some(lsn)) = (probe.in_recovery, probe.current_lsn)
+        {
+            self.history
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(started, lsn);
+            // Replicas whose lag was unknown for want of a primary sample.
+            for (k, n) in topo.nodes.iter().enumerate() {
+                if k != p && n.lag_bytes().is_none() && n.has_replay.load(Ordering::Acquire) {
+                    let mut g = n.lock();
+                    self.update_lag(n, &mut g, now, None);
+                }
+            }
+        }
+
+        // This replica's lag.
+        if let Ok(probe) = &result {
+            let mut g = node.lock();
+            if probe.in_recovery && Some(i) != topo.primary {
+                let age = probe
+                    .replay_age
+                    .map(|a| a.saturating_add(now.saturating_duration_since(started)));
+                self.update_lag(node, &mut g, now, age);
+            } else {
+                node.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+                g.lag_time = None;
+            }
+        }
+
+        // Lag bans over every replica, with hysteresis and the guard.
+        let mut lag_inputs = Vec::new();
+        for (k, n) in topo.nodes.iter().enumerate() {
+            if Some(k) != topo.primary && n.role.load(Ordering::Relaxed) == ROLE_REPLICA {
+                let g = n.lock();
+                lag_inputs.push((
+                    k,
+                    LagInput {
+                        available: !g.health.is_banned() && n.weight() > 0.0,
+                        lag_banned: n.lag_banned.load(Ordering::Relaxed),
+                        lag_bytes: n.lag_bytes(),
+                        lag_time: g.lag_time.unwrap_or(Duration::MAX),
+                    },
+                ));
+            } else {
+                n.lag_banned.store(false, Ordering::Relaxed);
+            }
+        }
+        let limits = LagLimits {
+            max_bytes: self.config.max_lag_bytes,
+            max_time: self.config.max_lag,
+            recovery_ratio: self.config.lag_recovery_ratio,
+        };
+        let inputs: Vec<LagInput> = lag_inputs.iter().map(|(_, l)| *l).collect();
+        let bans = lag_bans(&inputs, &limits, self.config.min_serving_replicas);
+        for ((k, input), banned) in lag_inputs.iter().zip(bans) {
+            let n = &topo.nodes[*k];
+            if banned != input.lag_banned {
+                n.lag_banned.store(banned, Ordering::Relaxed);
+                if banned {
+                    tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %n.name,
+                        lag_bytes = ?input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
+                        "replica lag-banned");
+                } else {
+                    tracing::info!(target: TARGET, event = "replica.lag_unban", node = %n.name,
+                        lag_bytes = ?input.lag_bytes, "replica re-admitted after lagging");
+                }
+            }
+        }
+        topo.refresh_any();
+    }
+
+    /// A replica's lag from its stored replay position and the primary's
+    /// history. `replay_age` is the standby's own estimate, if any.
+    pub(super) fn update_lag(
+        &self,
+        node: &Node<P>,
+        g: &mut NodeInner,
+        now: Instant,
+        replay_age: Option<Duration>,
+    ) {
+        if !node.has_replay.load(Ordering::Acquire) {
+            node.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
+            node.fresh_as_of.store(0, Ordering::Release);
+            g.lag_time = None;
+            return;
+        }
+        let replay = Lsn::new(node.replay_lsn.load(Ordering::Acquire));
+        let (primary_lsn, fresh) = {
+            let h = self.history.lock().unwrap_or_else(PoisonError::into_inner);
+            (h.latest(), h.fresh_as_of(replay))
+        };
+        let lag_bytes = primary_lsn.map(|p| p.bytes_since(replay).min(LAG_UNKNOWN - 1));
+        node.lag_bytes
+            .store(lag_bytes.unwrap_or(LAG_UNKNOWN), Ordering::Relaxed);
+        node.fresh_as_of.store(
+            fresh.map_or(0, |t| self.nanos_since_epoch(t).saturating_add(1)),
+            Ordering::Release,
+        );
+        g.lag_time = match lag_bytes {
+            None => None,
+            Some(0) => Some(Duration::ZERO),
+            Some(_) => {
+                let by_history = fresh.map(|t| now.saturating_duration_since(t));
+                match (by_history, replay_age) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        };
+    }
+
+    /// Reports (once per episode) when more than one node answers as
+    /// writable: a split brain, e.g. an old primary back after a failover.
+    pub(super) fn check_split_brain(&self, topo: &Topology<P>, views: &[RoleView]) {
+        let writable: Vec<&str> = views
+            .iter()
+            .zip(&topo.nodes)
+            .filter(|(v, _)| v.answered == Some(false))
+            .map(|(_, n)| n.name.as_str())
+            .collect();
+        if writable.len() > 1 {
+            if !self.split_brain.swap(true, Ordering::Relaxed) {
+                tracing::warn!(target: TARGET, event = "replica.split_brain",
+                    writable = ?writable, primary = ?topo.primary().map(|n| n.name.as_str()),
+                    "more than one node accepts writes; writes stay on the current primary");
+            }
+        } else if self.split_brain.swap(false, Ordering::Relaxed) {
+            tracing::info!(target: TARGET, event = "replica.split_brain_resolved",
+                writable = ?writable, "at most one node accepts writes again");
+        }
+    }
+}

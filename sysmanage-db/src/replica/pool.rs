@@ -1,0 +1,111 @@
+//! What the router needs of a node's connection pool, and how it
+//! classifies query errors.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use sysmanage_core::BoxError;
+
+use super::lsn::Lsn;
+use crate::error::Result;
+
+/// What one health probe of a node found.
+///
+/// PostgreSQL's backend fills it from one query:
+/// `pg_is_in_recovery()`, `pg_current_wal_flush_lsn()` on a primary,
+/// `pg_last_wal_replay_lsn()` and the age of `pg_last_xact_replay_timestamp()`
+/// on a standby.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Probe {
+    /// `pg_is_in_recovery()`: true on a standby.
+    pub in_recovery: bool,
+    /// The primary's current WAL position (primaries only): the end of the
+    /// WAL flushed so far, which is what standbys can replay. (The insert
+    /// position is not suitable: at a page boundary it points past the page
+    /// header, which no standby's replay position ever equals, so an idle
+    /// primary would look a few bytes ahead of every replica forever.)
+    pub current_lsn: Option<Lsn>,
+    /// The standby's replay position (standbys only).
+    pub replay_lsn: Option<Lsn>,
+    /// Time since the last replayed commit, by the standby's clock.
+    pub replay_age: Option<Duration>,
+}
+
+impl Probe {
+    /// A primary at WAL position `current`.
+    pub fn primary(current: Lsn) -> Self {
+        Self {
+            in_recovery: false,
+            current_lsn: Some(current),
+            replay_lsn: None,
+            replay_age: None,
+        }
+    }
+
+    /// A standby that has replayed up to `replay`, its last replayed commit
+    /// `replay_age` ago.
+    pub fn replica(replay: Lsn, replay_age: Option<Duration>) -> Self {
+        Self {
+            in_recovery: true,
+            current_lsn: None,
+            replay_lsn: Some(replay),
+            replay_age,
+        }
+    }
+}
+
+/// Connection pool statistics for the status snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    /// Idle connections.
+    pub idle: u32,
+}
+
+/// A node's connection pool, as the router needs it: a clonable handle that
+/// can probe its server.
+///
+/// Implemented for `sqlx::PgPool` (feature `postgres`) and
+/// [`MemoryNode`](super::MemoryNode). Reads and writes hand the caller's
+/// closure a clone of the pool.
+pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
+    /// One health probe: role, WAL positions and replay age.
+    fn probe(&self) -> impl Future<Output = Result<Probe, BoxError>> + Send;
+
+    /// The current WAL insert position of a primary, for a [`WalToken`].
+    fn current_wal_lsn(&self) -> impl Future<Output = Result<Lsn, BoxError>> + Send;
+
+    /// A standby's replay position (`None` on a primary); polled while a
+    /// read waits for a replica to reach a token, so it should be cheap.
+    fn replay_lsn(&self) -> impl Future<Output = Result<Option<Lsn>, BoxError>> + Send;
+
+    /// Pool statistics; zero by default.
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+}
+
+/// Errors of the caller's queries, classified so that a replica dying under
+/// load costs no failed reads.
+pub trait QueryError: std::error::Error + Send + Sync + 'static {
+    /// Whether the failure is at the connection level (unreachable server,
+    /// broken connection, server shutting down) rather than an SQL error.
+    /// Connection-level read failures are retried once on another node and
+    /// ban the node.
+    fn is_connection_error(&self) -> bool;
+
+    /// Whether this failure bans the node at once. Default: the same as
+    /// [`is_connection_error`](Self::is_connection_error).
+    fn bans_node(&self) -> bool {
+        self.is_connection_error()
+    }
+
+    /// Whether a write failed because the node is read-only (it was demoted);
+    /// this triggers an immediate probe round. Default: false.
+    fn is_read_only_error(&self) -> bool {
+        false
+    }
+}
