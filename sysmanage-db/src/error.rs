@@ -60,6 +60,23 @@ pub enum Error {
         /// The rejected text (at most 40 characters).
         input: String,
     },
+    /// Text that should be a read-your-writes token (`X/Y@T` or `X/Y`) was
+    /// not.
+    #[error(
+        "invalid wal token {input:?}: expected a wal position X/Y (hexadecimal), optionally followed by @ and a timeline id (decimal, at least 1)"
+    )]
+    InvalidWalToken {
+        /// The rejected text (at most 40 characters).
+        input: String,
+    },
+    /// A timeline history file (`pg_wal/0000000N.history`) did not parse.
+    #[error("invalid history of timeline {timeline}: {reason}")]
+    InvalidTimelineHistory {
+        /// The timeline whose history was read.
+        timeline: u32,
+        /// What was wrong, with the line number.
+        reason: String,
+    },
     // --- replica routing variants (ReplicaRouter) go above this line ---
     /// A shard function found no shard for a key (a gap between ranges, a
     /// value in no list). Never turned into a broadcast.

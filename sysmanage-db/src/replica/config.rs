@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sysmanage_core::{Backoff, ConnectionUrl, Jitter};
 
-use super::lsn::WalToken;
+use super::timeline::WalToken;
 use crate::error::{Error, Result};
 
 /// How fresh a read must be.
@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 /// # Examples
 /// ```
 /// use std::time::Duration;
-/// use sysmanage_db::replica::{Consistency, Lsn};
-/// let token: Lsn = "0/3000148".parse()?;
+/// use sysmanage_db::replica::{Consistency, WalToken};
+/// let token: WalToken = "0/3000148@1".parse()?;
 /// let c = Consistency::at_least(token).with_wait(Duration::from_millis(20));
 /// assert_eq!(c.label(), "at_least");
 /// assert_eq!(Consistency::bounded_time(Duration::from_secs(1)).label(), "bounded_staleness");
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn consistency_serialises_with_a_level_tag() {
-        let c = Consistency::at_least(super::super::Lsn::new(0x300_0148));
+        let c = Consistency::at_least(super::super::Lsn::new(0x300_0148).into());
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(
             json,

@@ -12,10 +12,9 @@ use crate::error::Error;
 /// The difference of two positions is a number of WAL bytes, which is how
 /// replication lag in bytes is measured.
 ///
-/// A `Lsn` taken on the primary **after** a write committed is the
-/// read-your-writes token ([`WalToken`]): a replica whose replay position has
-/// reached it has applied that write. It serialises as its text form, so a web
-/// application can keep it in a session or a cookie.
+/// A `Lsn` taken on the primary **after** a write committed, together with
+/// the primary's timeline, is the read-your-writes token
+/// ([`WalToken`](super::WalToken)). It serialises as its text form.
 ///
 /// # Examples
 /// ```
@@ -29,18 +28,12 @@ use crate::error::Error;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Lsn(u64);
 
-/// The read-your-writes token: the primary's WAL insert position taken after
-/// a write committed. See [`Lsn`].
-pub type WalToken = Lsn;
-
 impl Lsn {
     /// The zero position (`0/0`).
     pub const ZERO: Self = Self(0);
 
-    /// The largest position (`FFFFFFFF/FFFFFFFF`). As a token no replica
-    /// reaches it, so a read with it goes to the primary:
-    /// [`write_with_token`](super::ReplicaRouter::write_with_token) returns
-    /// it when the write committed but its position could not be read.
+    /// The largest position (`FFFFFFFF/FFFFFFFF`). No replica reaches it:
+    /// [`WalToken::UNAVAILABLE`](super::WalToken::UNAVAILABLE) uses it.
     pub const MAX: Self = Self(u64::MAX);
 
     /// From a 64-bit WAL byte offset.

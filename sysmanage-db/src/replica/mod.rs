@@ -142,6 +142,7 @@ mod primary;
 mod router;
 mod select;
 mod status;
+mod timeline;
 mod topology;
 
 pub use balance::{Candidate, MIN_COST_LATENCY_SECS, PeakEwma, pick};
@@ -149,7 +150,7 @@ pub use config::{Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, St
 pub use health::{
     Ban, BanReason, LagInput, LagLimits, NodeHealth, PrimaryHistory, Transition, lag_bans,
 };
-pub use lsn::{Lsn, WalToken};
+pub use lsn::Lsn;
 pub use memory::{MemoryCluster, MemoryError, MemoryNode};
 pub use pool::{NodePool, PoolStats, Probe, QueryError};
 #[cfg(feature = "postgres")]
@@ -157,6 +158,10 @@ pub use postgres::{PgNodeOptions, pg_node, pg_node_with};
 pub use primary::{RoleView, choose_primary};
 pub use router::{ReplicaRouter, ReplicaRouterBuilder};
 pub use status::{NodeState, NodeStatus, RouterStatus};
+pub use timeline::{
+    HistoryRelation, PrimaryTimeline, ReplicaPosition, TimelineHistory, TimelineId, TimelineSwitch,
+    WalToken, history_relation, token_on_history,
+};
 
 #[cfg(test)]
 mod tests;

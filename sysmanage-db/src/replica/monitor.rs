@@ -9,10 +9,16 @@ use sysmanage_core::Clock;
 
 use super::health::{LagInput, LagLimits, Transition, lag_bans};
 use super::lsn::Lsn;
-use super::node::{LAG_UNKNOWN, Node, NodeInner, Observed, Probing, ROLE_PRIMARY, ROLE_REPLICA};
+use super::node::{
+    LAG_UNKNOWN, Node, NodeInner, Observed, Probing, ROLE_PRIMARY, ROLE_REPLICA, STREAMING_NO,
+    STREAMING_UNKNOWN, STREAMING_YES, relation_code, relation_of,
+};
 use super::pool::{NodePool, Probe};
 use super::primary::{RoleView, choose_primary};
 use super::router::{Inner, TARGET};
+use super::timeline::{
+    HistoryRelation, PrimaryTimeline, TimelineHistory, TimelineId, history_relation,
+};
 use super::topology::Topology;
 use crate::error::Result;
 
@@ -62,6 +68,30 @@ impl<P: NodePool> Inner<P> {
                     Ok(Err(e)) => Err(e.to_string()),
                     Err(_) => Err(format!("probe timed out after {timeout:?}")),
                 };
+                // A writable node's timeline history, once per timeline: it
+                // is what tells, after a promotion, which replicas' data is
+                // still the primary's.
+                if let Ok(Probe {
+                    in_recovery: false,
+                    timeline: Some(tli),
+                    ..
+                }) = &result
+                    && let Some(inner) = weak.upgrade()
+                    && !inner.knows_history(*tli)
+                {
+                    let left =
+                        timeout.saturating_sub(clock.now().saturating_duration_since(started));
+                    match tokio::time::timeout(left, node.pool.timeline_history(*tli)).await {
+                        Ok(Ok(Some(h))) if h.timeline() == *tli => inner.remember_history(h),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::debug!(target: TARGET, event = "replica.history_unavailable",
+                                node = %node.name, timeline = tli.get(), error = %e,
+                                "cannot read the timeline history");
+                        }
+                        Err(_) => {}
+                    }
+                }
                 if let Some(inner) = weak.upgrade() {
                     inner.apply_outcome(node, started, generation, result);
                 }
@@ -126,6 +156,20 @@ impl<P: NodePool> Inner<P> {
                         node.replay_lsn.store(replay.as_u64(), Ordering::Release);
                         node.has_replay.store(true, Ordering::Release);
                     }
+                    // Its timeline and where it stands on the primary's
+                    // history, also before a re-admission.
+                    node.observe_timeline(probe.timeline, probe.min_timeline);
+                    node.streaming.store(
+                        match probe.streaming {
+                            None => STREAMING_UNKNOWN,
+                            Some(true) => STREAMING_YES,
+                            Some(false) => STREAMING_NO,
+                        },
+                        Ordering::Release,
+                    );
+                    if probe.in_recovery {
+                        self.classify(node, &self.primary_timeline());
+                    }
                     g.last_probe = Some(self.wall_of(started));
                     g.health.probe_ok(now)
                 }
@@ -172,6 +216,10 @@ impl<P: NodePool> Inner<P> {
             .collect();
         self.check_split_brain(&topo, &views);
         let new_primary = choose_primary(topo.primary, &views, self.config.primary_failure_probes);
+        // Where every replica stands on the (new) primary's history, decided
+        // before writes move: a replica that diverged stops serving before
+        // any token from the new primary exists.
+        self.refresh_timelines(&topo, new_primary);
         if new_primary != topo.primary {
             let mut guard = self
                 .topology
@@ -245,7 +293,7 @@ impl<P: NodePool> Inner<P> {
                 lag_inputs.push((
                     k,
                     LagInput {
-                        available: !g.health.is_banned() && n.weight() > 0.0,
+                        available: !g.health.is_banned() && n.weight() > 0.0 && n.on_history(),
                         lag_banned: n.lag_banned.load(Ordering::Relaxed),
                         lag_bytes: n.lag_bytes(),
                         lag_time: g.lag_time.unwrap_or(Duration::MAX),
@@ -279,6 +327,81 @@ impl<P: NodePool> Inner<P> {
         topo.refresh_any();
     }
 
+    /// Whether the history of `timeline` has been read.
+    pub(super) fn knows_history(&self, timeline: TimelineId) -> bool {
+        self.histories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&timeline)
+    }
+
+    /// Keeps a timeline's history (histories never change).
+    pub(super) fn remember_history(&self, history: TimelineHistory) {
+        self.histories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(history.timeline(), Arc::new(history));
+    }
+
+    /// Decides where `node` stands on the primary's history and reports a
+    /// divergence (or its end) once per episode.
+    pub(super) fn classify(&self, node: &Node<P>, primary: &PrimaryTimeline) {
+        let relation = history_relation(primary, node.position());
+        let old = relation_of(
+            node.relation
+                .swap(relation_code(relation), Ordering::AcqRel),
+        );
+        if old == relation {
+            return;
+        }
+        let position = node.position();
+        let timeline = position.timeline.map(TimelineId::get);
+        let replay = position.replay.map(|r| r.to_string());
+        let primary_timeline = primary.timeline().map(TimelineId::get);
+        if relation == HistoryRelation::Diverged {
+            self.divergences.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: TARGET, event = "replica.diverged", node = %node.name,
+                timeline, replay = ?replay, primary_timeline,
+                "replica replayed wal the primary's history does not contain; it serves no reads until it is rebuilt and follows the primary");
+        } else if old == HistoryRelation::Diverged {
+            tracing::info!(target: TARGET, event = "replica.diverged_resolved", node = %node.name,
+                timeline, replay = ?replay, primary_timeline, relation = relation.label(),
+                "replica is on the primary's history again");
+        }
+    }
+
+    /// Re-reads what is known of the primary's timeline (node `primary` of
+    /// `topo`) and classifies every replica against it.
+    pub(super) fn refresh_timelines(&self, topo: &Topology<P>, primary: Option<usize>) {
+        let pt = match primary
+            .and_then(|p| topo.nodes.get(p))
+            .and_then(|n| TimelineId::new(n.timeline.load(Ordering::Acquire)))
+        {
+            None => PrimaryTimeline::NotReported,
+            Some(t) => match self
+                .histories
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&t)
+            {
+                Some(h) => PrimaryTimeline::History(Arc::clone(h)),
+                None => PrimaryTimeline::Timeline(t),
+            },
+        };
+        for (k, n) in topo.nodes.iter().enumerate() {
+            if Some(k) == primary || n.role.load(Ordering::Acquire) != ROLE_REPLICA {
+                n.relation
+                    .store(relation_code(HistoryRelation::Current), Ordering::Release);
+            } else {
+                self.classify(n, &pt);
+            }
+        }
+        *self
+            .primary_timeline
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = pt;
+    }
+
     /// A replica's lag from its stored replay position and the primary's
     /// history. `replay_age` is the standby's own estimate, if any.
     pub(super) fn update_lag(
@@ -288,7 +411,9 @@ impl<P: NodePool> Inner<P> {
         now: Instant,
         replay_age: Option<Duration>,
     ) {
-        if !node.has_replay.load(Ordering::Acquire) {
+        if !node.has_replay.load(Ordering::Acquire) || !node.on_history() {
+            // Unknown; lag against a history the replica does not share
+            // means nothing.
             node.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
             node.fresh_as_of.store(0, Ordering::Release);
             g.lag_time = None;

@@ -11,7 +11,9 @@ use sysmanage_core::{ConnectionUrl, Timestamp};
 use super::balance::{Candidate, PeakEwma};
 use super::config::{NodeSpec, ReplicaConfig, Role, validate_weight};
 use super::health::NodeHealth;
+use super::lsn::Lsn;
 use super::pool::QueryError;
+use super::timeline::{HistoryRelation, ReplicaPosition, TimelineId};
 use crate::error::Result;
 
 pub(super) const ROLE_PRIMARY: u8 = 1;
@@ -71,7 +73,39 @@ pub(super) struct Node<P> {
     pub(super) in_flight: AtomicU32,
     pub(super) latency: AtomicU64,
     pub(super) probing: AtomicBool,
+    /// The node's timeline; 0 = unknown.
+    pub(super) timeline: AtomicU32,
+    /// Whether `timeline` is exact (a standby's receive timeline, a
+    /// primary's insert timeline) rather than a lower bound.
+    pub(super) timeline_exact: AtomicBool,
+    /// Whether a standby's WAL receiver streams: [`STREAMING_UNKNOWN`],
+    /// [`STREAMING_YES`] or [`STREAMING_NO`].
+    pub(super) streaming: AtomicU8,
+    /// Its [`HistoryRelation`] to the primary, as [`relation_code`].
+    pub(super) relation: AtomicU8,
     pub(super) inner: Mutex<NodeInner>,
+}
+
+pub(super) const STREAMING_UNKNOWN: u8 = 0;
+pub(super) const STREAMING_YES: u8 = 1;
+pub(super) const STREAMING_NO: u8 = 2;
+
+pub(super) const fn relation_code(r: HistoryRelation) -> u8 {
+    match r {
+        HistoryRelation::Current => 0,
+        HistoryRelation::Behind => 1,
+        HistoryRelation::Diverged => 2,
+        _ => 3,
+    }
+}
+
+pub(super) const fn relation_of(code: u8) -> HistoryRelation {
+    match code {
+        0 => HistoryRelation::Current,
+        1 => HistoryRelation::Behind,
+        2 => HistoryRelation::Diverged,
+        _ => HistoryRelation::Unknown,
+    }
 }
 
 impl<P> fmt::Debug for Node<P> {
@@ -104,6 +138,49 @@ impl<P> Node<P> {
         self.banned.store(health.is_banned(), Ordering::Release);
     }
 
+    /// Its relation to the primary's timeline history.
+    pub(super) fn relation(&self) -> HistoryRelation {
+        relation_of(self.relation.load(Ordering::Acquire))
+    }
+
+    /// Whether what it replayed is part of the primary's history.
+    pub(super) fn on_history(&self) -> bool {
+        self.relation().on_history()
+    }
+
+    /// What the router knows of its timeline and replay position.
+    pub(super) fn position(&self) -> ReplicaPosition {
+        ReplicaPosition {
+            timeline: TimelineId::new(self.timeline.load(Ordering::Acquire)),
+            exact: self.timeline_exact.load(Ordering::Acquire),
+            replay: self
+                .has_replay
+                .load(Ordering::Acquire)
+                .then(|| Lsn::new(self.replay_lsn.load(Ordering::Acquire))),
+        }
+    }
+
+    /// Records the timeline a probe reported: an exact one replaces what was
+    /// known; a lower bound replaces only a lower bound or an older exact
+    /// timeline (the node moved on, e.g. it was rebuilt from a newer primary).
+    pub(super) fn observe_timeline(
+        &self,
+        exact: Option<TimelineId>,
+        lower_bound: Option<TimelineId>,
+    ) {
+        if let Some(t) = exact {
+            self.timeline.store(t.get(), Ordering::Release);
+            self.timeline_exact.store(true, Ordering::Release);
+        } else if let Some(t) = lower_bound {
+            let known = self.timeline.load(Ordering::Acquire);
+            let known_exact = self.timeline_exact.load(Ordering::Acquire);
+            if !known_exact || known < t.get() {
+                self.timeline.store(t.get(), Ordering::Release);
+                self.timeline_exact.store(false, Ordering::Release);
+            }
+        }
+    }
+
     pub(super) fn lag_bytes(&self) -> Option<u64> {
         Some(self.lag_bytes.load(Ordering::Relaxed)).filter(|&b| b != LAG_UNKNOWN)
     }
@@ -117,6 +194,9 @@ impl<P> Node<P> {
         self.replay_lsn.store(0, Ordering::Release);
         self.lag_bytes.store(LAG_UNKNOWN, Ordering::Relaxed);
         self.fresh_as_of.store(0, Ordering::Release);
+        // A node that went away may come back rebuilt on another timeline;
+        // until a probe says exactly, what was known is only a lower bound.
+        self.timeline_exact.store(false, Ordering::Release);
     }
 }
 
@@ -193,6 +273,10 @@ pub(super) fn new_node<P>(
         in_flight: AtomicU32::new(0),
         latency: AtomicU64::new(config.initial_latency.as_secs_f64().to_bits()),
         probing: AtomicBool::new(false),
+        timeline: AtomicU32::new(0),
+        timeline_exact: AtomicBool::new(false),
+        streaming: AtomicU8::new(STREAMING_UNKNOWN),
+        relation: AtomicU8::new(relation_code(HistoryRelation::Current)),
         inner: Mutex::new(NodeInner {
             observed: Observed::Unknown,
             failed_probes: 0,

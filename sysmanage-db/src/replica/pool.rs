@@ -8,14 +8,22 @@ use std::time::Duration;
 use sysmanage_core::BoxError;
 
 use super::lsn::Lsn;
+use super::timeline::{TimelineHistory, TimelineId, WalToken};
 use crate::error::Result;
 
 /// What one health probe of a node found.
 ///
 /// PostgreSQL's backend fills it from one query:
-/// `pg_is_in_recovery()`, `pg_current_wal_flush_lsn()` on a primary,
-/// `pg_last_wal_replay_lsn()` and the age of `pg_last_xact_replay_timestamp()`
-/// on a standby.
+/// `pg_is_in_recovery()`, `pg_current_wal_flush_lsn()` and the timeline of
+/// `pg_walfile_name()` on a primary; `pg_last_wal_replay_lsn()`, the age of
+/// `pg_last_xact_replay_timestamp()`, the WAL receiver's timeline and state
+/// (`pg_stat_wal_receiver`) and the last restartpoint's timeline
+/// (`pg_control_checkpoint()`) on a standby.
+///
+/// Backends that know nothing of timelines leave the timeline fields
+/// `None`; positions are then compared as they are. A backend that reports
+/// the primary's timeline should report the standbys' too: a standby whose
+/// timeline is unknown while the primary's is known serves no reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Probe {
@@ -31,6 +39,17 @@ pub struct Probe {
     pub replay_lsn: Option<Lsn>,
     /// Time since the last replayed commit, by the standby's clock.
     pub replay_age: Option<Duration>,
+    /// The timeline: a primary's insert timeline; a standby's receive
+    /// timeline (`pg_stat_wal_receiver.received_tli`, visible to roles with
+    /// `pg_read_all_stats`, e.g. members of `pg_monitor`), `None` when not
+    /// visible or no WAL receiver runs.
+    pub timeline: Option<TimelineId>,
+    /// A standby's lower bound of its timeline when `timeline` is not
+    /// visible: the timeline of its last restartpoint
+    /// (`pg_control_checkpoint()`, readable by every role).
+    pub min_timeline: Option<TimelineId>,
+    /// Whether a standby's WAL receiver is streaming; `None` when unknown.
+    pub streaming: Option<bool>,
 }
 
 impl Probe {
@@ -41,6 +60,9 @@ impl Probe {
             current_lsn: Some(current),
             replay_lsn: None,
             replay_age: None,
+            timeline: None,
+            min_timeline: None,
+            streaming: None,
         }
     }
 
@@ -52,7 +74,32 @@ impl Probe {
             current_lsn: None,
             replay_lsn: Some(replay),
             replay_age,
+            timeline: None,
+            min_timeline: None,
+            streaming: None,
         }
+    }
+
+    /// With the node's timeline (see [`Probe::timeline`]).
+    #[must_use]
+    pub fn with_timeline(mut self, timeline: TimelineId) -> Self {
+        self.timeline = Some(timeline);
+        self
+    }
+
+    /// With a standby's lower bound of its timeline (see
+    /// [`Probe::min_timeline`]).
+    #[must_use]
+    pub fn with_min_timeline(mut self, timeline: TimelineId) -> Self {
+        self.min_timeline = Some(timeline);
+        self
+    }
+
+    /// With whether a standby's WAL receiver is streaming.
+    #[must_use]
+    pub fn with_streaming(mut self, streaming: bool) -> Self {
+        self.streaming = Some(streaming);
+        self
     }
 }
 
@@ -75,12 +122,24 @@ pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
     /// One health probe: role, WAL positions and replay age.
     fn probe(&self) -> impl Future<Output = Result<Probe, BoxError>> + Send;
 
-    /// The current WAL insert position of a primary, for a [`WalToken`].
-    fn current_wal_lsn(&self) -> impl Future<Output = Result<Lsn, BoxError>> + Send;
+    /// A primary's current WAL insert position and timeline: the
+    /// read-your-writes token after a commit. An error on a standby.
+    fn wal_token(&self) -> impl Future<Output = Result<WalToken, BoxError>> + Send;
 
     /// A standby's replay position (`None` on a primary); polled while a
     /// read waits for a replica to reach a token, so it should be cheap.
     fn replay_lsn(&self) -> impl Future<Output = Result<Option<Lsn>, BoxError>> + Send;
+
+    /// The history of `timeline` (its history file), read from this node;
+    /// `Ok(None)` when the backend cannot tell (the default). The router
+    /// asks the primary for its own timeline's history once per timeline.
+    fn timeline_history(
+        &self,
+        timeline: TimelineId,
+    ) -> impl Future<Output = Result<Option<TimelineHistory>, BoxError>> + Send {
+        let _ = timeline;
+        std::future::ready(Ok(None))
+    }
 
     /// Pool statistics; zero by default.
     fn pool_stats(&self) -> PoolStats {

@@ -10,19 +10,60 @@ use sysmanage_core::{BoxError, ConnectionUrl};
 use super::config::{NodeSpec, invalid};
 use super::lsn::Lsn;
 use super::pool::{NodePool, PoolStats, Probe, QueryError};
+use super::timeline::{TimelineHistory, TimelineId, WalToken};
 use crate::error::Result;
 
-/// The monitor's one query per node: role, WAL positions, replay age.
+/// The monitor's one query per node: role, WAL positions, replay age and
+/// timelines.
 ///
 /// The primary's position is its *flush* position: that is what standbys
 /// receive and replay. The insert position can point past a page header
 /// (after a segment switch on an idle primary, 40 bytes past the replay
 /// position every standby stops at), which would make every replica look
-/// behind forever. Tokens use the insert position (see `current_wal_lsn`).
+/// behind forever. Tokens use the insert position (see `wal_token`).
+///
+/// Timelines: a primary's is the first eight hex digits of
+/// `pg_walfile_name()` (the insert timeline; `pg_control_checkpoint()` lags
+/// behind a promotion until the next checkpoint). A standby's exact one is
+/// its WAL receiver's `received_tli`, visible to `pg_read_all_stats`; every
+/// role can read the restartpoint's timeline, a lower bound. A receiver row
+/// exists while the receiver runs (its details need `pg_read_all_stats`).
 const PROBE_SQL: &str = "select pg_is_in_recovery(), \
      case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn()::text end, \
      pg_last_wal_replay_lsn()::text, \
-     extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8";
+     extract(epoch from (clock_timestamp() - pg_last_xact_replay_timestamp()))::float8, \
+     case when pg_is_in_recovery() then null \
+          else substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8) end, \
+     (select received_tli::int8 from pg_stat_wal_receiver limit 1), \
+     (select timeline_id::int8 from pg_control_checkpoint()), \
+     (select coalesce(status = 'streaming', true) from pg_stat_wal_receiver limit 1)";
+
+/// A token: the insert position and the insert timeline, read together.
+const TOKEN_SQL: &str = "select pg_current_wal_insert_lsn()::text, \
+     substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8)";
+
+type ProbeRow = (
+    bool,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<bool>,
+);
+
+fn timeline_of(n: Option<i64>) -> Option<TimelineId> {
+    n.and_then(|n| u32::try_from(n).ok())
+        .and_then(TimelineId::new)
+}
+
+fn timeline_of_hex(text: &str) -> std::result::Result<TimelineId, BoxError> {
+    u32::from_str_radix(text, 16)
+        .ok()
+        .and_then(TimelineId::new)
+        .ok_or_else(|| format!("unexpected timeline {text:?} in a wal file name").into())
+}
 
 impl NodePool for PgPool {
     /// Runs the probe on a connection of its own, opened for the probe and
@@ -31,21 +72,41 @@ impl NodePool for PgPool {
     /// once instead of after the pool's connect retries.
     async fn probe(&self) -> std::result::Result<Probe, BoxError> {
         let mut conn = self.connect_options().connect().await?;
-        let row: (bool, Option<String>, Option<String>, Option<f64>) =
-            sqlx::query_as(PROBE_SQL).fetch_one(&mut conn).await?;
+        let row: ProbeRow = sqlx::query_as(PROBE_SQL).fetch_one(&mut conn).await?;
         // Closing politely is best effort; the server cleans up either way.
         let _ = conn.close().await;
-        let (in_recovery, current, replay, age) = row;
+        let (
+            in_recovery,
+            current,
+            replay,
+            age,
+            primary_tli,
+            received_tli,
+            checkpoint_tli,
+            streaming,
+        ) = row;
         let parse = |s: Option<String>| s.map(|s| s.parse::<Lsn>()).transpose();
         let current = parse(current)?;
         let replay = parse(replay)?;
         let age = age
             .filter(|a| a.is_finite())
-            .map(|a| Duration::from_secs_f64(a.max(0.0)));
-        Ok(match (in_recovery, current) {
-            (false, Some(lsn)) => Probe::primary(lsn),
-            (false, None) => return Err("primary returned no wal position".into()),
-            (true, _) => Probe::replica(replay.unwrap_or(Lsn::ZERO), age),
+            .map(|a| Duration::from_secs_f64(a.clamp(0.0, 1e9)));
+        Ok(match (in_recovery, current, primary_tli) {
+            (false, Some(lsn), Some(tli)) => {
+                Probe::primary(lsn).with_timeline(timeline_of_hex(&tli)?)
+            }
+            (false, _, _) => return Err("primary returned no wal position".into()),
+            (true, _, _) => {
+                let mut p = Probe::replica(replay.unwrap_or(Lsn::ZERO), age)
+                    .with_streaming(streaming.unwrap_or(false));
+                if let Some(t) = timeline_of(received_tli) {
+                    p = p.with_timeline(t);
+                }
+                if let Some(t) = timeline_of(checkpoint_tli) {
+                    p = p.with_min_timeline(t);
+                }
+                p
+            }
         })
     }
 
@@ -58,11 +119,31 @@ impl NodePool for PgPool {
         Ok(text.map(|t| t.parse()).transpose()?)
     }
 
-    async fn current_wal_lsn(&self) -> std::result::Result<Lsn, BoxError> {
-        let text: String = sqlx::query_scalar("select pg_current_wal_insert_lsn()::text")
+    async fn wal_token(&self) -> std::result::Result<WalToken, BoxError> {
+        let (lsn, tli): (String, String) = sqlx::query_as(TOKEN_SQL).fetch_one(self).await?;
+        Ok(WalToken::new(lsn.parse()?, timeline_of_hex(&tli)?))
+    }
+
+    /// Reads `pg_wal/<timeline>.history` with `pg_read_file`, which needs
+    /// superuser, `pg_read_server_files`, or `EXECUTE` on
+    /// `pg_read_file(text, bigint, bigint, boolean)` granted to the role.
+    /// Without it the router still never serves a stale read; replicas on
+    /// an earlier timeline just serve nothing after a promotion until they
+    /// follow the new primary.
+    async fn timeline_history(
+        &self,
+        timeline: TimelineId,
+    ) -> std::result::Result<Option<TimelineHistory>, BoxError> {
+        if timeline.get() == 1 {
+            return Ok(Some(TimelineHistory::root(timeline)));
+        }
+        let text: Option<String> = sqlx::query_scalar("select pg_read_file($1, 0, 1048576, true)")
+            .bind(format!("pg_wal/{:08X}.history", timeline.get()))
             .fetch_one(self)
             .await?;
-        Ok(text.parse()?)
+        Ok(text
+            .map(|t| TimelineHistory::parse(timeline, &t))
+            .transpose()?)
     }
 
     fn pool_stats(&self) -> PoolStats {

@@ -1,5 +1,6 @@
 //! The router handle: its builder, reads, writes and runtime administration.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,10 +14,10 @@ use super::config::{
     Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, invalid, validate_weight,
 };
 use super::health::{PrimaryHistory, Transition};
-use super::lsn::{Lsn, WalToken};
 use super::monitor::monitor_loop;
 use super::node::{Failure, InFlight, Node, ROLE_PRIMARY, ROLE_REPLICA, failure_of, new_node};
 use super::pool::{NodePool, QueryError};
+use super::timeline::{PrimaryTimeline, TimelineHistory, TimelineId, WalToken};
 use super::topology::Topology;
 use crate::error::{Error, Result};
 
@@ -35,8 +36,14 @@ pub(super) struct Inner<P> {
     pub(super) fallbacks: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) role_changes: AtomicU64,
+    /// Replicas found diverged from the primary's history (events).
+    pub(super) divergences: AtomicU64,
     /// Whether more than one node answers as writable (reported once).
     pub(super) split_brain: AtomicBool,
+    /// What is known of the current primary's timeline and history.
+    pub(super) primary_timeline: RwLock<PrimaryTimeline>,
+    /// Timeline histories read so far (they never change).
+    pub(super) histories: Mutex<HashMap<TimelineId, Arc<TimelineHistory>>>,
     pub(super) wake: Arc<tokio::sync::Notify>,
     pub(super) apply: Mutex<()>,
     pub(super) monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -174,7 +181,10 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
             fallbacks: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             role_changes: AtomicU64::new(0),
+            divergences: AtomicU64::new(0),
             split_brain: AtomicBool::new(false),
+            primary_timeline: RwLock::new(PrimaryTimeline::NotReported),
+            histories: Mutex::new(HashMap::new()),
             wake: Arc::new(tokio::sync::Notify::new()),
             apply: Mutex::new(()),
             monitor: Mutex::new(None),
@@ -192,6 +202,14 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
 impl<P> Inner<P> {
     pub(super) fn topology(&self) -> Arc<Topology<P>> {
         Arc::clone(&self.topology.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// What is known of the primary's timeline (a cheap clone).
+    pub(super) fn primary_timeline(&self) -> PrimaryTimeline {
+        self.primary_timeline
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(super) fn unit(&self) -> f64 {
@@ -391,7 +409,7 @@ impl<P: NodePool> ReplicaRouter<P> {
     pub async fn wal_token(&self) -> Result<WalToken> {
         let inner = &*self.inner;
         let node = Arc::clone(inner.topology().primary().ok_or(Error::NoPrimary)?);
-        match node.pool.current_wal_lsn().await {
+        match node.pool.wal_token().await {
             Ok(lsn) => Ok(lsn),
             Err(source) => Err(Error::Query {
                 node: node.name.clone(),
@@ -406,7 +424,7 @@ impl<P: NodePool> ReplicaRouter<P> {
     ///
     /// Once the write succeeded this never fails: if the token cannot be
     /// read (the primary died just after the commit), the token is
-    /// [`Lsn::MAX`], which no replica reaches, so reads with it go to the
+    /// [`WalToken::UNAVAILABLE`], which no replica reaches, so reads with it go to the
     /// primary (event `replica.token_unavailable`). The caller keeps the
     /// result of a write that did commit and does not retry it.
     ///
@@ -426,7 +444,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 tracing::warn!(target: TARGET, event = "replica.token_unavailable",
                     error = %error, source = ?source,
                     "write committed but its wal position could not be read; reads with its token go to the primary");
-                Lsn::MAX
+                WalToken::UNAVAILABLE
             }
         };
         Ok((value, token))
@@ -449,7 +467,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 wait: Some(wait),
             } = consistency
                 && exclude.is_none()
-                && *token != Lsn::MAX
+                && !token.is_unavailable()
                 && let Some(node) = inner
                     .wait_for_token(&topo, consistency, *token, *wait)
                     .await

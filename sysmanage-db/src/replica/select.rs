@@ -8,10 +8,10 @@ use sysmanage_core::Clock;
 
 use super::balance::pick;
 use super::config::{Consistency, Strategy};
-use super::lsn::Lsn;
-use super::node::{Node, ROLE_REPLICA};
+use super::node::{Node, ROLE_REPLICA, STREAMING_NO};
 use super::pool::NodePool;
 use super::router::Inner;
+use super::timeline::{HistoryRelation, WalToken, token_on_history};
 use super::topology::Topology;
 
 /// Up to 64 candidate indices on the stack; more spill to the heap.
@@ -98,6 +98,14 @@ impl<P> Inner<P> {
             } => self.nanos_since_epoch(self.clock.now()),
             _ => 0,
         };
+        // A token written on a branch the primary's history does not
+        // follow (lost with an old primary) is held by no replica.
+        let token_ok = match consistency {
+            Consistency::AtLeast { token, .. } => {
+                token_on_history(&self.primary_timeline(), *token)
+            }
+            _ => true,
+        };
         let mut picks = Picks::new(topo.nodes.len());
         let mut best_tier = u8::MAX;
         let mut checked = 0;
@@ -109,7 +117,9 @@ impl<P> Inner<P> {
                 continue;
             }
             checked += 1;
-            if node.weight() <= 0.0 || node.tier > best_tier {
+            // A replica off the primary's history never serves, bans
+            // ignored or not: its data is not the primary's.
+            if node.weight() <= 0.0 || node.tier > best_tier || !node.on_history() {
                 continue;
             }
             if !ignore_bans && node.banned.load(Ordering::Acquire) {
@@ -128,8 +138,9 @@ impl<P> Inner<P> {
                         })
                 }
                 Consistency::AtLeast { token, .. } => {
-                    node.has_replay.load(Ordering::Acquire)
-                        && node.replay_lsn.load(Ordering::Acquire) >= token.as_u64()
+                    token_ok
+                        && node.has_replay.load(Ordering::Acquire)
+                        && node.replay_lsn.load(Ordering::Acquire) >= token.lsn().as_u64()
                 }
                 Consistency::Primary => false,
             };
@@ -171,26 +182,47 @@ pub(super) fn duration_nanos(d: Duration) -> u64 {
 }
 
 impl<P: NodePool> Inner<P> {
-    /// Re-polls qualifying-but-behind replicas until one reaches `token` or
-    /// `wait` (capped at `max_token_wait`) passes.
+    /// Whether `node` can reach `token` by replaying what it receives: it
+    /// serves, is on the primary's own timeline and its WAL receiver is not
+    /// known to be stopped. A replica that stopped streaming, sits on an
+    /// earlier timeline or diverged never reaches a new token: waiting for
+    /// it would only delay the read.
+    fn can_reach(&self, topo: &Topology<P>, i: usize) -> bool {
+        let node = &topo.nodes[i];
+        Some(i) != topo.primary
+            && node.role.load(Ordering::Relaxed) == ROLE_REPLICA
+            && !node.banned.load(Ordering::Acquire)
+            && node.weight() > 0.0
+            && node.relation() == HistoryRelation::Current
+            && node.streaming.load(Ordering::Acquire) != STREAMING_NO
+    }
+
+    /// Re-polls replicas that can reach `token` but have not yet, until one
+    /// has or `wait` (capped at `max_token_wait`) passes. Returns at once
+    /// when no replica can reach it.
     pub(super) async fn wait_for_token(
         &self,
         topo: &Topology<P>,
         consistency: &Consistency,
-        token: Lsn,
+        token: WalToken,
         wait: Duration,
     ) -> Option<Arc<Node<P>>> {
+        if !token_on_history(&self.primary_timeline(), token) {
+            return None;
+        }
         let start = tokio::time::Instant::now();
         let wait = wait.min(self.config.max_token_wait);
         let deadline = start.checked_add(wait).unwrap_or(start);
+        let target = token.lsn().as_u64();
         loop {
+            let mut reachable = false;
             for (i, node) in topo.nodes.iter().enumerate() {
-                if Some(i) == topo.primary
-                    || node.role.load(Ordering::Relaxed) != ROLE_REPLICA
-                    || node.banned.load(Ordering::Acquire)
-                    || node.weight() <= 0.0
-                    || (node.has_replay.load(Ordering::Acquire)
-                        && node.replay_lsn.load(Ordering::Acquire) >= token.as_u64())
+                if !self.can_reach(topo, i) {
+                    continue;
+                }
+                reachable = true;
+                if node.has_replay.load(Ordering::Acquire)
+                    && node.replay_lsn.load(Ordering::Acquire) >= target
                 {
                     continue;
                 }
@@ -211,7 +243,7 @@ impl<P: NodePool> Inner<P> {
                 return Some(node);
             }
             let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if !reachable || now >= deadline {
                 return None;
             }
             let step = self.config.token_poll_interval.min(deadline - now);
@@ -226,7 +258,7 @@ mod tests {
     use crate::replica::{MemoryCluster, MemoryNode, NodeSpec, ReplicaRouter};
 
     #[tokio::test]
-    pub(super) async fn a_stale_any_list_never_hands_out_a_banned_node() {
+    async fn a_stale_any_list_never_hands_out_a_banned_node() {
         let cluster = MemoryCluster::new();
         let router: ReplicaRouter<MemoryNode> = ReplicaRouter::builder()
             .monitor(false)

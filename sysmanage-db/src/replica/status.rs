@@ -7,9 +7,10 @@ use sysmanage_core::Timestamp;
 use super::config::{Role, Strategy};
 use super::health::BanReason;
 use super::lsn::Lsn;
-use super::node::role_from;
+use super::node::{STREAMING_NO, STREAMING_YES, role_from};
 use super::pool::NodePool;
 use super::router::ReplicaRouter;
+use super::timeline::HistoryRelation;
 
 /// Whether a node serves reads, as shown in [`NodeStatus`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -73,6 +74,17 @@ pub struct NodeStatus {
     pub pool_idle: u32,
     /// Wall-clock time of the last successful probe.
     pub last_probe: Option<Timestamp>,
+    /// The node's timeline, when known (for a standby, the one it receives
+    /// or a lower bound of it; see `timeline_exact`).
+    pub timeline: Option<u32>,
+    /// Whether `timeline` is exact.
+    pub timeline_exact: bool,
+    /// Where a replica stands on the primary's timeline history; a
+    /// replica that is not [`on_history`](HistoryRelation::on_history)
+    /// serves no reads.
+    pub history: HistoryRelation,
+    /// Whether a standby's WAL receiver streams; `None` when unknown.
+    pub streaming: Option<bool>,
 }
 
 /// A serialisable snapshot of the router.
@@ -93,6 +105,11 @@ pub struct RouterStatus {
     pub retries: u64,
     /// Primary changes detected.
     pub role_changes: u64,
+    /// The primary's timeline, when the backend reports timelines.
+    pub timeline: Option<u32>,
+    /// Times a replica was found diverged from the primary's history
+    /// (event `replica.diverged`).
+    pub divergences: u64,
     /// Every node.
     pub nodes: Vec<NodeStatus>,
 }
@@ -146,6 +163,15 @@ impl<P: NodePool> ReplicaRouter<P> {
                     pool_size: stats.size,
                     pool_idle: stats.idle,
                     last_probe: g.last_probe,
+                    timeline: std::num::NonZeroU32::new(node.timeline.load(Ordering::Relaxed))
+                        .map(std::num::NonZeroU32::get),
+                    timeline_exact: node.timeline_exact.load(Ordering::Relaxed),
+                    history: node.relation(),
+                    streaming: match node.streaming.load(Ordering::Relaxed) {
+                        STREAMING_YES => Some(true),
+                        STREAMING_NO => Some(false),
+                        _ => None,
+                    },
                 }
             })
             .collect();
@@ -157,6 +183,11 @@ impl<P: NodePool> ReplicaRouter<P> {
             fallbacks: inner.fallbacks.load(Ordering::Relaxed),
             retries: inner.retries.load(Ordering::Relaxed),
             role_changes: inner.role_changes.load(Ordering::Relaxed),
+            timeline: inner
+                .primary_timeline()
+                .timeline()
+                .map(std::num::NonZeroU32::get),
+            divergences: inner.divergences.load(Ordering::Relaxed),
             nodes,
         }
     }

@@ -1073,11 +1073,17 @@ impl NodePool for Gated {
         }
         NodePool::probe(&self.node).await
     }
-    async fn current_wal_lsn(&self) -> Result<Lsn, sysmanage_core::BoxError> {
+    async fn wal_token(&self) -> Result<WalToken, sysmanage_core::BoxError> {
         if self.fail_token.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("connection reset by peer".into());
         }
-        NodePool::current_wal_lsn(&self.node).await
+        NodePool::wal_token(&self.node).await
+    }
+    async fn timeline_history(
+        &self,
+        timeline: TimelineId,
+    ) -> Result<Option<TimelineHistory>, sysmanage_core::BoxError> {
+        NodePool::timeline_history(&self.node, timeline).await
     }
     async fn replay_lsn(&self) -> Result<Option<Lsn>, sysmanage_core::BoxError> {
         NodePool::replay_lsn(&self.node).await
@@ -1141,7 +1147,7 @@ async fn a_committed_write_is_returned_even_when_its_token_cannot_be_read() {
         .expect("the write committed");
     assert_eq!(primary.node.get("k").unwrap().as_deref(), Some("1"));
     assert!(lsn > Lsn::ZERO);
-    assert_eq!(token, Lsn::MAX);
+    assert_eq!(token, WalToken::UNAVAILABLE);
     // No replica qualifies for it, not even one that has replayed everything,
     // and the read does not wait for one.
     replica.node.resume_replay();
@@ -1182,7 +1188,7 @@ async fn a_huge_token_wait_is_capped_not_a_panic() {
 }
 
 #[tokio::test]
-async fn memory_promotion_clamps_replicas_that_had_applied_more() {
+async fn memory_promotion_leaves_replicas_that_had_applied_more_diverged() {
     let (fx, _router) = router(2).await;
     let (r0, r1) = (&fx.replicas[0], &fx.replicas[1]);
     r0.pause_replay();
@@ -1190,9 +1196,20 @@ async fn memory_promotion_clamps_replicas_that_had_applied_more() {
     fx.primary.write("b", "2").unwrap();
     fx.cluster.replicate();
     assert_eq!(r1.get("b").unwrap().as_deref(), Some("2"));
+    fx.primary.set_up(false);
     r0.promote();
+    assert_eq!(r0.timeline().get(), 2);
+    r0.write("c", "3").unwrap();
+    fx.cluster.replicate();
+    // r1 keeps the write the new history lost, and cannot follow it.
+    assert_eq!(r1.get("b").unwrap().as_deref(), Some("2"));
+    assert_eq!(r1.get("c").unwrap(), None);
+    assert_eq!(r1.timeline().get(), 1);
+    // Rebuilt, it follows again and holds exactly the new history.
+    r1.resync();
+    fx.cluster.replicate();
     assert_eq!(r1.get("b").unwrap(), None);
-    assert!(r1.snapshot().unwrap().is_empty());
+    assert_eq!(r1.get("c").unwrap().as_deref(), Some("3"));
     assert_eq!(r1.replay_lsn(), r0.replay_lsn());
 }
 
@@ -1257,4 +1274,232 @@ async fn unknown_lag_is_not_zero_lag() {
             .as_deref(),
         Some("r0")
     );
+}
+
+// --- timelines ---------------------------------------------------------------
+
+/// Reads `key` `n` times at `consistency` and returns which nodes served
+/// and what they returned.
+async fn read_key(
+    router: &ReplicaRouter<MemoryNode>,
+    c: Consistency,
+    key: &'static str,
+    n: usize,
+) -> Vec<(usize, Option<String>)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            router
+                .read(
+                    c,
+                    |node| async move { node.get(key).map(|v| (node.id(), v)) },
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// The reproduction of a promotion past a lagging standby: r0 stops, r1
+/// keeps streaming from the old primary, the primary dies, r0 comes back
+/// and is promoted. r1 holds old-timeline WAL at positions past the switch
+/// point, so comparing positions alone would let it serve tokens from the
+/// new primary that it never received.
+#[tokio::test]
+async fn a_replica_past_the_switch_point_is_diverged_and_serves_no_token() {
+    let mut c = config();
+    c.max_token_wait = Duration::from_secs(30);
+    let (fx, router) = router_with(2, c, |_, s| s).await;
+    let (r0, r1) = (&fx.replicas[0], &fx.replicas[1]);
+    let ((), old_token) = router
+        .write_with_token(|db| async move { db.write("k", "before").map(drop) })
+        .await
+        .unwrap();
+    fx.cluster.replicate();
+    r0.set_up(false);
+    for i in 0..20 {
+        fx.primary.write("lost", &i.to_string()).unwrap();
+    }
+    let ((), lost_token) = router
+        .write_with_token(|db| async move { db.write("k", "lost").map(drop) })
+        .await
+        .unwrap();
+    fx.cluster.replicate(); // r1 only
+    fx.primary.set_up(false);
+    r1.set_streaming(false); // its upstream is gone
+    r0.set_up(true);
+    r0.promote();
+    router.probe_all().await;
+    router.probe_all().await;
+    fx.clock.advance(Duration::from_secs(2));
+    router.probe_all().await;
+    assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    let s = router.status();
+    assert_eq!(s.timeline, Some(2));
+    assert_eq!(s.divergences, 1);
+    assert_eq!(s.node("r1").unwrap().history, HistoryRelation::Diverged);
+    assert!(lost_token.lsn() <= r1.replay_lsn());
+
+    // New writes on timeline 2, at positions r1 has passed on timeline 1.
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "after").map(drop) })
+        .await
+        .unwrap();
+    assert_eq!(token.timeline().map(|t| t.get()), Some(2));
+    assert!(
+        token.lsn() <= r1.replay_lsn(),
+        "the hazard this test is about"
+    );
+    // Read-your-writes never asks r1 and never waits for it.
+    let started = std::time::Instant::now();
+    let c = Consistency::at_least(token).with_wait(Duration::from_secs(20));
+    for (id, v) in read_key(&router, c, "k", 20).await {
+        assert_eq!((id, v.as_deref()), (r0.id(), Some("after")));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "a read waited");
+    // Nor does r1 serve any other read.
+    for c in [Consistency::Any, Consistency::bounded_bytes(u64::MAX)] {
+        assert!(
+            read_key(&router, c, "k", 20)
+                .await
+                .iter()
+                .all(|(id, _)| *id == r0.id())
+        );
+    }
+    // A token from before the promotion: written before the switch point,
+    // so still part of the history.
+    assert!(token_on_history(
+        &router.inner.primary_timeline(),
+        old_token
+    ));
+    // The write lost with the old primary is on no node of the history:
+    // its token goes to the primary, which does not have it either.
+    assert!(!token_on_history(
+        &router.inner.primary_timeline(),
+        lost_token
+    ));
+    let served = read_key(&router, Consistency::at_least(lost_token), "k", 5).await;
+    assert!(served.iter().all(|(id, _)| *id == r0.id()));
+
+    // Rebuilt from the new primary, r1 follows timeline 2 and serves again.
+    r1.resync();
+    fx.cluster.replicate();
+    router.probe_all().await;
+    let s = router.status();
+    assert_eq!(s.node("r1").unwrap().history, HistoryRelation::Current);
+    assert_eq!(s.node("r1").unwrap().timeline, Some(2));
+    assert_eq!(
+        router
+            .pick_replica(&Consistency::at_least(token))
+            .as_deref(),
+        Some("r1")
+    );
+}
+
+/// The plain promotion: both standbys caught up, the primary stops, one is
+/// promoted. The other sits exactly at the switch point: behind, not
+/// diverged. It serves old tokens and `Any` reads, never a new token, and
+/// is not waited for (it does not stream from the new primary); once
+/// re-pointed it streams timeline 2 and serves new tokens.
+#[tokio::test]
+async fn a_standby_at_the_switch_point_is_behind_and_becomes_current_when_repointed() {
+    let mut c = config();
+    c.max_token_wait = Duration::from_secs(30);
+    let (fx, router) = router_with(2, c, |_, s| s).await;
+    let (r0, r1) = (&fx.replicas[0], &fx.replicas[1]);
+    let ((), old_token) = router
+        .write_with_token(|db| async move { db.write("k", "v1").map(drop) })
+        .await
+        .unwrap();
+    fx.cluster.replicate();
+    fx.primary.set_up(false);
+    r1.set_streaming(false);
+    r0.promote();
+    router.probe_all().await;
+    router.probe_all().await;
+    assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    let s = router.status();
+    assert_eq!(s.node("r1").unwrap().history, HistoryRelation::Behind);
+    assert_eq!(s.divergences, 0);
+    assert_eq!(
+        router
+            .pick_replica(&Consistency::at_least(old_token))
+            .as_deref(),
+        Some("r1")
+    );
+    let ((), token) = router
+        .write_with_token(|db| async move { db.write("k", "v2").map(drop) })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let c = Consistency::at_least(token).with_wait(Duration::from_secs(20));
+    for (id, v) in read_key(&router, c, "k", 10).await {
+        assert_eq!((id, v.as_deref()), (r0.id(), Some("v2")));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited for a standby that cannot catch up"
+    );
+    // Re-pointed at the new primary: it follows the timeline switch.
+    r1.set_streaming(true);
+    fx.cluster.replicate();
+    router.probe_all().await;
+    let s = router.status();
+    assert_eq!(s.node("r1").unwrap().history, HistoryRelation::Current);
+    assert_eq!(
+        router
+            .pick_replica(&Consistency::at_least(token))
+            .as_deref(),
+        Some("r1")
+    );
+    for (id, v) in read_key(&router, Consistency::at_least(token), "k", 10).await {
+        assert_eq!((id, v.as_deref()), (r1.id(), Some("v2")));
+    }
+}
+
+/// Without the primary's history file, a replica on an earlier timeline
+/// cannot be placed: it serves nothing (never a stale read) until it is
+/// known to follow the primary's timeline.
+#[tokio::test]
+async fn without_a_history_file_only_replicas_on_the_primary_timeline_serve() {
+    let cluster = MemoryCluster::new();
+    let primary = Gated::new(cluster.add_primary());
+    let r0 = cluster.add_replica();
+    let r1 = cluster.add_replica();
+    #[derive(Clone, Debug)]
+    struct NoHistory(MemoryNode);
+    impl NodePool for NoHistory {
+        async fn probe(&self) -> Result<Probe, sysmanage_core::BoxError> {
+            NodePool::probe(&self.0).await
+        }
+        async fn wal_token(&self) -> Result<WalToken, sysmanage_core::BoxError> {
+            NodePool::wal_token(&self.0).await
+        }
+        async fn replay_lsn(&self) -> Result<Option<Lsn>, sysmanage_core::BoxError> {
+            NodePool::replay_lsn(&self.0).await
+        }
+    }
+    let router = ReplicaRouter::builder()
+        .config(config())
+        .monitor(false)
+        .primary(NodeSpec::new("p", NoHistory(primary.node.clone())))
+        .replica(NodeSpec::new("r0", NoHistory(r0.clone())))
+        .replica(NodeSpec::new("r1", NoHistory(r1.clone())))
+        .build()
+        .await
+        .unwrap();
+    assert!(router.pick_replica(&Consistency::Any).is_some());
+    primary.node.set_up(false);
+    r1.set_streaming(false);
+    r0.promote();
+    router.probe_all().await;
+    router.probe_all().await;
+    assert_eq!(router.primary_name().as_deref(), Some("r0"));
+    assert_eq!(
+        router.status().node("r1").unwrap().history,
+        HistoryRelation::Unknown
+    );
+    assert_eq!(router.pick_replica(&Consistency::Any), None);
+    assert_eq!(router.status().divergences, 0);
 }

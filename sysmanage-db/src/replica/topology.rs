@@ -37,6 +37,7 @@ impl<P> Topology<P> {
             && node.weight() > 0.0
             && !node.banned.load(Ordering::Acquire)
             && !node.lag_banned.load(Ordering::Acquire)
+            && node.on_history()
     }
 
     /// Recomputes the list under its write lock, so that concurrent
