@@ -350,8 +350,8 @@ async fn promotion_past_a_streaming_standby_marks_it_diverged_and_serves_no_stal
     let after: Vec<(String, i32)> = report
         .acked
         .iter()
-        .cloned()
         .filter(|(_, p)| *p == standby1)
+        .cloned()
         .collect();
     assert!(
         after.len() >= 100,
@@ -362,8 +362,8 @@ async fn promotion_past_a_streaming_standby_marks_it_diverged_and_serves_no_stal
     let before: Vec<(String, i32)> = report
         .acked
         .iter()
-        .cloned()
         .filter(|(_, p)| *p != standby1)
+        .cloned()
         .collect();
     let lost_async = missing(&new_primary, table, &before).await;
     eprintln!(
