@@ -1,20 +1,34 @@
 //! Replica routing against the local PostgreSQL topology (`scripts/services up`):
-//! a mixed write/read workload with read-your-writes while standby1's replay
-//! is paused and standby2 is stopped (`pg_ctl stop -m immediate`) and
-//! restarted. Restores both standbys before it exits.
+//! a mixed write/read workload with read-your-writes and bounded staleness,
+//! through two phases of faults:
+//!
+//! 1. standby1's replay is paused while standby2 is stopped
+//!    (`pg_ctl stop -m immediate`) and restarted;
+//! 2. a promotion past a lagging standby: standby1 stops, the primary keeps
+//!    writing to standby2 for a while, the primary dies (`immediate`),
+//!    standby1 comes back and is promoted. standby2 then holds WAL of the
+//!    old timeline that the new primary's history does not contain: it is
+//!    diverged and must serve nothing.
+//!
+//! Leaves a fresh PostgreSQL topology behind (`scripts/services pg-reset`).
 //!
 //! ```text
 //! scripts/services up && eval "$(scripts/services env)"
-//! cargo run -p sysmanage-examples --example replica_routing
+//! cargo run -p sysmanage-examples --features postgres --example replica_routing
 //! ```
 //!
-//! The last line is
-//! `summary: reads=<n> read_errors=<n> stale_reads=<n> writes=<n> lost_writes=<n> fallbacks=<n>`;
-//! the exit status is non-zero when read_errors, stale_reads or lost_writes is.
+//! The last line is `summary: reads=<n> read_errors=<n> stale_reads=<n>
+//! writes=<n> lost_writes=<n> lost_async=<n> fallbacks=<n> promotions=<n>
+//! diverged=<n>`. `lost_writes` counts writes acknowledged by the new primary
+//! (after the promotion) that are missing afterwards; `lost_async` the writes
+//! the old primary acknowledged but never shipped to the standby that was
+//! promoted (asynchronous replication loses them; no router can save them).
+//! The exit status is non-zero when read_errors, stale_reads or lost_writes
+//! is, or when the promotion or the divergence was not seen.
 
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -23,7 +37,6 @@ use sysmanage_examples::{init_tracing, pretty, section};
 
 const HINT: &str =
     "start the topology with `scripts/services up` and run `eval \"$(scripts/services env)\"`";
-const RUN_FOR: Duration = Duration::from_secs(6);
 const BOUND: Duration = Duration::from_millis(500);
 
 fn env(name: &str) -> Result<String, String> {
@@ -95,9 +108,33 @@ impl Drop for Restore {
 struct Counters {
     reads: AtomicU64,
     read_errors: AtomicU64,
-    stale_reads: AtomicU64,
+    /// Tags of rows a read did not see. Stale only if the row is part of
+    /// the final history: a row the old primary acknowledged but never
+    /// shipped is lost (`lost_async`), not read stale.
+    missed: std::sync::Mutex<Vec<String>>,
     writes: AtomicU64,
     write_errors: AtomicU64,
+}
+
+impl Counters {
+    fn missed(&self, tag: String) {
+        self.missed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(tag);
+    }
+}
+
+/// Resets the PostgreSQL topology (after the promotion), also on early
+/// returns and panics.
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        if let Err(e) = services(&["pg-reset"]) {
+            eprintln!("restore: {e}");
+        }
+    }
 }
 
 #[tokio::main]
@@ -118,6 +155,171 @@ async fn main() -> ExitCode {
     }
 }
 
+type Router = ReplicaRouter<sqlx::PgPool>;
+
+/// A row acknowledged by the server listening on `port` at `at`.
+#[derive(Clone, Debug)]
+struct Acked {
+    tag: String,
+    port: i32,
+    at: Instant,
+}
+
+async fn count_tag(
+    router: &Router,
+    c: Consistency,
+    tag: Option<String>,
+) -> sysmanage_db::Result<i64> {
+    router
+        .read(c, |pool| {
+            let tag = tag.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("select count(*) from replica_example where tag = $1")
+                    .bind(tag.unwrap_or_default())
+                    .fetch_one(&pool)
+                    .await
+            }
+        })
+        .await
+}
+
+/// One worker: writes rows with unique tags (row ids are not unique across
+/// a promotion that lost writes: the new primary's sequence hands them out
+/// again), reads each back with its token, and reads an older row of its
+/// own with bounded staleness.
+async fn worker(
+    router: Router,
+    worker: String,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Acked> {
+    let mut acked: Vec<Acked> = Vec::new();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let tag = format!("{worker}-{seq}");
+        let t = tag.clone();
+        let write = router
+            .write_with_token(|pool| async move {
+                sqlx::query_scalar::<_, i32>(
+                    "insert into replica_example (tag) values ($1) returning inet_server_port()",
+                )
+                .bind(t)
+                .fetch_one(&pool)
+                .await
+            })
+            .await;
+        let (port, token) = match write {
+            Ok(v) => v,
+            Err(e) => {
+                if !matches!(
+                    &e,
+                    sysmanage_db::Error::Query {
+                        connection: true,
+                        ..
+                    }
+                ) {
+                    eprintln!("write failed: {e}");
+                }
+                // The primary is down or being replaced: expected while
+                // it fails over; counted, and the worker waits a moment.
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        counters.writes.fetch_add(1, Ordering::Relaxed);
+        acked.push(Acked {
+            tag: tag.clone(),
+            port,
+            at: Instant::now(),
+        });
+
+        // Read-your-writes: the row must be there.
+        let c = Consistency::at_least(token).with_wait(Duration::from_millis(20));
+        counters.reads.fetch_add(1, Ordering::Relaxed);
+        match count_tag(&router, c, Some(tag.clone())).await {
+            Ok(1) => {}
+            Ok(_) => counters.missed(tag),
+            Err(e) => {
+                eprintln!("read failed: {e}");
+                counters.read_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        // Bounded staleness: this worker's latest row acknowledged more
+        // than BOUND ago by the server that acknowledged its last write
+        // (rows of a failed primary may be lost) must be visible.
+        let read_at = Instant::now();
+        let required = acked
+            .iter()
+            .rev()
+            .find(|a| a.at + BOUND <= read_at && a.port == port)
+            .map(|a| a.tag.clone());
+        counters.reads.fetch_add(1, Ordering::Relaxed);
+        match count_tag(&router, Consistency::bounded_time(BOUND), required.clone()).await {
+            Ok(n) if required.is_none() || n == 1 => {}
+            Ok(_) => counters.missed(required.unwrap_or_default()),
+            Err(e) => {
+                eprintln!("read failed: {e}");
+                counters.read_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    acked
+}
+
+struct Workload {
+    stop: Arc<AtomicBool>,
+    tasks: tokio::task::JoinSet<Vec<Acked>>,
+}
+
+impl Workload {
+    fn start(router: &Router, counters: &Arc<Counters>, phase: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4 {
+            let name = format!("p{phase}w{i}");
+            tasks.spawn(worker(router.clone(), name, counters.clone(), stop.clone()));
+        }
+        Self { stop, tasks }
+    }
+
+    async fn finish(mut self) -> Result<Vec<Acked>, tokio::task::JoinError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        while let Some(joined) = self.tasks.join_next().await {
+            all.extend(joined?);
+        }
+        Ok(all)
+    }
+}
+
+async fn blocking(args: &'static [&'static str]) -> Result<(), String> {
+    tokio::task::spawn_blocking(move || services(args))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// Tags of `rows` missing on the server behind `pool`.
+async fn missing(pool: &sqlx::PgPool, rows: &[&Acked]) -> Result<u64, sqlx::Error> {
+    let tags: Vec<&str> = rows.iter().map(|a| a.tag.as_str()).collect();
+    let present: i64 =
+        sqlx::query_scalar("select count(*) from replica_example where tag = any($1)")
+            .bind(&tags)
+            .fetch_one(pool)
+            .await?;
+    Ok(tags.len() as u64 - present as u64)
+}
+
+fn port_of(url: &str) -> Result<i32, String> {
+    url.rsplit(':')
+        .next()
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("no port in {url}"))
+}
+
 async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let primary_url = env("SYSMANAGE_PG_PRIMARY_URL")?;
     let standby_urls: Vec<String> = env("SYSMANAGE_PG_STANDBY_URLS")?
@@ -127,6 +329,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     let [standby1_url, standby2_url] = standby_urls.as_slice() else {
         return Err(format!("expected two standby URLs: {HINT}").into());
     };
+    let standby1_port = port_of(standby1_url)?;
 
     let mut config = ReplicaConfig::default();
     config.monitor_interval = Duration::from_millis(100);
@@ -139,6 +342,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .replica(pg_node("standby2", standby2_url.as_str(), &opts)?)
         .build()
         .await?;
+    let _reset = Reset;
 
     section("setup");
     let primary = router.primary_pool().ok_or("no primary")?;
@@ -146,7 +350,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
         .execute(&primary)
         .await?;
     sqlx::query(
-        "create table replica_example (id bigserial primary key, body text not null, \
+        "create table replica_example (id bigserial primary key, tag text not null unique, \
          at timestamptz not null default clock_timestamp())",
     )
     .execute(&primary)
@@ -164,6 +368,11 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let at = || format!("{:.1} s", started.elapsed().as_secs_f64());
+
+    section("phase 1: paused replay, a standby stopped and restarted");
     let standby1 = router.node_pool("standby1").ok_or("missing standby1")?;
     let restore = Restore {
         standby1_url: standby1_url.clone(),
@@ -171,138 +380,91 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     sqlx::query("select pg_wal_replay_pause()")
         .execute(&standby1)
         .await?;
-    println!("standby1: replay paused");
-
-    section("workload");
-    let counters = Arc::new(Counters::default());
-    let acked = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..4 {
-        let (router, counters, acked) = (router.clone(), counters.clone(), acked.clone());
-        workers.spawn(async move {
-            let mut committed: Vec<(i64, Instant)> = Vec::new();
-            while started.elapsed() < RUN_FOR {
-                let body = format!("worker {worker}");
-                let write = router
-                    .write_with_token(|pool| async move {
-                        sqlx::query_scalar::<_, i64>(
-                            "insert into replica_example (body) values ($1) returning id",
-                        )
-                        .bind(body)
-                        .fetch_one(&pool)
-                        .await
-                    })
-                    .await;
-                let (id, token) = match write {
-                    Ok(v) => v,
-                    Err(e) => {
-                        eprintln!("write failed: {e}");
-                        counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
-                counters.writes.fetch_add(1, Ordering::Relaxed);
-                acked.lock().unwrap_or_else(|p| p.into_inner()).push(id);
-                committed.push((id, Instant::now()));
-
-                // Read-your-writes: the row must be there.
-                let c = Consistency::at_least(token).with_wait(Duration::from_millis(20));
-                let read = router
-                    .read(c, |pool| async move {
-                        sqlx::query_scalar::<_, i64>(
-                            "select count(*) from replica_example where id = $1",
-                        )
-                        .bind(id)
-                        .fetch_one(&pool)
-                        .await
-                    })
-                    .await;
-                counters.reads.fetch_add(1, Ordering::Relaxed);
-                match read {
-                    Ok(1) => {}
-                    Ok(_) => {
-                        counters.stale_reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        eprintln!("read failed: {e}");
-                        counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-
-                // Bounded staleness: this worker's rows committed more than
-                // BOUND ago must be visible.
-                let read_at = Instant::now();
-                let required = committed
-                    .iter()
-                    .rev()
-                    .find(|(_, at)| *at + BOUND <= read_at)
-                    .map(|(id, _)| *id);
-                let read = router
-                    .read(Consistency::bounded_time(BOUND), |pool| async move {
-                        sqlx::query_scalar::<_, i64>(
-                            "select count(*) from replica_example where id = $1",
-                        )
-                        .bind(required.unwrap_or(0))
-                        .fetch_one(&pool)
-                        .await
-                    })
-                    .await;
-                counters.reads.fetch_add(1, Ordering::Relaxed);
-                match read {
-                    Ok(n) if required.is_none() || n == 1 => {}
-                    Ok(_) => {
-                        counters.stale_reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        eprintln!("read failed: {e}");
-                        counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        });
-    }
-
+    println!("{}: standby1 replay paused", at());
+    let load = Workload::start(&router, &counters, 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::spawn_blocking(|| services(&["pg-stop", "standby2", "immediate"])).await??;
-    println!("standby2: stopped (immediate) at {:?}", started.elapsed());
+    blocking(&["pg-stop", "standby2", "immediate"]).await?;
+    println!("{}: standby2 stopped (immediate)", at());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::spawn_blocking(|| services(&["pg-start", "standby2"])).await??;
-    println!("standby2: started again at {:?}", started.elapsed());
-    while let Some(joined) = workers.join_next().await {
-        joined?;
+    blocking(&["pg-start", "standby2"]).await?;
+    println!("{}: standby2 started again", at());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut acked = load.finish().await?;
+    drop(restore);
+    println!("{}: standby1 replay resumed", at());
+
+    section("phase 2: promotion past a lagging standby");
+    let load = Workload::start(&router, &counters, 2);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    blocking(&["pg-stop", "standby1", "fast"]).await?;
+    println!("{}: standby1 stopped; standby2 keeps streaming", at());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    blocking(&["pg-stop", "primary", "immediate"]).await?;
+    println!("{}: primary stopped (immediate)", at());
+    blocking(&["pg-start", "standby1"]).await?;
+    blocking(&["pg-promote", "standby1"]).await?;
+    println!("{}: standby1 promoted", at());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while router.primary_name().as_deref() != Some("standby1") {
+        if Instant::now() > deadline {
+            return Err("writes were not re-pointed to standby1 within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    println!("{}: writes re-pointed to standby1", at());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    acked.extend(load.finish().await?);
 
     section("status");
     let status = router.status();
     println!("{}", pretty(&status));
-    drop(restore);
-    println!("standby1: replay resumed; standby2 running");
 
-    // Every acknowledged write is on the primary.
-    let ids = acked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let present: i64 =
-        sqlx::query_scalar("select count(*) from replica_example where id = any($1)")
-            .bind(&ids)
-            .fetch_one(&primary)
-            .await?;
-    let lost = ids.len() as u64 - present as u64;
-    sqlx::query("drop table replica_example")
-        .execute(&primary)
-        .await?;
+    // Every write the new primary acknowledged is on it; writes the old
+    // primary acknowledged while standby1 was stopped are lost with it.
+    let new_primary = router.primary_pool().ok_or("no primary")?;
+    let (after, before): (Vec<&Acked>, Vec<&Acked>) =
+        acked.iter().partition(|a| a.port == standby1_port);
+    let lost = missing(&new_primary, &after).await?;
+    let lost_async = missing(&new_primary, &before).await?;
 
     let c = &counters;
+    let missed: Vec<String> = c
+        .missed
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let missed_present: i64 =
+        sqlx::query_scalar("select count(*) from replica_example where tag = any($1)")
+            .bind(&missed)
+            .fetch_one(&new_primary)
+            .await?;
     let (reads, read_errors, stale_reads, writes, write_errors) = (
         c.reads.load(Ordering::Relaxed),
         c.read_errors.load(Ordering::Relaxed),
-        c.stale_reads.load(Ordering::Relaxed),
+        missed_present as u64,
         c.writes.load(Ordering::Relaxed),
         c.write_errors.load(Ordering::Relaxed),
     );
-    println!("write_errors={write_errors} retries={}", status.retries);
+    let standby2 = status
+        .node("standby2")
+        .map(|n| n.history.label())
+        .unwrap_or("?");
     println!(
-        "summary: reads={reads} read_errors={read_errors} stale_reads={stale_reads} writes={writes} lost_writes={lost} fallbacks={}",
-        status.fallbacks
+        "reads of rows lost with the old primary: {}",
+        missed.len() as u64 - stale_reads
     );
-    Ok(read_errors == 0 && stale_reads == 0 && lost == 0 && write_errors == 0)
+    println!(
+        "write_errors={write_errors} (while no primary answered) retries={} standby2={standby2} timeline={:?}",
+        status.retries, status.timeline
+    );
+    println!(
+        "summary: reads={reads} read_errors={read_errors} stale_reads={stale_reads} writes={writes} \
+         lost_writes={lost} lost_async={lost_async} fallbacks={} promotions={} diverged={}",
+        status.fallbacks, status.role_changes, status.divergences
+    );
+    Ok(read_errors == 0
+        && stale_reads == 0
+        && lost == 0
+        && status.role_changes == 1
+        && status.divergences == 1)
 }

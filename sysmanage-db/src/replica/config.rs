@@ -220,6 +220,13 @@ pub struct ReplicaConfig {
     /// reach its token, whatever its `wait` says (the level is
     /// deserialisable, so the wait may come from outside). Default: 5 s.
     pub max_token_wait: Duration,
+    /// How long a read keeps retrying after connection-level failures
+    /// (the node it ran on died, or the primary it fell back to is failing
+    /// over), with a short backoff, before it fails. The first retry runs at
+    /// once on another node; later ones re-route from scratch, so a read
+    /// rides through a failover to the promoted node. Read closures must be
+    /// safe to repeat. Zero: one retry only. Default: 5 s.
+    pub read_retry_budget: Duration,
     /// Seed of the router's random numbers; `None` seeds from entropy.
     /// Default: `None`.
     pub seed: Option<u64>,
@@ -244,6 +251,7 @@ impl Default for ReplicaConfig {
             initial_latency: Duration::ZERO,
             token_poll_interval: Duration::from_millis(10),
             max_token_wait: Duration::from_secs(5),
+            read_retry_budget: Duration::from_secs(5),
             seed: None,
         }
     }
@@ -297,6 +305,7 @@ impl ReplicaConfig {
         bounded("monitor_jitter", self.monitor_jitter)?;
         bounded("initial_latency", self.initial_latency)?;
         bounded("max_token_wait", self.max_token_wait)?;
+        bounded("read_retry_budget", self.read_retry_budget)?;
         bounded("ban_backoff", self.ban_backoff.max())?;
         bounded("ban_backoff", self.ban_backoff.initial())?;
         if let Some(d) = self.max_lag {

@@ -29,8 +29,21 @@
 //! or has failed [`primary_failure_probes`](ReplicaConfig::primary_failure_probes)
 //! probes in a row; an old primary that comes back writable never gets the
 //! writes back unless it was first seen in recovery. A read that fails at the
-//! connection level runs once more on another node, so a replica dying
-//! under load costs no failed reads.
+//! connection level runs once more on another node at once, then keeps
+//! re-routing with a short backoff for up to
+//! [`read_retry_budget`](ReplicaConfig::read_retry_budget), so neither a
+//! replica dying under load nor a primary failing over costs a failed read.
+//!
+//! Timelines: a [`WalToken`] is a WAL position *on a timeline history*. After
+//! a promotion the router reads the new primary's timeline history file and
+//! classifies every replica ([`history_relation`]): on the primary's
+//! timeline, behind on an earlier one (a prefix of the history: it serves
+//! until it lags), or diverged (it replayed WAL the new history does not
+//! contain; it serves nothing, event `replica.diverged`). A token qualifies
+//! a replica only when the token is part of the primary's history
+//! ([`token_on_history`]) and the replica replayed past it on that history;
+//! read-your-writes reads never wait for a replica that cannot reach the
+//! token (diverged, on an earlier timeline, or not streaming).
 //!
 //! Decisions are pure functions ([`pick`], [`NodeHealth`], [`lag_bans`],
 //! [`choose_primary`], [`PrimaryHistory`]) over an explicit `now`; the router
@@ -119,12 +132,15 @@
 //! | `replica.unban` | info | a successful probe re-admits it |
 //! | `replica.lag_ban` / `replica.lag_unban` | warn / info | lag crosses the limits |
 //! | `replica.role_change` | warn | writes are re-pointed to a new primary |
+//! | `replica.diverged` | warn | a replica replayed WAL the primary's timeline history does not contain (`timeline`, `replay`, `primary_timeline`); it serves no reads |
+//! | `replica.diverged_resolved` | info | a diverged replica is on the primary's history again (rebuilt or re-pointed) |
+//! | `replica.history_unavailable` | debug | the primary's timeline history file cannot be read (see [`NodePool::timeline_history`]) |
 //! | `replica.split_brain` | warn | more than one node answers as writable (`writable`, `primary`); once per episode |
 //! | `replica.split_brain_resolved` | info | at most one node answers as writable again |
 //! | `replica.token_unavailable` | warn | a write committed but its WAL token could not be read (the token sends reads to the primary) |
 //! | `replica.fallback` | debug | no replica qualified; the primary serves |
 //! | `replica.unban_all` | debug | no replica qualified; [`NoReplicaPolicy::UnbanAll`] picked a banned one |
-//! | `replica.retry` | debug | a connection-level read failure is retried |
+//! | `replica.retry` | debug | a connection-level read failure is retried (`attempt`) |
 //!
 //! Connection URLs appear only redacted (`postgres://app:***@host/db`).
 

@@ -152,8 +152,8 @@ pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
 pub trait QueryError: std::error::Error + Send + Sync + 'static {
     /// Whether the failure is at the connection level (unreachable server,
     /// broken connection, server shutting down) rather than an SQL error.
-    /// Connection-level read failures are retried once on another node and
-    /// ban the node.
+    /// Connection-level read failures ban the node and are retried (see
+    /// [`read_retry_budget`](super::ReplicaConfig::read_retry_budget)).
     fn is_connection_error(&self) -> bool;
 
     /// Whether this failure bans the node at once. Default: the same as

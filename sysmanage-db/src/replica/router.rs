@@ -302,9 +302,12 @@ impl<P: NodePool> ReplicaRouter<P> {
     ///
     /// `f` receives a clone of the node's pool (for sqlx, a `PgPool`). If it
     /// fails at the connection level ([`QueryError::is_connection_error`]),
-    /// the node is banned and `f` runs once more on another node: make read
-    /// closures safe to repeat. Latency and in-flight counts feed the
-    /// balancer; consecutive SQL errors ban a node.
+    /// the node is banned and `f` runs once more on another node at once,
+    /// then again with a short backoff (re-routed each time, so it reaches a
+    /// promoted primary) until
+    /// [`read_retry_budget`](ReplicaConfig::read_retry_budget) is spent:
+    /// make read closures safe to repeat. Latency and in-flight counts feed
+    /// the balancer; consecutive SQL errors ban a node.
     ///
     /// # Errors
     /// [`Error::Query`] with `f`'s error as the source;
@@ -319,19 +322,33 @@ impl<P: NodePool> ReplicaRouter<P> {
     {
         let inner = &*self.inner;
         inner.reads.fetch_add(1, Ordering::Relaxed);
+        let first_try = tokio::time::Instant::now();
+        // The node of the last connection-level failure and its error;
+        // `exclude` only for the immediate retry on another node.
         let mut failed: Option<(Arc<Node<P>>, E)> = None;
+        let mut exclude = false;
+        let mut attempt: u32 = 0;
         loop {
-            let node = match self
-                .route(&consistency, failed.as_ref().map(|f| &f.0))
-                .await
-            {
+            let routed = self
+                .route(
+                    &consistency,
+                    failed.as_ref().filter(|_| exclude).map(|f| &f.0),
+                )
+                .await;
+            let node = match routed {
                 Ok(node) => node,
-                Err(e) => {
-                    return Err(match failed {
-                        Some((node, error)) => query_error(&node.name, true, error),
-                        None => e,
-                    });
-                }
+                Err(e) => match failed.take() {
+                    // Nothing else to try now: wait for the topology to
+                    // change (a promotion) while the budget lasts.
+                    Some(f) if self.may_retry_read(first_try, attempt).await => {
+                        attempt += 1;
+                        failed = Some(f);
+                        exclude = false;
+                        continue;
+                    }
+                    Some((node, error)) => return Err(query_error(&node.name, true, error)),
+                    None => return Err(e),
+                },
             };
             let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.read",
                 consistency = consistency.label(), node = %node.name, retry = failed.is_some());
@@ -348,17 +365,41 @@ impl<P: NodePool> ReplicaRouter<P> {
                 Err(e) => {
                     let connection = e.is_connection_error();
                     inner.record_error(&node, failure_of(&e));
-                    if connection && failed.is_none() {
+                    if !connection {
+                        return Err(query_error(&node.name, false, e));
+                    }
+                    let immediate = failed.is_none();
+                    if immediate || self.may_retry_read(first_try, attempt).await {
+                        if !immediate {
+                            attempt += 1;
+                        }
                         inner.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(target: TARGET, event = "replica.retry", node = %node.name,
-                            error = %e, "connection-level read failure, retrying on another node");
+                            error = %e, attempt, "connection-level read failure, retrying");
+                        exclude = immediate;
                         failed = Some((node, e));
                         continue;
                     }
-                    return Err(query_error(&node.name, connection, e));
+                    return Err(query_error(&node.name, true, e));
                 }
             }
         }
+    }
+
+    /// Whether a read that failed at the connection level may try again,
+    /// after sleeping the backoff for `attempt` (50 ms doubling to 500 ms)
+    /// and waking the monitor so that a promotion is found soon.
+    async fn may_retry_read(&self, first_try: tokio::time::Instant, attempt: u32) -> bool {
+        let budget = self.inner.config.read_retry_budget;
+        let delay = Duration::from_millis(50)
+            .saturating_mul(1 << attempt.min(4))
+            .min(Duration::from_millis(500));
+        if first_try.elapsed().saturating_add(delay) >= budget {
+            return false;
+        }
+        self.inner.wake.notify_one();
+        tokio::time::sleep(delay).await;
+        true
     }
 
     /// Runs `f` on the primary. Writes are never retried; a connection-level

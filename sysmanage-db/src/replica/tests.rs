@@ -1503,3 +1503,66 @@ async fn without_a_history_file_only_replicas_on_the_primary_timeline_serve() {
     assert_eq!(router.pick_replica(&Consistency::Any), None);
     assert_eq!(router.status().divergences, 0);
 }
+
+/// A read sent to the primary while it fails over is re-routed to the
+/// promoted node instead of failing (within `read_retry_budget`).
+#[tokio::test]
+async fn a_read_rides_through_a_primary_failover() {
+    let cluster = MemoryCluster::new();
+    let primary = cluster.add_primary();
+    let r0 = cluster.add_replica();
+    let mut c = config();
+    c.monitor_interval = Duration::from_millis(20);
+    c.monitor_jitter = Duration::from_millis(2);
+    c.ban_backoff = Backoff::builder()
+        .initial(Duration::from_millis(10))
+        .max(Duration::from_millis(50))
+        .jitter(Jitter::None)
+        .build()
+        .unwrap();
+    let router = ReplicaRouter::builder()
+        .config(c.clone())
+        .primary(NodeSpec::new("p", primary.clone()))
+        .replica(NodeSpec::new("r0", r0.clone()))
+        .build()
+        .await
+        .unwrap();
+    primary.write("k", "v").unwrap();
+    cluster.replicate();
+    primary.set_up(false);
+    let promote = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        r0.promote();
+        r0
+    });
+    let read = |router: ReplicaRouter<MemoryNode>| async move {
+        router
+            .read(Consistency::Primary, |db| async move {
+                db.get("k").map(|v| (db.id(), v))
+            })
+            .await
+    };
+    let (id, v) = read(router.clone()).await.unwrap();
+    let r0 = promote.await.unwrap();
+    assert_eq!((id, v.as_deref()), (r0.id(), Some("v")));
+    assert!(router.status().retries >= 2);
+
+    // With no budget, the same read fails after one retry.
+    c.read_retry_budget = Duration::ZERO;
+    let cluster = MemoryCluster::new();
+    let primary = cluster.add_primary();
+    let router = ReplicaRouter::builder()
+        .config(c)
+        .primary(NodeSpec::new("p", primary.clone()))
+        .build()
+        .await
+        .unwrap();
+    primary.set_up(false);
+    assert!(matches!(
+        read(router).await,
+        Err(Error::Query {
+            connection: true,
+            ..
+        })
+    ));
+}
