@@ -1,0 +1,171 @@
+//! Settings of the Redis Cluster backend.
+
+use std::time::Duration;
+
+use sysmanage_core::{Backoff, Jitter, Secret};
+
+use crate::cache::Limits;
+use crate::error::{CacheError, Result};
+
+/// Settings of [`RedisCache`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// Seed nodes, `host:port`. At least one is required.
+    pub nodes: Vec<String>,
+    /// ACL user name. Default: none.
+    pub username: Option<String>,
+    /// Password. Default: none. Never printed.
+    pub password: Option<Secret>,
+    /// Deadline of one command or one pipeline (up to 1,000 commands).
+    /// Default: 1 s.
+    pub command_timeout: Duration,
+    /// Deadline of one connection attempt. Default: 2 s.
+    pub connect_timeout: Duration,
+    /// Backoff between retries of transient errors; its `max_retries`
+    /// bounds the attempts. Default: 20 ms doubling to 400 ms, equal jitter,
+    /// at most 12 retries.
+    pub retry: Backoff,
+    /// Total time one operation may spend retrying. Default: 6 s (longer
+    /// than a typical automatic failover at `cluster-node-timeout 2000`).
+    pub retry_budget: Duration,
+    /// `MOVED`/`ASK` redirections followed per command (per slot for
+    /// multi-key operations) before it fails with
+    /// [`CacheError::Unavailable`]. Default: 16.
+    pub max_redirections: u32,
+    /// Period of the background topology refresh. Default: 10 s.
+    pub refresh_interval: Duration,
+    /// Random spread of the period, as a fraction of it (0 ≤ j < 1).
+    /// Default: 0.2.
+    pub refresh_jitter: f64,
+    /// Smallest gap between two refreshes triggered by errors. Default: 200 ms.
+    pub min_refresh_gap: Duration,
+    /// Capacity of the topology event channel. Default: 64.
+    pub event_capacity: usize,
+    /// Input limits. Default: [`Limits::default`].
+    pub limits: Limits,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            username: None,
+            password: None,
+            // fred's own default is "no timeout": a call issued during a
+            // failover would block for the whole failover.
+            command_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            retry: Backoff::builder()
+                .initial(Duration::from_millis(20))
+                .max(Duration::from_millis(400))
+                .jitter(Jitter::Equal)
+                .max_retries(12)
+                .build()
+                .unwrap_or_default(),
+            retry_budget: Duration::from_secs(6),
+            max_redirections: 16,
+            refresh_interval: Duration::from_secs(10),
+            refresh_jitter: 0.2,
+            min_refresh_gap: Duration::from_millis(200),
+            event_capacity: 64,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The defaults with these seed nodes.
+    pub fn new<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Validates the settings and parses the seed nodes.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] naming the field.
+    pub fn validate(&self) -> Result<Vec<(String, u16)>> {
+        if self.nodes.is_empty() {
+            return Err(CacheError::invalid(
+                "redis.nodes",
+                "at least one seed node is required",
+            ));
+        }
+        let nodes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                // The raw text is not echoed: a URL-shaped entry may carry
+                // a password.
+                parse_addr(n).ok_or_else(|| {
+                    CacheError::invalid(
+                        "redis.nodes",
+                        format!(
+                            "entry {i} is not host:port (URLs, schemes and credentials are \
+                             not accepted; set username/password instead)"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (field, d) in [
+            ("redis.command_timeout", self.command_timeout),
+            ("redis.connect_timeout", self.connect_timeout),
+            ("redis.refresh_interval", self.refresh_interval),
+        ] {
+            if d.is_zero() {
+                return Err(CacheError::invalid(field, "must be greater than zero"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.refresh_jitter) {
+            return Err(CacheError::invalid(
+                "redis.refresh_jitter",
+                "must be in [0, 1)",
+            ));
+        }
+        if self.max_redirections == 0 {
+            return Err(CacheError::invalid(
+                "redis.max_redirections",
+                "must be at least 1",
+            ));
+        }
+        if self.event_capacity == 0 {
+            return Err(CacheError::invalid(
+                "redis.event_capacity",
+                "must be greater than zero",
+            ));
+        }
+        self.limits.validate()?;
+        Ok(nodes)
+    }
+}
+
+/// `host:port` or `[v6]:port`; a host is letters, digits, `.`, `-` and
+/// `_` (or hex digits, `:` and `.` inside brackets). Anything URL-shaped
+/// (`redis://`, `user:pw@host`, paths) is rejected.
+pub(super) fn parse_addr(s: &str) -> Option<(String, u16)> {
+    let (host, port_text) = s.trim().rsplit_once(':')?;
+    let port: u16 = port_text.parse().ok()?;
+    if port == 0 || port.to_string() != port_text {
+        return None; // "0", "+7000", "07000"
+    }
+    let plain = |h: &str| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    let ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        }
+        None => plain(host),
+    };
+    ok.then(|| (host.to_owned(), port))
+}

@@ -1,0 +1,150 @@
+//! One fred client per node, created on first use, dropped when the node
+//! leaves the topology.
+
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError};
+
+use fred::clients::Client;
+use fred::error::Error as FredError;
+use fred::interfaces::ClientLike;
+use fred::types::Builder;
+use fred::types::config::{Config, ReconnectPolicy, ServerConfig};
+
+use super::RedisCache;
+use super::classify::routing_error;
+use super::config::parse_addr;
+
+use crate::topology::RoutingSnapshot;
+
+/// The client of one node and its connection task (which ends when its
+/// reconnect attempts are used up).
+pub(super) struct NodeConn {
+    pub(super) client: Client,
+    pub(super) task: fred::types::ConnectHandle,
+}
+
+impl NodeConn {
+    pub(super) fn usable(&self) -> Option<Client> {
+        (!self.task.is_finished()).then(|| self.client.clone())
+    }
+}
+
+/// Reconnect attempts of one node client before it gives up; the next use
+/// of the node then connects afresh. With 50 ms doubling to 1 s, about 6 s.
+pub(super) const RECONNECT_ATTEMPTS: u32 = 10;
+
+/// Commands one node client queues while its connection is down; beyond
+/// that a command fails at once with fred's `Backpressure` (not sent, so
+/// safe to retry) instead of queuing without bound.
+pub(super) const MAX_QUEUED_COMMANDS: usize = 4096;
+
+impl RedisCache {
+    /// The client of one node, connecting it on first use.
+    pub(super) async fn node(&self, addr: &str) -> std::result::Result<Client, FredError> {
+        if let Some(c) = self.cached_node(addr) {
+            return Ok(c);
+        }
+        let lock = self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(addr.to_owned())
+            .or_default()
+            .clone();
+        let _creating = lock.lock().await;
+        if let Some(c) = self.cached_node(addr) {
+            return Ok(c);
+        }
+        let (host, port) =
+            parse_addr(addr).ok_or_else(|| routing_error("node address is not host:port"))?;
+        let cfg = &self.inner.config;
+        let fred_config = Config {
+            server: ServerConfig::new_centralized(host, port),
+            username: cfg.username.clone(),
+            password: cfg.password.as_ref().map(|s| s.expose().to_owned()),
+            ..Config::default()
+        };
+        let (timeout, connect) = (cfg.command_timeout, cfg.connect_timeout);
+        let client = Builder::from_config(fred_config)
+            .with_connection_config(|c| {
+                c.connection_timeout = connect;
+                c.internal_command_timeout = connect;
+                // A command in flight when the connection drops fails; the
+                // retry loop here decides whether it may be repeated.
+                c.max_command_attempts = 1;
+                c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
+            })
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .set_policy(ReconnectPolicy::new_exponential(
+                RECONNECT_ATTEMPTS,
+                50,
+                1_000,
+                2,
+            ))
+            .build()?;
+        let task = client.init().await?;
+        let old = self
+            .inner
+            .nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                addr.to_owned(),
+                NodeConn {
+                    client: client.clone(),
+                    task,
+                },
+            );
+        if let Some(old) = old {
+            old.task.abort();
+        }
+        Ok(client)
+    }
+
+    /// The node's client if it exists and its connection task still runs.
+    pub(super) fn cached_node(&self, addr: &str) -> Option<Client> {
+        self.inner
+            .nodes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(addr)
+            .and_then(NodeConn::usable)
+    }
+
+    /// Drops the clients of nodes that serve no slot in `snapshot` and are
+    /// not connected (failed or removed nodes), ending their reconnect
+    /// loops. Connected replicas stay (statistics use them).
+    pub(super) fn prune_nodes(&self, snapshot: &RoutingSnapshot) {
+        let keep: HashSet<&str> = snapshot.primaries().into_iter().collect();
+        let mut nodes = self
+            .inner
+            .nodes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<String> = nodes
+            .iter()
+            .filter(|(a, n)| {
+                !keep.contains(a.as_str()) && (!n.client.is_connected() || n.task.is_finished())
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in &gone {
+            if let Some(n) = nodes.remove(a) {
+                n.task.abort();
+            }
+        }
+        drop(nodes);
+        let mut creating = self
+            .inner
+            .creating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for a in &gone {
+            // An entry another task holds is in use; it is dropped later.
+            if creating.get(a).is_some_and(|l| Arc::strong_count(l) == 1) {
+                creating.remove(a);
+            }
+        }
+    }
+}
