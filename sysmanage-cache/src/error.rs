@@ -124,6 +124,23 @@ pub enum CacheError {
         #[source]
         source: SharedError,
     },
+    /// A command that must not run twice (`INCRBY`, `SET … NX`) failed in a
+    /// way that leaves its outcome unknown: the connection was lost or the
+    /// deadline passed after it may have been sent. It was not retried; the
+    /// caller decides (re-read the key, or retry knowing it may apply
+    /// twice).
+    #[error("{op} on node {node} (slot {slot}) may or may not have run")]
+    Indeterminate {
+        /// The operation, e.g. `"incr"`.
+        op: &'static str,
+        /// The slot of the key.
+        slot: u16,
+        /// The node it was sent to, `host:port`.
+        node: String,
+        /// The underlying failure.
+        #[source]
+        source: SharedError,
+    },
     /// The backend failed in another way; the cause is in `source()`.
     #[error("{backend} backend failed")]
     Backend {
@@ -162,6 +179,7 @@ impl CacheError {
         matches!(
             self,
             Self::Timeout(_)
+                | Self::Indeterminate { .. }
                 | Self::Unavailable { .. }
                 | Self::NodeBatch { .. }
                 | Self::Backend { .. }
@@ -185,6 +203,7 @@ impl CacheError {
             Self::Timeout(_) => "timeout",
             Self::Unavailable { .. } => "unavailable",
             Self::NodeBatch { .. } => "node_batch",
+            Self::Indeterminate { .. } => "indeterminate",
             Self::Backend { .. } => "backend",
         }
     }

@@ -96,6 +96,11 @@ pub(super) fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Cluster => {
             plain(unavailable(e), true, false)
         }
+        // The reply channel of a command queued on a node client that was
+        // closed (the node left the topology while it was down, e.g. a
+        // primary replaced by its replica): it may or may not have been
+        // written before the connection died.
+        ErrorKind::Unknown if is_lost_reply(&details) => plain(unavailable(e), true, false),
         // No route, no connection or a full command queue: nothing was sent.
         ErrorKind::Routing | ErrorKind::Backpressure => plain(unavailable(e), true, true),
         _ => plain(
@@ -107,6 +112,16 @@ pub(super) fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -
             true,
         ),
     }
+}
+
+/// fred reports a command whose reply channel was dropped (its client was
+/// shut down with the command queued or in flight) as an unknown error
+/// with the channel's message.
+pub(super) fn is_lost_reply(details: &str) -> bool {
+    matches!(
+        details,
+        "channel closed" | "Canceled." | "Connection closed unexpectedly."
+    )
 }
 
 /// Whether a command that failed with `c` may be sent again: the error is

@@ -219,6 +219,15 @@ impl RedisCache {
                 if c.retry {
                     self.request_refresh();
                 }
+                if mode == Retry::OnlyIfNotExecuted && c.retry && !c.not_executed {
+                    // Not re-sent because it may have run: say so.
+                    return Err(CacheError::Indeterminate {
+                        op,
+                        slot: s,
+                        node: node.as_deref().unwrap_or(NO_OWNER).to_owned(),
+                        source: Arc::new(c.error),
+                    });
+                }
                 return Err(c.error);
             }
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);

@@ -3,10 +3,12 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
+use tokio::task::JoinHandle;
 
 use fred::clients::Client;
 use fred::error::Error as FredError;
 use fred::interfaces::ClientLike;
+use fred::interfaces::EventInterface;
 use fred::types::Builder;
 use fred::types::config::{Config, ReconnectPolicy, ServerConfig};
 
@@ -21,11 +23,21 @@ use crate::topology::RoutingSnapshot;
 pub(super) struct NodeConn {
     pub(super) client: Client,
     pub(super) task: fred::types::ConnectHandle,
+    /// Requests a topology refresh when the connection reports an error.
+    pub(super) watcher: JoinHandle<()>,
 }
 
 impl NodeConn {
     pub(super) fn usable(&self) -> Option<Client> {
         (!self.task.is_finished()).then(|| self.client.clone())
+    }
+
+    /// Ends the connection task (and its reconnect loop) and the watcher.
+    /// Commands still queued on the client fail, and are re-sent elsewhere
+    /// when they may be.
+    pub(super) fn close(&self) {
+        self.task.abort();
+        self.watcher.abort();
     }
 }
 
@@ -83,7 +95,31 @@ impl RedisCache {
                 2,
             ))
             .build()?;
-        let task = client.init().await?;
+        // A connection that drops (a node killed, a network fault) asks for a
+        // topology refresh at once rather than at the next period, so a
+        // promoted replica is found as soon as `CLUSTER SLOTS` shows it.
+        let mut errors = client.error_rx();
+        let refresh = Arc::downgrade(&self.inner.refresh);
+        let watcher = tokio::spawn(async move {
+            loop {
+                match errors.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        match refresh.upgrade() {
+                            Some(r) => r.notify_one(),
+                            None => return,
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let task = match client.init().await {
+            Ok(task) => task,
+            Err(e) => {
+                watcher.abort();
+                return Err(e);
+            }
+        };
         let old = self
             .inner
             .nodes
@@ -94,10 +130,11 @@ impl RedisCache {
                 NodeConn {
                     client: client.clone(),
                     task,
+                    watcher,
                 },
             );
         if let Some(old) = old {
-            old.task.abort();
+            old.close();
         }
         Ok(client)
     }
@@ -131,7 +168,7 @@ impl RedisCache {
             .collect();
         for a in &gone {
             if let Some(n) = nodes.remove(a) {
-                n.task.abort();
+                n.close();
             }
         }
         drop(nodes);

@@ -156,7 +156,7 @@ impl Drop for Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
         {
-            n.task.abort();
+            n.close();
         }
     }
 }

@@ -12,7 +12,9 @@ use fred::error::{Error as FredError, ErrorKind};
 use fred::types::{Expiration, Value};
 
 use super::RedisCache;
-use super::classify::{Classified, NO_OWNER, Redirect, Retry, classify, may_resend, routing_error};
+use super::classify::{
+    Classified, NO_OWNER, Redirect, Retry, classify, is_lost_reply, may_resend, routing_error,
+};
 use super::command::{Cmd, bytes_of, exec, int_of, send_cmd, unexpected};
 use crate::error::{CacheError, KeyResult, Result};
 use crate::slot::group_by_slot;
@@ -154,7 +156,7 @@ impl RedisCache {
             matches!(
                 e.kind(),
                 ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing
-            )
+            ) || (*e.kind() == ErrorKind::Unknown && is_lost_reply(e.details()))
         };
         if units.len() > 1 && replies.iter().all(|r| r.as_ref().is_err_and(transport)) {
             let keys_in_batch = units.iter().map(|u| u.idx.len()).sum();
