@@ -161,6 +161,9 @@ pub struct StatsSnapshot {
     pub trend: Trend,
 }
 
+/// The most decisions a [`DecisionStats`] keeps (2^20).
+pub const MAX_STATS_CAP: usize = 1 << 20;
+
 /// A bounded log of decisions (default 1024) with summary statistics.
 ///
 /// # Examples
@@ -188,10 +191,10 @@ impl Default for DecisionStats {
 }
 
 impl DecisionStats {
-    /// Keeps at most `cap` decisions (at least 1).
+    /// Keeps at most `cap` decisions, clamped to `1..=`[`MAX_STATS_CAP`].
     pub fn new(cap: usize) -> Self {
         Self {
-            cap: cap.max(1),
+            cap: cap.clamp(1, MAX_STATS_CAP),
             log: VecDeque::new(),
         }
     }
@@ -321,7 +324,7 @@ impl<S: AutoScaler> Controller<S> {
     /// A controller deciding every `interval` (Kubernetes' default sync period is 15 s).
     ///
     /// # Errors
-    /// [`ScalingError::Core`] for a zero interval.
+    /// [`ScalingError::OutOfRange`] for an interval outside 1 ms ..= 1 day.
     pub fn new(
         scaler: S,
         metrics: Arc<dyn MetricsSource>,
@@ -329,7 +332,12 @@ impl<S: AutoScaler> Controller<S> {
         clock: Arc<dyn Clock>,
         interval: Duration,
     ) -> Result<Self> {
-        sysmanage_core::ensure_nonzero("controller.interval", interval)?;
+        crate::limits::duration(
+            "controller.interval",
+            interval,
+            Duration::from_millis(1),
+            crate::limits::MAX_WINDOW,
+        )?;
         Ok(Self {
             scaler,
             metrics,
@@ -348,9 +356,14 @@ impl<S: AutoScaler> Controller<S> {
     /// pass, and its actuation is not recorded.
     ///
     /// # Errors
-    /// [`ScalingError::Core`] for a zero timeout.
+    /// [`ScalingError::OutOfRange`] for a timeout outside 1 ms ..= 1 day.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Result<Self> {
-        sysmanage_core::ensure_nonzero("controller.callTimeout", timeout)?;
+        crate::limits::duration(
+            "controller.callTimeout",
+            timeout,
+            Duration::from_millis(1),
+            crate::limits::MAX_WINDOW,
+        )?;
         self.call_timeout = timeout;
         Ok(self)
     }

@@ -24,6 +24,17 @@ pub enum ScalingError {
         /// The configured maximum.
         max: u32,
     },
+    /// A count, duration or number was outside its documented range
+    /// (see [`limits`](crate::limits)).
+    #[error("{field} must be in {range}, got {value}")]
+    OutOfRange {
+        /// The rejected field, e.g. `"maxReplicas"` or `"controller.interval"`.
+        field: &'static str,
+        /// The value that was given.
+        value: String,
+        /// The accepted range.
+        range: String,
+    },
     /// A metric value or target was NaN or infinite.
     #[error("metric {metric:?}: {field} must be a finite number, got {value}")]
     NonFinite {
@@ -82,6 +93,7 @@ impl ScalingError {
         match self {
             Self::InvalidSpec { .. } => "invalid_spec",
             Self::MinAboveMax { .. } => "min_above_max",
+            Self::OutOfRange { .. } => "out_of_range",
             Self::NonFinite { .. } => "non_finite",
             Self::Negative { .. } => "negative",
             Self::MismatchedReading { .. } => "mismatched_reading",

@@ -12,6 +12,7 @@
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//! | [`limits`] | the ranges every count and duration is validated against |
 //!
 //! Every decision is a pure function of a spec, saved state, an
 //! [`Observation`] and an explicit `now`. Scale events count only when the
@@ -53,6 +54,40 @@
 //! Kubernetes milli-units (rounded to nearest) before Kubernetes' integer
 //! arithmetic. Utilization readings are percent of the pods' requests.
 //!
+//! # What is validated, what is clamped
+//!
+//! Validated when built or called, with a typed error naming the field and
+//! the range ([`ScalingError::OutOfRange`], [`ScalingError::InvalidSpec`],
+//! [`ScalingError::NonFinite`], [`ScalingError::Negative`]):
+//!
+//! - replica counts everywhere they enter (`minReplicas`, `maxReplicas`,
+//!   policy values, an [`Observation`]'s current/status/ready replicas,
+//!   [`ReplicaCounts`], [`Hpa::normalize`]'s inputs, [`CompositeConfig`]
+//!   bounds, [`ServiceModel::initial_replicas`]): at most
+//!   [`limits::MAX_REPLICAS`] = `i32::MAX`, as Kubernetes' `int32`;
+//! - metric targets (greater than zero, finite; at least 0.001 for values),
+//!   in [`HpaSpec::validate`] *and* in [`calc::calculate`];
+//! - tolerances (finite, `>= 0`), readings, requests, latency and error
+//!   signals (finite, `>= 0`);
+//! - durations: stabilization windows `0..=3600 s` and policy periods
+//!   `1..=1800 s` (Kubernetes' bounds); lead times, flap windows,
+//!   cooldowns, start-up times, controller intervals and call timeouts at
+//!   most [`limits::MAX_WINDOW`] (one day); forecast and simulation steps at
+//!   least [`limits::MIN_STEP`] (one second); at most 1440 forecasts per
+//!   decision;
+//! - traces (2 ..= 2^24 finite, non-negative samples), simulations (at most
+//!   [`MAX_SIM_STEPS`] steps).
+//!
+//! Clamped, never an error: proposals saturate at `i32::MAX` before the
+//! bounds apply; [`AutoScaler::record_actuation`] clamps counts to
+//! `MAX_REPLICAS`; [`DecisionStats::new`] clamps its capacity to
+//! `1..=`[`control::MAX_STATS_CAP`]; timestamp arithmetic saturates at the
+//! ends of [`Timestamp`](sysmanage_core::Timestamp)'s range (a window reaching
+//! before the earliest timestamp covers everything); stored
+//! recommendations and events are capped at [`kube::MAX_HISTORY`]. A
+//! forecast that is not finite or cannot be converted is ignored and
+//! reported, never acted on.
+//!
 //! # Tracing
 //!
 //! The [`Controller`] emits events with target `sysmanage_scaling` and a
@@ -72,6 +107,7 @@ pub mod control;
 pub mod error;
 pub mod hpa;
 pub mod kube;
+pub mod limits;
 pub mod observe;
 pub mod scaler;
 pub mod sim;

@@ -300,19 +300,19 @@ impl Trace {
     }
 }
 
-/// The simulated service.
+/// The simulated service; [`simulate`] validates it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceModel {
-    /// Requests/s one replica serves at 100 % CPU.
+    /// Requests/s one replica serves at 100 % CPU (finite, `> 0`).
     pub capacity_per_replica: f64,
-    /// Time from scale-up to serving.
+    /// Time from scale-up to serving (at most one day).
     pub startup: Duration,
-    /// p95 latency of an idle replica, ms.
+    /// p95 latency of an idle replica, ms (`> 0`, at most 10^9).
     pub base_latency_ms: f64,
-    /// The latency SLO, ms.
+    /// The latency SLO, ms (`> 0`, at most 10^9).
     pub slo_latency_ms: f64,
-    /// Replicas at the start.
+    /// Replicas at the start (at most [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS)).
     pub initial_replicas: u32,
 }
 
@@ -355,9 +355,14 @@ pub const MAX_SIM_STEPS: u64 = 1 << 25;
 /// step = `interval`). `feed` receives every observed request rate (for a
 /// forecaster that learns online).
 ///
+/// A decision above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) (possible
+/// only from a custom [`AutoScaler`]) counts as a decision error and is not
+/// actuated.
+///
 /// # Errors
-/// [`ScalingError::InvalidSpec`] for a zero interval, more than
-/// [`MAX_SIM_STEPS`] steps, or a model with non-positive capacity or latencies.
+/// [`ScalingError::OutOfRange`] for an interval outside 1 s ..= 1 day, a
+/// model outside the ranges documented on [`ServiceModel`];
+/// [`ScalingError::InvalidSpec`] for more than [`MAX_SIM_STEPS`] steps.
 pub fn simulate(
     trace: &Trace,
     scaler: &mut dyn AutoScaler,
@@ -365,24 +370,36 @@ pub fn simulate(
     interval: Duration,
     mut feed: Option<&mut dyn FnMut(Timestamp, f64)>,
 ) -> Result<SimReport> {
-    if interval.is_zero() {
-        return Err(ScalingError::invalid(
-            "simulate.interval",
-            "must be greater than zero",
-        ));
-    }
-    for (f, v) in [
-        ("model.capacityPerReplica", model.capacity_per_replica),
-        ("model.baseLatencyMs", model.base_latency_ms),
-        ("model.sloLatencyMs", model.slo_latency_ms),
+    crate::limits::duration(
+        "simulate.interval",
+        interval,
+        crate::limits::MIN_STEP,
+        crate::limits::MAX_WINDOW,
+    )?;
+    for (f, v, max) in [
+        (
+            "model.capacityPerReplica",
+            model.capacity_per_replica,
+            f64::MAX,
+        ),
+        ("model.baseLatencyMs", model.base_latency_ms, 1e9),
+        ("model.sloLatencyMs", model.slo_latency_ms, 1e9),
     ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(ScalingError::invalid(
-                f,
-                format!("must be a finite number > 0, got {v}"),
-            ));
+        if !(v.is_finite() && v > 0.0 && v <= max) {
+            return Err(ScalingError::OutOfRange {
+                field: f,
+                value: v.to_string(),
+                range: format!("(0, {max:e}]"),
+            });
         }
     }
+    crate::limits::duration(
+        "model.startup",
+        model.startup,
+        Duration::ZERO,
+        crate::limits::MAX_WINDOW,
+    )?;
+    crate::limits::replicas("model.initialReplicas", model.initial_replicas)?;
     let start = Timestamp::from_secs(1_700_000_000);
     let steps = (trace.duration().as_secs_f64() / interval.as_secs_f64()).floor() as u64;
     if steps > MAX_SIM_STEPS {
@@ -460,6 +477,9 @@ pub fn simulate(
             .latency_p95_ms(latency.min(60_000.0))
             .error_rate(shed);
         match scaler.decide(&obs, now) {
+            Ok(d) if d.desired_replicas > crate::limits::MAX_REPLICAS => {
+                report.decision_errors += 1;
+            }
             Ok(d) if d.desired_replicas != provisioned => {
                 let to = d.desired_replicas;
                 if to > provisioned {
@@ -490,6 +510,9 @@ pub fn simulate(
     Ok(report)
 }
 
+/// The longest season [`SeasonalNaive`] accepts, in steps.
+const MAX_SEASON_STEPS: usize = 1 << 20;
+
 /// A small online forecaster for replays and tests: seasonal naive with a
 /// level correction, `ŷ(t+h) = y(t+h−S) × mean(last hour) / mean(the hour a season earlier)`,
 /// reporting its own rolling mean absolute percentage error as `recent_error`.
@@ -513,13 +536,28 @@ impl SeasonalNaive {
     /// A forecaster for `signal` sampled every `step` with season `season` (e.g. one day).
     ///
     /// # Errors
-    /// [`ScalingError::InvalidSpec`] when `step` is zero or the season is not a multiple of it.
+    /// [`ScalingError::OutOfRange`] for a step outside 1 s ..= 1 day or a
+    /// season of more than 2^20 steps; [`ScalingError::InvalidSpec`] when the
+    /// season is not a whole multiple of the step.
     pub fn new(signal: impl Into<String>, step: Duration, season: Duration) -> Result<Self> {
-        if step.is_zero() || season < step || !season.as_millis().is_multiple_of(step.as_millis()) {
+        crate::limits::duration(
+            "seasonalNaive.step",
+            step,
+            crate::limits::MIN_STEP,
+            crate::limits::MAX_WINDOW,
+        )?;
+        if season < step || !season.as_millis().is_multiple_of(step.as_millis()) {
             return Err(ScalingError::invalid(
                 "seasonalNaive.season",
-                "step must be > 0 and the season a multiple of it",
+                "must be a whole multiple of the step",
             ));
+        }
+        if season.as_millis() / step.as_millis() > MAX_SEASON_STEPS as u128 {
+            return Err(ScalingError::OutOfRange {
+                field: "seasonalNaive.season",
+                value: format!("{season:?}"),
+                range: format!("at most {MAX_SEASON_STEPS} steps"),
+            });
         }
         Ok(Self {
             signal: signal.into(),
@@ -603,7 +641,9 @@ impl LoadForecast for SeasonalNaive {
             });
         }
         let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let ahead = (horizon.as_millis() / self.step.as_millis()) as usize;
+        // a horizon beyond usize is beyond any season: insufficient data
+        let ahead =
+            usize::try_from(horizon.as_millis() / self.step.as_millis()).unwrap_or(usize::MAX);
         let have = st.history.len();
         if have < self.season || ahead >= self.season {
             return Err(sysmanage_core::Error::InsufficientData {
