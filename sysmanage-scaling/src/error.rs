@@ -35,6 +35,14 @@ pub enum ScalingError {
         /// The accepted range.
         range: String,
     },
+    /// A Kubernetes manifest did not parse or does not pass the API server's validation.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// Where: a field path such as `spec.metrics[0].resource.target`, or `line L column C`.
+        path: String,
+        /// What is wrong, in the API server's words where it has them.
+        reason: String,
+    },
     /// A metric value or target was NaN or infinite.
     #[error("metric {metric:?}: {field} must be a finite number, got {value}")]
     NonFinite {
@@ -94,6 +102,7 @@ impl ScalingError {
             Self::InvalidSpec { .. } => "invalid_spec",
             Self::MinAboveMax { .. } => "min_above_max",
             Self::OutOfRange { .. } => "out_of_range",
+            Self::Manifest { .. } => "manifest",
             Self::NonFinite { .. } => "non_finite",
             Self::Negative { .. } => "negative",
             Self::MismatchedReading { .. } => "mismatched_reading",

@@ -99,6 +99,7 @@
 //!
 //! None.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod calc;
@@ -108,6 +109,7 @@ pub mod error;
 pub mod hpa;
 pub mod kube;
 pub mod limits;
+pub mod manifest;
 pub mod observe;
 pub mod scaler;
 pub mod sim;
