@@ -43,6 +43,9 @@ pub enum ScalingError {
         /// What is wrong, in the API server's words where it has them.
         reason: String,
     },
+    /// The controller has been shut down ([`ControllerHandle::shutdown`](crate::ControllerHandle::shutdown)).
+    #[error("the controller has been shut down")]
+    ShutDown,
     /// A metric value or target was NaN or infinite.
     #[error("metric {metric:?}: {field} must be a finite number, got {value}")]
     NonFinite {
@@ -103,6 +106,7 @@ impl ScalingError {
             Self::MinAboveMax { .. } => "min_above_max",
             Self::OutOfRange { .. } => "out_of_range",
             Self::Manifest { .. } => "manifest",
+            Self::ShutDown => "shut_down",
             Self::NonFinite { .. } => "non_finite",
             Self::Negative { .. } => "negative",
             Self::MismatchedReading { .. } => "mismatched_reading",

@@ -90,14 +90,26 @@
 //!
 //! # Tracing
 //!
-//! The [`Controller`] emits events with target `sysmanage_scaling` and a
-//! stable `event` field: `decision` (debug), `actuated` (info),
-//! `actuation_failed`, `metrics_failed`, `decision_rejected` (warn), and
-//! `forecast_failed` (debug) from [`Scaler`]. No subscriber is installed.
+//! Every event's target starts with `sysmanage_scaling`, so
+//! `RUST_LOG=sysmanage_scaling=debug` shows them all and
+//! `RUST_LOG=sysmanage_scaling::controller=info` one module. Each carries a
+//! stable `event` field. No subscriber is installed.
+//!
+//! | target | event | level | when |
+//! |---|---|---|---|
+//! | `sysmanage_scaling::controller` | `decision` | debug | every pass of the [`Controller`] |
+//! | `sysmanage_scaling::controller` | `actuated` | info | the target was scaled and the actuation recorded |
+//! | `sysmanage_scaling::controller` | `actuation_failed` | warn | the scale call failed or timed out |
+//! | `sysmanage_scaling::controller` | `metrics_failed` | warn | the metrics source failed or timed out |
+//! | `sysmanage_scaling::controller` | `decision_rejected` | warn | the scaler rejected the observation |
+//! | `sysmanage_scaling::controller` | `shutdown` | info / warn | a [`ControllerHandle::shutdown`] finished (warn: the pass in flight was abandoned) |
+//! | `sysmanage_scaling::scaler` | `forecast_failed` | debug | [`Scaler`]'s forecaster failed or returned an unusable value |
 //!
 //! # Feature flags
 //!
-//! None.
+//! - `yaml`: Kubernetes manifests in YAML ([`HpaSpec::from_manifest_yaml`],
+//!   [`manifest::documents_from_yaml`]) through `serde_norway`. JSON manifests
+//!   need no feature.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -118,8 +130,8 @@ pub mod spec;
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
 pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig, CompositeState};
 pub use control::{
-    Controller, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats, InMemoryMetrics,
-    InMemoryTarget, MetricsSource, ScaleTarget, StatsSnapshot, Trend,
+    Controller, ControllerHandle, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats,
+    InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget, Shutdown, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};

@@ -663,7 +663,7 @@ impl AutoScaler for Scaler {
                     });
                 }
                 Err(e) => {
-                    tracing::debug!(target: "sysmanage_scaling", event = "forecast_failed", error = %e);
+                    tracing::debug!(target: "sysmanage_scaling::scaler", event = "forecast_failed", error = %e);
                     reasons.push(Reason::ForecastIgnored);
                     proposals.push(MetricProposal {
                         metric: format!("forecast:{}", p.signal),

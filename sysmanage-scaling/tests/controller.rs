@@ -303,3 +303,258 @@ fn the_run_future_is_send() {
     let fut = ctl.run(rx);
     send(&fut);
 }
+
+/// A target whose scale calls take `delay` (a slow cloud API).
+#[derive(Debug)]
+struct SlowTarget {
+    inner: InMemoryTarget,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl sysmanage_scaling::ScaleTarget for SlowTarget {
+    async fn replicas(&self) -> Result<u32, sysmanage_core::BoxError> {
+        self.inner.replicas().await
+    }
+    async fn scale(&self, replicas: u32) -> Result<(), sysmanage_core::BoxError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.scale(replicas).await
+    }
+}
+
+fn slow_controller(delay: Duration) -> (Controller<Hpa>, Arc<SlowTarget>, Arc<InMemoryMetrics>) {
+    let metrics = Arc::new(InMemoryMetrics::new(cpu(100.0)));
+    let target = Arc::new(SlowTarget {
+        inner: InMemoryTarget::new(2),
+        delay,
+    });
+    let ctl = Controller::new(
+        Hpa::new(spec()).unwrap(),
+        metrics.clone(),
+        target.clone(),
+        Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000))),
+        Duration::from_secs(15),
+    )
+    .unwrap()
+    .with_call_timeout(Duration::from_secs(120))
+    .unwrap();
+    (ctl, target, metrics)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_reads_status_while_the_loop_runs() {
+    let (ctl, target, metrics) = slow_controller(Duration::ZERO);
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = handle.status(Duration::from_secs(3600)).unwrap();
+    assert_eq!(status.scaler, "hpa");
+    assert_eq!(status.stats.scale_up, 1);
+    assert_eq!(status.last_decision.unwrap().desired_replicas, 4);
+    metrics.set(cpu(50.0));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let status = handle.status(Duration::from_secs(3600)).unwrap();
+    assert_eq!(status.stats.total, 2, "the second pass is visible too");
+    assert_eq!(
+        handle.last_decision().unwrap().unwrap().action,
+        Action::None
+    );
+    assert!(!task.is_finished());
+    assert!(
+        handle
+            .shutdown(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .graceful
+    );
+    let ctl = task.await.unwrap();
+    assert_eq!(target.inner.history(), vec![4]);
+    assert_eq!(
+        ctl.stats()
+            .snapshot(Timestamp::from_secs(1_700_000_000), Duration::from_secs(60))
+            .total,
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_an_in_flight_actuation_finish_within_the_deadline() {
+    // the scale call takes 5 s; shutdown starts 1 s into it with a 10 s deadline
+    let (ctl, target, _) = slow_controller(Duration::from_secs(5));
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        target.inner.history().is_empty(),
+        "the scale call is in flight"
+    );
+    let started = tokio::time::Instant::now();
+    let r = handle.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert!(r.graceful);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(4),
+        "waited for the call, not the deadline"
+    );
+    assert_eq!(target.inner.history(), vec![4], "the actuation completed");
+    let mut ctl = task.await.unwrap();
+    // the confirmed actuation was recorded and the decision kept
+    assert_eq!(ctl.last_decision().unwrap().desired_replicas, 4);
+    // later calls are typed errors
+    assert!(matches!(
+        handle.status(Duration::from_secs(60)),
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(
+        handle.last_decision(),
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(
+        handle.shutdown(Duration::from_secs(1)).await,
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(ctl.tick().await, Err(ScalingError::ShutDown)));
+    assert!(target.inner.history().len() == 1, "no pass after shutdown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_abandons_a_pass_that_outlasts_the_deadline() {
+    let (ctl, target, _) = slow_controller(Duration::from_secs(60));
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let clone = handle.clone();
+    let started = tokio::time::Instant::now();
+    let r = clone.shutdown(Duration::from_secs(2)).await.unwrap();
+    assert!(!r.graceful);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let ctl = task.await.unwrap();
+    assert!(
+        target.inner.history().is_empty(),
+        "the scale call was abandoned"
+    );
+    assert!(
+        ctl.last_decision().is_none(),
+        "an unconfirmed actuation is not recorded"
+    );
+    assert!(handle.status(Duration::from_secs(60)).is_err());
+    // a deadline beyond a day is refused before anything stops
+    let (ctl, _, _) = slow_controller(Duration::ZERO);
+    let (h, _run) = ctl.start();
+    assert!(matches!(
+        h.shutdown(Duration::MAX).await,
+        Err(ScalingError::OutOfRange { .. })
+    ));
+    assert!(h.status(Duration::from_secs(1)).is_ok());
+}
+
+/// Records `(target, event field)` of every tracing event.
+#[derive(Clone, Default)]
+struct Recorder(Arc<std::sync::Mutex<Vec<(String, String)>>>);
+
+struct EventField(String);
+impl tracing::field::Visit for EventField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "event" {
+            self.0 = value.to_owned();
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "event" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut f = EventField(String::new());
+        e.record(&mut f);
+        self.0
+            .lock()
+            .unwrap()
+            .push((e.metadata().target().to_owned(), f.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[derive(Debug)]
+struct FailingForecast;
+impl sysmanage_core::LoadForecast for FailingForecast {
+    fn forecast(
+        &self,
+        _: &str,
+        _: Timestamp,
+        _: Duration,
+    ) -> sysmanage_core::Result<sysmanage_core::Forecast> {
+        Err(sysmanage_core::Error::Empty { field: "history" })
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn every_tracing_target_starts_with_the_crate_name() {
+    let rec = Recorder::default();
+    let _guard = tracing::subscriber::set_default(rec.clone());
+
+    let metrics = Arc::new(InMemoryMetrics::new(cpu(100.0)));
+    let target = Arc::new(InMemoryTarget::new(2));
+    let cfg = ScalerConfig::new("p", spec()).predictive(sysmanage_scaling::PredictiveConfig::new(
+        "rps",
+        10.0,
+        Duration::from_secs(60),
+    ));
+    let scaler = Scaler::new(cfg, Some(Arc::new(FailingForecast))).unwrap();
+    let mut ctl = Controller::new(
+        scaler,
+        metrics.clone(),
+        target.clone(),
+        Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000))),
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    ctl.tick().await.unwrap(); // decision, actuated, forecast_failed
+    metrics.fail_next(1);
+    ctl.tick().await.unwrap(); // metrics_failed
+    metrics.set(cpu(400.0));
+    target.fail_next(1);
+    assert!(ctl.tick().await.is_err()); // actuation_failed
+    metrics.set(cpu(f64::NAN));
+    assert!(ctl.tick().await.is_err()); // decision_rejected
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    handle.shutdown(Duration::from_secs(1)).await.unwrap(); // shutdown
+    task.await.unwrap();
+
+    let seen = rec.0.lock().unwrap().clone();
+    for (target, event) in &seen {
+        assert!(
+            target.starts_with("sysmanage_scaling::"),
+            "{target} ({event})"
+        );
+    }
+    let events: std::collections::BTreeSet<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
+    for e in [
+        "decision",
+        "actuated",
+        "actuation_failed",
+        "metrics_failed",
+        "decision_rejected",
+        "shutdown",
+        "forecast_failed",
+    ] {
+        assert!(events.contains(e), "{e} missing from {events:?}");
+    }
+}
