@@ -71,8 +71,16 @@ impl From<Trace> for TraceData {
 
 /// The synthetic trace shipped with the crate (`traces/synthetic_daily_bursts.csv`).
 pub const SYNTHETIC_CSV: &str = include_str!("../traces/synthetic_daily_bursts.csv");
-/// The real-demand trace shipped with the crate (`traces/uk_electricity_demand_2000.csv`).
+/// UK half-hourly electricity demand, 12 weeks (`traces/uk_electricity_demand_2000.csv`): diurnal and weekly.
 pub const UK_ELECTRICITY_CSV: &str = include_str!("../traces/uk_electricity_demand_2000.csv");
+/// Washington DC bike-share rentals per hour, 8 weeks (`traces/bikeshare_dc_2011.csv`): diurnal, weather-driven.
+pub const BIKESHARE_CSV: &str = include_str!("../traces/bikeshare_dc_2011.csv");
+/// MSFT daily share volume, 2,520 trading days (`traces/msft_volume.csv`): bursty.
+pub const MSFT_VOLUME_CSV: &str = include_str!("../traces/msft_volume.csv");
+/// Box & Jenkins airline passengers, 144 months (`traces/air_passengers.csv`): trending and seasonal.
+pub const AIR_PASSENGERS_CSV: &str = include_str!("../traces/air_passengers.csv");
+/// Monthly sunspot numbers, 2,820 months (`traces/sunspots_monthly.csv`): noisy.
+pub const SUNSPOTS_CSV: &str = include_str!("../traces/sunspots_monthly.csv");
 
 impl Trace {
     /// Most samples a trace may hold (2^24: 32 years at one-minute steps).
@@ -195,7 +203,10 @@ impl Trace {
         Self::new(name, Duration::from_secs(step.saturating_mul(60)), rps)
     }
 
-    /// The traces shipped in `traces/`: the synthetic one and the UK electricity demand one.
+    /// The traces shipped in `traces/`, in this order: `synthetic`,
+    /// `uk-electricity` (diurnal), `bikeshare-dc` (diurnal, weather-driven),
+    /// `msft-volume` (bursty), `air-passengers` (trending), `sunspots` (noisy).
+    /// Sources and licences are in `traces/README.md`.
     ///
     /// # Errors
     /// Never for the shipped files (they are tested); kept fallible for symmetry with [`from_csv`](Self::from_csv).
@@ -203,6 +214,10 @@ impl Trace {
         Ok(vec![
             Self::from_csv("synthetic", SYNTHETIC_CSV)?,
             Self::from_csv("uk-electricity", UK_ELECTRICITY_CSV)?,
+            Self::from_csv("bikeshare-dc", BIKESHARE_CSV)?,
+            Self::from_csv("msft-volume", MSFT_VOLUME_CSV)?,
+            Self::from_csv("air-passengers", AIR_PASSENGERS_CSV)?,
+            Self::from_csv("sunspots", SUNSPOTS_CSV)?,
         ])
     }
 
@@ -346,6 +361,18 @@ pub struct SimReport {
     pub peak_replicas: u32,
     /// Decisions that returned an error.
     pub decision_errors: u32,
+}
+
+impl SimReport {
+    /// Pareto dominance: at most as many SLO-violation minutes *and*
+    /// replica-hours as `other`, and strictly fewer of one.
+    pub fn dominates(&self, other: &Self) -> bool {
+        let (a, b) = (
+            (self.slo_violation_minutes, self.replica_hours),
+            (other.slo_violation_minutes, other.replica_hours),
+        );
+        a.0 <= b.0 && a.1 <= b.1 && (a.0 < b.0 || a.1 < b.1)
+    }
 }
 
 /// Most steps one [`simulate`] call runs (2^25: over 15 years at 15 s steps).
@@ -527,9 +554,24 @@ pub struct SeasonalNaive {
 #[derive(Debug)]
 struct NaiveState {
     history: VecDeque<(Timestamp, f64)>,
+    /// `cum[i]`: the sum of every value observed up to and including `history[i]`.
+    cum: VecDeque<f64>,
+    /// The sum of every value observed before `history[0]`.
+    base: f64,
     errors: VecDeque<f64>,
     /// Level correction as of the last observation.
     level: f64,
+}
+
+impl NaiveState {
+    /// The sum of `history[lo..hi]` in O(1).
+    fn sum(&self, lo: usize, hi: usize) -> f64 {
+        if hi <= lo {
+            return 0.0;
+        }
+        let before = if lo == 0 { self.base } else { self.cum[lo - 1] };
+        self.cum[hi - 1] - before
+    }
 }
 
 impl SeasonalNaive {
@@ -565,6 +607,8 @@ impl SeasonalNaive {
             season: (season.as_millis() / step.as_millis()) as usize,
             inner: Mutex::new(NaiveState {
                 history: VecDeque::new(),
+                cum: VecDeque::new(),
+                base: 0.0,
                 errors: VecDeque::new(),
                 level: 1.0,
             }),
@@ -582,7 +626,7 @@ impl SeasonalNaive {
         if h == 0 {
             return 1.0;
         }
-        let recent: f64 = st.history.iter().rev().take(h).map(|x| x.1).sum::<f64>() / h as f64;
+        let recent = st.sum(n - h, n) / h as f64;
         let Some(then) = n.checked_sub(self.season) else {
             return 1.0;
         };
@@ -590,7 +634,7 @@ impl SeasonalNaive {
         if then == lo {
             return 1.0;
         }
-        let m = st.history.range(lo..then).map(|x| x.1).sum::<f64>() / (then - lo) as f64;
+        let m = st.sum(lo, then) / (then - lo) as f64;
         if m > 0.0 {
             (recent / m).clamp(0.5, 2.0)
         } else {
@@ -621,8 +665,13 @@ impl SeasonalNaive {
         }
         if st.history.len() >= self.season + self.hour() {
             st.history.pop_front();
+            if let Some(c) = st.cum.pop_front() {
+                st.base = c;
+            }
         }
+        let total = st.cum.back().copied().unwrap_or(st.base) + value;
         st.history.push_back((at, value));
+        st.cum.push_back(total);
         st.level = self.level(&st);
     }
 }
