@@ -378,6 +378,28 @@ impl Hpa {
         }
     }
 
+    /// The rate policies and bounds alone, without stabilization and without
+    /// recording anything.
+    pub(crate) fn limit(&self, current: u32, desired: u32, now: Timestamp) -> (u32, Reason) {
+        let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
+        match &self.rules {
+            None => kube::convert_with_rules(current, desired, min, max),
+            Some((up, down)) => kube::convert_with_behavior_rate(
+                kube::RateArgs {
+                    current,
+                    desired,
+                    min,
+                    max,
+                    up,
+                    down,
+                    up_events: &self.state.scale_up_events,
+                    down_events: &self.state.scale_down_events,
+                },
+                now,
+            ),
+        }
+    }
+
     /// `recordInitialRecommendation`: the first pass remembers the current count.
     pub(crate) fn record_initial_recommendation(&mut self, current: u32, now: Timestamp) {
         if self.state.recommendations.is_empty() {
