@@ -12,6 +12,7 @@
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
 //! | [`limits`] | the ranges every count and duration is validated against |
 //!
 //! Every decision is a pure function of a spec, saved state, an
@@ -123,6 +124,7 @@ pub mod kube;
 pub mod limits;
 pub mod manifest;
 pub mod observe;
+pub mod rightsizing;
 pub mod scaler;
 pub mod sim;
 pub mod spec;
