@@ -1,6 +1,9 @@
 //! Kubernetes manifests: `autoscaling/v2` `HorizontalPodAutoscaler` as
 //! [`HorizontalPodAutoscaler`], converted to an [`HpaSpec`](crate::HpaSpec)
-//! with the API server's defaults and validation.
+//! with the API server's defaults and validation, and
+//! `autoscaling.k8s.io/v1` `VerticalPodAutoscaler` as
+//! [`VerticalPodAutoscaler`], whose container policies configure a
+//! [`RightSizer`](crate::rightsizing::RightSizer).
 //!
 //! A manifest is accepted exactly as `kubectl get hpa -o yaml` (or `-o json`)
 //! prints it: `metadata` (with `managedFields`, `annotations`, …) and
@@ -25,6 +28,7 @@
 
 mod hpa;
 mod quantity;
+mod vpa;
 
 pub use hpa::{
     ContainerResourceMetricSource, CrossVersionObjectReference, ExternalMetricSource, FeatureGates,
@@ -34,6 +38,9 @@ pub use hpa::{
     ResourceMetricSource, ScalingBehavior,
 };
 pub use quantity::Quantity;
+pub use vpa::{
+    VerticalPodAutoscaler, VpaContainerPolicy, VpaResourcePolicy, VpaSpec, VpaUpdatePolicy,
+};
 
 use crate::error::{Result, ScalingError};
 
@@ -71,6 +78,8 @@ fn yaml_error(e: serde_norway::Error) -> ScalingError {
 pub enum Document {
     /// `autoscaling/v2` `HorizontalPodAutoscaler`.
     HorizontalPodAutoscaler(Box<HorizontalPodAutoscaler>),
+    /// `autoscaling.k8s.io/v1` `VerticalPodAutoscaler`.
+    VerticalPodAutoscaler(Box<VerticalPodAutoscaler>),
     /// Any other kind, left unparsed.
     Other {
         /// `apiVersion`.
@@ -108,6 +117,9 @@ pub fn documents_from_yaml(text: &str) -> Result<Vec<Document>> {
             let hpa: HorizontalPodAutoscaler =
                 serde_norway::from_value(value).map_err(yaml_error)?;
             out.push(Document::HorizontalPodAutoscaler(Box::new(hpa)));
+        } else if kind == "VerticalPodAutoscaler" {
+            let vpa: VerticalPodAutoscaler = serde_norway::from_value(value).map_err(yaml_error)?;
+            out.push(Document::VerticalPodAutoscaler(Box::new(vpa)));
         } else {
             out.push(Document::Other { api_version, kind });
         }
