@@ -537,6 +537,9 @@ pub fn simulate(
     Ok(report)
 }
 
+/// The largest relative error [`SeasonalNaive`] records for one forecast.
+const MAX_RELATIVE_ERROR: f64 = 1e6;
+
 /// The longest season [`SeasonalNaive`] accepts, in steps.
 const MAX_SEASON_STEPS: usize = 1 << 20;
 
@@ -661,7 +664,9 @@ impl SeasonalNaive {
             if st.errors.len() >= self.hour() {
                 st.errors.pop_front();
             }
-            st.errors.push_back(((p - value) / value).abs());
+            // capped: a subnormal actual value must not make the mean infinite
+            st.errors
+                .push_back(((p - value) / value).abs().min(MAX_RELATIVE_ERROR));
         }
         if st.history.len() >= self.season + self.hour() {
             st.history.pop_front();

@@ -912,3 +912,18 @@ fn object_average_value_with_no_replicas_reports_a_finite_ratio() {
         assert_eq!(c.replicas, (v / 10.0_f64).ceil() as u32);
     }
 }
+
+#[test]
+fn seasonal_naive_error_stays_finite_on_subnormal_actuals() {
+    // was +inf: |forecast − actual| / actual with a subnormal actual
+    let f = SeasonalNaive::new(
+        "rps",
+        Duration::from_secs(86_400),
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    f.observe(Timestamp::from_secs(0), 8503.7);
+    f.observe(Timestamp::from_secs(86_400), 5.6e-309);
+    let e = f.recent_error("rps").unwrap();
+    assert!(e.is_finite() && e > 1.0, "{e}");
+}

@@ -75,7 +75,7 @@ fn the_reference_documents_vpa_loads_and_recommends_on_a_replayed_trace() {
     );
     // the trace peaks near 1,276 rps (3.2 cores) and idles near 0; p90 × 1.15 lies between
     assert!((1000..=4000).contains(&cpu), "{cpu}");
-    assert!(mem >= GI && mem <= 16 * GI, "{mem}");
+    assert!((GI..=16 * GI).contains(&mem), "{mem}");
     let lo = r.lower_bound.cpu_millicores.unwrap();
     let hi = r.upper_bound.cpu_millicores.unwrap();
     assert!(lo <= cpu && cpu <= hi, "{lo} {cpu} {hi}");

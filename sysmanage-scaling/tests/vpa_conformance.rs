@@ -1,6 +1,9 @@
 //! The VPA recommender's own unit tests, ported. Each test names its Go
 //! source (kubernetes/autoscaler, vertical-pod-autoscaler/pkg/recommender).
 
+// The upstream tables use 3.14 (cores) as an arbitrary base amount, not as π.
+#![allow(clippy::approx_constant)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

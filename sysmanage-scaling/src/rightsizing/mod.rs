@@ -35,7 +35,7 @@
 //! let t0 = Timestamp::from_secs(1_700_000_000);
 //! for m in 0..(3 * 1440) {
 //!     let at = t0 + Duration::from_secs(60 * m);
-//!     let cpu = if m % 60 < 6 { 1.2 } else { 0.3 }; // cores, busy 10 % of the time
+//!     let cpu = if m % 60 < 12 { 1.2 } else { 0.3 }; // cores, busy 20 % of the time
 //!     rs.add_cpu_sample("app", at, cpu, 0.5)?;
 //!     rs.add_memory_sample("app", at, 600e6)?; // bytes
 //! }
