@@ -1,5 +1,6 @@
 //! sysmanage-scaling: one decision with an hour of history and 5 metrics
-//! (target ≤ 2 µs), and 30 days of simulation at 15 s steps (target ≤ 1 s).
+//! (target ≤ 2 µs), 30 days of simulation at 15 s steps (target ≤ 1 s), and
+//! the right-sizer (a sample ≤ 100 ns, a recommendation ≤ 10 µs).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -149,5 +150,35 @@ fn simulation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decision, simulation);
+/// The right-sizer: one CPU sample into its decaying histogram (target ≤ 100 ns),
+/// and a recommendation for 3 containers after a week of samples (target ≤ 10 µs).
+fn right_sizing(c: &mut Criterion) {
+    use sysmanage_scaling::rightsizing::{RightSizer, RightSizerConfig};
+    let mut rs = RightSizer::new(RightSizerConfig::default(), vec![]).expect("valid");
+    let t0 = Timestamp::from_secs(1_700_000_000);
+    for m in 0..(7 * 1440u64) {
+        let at = t0 + Duration::from_secs(60 * m);
+        for (i, name) in ["app", "sidecar", "proxy"].into_iter().enumerate() {
+            let load = 0.2 + (m % 1440) as f64 / 1440.0 + i as f64 * 0.1;
+            rs.add_cpu_sample(name, at, load, 0.5).expect("valid");
+            rs.add_memory_sample(name, at, 4e8 + 2e8 * load)
+                .expect("valid");
+        }
+    }
+    let mut at = t0 + Duration::from_secs(7 * 86_400);
+    let mut v = 0.0f64;
+    c.bench_function("scaling/right_sizer_add_cpu_sample", |b| {
+        b.iter(|| {
+            at = at + Duration::from_secs(1);
+            v = (v + 0.37) % 4.0;
+            rs.add_cpu_sample(black_box("app"), at, black_box(v), 0.5)
+                .expect("valid")
+        })
+    });
+    c.bench_function("scaling/right_sizer_recommend_3_containers", |b| {
+        b.iter(|| black_box(rs.recommend().expect("valid")))
+    });
+}
+
+criterion_group!(benches, decision, simulation, right_sizing);
 criterion_main!(benches);

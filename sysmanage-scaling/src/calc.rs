@@ -25,6 +25,24 @@ impl Tolerances {
             scale_up: t,
         }
     }
+    /// Both tolerances finite and `>= 0`.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] naming the bad direction.
+    pub fn validate(&self) -> Result<()> {
+        for (field, t) in [
+            ("tolerances.scaleDown", self.scale_down),
+            ("tolerances.scaleUp", self.scale_up),
+        ] {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(ScalingError::invalid(
+                    field,
+                    format!("must be a finite number >= 0, got {t}"),
+                ));
+            }
+        }
+        Ok(())
+    }
     /// `(1 − down) ≤ ratio ≤ (1 + up)`: inclusive, as in Kubernetes.
     pub fn is_within(&self, ratio: f64) -> bool {
         (1.0 - self.scale_down) <= ratio && ratio <= (1.0 + self.scale_up)
@@ -37,7 +55,9 @@ impl Tolerances {
 pub struct Calculation {
     /// Proposed replica count.
     pub replicas: u32,
-    /// Usage ratio before the missing/unready corrections (`usageRatio`).
+    /// Usage ratio before the missing/unready corrections (`usageRatio`);
+    /// always finite (an Object/External average-value target with no
+    /// replicas reports the ratio against one replica).
     pub usage_ratio: f64,
     /// The current value as Kubernetes reports it in the HPA status: whole
     /// percent for utilization targets, else the (average) value.
@@ -53,6 +73,19 @@ pub struct ReplicaCounts {
     pub status: u32,
     /// Running and ready pods.
     pub ready: u32,
+}
+
+impl ReplicaCounts {
+    /// Every count at most [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+    ///
+    /// # Errors
+    /// [`ScalingError::OutOfRange`] naming the count.
+    pub fn validate(&self) -> Result<()> {
+        crate::limits::replicas("replicas.spec", self.spec)?;
+        crate::limits::replicas("replicas.status", self.status)?;
+        crate::limits::replicas("replicas.ready", self.ready)?;
+        Ok(())
+    }
 }
 
 fn ceil_to_u32(x: f64) -> u32 {
@@ -82,15 +115,25 @@ enum Target {
 /// that does not fit the target). Pods classified
 /// [`Ignored`](PodStatus::Ignored) need no request.
 ///
+/// The metric is validated as [`MetricSpec::validate`] does (a zero or
+/// negative target is an error, never a division by zero), the tolerances
+/// must be finite and `>= 0`, and every count at most
+/// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+///
 /// # Errors
 /// [`ScalingError::NonFinite`], [`ScalingError::Negative`],
-/// [`ScalingError::MismatchedReading`].
+/// [`ScalingError::MismatchedReading`]; [`ScalingError::InvalidSpec`] for a
+/// bad metric spec or tolerance; [`ScalingError::OutOfRange`] for a count
+/// above `MAX_REPLICAS`.
 pub fn calculate(
     spec: &MetricSpec,
     value: &MetricValue,
     counts: ReplicaCounts,
     tol: Tolerances,
 ) -> Result<Result<Calculation, String>> {
+    spec.validate()?;
+    tol.validate()?;
+    counts.validate()?;
     let name = spec.name.as_str();
     let source = match spec.source {
         MetricSource::ContainerResource => MetricSource::Resource,
@@ -163,9 +206,11 @@ pub fn calculate(
             let usage = to_milli(check_value(name, "value", *v)?) as f64;
             let target = to_milli(t) as f64;
             let status = counts.status;
-            let ratio = usage / (target * f64::from(status));
+            // With no replicas Kubernetes' ratio is +Inf or NaN and never within
+            // the tolerance; report the ratio against one replica instead.
+            let ratio = usage / (target * f64::from(status.max(1)));
             let mut replicas = status;
-            if !tol.is_within(ratio) {
+            if status == 0 || !tol.is_within(ratio) {
                 replicas = ceil_to_u32(usage / target);
             }
             let per_pod = if status == 0 {

@@ -45,9 +45,9 @@ use crate::scaler::AutoScaler;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CompositeConfig {
-    /// Fewest replicas (default 2).
+    /// Fewest replicas (default 2; at most `max_replicas`).
     pub min_replicas: u32,
-    /// Most replicas (default 50).
+    /// Most replicas (default 50; `1..=2147483647`).
     pub max_replicas: u32,
     /// CPU/memory utilization above which they push up, in percent (default 70).
     pub scale_up_threshold: f64,
@@ -62,7 +62,7 @@ pub struct CompositeConfig {
     /// Weights of cpu, memory, latency, queue, errors (default 0.3, 0.25,
     /// 0.2, 0.15, 0.1). A weight of 0 switches that signal off.
     pub weights: [f64; 5],
-    /// Scale-down waits this long after a confirmed actuation (default 300 s).
+    /// Scale-down waits this long after a confirmed actuation (default 300 s; at most one day).
     pub scale_down_cooldown: Duration,
     /// Weighted factor must be below `1 − tolerance` to scale down (default 0.1).
     pub tolerance: f64,
@@ -133,7 +133,9 @@ impl Composite {
     ///
     /// # Errors
     /// [`ScalingError::MinAboveMax`], [`ScalingError::InvalidSpec`] for
-    /// non-positive thresholds or targets, or weights that are negative or sum to 0.
+    /// non-positive thresholds or targets, or weights that are negative or sum to 0;
+    /// [`ScalingError::OutOfRange`] for replica bounds above
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) or a cooldown above one day.
     pub fn new(cfg: CompositeConfig) -> Result<Self> {
         Self::with_state(cfg, CompositeState::default())
     }
@@ -145,6 +147,14 @@ impl Composite {
     /// As [`new`](Self::new); [`ScalingError::NonFinite`] or
     /// [`ScalingError::Negative`] for a bad saved request rate.
     pub fn with_state(cfg: CompositeConfig, mut state: CompositeState) -> Result<Self> {
+        crate::limits::replicas("minReplicas", cfg.min_replicas)?;
+        crate::limits::replicas("maxReplicas", cfg.max_replicas)?;
+        crate::limits::duration(
+            "scaleDownCooldown",
+            cfg.scale_down_cooldown,
+            Duration::ZERO,
+            crate::limits::MAX_WINDOW,
+        )?;
         if cfg.max_replicas == 0 {
             return Err(ScalingError::invalid(
                 "maxReplicas",
@@ -280,6 +290,7 @@ impl AutoScaler for Composite {
     }
 
     fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        crate::Hpa::check_observation(obs)?;
         let f = self.factors(obs)?;
         if let Some(r) = Self::reading(obs, "rps")? {
             if self.state.rps.len() == TREND_SAMPLES {

@@ -2,9 +2,9 @@
 //! implementations, the [`Controller`] loop and [`DecisionStats`].
 //!
 //! The loop is a thin driver: read, decide (pure), actuate, confirm. It emits
-//! `tracing` events with target `sysmanage_scaling` and a stable `event`
-//! field: `decision`, `actuated`, `actuation_failed`, `metrics_failed`,
-//! `decision_rejected`.
+//! `tracing` events with target `sysmanage_scaling::controller` and a stable
+//! `event` field: `decision`, `actuated`, `actuation_failed`,
+//! `metrics_failed`, `decision_rejected`, `shutdown`.
 //!
 //! Every call to a [`MetricsSource`] or [`ScaleTarget`] runs under a timeout
 //! (default [`DEFAULT_CALL_TIMEOUT`]), and a shutdown signal interrupts a
@@ -161,6 +161,9 @@ pub struct StatsSnapshot {
     pub trend: Trend,
 }
 
+/// The most decisions a [`DecisionStats`] keeps (2^20).
+pub const MAX_STATS_CAP: usize = 1 << 20;
+
 /// A bounded log of decisions (default 1024) with summary statistics.
 ///
 /// # Examples
@@ -188,10 +191,10 @@ impl Default for DecisionStats {
 }
 
 impl DecisionStats {
-    /// Keeps at most `cap` decisions (at least 1).
+    /// Keeps at most `cap` decisions, clamped to `1..=`[`MAX_STATS_CAP`].
     pub fn new(cap: usize) -> Self {
         Self {
-            cap: cap.max(1),
+            cap: cap.clamp(1, MAX_STATS_CAP),
             log: VecDeque::new(),
         }
     }
@@ -282,6 +285,140 @@ async fn within<T>(
     }
 }
 
+fn status_of(
+    live: &Live,
+    scaler: &str,
+    interval: Duration,
+    now: Timestamp,
+    window: Duration,
+) -> ControllerStatus {
+    ControllerStatus {
+        scaler: scaler.to_owned(),
+        interval_secs: interval.as_secs_f64(),
+        last_decision: live.last.clone(),
+        stats: live.stats.snapshot(now, window),
+    }
+}
+
+/// What the loop started by [`Controller::start`] is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Run,
+    /// Finish the pass in flight, then stop.
+    Graceful,
+    /// Abandon the pass in flight.
+    Abort,
+}
+
+/// How a [`ControllerHandle::shutdown`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Shutdown {
+    /// `true`: the loop stopped between passes or after finishing the pass in
+    /// flight; `false`: the deadline passed and the pass in flight was
+    /// abandoned (an actuation it had not confirmed is not recorded).
+    pub graceful: bool,
+}
+
+/// Reads the status of a running [`Controller`] and shuts it down.
+///
+/// Cheap to clone; every clone controls the same loop.
+#[derive(Clone)]
+pub struct ControllerHandle {
+    live: Arc<Mutex<Live>>,
+    scaler: String,
+    interval: Duration,
+    clock: Arc<dyn Clock>,
+    stop: Arc<watch::Sender<Stop>>,
+    done: watch::Receiver<bool>,
+}
+
+impl fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControllerHandle")
+            .field("scaler", &self.scaler)
+            .field("stopped", &*self.done.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerHandle {
+    fn check_open(&self) -> Result<()> {
+        if lock(&self.live).closed || *self.stop.borrow() != Stop::Run {
+            return Err(ScalingError::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// The controller's status while it runs, with statistics over `window`.
+    ///
+    /// # Errors
+    /// [`ScalingError::ShutDown`] once a shutdown has begun.
+    pub fn status(&self, window: Duration) -> Result<ControllerStatus> {
+        self.check_open()?;
+        Ok(status_of(
+            &lock(&self.live),
+            &self.scaler,
+            self.interval,
+            self.clock.wall(),
+            window,
+        ))
+    }
+
+    /// The last decision, while the controller runs.
+    ///
+    /// # Errors
+    /// [`ScalingError::ShutDown`] once a shutdown has begun.
+    pub fn last_decision(&self) -> Result<Option<Decision>> {
+        self.check_open()?;
+        Ok(lock(&self.live).last.clone())
+    }
+
+    /// Stops the loop: no new pass starts; a pass in flight (reading
+    /// metrics, deciding, actuating, confirming) may finish until `deadline`
+    /// has passed, after which it is abandoned. Resolves once the loop has
+    /// stopped (or, if the loop's future is no longer polled, at the deadline).
+    ///
+    /// # Errors
+    /// [`ScalingError::ShutDown`] when a shutdown has already begun;
+    /// [`ScalingError::OutOfRange`] for a deadline above one day.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<Shutdown> {
+        crate::limits::duration(
+            "shutdown.deadline",
+            deadline,
+            Duration::ZERO,
+            crate::limits::MAX_WINDOW,
+        )?;
+        self.check_open()?;
+        let mut began = false;
+        self.stop.send_if_modified(|s| {
+            began = *s == Stop::Run;
+            if began {
+                *s = Stop::Graceful;
+            }
+            began
+        });
+        if !began {
+            return Err(ScalingError::ShutDown);
+        }
+        let mut done = self.done.clone();
+        let finished = tokio::time::timeout(deadline, done.wait_for(|d| *d)).await;
+        if finished.is_ok() {
+            lock(&self.live).closed = true;
+            tracing::info!(target: "sysmanage_scaling::controller", event = "shutdown", scaler = %self.scaler, graceful = true);
+            return Ok(Shutdown { graceful: true });
+        }
+        tracing::warn!(target: "sysmanage_scaling::controller", event = "shutdown", scaler = %self.scaler, graceful = false, deadline = ?deadline);
+        let _ = self.stop.send(Stop::Abort);
+        // an abandoned pass stops at its next await point; a loop whose
+        // future is not polled any more never reports back
+        let mut done = self.done.clone();
+        let _ = tokio::time::timeout(Duration::from_millis(100), done.wait_for(|d| *d)).await;
+        lock(&self.live).closed = true;
+        Ok(Shutdown { graceful: false })
+    }
+}
+
 /// A serde-serialisable snapshot of a [`Controller`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -296,7 +433,20 @@ pub struct ControllerStatus {
     pub stats: StatsSnapshot,
 }
 
+/// What a running controller shares with its [`ControllerHandle`].
+#[derive(Debug)]
+struct Live {
+    stats: DecisionStats,
+    last: Option<Decision>,
+    /// Set once the loop has stopped for a shutdown: later calls fail.
+    closed: bool,
+}
+
 /// Drives an [`AutoScaler`]: every `interval`, read → decide → actuate → confirm.
+///
+/// Run it with [`run`](Self::run) (stopped by a `watch` signal) or with
+/// [`start`](Self::start), which hands back a [`ControllerHandle`] that reads
+/// the status while the loop runs and shuts it down within a deadline.
 pub struct Controller<S> {
     scaler: S,
     metrics: Arc<dyn MetricsSource>,
@@ -304,8 +454,7 @@ pub struct Controller<S> {
     clock: Arc<dyn Clock>,
     interval: Duration,
     call_timeout: Duration,
-    stats: DecisionStats,
-    last: Option<Decision>,
+    live: Arc<Mutex<Live>>,
 }
 
 impl<S: AutoScaler> fmt::Debug for Controller<S> {
@@ -321,7 +470,7 @@ impl<S: AutoScaler> Controller<S> {
     /// A controller deciding every `interval` (Kubernetes' default sync period is 15 s).
     ///
     /// # Errors
-    /// [`ScalingError::Core`] for a zero interval.
+    /// [`ScalingError::OutOfRange`] for an interval outside 1 ms ..= 1 day.
     pub fn new(
         scaler: S,
         metrics: Arc<dyn MetricsSource>,
@@ -329,7 +478,12 @@ impl<S: AutoScaler> Controller<S> {
         clock: Arc<dyn Clock>,
         interval: Duration,
     ) -> Result<Self> {
-        sysmanage_core::ensure_nonzero("controller.interval", interval)?;
+        crate::limits::duration(
+            "controller.interval",
+            interval,
+            Duration::from_millis(1),
+            crate::limits::MAX_WINDOW,
+        )?;
         Ok(Self {
             scaler,
             metrics,
@@ -337,8 +491,11 @@ impl<S: AutoScaler> Controller<S> {
             clock,
             interval,
             call_timeout: DEFAULT_CALL_TIMEOUT,
-            stats: DecisionStats::default(),
-            last: None,
+            live: Arc::new(Mutex::new(Live {
+                stats: DecisionStats::default(),
+                last: None,
+                closed: false,
+            })),
         })
     }
 
@@ -348,31 +505,37 @@ impl<S: AutoScaler> Controller<S> {
     /// pass, and its actuation is not recorded.
     ///
     /// # Errors
-    /// [`ScalingError::Core`] for a zero timeout.
+    /// [`ScalingError::OutOfRange`] for a timeout outside 1 ms ..= 1 day.
     pub fn with_call_timeout(mut self, timeout: Duration) -> Result<Self> {
-        sysmanage_core::ensure_nonzero("controller.callTimeout", timeout)?;
+        crate::limits::duration(
+            "controller.callTimeout",
+            timeout,
+            Duration::from_millis(1),
+            crate::limits::MAX_WINDOW,
+        )?;
         self.call_timeout = timeout;
         Ok(self)
     }
 
-    /// The decision statistics.
-    pub fn stats(&self) -> &DecisionStats {
-        &self.stats
+    /// A copy of the decision statistics.
+    pub fn stats(&self) -> DecisionStats {
+        lock(&self.live).stats.clone()
     }
 
     /// A snapshot for status endpoints, with statistics over the last `window`.
     pub fn status(&self, window: Duration) -> ControllerStatus {
-        ControllerStatus {
-            scaler: self.scaler.name().to_owned(),
-            interval_secs: self.interval.as_secs_f64(),
-            last_decision: self.last.clone(),
-            stats: self.stats.snapshot(self.clock.wall(), window),
-        }
+        status_of(
+            &lock(&self.live),
+            self.scaler.name(),
+            self.interval,
+            self.clock.wall(),
+            window,
+        )
     }
 
     /// The last decision.
-    pub fn last_decision(&self) -> Option<&Decision> {
-        self.last.as_ref()
+    pub fn last_decision(&self) -> Option<Decision> {
+        lock(&self.live).last.clone()
     }
 
     /// The scaler.
@@ -386,8 +549,12 @@ impl<S: AutoScaler> Controller<S> {
     /// # Errors
     /// [`ScalingError::Backend`] when the target cannot be read or scaled
     /// (including a call that outlasts the call timeout); bad input from the
-    /// metrics source.
+    /// metrics source; [`ScalingError::ShutDown`] after a
+    /// [`ControllerHandle::shutdown`].
     pub async fn tick(&mut self) -> Result<Decision> {
+        if lock(&self.live).closed {
+            return Err(ScalingError::ShutDown);
+        }
         let now = self.clock.wall();
         let limit = self.call_timeout;
         let current = within(limit, "reading the scale target", self.target.replicas())
@@ -399,7 +566,7 @@ impl<S: AutoScaler> Controller<S> {
         let mut obs = match within(limit, "reading metrics", self.metrics.observe()).await {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(target: "sysmanage_scaling", event = "metrics_failed", scaler = self.scaler.name(), error = %e);
+                tracing::warn!(target: "sysmanage_scaling::controller", event = "metrics_failed", scaler = self.scaler.name(), error = %e);
                 Observation::default()
             }
         };
@@ -407,13 +574,13 @@ impl<S: AutoScaler> Controller<S> {
         let decision = match self.scaler.decide(&obs, now) {
             Ok(d) => d,
             Err(e) => {
-                tracing::warn!(target: "sysmanage_scaling", event = "decision_rejected", scaler = self.scaler.name(), error = %e);
+                tracing::warn!(target: "sysmanage_scaling::controller", event = "decision_rejected", scaler = self.scaler.name(), error = %e);
                 return Err(e);
             }
         };
-        self.stats.record(now, decision.action);
+        lock(&self.live).stats.record(now, decision.action);
         tracing::debug!(
-            target: "sysmanage_scaling",
+            target: "sysmanage_scaling::controller",
             event = "decision",
             scaler = self.scaler.name(),
             current = decision.current_replicas,
@@ -432,7 +599,7 @@ impl<S: AutoScaler> Controller<S> {
                     self.scaler
                         .record_actuation(current, decision.desired_replicas, now);
                     tracing::info!(
-                        target: "sysmanage_scaling",
+                        target: "sysmanage_scaling::controller",
                         event = "actuated",
                         scaler = self.scaler.name(),
                         from = current,
@@ -441,8 +608,8 @@ impl<S: AutoScaler> Controller<S> {
                     );
                 }
                 Err(source) => {
-                    tracing::warn!(target: "sysmanage_scaling", event = "actuation_failed", scaler = self.scaler.name(), error = %source);
-                    self.last = Some(decision);
+                    tracing::warn!(target: "sysmanage_scaling::controller", event = "actuation_failed", scaler = self.scaler.name(), error = %source);
+                    lock(&self.live).last = Some(decision);
                     return Err(ScalingError::Backend {
                         backend: "scale target",
                         source,
@@ -450,8 +617,84 @@ impl<S: AutoScaler> Controller<S> {
                 }
             }
         }
-        self.last = Some(decision.clone());
+        lock(&self.live).last = Some(decision.clone());
         Ok(decision)
+    }
+
+    /// Starts the loop: returns a [`ControllerHandle`] and the loop's future,
+    /// which the host spawns (`tokio::spawn(run)`) or awaits. The future ends
+    /// after [`ControllerHandle::shutdown`] and returns the controller, whose
+    /// later [`tick`](Self::tick)s fail with [`ScalingError::ShutDown`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use sysmanage_core::{ManualClock, Timestamp};
+    /// use sysmanage_scaling::{Controller, Hpa, HpaSpec, InMemoryMetrics, InMemoryTarget,
+    ///     MetricSpec, MetricValue, Observation};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), sysmanage_scaling::ScalingError> {
+    /// let hpa = Hpa::new(HpaSpec::new(1, 10, vec![MetricSpec::resource_utilization("cpu", 50)]))?;
+    /// let metrics = Arc::new(InMemoryMetrics::new(
+    ///     Observation::default().reading("cpu", MetricValue::Average(100.0))));
+    /// let target = Arc::new(InMemoryTarget::new(2));
+    /// let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+    /// let ctl = Controller::new(hpa, metrics, target.clone(), clock, Duration::from_secs(15))?;
+    /// let (handle, run) = ctl.start();
+    /// let task = tokio::spawn(run);
+    /// tokio::time::sleep(Duration::from_secs(1)).await;
+    /// // the status is readable while the loop runs
+    /// let status = handle.status(Duration::from_secs(3600))?;
+    /// assert_eq!(status.last_decision.map(|d| d.desired_replicas), Some(4));
+    /// assert!(handle.shutdown(Duration::from_secs(5)).await?.graceful);
+    /// assert!(handle.status(Duration::from_secs(3600)).is_err());
+    /// let ctl = task.await.expect("the loop does not panic");
+    /// assert!(ctl.last_decision().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn start(self) -> (ControllerHandle, impl Future<Output = Self> + Send)
+    where
+        S: 'static,
+    {
+        let (stop_tx, stop_rx) = watch::channel(Stop::Run);
+        let (done_tx, done_rx) = watch::channel(false);
+        let handle = ControllerHandle {
+            live: self.live.clone(),
+            scaler: self.scaler.name().to_owned(),
+            interval: self.interval,
+            clock: self.clock.clone(),
+            stop: Arc::new(stop_tx),
+            done: done_rx,
+        };
+        let run = async move {
+            let ctl = self.run_until(stop_rx).await;
+            lock(&ctl.live).closed = true;
+            let _ = done_tx.send(true);
+            ctl
+        };
+        (handle, run)
+    }
+
+    async fn run_until(mut self, mut stop: watch::Receiver<Stop>) -> Self {
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut graceful = stop.clone();
+        loop {
+            let stopping = async {
+                let _ = graceful.wait_for(|s| *s != Stop::Run).await;
+            };
+            if let First::Right(()) = first(ticker.tick(), std::pin::pin!(stopping)).await {
+                return self;
+            }
+            // a graceful stop lets this pass finish; an abort interrupts it
+            let aborting = async {
+                let _ = stop.wait_for(|s| *s == Stop::Abort).await;
+            };
+            if let First::Right(()) = first(self.tick(), std::pin::pin!(aborting)).await {
+                return self;
+            }
+        }
     }
 
     /// Runs until `shutdown` turns `true` (or its sender is dropped). Errors of

@@ -24,6 +24,28 @@ pub enum ScalingError {
         /// The configured maximum.
         max: u32,
     },
+    /// A count, duration or number was outside its documented range
+    /// (see [`limits`](crate::limits)).
+    #[error("{field} must be in {range}, got {value}")]
+    OutOfRange {
+        /// The rejected field, e.g. `"maxReplicas"` or `"controller.interval"`.
+        field: &'static str,
+        /// The value that was given.
+        value: String,
+        /// The accepted range.
+        range: String,
+    },
+    /// A Kubernetes manifest did not parse or does not pass the API server's validation.
+    #[error("manifest {path}: {reason}")]
+    Manifest {
+        /// Where: a field path such as `spec.metrics[0].resource.target`, or `line L column C`.
+        path: String,
+        /// What is wrong, in the API server's words where it has them.
+        reason: String,
+    },
+    /// The controller has been shut down ([`ControllerHandle::shutdown`](crate::ControllerHandle::shutdown)).
+    #[error("the controller has been shut down")]
+    ShutDown,
     /// A metric value or target was NaN or infinite.
     #[error("metric {metric:?}: {field} must be a finite number, got {value}")]
     NonFinite {
@@ -82,6 +104,9 @@ impl ScalingError {
         match self {
             Self::InvalidSpec { .. } => "invalid_spec",
             Self::MinAboveMax { .. } => "min_above_max",
+            Self::OutOfRange { .. } => "out_of_range",
+            Self::Manifest { .. } => "manifest",
+            Self::ShutDown => "shut_down",
             Self::NonFinite { .. } => "non_finite",
             Self::Negative { .. } => "negative",
             Self::MismatchedReading { .. } => "mismatched_reading",

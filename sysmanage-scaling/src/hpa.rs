@@ -218,8 +218,15 @@ impl Hpa {
         }
     }
 
-    /// Validates the observation's guard signals.
+    /// Validates the observation's replica counts and guard signals.
     pub(crate) fn check_observation(obs: &Observation) -> Result<()> {
+        crate::limits::replicas("observation.currentReplicas", obs.current_replicas)?;
+        if let Some(n) = obs.status_replicas {
+            crate::limits::replicas("observation.statusReplicas", n)?;
+        }
+        if let Some(n) = obs.ready_replicas {
+            crate::limits::replicas("observation.readyReplicas", n)?;
+        }
         if let Some(l) = obs.latency_p95_ms {
             check_value("latency_p95_ms", "value", l)?;
         }
@@ -233,7 +240,8 @@ impl Hpa {
     /// proposals and their combination (`computeReplicasForMetrics`). Pure.
     ///
     /// # Errors
-    /// Bad input: NaN or negative readings, readings that do not fit their target.
+    /// Bad input: NaN or negative readings, readings that do not fit their
+    /// target, replica counts above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
     pub fn propose(&self, obs: &Observation) -> Result<Proposed> {
         Self::check_observation(obs)?;
         let current = obs.current_replicas;
@@ -298,7 +306,23 @@ impl Hpa {
     /// The normalization step: stabilization, then rate policies and bounds
     /// (`normalizeDesiredReplicas[WithBehaviors]`). Records the recommendation.
     /// Returns the desired count and the two reasons (stabilization, limit).
+    ///
+    /// # Errors
+    /// [`ScalingError::OutOfRange`](crate::ScalingError::OutOfRange) for a
+    /// `current` or `proposed` count above
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS); nothing is recorded then.
     pub fn normalize(
+        &mut self,
+        current: u32,
+        proposed: u32,
+        now: Timestamp,
+    ) -> Result<(u32, Reason, Reason)> {
+        crate::limits::replicas("currentReplicas", current)?;
+        crate::limits::replicas("proposedReplicas", proposed)?;
+        Ok(self.normalize_checked(current, proposed, now))
+    }
+
+    fn normalize_checked(
         &mut self,
         current: u32,
         proposed: u32,
@@ -354,6 +378,28 @@ impl Hpa {
         }
     }
 
+    /// The rate policies and bounds alone, without stabilization and without
+    /// recording anything.
+    pub(crate) fn limit(&self, current: u32, desired: u32, now: Timestamp) -> (u32, Reason) {
+        let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
+        match &self.rules {
+            None => kube::convert_with_rules(current, desired, min, max),
+            Some((up, down)) => kube::convert_with_behavior_rate(
+                kube::RateArgs {
+                    current,
+                    desired,
+                    min,
+                    max,
+                    up,
+                    down,
+                    up_events: &self.state.scale_up_events,
+                    down_events: &self.state.scale_down_events,
+                },
+                now,
+            ),
+        }
+    }
+
     /// `recordInitialRecommendation`: the first pass remembers the current count.
     pub(crate) fn record_initial_recommendation(&mut self, current: u32, now: Timestamp) {
         if self.state.recommendations.is_empty() {
@@ -384,7 +430,7 @@ impl Hpa {
                 proposals,
                 partial_failure,
             } => {
-                let (desired, stab, limit) = self.normalize(current, replicas, now);
+                let (desired, stab, limit) = self.normalize(current, replicas, now)?;
                 let mut reasons = Vec::with_capacity(3);
                 if partial_failure {
                     reasons.push(Reason::PartialMetricsFailure);
@@ -407,11 +453,16 @@ impl Hpa {
 
     /// Records a confirmed actuation from `from` to `to` replicas
     /// (`storeScaleEvent`). Rate policies count only confirmed events; the
-    /// legacy path stores none, as in Kubernetes.
+    /// legacy path stores none, as in Kubernetes. Counts above
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) are clamped to it.
     pub fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
         let Some((up, down)) = &self.rules else {
             return;
         };
+        let (from, to) = (
+            from.min(crate::limits::MAX_REPLICAS),
+            to.min(crate::limits::MAX_REPLICAS),
+        );
         if to > from {
             kube::store_scale_event(
                 &mut self.state.scale_up_events,

@@ -69,6 +69,8 @@ pub enum Reason {
     FallbackReplicas,
     /// The composite scaler's scale-down cooldown after a recent scale event.
     ScaleDownCooldown,
+    /// A trusted forecast let a scale-down through before the downscale window ended.
+    ForecastScaleIn,
 }
 
 impl Reason {
@@ -98,6 +100,7 @@ impl Reason {
             Self::CooldownHold => "CooldownHold",
             Self::FallbackReplicas => "FallbackReplicas",
             Self::ScaleDownCooldown => "ScaleDownCooldown",
+            Self::ForecastScaleIn => "ForecastScaleIn",
         }
     }
 }

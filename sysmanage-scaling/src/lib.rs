@@ -12,6 +12,8 @@
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
+//! | [`limits`] | the ranges every count and duration is validated against |
 //!
 //! Every decision is a pure function of a spec, saved state, an
 //! [`Observation`] and an explicit `now`. Scale events count only when the
@@ -53,17 +55,64 @@
 //! Kubernetes milli-units (rounded to nearest) before Kubernetes' integer
 //! arithmetic. Utilization readings are percent of the pods' requests.
 //!
+//! # What is validated, what is clamped
+//!
+//! Validated when built or called, with a typed error naming the field and
+//! the range ([`ScalingError::OutOfRange`], [`ScalingError::InvalidSpec`],
+//! [`ScalingError::NonFinite`], [`ScalingError::Negative`]):
+//!
+//! - replica counts everywhere they enter (`minReplicas`, `maxReplicas`,
+//!   policy values, an [`Observation`]'s current/status/ready replicas,
+//!   [`ReplicaCounts`], [`Hpa::normalize`]'s inputs, [`CompositeConfig`]
+//!   bounds, [`ServiceModel::initial_replicas`]): at most
+//!   [`limits::MAX_REPLICAS`] = `i32::MAX`, as Kubernetes' `int32`;
+//! - metric targets (greater than zero, finite; at least 0.001 for values),
+//!   in [`HpaSpec::validate`] *and* in [`calc::calculate`];
+//! - tolerances (finite, `>= 0`), readings, requests, latency and error
+//!   signals (finite, `>= 0`);
+//! - durations: stabilization windows `0..=3600 s` and policy periods
+//!   `1..=1800 s` (Kubernetes' bounds); lead times, flap windows,
+//!   cooldowns, start-up times, controller intervals and call timeouts at
+//!   most [`limits::MAX_WINDOW`] (one day); forecast and simulation steps at
+//!   least [`limits::MIN_STEP`] (one second); at most 1440 forecasts per
+//!   decision;
+//! - traces (2 ..= 2^24 finite, non-negative samples), simulations (at most
+//!   [`MAX_SIM_STEPS`] steps).
+//!
+//! Clamped, never an error: proposals saturate at `i32::MAX` before the
+//! bounds apply; [`AutoScaler::record_actuation`] clamps counts to
+//! `MAX_REPLICAS`; [`DecisionStats::new`] clamps its capacity to
+//! `1..=`[`control::MAX_STATS_CAP`]; timestamp arithmetic saturates at the
+//! ends of [`Timestamp`](sysmanage_core::Timestamp)'s range (a window reaching
+//! before the earliest timestamp covers everything); stored
+//! recommendations and events are capped at [`kube::MAX_HISTORY`]. A
+//! forecast that is not finite or cannot be converted is ignored and
+//! reported, never acted on.
+//!
 //! # Tracing
 //!
-//! The [`Controller`] emits events with target `sysmanage_scaling` and a
-//! stable `event` field: `decision` (debug), `actuated` (info),
-//! `actuation_failed`, `metrics_failed`, `decision_rejected` (warn), and
-//! `forecast_failed` (debug) from [`Scaler`]. No subscriber is installed.
+//! Every event's target starts with `sysmanage_scaling`, so
+//! `RUST_LOG=sysmanage_scaling=debug` shows them all and
+//! `RUST_LOG=sysmanage_scaling::controller=info` one module. Each carries a
+//! stable `event` field. No subscriber is installed.
+//!
+//! | target | event | level | when |
+//! |---|---|---|---|
+//! | `sysmanage_scaling::controller` | `decision` | debug | every pass of the [`Controller`] |
+//! | `sysmanage_scaling::controller` | `actuated` | info | the target was scaled and the actuation recorded |
+//! | `sysmanage_scaling::controller` | `actuation_failed` | warn | the scale call failed or timed out |
+//! | `sysmanage_scaling::controller` | `metrics_failed` | warn | the metrics source failed or timed out |
+//! | `sysmanage_scaling::controller` | `decision_rejected` | warn | the scaler rejected the observation |
+//! | `sysmanage_scaling::controller` | `shutdown` | info / warn | a [`ControllerHandle::shutdown`] finished (warn: the pass in flight was abandoned) |
+//! | `sysmanage_scaling::scaler` | `forecast_failed` | debug | [`Scaler`]'s forecaster failed or returned an unusable value |
 //!
 //! # Feature flags
 //!
-//! None.
+//! - `yaml`: Kubernetes manifests in YAML ([`HpaSpec::from_manifest_yaml`],
+//!   [`manifest::documents_from_yaml`]) through `serde_norway`. JSON manifests
+//!   need no feature.
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod calc;
@@ -72,7 +121,10 @@ pub mod control;
 pub mod error;
 pub mod hpa;
 pub mod kube;
+pub mod limits;
+pub mod manifest;
 pub mod observe;
+pub mod rightsizing;
 pub mod scaler;
 pub mod sim;
 pub mod spec;
@@ -80,8 +132,8 @@ pub mod spec;
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
 pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig, CompositeState};
 pub use control::{
-    Controller, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats, InMemoryMetrics,
-    InMemoryTarget, MetricsSource, ScaleTarget, StatsSnapshot, Trend,
+    Controller, ControllerHandle, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats,
+    InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget, Shutdown, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};

@@ -63,19 +63,24 @@ impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveConfig {
-    /// The load signal to forecast, e.g. `"rps"`.
+    /// The load signal to forecast, e.g. `"rps"` (not empty).
     pub signal: String,
-    /// Load one replica should carry.
+    /// Load one replica should carry (finite, at least 0.001).
     pub per_replica: f64,
-    /// How far ahead to provision: replica start-up plus warm-up.
+    /// How far ahead to provision: replica start-up plus warm-up (1 s ..= 1 day).
     pub lead_time: Duration,
-    /// Spacing of the forecasts inside the lead time (default 60 s).
+    /// Spacing of the forecasts inside the lead time (default 60 s; 1 s ..=
+    /// `lead_time`, and at most 1440 forecasts per decision).
     pub step: Duration,
     /// Use the forecast only while the forecaster's measured recent relative
-    /// error is at most this (default 0.25). A forecaster that measures no
-    /// error is never trusted.
+    /// error is at most this (default 0.12, tuned on the replay traces; see
+    /// docs/BENCHMARKS.md). A forecaster that measures no error is never trusted.
     pub max_recent_error: f64,
-    /// Let a forecast of falling load scale in early (default `false`: forecasts only scale out).
+    /// Forecast-gated scale-in (default `true`): when the forecast is trusted
+    /// and both the reactive proposal and the forecast peak over the lead
+    /// time need fewer replicas than the downscale stabilization window
+    /// holds, scale in to the larger of the two without waiting out the
+    /// window (rate policies and bounds still apply; never while a guard fires).
     pub allow_scale_in: bool,
     /// Compute and report the forecast, never act on it (default `false`).
     pub shadow: bool,
@@ -89,45 +94,54 @@ impl PredictiveConfig {
             per_replica,
             lead_time,
             step: Duration::from_secs(60),
-            max_recent_error: 0.25,
-            allow_scale_in: false,
+            max_recent_error: 0.12,
+            allow_scale_in: true,
             shadow: false,
         }
     }
     fn validate(&self) -> Result<()> {
-        if !(self.per_replica.is_finite() && self.per_replica > 0.0) {
+        use crate::limits::{MAX_WINDOW, MIN_STEP, duration, number};
+        if self.signal.is_empty() {
             return Err(ScalingError::invalid(
-                "predictive.perReplica",
-                format!("must be a finite number > 0, got {}", self.per_replica),
+                "predictive.signal",
+                "must not be empty",
             ));
         }
-        if self.lead_time.is_zero() || self.step.is_zero() {
-            return Err(ScalingError::invalid(
-                "predictive.leadTime",
-                "lead time and step must be greater than zero",
-            ));
-        }
-        if !(self.max_recent_error.is_finite() && self.max_recent_error >= 0.0) {
-            return Err(ScalingError::invalid(
-                "predictive.maxRecentError",
-                format!(
-                    "must be a finite number >= 0, got {}",
-                    self.max_recent_error
+        // Kubernetes compares milli-quantities: one replica's load must be at least 0.001.
+        number("predictive.perReplica", self.per_replica, 0.001, f64::MAX)?;
+        duration("predictive.leadTime", self.lead_time, MIN_STEP, MAX_WINDOW)?;
+        duration("predictive.step", self.step, MIN_STEP, self.lead_time)?;
+        if self.lead_time.as_secs_f64() / self.step.as_secs_f64() > MAX_HORIZONS {
+            return Err(ScalingError::OutOfRange {
+                field: "predictive.step",
+                value: format!("{:?}", self.step),
+                range: format!(
+                    "at least leadTime / {MAX_HORIZONS} = {:?}",
+                    self.lead_time.div_f64(MAX_HORIZONS)
                 ),
-            ));
+            });
         }
+        number(
+            "predictive.maxRecentError",
+            self.max_recent_error,
+            0.0,
+            f64::MAX,
+        )?;
         Ok(())
     }
 }
+
+/// The most forecasts one decision asks for (`leadTime / step`).
+const MAX_HORIZONS: f64 = 1440.0;
 
 /// At most `max_reversals` direction reversals of confirmed actuations per
 /// `window`; past that, scale-down freezes (scale-up still works).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FlapBudget {
-    /// Reversals allowed in the window (at least 1).
+    /// Reversals allowed in the window (`1..=255`: the last 256 actuations are remembered).
     pub max_reversals: u32,
-    /// The window.
+    /// The window (1 s ..= 1 day).
     pub window: Duration,
 }
 
@@ -137,9 +151,9 @@ pub struct FlapBudget {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Guards {
-    /// Fire when p95 latency (ms) is above this.
+    /// Fire when p95 latency (ms) is above this (finite, `>= 0`).
     pub latency_slo_ms: Option<f64>,
-    /// Fire when the error rate is above this fraction.
+    /// Fire when the error rate is above this fraction (`0..=1`).
     pub max_error_rate: Option<f64>,
     /// Add one replica to a metric-driven scale-up while a guard fires.
     pub extra_step_up: bool,
@@ -159,7 +173,8 @@ pub struct Activation {
     pub metric: String,
     /// Active when the value is strictly above this (`activationThreshold`).
     pub threshold: f64,
-    /// Wait this long after the last activity before scaling to zero (KEDA's `cooldownPeriod`, default 300 s).
+    /// Wait this long after the last activity before scaling to zero (KEDA's
+    /// `cooldownPeriod`, default 300 s; at most one day).
     pub cooldown: Duration,
 }
 
@@ -265,27 +280,39 @@ impl ScalerConfig {
                     "must be at least 1 (0 would freeze every scale-down)",
                 ));
             }
-            if f.window.is_zero() {
-                return Err(ScalingError::invalid(
-                    "flapBudget.window",
-                    "must be greater than zero",
-                ));
+            if f.max_reversals as usize >= MAX_ACTUATIONS {
+                return Err(ScalingError::OutOfRange {
+                    field: "flapBudget.maxReversals",
+                    value: f.max_reversals.to_string(),
+                    range: format!("1..={}", MAX_ACTUATIONS - 1),
+                });
             }
+            crate::limits::duration(
+                "flapBudget.window",
+                f.window,
+                crate::limits::MIN_STEP,
+                crate::limits::MAX_WINDOW,
+            )?;
         }
-        for (field, v) in [
-            ("guards.latencySloMs", self.guards.latency_slo_ms),
-            ("guards.maxErrorRate", self.guards.max_error_rate),
-        ] {
-            if let Some(v) = v
-                && !(v.is_finite() && v >= 0.0)
-            {
-                return Err(ScalingError::invalid(
-                    field,
-                    format!("must be a finite number >= 0, got {v}"),
-                ));
-            }
+        if let Some(v) = self.guards.latency_slo_ms {
+            crate::limits::number("guards.latencySloMs", v, 0.0, f64::MAX)?;
+        }
+        if let Some(v) = self.guards.max_error_rate {
+            crate::limits::number("guards.maxErrorRate", v, 0.0, 1.0)?;
         }
         if let Some(a) = &self.activation {
+            if a.metric.is_empty() {
+                return Err(ScalingError::invalid(
+                    "activation.metric",
+                    "must not be empty",
+                ));
+            }
+            crate::limits::duration(
+                "activation.cooldown",
+                a.cooldown,
+                Duration::ZERO,
+                crate::limits::MAX_WINDOW,
+            )?;
             if !(a.threshold.is_finite() && a.threshold >= 0.0) {
                 return Err(ScalingError::invalid(
                     "activation.threshold",
@@ -590,6 +617,9 @@ impl AutoScaler for Scaler {
 
         // Prediction.
         let mut forecast = None;
+        let reactive = combined;
+        // with a trusted forecast: the fewest replicas the forecast peak allows
+        let mut scale_in_floor: Option<u32> = None;
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
             // A forecast of negative load means no load; a non-finite one, or
             // one that cannot be converted to replicas, is a forecast failure.
@@ -612,11 +642,12 @@ impl AutoScaler for Scaler {
                     let trusted = err.is_some_and(|e| e <= p.max_recent_error);
                     let mut applied = false;
                     let scale_out = replicas > combined;
-                    let early_scale_in =
-                        p.allow_scale_in && combined == current && replicas < current;
-                    if trusted && !p.shadow && (scale_out || early_scale_in) {
+                    if trusted && !p.shadow && scale_out {
                         combined = replicas;
                         applied = true;
+                    }
+                    if trusted && !p.shadow && p.allow_scale_in {
+                        scale_in_floor = Some(replicas);
                     }
                     reasons.push(if applied {
                         Reason::ForecastUsed
@@ -640,7 +671,7 @@ impl AutoScaler for Scaler {
                     });
                 }
                 Err(e) => {
-                    tracing::debug!(target: "sysmanage_scaling", event = "forecast_failed", error = %e);
+                    tracing::debug!(target: "sysmanage_scaling::scaler", event = "forecast_failed", error = %e);
                     reasons.push(Reason::ForecastIgnored);
                     proposals.push(MetricProposal {
                         metric: format!("forecast:{}", p.signal),
@@ -664,17 +695,35 @@ impl AutoScaler for Scaler {
         if errors {
             reasons.push(Reason::ErrorRateGuard);
         }
+        let latency_or_errors = latency || errors;
         if latency || errors {
             if combined < current {
                 combined = current;
             } else if g.extra_step_up && combined > current {
-                combined = combined.saturating_add(1);
+                combined = combined.saturating_add(1).min(crate::limits::MAX_REPLICAS);
             }
         }
 
-        let (mut desired, stab, limit) = self.hpa.normalize(current, combined, now);
+        let (mut desired, stab, limit) = self.hpa.normalize(current, combined, now)?;
         reasons.push(stab);
         reasons.push(limit);
+
+        // Forecast-gated scale-in: when both the reactive proposal and the
+        // forecast peak over the lead time need fewer replicas than the
+        // downscale window holds, scale in now (rate policies still apply).
+        if let Some(f) = scale_in_floor
+            && stab == Reason::ScaleDownStabilized
+            && !(latency_or_errors)
+        {
+            let floor = reactive.max(f);
+            if floor < desired && floor < current {
+                let (limited, _) = self.hpa.limit(current, floor, now);
+                if limited < desired {
+                    desired = limited;
+                    reasons.push(Reason::ForecastScaleIn);
+                }
+            }
+        }
 
         // Flap budget.
         if let Some(fb) = self.cfg.flap_budget

@@ -71,8 +71,16 @@ impl From<Trace> for TraceData {
 
 /// The synthetic trace shipped with the crate (`traces/synthetic_daily_bursts.csv`).
 pub const SYNTHETIC_CSV: &str = include_str!("../traces/synthetic_daily_bursts.csv");
-/// The real-demand trace shipped with the crate (`traces/uk_electricity_demand_2000.csv`).
+/// UK half-hourly electricity demand, 12 weeks (`traces/uk_electricity_demand_2000.csv`): diurnal and weekly.
 pub const UK_ELECTRICITY_CSV: &str = include_str!("../traces/uk_electricity_demand_2000.csv");
+/// Washington DC bike-share rentals per hour, 8 weeks (`traces/bikeshare_dc_2011.csv`): diurnal, weather-driven.
+pub const BIKESHARE_CSV: &str = include_str!("../traces/bikeshare_dc_2011.csv");
+/// MSFT daily share volume, 2,520 trading days (`traces/msft_volume.csv`): bursty.
+pub const MSFT_VOLUME_CSV: &str = include_str!("../traces/msft_volume.csv");
+/// Box & Jenkins airline passengers, 144 months (`traces/air_passengers.csv`): trending and seasonal.
+pub const AIR_PASSENGERS_CSV: &str = include_str!("../traces/air_passengers.csv");
+/// Monthly sunspot numbers, 2,820 months (`traces/sunspots_monthly.csv`): noisy.
+pub const SUNSPOTS_CSV: &str = include_str!("../traces/sunspots_monthly.csv");
 
 impl Trace {
     /// Most samples a trace may hold (2^24: 32 years at one-minute steps).
@@ -195,7 +203,10 @@ impl Trace {
         Self::new(name, Duration::from_secs(step.saturating_mul(60)), rps)
     }
 
-    /// The traces shipped in `traces/`: the synthetic one and the UK electricity demand one.
+    /// The traces shipped in `traces/`, in this order: `synthetic`,
+    /// `uk-electricity` (diurnal), `bikeshare-dc` (diurnal, weather-driven),
+    /// `msft-volume` (bursty), `air-passengers` (trending), `sunspots` (noisy).
+    /// Sources and licences are in `traces/README.md`.
     ///
     /// # Errors
     /// Never for the shipped files (they are tested); kept fallible for symmetry with [`from_csv`](Self::from_csv).
@@ -203,6 +214,10 @@ impl Trace {
         Ok(vec![
             Self::from_csv("synthetic", SYNTHETIC_CSV)?,
             Self::from_csv("uk-electricity", UK_ELECTRICITY_CSV)?,
+            Self::from_csv("bikeshare-dc", BIKESHARE_CSV)?,
+            Self::from_csv("msft-volume", MSFT_VOLUME_CSV)?,
+            Self::from_csv("air-passengers", AIR_PASSENGERS_CSV)?,
+            Self::from_csv("sunspots", SUNSPOTS_CSV)?,
         ])
     }
 
@@ -300,19 +315,19 @@ impl Trace {
     }
 }
 
-/// The simulated service.
+/// The simulated service; [`simulate`] validates it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceModel {
-    /// Requests/s one replica serves at 100 % CPU.
+    /// Requests/s one replica serves at 100 % CPU (finite, `> 0`).
     pub capacity_per_replica: f64,
-    /// Time from scale-up to serving.
+    /// Time from scale-up to serving (at most one day).
     pub startup: Duration,
-    /// p95 latency of an idle replica, ms.
+    /// p95 latency of an idle replica, ms (`> 0`, at most 10^9).
     pub base_latency_ms: f64,
-    /// The latency SLO, ms.
+    /// The latency SLO, ms (`> 0`, at most 10^9).
     pub slo_latency_ms: f64,
-    /// Replicas at the start.
+    /// Replicas at the start (at most [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS)).
     pub initial_replicas: u32,
 }
 
@@ -348,6 +363,18 @@ pub struct SimReport {
     pub decision_errors: u32,
 }
 
+impl SimReport {
+    /// Pareto dominance: at most as many SLO-violation minutes *and*
+    /// replica-hours as `other`, and strictly fewer of one.
+    pub fn dominates(&self, other: &Self) -> bool {
+        let (a, b) = (
+            (self.slo_violation_minutes, self.replica_hours),
+            (other.slo_violation_minutes, other.replica_hours),
+        );
+        a.0 <= b.0 && a.1 <= b.1 && (a.0 < b.0 || a.1 < b.1)
+    }
+}
+
 /// Most steps one [`simulate`] call runs (2^25: over 15 years at 15 s steps).
 pub const MAX_SIM_STEPS: u64 = 1 << 25;
 
@@ -355,9 +382,14 @@ pub const MAX_SIM_STEPS: u64 = 1 << 25;
 /// step = `interval`). `feed` receives every observed request rate (for a
 /// forecaster that learns online).
 ///
+/// A decision above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) (possible
+/// only from a custom [`AutoScaler`]) counts as a decision error and is not
+/// actuated.
+///
 /// # Errors
-/// [`ScalingError::InvalidSpec`] for a zero interval, more than
-/// [`MAX_SIM_STEPS`] steps, or a model with non-positive capacity or latencies.
+/// [`ScalingError::OutOfRange`] for an interval outside 1 s ..= 1 day, a
+/// model outside the ranges documented on [`ServiceModel`];
+/// [`ScalingError::InvalidSpec`] for more than [`MAX_SIM_STEPS`] steps.
 pub fn simulate(
     trace: &Trace,
     scaler: &mut dyn AutoScaler,
@@ -365,24 +397,36 @@ pub fn simulate(
     interval: Duration,
     mut feed: Option<&mut dyn FnMut(Timestamp, f64)>,
 ) -> Result<SimReport> {
-    if interval.is_zero() {
-        return Err(ScalingError::invalid(
-            "simulate.interval",
-            "must be greater than zero",
-        ));
-    }
-    for (f, v) in [
-        ("model.capacityPerReplica", model.capacity_per_replica),
-        ("model.baseLatencyMs", model.base_latency_ms),
-        ("model.sloLatencyMs", model.slo_latency_ms),
+    crate::limits::duration(
+        "simulate.interval",
+        interval,
+        crate::limits::MIN_STEP,
+        crate::limits::MAX_WINDOW,
+    )?;
+    for (f, v, max) in [
+        (
+            "model.capacityPerReplica",
+            model.capacity_per_replica,
+            f64::MAX,
+        ),
+        ("model.baseLatencyMs", model.base_latency_ms, 1e9),
+        ("model.sloLatencyMs", model.slo_latency_ms, 1e9),
     ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(ScalingError::invalid(
-                f,
-                format!("must be a finite number > 0, got {v}"),
-            ));
+        if !(v.is_finite() && v > 0.0 && v <= max) {
+            return Err(ScalingError::OutOfRange {
+                field: f,
+                value: v.to_string(),
+                range: format!("(0, {max:e}]"),
+            });
         }
     }
+    crate::limits::duration(
+        "model.startup",
+        model.startup,
+        Duration::ZERO,
+        crate::limits::MAX_WINDOW,
+    )?;
+    crate::limits::replicas("model.initialReplicas", model.initial_replicas)?;
     let start = Timestamp::from_secs(1_700_000_000);
     let steps = (trace.duration().as_secs_f64() / interval.as_secs_f64()).floor() as u64;
     if steps > MAX_SIM_STEPS {
@@ -460,6 +504,9 @@ pub fn simulate(
             .latency_p95_ms(latency.min(60_000.0))
             .error_rate(shed);
         match scaler.decide(&obs, now) {
+            Ok(d) if d.desired_replicas > crate::limits::MAX_REPLICAS => {
+                report.decision_errors += 1;
+            }
             Ok(d) if d.desired_replicas != provisioned => {
                 let to = d.desired_replicas;
                 if to > provisioned {
@@ -490,6 +537,12 @@ pub fn simulate(
     Ok(report)
 }
 
+/// The largest relative error [`SeasonalNaive`] records for one forecast.
+const MAX_RELATIVE_ERROR: f64 = 1e6;
+
+/// The longest season [`SeasonalNaive`] accepts, in steps.
+const MAX_SEASON_STEPS: usize = 1 << 20;
+
 /// A small online forecaster for replays and tests: seasonal naive with a
 /// level correction, `ŷ(t+h) = y(t+h−S) × mean(last hour) / mean(the hour a season earlier)`,
 /// reporting its own rolling mean absolute percentage error as `recent_error`.
@@ -504,22 +557,52 @@ pub struct SeasonalNaive {
 #[derive(Debug)]
 struct NaiveState {
     history: VecDeque<(Timestamp, f64)>,
+    /// `cum[i]`: the sum of every value observed up to and including `history[i]`.
+    cum: VecDeque<f64>,
+    /// The sum of every value observed before `history[0]`.
+    base: f64,
     errors: VecDeque<f64>,
     /// Level correction as of the last observation.
     level: f64,
+}
+
+impl NaiveState {
+    /// The sum of `history[lo..hi]` in O(1).
+    fn sum(&self, lo: usize, hi: usize) -> f64 {
+        if hi <= lo {
+            return 0.0;
+        }
+        let before = if lo == 0 { self.base } else { self.cum[lo - 1] };
+        self.cum[hi - 1] - before
+    }
 }
 
 impl SeasonalNaive {
     /// A forecaster for `signal` sampled every `step` with season `season` (e.g. one day).
     ///
     /// # Errors
-    /// [`ScalingError::InvalidSpec`] when `step` is zero or the season is not a multiple of it.
+    /// [`ScalingError::OutOfRange`] for a step outside 1 s ..= 1 day or a
+    /// season of more than 2^20 steps; [`ScalingError::InvalidSpec`] when the
+    /// season is not a whole multiple of the step.
     pub fn new(signal: impl Into<String>, step: Duration, season: Duration) -> Result<Self> {
-        if step.is_zero() || season < step || !season.as_millis().is_multiple_of(step.as_millis()) {
+        crate::limits::duration(
+            "seasonalNaive.step",
+            step,
+            crate::limits::MIN_STEP,
+            crate::limits::MAX_WINDOW,
+        )?;
+        if season < step || !season.as_millis().is_multiple_of(step.as_millis()) {
             return Err(ScalingError::invalid(
                 "seasonalNaive.season",
-                "step must be > 0 and the season a multiple of it",
+                "must be a whole multiple of the step",
             ));
+        }
+        if season.as_millis() / step.as_millis() > MAX_SEASON_STEPS as u128 {
+            return Err(ScalingError::OutOfRange {
+                field: "seasonalNaive.season",
+                value: format!("{season:?}"),
+                range: format!("at most {MAX_SEASON_STEPS} steps"),
+            });
         }
         Ok(Self {
             signal: signal.into(),
@@ -527,6 +610,8 @@ impl SeasonalNaive {
             season: (season.as_millis() / step.as_millis()) as usize,
             inner: Mutex::new(NaiveState {
                 history: VecDeque::new(),
+                cum: VecDeque::new(),
+                base: 0.0,
                 errors: VecDeque::new(),
                 level: 1.0,
             }),
@@ -544,7 +629,7 @@ impl SeasonalNaive {
         if h == 0 {
             return 1.0;
         }
-        let recent: f64 = st.history.iter().rev().take(h).map(|x| x.1).sum::<f64>() / h as f64;
+        let recent = st.sum(n - h, n) / h as f64;
         let Some(then) = n.checked_sub(self.season) else {
             return 1.0;
         };
@@ -552,7 +637,7 @@ impl SeasonalNaive {
         if then == lo {
             return 1.0;
         }
-        let m = st.history.range(lo..then).map(|x| x.1).sum::<f64>() / (then - lo) as f64;
+        let m = st.sum(lo, then) / (then - lo) as f64;
         if m > 0.0 {
             (recent / m).clamp(0.5, 2.0)
         } else {
@@ -579,12 +664,19 @@ impl SeasonalNaive {
             if st.errors.len() >= self.hour() {
                 st.errors.pop_front();
             }
-            st.errors.push_back(((p - value) / value).abs());
+            // capped: a subnormal actual value must not make the mean infinite
+            st.errors
+                .push_back(((p - value) / value).abs().min(MAX_RELATIVE_ERROR));
         }
         if st.history.len() >= self.season + self.hour() {
             st.history.pop_front();
+            if let Some(c) = st.cum.pop_front() {
+                st.base = c;
+            }
         }
+        let total = st.cum.back().copied().unwrap_or(st.base) + value;
         st.history.push_back((at, value));
+        st.cum.push_back(total);
         st.level = self.level(&st);
     }
 }
@@ -603,7 +695,9 @@ impl LoadForecast for SeasonalNaive {
             });
         }
         let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let ahead = (horizon.as_millis() / self.step.as_millis()) as usize;
+        // a horizon beyond usize is beyond any season: insufficient data
+        let ahead =
+            usize::try_from(horizon.as_millis() / self.step.as_millis()).unwrap_or(usize::MAX);
         let have = st.history.len();
         if have < self.season || ahead >= self.season {
             return Err(sysmanage_core::Error::InsufficientData {

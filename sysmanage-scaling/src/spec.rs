@@ -112,7 +112,13 @@ impl MetricSpec {
         )
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the metric on its own: a non-empty name, a target type its
+    /// source accepts, and a target greater than zero (at least 0.001 for
+    /// values, Kubernetes' milli-unit).
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`], [`ScalingError::NonFinite`].
+    pub fn validate(&self) -> Result<()> {
         if self.name.is_empty() {
             return Err(ScalingError::invalid("metrics.name", "must not be empty"));
         }
@@ -203,7 +209,7 @@ pub struct ScalingPolicy {
     /// Pods or Percent.
     #[serde(rename = "type")]
     pub kind: PolicyType,
-    /// The amount, greater than zero.
+    /// The amount, in `1..=2147483647` (`int32`).
     pub value: u32,
     /// The window the amount applies to, in `1..=1800` seconds.
     pub period_seconds: u32,
@@ -285,10 +291,14 @@ impl ScalingRules {
                 ));
             }
             for pol in p {
-                if pol.value == 0 {
+                if pol.value == 0 || pol.value > crate::limits::MAX_REPLICAS {
                     return Err(ScalingError::invalid(
                         dir_field(dir, "policies.value"),
-                        "must be greater than zero",
+                        format!(
+                            "must be in 1..={} (int32), got {}",
+                            crate::limits::MAX_REPLICAS,
+                            pol.value
+                        ),
                     ));
                 }
                 if pol.period_seconds == 0 || pol.period_seconds > MAX_PERIOD_SECONDS {
@@ -433,9 +443,11 @@ impl Behavior {
 #[serde(rename_all = "camelCase")]
 pub struct HpaSpec {
     /// `minReplicas` (Kubernetes defaults it to 1). Zero is accepted only with an
-    /// Object or External metric, as with Kubernetes' `HPAScaleToZero`.
+    /// Object or External metric, as with Kubernetes' `HPAScaleToZero`. At most
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
     pub min_replicas: u32,
-    /// `maxReplicas`, at least 1 and at least `min_replicas`.
+    /// `maxReplicas`, at least 1, at least `min_replicas` and at most
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) (`int32`).
     pub max_replicas: u32,
     /// The metrics; the largest proposal wins.
     pub metrics: Vec<MetricSpec>,
@@ -497,8 +509,12 @@ impl HpaSpec {
     /// `maxReplicas`, an empty metric list, zero or non-positive targets,
     /// windows above 3600 s, periods outside `1..=1800` s, empty policy lists,
     /// zero policy values or a bad tolerance; [`ScalingError::NonFinite`] for
-    /// NaN targets; [`ScalingError::DuplicateMetric`].
+    /// NaN targets; [`ScalingError::DuplicateMetric`];
+    /// [`ScalingError::OutOfRange`] for `minReplicas` or `maxReplicas` above
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) (Kubernetes' `int32`).
     pub fn validate(&self) -> Result<()> {
+        crate::limits::replicas("minReplicas", self.min_replicas)?;
+        crate::limits::replicas("maxReplicas", self.max_replicas)?;
         if self.max_replicas == 0 {
             return Err(ScalingError::invalid(
                 "maxReplicas",

@@ -303,3 +303,151 @@ fn the_run_future_is_send() {
     let fut = ctl.run(rx);
     send(&fut);
 }
+
+/// A target whose scale calls take `delay` (a slow cloud API).
+#[derive(Debug)]
+struct SlowTarget {
+    inner: InMemoryTarget,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl sysmanage_scaling::ScaleTarget for SlowTarget {
+    async fn replicas(&self) -> Result<u32, sysmanage_core::BoxError> {
+        self.inner.replicas().await
+    }
+    async fn scale(&self, replicas: u32) -> Result<(), sysmanage_core::BoxError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.scale(replicas).await
+    }
+}
+
+fn slow_controller(delay: Duration) -> (Controller<Hpa>, Arc<SlowTarget>, Arc<InMemoryMetrics>) {
+    let metrics = Arc::new(InMemoryMetrics::new(cpu(100.0)));
+    let target = Arc::new(SlowTarget {
+        inner: InMemoryTarget::new(2),
+        delay,
+    });
+    let ctl = Controller::new(
+        Hpa::new(spec()).unwrap(),
+        metrics.clone(),
+        target.clone(),
+        Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000))),
+        Duration::from_secs(15),
+    )
+    .unwrap()
+    .with_call_timeout(Duration::from_secs(120))
+    .unwrap();
+    (ctl, target, metrics)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_reads_status_while_the_loop_runs() {
+    let (ctl, target, metrics) = slow_controller(Duration::ZERO);
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = handle.status(Duration::from_secs(3600)).unwrap();
+    assert_eq!(status.scaler, "hpa");
+    assert_eq!(status.stats.scale_up, 1);
+    assert_eq!(status.last_decision.unwrap().desired_replicas, 4);
+    metrics.set(cpu(50.0));
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let status = handle.status(Duration::from_secs(3600)).unwrap();
+    assert_eq!(status.stats.total, 2, "the second pass is visible too");
+    assert_eq!(
+        handle.last_decision().unwrap().unwrap().action,
+        Action::None
+    );
+    assert!(!task.is_finished());
+    assert!(
+        handle
+            .shutdown(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .graceful
+    );
+    let ctl = task.await.unwrap();
+    assert_eq!(target.inner.history(), vec![4]);
+    assert_eq!(
+        ctl.stats()
+            .snapshot(Timestamp::from_secs(1_700_000_000), Duration::from_secs(60))
+            .total,
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_an_in_flight_actuation_finish_within_the_deadline() {
+    // the scale call takes 5 s; shutdown starts 1 s into it with a 10 s deadline
+    let (ctl, target, _) = slow_controller(Duration::from_secs(5));
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        target.inner.history().is_empty(),
+        "the scale call is in flight"
+    );
+    let started = tokio::time::Instant::now();
+    let r = handle.shutdown(Duration::from_secs(10)).await.unwrap();
+    assert!(r.graceful);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(4),
+        "waited for the call, not the deadline"
+    );
+    assert_eq!(target.inner.history(), vec![4], "the actuation completed");
+    let mut ctl = task.await.unwrap();
+    // the confirmed actuation was recorded and the decision kept
+    assert_eq!(ctl.last_decision().unwrap().desired_replicas, 4);
+    // later calls are typed errors
+    assert!(matches!(
+        handle.status(Duration::from_secs(60)),
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(
+        handle.last_decision(),
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(
+        handle.shutdown(Duration::from_secs(1)).await,
+        Err(ScalingError::ShutDown)
+    ));
+    assert!(matches!(ctl.tick().await, Err(ScalingError::ShutDown)));
+    assert!(target.inner.history().len() == 1, "no pass after shutdown");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_abandons_a_pass_that_outlasts_the_deadline() {
+    let (ctl, target, _) = slow_controller(Duration::from_secs(60));
+    let (handle, run) = ctl.start();
+    let task = tokio::spawn(run);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let clone = handle.clone();
+    let started = tokio::time::Instant::now();
+    let r = clone.shutdown(Duration::from_secs(2)).await.unwrap();
+    assert!(!r.graceful);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let ctl = task.await.unwrap();
+    assert!(
+        target.inner.history().is_empty(),
+        "the scale call was abandoned"
+    );
+    assert!(
+        ctl.last_decision().is_none(),
+        "an unconfirmed actuation is not recorded"
+    );
+    assert!(handle.status(Duration::from_secs(60)).is_err());
+    // a deadline beyond a day is refused before anything stops
+    let (ctl, _, _) = slow_controller(Duration::ZERO);
+    let (h, _run) = ctl.start();
+    assert!(matches!(
+        h.shutdown(Duration::MAX).await,
+        Err(ScalingError::OutOfRange { .. })
+    ));
+    assert!(h.status(Duration::from_secs(1)).is_ok());
+}

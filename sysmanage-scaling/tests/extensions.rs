@@ -123,14 +123,49 @@ fn shadow_mode_reports_without_acting() {
 }
 
 #[test]
-fn forecasts_never_scale_in_unless_allowed() {
-    let mut s = predictive(60.0, Some(0.05), |_| {});
-    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+fn forecast_gated_scale_in_skips_the_downscale_window_only_when_both_agree() {
+    // the Kubernetes default behavior: a 300 s downscale window, 100 % per 15 s
+    let windowed = |value: f64, error: f64, scale_in: bool, down: Option<ScalingRules>| {
+        let hpa = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+            .with_behavior(Behavior {
+                scale_up: None,
+                scale_down: down,
+            });
+        let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+            value,
+            error: Some(error),
+            fail: false,
+        });
+        let cfg = ScalerConfig::new("p", hpa).predictive(PredictiveConfig {
+            allow_scale_in: scale_in,
+            ..PredictiveConfig::new("rps", 60.0, Duration::from_secs(180))
+        });
+        Scaler::new(cfg, Some(f)).unwrap()
+    };
+    // reactive: ceil(20/60 × 4) = 2; the window holds 4
+    let mut s = windowed(60.0, 0.05, false, None);
+    let d = s.decide(&cpu(4, 20.0), T0).unwrap();
     assert_eq!(d.desired_replicas, 4);
-    let mut s = predictive(60.0, Some(0.05), |p| p.allow_scale_in = true);
-    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
-    assert_eq!(d.desired_replicas, 1);
-    assert!(d.has(Reason::ForecastUsed));
+    assert!(d.has(Reason::ScaleDownStabilized));
+    // on (the default): the forecast peak needs 1, the reactive proposal 2 → 2 now
+    assert!(PredictiveConfig::new("rps", 1.0, Duration::from_secs(60)).allow_scale_in);
+    let mut s = windowed(60.0, 0.05, true, None);
+    let d = s.decide(&cpu(4, 20.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 2);
+    assert!(d.has(Reason::ForecastScaleIn));
+    // the forecast alone never scales in: reactive at target holds 4
+    let mut s = windowed(60.0, 0.05, true, None);
+    assert_eq!(s.decide(&cpu(4, 60.0), T0).unwrap().desired_replicas, 4);
+    // an untrusted forecast does not either
+    let mut s = windowed(60.0, 0.5, true, None);
+    assert_eq!(s.decide(&cpu(4, 20.0), T0).unwrap().desired_replicas, 4);
+    // a forecast peak above the reactive proposal sets the floor: ceil(150/60) = 3
+    let mut s = windowed(150.0, 0.05, true, None);
+    assert_eq!(s.decide(&cpu(4, 20.0), T0).unwrap().desired_replicas, 3);
+    // the rate policy still applies: at most 1 pod per 15 s
+    let one_pod = ScalingRules::new(300, vec![ScalingPolicy::pods(1, 15)]);
+    let mut s = windowed(60.0, 0.05, true, Some(one_pod));
+    assert_eq!(s.decide(&cpu(4, 20.0), T0).unwrap().desired_replicas, 3);
 }
 
 #[test]

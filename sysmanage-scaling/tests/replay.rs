@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sysmanage_core::LoadForecast;
+use sysmanage_scaling::limits::MAX_REPLICAS;
 use sysmanage_scaling::{
     AutoScaler, Behavior, Decision, Hpa, HpaSpec, MetricSpec, Observation, PredictiveConfig,
     Scaler, ScalerConfig, SeasonalNaive, ServiceModel, Trace, simulate,
@@ -158,17 +159,17 @@ fn simulate_is_bounded() {
     assert!(e.to_string().contains("simulate.interval"), "{e}");
     // a huge fleet costs memory per scale event, not per replica
     let model = ServiceModel {
-        initial_replicas: u32::MAX,
+        initial_replicas: MAX_REPLICAS,
         ..ServiceModel::default()
     };
     let r = simulate(
         &trace,
-        &mut Fixed(u32::MAX - 1),
+        &mut Fixed(MAX_REPLICAS - 1),
         &model,
         Duration::from_secs(60),
         None,
     )
     .unwrap();
-    assert_eq!((r.scale_events, r.peak_replicas), (1, u32::MAX));
+    assert_eq!((r.scale_events, r.peak_replicas), (1, MAX_REPLICAS));
     assert_eq!(r.slo_violation_minutes, 0.0);
 }

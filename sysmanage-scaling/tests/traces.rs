@@ -35,7 +35,40 @@ fn shipped_synthetic_trace_matches_generator() {
 #[test]
 fn shipped_traces_parse_and_look_like_demand() {
     let traces = Trace::shipped().unwrap();
-    assert_eq!(traces.len(), 2);
+    let names: Vec<&str> = traces.iter().map(|t| t.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "synthetic",
+            "uk-electricity",
+            "bikeshare-dc",
+            "msft-volume",
+            "air-passengers",
+            "sunspots"
+        ]
+    );
+    // lengths and first values as extracted (see traces/README.md)
+    let shape: Vec<(usize, u64, f64)> = traces[2..]
+        .iter()
+        .map(|t| (t.rps().len(), t.step().as_secs() / 60, t.rps()[0]))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (1344, 60, 68.0),
+            (2520, 15, 1491.92),
+            (144, 60, 224.0),
+            (2820, 15, 290.0)
+        ]
+    );
+    // the trending trace grows: the last year's mean is over twice the first's
+    let air = traces[4].rps();
+    let mean = |s: &[f64]| s.iter().sum::<f64>() / s.len() as f64;
+    assert!(mean(&air[132..]) > 2.0 * mean(&air[..12]));
+    // the bursty trace has days at several times its median
+    let mut v = traces[3].rps().to_vec();
+    v.sort_by(f64::total_cmp);
+    assert!(v[v.len() - 1] > 4.0 * v[v.len() / 2], "{}", v[v.len() - 1]);
     let uk = &traces[1];
     assert_eq!(uk.step(), Duration::from_secs(1800));
     assert_eq!(uk.rps().len(), 4032, "12 weeks of half-hourly demand");
