@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sysmanage_cache::stats::{ClusterNode, Role};
 use sysmanage_cache::topology::TopologyEvent;
 use sysmanage_cache::{CacheError, ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
-use sysmanage_test::{redis_nodes, services};
+use sysmanage_test::{KilledRedisNode, port_of, redis_nodes, run_id, services};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -29,14 +29,6 @@ fn serial<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
     rt.block_on(f());
 }
 
-fn run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
-}
-
 fn chain(e: &CacheError) -> String {
     let mut s = format!("{}: {e}", e.label());
     let mut src = std::error::Error::source(e);
@@ -45,62 +37,6 @@ fn chain(e: &CacheError) -> String {
         src = c.source();
     }
     s
-}
-
-fn port_of(addr: &str) -> String {
-    addr.rsplit_once(':').unwrap().1.to_owned()
-}
-
-/// Restarts a killed node and waits for the cluster when dropped, so a
-/// failing assertion (a panic) still leaves the cluster whole for the next
-/// test. `restore` does it on the normal path, where errors should fail
-/// the test.
-struct RestartOnDrop {
-    port: String,
-    armed: bool,
-}
-
-impl RestartOnDrop {
-    fn kill(port: &str) -> Self {
-        let guard = Self {
-            port: port.to_owned(),
-            armed: true,
-        };
-        services(&["redis-kill", port]);
-        guard
-    }
-
-    fn restore(mut self) {
-        self.armed = false;
-        services(&["redis-start", &self.port]);
-        services(&["redis-wait"]);
-    }
-}
-
-impl Drop for RestartOnDrop {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        // No panics here: this may run while unwinding.
-        let Ok(script) = std::env::var("SYSMANAGE_SERVICES") else {
-            eprintln!(
-                "cannot restart redis {}: SYSMANAGE_SERVICES unset",
-                self.port
-            );
-            return;
-        };
-        for args in [vec!["redis-start", self.port.as_str()], vec!["redis-wait"]] {
-            match std::process::Command::new("bash")
-                .arg(&script)
-                .args(&args)
-                .status()
-            {
-                Ok(s) if s.success() => {}
-                other => eprintln!("clean-up `{}` failed: {other:?}", args.join(" ")),
-            }
-        }
-    }
 }
 
 /// Outcome of one operation of the loop.
@@ -514,7 +450,7 @@ fn sigkill_of_a_primary_costs_no_error() {
         };
         tokio::time::sleep(Duration::from_millis(700)).await;
         let port = port_of(&victim.addr);
-        let node = RestartOnDrop::kill(&port);
+        let node = KilledRedisNode::kill(&port);
         // The SIGKILL has been sent when the script returns.
         let killed_at = Instant::now();
         // The cluster's own view: when a surviving node has flagged the
@@ -650,7 +586,7 @@ fn a_dead_node_is_reported_as_errors_never_as_misses() {
                 .all(Result::is_ok)
         );
         let port = port_of(&victim.addr);
-        let node = RestartOnDrop::kill(&port);
+        let node = KilledRedisNode::kill(&port);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let got = cache.mget(&keys).await.expect("input is valid");
         node.restore();
@@ -702,7 +638,7 @@ fn clients_of_dead_nodes_are_dropped_at_refresh() {
             .clone();
         let before = cache.node_client(&replica).await.expect("replica client");
         let first_id = fred::interfaces::ClientLike::id(&before).to_owned();
-        let node = RestartOnDrop::kill(&port_of(&replica));
+        let node = KilledRedisNode::kill(&port_of(&replica));
         let deadline = Instant::now() + Duration::from_secs(10);
         while fred::interfaces::ClientLike::is_connected(&before) {
             assert!(Instant::now() < deadline, "the client never saw the kill");

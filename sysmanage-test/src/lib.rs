@@ -89,6 +89,84 @@ pub fn services(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A string unique to this test run (process id and time), for key
+/// prefixes and client names that must not collide with other runs.
+pub fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// The port of a `host:port` address.
+///
+/// # Panics
+/// When `addr` has no `:port` suffix.
+pub fn port_of(addr: &str) -> String {
+    addr.rsplit_once(':')
+        .unwrap_or_else(|| panic!("{addr:?} is not host:port"))
+        .1
+        .to_owned()
+}
+
+/// A Redis node killed with `SIGKILL` (`services redis-kill`), restarted
+/// (`redis-start`) and waited for (`redis-wait`) when dropped, so that a
+/// failing assertion still leaves the cluster whole for the next test.
+/// [`restore`](Self::restore) does it on the normal path, where a failure
+/// should fail the test.
+#[derive(Debug)]
+pub struct KilledRedisNode {
+    port: String,
+    armed: bool,
+}
+
+impl KilledRedisNode {
+    /// Kills the node on `port`.
+    ///
+    /// # Panics
+    /// As [`services`].
+    pub fn kill(port: &str) -> Self {
+        let guard = Self {
+            port: port.to_owned(),
+            armed: true,
+        };
+        services(&["redis-kill", port]);
+        guard
+    }
+
+    /// Restarts the node and waits for a healthy cluster.
+    ///
+    /// # Panics
+    /// As [`services`].
+    pub fn restore(mut self) {
+        self.armed = false;
+        services(&["redis-start", &self.port]);
+        services(&["redis-wait"]);
+    }
+}
+
+impl Drop for KilledRedisNode {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // No panics here: this may run while unwinding.
+        let Ok(script) = std::env::var("SYSMANAGE_SERVICES") else {
+            eprintln!(
+                "cannot restart redis {}: SYSMANAGE_SERVICES unset",
+                self.port
+            );
+            return;
+        };
+        for args in [vec!["redis-start", self.port.as_str()], vec!["redis-wait"]] {
+            match Command::new("bash").arg(&script).args(&args).status() {
+                Ok(s) if s.success() => {}
+                other => eprintln!("clean-up `{}` failed: {other:?}", args.join(" ")),
+            }
+        }
+    }
+}
+
 fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(str::trim)

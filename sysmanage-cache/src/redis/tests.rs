@@ -344,7 +344,11 @@ fn replies_are_decoded_per_unit_and_odd_shapes_are_errors() {
 fn a_lost_reply_is_retried_but_counts_as_possibly_run() {
     // fred's message when a queued command's client is shut down (a dead
     // primary's client dropped once its replica is promoted).
-    for msg in ["channel closed", "Canceled.", "Connection closed unexpectedly."] {
+    for msg in [
+        "channel closed",
+        "Canceled.",
+        "Connection closed unexpectedly.",
+    ] {
         let lost = classified(ErrorKind::Unknown, msg);
         assert!(lost.retry && !lost.not_executed, "{msg}");
         assert!(may_resend(&lost, Retry::Always, 0, 16));
