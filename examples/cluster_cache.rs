@@ -1,5 +1,5 @@
-//! `ClusterCache` on the local Redis Cluster through a live reshard and a
-//! manual failover.
+//! `ClusterCache` on the local Redis Cluster through a live reshard, a
+//! manual failover and a SIGKILL of a primary.
 //!
 //! Start the cluster with `scripts/services up`, then
 //! `cargo run -p sysmanage-examples --features redis --example cluster_cache`.
@@ -8,11 +8,14 @@
 //! reshard moves, so the move meets live traffic), write new versions with `mset`/`set`
 //! and read them back with `mget`/`get`, checking every value, while the
 //! example moves 100 slots between two primaries (`redis-cli --cluster
-//! reshard`), promotes a replica with `CLUSTER FAILOVER`, and moves the
-//! slots back. Topology events are printed as they arrive; node stats and
-//! the scaling advisor's view close the run. The last line is
-//! `summary: ops=… errors=… wrong_values=… reshard_slots=… failovers=…`, and
-//! the exit status is non-zero when there were errors or wrong values.
+//! reshard`), promotes a replica with `CLUSTER FAILOVER`, moves the slots
+//! back, then kills a primary with SIGKILL (its replica takes over after
+//! `cluster-node-timeout`; the operations on its slots wait and are re-sent
+//! to the new owner) and restarts it. Topology events are printed as they
+//! arrive; node stats and the scaling advisor's view close the run. The
+//! last line is `summary: ops=… errors=… wrong_values=… reshard_slots=…
+//! failovers=… kills=…`, and the exit status is non-zero when there were
+//! errors or wrong values.
 
 use sysmanage_examples::cache_demo;
 
@@ -256,6 +259,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tokio::task::spawn_blocking(move || services(&["redis-reshard", &pb, &pa, "100"])).await??;
     reshard_slots += 100;
     tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // SIGKILL a primary that has a replica (the workers keep going).
+    let now = cache.cluster_nodes().await?;
+    let victim = now
+        .iter()
+        .find(|n| {
+            n.role == Role::Primary
+                && n.slot_count() > 0
+                && now.iter().any(|r| r.primary_id.as_ref() == Some(&n.id))
+        })
+        .ok_or("no primary with a replica")?
+        .addr
+        .clone();
+    let pv = port(&victim).to_owned();
+    println!("SIGKILL of primary {victim}");
+    let killed = std::time::Instant::now();
+    {
+        let pv = pv.clone();
+        tokio::task::spawn_blocking(move || {
+            services(&["redis-kill", &pv])?;
+            services(&["redis-wait-failover", &pv])
+        })
+        .await??;
+    }
+    println!(
+        "its replica took over {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    let kills = 1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("restarting {victim} (it rejoins as a replica)");
+    tokio::task::spawn_blocking(move || {
+        services(&["redis-start", &pv])?;
+        services(&["redis-wait"])
+    })
+    .await??;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await?;
@@ -293,7 +333,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         totals.wrong.load(Ordering::Relaxed),
     );
     println!(
-        "summary: ops={ops} errors={errors} wrong_values={wrong} reshard_slots={reshard_slots} failovers={failovers}"
+        "summary: ops={ops} errors={errors} wrong_values={wrong} reshard_slots={reshard_slots} failovers={failovers} kills={kills}"
     );
     if errors > 0 || wrong > 0 {
         std::process::exit(1);

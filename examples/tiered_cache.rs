@@ -8,16 +8,23 @@
 //! readers hammer instance B with a skewed key distribution (most reads are
 //! L1 hits); instance A then rewrites keys B has cached, and every read B
 //! makes after its L1 entry was invalidated is checked for a stale value;
+//! then A keeps writing and B keeps reading while a primary is killed with
+//! SIGKILL (and restarted) and a replica is promoted with `CLUSTER
+//! FAILOVER`: every read through B must see each write acknowledged more
+//! than the tracking heartbeat before it started, and nothing may fail;
 //! finally 100 concurrent `get_or_load` calls for one cold key show a single
 //! origin load. The last line is
-//! `summary: reads=… l1_hit_ratio=… stale_reads_after_invalidation=… loads_per_key_under_stampede=…`,
-//! and the exit status is non-zero when a stale read was seen or the
-//! stampede loaded more than once.
+//! `summary: reads=… l1_hit_ratio=… stale_reads_after_invalidation=… errors=… loads_per_key_under_stampede=… kills=… failovers=…`,
+//! and the exit status is non-zero when a stale read or an error was seen
+//! or the stampede loaded more than once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use sysmanage_cache::stats::Role;
 use sysmanage_cache::tiered::TrackingConfig;
 use sysmanage_cache::{
     ClusterCache, RedisCache, RedisConfig, SetOptions, TieredCache, TieredConfig,
@@ -53,6 +60,122 @@ async fn instance(
         started.elapsed()
     );
     Ok(cache)
+}
+
+fn services(args: &[&str]) -> Result<(), String> {
+    let script = std::env::var("SYSMANAGE_SERVICES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services").to_owned());
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {script}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`services {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+async fn blocking(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        services(&args)
+    })
+    .await??;
+    Ok(())
+}
+
+/// Versions written through A and when each was acknowledged, per key.
+type Acks = Arc<Mutex<HashMap<Vec<u8>, Vec<(u64, Instant)>>>>;
+
+/// What the reader through B saw while the faults ran.
+#[derive(Default)]
+struct Seen {
+    stale: u64,
+    errors: u64,
+    max_lag: Duration,
+}
+
+/// A writes new versions of `keys` until `stop`.
+async fn write_loop(
+    a: TieredCache<RedisCache>,
+    keys: Vec<Vec<u8>>,
+    acks: Acks,
+    stop: Arc<AtomicBool>,
+) -> u64 {
+    let (mut version, mut errors) = (0u64, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        for k in &keys {
+            version += 1;
+            match a
+                .set(k, version.to_string().as_bytes(), SetOptions::default())
+                .await
+            {
+                Ok(_) => acks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(k.clone())
+                    .or_default()
+                    .push((version, Instant::now())),
+                Err(e) => {
+                    eprintln!("write through A failed: {e}");
+                    errors += 1;
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// B reads `keys` until `stop`; a read is stale when it returns a version
+/// older than one acknowledged more than `bound` before the read started.
+async fn read_loop(
+    b: TieredCache<RedisCache>,
+    keys: Vec<Vec<u8>>,
+    acks: Acks,
+    stop: Arc<AtomicBool>,
+    bound: Duration,
+) -> Seen {
+    let mut seen = Seen::default();
+    while !stop.load(Ordering::Relaxed) {
+        for k in &keys {
+            let started = Instant::now();
+            let got = match b.get(k).await {
+                Ok(v) => v
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0),
+                Err(e) => {
+                    eprintln!("read through B failed: {e}");
+                    seen.errors += 1;
+                    continue;
+                }
+            };
+            let newer = acks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(k)
+                .and_then(|vs| {
+                    vs.iter()
+                        .find(|(v, at)| *v > got && *at < started)
+                        .map(|(_, at)| *at)
+                });
+            if let Some(at) = newer {
+                let lag = started.duration_since(at);
+                seen.max_lag = seen.max_lag.max(lag);
+                if lag > bound {
+                    seen.stale += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    seen
 }
 
 #[tokio::main]
@@ -152,6 +275,78 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         lags[lags.len() - 1]
     );
 
+    // The hit ratio of the read phases above; during the faults A rewrites
+    // every key B reads, so almost nothing can be served from L1 there.
+    let steady = b.stats();
+    section("faults: a primary killed, a replica promoted");
+    let bound = TrackingConfig::default().heartbeat;
+    let fault_keys: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("{prefix}fault:{i}").into_bytes())
+        .collect();
+    let acks: Acks = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(write_loop(
+        a.clone(),
+        fault_keys.clone(),
+        acks.clone(),
+        stop.clone(),
+    ));
+    let reader = tokio::spawn(read_loop(
+        b.clone(),
+        fault_keys.clone(),
+        acks.clone(),
+        stop.clone(),
+        bound,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let layout = a.l2().cluster_nodes().await?;
+    let victim = layout
+        .iter()
+        .find(|n| {
+            n.role == Role::Primary
+                && n.slot_count() > 0
+                && layout.iter().any(|r| r.primary_id.as_ref() == Some(&n.id))
+        })
+        .ok_or("no primary with a replica")?;
+    let vport = victim
+        .addr
+        .rsplit_once(':')
+        .map_or("", |(_, p)| p)
+        .to_owned();
+    println!("SIGKILL of primary {}", victim.addr);
+    blocking(vec!["redis-kill".into(), vport.clone()]).await?;
+    blocking(vec!["redis-wait-failover".into(), vport.clone()]).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    blocking(vec!["redis-start".into(), vport.clone()]).await?;
+    blocking(vec!["redis-wait".into()]).await?;
+    println!("{} restarted; it rejoined as a replica", victim.addr);
+    let kills = 1;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let layout = a.l2().cluster_nodes().await?;
+    let replica = layout
+        .iter()
+        .find(|n| n.role == Role::Replica)
+        .ok_or("no replica")?;
+    let rport = replica
+        .addr
+        .rsplit_once(':')
+        .map_or("", |(_, p)| p)
+        .to_owned();
+    println!("CLUSTER FAILOVER on replica {}", replica.addr);
+    blocking(vec!["redis-failover".into(), rport]).await?;
+    let failovers = 1;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let write_errors = writer.await?;
+    let seen = reader.await?;
+    println!(
+        "through the faults: {} stale reads (bound {bound:?}), longest lag of a read behind an acknowledged write {:?}, {} read errors, {write_errors} write errors",
+        seen.stale, seen.max_lag, seen.errors
+    );
+    stale += seen.stale;
+    let errors = seen.errors + write_errors;
+    a.mdel(&fault_keys).await?;
+
     section("stampede: 100 concurrent misses of one key");
     let cold = format!("{prefix}cold").into_bytes();
     let loads = Arc::new(AtomicU64::new(0));
@@ -185,14 +380,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     a.mdel(&keys).await?;
 
     // Every read through B: the skewed phase, the checks after each
-    // invalidation, and the stampede.
+    // invalidation, the faults and the stampede; the hit ratio is that of
+    // the steady phases before the faults.
     let reads = stats.l1.hits + stats.l1.misses + stats.l1.bypassed;
+    let steady_reads = steady.l1.hits + steady.l1.misses + steady.l1.bypassed;
     #[allow(clippy::cast_precision_loss)]
-    let ratio = stats.l1.hits as f64 / reads.max(1) as f64;
+    let ratio = steady.l1.hits as f64 / steady_reads.max(1) as f64;
     println!(
-        "summary: reads={reads} l1_hit_ratio={ratio:.3} stale_reads_after_invalidation={stale} loads_per_key_under_stampede={loads}"
+        "summary: reads={reads} l1_hit_ratio={ratio:.3} stale_reads_after_invalidation={stale} errors={errors} loads_per_key_under_stampede={loads} kills={kills} failovers={failovers}"
     );
-    if stale > 0 || loads != 1 {
+    if stale > 0 || errors > 0 || loads != 1 {
         std::process::exit(1);
     }
     Ok(())

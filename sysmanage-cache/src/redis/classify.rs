@@ -101,6 +101,9 @@ pub(super) fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -
         // primary replaced by its replica): it may or may not have been
         // written before the connection died.
         ErrorKind::Unknown if is_lost_reply(&details) => plain(unavailable(e), true, false),
+        // fred found no connection to write the command to (its node's
+        // connection was just lost): nothing was sent.
+        ErrorKind::Unknown if is_unrouted(&details) => plain(unavailable(e), true, true),
         // No route, no connection or a full command queue: nothing was sent.
         ErrorKind::Routing | ErrorKind::Backpressure => plain(unavailable(e), true, true),
         _ => plain(
@@ -122,6 +125,11 @@ pub(super) fn is_lost_reply(details: &str) -> bool {
         details,
         "channel closed" | "Canceled." | "Connection closed unexpectedly."
     )
+}
+
+/// fred's report of a command it had no connection to write to.
+pub(super) fn is_unrouted(details: &str) -> bool {
+    details == "Failed to route command."
 }
 
 /// Whether a command that failed with `c` may be sent again: the error is

@@ -13,7 +13,8 @@ use fred::types::{Expiration, Value};
 
 use super::RedisCache;
 use super::classify::{
-    Classified, NO_OWNER, Redirect, Retry, classify, is_lost_reply, may_resend, routing_error,
+    Classified, NO_OWNER, Redirect, Retry, classify, is_lost_reply, is_unrouted, may_resend,
+    routing_error,
 };
 use super::command::{Cmd, bytes_of, exec, int_of, send_cmd, unexpected};
 use crate::error::{CacheError, KeyResult, Result};
@@ -156,7 +157,8 @@ impl RedisCache {
             matches!(
                 e.kind(),
                 ErrorKind::Timeout | ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Routing
-            ) || (*e.kind() == ErrorKind::Unknown && is_lost_reply(e.details()))
+            ) || (*e.kind() == ErrorKind::Unknown
+                && (is_lost_reply(e.details()) || is_unrouted(e.details())))
         };
         if units.len() > 1 && replies.iter().all(|r| r.as_ref().is_err_and(transport)) {
             let keys_in_batch = units.iter().map(|u| u.idx.len()).sum();

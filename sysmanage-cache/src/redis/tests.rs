@@ -355,4 +355,8 @@ fn a_lost_reply_is_retried_but_counts_as_possibly_run() {
         assert!(!may_resend(&lost, Retry::OnlyIfNotExecuted, 0, 16));
     }
     assert!(!classified(ErrorKind::Unknown, "something else").retry);
+    // No connection to write to: surely not sent, so even INCRBY may retry.
+    let unrouted = classified(ErrorKind::Unknown, "Failed to route command.");
+    assert!(unrouted.retry && unrouted.not_executed);
+    assert!(may_resend(&unrouted, Retry::OnlyIfNotExecuted, 0, 16));
 }
