@@ -35,8 +35,13 @@
 //! writes are retried after any transient error. `INCRBY` and `SET … NX` are
 //! retried only after errors that prove the server did not run the command
 //! (`TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `LOADING`, `READONLY`, no
-//! connection); after a timeout or a connection lost mid-command they return
-//! the error, since the command may have run.
+//! connection); after a timeout or a connection lost mid-command they fail
+//! with [`CacheError::Indeterminate`], since the command may have run.
+//!
+//! Failover: with the defaults an operation rides through the loss of a
+//! primary (SIGKILL included): it waits and retries while the replica takes
+//! over (a dropped connection requests a topology refresh at once), then is
+//! re-sent to the promoted node as soon as `CLUSTER SLOTS` shows it.
 //!
 //! A retried `DEL` (after a timeout or a lost connection) may have deleted
 //! the key on its first attempt; the retry then finds nothing, so
