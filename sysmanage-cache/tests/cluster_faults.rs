@@ -15,6 +15,8 @@ use sysmanage_cache::topology::TopologyEvent;
 use sysmanage_cache::{CacheError, ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
 use sysmanage_test::{KilledRedisNode, port_of, redis_nodes, run_id, services};
 
+mod common;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
@@ -221,12 +223,7 @@ async fn connect() -> RedisCache {
 }
 
 async fn layout(cache: &RedisCache) -> Vec<ClusterNode> {
-    let nodes = cache.cluster_nodes().await.expect("CLUSTER NODES");
-    assert!(
-        nodes.iter().all(|n| !n.failing),
-        "cluster not healthy before the test: {nodes:#?}"
-    );
-    nodes
+    common::settled_layout(cache).await
 }
 
 /// A live reshard of 100 slots (`redis-cli --cluster reshard`) while the

@@ -7,7 +7,7 @@ use sysmanage_core::{Backoff, Jitter, Secret};
 use crate::cache::Limits;
 use crate::error::{CacheError, Result};
 
-/// Settings of [`RedisCache`].
+/// Settings of [`RedisCache`](super::RedisCache).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisConfig {
