@@ -87,14 +87,14 @@ async fn writer(
     while !stop.load(Ordering::Relaxed) {
         for k in keys.iter() {
             version += 1;
-            match a
+            let res = a
                 .set(
                     k.as_bytes(),
                     version.to_string().as_bytes(),
                     SetOptions::default(),
                 )
-                .await
-            {
+                .await;
+            match res {
                 Ok(_) => {
                     out.writes += 1;
                     acks.lock()
@@ -124,7 +124,12 @@ async fn reader(
 ) -> Outcome {
     let mut out = Outcome::default();
     while !stop.load(Ordering::Relaxed) {
-        for k in keys.iter() {
+        for (i, k) in keys.iter().enumerate() {
+            if i % 20 == 0 {
+                // A paced reader: a loop that never waits starves the
+                // runtime's timers on a two-thread runtime.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let started = Instant::now();
             let got = match b.get(k.as_bytes()).await {
                 Ok(v) => v.map(|v| String::from_utf8(v).unwrap().parse::<u64>().unwrap()),

@@ -13,6 +13,7 @@
 //! | [`series`] | [`Timestamp`] and [`SampleBuffer`], a bounded time series with window queries |
 //! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
+//! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
 //!
@@ -60,6 +61,7 @@
 pub mod backoff;
 pub mod breaker;
 pub mod clock;
+pub mod duration;
 pub mod error;
 pub mod forecast;
 pub mod health;
