@@ -159,6 +159,25 @@ impl AdvisorConfig {
                 "need 0 < min_primaries <= max_primaries",
             ));
         }
+        // A cluster has at most 16,384 slots, hence primaries.
+        sysmanage_core::duration::check_count(
+            "advisor.max_primaries",
+            self.max_primaries,
+            1,
+            16_384,
+        )?;
+        sysmanage_core::duration::check_duration(
+            "advisor.sustain",
+            self.sustain,
+            Duration::ZERO,
+            sysmanage_core::duration::DAY,
+        )?;
+        sysmanage_core::duration::check_duration(
+            "advisor.cooldown",
+            self.cooldown,
+            Duration::ZERO,
+            sysmanage_core::duration::DAY,
+        )?;
         Ok(())
     }
 }

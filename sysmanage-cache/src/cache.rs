@@ -157,21 +157,34 @@ impl Limits {
     /// Validates the limits themselves.
     ///
     /// # Errors
-    /// [`CacheError::InvalidArgument`] when a limit is zero.
+    /// [`CacheError::InvalidArgument`] when a limit is zero or above what
+    /// Redis accepts (512 MiB for keys and values).
     pub fn validate(&self) -> Result<()> {
-        for (field, v) in [
-            ("limits.max_value_bytes", self.max_value_bytes),
-            ("limits.max_key_bytes", self.max_key_bytes),
-            ("limits.max_keys_per_call", self.max_keys_per_call),
-            ("limits.max_scan_results", self.max_scan_results),
+        const REDIS_MAX_BULK: usize = 512 << 20;
+        for (field, v, max) in [
+            (
+                "limits.max_value_bytes",
+                self.max_value_bytes,
+                REDIS_MAX_BULK,
+            ),
+            ("limits.max_key_bytes", self.max_key_bytes, REDIS_MAX_BULK),
+            (
+                "limits.max_keys_per_call",
+                self.max_keys_per_call,
+                10_000_000,
+            ),
+            ("limits.max_scan_results", self.max_scan_results, 10_000_000),
         ] {
-            if v == 0 {
-                return Err(CacheError::invalid(field, "must be greater than zero"));
-            }
+            sysmanage_core::duration::check_count(field, v, 1, max)?;
         }
         Ok(())
     }
 }
+
+/// Largest capacity of an event or invalidation channel (a broadcast
+/// channel allocates it up front).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) const MAX_CHANNEL: usize = 1 << 20;
 
 /// Rejects a TTL of zero or below one millisecond (Redis' resolution).
 ///

@@ -213,6 +213,9 @@ impl From<sysmanage_core::Error> for CacheError {
     fn from(e: sysmanage_core::Error) -> Self {
         match e {
             sysmanage_core::Error::Timeout(d) => Self::Timeout(d),
+            sysmanage_core::Error::InvalidConfig { field, reason } => {
+                Self::InvalidArgument { field, reason }
+            }
             other => Self::InvalidArgument {
                 field: "config",
                 reason: other.to_string(),

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use sysmanage_core::duration::deadline;
 
 use sysmanage_core::{Clock, SystemClock};
 
@@ -437,7 +438,7 @@ impl MemoryCache {
         if !allowed {
             return Ok(false);
         }
-        let expires = ttl.map(|ms| now + Duration::from_millis(ms));
+        let expires = ttl.map(|ms| deadline(now, Duration::from_millis(ms)));
         st.write(key, value, expires, &self.inner.config, now)?;
         Ok(true)
     }
@@ -499,7 +500,7 @@ impl ClusterCache for MemoryCache {
         let now = self.inner.clock.now();
         Ok(self
             .lock()
-            .set_expiry(key, now + Duration::from_millis(ms), now))
+            .set_expiry(key, deadline(now, Duration::from_millis(ms)), now))
     }
 
     async fn ttl(&self, key: &[u8]) -> Result<Ttl> {
@@ -579,7 +580,7 @@ impl ClusterCache for MemoryCache {
         }
         let ttl = ttl.map(check_ttl).transpose()?;
         let now = self.inner.clock.now();
-        let expires = ttl.map(|ms| now + Duration::from_millis(ms));
+        let expires = ttl.map(|ms| deadline(now, Duration::from_millis(ms)));
         let mut st = self.lock();
         Ok(entries
             .iter()

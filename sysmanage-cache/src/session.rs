@@ -42,6 +42,7 @@ use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
+use sysmanage_core::duration::{MILLISECOND, YEAR, check_count, check_duration};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -212,12 +213,20 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
                 "must not contain { or }",
             ));
         }
-        if config.ttl.as_millis() == 0 || config.max_lifetime.as_millis() == 0 {
-            return Err(CacheError::invalid(
-                "session.ttl",
-                "ttl and max_lifetime must be at least 1 ms",
-            ));
-        }
+        check_duration("session.ttl", config.ttl, MILLISECOND, YEAR)?;
+        check_duration(
+            "session.max_lifetime",
+            config.max_lifetime,
+            MILLISECOND,
+            YEAR,
+        )?;
+        check_count(
+            "session.max_sessions_per_user",
+            config.max_sessions_per_user,
+            1,
+            1_000_000,
+        )?;
+        check_count("session.create_attempts", config.create_attempts, 1, 100)?;
         if config.max_sessions_per_user == 0 || config.create_attempts == 0 {
             return Err(CacheError::invalid(
                 "session.max_sessions_per_user",

@@ -11,6 +11,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use crate::duration::{DAY, check_duration};
 use crate::error::{Error, Result, ensure_finite, ensure_nonzero};
 
 /// How randomness is mixed into each delay.
@@ -191,12 +192,13 @@ impl BackoffBuilder {
     /// Validates and returns the backoff.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] when `initial` is zero, `max < initial`,
-    /// `multiplier < 1` or `max_retries` is zero; [`Error::NonFinite`] for a
-    /// NaN or infinite multiplier.
+    /// [`Error::InvalidConfig`] when `initial` is zero or `max` above one
+    /// day, `max < initial`, `multiplier` outside 1–1,000 or `max_retries`
+    /// is zero; [`Error::NonFinite`] for a NaN or infinite multiplier.
     pub fn build(self) -> Result<Backoff> {
         let mut c = self.config;
         ensure_nonzero("backoff.initial", c.initial)?;
+        check_duration("backoff.max", c.max, Duration::ZERO, DAY)?;
         if c.max < c.initial {
             return Err(Error::invalid(
                 "backoff.max",
@@ -204,10 +206,10 @@ impl BackoffBuilder {
             ));
         }
         ensure_finite("backoff.multiplier", c.multiplier)?;
-        if c.multiplier < 1.0 {
+        if !(1.0..=1_000.0).contains(&c.multiplier) {
             return Err(Error::invalid(
                 "backoff.multiplier",
-                format!("must be at least 1, got {}", c.multiplier),
+                format!("must be between 1 and 1000, got {}", c.multiplier),
             ));
         }
         c.max_retries = match self.max_retries {

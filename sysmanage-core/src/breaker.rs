@@ -18,7 +18,8 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, ensure_finite, ensure_nonzero};
+use crate::duration::{DAY, MILLISECOND, check_duration};
+use crate::error::{Error, Result, ensure_finite};
 
 /// Number of buckets the failure-ratio window is divided into.
 const WINDOW_BUCKETS: u32 = 10;
@@ -68,7 +69,7 @@ impl BreakerConfig {
     /// [`Error::InvalidConfig`] for a zero cool-down, a ratio outside `(0, 1]`,
     /// a zero window or zero `min_calls`; [`Error::NonFinite`] for a NaN ratio.
     pub fn validate(&self) -> Result<()> {
-        ensure_nonzero("breaker.cool_down", self.cool_down)?;
+        check_duration("breaker.cool_down", self.cool_down, MILLISECOND, DAY)?;
         if let Some(fr) = &self.failure_ratio {
             ensure_finite("breaker.failure_ratio.ratio", fr.ratio)?;
             if !(fr.ratio > 0.0 && fr.ratio <= 1.0) {
@@ -83,7 +84,7 @@ impl BreakerConfig {
                     "must be at least 1",
                 ));
             }
-            ensure_nonzero("breaker.failure_ratio.window", fr.window)?;
+            check_duration("breaker.failure_ratio.window", fr.window, MILLISECOND, DAY)?;
         }
         Ok(())
     }
@@ -300,7 +301,7 @@ impl CircuitBreaker {
 
     fn open(&mut self, now: Instant) {
         self.state = State::Open {
-            until: now + self.config.cool_down,
+            until: crate::duration::deadline(now, self.config.cool_down),
         };
         self.times_opened += 1;
         tracing::debug!(

@@ -157,6 +157,26 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::new(secs, nanos))
 }
 
+/// `now + d`, or the latest representable moment no further than a
+/// century ahead when `d` is too large for the platform's `Instant`:
+/// a deadline that never panics.
+///
+/// # Examples
+/// ```
+/// use std::time::{Duration, Instant};
+/// use sysmanage_core::duration::deadline;
+/// let now = Instant::now();
+/// assert!(deadline(now, Duration::MAX) > now + Duration::from_secs(3600));
+/// assert_eq!(deadline(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// ```
+pub fn deadline(now: std::time::Instant, d: Duration) -> std::time::Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(d)
+        .or_else(|| now.checked_add(d.min(CENTURY)))
+        .or_else(|| now.checked_add(d.min(YEAR)))
+        .unwrap_or(now)
+}
+
 /// Checks that setting `field` lies in `[min, max]`.
 ///
 /// # Errors

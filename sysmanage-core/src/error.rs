@@ -174,8 +174,16 @@ pub fn positive_secs(field: &'static str, secs: f64) -> Result<Duration> {
             format!("must be greater than zero, got {secs} s"),
         ));
     }
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| Error::invalid(field, format!("{secs} s is out of range")))
+    let d = Duration::try_from_secs_f64(secs)
+        .map_err(|_| Error::invalid(field, format!("{secs} s is out of range")))?;
+    if d.is_zero() {
+        // A subnormal or sub-nanosecond value: positive, but zero as a Duration.
+        return Err(Error::invalid(
+            field,
+            format!("{secs} s is below the resolution of one nanosecond"),
+        ));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -210,7 +218,16 @@ mod tests {
 
     #[test]
     fn positive_secs_rejects_bad_values() {
-        for bad in [0.0, -0.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+        for bad in [
+            0.0,
+            -0.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e300,
+            1e-12,
+            1.1e-308,
+        ] {
             assert!(positive_secs("t", bad).is_err(), "{bad} accepted");
         }
         assert!(ensure_nonzero("t", Duration::ZERO).is_err());

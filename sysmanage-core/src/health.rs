@@ -18,7 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result, ensure_nonzero};
+use crate::duration::{DAY, MILLISECOND, check_duration};
+use crate::error::{Error, Result};
 use crate::series::Timestamp;
 
 /// The outcome of a health check, ordered from best to worst.
@@ -402,10 +403,15 @@ impl HealthRegistryBuilder {
     /// Validates and builds the registry.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a zero timeout or an empty check name,
-    /// [`Error::Duplicate`] when two checks share a name.
+    /// [`Error::InvalidConfig`] for a timeout outside 1 ms – 1 day or an
+    /// empty check name, [`Error::Duplicate`] when two checks share a name.
     pub fn build(self) -> Result<HealthRegistry> {
-        ensure_nonzero("health.default_timeout", self.default_timeout)?;
+        check_duration(
+            "health.default_timeout",
+            self.default_timeout,
+            MILLISECOND,
+            DAY,
+        )?;
         let mut seen = std::collections::HashSet::new();
         let mut checks = Vec::with_capacity(self.checks.len());
         for (check, timeout) in self.checks {
@@ -420,7 +426,7 @@ impl HealthRegistryBuilder {
                 });
             }
             let timeout = match timeout {
-                Some(t) => ensure_nonzero("health check timeout", t)?,
+                Some(t) => check_duration("health check timeout", t, MILLISECOND, DAY)?,
                 None => self.default_timeout,
             };
             checks.push(Registered { check, timeout });

@@ -1,5 +1,18 @@
 //! The error type of `sysmanage-db`.
 
+impl From<sysmanage_core::Error> for Error {
+    /// A rejected setting stays [`Error::InvalidConfig`] with its field, so
+    /// callers match one variant whichever crate checked the value.
+    fn from(e: sysmanage_core::Error) -> Self {
+        match e {
+            sysmanage_core::Error::InvalidConfig { field, reason } => {
+                Self::InvalidConfig { field, reason }
+            }
+            other => Self::Core(other),
+        }
+    }
+}
+
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -10,9 +23,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A shared building block rejected its input.
+    /// A shared building block rejected its input (configuration errors of
+    /// core types arrive as [`Error::InvalidConfig`] instead).
     #[error(transparent)]
-    Core(#[from] sysmanage_core::Error),
+    Core(sysmanage_core::Error),
     /// A configuration value was rejected.
     #[error("invalid {field}: {reason}")]
     InvalidConfig {

@@ -4,43 +4,48 @@ use std::time::Duration;
 
 use sysmanage_core::{Backoff, Jitter, Secret};
 
-use crate::cache::Limits;
+use crate::cache::{Limits, MAX_CHANNEL};
 use crate::error::{CacheError, Result};
+use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 /// Settings of [`RedisCache`](super::RedisCache).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// Seed nodes, `host:port`. At least one is required.
+    /// Seed nodes, `host:port`. 1 to 1,000 of them.
     pub nodes: Vec<String>,
     /// ACL user name. Default: none.
     pub username: Option<String>,
     /// Password. Default: none. Never printed.
     pub password: Option<Secret>,
     /// Deadline of one command or one pipeline (up to 1,000 commands).
-    /// Default: 1 s.
+    /// Default: 1 s. Range: 1 ms – 1 day.
     pub command_timeout: Duration,
-    /// Deadline of one connection attempt. Default: 2 s.
+    /// Deadline of one connection attempt. Default: 2 s. Range: 1 ms – 1 day.
     pub connect_timeout: Duration,
     /// Backoff between retries of transient errors; its `max_retries`
     /// bounds the attempts. Default: 20 ms doubling to 400 ms, equal jitter,
-    /// at most 12 retries.
+    /// at most 12 retries. Its `max` is at most 1 day.
     pub retry: Backoff,
     /// Total time one operation may spend retrying. Default: 6 s (longer
     /// than a typical automatic failover at `cluster-node-timeout 2000`).
+    /// Range: 0 – 1 day.
     pub retry_budget: Duration,
     /// `MOVED`/`ASK` redirections followed per command (per slot for
     /// multi-key operations) before it fails with
-    /// [`CacheError::Unavailable`]. Default: 16.
+    /// [`CacheError::Unavailable`]. Default: 16. Range: 1 – 1,000.
     pub max_redirections: u32,
-    /// Period of the background topology refresh. Default: 10 s.
+    /// Period of the background topology refresh. Default: 10 s. Range:
+    /// 1 ms – 1 day.
     pub refresh_interval: Duration,
     /// Random spread of the period, as a fraction of it (0 ≤ j < 1).
     /// Default: 0.2.
     pub refresh_jitter: f64,
-    /// Smallest gap between two refreshes triggered by errors. Default: 200 ms.
+    /// Smallest gap between two refreshes triggered by errors. Default:
+    /// 200 ms. Range: 0 – 1 day.
     pub min_refresh_gap: Duration,
-    /// Capacity of the topology event channel. Default: 64.
+    /// Capacity of the topology event channel. Default: 64. Range: 1 –
+    /// 1,048,576.
     pub event_capacity: usize,
     /// Input limits. Default: [`Limits::default`].
     pub limits: Limits,
@@ -112,14 +117,20 @@ impl RedisConfig {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        for (field, d) in [
-            ("redis.command_timeout", self.command_timeout),
-            ("redis.connect_timeout", self.connect_timeout),
-            ("redis.refresh_interval", self.refresh_interval),
+        check_count("redis.nodes", self.nodes.len(), 1, MAX_SEED_NODES)?;
+        for (field, d, min) in [
+            ("redis.command_timeout", self.command_timeout, MILLISECOND),
+            ("redis.connect_timeout", self.connect_timeout, MILLISECOND),
+            ("redis.refresh_interval", self.refresh_interval, MILLISECOND),
+            ("redis.retry_budget", self.retry_budget, Duration::ZERO),
+            (
+                "redis.min_refresh_gap",
+                self.min_refresh_gap,
+                Duration::ZERO,
+            ),
+            ("redis.retry.max", self.retry.max(), Duration::ZERO),
         ] {
-            if d.is_zero() {
-                return Err(CacheError::invalid(field, "must be greater than zero"));
-            }
+            check_duration(field, d, min, DAY)?;
         }
         if !(0.0..1.0).contains(&self.refresh_jitter) {
             return Err(CacheError::invalid(
@@ -127,22 +138,15 @@ impl RedisConfig {
                 "must be in [0, 1)",
             ));
         }
-        if self.max_redirections == 0 {
-            return Err(CacheError::invalid(
-                "redis.max_redirections",
-                "must be at least 1",
-            ));
-        }
-        if self.event_capacity == 0 {
-            return Err(CacheError::invalid(
-                "redis.event_capacity",
-                "must be greater than zero",
-            ));
-        }
+        check_count("redis.max_redirections", self.max_redirections, 1, 1_000)?;
+        check_count("redis.event_capacity", self.event_capacity, 1, MAX_CHANNEL)?;
         self.limits.validate()?;
         Ok(nodes)
     }
 }
+
+/// Most seed nodes a config may list.
+const MAX_SEED_NODES: usize = 1_000;
 
 /// `host:port` or `[v6]:port`; a host is letters, digits, `.`, `-` and
 /// `_` (or hex digits, `:` and `.` inside brackets). Anything URL-shaped

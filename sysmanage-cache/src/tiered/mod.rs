@@ -75,6 +75,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant};
+use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 use serde::{Deserialize, Serialize};
 use sysmanage_core::{Clock, SplitMix64, SystemClock};
@@ -98,7 +99,7 @@ pub struct TieredConfig {
     /// Default: 64 MiB.
     pub max_weight_bytes: u64,
     /// Longest an entry stays in L1: the staleness bound when an
-    /// invalidation cannot arrive. Default: 30 s.
+    /// invalidation cannot arrive. Default: 30 s. Range: 1 ms – 1 day.
     pub local_ttl: Duration,
     /// Each entry's lifetime is `local_ttl` shortened by a random fraction
     /// in `[0, ttl_jitter)`. Must be in `[0, 1)`. Default: 0.1.
@@ -158,12 +159,13 @@ impl TieredConfig {
                 "must be greater than zero",
             ));
         }
-        if self.local_ttl < Duration::from_millis(1) {
-            return Err(CacheError::invalid(
-                "tiered.local_ttl",
-                "must be at least 1 ms",
-            ));
-        }
+        check_duration("tiered.local_ttl", self.local_ttl, MILLISECOND, DAY)?;
+        check_count(
+            "tiered.max_value_bytes",
+            self.max_value_bytes,
+            1,
+            usize::MAX,
+        )?;
         if !(0.0..1.0).contains(&self.ttl_jitter) {
             return Err(CacheError::invalid(
                 "tiered.ttl_jitter",
@@ -479,7 +481,12 @@ impl Shared {
                 .next_f64();
             // XFetch: refresh when now - δ·β·ln(u) ≥ expiry, u ∈ (0, 1].
             let gap = e.delta.as_secs_f64() * beta * -(1.0 - u).ln();
-            if gap.is_finite() && now + Duration::from_secs_f64(gap.min(1e9)) >= e.expires {
+            if gap.is_finite()
+                && sysmanage_core::duration::deadline(
+                    now,
+                    Duration::from_secs_f64(gap.clamp(0.0, 1e9)),
+                ) >= e.expires
+            {
                 bump(&self.counters.l1_early);
                 return Lookup::Early;
             }
@@ -515,7 +522,7 @@ impl Shared {
         }
         let entry = Entry {
             value,
-            expires: self.clock.now() + lifetime,
+            expires: sysmanage_core::duration::deadline(self.clock.now(), lifetime),
             lifetime,
             delta,
         };

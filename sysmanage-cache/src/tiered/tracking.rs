@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 use fred::interfaces::{ClientInterface, ClientLike, TrackingInterface};
 use fred::types::config::{Config, ServerConfig};
@@ -78,18 +79,17 @@ impl TrackingConfig {
             ("tracking.heartbeat", self.heartbeat),
             ("tracking.reconcile_interval", self.reconcile_interval),
             ("tracking.reconnect_delay", self.reconnect_delay),
+            ("tracking.reconnect_max", self.reconnect_max),
         ] {
-            if d.is_zero() {
-                return Err(CacheError::invalid(field, "must be greater than zero"));
-            }
+            check_duration(field, d, MILLISECOND, DAY)?;
         }
         self.backoff()?;
-        if self.channel_capacity == 0 {
-            return Err(CacheError::invalid(
-                "tracking.channel_capacity",
-                "must be greater than zero",
-            ));
-        }
+        check_count(
+            "tracking.channel_capacity",
+            self.channel_capacity,
+            1,
+            crate::cache::MAX_CHANNEL,
+        )?;
         if self.client_name.is_empty()
             || !self
                 .client_name

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use sysmanage_core::duration::{MILLISECOND, check_duration};
 use sysmanage_core::{Backoff, ConnectionUrl, Jitter};
 
 use super::timeline::WalToken;
@@ -282,21 +283,10 @@ impl ReplicaConfig {
     /// `(0, 1]`, zero error or failover thresholds.
     pub fn validate(&self) -> Result<()> {
         let bounded = |field: &'static str, d: Duration| {
-            if d > Self::MAX_DURATION {
-                Err(invalid(
-                    field,
-                    format!("{d:?} is above the limit of {:?}", Self::MAX_DURATION),
-                ))
-            } else {
-                Ok(())
-            }
+            check_duration(field, d, Duration::ZERO, Self::MAX_DURATION).map(drop)
         };
         let nonzero = |field: &'static str, d: Duration| {
-            if d.is_zero() {
-                Err(invalid(field, "must be greater than zero"))
-            } else {
-                bounded(field, d)
-            }
+            check_duration(field, d, MILLISECOND, Self::MAX_DURATION).map(drop)
         };
         nonzero("monitor_interval", self.monitor_interval)?;
         nonzero("probe_timeout", self.probe_timeout)?;
@@ -463,9 +453,7 @@ mod tests {
             ("monitor_jitter", |c, d| c.monitor_jitter = d),
             ("probe_timeout", |c, d| c.probe_timeout = d),
             ("max_token_wait", |c, d| c.max_token_wait = d),
-            ("ban_backoff", |c, d| {
-                c.ban_backoff = Backoff::builder().initial(d).max(d).build().unwrap();
-            }),
+            ("read_retry_budget", |c, d| c.read_retry_budget = d),
         ];
         for (field, set) in cases {
             let mut c = ReplicaConfig::default();
@@ -473,7 +461,7 @@ mod tests {
             match c.validate() {
                 Err(Error::InvalidConfig { field: f, reason }) => {
                     assert_eq!(f, field);
-                    assert!(reason.contains("above the limit"), "{reason}");
+                    assert!(reason.contains("must be between"), "{reason}");
                 }
                 other => panic!("{field}: {other:?}"),
             }

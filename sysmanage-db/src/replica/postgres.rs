@@ -12,6 +12,7 @@ use super::lsn::Lsn;
 use super::pool::{NodePool, PoolStats, Probe, QueryError};
 use super::timeline::{TimelineHistory, TimelineId, WalToken};
 use crate::error::Result;
+use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 /// The monitor's one query per node: role, WAL positions, replay age and
 /// timelines.
@@ -190,14 +191,15 @@ impl QueryError for sqlx::Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PgNodeOptions {
-    /// Largest number of connections. Default: 10. Must be at least 1.
+    /// Largest number of connections. Default: 10. Range: 1 – 10,000.
     pub max_connections: u32,
     /// Connections kept open. Default: 0.
     pub min_connections: u32,
     /// How long a query waits for a connection (this also bounds connecting
-    /// to a node that is down). Default: 2 s.
+    /// to a node that is down). Default: 2 s. Range: 1 ms – 1 day.
     pub acquire_timeout: Duration,
-    /// Idle connections are closed after this. Default: 10 min.
+    /// Idle connections are closed after this. Default: 10 min. Range:
+    /// 1 ms – 1 day.
     pub idle_timeout: Option<Duration>,
 }
 
@@ -216,12 +218,15 @@ impl PgNodeOptions {
     /// The sqlx pool options these settings describe.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for zero
-    /// `max_connections` or `acquire_timeout`, or `min_connections` above
-    /// `max_connections`.
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for
+    /// `max_connections` outside 1–10,000, `min_connections` above
+    /// `max_connections`, or `acquire_timeout` / `idle_timeout` outside
+    /// 1 ms – 1 day.
     pub fn pool_options(&self) -> Result<PgPoolOptions> {
-        if self.max_connections == 0 {
-            return Err(invalid("max_connections", "pool size must be at least 1"));
+        check_count("max_connections", self.max_connections, 1, 10_000)?;
+        check_duration("acquire_timeout", self.acquire_timeout, MILLISECOND, DAY)?;
+        if let Some(idle) = self.idle_timeout {
+            check_duration("idle_timeout", idle, MILLISECOND, DAY)?;
         }
         if self.min_connections > self.max_connections {
             return Err(invalid(
@@ -231,9 +236,6 @@ impl PgNodeOptions {
                     self.min_connections, self.max_connections
                 ),
             ));
-        }
-        if self.acquire_timeout.is_zero() {
-            return Err(invalid("acquire_timeout", "must be greater than zero"));
         }
         Ok(PgPoolOptions::new()
             .max_connections(self.max_connections)
@@ -299,6 +301,31 @@ pub fn pg_node_with(
         return Err(invalid(
             "max_connections",
             format!("node {name:?}: pool size must be at least 1"),
+        ));
+    }
+    // sqlx adds these to `Instant::now()`: bounded, so they cannot overflow.
+    check_duration(
+        "acquire_timeout",
+        options.get_acquire_timeout(),
+        MILLISECOND,
+        DAY,
+    )?;
+    for (field, d) in [
+        ("idle_timeout", options.get_idle_timeout()),
+        ("max_lifetime", options.get_max_lifetime()),
+    ] {
+        if let Some(d) = d {
+            check_duration(field, d, MILLISECOND, DAY * 365)?;
+        }
+    }
+    let scheme = url.expose().split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(invalid(
+            "url",
+            format!(
+                "node {name:?}: {} is not a postgres:// or postgresql:// url",
+                url.redacted()
+            ),
         ));
     }
     let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {

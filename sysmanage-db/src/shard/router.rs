@@ -451,8 +451,9 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
     /// # Errors
     /// [`Error::InvalidConfig`] when there is no node set, two share a name,
     /// a placement names an unknown node set or a shard outside
-    /// `0..shard_count`, a shard is placed twice, `max_concurrency` is 0,
-    /// the shard timeout is zero, or the function has 0 or more than
+    /// `0..shard_count`, a shard is placed twice, `max_concurrency` is
+    /// outside 1–65,536, the shard timeout outside 1 ms – 1 day, or the
+    /// function has 0 or more than
     /// [`MAX_SHARDS`](super::MAX_SHARDS) shards (the router keeps state per
     /// shard).
     pub fn build(self) -> Result<ShardRouter<N, F>> {
@@ -460,12 +461,13 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
         if self.node_sets.is_empty() {
             return Err(invalid("node_sets", "must not be empty".into()));
         }
-        if self.max_concurrency == 0 {
-            return Err(invalid("max_concurrency", "must be at least 1".into()));
-        }
-        if self.shard_timeout.is_zero() {
-            return Err(invalid("shard_timeout", "must be positive".into()));
-        }
+        sysmanage_core::duration::check_count("max_concurrency", self.max_concurrency, 1, 65_536)?;
+        sysmanage_core::duration::check_duration(
+            "shard_timeout",
+            self.shard_timeout,
+            sysmanage_core::duration::MILLISECOND,
+            sysmanage_core::duration::DAY,
+        )?;
         let mut names: Vec<&str> = self.node_sets.iter().map(|(n, _)| n.as_str()).collect();
         names.sort_unstable();
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
