@@ -68,6 +68,19 @@
 //! * `mset` without a TTL writes each slot's pairs atomically (one `MSET`
 //!   per slot); with a TTL each pair is its own `SET … PX`.
 //!
+//! # Validation
+//!
+//! Settings are validated when a cache, tiered cache or session store is
+//! built, each against a documented range, with
+//! [`CacheError::InvalidArgument`] naming the field: Redis timeouts and
+//! intervals 1 ms – 1 day, retry budget and refresh gap at most one day,
+//! 1–1,000 seed nodes and redirections, channel capacities up to 2^20, L1
+//! `local_ttl` 1 ms – 1 day, session lifetimes 1 ms – 365 days, limits up
+//! to Redis' 512 MiB bulk size. Per-call inputs (keys, values, TTLs,
+//! increments) are checked on each call into typed errors (`incr` overflow
+//! is [`CacheError::Overflow`]). Clamped rather than refused: expiry
+//! deadlines past what `Instant` can hold.
+//!
 //! # Feature flags
 //!
 //! * `redis`: the Redis Cluster backend (fred 10, with its `i-cluster` and

@@ -52,6 +52,17 @@
 //! # }
 //! ```
 //!
+//! # Validation
+//!
+//! Every setting is checked when its type is built, against a documented
+//! range, with [`Error::InvalidConfig`] naming the field and the range:
+//! backoff `max` and breaker windows at most one day, health-check timeouts
+//! 1 ms – 1 day, multipliers 1–1,000, NaN and infinities refused everywhere
+//! ([`duration`] holds the checks). What is clamped rather than refused:
+//! a backoff's random `unit` outside `[0, 1)`, deadlines past what the
+//! platform's `Instant` can hold ([`duration::deadline`]), and timestamp
+//! arithmetic, which saturates.
+//!
 //! # Feature flags
 //!
 //! None: everything here is always available.

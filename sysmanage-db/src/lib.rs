@@ -62,6 +62,20 @@
 //! # }
 //! ```
 //!
+//! # Validation
+//!
+//! Configurations are validated when a router is built, each field against
+//! a documented range, with [`Error::InvalidConfig`] naming it: replica
+//! router durations at most one day (intervals and timeouts at least 1 ms),
+//! pool sizes 1–10,000, pool timeouts 1 ms – 1 day, fan-out concurrency
+//! 1–65,536, shard timeouts 1 ms – 1 day, at most
+//! [`MAX_SHARDS`](shard::MAX_SHARDS) logical shards, weights finite and
+//! non-negative, and connection URLs `postgres://` / `postgresql://` only.
+//! Text inputs (WAL positions and tokens, timeline history files) are
+//! parsed strictly into typed errors. Nothing a validated configuration
+//! allows can overflow later; what is clamped rather than refused: ban
+//! deadlines past what `Instant` can hold, and lag figures beyond `u64`.
+//!
 //! # Feature flags
 //!
 //! - `postgres`: PostgreSQL nodes through `sqlx` (tokio runtime): `replica::pg_node`,

@@ -116,7 +116,7 @@ struct Counters {
     events: AtomicU64,
 }
 
-/// A [`ClusterCache`] on a Redis Cluster. Cheap to clone; clones share the
+/// A [`ClusterCache`](crate::ClusterCache) on a Redis Cluster. Cheap to clone; clones share the
 /// connections. Dropping the last clone stops the background tasks.
 #[derive(Clone)]
 pub struct RedisCache {

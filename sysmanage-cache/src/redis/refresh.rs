@@ -27,7 +27,7 @@ pub(super) fn shares_refresh(last_ok: u64, started_at_call: u64) -> bool {
 
 impl RedisCache {
     /// Asks the refresher to re-read the topology now (rate-limited by
-    /// [`RedisConfig::min_refresh_gap`]).
+    /// [`RedisConfig::min_refresh_gap`](super::RedisConfig::min_refresh_gap)).
     pub fn request_refresh(&self) {
         self.inner.refresh.notify_one();
     }

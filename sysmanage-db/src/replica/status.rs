@@ -26,7 +26,7 @@ pub enum NodeState {
         /// Earliest re-admission, wall-clock.
         until: Timestamp,
     },
-    /// Excluded from [`Consistency::Any`] reads for lagging.
+    /// Excluded from [`Consistency::Any`](super::Consistency::Any) reads for lagging.
     LagBanned,
 }
 

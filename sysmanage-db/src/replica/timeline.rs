@@ -30,7 +30,7 @@ pub type TimelineId = NonZeroU32;
 ///
 /// A replica may serve a read carrying this token only when its replayed
 /// history contains the token's position **on the token's timeline
-/// history** (see the [module documentation](self)); comparing positions
+/// history** (see [`history_relation`](super::history_relation) and [`token_on_history`](super::token_on_history)); comparing positions
 /// alone is wrong across a promotion.
 ///
 /// # Text form
