@@ -76,15 +76,21 @@
 pub mod hygiene;
 pub mod metric;
 pub mod model;
+mod ingest;
 mod planner;
 pub mod prometheus;
 pub mod report;
 pub mod select;
 mod stats;
+mod validate;
 
 pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
-pub use planner::{CapacityPlanner, CapacitySnapshot, MetricStatus, Planner, PlannerConfig};
+pub use ingest::Recorded;
+pub use planner::{
+    CapacityPlanner, CapacitySnapshot, MAX_SAMPLES_PER_METRIC, MAX_TREND_THRESHOLD, MetricStatus,
+    Planner, PlannerConfig,
+};
 pub use report::{
     CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
     ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,

@@ -10,6 +10,10 @@ use super::{FittedModel, FittedState, Forecaster, ModelKind, Prediction, ensure_
 use crate::hygiene::RegularSeries;
 
 /// Smoothing parameters of ETS(A,A,A) in Hyndman's notation.
+///
+/// Plain data; [`validate`](Self::validate) (run by
+/// [`HoltWinters::fixed`] and by every fit) requires `0 < α < 1`,
+/// `0 ≤ β ≤ α` and `0 ≤ γ ≤ 1 − α`, the usual admissible region.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EtsParams {
     /// Level smoothing `α`.
@@ -34,14 +38,77 @@ pub struct EtsInit {
     pub seasonal: Vec<f64>,
 }
 
+impl EtsParams {
+    /// Checks `0 < α < 1`, `0 ≤ β ≤ α`, `0 ≤ γ ≤ 1 − α` (all finite).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the parameter and its range.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::model::EtsParams;
+    /// assert!(EtsParams { alpha: 0.5, beta: 0.1, gamma: 0.2 }.validate().is_ok());
+    /// assert!(EtsParams { alpha: f64::NAN, beta: 0.1, gamma: 0.2 }.validate().is_err());
+    /// assert!(EtsParams { alpha: 5.0, beta: 3.0, gamma: -2.0 }.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let EtsParams { alpha, beta, gamma } = *self;
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(Error::invalid(
+                "holt_winters.alpha",
+                format!("must be in (0, 1), got {alpha}"),
+            ));
+        }
+        if !(beta >= 0.0 && beta <= alpha) {
+            return Err(Error::invalid(
+                "holt_winters.beta",
+                format!("must be in [0, alpha = {alpha}], got {beta}"),
+            ));
+        }
+        if !(gamma >= 0.0 && gamma <= 1.0 - alpha) {
+            return Err(Error::invalid(
+                "holt_winters.gamma",
+                format!("must be in [0, 1 - alpha = {}], got {gamma}", 1.0 - alpha),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl EtsInit {
+    /// Checks that there are at least two seasonal states and every state
+    /// is finite.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for fewer than two seasonal states,
+    /// [`Error::NonFinite`] for a NaN or infinite state.
+    pub fn validate(&self) -> Result<()> {
+        if self.seasonal.len() < 2 {
+            return Err(Error::invalid(
+                "holt_winters.init.seasonal",
+                format!(
+                    "must hold at least 2 states (one per step of the season), has {}",
+                    self.seasonal.len()
+                ),
+            ));
+        }
+        sysmanage_core::ensure_finite("holt_winters.init.level", self.level)?;
+        sysmanage_core::ensure_finite("holt_winters.init.trend", self.trend)?;
+        for s in &self.seasonal {
+            sysmanage_core::ensure_finite("holt_winters.init.seasonal", *s)?;
+        }
+        Ok(())
+    }
+
     /// The heuristic start: `b₀` from the difference of the first two
     /// seasonal means, `l₀` back-cast from the first season's mean, and the
     /// first season's deviations from that line (which sum to zero).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a season shorter than 2,
-    /// [`Error::InsufficientData`] with fewer than two full seasons.
+    /// [`Error::InsufficientData`] with fewer than two full seasons,
+    /// [`Error::NonFinite`] for a NaN or infinite value among them or
+    /// states that overflow `f64`.
     pub fn heuristic(values: &[f64], m: usize) -> Result<Self> {
         if m < 2 {
             return Err(Error::invalid(
@@ -54,6 +121,7 @@ impl EtsInit {
             2 * m,
             values.len(),
         )?;
+        ensure_all_finite(&values[..2 * m])?;
         let mf = m as f64;
         let mean1 = values[..m].iter().sum::<f64>() / mf;
         let mean2 = values[m..2 * m].iter().sum::<f64>() / mf;
@@ -62,11 +130,13 @@ impl EtsInit {
         let seasonal = (0..m)
             .map(|j| values[j] - (level + trend * (j as f64 + 1.0)))
             .collect();
-        Ok(Self {
+        let init = Self {
             level,
             trend,
             seasonal,
-        })
+        };
+        init.validate()?;
+        Ok(init)
     }
 }
 
@@ -101,6 +171,7 @@ impl EtsInit {
             ));
         }
         let n = values.len();
+        ensure_all_finite(values)?;
         let min_obs = 10 + 2 * (m / 2);
         ensure_points(
             "statsmodels heuristic initialisation",
@@ -175,12 +246,26 @@ impl EtsInit {
             .sum();
         let trend = sxy / 82.5;
         let level = ybar - trend * 5.5;
-        Ok(Self {
+        let init = Self {
             level,
             trend,
             seasonal,
-        })
+        };
+        init.validate()?;
+        Ok(init)
     }
+}
+
+/// [`Error::NonFinite`] for the first NaN or infinite value.
+fn ensure_all_finite(values: &[f64]) -> Result<()> {
+    if values.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    let bad = values.iter().copied().find(|v| !v.is_finite());
+    Err(Error::NonFinite {
+        field: "series value",
+        value: bad.unwrap_or(f64::NAN),
+    })
 }
 
 /// Runs Hyndman's ETS(A,A,A) recursion; returns the SSE of the one-step errors.
@@ -260,10 +345,12 @@ impl EtsFit {
 
     pub(crate) fn predict(&self, h: usize) -> Prediction {
         let hf = h as f64;
-        let point = self.level + hf * self.trend + self.season[(self.n + h - 1) % self.m];
+        // (n + h − 1) mod m without overflowing for any h.
+        let phase = (self.n % self.m + h.saturating_sub(1) % self.m) % self.m;
+        let point = self.level + hf * self.trend + self.season[phase];
         let EtsParams { alpha, beta, gamma } = self.params;
         let m = self.m as f64;
-        let k = ((h - 1) / self.m) as f64;
+        let k = (h.saturating_sub(1) / self.m) as f64;
         // Hyndman et al. (2008), Table 6.1, class 1, ETS(A,A,A).
         let rel = 1.0
             + (hf - 1.0)
@@ -293,11 +380,11 @@ impl EtsFit {
 #[non_exhaustive]
 pub struct HoltWinters {
     /// Season length. Default: one day.
-    pub season: Duration,
+    season: Duration,
     /// Fixed smoothing parameters; `None` (default) fits them.
-    pub params: Option<EtsParams>,
+    params: Option<EtsParams>,
     /// Fixed initial states; `None` (default) uses [`EtsInit::heuristic`].
-    pub init: Option<EtsInit>,
+    init: Option<EtsInit>,
 }
 
 impl Default for HoltWinters {
@@ -311,7 +398,9 @@ impl Default for HoltWinters {
 }
 
 impl HoltWinters {
-    /// With a season of `season` and fitted parameters.
+    /// With a season of `season` and fitted parameters. The season is
+    /// checked when fitting: it must be 2 ms to 400 days and a whole number
+    /// (≥ 2) of the series' steps.
     pub fn with_season(season: Duration) -> Self {
         Self {
             season,
@@ -320,14 +409,43 @@ impl HoltWinters {
     }
 
     /// With fixed parameters (no fitting) and optionally fixed initial states.
-    #[must_use]
-    pub fn fixed(mut self, params: EtsParams, init: Option<EtsInit>) -> Self {
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for parameters outside the admissible region
+    /// (see [`EtsParams::validate`]) or initial states with fewer than two
+    /// seasonal terms, [`Error::NonFinite`] for a NaN or infinite state.
+    pub fn fixed(mut self, params: EtsParams, init: Option<EtsInit>) -> Result<Self> {
+        params.validate()?;
+        if let Some(i) = &init {
+            i.validate()?;
+        }
         self.params = Some(params);
         self.init = init;
-        self
+        Ok(self)
+    }
+
+    /// The season length.
+    pub fn season(&self) -> Duration {
+        self.season
+    }
+
+    /// The fixed parameters, if any.
+    pub fn params(&self) -> Option<EtsParams> {
+        self.params
+    }
+
+    /// The fixed initial states, if any.
+    pub fn init(&self) -> Option<&EtsInit> {
+        self.init.as_ref()
     }
 
     fn season_len(&self, series: &RegularSeries) -> Result<usize> {
+        crate::validate::duration_in(
+            "holt_winters.season",
+            self.season,
+            Duration::from_millis(2),
+            crate::validate::MAX_DURATION,
+        )?;
         series.season_len(self.season).ok_or_else(|| {
             Error::invalid(
                 "holt_winters.season",
@@ -341,7 +459,20 @@ impl HoltWinters {
 
     /// The SSE-minimising parameters for `values` with season length `m`
     /// from initial states `init`.
-    pub fn fit_params(values: &[f64], init: &EtsInit) -> EtsParams {
+    ///
+    /// # Errors
+    /// [`Error::InsufficientData`] with fewer than two values,
+    /// [`Error::NonFinite`] for a NaN or infinite value or state,
+    /// [`Error::InvalidConfig`] for fewer than two seasonal states.
+    pub fn fit_params(values: &[f64], init: &EtsInit) -> Result<EtsParams> {
+        init.validate()?;
+        ensure_points("holt-winters parameter fit", 2, values.len())?;
+        ensure_all_finite(values)?;
+        Ok(Self::fit_params_checked(values, init))
+    }
+
+    /// [`fit_params`](Self::fit_params) on checked input.
+    fn fit_params_checked(values: &[f64], init: &EtsInit) -> EtsParams {
         let m = init.seasonal.len();
         let mut scratch = GradScratch::new(m);
         // Quasi-Newton (BFGS) on the SSE with its exact gradient, computed by
@@ -576,7 +707,10 @@ impl Forecaster for HoltWinters {
         )?;
         let y = &series.values;
         let init = match &self.init {
-            Some(i) if i.seasonal.len() == m => i.clone(),
+            Some(i) if i.seasonal.len() == m => {
+                i.validate()?;
+                i.clone()
+            }
             Some(i) => {
                 return Err(Error::invalid(
                     "holt_winters.init",
@@ -591,8 +725,11 @@ impl Forecaster for HoltWinters {
             None => EtsInit::heuristic(y, m)?,
         };
         let params = match self.params {
-            Some(p) => p,
-            None => Self::fit_params(y, &init),
+            Some(p) => {
+                p.validate()?;
+                p
+            }
+            None => Self::fit_params_checked(y, &init),
         };
         let mut ring = Vec::with_capacity(m);
         let (sse, level, trend, last_mu) = ets_run(y, params, &init, &mut ring, None);
@@ -612,22 +749,35 @@ impl Forecaster for HoltWinters {
             sigma2,
             last_fitted: last_mu,
         };
-        Ok(FittedModel::new(
+        FittedModel::checked(
             ModelKind::HoltWinters,
             series,
             sigma2.sqrt(),
             FittedState::Ets(fit),
-        ))
+        )
     }
 }
 
 /// One-step fitted values `μₜ` of ETS(A,A,A) with fixed parameters and
 /// initial states, and their SSE (what statsmodels' `ETSModel.smooth` computes).
-pub fn ets_fitted_values(values: &[f64], params: EtsParams, init: &EtsInit) -> (Vec<f64>, f64) {
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for parameters outside the admissible region or
+/// fewer than two seasonal states, [`Error::NonFinite`] for a NaN or
+/// infinite value or state, or fitted values that overflow `f64`.
+pub fn ets_fitted_values(
+    values: &[f64],
+    params: EtsParams,
+    init: &EtsInit,
+) -> Result<(Vec<f64>, f64)> {
+    params.validate()?;
+    init.validate()?;
+    ensure_all_finite(values)?;
     let mut ring = Vec::new();
     let mut fitted = Vec::with_capacity(values.len());
     let (sse, ..) = ets_run(values, params, init, &mut ring, Some(&mut fitted));
-    (fitted, sse)
+    sysmanage_core::ensure_finite("holt_winters sse", sse)?;
+    Ok((fitted, sse))
 }
 
 /// Prometheus' double exponential smoothing as a forecaster.
@@ -767,12 +917,12 @@ impl Forecaster for DoubleExponential {
             sigma2,
             last_fitted,
         };
-        Ok(FittedModel::new(
+        FittedModel::checked(
             ModelKind::DoubleExponential,
             series,
             sigma2.sqrt(),
             FittedState::Des(fit),
-        ))
+        )
     }
 }
 
@@ -896,14 +1046,14 @@ mod tests {
             );
         }
         // BFGS reaches at least Nelder–Mead's optimum.
-        let p = HoltWinters::fit_params(&y, &init);
+        let p = HoltWinters::fit_params(&y, &init).unwrap();
         let (_, nm_f) = nelder_mead(
             &mut |x: &[f64]| sse(&[x[0], x[1], x[2]]),
             &[0.0, 0.0, 0.0],
             1.0,
             3000,
         );
-        let (_, fitted_sse) = ets_fitted_values(&y, p, &init);
+        let (_, fitted_sse) = ets_fitted_values(&y, p, &init).unwrap();
         assert!(fitted_sse <= nm_f * (1.0 + 1e-9), "{fitted_sse} vs {nm_f}");
     }
 

@@ -1,0 +1,49 @@
+//! Range checks shared by every settings type: one rule, one message shape
+//! ("must be in [min, max], got x"), naming the field.
+
+use std::time::Duration;
+
+use sysmanage_core::{Error, Result};
+
+/// The longest duration any setting accepts (about 13 months): long enough
+/// for a yearly season with a margin, short enough that every timestamp
+/// arithmetic on it stays far inside `i64` milliseconds.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(400 * 86_400);
+
+/// `d` within `[min, max]`.
+pub(crate) fn duration_in(
+    field: &'static str,
+    d: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<()> {
+    if d < min || d > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be in [{min:?}, {max:?}], got {d:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `n` within `[min, max]`.
+pub(crate) fn count_in(field: &'static str, n: usize, min: usize, max: usize) -> Result<()> {
+    if n < min || n > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be in [{min}, {max}], got {n}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A finite `x` within `[min, max]`.
+pub(crate) fn finite_in(field: &'static str, x: f64, min: f64, max: f64) -> Result<()> {
+    if !(x.is_finite() && x >= min && x <= max) {
+        return Err(Error::invalid(
+            field,
+            format!("must be a finite number in [{min}, {max}], got {x}"),
+        ));
+    }
+    Ok(())
+}
