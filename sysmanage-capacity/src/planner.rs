@@ -203,7 +203,7 @@ impl PlannerConfig {
             Error::invalid(
                 "planner.trend_enter",
                 format!(
-                    "thresholds must satisfy 0 ≤ trend_exit ≤ trend_enter ≤ {MAX_TREND_THRESHOLD}, got exit {} and enter {}",
+                    "must be a finite number in [trend_exit = {}, {MAX_TREND_THRESHOLD}], got {}",
                     self.trend_exit, self.trend_enter
                 ),
             )
