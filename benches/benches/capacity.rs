@@ -158,5 +158,55 @@ fn planner(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, regression, holt_winters, planner);
+/// 10 million samples of one metric (one every 250 ms over ~29 days), fed to
+/// `Planner::record` in time order and shuffled: each sample delayed by a
+/// pseudo-random amount of up to 6 days, as a pipeline that backfills late
+/// scrapes delivers them. Requirement: shuffled within 3× of in-order.
+fn ingest(c: &mut Criterion) {
+    const SAMPLES: usize = 10_000_000;
+    const STEP_MS: i64 = 250;
+    const SPREAD_MS: u64 = 6 * 86_400_000;
+    let in_order: Vec<Sample> = (0..SAMPLES)
+        .map(|i| {
+            Sample::new(
+                Timestamp::from_millis(START_MS + STEP_MS * i as i64),
+                value(0, i / 240),
+            )
+        })
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut keyed: Vec<(i64, Sample)> = in_order
+        .iter()
+        .map(|s| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (s.at.as_millis() + (seed % SPREAD_MS) as i64, *s)
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|k| k.0);
+    let shuffled: Vec<Sample> = keyed.into_iter().map(|k| k.1).collect();
+    let config = || {
+        let mut c = PlannerConfig::default();
+        c.max_samples_per_metric = std::num::NonZeroUsize::new(SAMPLES).expect("nonzero");
+        c
+    };
+    let mut g = c.benchmark_group("capacity/ingest 10M samples, one metric");
+    g.sample_size(10);
+    for (name, samples) in [("in order", &in_order), ("shuffled within 6 days", &shuffled)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut p = Planner::sysmanage(config()).expect("valid");
+                let stored = p
+                    .record_all("request_rate", black_box(samples))
+                    .expect("finite");
+                assert_eq!(stored, SAMPLES);
+                p
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, regression, holt_winters, planner, ingest);
 criterion_main!(benches);

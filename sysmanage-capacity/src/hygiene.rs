@@ -320,7 +320,8 @@ pub fn clean(samples: impl IntoIterator<Item = Sample>) -> Result<(Vec<Sample>, 
 /// damping (usually one day).
 ///
 /// # Errors
-/// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value,
+/// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value
+/// (or values so large that a bucket's sum overflows `f64`),
 /// [`Error::InvalidConfig`] for bad settings or a grid over `max_buckets`.
 pub fn prepare(
     samples: &[Sample],
@@ -394,6 +395,19 @@ pub fn prepare(
         values: max,
     };
     let max_outliers_damped = damp_outliers(&mut max.values, season_len, config);
+    // Finite samples near ±f64::MAX can still overflow a bucket's sum or an
+    // interpolation: a typed error, never a silent ∞ or NaN in the grid.
+    if let Some(bad) = mean
+        .values
+        .iter()
+        .chain(&max.values)
+        .find(|v| !v.is_finite())
+    {
+        return Err(Error::NonFinite {
+            field: "bucket value (samples too large to average)",
+            value: *bad,
+        });
+    }
     Ok(Resampled {
         mean,
         max,

@@ -1,17 +1,14 @@
 //! The per-metric sample store behind [`Planner`](crate::Planner): bounded
-//! by count and age like core's `SampleBuffer`, with late samples costing
-//! O(log n) instead of an O(n) insertion into the middle of a ring.
+//! by count and age like core's `SampleBuffer`, with a late sample costing
+//! O(1) (amortised, plus a share of one cache-sized sort) instead of an
+//! O(n) insertion into the middle of a ring.
 //!
-//! Samples at or after the newest go to the back of a sorted ring. Older
-//! ("late") ones go to a min-heap keyed by time; the two are merged in one
-//! linear pass when the heap grows past half the ring (amortised O(1) per
-//! late sample) and whenever the samples are read in order. Eviction by
-//! count and by age takes the overall oldest sample from whichever side
-//! holds it, so the samples kept are exactly those an eager in-place
-//! insertion keeps.
+//! The samples kept, and their order, are exactly those of an eager
+//! in-place insertion (core's `SampleBuffer`): eviction by count and by age
+//! takes the overall oldest sample, and samples sharing a time stay in
+//! arrival order.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -47,40 +44,81 @@ impl Recorded {
     }
 }
 
-/// A late sample in the heap: ordered by time, then arrival.
-#[derive(Clone, Copy, Debug)]
-struct Late {
-    at: i64,
-    seq: u64,
-    value: f64,
+/// One time bucket of a [`SampleStore`]: samples in arrival order, sorted
+/// (stably, by time) only when it matters.
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    samples: Vec<Sample>,
+    /// Samples before this index were evicted (a sorted bucket only).
+    head: usize,
+    /// Whether `samples[head..]` is in time order.
+    sorted: bool,
 }
 
-impl PartialEq for Late {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+impl Bucket {
+    fn live(&self) -> &[Sample] {
+        &self.samples[self.head..]
     }
-}
-impl Eq for Late {}
-impl PartialOrd for Late {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    fn len(&self) -> usize {
+        self.samples.len() - self.head
     }
-}
-impl Ord for Late {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+
+    fn push(&mut self, s: Sample) {
+        if self.samples.len() == self.head {
+            self.samples.clear();
+            self.head = 0;
+            self.sorted = true;
+        } else if self.sorted && self.samples.last().is_some_and(|l| s.at < l.at) {
+            self.sorted = false;
+        }
+        self.samples.push(s);
+    }
+
+    /// Stable sort by time: samples sharing a time stay in arrival order,
+    /// as an in-place insertion after its equals would leave them.
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.samples[self.head..].sort_by_key(|s| s.at);
+            self.sorted = true;
+        }
+    }
+
+    fn first(&self) -> Option<Sample> {
+        if self.sorted {
+            self.live().first().copied()
+        } else {
+            // Earliest time, first arrival among equals.
+            self.live()
+                .iter()
+                .copied()
+                .reduce(|a, b| if b.at < a.at { b } else { a })
+        }
     }
 }
 
 /// Samples of one metric, bounded by count and by age behind the newest.
+///
+/// Time is cut into [`BUCKETS`] buckets per `max_age`; a sample is appended
+/// to its bucket whatever the arrival order (O(1)), and a bucket that
+/// received a sample out of order is sorted when it is evicted from, or
+/// sorted in the copy when read (a cache-sized sort per disordered bucket).
+/// Reading in time order concatenates the buckets.
 #[derive(Clone, Debug)]
 pub(crate) struct SampleStore {
     max_len: NonZeroUsize,
     max_age: Duration,
-    sorted: VecDeque<Sample>,
-    late: BinaryHeap<Reverse<Late>>,
-    seq: u64,
+    /// Bucket width in ms (≥ 1).
+    width: i128,
+    /// Start (ms) of `buckets[0]`.
+    base: i128,
+    buckets: VecDeque<Bucket>,
+    len: usize,
+    newest: Option<Sample>,
 }
+
+/// Buckets per retention window.
+const BUCKETS: i128 = 256;
 
 /// The serialised form: the same shape as core's `SampleBuffer`, samples
 /// in time order.
@@ -117,155 +155,169 @@ impl<'de> Deserialize<'de> for SampleStore {
 impl SampleStore {
     pub(crate) fn new(max_len: NonZeroUsize, max_age: Duration) -> Result<Self> {
         sysmanage_core::ensure_nonzero("planner.retention", max_age)?;
+        let age_ms = i128::try_from(max_age.as_millis()).unwrap_or(i128::MAX);
         Ok(Self {
             max_len,
             max_age,
-            sorted: VecDeque::new(),
-            late: BinaryHeap::new(),
-            seq: 0,
+            width: (age_ms / BUCKETS).max(1),
+            base: 0,
+            buckets: VecDeque::new(),
+            len: 0,
+            newest: None,
         })
+    }
+
+    fn age_ms(&self) -> i128 {
+        i128::try_from(self.max_age.as_millis()).unwrap_or(i128::MAX)
     }
 
     /// Adds a sample unless it falls outside the bounds (then says why).
     pub(crate) fn push(&mut self, at: Timestamp, value: f64) -> Result<Recorded> {
         ensure_finite("sample value", value)?;
         let sample = Sample::new(at, value);
-        match self.sorted.back() {
+        match self.newest {
             Some(newest) if at < newest.at => {
                 let cutoff = newest.at - self.max_age;
                 if at < cutoff {
                     return Ok(Recorded::TooOld { cutoff });
                 }
-                if self.len() >= self.max_len.get()
+                if self.len >= self.max_len.get()
                     && let Some(oldest) = self.first()
                     && at < oldest.at
                 {
                     return Ok(Recorded::OverCapacity { oldest: oldest.at });
                 }
-                self.seq += 1;
-                self.late.push(Reverse(Late {
-                    at: at.as_millis(),
-                    seq: self.seq,
-                    value,
-                }));
-                if self.late.len() > 1024 && self.late.len() > self.sorted.len() / 2 {
-                    self.merge();
-                }
             }
-            _ => self.sorted.push_back(sample),
+            _ => self.newest = Some(sample),
         }
+        self.insert(sample);
         self.evict();
         Ok(Recorded::Stored)
+    }
+
+    /// Appends `s` to its bucket, adding buckets at either end as needed
+    /// (never more than one retention window of them: buckets wholly before
+    /// the cutoff are dropped first).
+    fn insert(&mut self, s: Sample) {
+        let t = i128::from(s.at.as_millis());
+        let cutoff = i128::from(self.newest.map_or(s.at, |n| n.at).as_millis()) - self.age_ms();
+        while self.buckets.len() > 1 && self.base + self.width <= cutoff {
+            if let Some(b) = self.buckets.pop_front() {
+                self.len -= b.len();
+            }
+            self.base += self.width;
+        }
+        if self.buckets.len() == 1 && self.base + self.width <= cutoff {
+            if let Some(b) = self.buckets.pop_front() {
+                self.len -= b.len();
+            }
+        }
+        if self.buckets.is_empty() {
+            self.base = t.div_euclid(self.width) * self.width;
+            self.buckets.push_back(Bucket::default());
+        }
+        if t < self.base {
+            // A late sample before the first bucket (but within the window).
+            let add = (self.base - t + self.width - 1) / self.width;
+            for _ in 0..add {
+                self.buckets.push_front(Bucket::default());
+            }
+            self.base -= add * self.width;
+        }
+        let idx = usize::try_from((t - self.base) / self.width).unwrap_or(usize::MAX);
+        while self.buckets.len() <= idx {
+            self.buckets.push_back(Bucket::default());
+        }
+        self.buckets[idx].push(s);
+        self.len += 1;
     }
 
     /// Drops the overall oldest samples beyond the count bound and those
     /// older than the age bound.
     fn evict(&mut self) {
-        while self.len() > self.max_len.get() {
+        while self.len > self.max_len.get() {
             self.pop_oldest();
         }
-        if let Some(newest) = self.sorted.back().map(|s| s.at) {
-            let cutoff = newest - self.max_age;
-            while self.sorted.front().is_some_and(|s| s.at < cutoff) {
-                self.sorted.pop_front();
+        let Some(newest) = self.newest else {
+            return;
+        };
+        let cutoff = newest.at - self.max_age;
+        loop {
+            let many = self.buckets.len() > 1;
+            let Some(front) = self.buckets.front_mut() else {
+                break;
+            };
+            if front.len() == 0 && many {
+                self.buckets.pop_front();
+                self.base += self.width;
+                continue;
             }
-            while self
-                .late
-                .peek()
-                .is_some_and(|l| l.0.at < cutoff.as_millis())
-            {
-                self.late.pop();
+            if front.first().is_some_and(|s| s.at < cutoff) {
+                front.sort();
+                let gone = front.live().partition_point(|s| s.at < cutoff);
+                front.head += gone;
+                self.len -= gone;
+                if front.len() == 0 {
+                    continue;
+                }
             }
+            break;
         }
     }
 
     fn pop_oldest(&mut self) {
-        let from_late = match (self.sorted.front(), self.late.peek()) {
-            (Some(s), Some(l)) => l.0.at < s.at.as_millis(),
-            (None, Some(_)) => true,
-            _ => false,
-        };
-        if from_late {
-            self.late.pop();
-        } else {
-            self.sorted.pop_front();
-        }
-    }
-
-    /// Merges the late samples into the sorted ring (one linear pass).
-    fn merge(&mut self) {
-        if self.late.is_empty() {
+        loop {
+            let many = self.buckets.len() > 1;
+            let Some(front) = self.buckets.front_mut() else {
+                return;
+            };
+            if front.len() == 0 {
+                if !many {
+                    return;
+                }
+                self.buckets.pop_front();
+                self.base += self.width;
+                continue;
+            }
+            front.sort();
+            front.head += 1;
+            self.len -= 1;
             return;
         }
-        let merged = self.to_sorted_vec();
-        self.late.clear();
-        self.sorted = VecDeque::from(merged);
     }
 
-    /// Every sample in time order (late ones after earlier arrivals at the
-    /// same time).
+    /// Every sample in time order (samples sharing a time in arrival order).
     pub(crate) fn to_sorted_vec(&self) -> Vec<Sample> {
-        let (a, b) = self.sorted.as_slices();
-        if self.late.is_empty() {
-            let mut v = Vec::with_capacity(a.len() + b.len());
-            v.extend_from_slice(a);
-            v.extend_from_slice(b);
-            return v;
-        }
-        let mut late: Vec<Late> = self.late.iter().map(|r| r.0).collect();
-        late.sort_unstable();
-        let mut out = Vec::with_capacity(self.len());
-        let mut main = a.iter().chain(b).peekable();
-        let mut late = late.into_iter().peekable();
-        loop {
-            match (main.peek(), late.peek()) {
-                (Some(m), Some(l)) => {
-                    if l.at < m.at.as_millis() {
-                        out.push(Sample::new(Timestamp::from_millis(l.at), l.value));
-                        late.next();
-                    } else {
-                        out.push(**m);
-                        main.next();
-                    }
-                }
-                (Some(m), None) => {
-                    out.push(**m);
-                    main.next();
-                }
-                (None, Some(l)) => {
-                    out.push(Sample::new(Timestamp::from_millis(l.at), l.value));
-                    late.next();
-                }
-                (None, None) => break,
+        let mut out = Vec::with_capacity(self.len);
+        for b in &self.buckets {
+            let from = out.len();
+            out.extend_from_slice(b.live());
+            if !b.sorted {
+                out[from..].sort_by_key(|s| s.at);
             }
         }
         out
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.sorted.len() + self.late.len()
+        self.len
     }
 
     pub(crate) fn first(&self) -> Option<Sample> {
-        let s = self.sorted.front().copied();
-        let l = self
-            .late
-            .peek()
-            .map(|l| Sample::new(Timestamp::from_millis(l.0.at), l.0.value));
-        match (s, l) {
-            (Some(s), Some(l)) if l.at < s.at => Some(l),
-            (Some(s), _) => Some(s),
-            (None, l) => l,
-        }
+        self.buckets
+            .iter()
+            .find(|b| b.len() > 0)
+            .and_then(Bucket::first)
     }
 
     pub(crate) fn last(&self) -> Option<Sample> {
-        self.sorted.back().copied()
+        self.newest
     }
 
     pub(crate) fn clear(&mut self) {
-        self.sorted.clear();
-        self.late.clear();
+        self.buckets.clear();
+        self.len = 0;
+        self.newest = None;
     }
 }
 

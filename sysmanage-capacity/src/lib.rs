@@ -60,6 +60,39 @@
 //! # Ok::<(), sysmanage_core::Error>(())
 //! ```
 //!
+//! # What is validated, and what is clamped
+//!
+//! Every settings type ([`PlannerConfig`], [`hygiene::HygieneConfig`],
+//! [`SelectionConfig`], [`model::Fourier`], [`model::HoltWinters`] with
+//! fixed [`model::EtsParams`] / [`model::EtsInit`], [`MetricSpec`]) checks
+//! each duration, count and number when it is built or used, against a
+//! range documented on the field, and refuses anything else with
+//! [`Error::InvalidConfig`] naming the field and the range (durations: 1 ms
+//! to 400 days; counts: see each field and `MAX_*` constant). A value that
+//! validation accepts never panics later.
+//!
+//! * **Refused with a typed error:** NaN or infinite samples and values
+//!   ([`Error::NonFinite`]); data so large that sums overflow `f64`
+//!   ([`Error::NonFinite`], never a silent ∞, NaN or a confident wrong R²);
+//!   timestamps whose grid would exceed `max_buckets` (including samples at
+//!   both ends of `i64`); a sample more than `max_forward_jump` ahead of a
+//!   metric's newest; `analyze` as of a time before the data; horizons past
+//!   [`model::MAX_PREDICT_STEPS`] in [`FittedModel::try_predict`];
+//!   fewer samples at distinct times than `min_samples`.
+//! * **Reported, not refused:** a sample older than the retention window,
+//!   or older than every sample of a full metric, is not stored and
+//!   `record` says so ([`Recorded`]).
+//! * **Clamped (documented where it happens):** forecasts to the metric's
+//!   physical [`Bounds`] (e.g. utilisation to `[0, 1]`); the horizon of
+//!   [`FittedModel::predict`] / [`FittedModel::predict_at`] to
+//!   `1..=`[`model::MAX_PREDICT_STEPS`] (the `try_` variants refuse
+//!   instead); the number of points a report lists (`max_report_points`,
+//!   by striding).
+//!
+//! All arithmetic on caller-supplied timestamps, horizons and counts is
+//! checked (or done in `i128` where any `i64` input fits), in debug and
+//! release builds alike.
+//!
 //! # Tracing
 //!
 //! Events under target `sysmanage_capacity`, at `debug`/`trace` level:

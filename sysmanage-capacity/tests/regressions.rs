@@ -370,3 +370,25 @@ fn every_config_range_is_enforced_with_the_field_named() {
     s.tolerance = 1e300;
     assert_eq!(field(&s.validate().unwrap_err()), "selection.tolerance");
 }
+
+#[test]
+fn poly2_prediction_at_the_far_end_of_i64_does_not_overflow() {
+    let s: Vec<Sample> = (0..10)
+        .map(|h| Sample::new(Timestamp::from_secs(3600 * h), h as f64))
+        .collect();
+    let fit = sysmanage_poly2(&s).unwrap();
+    let v = fit.predict(Timestamp::from_millis(i64::MIN));
+    assert!(v < 0.0, "{v}"); // a line far in the past, not a panic
+}
+
+#[test]
+fn samples_whose_sum_overflows_are_a_typed_error() {
+    let t = Timestamp::from_secs(1_764_028_800);
+    let samples = [
+        Sample::new(t, f64::MAX),
+        Sample::new(t + Duration::from_secs(60), f64::MAX),
+        Sample::new(t + Duration::from_secs(7200), 1.0),
+    ];
+    let e = prepare(&samples, &HygieneConfig::default(), None).unwrap_err();
+    assert_eq!(e.label(), "non_finite", "{e}");
+}

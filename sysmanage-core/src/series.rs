@@ -75,7 +75,8 @@ impl Timestamp {
 
     /// Signed seconds from `origin` to `self`.
     pub fn secs_since(self, origin: Self) -> f64 {
-        (self.0 - origin.0) as f64 / 1000.0
+        // In i128: any two timestamps differ by less than 2^64 ms.
+        (i128::from(self.0) - i128::from(origin.0)) as f64 / 1000.0
     }
 }
 

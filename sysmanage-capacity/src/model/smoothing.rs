@@ -118,7 +118,7 @@ impl EtsInit {
         }
         ensure_points(
             "holt-winters initialisation (two seasons)",
-            2 * m,
+            m.saturating_mul(2),
             values.len(),
         )?;
         ensure_all_finite(&values[..2 * m])?;
@@ -172,10 +172,10 @@ impl EtsInit {
         }
         let n = values.len();
         ensure_all_finite(values)?;
-        let min_obs = 10 + 2 * (m / 2);
+        let min_obs = (m / 2).saturating_mul(2).saturating_add(10);
         ensure_points(
             "statsmodels heuristic initialisation",
-            (2 * m).max(min_obs),
+            m.saturating_mul(2).max(min_obs),
             n,
         )?;
         let k_cycles = (n / m).min(5).max(min_obs.div_ceil(m));
@@ -696,13 +696,14 @@ impl Forecaster for HoltWinters {
         ModelKind::HoltWinters
     }
     fn min_points(&self, series: &RegularSeries) -> usize {
-        self.season_len(series).map_or(usize::MAX, |m| 2 * m + 2)
+        self.season_len(series)
+            .map_or(usize::MAX, |m| m.saturating_mul(2).saturating_add(2))
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         let m = self.season_len(series)?;
         ensure_points(
             "holt-winters forecast (two seasons)",
-            2 * m + 2,
+            m.saturating_mul(2).saturating_add(2),
             series.len(),
         )?;
         let y = &series.values;
