@@ -46,13 +46,26 @@ impl Recorded {
 
 /// One time bucket of a [`SampleStore`]: samples in arrival order, sorted
 /// (stably, by time) only when it matters.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Bucket {
     samples: Vec<Sample>,
     /// Samples before this index were evicted (a sorted bucket only).
     head: usize,
     /// Whether `samples[head..]` is in time order.
     sorted: bool,
+    /// Earliest live time in ms (`i64::MAX` when empty).
+    min_at: i64,
+}
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Self {
+            samples: Vec::new(),
+            head: 0,
+            sorted: true,
+            min_at: i64::MAX,
+        }
+    }
 }
 
 impl Bucket {
@@ -72,7 +85,17 @@ impl Bucket {
         } else if self.sorted && self.samples.last().is_some_and(|l| s.at < l.at) {
             self.sorted = false;
         }
+        self.min_at = self.min_at.min(s.at.as_millis());
         self.samples.push(s);
+    }
+
+    /// Drops the first `k` live samples of a sorted bucket.
+    fn advance(&mut self, k: usize) {
+        self.head += k;
+        self.min_at = self
+            .live()
+            .first()
+            .map_or(i64::MAX, |s| s.at.as_millis());
     }
 
     /// Stable sort by time: samples sharing a time stay in arrival order,
@@ -84,16 +107,8 @@ impl Bucket {
         }
     }
 
-    fn first(&self) -> Option<Sample> {
-        if self.sorted {
-            self.live().first().copied()
-        } else {
-            // Earliest time, first arrival among equals.
-            self.live()
-                .iter()
-                .copied()
-                .reduce(|a, b| if b.at < a.at { b } else { a })
-        }
+    fn first_at(&self) -> Option<Timestamp> {
+        (self.len() > 0).then(|| Timestamp::from_millis(self.min_at))
     }
 }
 
@@ -182,10 +197,10 @@ impl SampleStore {
                     return Ok(Recorded::TooOld { cutoff });
                 }
                 if self.len >= self.max_len.get()
-                    && let Some(oldest) = self.first()
-                    && at < oldest.at
+                    && let Some(oldest) = self.first_at()
+                    && at < oldest
                 {
-                    return Ok(Recorded::OverCapacity { oldest: oldest.at });
+                    return Ok(Recorded::OverCapacity { oldest });
                 }
             }
             _ => self.newest = Some(sample),
@@ -252,10 +267,10 @@ impl SampleStore {
                 self.base += self.width;
                 continue;
             }
-            if front.first().is_some_and(|s| s.at < cutoff) {
+            if front.first_at().is_some_and(|t| t < cutoff) {
                 front.sort();
                 let gone = front.live().partition_point(|s| s.at < cutoff);
-                front.head += gone;
+                front.advance(gone);
                 self.len -= gone;
                 if front.len() == 0 {
                     continue;
@@ -280,7 +295,7 @@ impl SampleStore {
                 continue;
             }
             front.sort();
-            front.head += 1;
+            front.advance(1);
             self.len -= 1;
             return;
         }
@@ -303,11 +318,12 @@ impl SampleStore {
         self.len
     }
 
-    pub(crate) fn first(&self) -> Option<Sample> {
+    /// The earliest sample time held.
+    pub(crate) fn first_at(&self) -> Option<Timestamp> {
         self.buckets
             .iter()
             .find(|b| b.len() > 0)
-            .and_then(Bucket::first)
+            .and_then(Bucket::first_at)
     }
 
     pub(crate) fn last(&self) -> Option<Sample> {
@@ -380,7 +396,7 @@ mod tests {
             }
             let want: Vec<Sample> = eager.iter().copied().collect();
             assert_eq!(store.to_sorted_vec(), want);
-            assert_eq!(store.first(), eager.first());
+            assert_eq!(store.first_at(), eager.first().map(|s| s.at));
             assert_eq!(store.last(), eager.last());
         }
     }

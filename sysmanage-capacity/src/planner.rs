@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,6 +124,11 @@ pub struct PlannerConfig {
     /// that really resumes after a longer silence is restarted with
     /// [`Planner::clear_metric`]. 1 ms to 400 days. Default: 7 days.
     pub max_forward_jump: Duration,
+    /// Threads a report analyses metrics on (scoped threads, joined before
+    /// the report returns; the result is the same as on one thread). `0`
+    /// uses [`std::thread::available_parallelism`]; at most 1024. Default: 0.
+    #[serde(default)]
+    pub report_threads: usize,
     /// Hygiene (the grid step lives here; default 1 hour).
     pub hygiene: HygieneConfig,
     /// Model selection.
@@ -147,6 +153,7 @@ impl Default for PlannerConfig {
             max_report_points: 336,
             max_forecast_steps: 50_000,
             max_forward_jump: Duration::from_secs(7 * 86_400),
+            report_threads: 0,
             hygiene: HygieneConfig::default(),
             selection: SelectionConfig::default(),
         }
@@ -228,6 +235,7 @@ impl PlannerConfig {
             ms,
             MAX_DURATION,
         )?;
+        count_in("planner.report_threads", self.report_threads, 0, 1024)?;
         self.hygiene.validate()?;
         self.selection.validate()
     }
@@ -539,7 +547,7 @@ impl Planner {
             .map(|(name, m)| MetricStatus {
                 metric: name.clone(),
                 samples: m.samples.len(),
-                oldest: m.samples.first().map(|s| s.at),
+                oldest: m.samples.first_at(),
                 newest: m.samples.last().map(|s| s.at),
                 trend: m.trend,
             })
@@ -568,8 +576,8 @@ impl Planner {
                 have,
             });
         }
-        let span = match (state.samples.first(), state.samples.last()) {
-            (Some(a), Some(b)) => b.at - a.at,
+        let span = match (state.samples.first_at(), state.samples.last()) {
+            (Some(a), Some(b)) => b.at - a,
             _ => Duration::ZERO,
         };
         let samples: Vec<Sample> = state.samples.to_sorted_vec();
@@ -588,7 +596,16 @@ impl Planner {
             });
         }
         let hygiene = HygieneConfig {
-            step: effective_step(self.config.hygiene.step, span, median_gap(&samples)),
+            step: {
+                let step = self.config.hygiene.step;
+                // The median gap only matters for a short history.
+                let gap = if span >= step.saturating_mul(24) {
+                    Duration::ZERO
+                } else {
+                    median_gap(&samples)
+                };
+                effective_step(step, span, gap)
+            },
             ..self.config.hygiene.clone()
         };
         let mut resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
@@ -807,6 +824,65 @@ impl Planner {
         })
     }
 
+    /// [`CapacityPlanner::analyze`] for every name, on up to
+    /// [`PlannerConfig::report_threads`] scoped threads taking metrics from
+    /// a shared counter. Each metric's analysis is independent and
+    /// deterministic, so the results are those of a sequential loop.
+    fn analyze_many(&self, names: &[String], now: Timestamp) -> Vec<Result<MetricForecast>> {
+        let threads = match self.config.report_threads {
+            0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            n => n,
+        }
+        .min(names.len());
+        if threads <= 1 {
+            return names.iter().map(|n| self.analyze(n, now)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<MetricForecast>>> = names.iter().map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                            let Some(name) = names.get(i) else {
+                                break;
+                            };
+                            done.push((i, self.analyze(name, now)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for w in workers {
+                match w.join() {
+                    Ok(done) => {
+                        for (i, r) in done {
+                            out[i] = Some(r);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        out.into_iter()
+            .zip(names)
+            .map(|(r, name)| r.unwrap_or_else(|| self.analyze(name, now)))
+            .collect()
+    }
+
+    /// Drops every cached fit: the next report or analysis refits each
+    /// metric from its samples. The cache holds one fit per metric (its
+    /// bucket grid, model and selection evidence: about 20 bytes per grid
+    /// bucket), dropped for a metric anyway when it gets a new sample.
+    pub fn clear_cache(&mut self) {
+        self.cache
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     fn recommend(&self, f: &MetricForecast) -> Option<Recommendation> {
         let spec = self.metrics.get(&f.metric)?.spec.clone();
         let limit = spec.limit?;
@@ -931,12 +1007,51 @@ impl CapacityPlanner for Planner {
         )?;
         let recorded = state.samples.push(at, value)?;
         if recorded.is_stored() {
+            let cache = self
+                .cache
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !cache.is_empty() {
+                cache.remove(metric);
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// As the trait's default, with one metric look-up for the batch.
+    fn record_all(&mut self, metric: &str, samples: &[Sample]) -> Result<usize> {
+        let state = self
+            .metrics
+            .get_mut(metric)
+            .ok_or_else(|| unknown(metric))?;
+        let mut stored = 0;
+        let mut result = Ok(());
+        for s in samples {
+            let r = ensure_finite("sample value", s.value)
+                .and_then(|_| {
+                    check_forward_jump(
+                        &state.spec.name,
+                        &state.samples,
+                        self.config.max_forward_jump,
+                        s.at,
+                    )
+                })
+                .and_then(|()| state.samples.push(s.at, s.value));
+            match r {
+                Ok(r) => stored += usize::from(r.is_stored()),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if stored > 0 {
             self.cache
                 .get_mut()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(metric);
         }
-        Ok(recorded)
+        result.map(|()| stored)
     }
 
     fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast> {
@@ -952,8 +1067,9 @@ impl CapacityPlanner for Planner {
         let mut forecasts = Vec::new();
         let mut skipped = Vec::new();
         let names: Vec<String> = self.metrics.keys().cloned().collect();
-        for name in names {
-            match self.analyze(&name, now) {
+        let results = self.analyze_many(&names, now);
+        for (name, result) in names.into_iter().zip(results) {
+            match result {
                 Ok(f) => {
                     if let Some(state) = self.metrics.get_mut(&name) {
                         state.trend = f.trend;
@@ -1043,7 +1159,7 @@ fn median_gap(samples: &[Sample]) -> Duration {
 /// finer than the median gap between samples: a grid finer than the data
 /// would be mostly interpolated buckets scored as if measured.
 fn effective_step(step: Duration, span: Duration, median_gap: Duration) -> Duration {
-    if span >= step * 24 {
+    if span >= step.saturating_mul(24) {
         return step;
     }
     const NICE: [u64; 11] = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600];
