@@ -193,7 +193,10 @@ fn ingest(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("capacity/ingest 10M samples, one metric");
     g.sample_size(10);
-    for (name, samples) in [("in order", &in_order), ("shuffled within 6 days", &shuffled)] {
+    for (name, samples) in [
+        ("in order", &in_order),
+        ("shuffled within 6 days", &shuffled),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut p = Planner::sysmanage(config()).expect("valid");
@@ -208,5 +211,113 @@ fn ingest(c: &mut Criterion) {
     g.finish();
 }
 
+/// Resident memory of this process (`VmRSS`), in MB, for the memory notes.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A planner holding `metrics` custom metrics × `days` of minute samples
+/// (the `value` formula, metric `k` shaped like built-in metric `k % 8`,
+/// limits that some of them cross within the week).
+fn fleet(metrics: usize, days: usize, threads: usize) -> (Planner, Timestamp) {
+    let mut cfg = PlannerConfig::default();
+    cfg.retention = Duration::from_secs(86_400 * days as u64);
+    cfg.report_threads = threads;
+    let mut p = Planner::new(cfg).expect("valid");
+    let n = days * 1440;
+    let mut buf = Vec::with_capacity(n);
+    for k in 0..metrics {
+        let name = format!("metric_{k:05}");
+        let scale = 1.0 + (k % 8) as f64;
+        let limit = scale * (0.75 + 0.05 * (k % 7) as f64);
+        p.register(
+            sysmanage_capacity::MetricSpec::custom(
+                &name,
+                limit,
+                sysmanage_capacity::Direction::Ceiling,
+            )
+            .expect("valid"),
+        )
+        .expect("new");
+        buf.clear();
+        buf.extend((0..n).map(|i| {
+            Sample::new(
+                Timestamp::from_millis(START_MS + 60_000 * i as i64),
+                value(k % 8, i + 37 * k) * (1.0 + 0.01 * (k / 8) as f64 / metrics as f64),
+            )
+        }));
+        p.record_all(&name, &buf).expect("finite");
+    }
+    let now = Timestamp::from_millis(START_MS + 60_000 * (n as i64 - 1));
+    (p, now)
+}
+
+/// A report over a fleet: every metric refitted (the fit cache is cleared
+/// each iteration). The fleet is built only when the benchmark is selected;
+/// its resident memory is printed, and the first two-thread report is
+/// checked against a one-thread (sequential) report of the same planner.
+fn fleet_report(c: &mut Criterion) {
+    let mut g = c.benchmark_group("capacity/fleet report (refit every metric)");
+    g.sample_size(10);
+    let mut cases = vec![(1000, 30, 1), (1000, 30, 2)];
+    // How cost grows with metrics and history (two threads).
+    for (metrics, days) in [
+        (10, 7),
+        (10, 30),
+        (10, 90),
+        (100, 7),
+        (100, 30),
+        (100, 90),
+        (1000, 7),
+        (1000, 90),
+        (10_000, 7),
+    ] {
+        cases.push((metrics, days, 2));
+    }
+    for (metrics, days, threads) in cases {
+        let name = format!("{metrics} metrics x {days} days, {threads} thread(s)");
+        // Criterion calls the routine once per sample: build the fleet once.
+        let mut state: Option<(Planner, Timestamp)> = None;
+        g.bench_function(&name, |b| {
+            let (p, now) = state.get_or_insert_with(|| {
+                let before = rss_mb();
+                let (mut p, now) = fleet(metrics, days, threads);
+                let ingested = rss_mb();
+                p.set_report_threads(1).expect("valid");
+                p.clear_cache();
+                let sequential = p.report(now);
+                p.set_report_threads(threads).expect("valid");
+                p.clear_cache();
+                assert_eq!(p.report(now), sequential, "{name}: differs from one thread");
+                eprintln!(
+                    "{name}: +{:.0} MB resident after ingest, +{:.0} MB after a report",
+                    ingested - before,
+                    rss_mb() - ingested
+                );
+                (p, now)
+            });
+            let now = *now;
+            b.iter(|| {
+                p.clear_cache();
+                p.report(now)
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(benches, regression, holt_winters, planner, ingest);
-criterion_main!(benches);
+criterion_group! {
+    name = fleet_benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = fleet_report
+}
+criterion_main!(benches, fleet_benches);

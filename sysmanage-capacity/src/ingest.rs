@@ -92,10 +92,7 @@ impl Bucket {
     /// Drops the first `k` live samples of a sorted bucket.
     fn advance(&mut self, k: usize) {
         self.head += k;
-        self.min_at = self
-            .live()
-            .first()
-            .map_or(i64::MAX, |s| s.at.as_millis());
+        self.min_at = self.live().first().map_or(i64::MAX, |s| s.at.as_millis());
     }
 
     /// Stable sort by time: samples sharing a time stay in arrival order,
@@ -158,10 +155,11 @@ impl Serialize for SampleStore {
 impl<'de> Deserialize<'de> for SampleStore {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let repr = StoreRepr::deserialize(d)?;
-        let mut store =
-            Self::new(repr.max_len, repr.max_age).map_err(serde::de::Error::custom)?;
+        let mut store = Self::new(repr.max_len, repr.max_age).map_err(serde::de::Error::custom)?;
         for s in repr.samples {
-            store.push(s.at, s.value).map_err(serde::de::Error::custom)?;
+            store
+                .push(s.at, s.value)
+                .map_err(serde::de::Error::custom)?;
         }
         Ok(store)
     }
@@ -403,8 +401,8 @@ mod tests {
 
     #[test]
     fn a_sample_older_than_retention_says_so() {
-        let mut s = SampleStore::new(NonZeroUsize::new(10).unwrap(), Duration::from_secs(60))
-            .unwrap();
+        let mut s =
+            SampleStore::new(NonZeroUsize::new(10).unwrap(), Duration::from_secs(60)).unwrap();
         let t = Timestamp::from_secs;
         assert_eq!(s.push(t(1000), 1.0).unwrap(), Recorded::Stored);
         assert_eq!(
@@ -424,8 +422,8 @@ mod tests {
 
     #[test]
     fn serialises_like_a_sample_buffer() {
-        let mut s = SampleStore::new(NonZeroUsize::new(10).unwrap(), Duration::from_secs(60))
-            .unwrap();
+        let mut s =
+            SampleStore::new(NonZeroUsize::new(10).unwrap(), Duration::from_secs(60)).unwrap();
         for at in [5, 3, 4, 1] {
             s.push(Timestamp::from_secs(at), at as f64).unwrap();
         }
@@ -434,7 +432,8 @@ mod tests {
         assert_eq!(buf.len(), 4);
         let back: SampleStore = serde_json::from_value(json).unwrap();
         assert_eq!(back.to_sorted_vec(), s.to_sorted_vec());
-        let bad = serde_json::json!({"max_len": 3, "max_age": {"secs": 0, "nanos": 0}, "samples": []});
+        let bad =
+            serde_json::json!({"max_len": 3, "max_age": {"secs": 0, "nanos": 0}, "samples": []});
         assert!(serde_json::from_value::<SampleStore>(bad).is_err());
     }
 }

@@ -107,9 +107,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod hygiene;
+mod ingest;
 pub mod metric;
 pub mod model;
-mod ingest;
 mod planner;
 pub mod prometheus;
 pub mod report;
@@ -117,9 +117,9 @@ pub mod select;
 mod stats;
 mod validate;
 
+pub use ingest::Recorded;
 pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
-pub use ingest::Recorded;
 pub use planner::{
     CapacityPlanner, CapacitySnapshot, MAX_SAMPLES_PER_METRIC, MAX_TREND_THRESHOLD, MetricStatus,
     Planner, PlannerConfig,

@@ -182,7 +182,12 @@ impl PlannerConfig {
                 format!("must be in (0, 1), got {}", self.interval_level),
             ));
         }
-        duration_in("planner.high_within", self.high_within, Duration::ZERO, MAX_DURATION)?;
+        duration_in(
+            "planner.high_within",
+            self.high_within,
+            Duration::ZERO,
+            MAX_DURATION,
+        )?;
         duration_in(
             "planner.medium_within",
             self.medium_within,
@@ -199,7 +204,12 @@ impl PlannerConfig {
             )
         })?;
         duration_in("planner.trend_window", self.trend_window, ms, MAX_DURATION)?;
-        finite_in("planner.trend_exit", self.trend_exit, 0.0, MAX_TREND_THRESHOLD)?;
+        finite_in(
+            "planner.trend_exit",
+            self.trend_exit,
+            0.0,
+            MAX_TREND_THRESHOLD,
+        )?;
         finite_in(
             "planner.trend_enter",
             self.trend_enter,
@@ -215,8 +225,18 @@ impl PlannerConfig {
                 ),
             )
         })?;
-        duration_in("planner.season", self.season, Duration::from_millis(2), MAX_DURATION)?;
-        count_in("planner.min_samples", self.min_samples, 3, MAX_SAMPLES_PER_METRIC)?;
+        duration_in(
+            "planner.season",
+            self.season,
+            Duration::from_millis(2),
+            MAX_DURATION,
+        )?;
+        count_in(
+            "planner.min_samples",
+            self.min_samples,
+            3,
+            MAX_SAMPLES_PER_METRIC,
+        )?;
         count_in(
             "planner.max_report_points",
             self.max_report_points,
@@ -870,6 +890,17 @@ impl Planner {
             .zip(names)
             .map(|(r, name)| r.unwrap_or_else(|| self.analyze(name, now)))
             .collect()
+    }
+
+    /// Changes [`PlannerConfig::report_threads`] (0 to 1024; 0 = the
+    /// available parallelism) without touching samples or fits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `planner.report_threads`) above 1024.
+    pub fn set_report_threads(&mut self, threads: usize) -> Result<()> {
+        count_in("planner.report_threads", threads, 0, 1024)?;
+        self.config.report_threads = threads;
+        Ok(())
     }
 
     /// Drops every cached fit: the next report or analysis refits each

@@ -64,7 +64,8 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
         n += 1.0;
         // In i128: any two i64 millisecond timestamps differ by less than
         // 2^64, and the difference converts to f64 exactly as an i64 would.
-        let x = (i128::from(s.at.as_millis()) - i128::from(intercept_time.as_millis())) as f64 / 1e3;
+        let x =
+            (i128::from(s.at.as_millis()) - i128::from(intercept_time.as_millis())) as f64 / 1e3;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(s.value, sy, cy);
         (sxy, cxy) = kahan_inc(x * s.value, sxy, cxy);

@@ -8,15 +8,13 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sysmanage_capacity::hygiene::{
-    HygieneConfig, RegularSeries, clean, damp_outliers, prepare,
-};
+use sysmanage_capacity::hygiene::{HygieneConfig, RegularSeries, clean, damp_outliers, prepare};
 use sysmanage_capacity::model::{
     DoubleExponential, EtsInit, EtsParams, Forecaster, Fourier, HoltWinters, Linear, ModelKind,
     Poly2, Prediction, ets_fitted_values, sysmanage_poly2,
 };
 use sysmanage_capacity::prometheus::{
-    double_exponential_smoothing, deriv, linear_regression, predict_linear,
+    deriv, double_exponential_smoothing, linear_regression, predict_linear,
 };
 use sysmanage_capacity::select::{SelectionConfig, select};
 use sysmanage_capacity::{
@@ -402,7 +400,8 @@ fn hostile_config() -> impl Strategy<Value = PlannerConfig> {
             )| {
                 let mut c = PlannerConfig::default();
                 c.retention = retention;
-                c.max_samples_per_metric = NonZeroUsize::new(max_samples).unwrap_or(NonZeroUsize::MIN);
+                c.max_samples_per_metric =
+                    NonZeroUsize::new(max_samples).unwrap_or(NonZeroUsize::MIN);
                 c.horizon = horizon;
                 c.interval_level = level;
                 c.high_within = high;
@@ -425,26 +424,44 @@ fn hostile_config() -> impl Strategy<Value = PlannerConfig> {
 /// a debug build.
 fn valid_config() -> impl Strategy<Value = PlannerConfig> {
     (
-        prop_oneof![Just(Duration::from_millis(1)), Just(Duration::from_secs(3600)), Just(Duration::from_secs(400 * 86_400))],
+        prop_oneof![
+            Just(Duration::from_millis(1)),
+            Just(Duration::from_secs(3600)),
+            Just(Duration::from_secs(400 * 86_400))
+        ],
         prop_oneof![Just(1usize), Just(3), Just(1000)],
-        prop_oneof![Just(Duration::from_millis(1)), Just(Duration::from_secs(86_400)), Just(Duration::from_secs(400 * 86_400))],
+        prop_oneof![
+            Just(Duration::from_millis(1)),
+            Just(Duration::from_secs(86_400)),
+            Just(Duration::from_secs(400 * 86_400))
+        ],
         prop_oneof![Just(1e-9), Just(0.95), Just(1.0 - 1e-12)],
-        prop_oneof![Just(Duration::from_millis(1)), Just(Duration::from_secs(60)), Just(Duration::from_secs(3600))],
-        prop_oneof![Just(Duration::from_millis(2)), Just(Duration::from_secs(86_400))],
+        prop_oneof![
+            Just(Duration::from_millis(1)),
+            Just(Duration::from_secs(60)),
+            Just(Duration::from_secs(3600))
+        ],
+        prop_oneof![
+            Just(Duration::from_millis(2)),
+            Just(Duration::from_secs(86_400))
+        ],
         prop_oneof![Just(1usize), Just(100), Just(1000)],
     )
-        .prop_map(|(retention, max_samples, horizon, level, step, season, steps)| {
-            let mut c = PlannerConfig::default();
-            c.retention = retention;
-            c.max_samples_per_metric = NonZeroUsize::new(max_samples).unwrap_or(NonZeroUsize::MIN);
-            c.horizon = horizon;
-            c.interval_level = level;
-            c.hygiene.step = step;
-            c.season = season;
-            c.max_forecast_steps = steps;
-            c.max_report_points = steps;
-            c
-        })
+        .prop_map(
+            |(retention, max_samples, horizon, level, step, season, steps)| {
+                let mut c = PlannerConfig::default();
+                c.retention = retention;
+                c.max_samples_per_metric =
+                    NonZeroUsize::new(max_samples).unwrap_or(NonZeroUsize::MIN);
+                c.horizon = horizon;
+                c.interval_level = level;
+                c.hygiene.step = step;
+                c.season = season;
+                c.max_forecast_steps = steps;
+                c.max_report_points = steps;
+                c
+            },
+        )
 }
 
 proptest! {

@@ -94,7 +94,9 @@ fn predict_far_past_the_horizon_is_clamped_or_rejected_never_wrapped() {
     );
 
     let hw = HoltWinters::default().fit(&hourly(
-        (0..24 * 4).map(|i| (i % 24) as f64 + 0.01 * i as f64).collect(),
+        (0..24 * 4)
+            .map(|i| (i % 24) as f64 + 0.01 * i as f64)
+            .collect(),
     ));
     let hw = hw.unwrap();
     let p = hw.predict(usize::MAX);
@@ -166,7 +168,10 @@ fn holt_winters_fixed_validates_its_parameters() {
 fn ets_helpers_reject_nan_and_empty_input() {
     let mut y: Vec<f64> = (0..48).map(|i| (i % 24) as f64).collect();
     y[3] = f64::NAN;
-    assert_eq!(EtsInit::heuristic(&y, 24).unwrap_err().label(), "non_finite");
+    assert_eq!(
+        EtsInit::heuristic(&y, 24).unwrap_err().label(),
+        "non_finite"
+    );
     let init = EtsInit::heuristic(&[1.0, 2.0, 3.0, 4.0], 2).unwrap();
     let p = EtsParams {
         alpha: 0.5,
@@ -240,7 +245,15 @@ fn forecast_path_rejects_a_bad_level_as_its_docs_say() {
 #[test]
 fn select_with_no_candidates_says_so() {
     let e = select(&line(48), &[], &SelectionConfig::default()).unwrap_err();
-    assert!(matches!(e, Error::Empty { field: "forecasters" }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Empty {
+                field: "forecasters"
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -301,7 +314,10 @@ fn record_says_when_a_sample_is_older_than_retention() {
             cutoff: t - Duration::from_secs(3600)
         }
     );
-    let cpu = p.status().into_iter().find(|s| s.metric == "cpu_utilization");
+    let cpu = p
+        .status()
+        .into_iter()
+        .find(|s| s.metric == "cpu_utilization");
     assert_eq!(cpu.unwrap().samples, 1);
 }
 
@@ -321,8 +337,9 @@ fn analyze_before_the_data_says_so() {
     assert_eq!(field(&e), "now", "{e}");
     let report = p.report(t);
     assert!(
-        report.skipped.iter().any(|s| s.metric == "disk_utilization"
-            && s.reason.contains("before the newest sample")),
+        report.skipped.iter().any(
+            |s| s.metric == "disk_utilization" && s.reason.contains("before the newest sample")
+        ),
         "{:?}",
         report.skipped
     );
@@ -341,16 +358,40 @@ fn every_config_range_is_enforced_with_the_field_named() {
     };
     let cases: Vec<(PlannerConfig, &str)> = vec![
         (with(|c| c.retention = Duration::MAX), "planner.retention"),
-        (with(|c| c.horizon = Duration::from_secs(10_000 * 86_400)), "planner.horizon"),
+        (
+            with(|c| c.horizon = Duration::from_secs(10_000 * 86_400)),
+            "planner.horizon",
+        ),
         (with(|c| c.season = Duration::MAX), "planner.season"),
-        (with(|c| c.max_forecast_steps = usize::MAX), "planner.max_forecast_steps"),
-        (with(|c| c.max_report_points = usize::MAX), "planner.max_report_points"),
+        (
+            with(|c| c.max_forecast_steps = usize::MAX),
+            "planner.max_forecast_steps",
+        ),
+        (
+            with(|c| c.max_report_points = usize::MAX),
+            "planner.max_report_points",
+        ),
         (with(|c| c.min_samples = usize::MAX), "planner.min_samples"),
-        (with(|c| c.max_samples_per_metric = std::num::NonZeroUsize::MAX), "planner.max_samples_per_metric"),
-        (with(|c| c.trend_window = Duration::MAX), "planner.trend_window"),
-        (with(|c| c.trend_enter = f64::INFINITY), "planner.trend_enter"),
-        (with(|c| c.max_forward_jump = Duration::MAX), "planner.max_forward_jump"),
-        (with(|c| c.interval_level = f64::NAN), "planner.interval_level"),
+        (
+            with(|c| c.max_samples_per_metric = std::num::NonZeroUsize::MAX),
+            "planner.max_samples_per_metric",
+        ),
+        (
+            with(|c| c.trend_window = Duration::MAX),
+            "planner.trend_window",
+        ),
+        (
+            with(|c| c.trend_enter = f64::INFINITY),
+            "planner.trend_enter",
+        ),
+        (
+            with(|c| c.max_forward_jump = Duration::MAX),
+            "planner.max_forward_jump",
+        ),
+        (
+            with(|c| c.interval_level = f64::NAN),
+            "planner.interval_level",
+        ),
     ];
     for (cfg, want) in cases {
         let e = Planner::new(cfg).unwrap_err();

@@ -339,9 +339,11 @@ impl FittedModel {
     pub fn predict(&self, h: usize) -> Prediction {
         let h = h.clamp(1, MAX_PREDICT_STEPS);
         match &self.state {
-            FittedState::Regression(r) => {
-                r.predict(self.n.saturating_sub(1).saturating_add(h), self.start, self.step_ms)
-            }
+            FittedState::Regression(r) => r.predict(
+                self.n.saturating_sub(1).saturating_add(h),
+                self.start,
+                self.step_ms,
+            ),
             FittedState::Ets(e) => e.predict(h),
             FittedState::Des(d) => d.predict(h),
         }
