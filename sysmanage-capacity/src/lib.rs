@@ -118,7 +118,7 @@ mod stats;
 mod validate;
 
 pub use ingest::Recorded;
-pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
+pub use metric::{Bounds, Direction, MetricKind, MetricSpec, Unit};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
 pub use planner::{
     CapacityPlanner, CapacitySnapshot, MAX_SAMPLES_PER_METRIC, MAX_TREND_THRESHOLD, MetricStatus,

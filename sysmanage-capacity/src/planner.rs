@@ -811,6 +811,15 @@ impl Planner {
             }
             Direction::Floor => (0.0, time_to_limit),
         };
+        // The label agrees with the forecast: a metric whose point forecast
+        // crosses its limit within the horizon is moving towards it,
+        // whatever the (noisier) trend-window slope says.
+        let trend = match (time_to_limit, spec.direction) {
+            (TimeToLimit::Within { .. }, Direction::Ceiling) => TrendLabel::Increasing,
+            (TimeToLimit::Within { .. }, Direction::Floor) => TrendLabel::Decreasing,
+            _ => trend,
+        };
+        let history = downsample(series, cfg.max_report_points);
         let stride = path.len().div_ceil(cfg.max_report_points).max(1);
         let forecasts: Vec<Forecast> = path
             .iter()
@@ -841,6 +850,8 @@ impl Planner {
             data_quality: fit.resampled.quality.clone(),
             step_secs: series.step_secs(),
             confidence,
+            unit: spec.unit.clone(),
+            history,
         })
     }
 
@@ -1200,6 +1211,21 @@ fn effective_step(step: Duration, span: Duration, median_gap: Duration) -> Durat
         .map(|s| Duration::from_secs(*s))
         .find(|s| s.as_secs_f64() <= target && *s <= step)
         .unwrap_or(Duration::from_secs(1).min(step))
+}
+
+/// At most `max_points` samples of `series`: consecutive buckets averaged
+/// in groups, each stamped at its group's mean time.
+fn downsample(series: &crate::hygiene::RegularSeries, max_points: usize) -> Vec<Sample> {
+    let n = series.len();
+    let k = n.div_ceil(max_points.max(1)).max(1);
+    (0..n)
+        .step_by(k)
+        .map(|from| {
+            let to = (from + k).min(n);
+            let mean = series.values[from..to].iter().sum::<f64>() / (to - from) as f64;
+            Sample::new(series.time_at((from + to - 1) as f64 / 2.0), mean)
+        })
+        .collect()
 }
 
 /// Means of every run of `m` consecutive values.

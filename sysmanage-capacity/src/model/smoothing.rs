@@ -65,7 +65,9 @@ impl EtsParams {
                 format!("must be in [0, alpha = {alpha}], got {beta}"),
             ));
         }
-        if !(gamma >= 0.0 && gamma <= 1.0 - alpha) {
+        // A hair of slack: fitted parameters live on [1e-4, 1 − 1e-4] and
+        // γ = 1e-4 at α = 1 − 1e-4 is admissible up to rounding.
+        if !(gamma >= 0.0 && gamma <= 1.0 - alpha + 1e-9) {
             return Err(Error::invalid(
                 "holt_winters.gamma",
                 format!("must be in [0, 1 - alpha = {}], got {gamma}", 1.0 - alpha),
