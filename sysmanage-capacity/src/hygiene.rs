@@ -68,7 +68,7 @@ impl RegularSeries {
     /// A series of `values` on buckets of `step` from `start`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a step outside 1 ms to 400 days
+    /// [`Error::InvalidConfig`] for a step outside 1 ms to 100 years
     /// (field `series.step`), [`Error::NonFinite`] for a NaN or infinite
     /// value.
     pub fn new(start: Timestamp, step: Duration, values: Vec<f64>) -> Result<Self> {
@@ -88,7 +88,7 @@ impl RegularSeries {
         self.start
     }
 
-    /// Bucket width (1 ms to 400 days).
+    /// Bucket width (1 ms to 100 years).
     pub fn step(&self) -> Duration {
         self.step
     }
@@ -156,7 +156,7 @@ impl RegularSeries {
 #[serde(default)]
 #[non_exhaustive]
 pub struct HygieneConfig {
-    /// Grid step, 1 ms to 400 days. Default: 1 hour (SysManage forecasts hourly).
+    /// Grid step, 1 ms to 100 years. Default: 1 hour (SysManage forecasts hourly).
     pub step: Duration,
     /// Damp points more than this many robust standard deviations from the
     /// rolling median, in `[0, 1e6]`; `0` disables damping. Default: 5.
@@ -446,7 +446,7 @@ impl Buckets {
             return Err(Error::Empty { field: "samples" });
         };
         // Grid arithmetic in i128: timestamps anywhere in i64 milliseconds
-        // (and a step of up to 400 days) cannot overflow it.
+        // (and a step of up to 100 years) cannot overflow it.
         let step_ms = i128::try_from(config.step.as_millis()).unwrap_or(i128::MAX);
         let origin = i128::from(first.at.as_millis()).div_euclid(step_ms) * step_ms;
         if last.at < first.at {

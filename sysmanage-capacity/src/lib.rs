@@ -68,7 +68,7 @@
 //! each duration, count and number when it is built or used, against a
 //! range documented on the field, and refuses anything else with
 //! [`Error::InvalidConfig`] naming the field and the range (durations: 1 ms
-//! to 400 days; counts: see each field and `MAX_*` constant). A value that
+//! to 100 years; counts: see each field and `MAX_*` constant). A value that
 //! validation accepts never panics later.
 //!
 //! * **Refused with a typed error:** NaN or infinite samples and values
@@ -106,6 +106,8 @@
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod chart;
+pub mod html;
 pub mod hygiene;
 mod ingest;
 pub mod metric;

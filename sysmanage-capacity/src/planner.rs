@@ -76,13 +76,13 @@ pub trait CapacityPlanner: Send + Sync + fmt::Debug {
 #[serde(default)]
 #[non_exhaustive]
 pub struct PlannerConfig {
-    /// Samples older than this behind the newest are dropped (1 ms to 400
-    /// days). Default: 30 days.
+    /// Samples older than this behind the newest are dropped (1 ms to 100
+    /// years). Default: 30 days.
     pub retention: Duration,
     /// At most this many samples are kept per metric (1 to
     /// [`MAX_SAMPLES_PER_METRIC`]). Default: 500 000.
     pub max_samples_per_metric: NonZeroUsize,
-    /// How far ahead to forecast (1 ms to 400 days). Default: 7 days.
+    /// How far ahead to forecast (1 ms to 100 years). Default: 7 days.
     pub horizon: Duration,
     /// Prediction interval coverage, in `(0, 1)`. Default: 0.95.
     pub interval_level: f64,
@@ -90,12 +90,12 @@ pub struct PlannerConfig {
     /// `medium_within`). Default: 1 day.
     pub high_within: Duration,
     /// A point-forecast crossing sooner than this is medium urgency
-    /// (`high_within` to 400 days). Default: 3 days.
+    /// (`high_within` to 100 years). Default: 3 days.
     pub medium_within: Duration,
     /// Recommend (low urgency) when only the interval bound crosses within
     /// `medium_within`. Default: true.
     pub recommend_on_bound: bool,
-    /// Window of the trend slope (1 ms to 400 days). Default: 7 days.
+    /// Window of the trend slope (1 ms to 100 years). Default: 7 days.
     pub trend_window: Duration,
     /// Relative slope per day (fraction of the limit) that enters
     /// increasing/decreasing (`trend_exit` to [`MAX_TREND_THRESHOLD`]).
@@ -104,8 +104,8 @@ pub struct PlannerConfig {
     /// Relative slope per day below which a trend returns to stable (0 to
     /// `trend_enter`). Default: 0.0025.
     pub trend_exit: f64,
-    /// Season of the seasonal models and of the outlier guard (2 ms to 400
-    /// days). Default: 1 day.
+    /// Season of the seasonal models and of the outlier guard (2 ms to 100
+    /// years). Default: 1 day.
     pub season: Duration,
     /// Fewest raw samples (at distinct times) to forecast from (3 to
     /// [`MAX_SAMPLES_PER_METRIC`]). Default: 3.
@@ -122,7 +122,7 @@ pub struct PlannerConfig {
     /// counts back from the newest sample, so one far-future timestamp would
     /// otherwise evict the whole history and every later sample. A metric
     /// that really resumes after a longer silence is restarted with
-    /// [`Planner::clear_metric`]. 1 ms to 400 days. Default: 7 days.
+    /// [`Planner::clear_metric`]. 1 ms to 100 years. Default: 7 days.
     pub max_forward_jump: Duration,
     /// Threads a report analyses metrics on (scoped threads, joined before
     /// the report returns; the result is the same as on one thread). `0`

@@ -38,7 +38,7 @@ pub struct SelectionConfig {
     pub candidates: Vec<ModelKind>,
     /// Rolling origins, 1 to [`MAX_FOLDS`]. Default: 3.
     pub folds: usize,
-    /// Length of each test window, 1 ms to 400 days. Default: 1 day
+    /// Length of each test window, 1 ms to 100 years. Default: 1 day
     /// (shortened for short series).
     pub test_window: Duration,
     /// Prefer a simpler model whose error is within this fraction of the

@@ -8,7 +8,7 @@ use sysmanage_core::{Error, Result};
 /// The longest duration any setting accepts (about 13 months): long enough
 /// for a yearly season with a margin, short enough that every timestamp
 /// arithmetic on it stays far inside `i64` milliseconds.
-pub(crate) const MAX_DURATION: Duration = Duration::from_secs(400 * 86_400);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
 /// `d` within `[min, max]`.
 pub(crate) fn duration_in(

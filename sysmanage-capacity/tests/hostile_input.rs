@@ -78,8 +78,8 @@ fn hostile_duration() -> impl Strategy<Value = Duration> {
         Just(Duration::from_millis(1)),
         Just(Duration::from_secs(3600)),
         Just(Duration::from_secs(86_400)),
-        Just(Duration::from_secs(400 * 86_400)),
-        Just(Duration::from_secs(400 * 86_400 + 1)),
+        Just(Duration::from_secs(36_500 * 86_400)),
+        Just(Duration::from_secs(36_500 * 86_400 + 1)),
         any::<u64>().prop_map(Duration::from_nanos),
         any::<u64>().prop_map(Duration::from_millis),
         (0..10_000_000u64).prop_map(Duration::from_secs),
@@ -108,7 +108,7 @@ fn series() -> impl Strategy<Value = RegularSeries> {
         Just(Duration::from_secs(3600)),
         Just(Duration::from_secs(60)),
         Just(Duration::from_millis(1)),
-        Just(Duration::from_secs(400 * 86_400)),
+        Just(Duration::from_secs(36_500 * 86_400)),
         (1..100_000u64).prop_map(Duration::from_millis),
     ];
     let values = prop_oneof![
@@ -427,13 +427,13 @@ fn valid_config() -> impl Strategy<Value = PlannerConfig> {
         prop_oneof![
             Just(Duration::from_millis(1)),
             Just(Duration::from_secs(3600)),
-            Just(Duration::from_secs(400 * 86_400))
+            Just(Duration::from_secs(36_500 * 86_400))
         ],
         prop_oneof![Just(1usize), Just(3), Just(1000)],
         prop_oneof![
             Just(Duration::from_millis(1)),
             Just(Duration::from_secs(86_400)),
-            Just(Duration::from_secs(400 * 86_400))
+            Just(Duration::from_secs(36_500 * 86_400))
         ],
         prop_oneof![Just(1e-9), Just(0.95), Just(1.0 - 1e-12)],
         prop_oneof![

@@ -401,7 +401,7 @@ impl Default for HoltWinters {
 
 impl HoltWinters {
     /// With a season of `season` and fitted parameters. The season is
-    /// checked when fitting: it must be 2 ms to 400 days and a whole number
+    /// checked when fitting: it must be 2 ms to 100 years and a whole number
     /// (≥ 2) of the series' steps.
     pub fn with_season(season: Duration) -> Self {
         Self {
