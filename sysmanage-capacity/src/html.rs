@@ -173,6 +173,23 @@ fn when(t: &TimeToLimit) -> String {
     }
 }
 
+/// The summary table's short form: "61 h<br>Nov 2 13:17" / "–".
+fn when_short(t: &TimeToLimit) -> String {
+    match t {
+        TimeToLimit::NoLimit => "no limit".to_owned(),
+        TimeToLimit::AlreadyOver => "already over".to_owned(),
+        TimeToLimit::Within { hours, at } => {
+            let short = if *hours < 48.0 {
+                format!("{hours:.1} h")
+            } else {
+                format!("{:.1} d", hours / 24.0)
+            };
+            format!("{short}<br><small>{} UTC</small>", esc(&format_utc(*at)))
+        }
+        TimeToLimit::NotWithinHorizon { .. } => "beyond horizon".to_owned(),
+    }
+}
+
 fn duration_text(hours: f64) -> String {
     if hours < 48.0 {
         format!("{hours:.1} h")
@@ -210,7 +227,7 @@ fn summary(h: &mut String, report: &CapacityReport) {
     let s = &report.summary;
     let _ = write!(
         h,
-        r#"<section class="summary"><h2>Summary</h2><p>Metrics forecast: {}; reaching their limit within the horizon: {}; recommendations: {} ({} high urgency){}.</p><div class="scroll"><table><caption class="meta">Metrics by urgency</caption><thead><tr><th scope="col">metric</th><th scope="col">now</th><th scope="col">limit</th><th scope="col">mean reaches limit</th><th scope="col">{} bound reaches limit</th><th scope="col">trend</th><th scope="col">model</th><th scope="col">urgency</th></tr></thead><tbody>"#,
+        r#"<section class="summary"><h2>Summary</h2><p>Metrics forecast: {}; reaching their limit within the horizon: {}; recommendations: {} ({} high urgency){}.</p><div class="scroll"><table><caption class="meta">Metrics by urgency</caption><thead><tr><th scope="col">metric</th><th scope="col">now</th><th scope="col">limit</th><th scope="col">mean at limit in</th><th scope="col">{} bound at limit in</th><th scope="col">trend</th><th scope="col">model</th><th scope="col">urgency</th></tr></thead><tbody>"#,
         s.total_metrics_monitored,
         s.metrics_near_limit,
         s.recommendations,
@@ -238,8 +255,8 @@ fn summary(h: &mut String, report: &CapacityReport) {
             esc(&f.metric),
             esc(&value(&f.unit, f.current_value)),
             f.limit.map_or("–".to_owned(), |l| esc(&value(&f.unit, l))),
-            esc(&when(&f.time_to_limit)),
-            esc(&when(&f.time_to_limit_bound)),
+            when_short(&f.time_to_limit),
+            when_short(&f.time_to_limit_bound),
             trend_text(f.trend),
             f.selection.model
         );
