@@ -592,21 +592,27 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     let span = (hi - lo).max(hi.abs().max(1e-300) * 1e-9);
     let raw = span / target.clamp(2, 20) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
+    let m = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .find(|m| m * mag >= raw)
+        .unwrap_or(10.0);
+    let step = m * mag;
     let first = (lo / step).floor();
     let last = (hi / step).ceil();
     if !(first.is_finite() && last.is_finite()) || last - first > 100.0 {
         return vec![lo, hi];
     }
+    // Print-friendly values (0.6, not 0.6000000000000001): divide by the
+    // integer 1/mag rather than multiply by mag when mag < 1.
+    let inv = (1.0 / mag).round();
     (0..=(last - first) as i64)
         .map(|k| {
-            let v = (first + k as f64) * step;
-            // Print-friendly: no 0.30000000000000004.
-            (v / step).round() * step
+            let units = (first + k as f64) * m;
+            if mag < 1.0 && inv.is_finite() {
+                units / inv
+            } else {
+                units * mag
+            }
         })
         .collect()
 }

@@ -121,7 +121,7 @@ impl RegularSeries {
 
     /// Fractional index of time `t` (inverse of [`time_at`](Self::time_at)).
     pub fn index_of(&self, t: Timestamp) -> f64 {
-        (i128::from(t.as_millis()) - i128::from(self.start.as_millis())) as f64 / self.step_millis()
+        crate::validate::diff_ms(t.as_millis(), self.start.as_millis()) / self.step_millis()
     }
 
     /// The step in milliseconds.
@@ -359,6 +359,19 @@ pub fn prepare(
         .zip(&counts)
         .map(|(s, c)| if *c > 0 { s / f64::from(*c) } else { f64::NAN })
         .collect();
+    // Finite samples near ±f64::MAX can overflow a bucket's sum (to ±∞, or
+    // NaN when partial sums overflow both ways): a typed error, never a
+    // silent ∞ or NaN in the grid.
+    if let Some((m, _)) = mean
+        .iter()
+        .zip(&counts)
+        .find(|(m, c)| **c > 0 && !m.is_finite())
+    {
+        return Err(Error::NonFinite {
+            field: "bucket value (samples too large to average)",
+            value: *m,
+        });
+    }
     let gaps_filled = fill_gaps(&mut mean);
     for (m, c) in max.iter_mut().zip(&counts) {
         if *c == 0 {
@@ -682,10 +695,18 @@ fn fill_gaps(v: &mut [f64]) -> usize {
     let mut i = 0;
     while i < v.len() {
         if v[i].is_nan() {
-            let lo = i - 1;
+            // Bounded by measured buckets on both sides (the first and last
+            // buckets always hold samples); anything else is left alone.
+            let Some(lo) = i.checked_sub(1) else {
+                i += 1;
+                continue;
+            };
             let mut hi = i;
-            while v[hi].is_nan() {
+            while hi < v.len() && v[hi].is_nan() {
                 hi += 1;
+            }
+            if hi == v.len() {
+                break;
             }
             let (a, b) = (v[lo], v[hi]);
             for (k, x) in v.iter_mut().enumerate().take(hi).skip(i) {

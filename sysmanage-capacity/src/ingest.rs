@@ -220,10 +220,11 @@ impl SampleStore {
             }
             self.base += self.width;
         }
-        if self.buckets.len() == 1 && self.base + self.width <= cutoff {
-            if let Some(b) = self.buckets.pop_front() {
-                self.len -= b.len();
-            }
+        if self.buckets.len() == 1
+            && self.base + self.width <= cutoff
+            && let Some(b) = self.buckets.pop_front()
+        {
+            self.len -= b.len();
         }
         if self.buckets.is_empty() {
             self.base = t.div_euclid(self.width) * self.width;

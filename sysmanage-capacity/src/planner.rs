@@ -369,8 +369,12 @@ pub struct MetricStatus {
 
 /// Capacity planner over any number of metrics.
 ///
-/// Adding a sample is O(1) amortised (an in-order push onto a bounded ring;
-/// an out-of-order sample is inserted in place). Fits are computed on demand
+/// Adding a sample is O(1) amortised, in order or late: each sample is
+/// appended to its time bucket and a disordered bucket is sorted when it is
+/// read (10 million samples shuffled within 6 days ingest within 2× of the
+/// same samples in order; see `docs/BENCHMARKS.md`). A report analyses
+/// metrics on [`PlannerConfig::report_threads`] scoped threads, with the
+/// same result as one. Fits are computed on demand
 /// and cached until the metric's next sample. The whole planner (settings,
 /// samples and trend state, not the cache) is `serde`-serialisable, so it can
 /// be persisted and restored.

@@ -62,10 +62,9 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
             const_y = false;
         }
         n += 1.0;
-        // In i128: any two i64 millisecond timestamps differ by less than
-        // 2^64, and the difference converts to f64 exactly as an i64 would.
-        let x =
-            (i128::from(s.at.as_millis()) - i128::from(intercept_time.as_millis())) as f64 / 1e3;
+        // Any two i64 millisecond timestamps differ by less than 2^64: no
+        // overflow, and the same f64 as an i64 difference where that fits.
+        let x = crate::validate::diff_ms(s.at.as_millis(), intercept_time.as_millis()) / 1e3;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(s.value, sy, cy);
         (sxy, cxy) = kahan_inc(x * s.value, sxy, cxy);

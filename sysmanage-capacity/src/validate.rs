@@ -47,3 +47,14 @@ pub(crate) fn finite_in(field: &'static str, x: f64, min: f64, max: f64) -> Resu
     }
     Ok(())
 }
+
+/// `a − b` in milliseconds as `f64`, for any two `i64` times: the i64
+/// difference when it fits (the common case, and a fast conversion), the
+/// i128 one otherwise; both round to the same `f64`.
+#[inline]
+pub(crate) fn diff_ms(a: i64, b: i64) -> f64 {
+    match a.checked_sub(b) {
+        Some(d) => d as f64,
+        None => (i128::from(a) - i128::from(b)) as f64,
+    }
+}

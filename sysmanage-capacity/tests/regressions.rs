@@ -433,3 +433,19 @@ fn samples_whose_sum_overflows_are_a_typed_error() {
     let e = prepare(&samples, &HygieneConfig::default(), None).unwrap_err();
     assert_eq!(e.label(), "non_finite", "{e}");
 }
+
+#[test]
+fn a_first_bucket_whose_sum_overflows_both_ways_is_a_typed_error() {
+    // Four partial sums: +MAX twice in one lane, -MAX twice in another:
+    // +∞ + −∞ = NaN in the first bucket used to reach the gap filler.
+    let t = Timestamp::from_secs(1_764_028_800);
+    let v = [f64::MAX, -f64::MAX, f64::MAX, -f64::MAX, f64::MAX, -f64::MAX, f64::MAX, -f64::MAX];
+    let mut samples: Vec<Sample> = v
+        .iter()
+        .enumerate()
+        .map(|(i, x)| Sample::new(t + Duration::from_secs(i as u64), *x))
+        .collect();
+    samples.push(Sample::new(t + Duration::from_secs(3 * 3600), 1.0));
+    let e = prepare(&samples, &HygieneConfig::default(), None).unwrap_err();
+    assert_eq!(e.label(), "non_finite", "{e}");
+}

@@ -75,8 +75,12 @@ impl Timestamp {
 
     /// Signed seconds from `origin` to `self`.
     pub fn secs_since(self, origin: Self) -> f64 {
-        // In i128: any two timestamps differ by less than 2^64 ms.
-        (i128::from(self.0) - i128::from(origin.0)) as f64 / 1000.0
+        // Any two timestamps differ by less than 2^64 ms: i128 when i64
+        // overflows (rare, and slower to convert), the same value either way.
+        match self.0.checked_sub(origin.0) {
+            Some(d) => d as f64 / 1000.0,
+            None => (i128::from(self.0) - i128::from(origin.0)) as f64 / 1000.0,
+        }
     }
 }
 

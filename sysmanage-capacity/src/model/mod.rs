@@ -328,7 +328,7 @@ impl FittedModel {
     /// Steps (possibly fractional) from the last bucket to `t`.
     pub fn steps_until(&self, t: Timestamp) -> f64 {
         let last = self.last_time();
-        (i128::from(t.as_millis()) - i128::from(last.as_millis())) as f64 / self.step_ms as f64
+        crate::validate::diff_ms(t.as_millis(), last.as_millis()) / self.step_ms as f64
     }
 
     /// The forecast `h` steps after the last bucket, with `h` clamped to

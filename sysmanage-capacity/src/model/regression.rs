@@ -613,7 +613,7 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     let base = first.at;
     let base_ms = base.as_millis();
     const PER_MS: f64 = 1.0 / 3_600_000.0;
-    let hours = |s: &Sample| (i128::from(s.at.as_millis()) - i128::from(base_ms)) as f64 * PER_MS;
+    let hours = |s: &Sample| crate::validate::diff_ms(s.at.as_millis(), base_ms) * PER_MS;
     // One pass. Time is shifted to the middle sample and scaled by the
     // distance to the ends, y is shifted by the first value: any shift near
     // the data keeps the 3 × 3 normal equations well conditioned, and the
