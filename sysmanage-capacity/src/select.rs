@@ -222,9 +222,10 @@ fn select_inner(
                 min.max(3).saturating_add(test_steps)
             ));
         } else {
-            for k in 1..=common {
-                let origin = n - k * test_steps;
-                match f.fit(&series.prefix(origin)) {
+            let origins: Vec<usize> = (1..=common).map(|k| n - k * test_steps).collect();
+            let fits = f.fit_prefixes(series, &origins);
+            for (&origin, fit) in origins.iter().zip(fits) {
+                match fit {
                     Ok(fit) => {
                         let scored = |h: &usize| measured.is_none_or(|m| m[origin + h - 1]);
                         let count = (1..=test_steps).filter(scored).count();

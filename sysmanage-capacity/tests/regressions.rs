@@ -439,7 +439,16 @@ fn a_first_bucket_whose_sum_overflows_both_ways_is_a_typed_error() {
     // Four partial sums: +MAX twice in one lane, -MAX twice in another:
     // +∞ + −∞ = NaN in the first bucket used to reach the gap filler.
     let t = Timestamp::from_secs(1_764_028_800);
-    let v = [f64::MAX, -f64::MAX, f64::MAX, -f64::MAX, f64::MAX, -f64::MAX, f64::MAX, -f64::MAX];
+    let v = [
+        f64::MAX,
+        -f64::MAX,
+        f64::MAX,
+        -f64::MAX,
+        f64::MAX,
+        -f64::MAX,
+        f64::MAX,
+        -f64::MAX,
+    ];
     let mut samples: Vec<Sample> = v
         .iter()
         .enumerate()

@@ -158,6 +158,15 @@ pub trait Forecaster: Send + Sync + fmt::Debug {
         let _ = series;
         None
     }
+
+    /// [`fit`](Self::fit) on each prefix `series[..len]` (lengths beyond
+    /// the series are the whole series), in order. Model selection fits
+    /// every holdout origin this way; a model may share work between the
+    /// fits (double exponential smoothing steps its optimisations
+    /// together), but each result is the one `fit` gives on that prefix.
+    fn fit_prefixes(&self, series: &RegularSeries, lens: &[usize]) -> Vec<Result<FittedModel>> {
+        lens.iter().map(|&n| self.fit(&series.prefix(n))).collect()
+    }
 }
 
 impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
@@ -172,6 +181,9 @@ impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         (**self).fit(series)
+    }
+    fn fit_prefixes(&self, series: &RegularSeries, lens: &[usize]) -> Vec<Result<FittedModel>> {
+        (**self).fit_prefixes(series, lens)
     }
 }
 
