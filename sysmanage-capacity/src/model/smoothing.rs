@@ -1026,7 +1026,17 @@ impl Forecaster for DoubleExponential {
 /// at a time; the recursions are latency-bound, so several run in the time
 /// of one).
 fn des_sse_lanes(y: &[f64], lanes: &[(f64, f64, usize)]) -> Vec<f64> {
-    const L: usize = DES_LANES;
+    // A lone fit's four candidates take the narrow kernel; the holdout
+    // origins' candidates together the wide one.
+    if lanes.len() <= 4 {
+        des_sse_chunks::<4>(y, lanes)
+    } else {
+        des_sse_chunks::<DES_LANES>(y, lanes)
+    }
+}
+
+/// [`des_sse_lanes`] with `L` recursions per pass.
+fn des_sse_chunks<const L: usize>(y: &[f64], lanes: &[(f64, f64, usize)]) -> Vec<f64> {
     let mut out = Vec::with_capacity(lanes.len());
     for chunk in lanes.chunks(L) {
         let k = chunk.len();
