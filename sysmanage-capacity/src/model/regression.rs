@@ -627,33 +627,45 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     // Values far from 1 (beyond 2^±400) are scaled by a power of two first,
     // which is exact: squares of values near 1e200 would overflow to ∞ and
     // turn the fit into a confident R² = 1.
-    let mut ymax = 0.0_f64;
-    for s in samples {
-        ymax = ymax.max(sysmanage_core::ensure_finite("sample value", s.value)?.abs());
-    }
-    let unit = if ymax > 0.0 && !(2f64.powi(-400)..=2f64.powi(400)).contains(&ymax) {
-        let e = (ymax.log2().floor() as i32).clamp(-1022, 1022);
-        2f64.powi(e)
-    } else {
-        1.0
+    // One pass computes the sums (`inv_unit` = 1 for values near 1, the
+    // usual case) and the largest |value|; only values beyond 2^±400 take
+    // a second pass with the scaling.
+    let sums = |inv_unit: f64| -> Result<([f64; 8], f64)> {
+        let y0 = first.value * inv_unit;
+        let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
+        let (mut t0, mut t1, mut t2, mut yy) = (0.0, 0.0, 0.0, 0.0);
+        let mut ymax = 0.0_f64;
+        for s in samples {
+            if !s.value.is_finite() {
+                return Err(Error::NonFinite {
+                    field: "sample value",
+                    value: s.value,
+                });
+            }
+            ymax = ymax.max(s.value.abs());
+            let u = (hours(s) - c) * inv_scale;
+            let u2 = u * u;
+            let dy = s.value * inv_unit - y0;
+            s1 += u;
+            s2 += u2;
+            s3 += u2 * u;
+            s4 += u2 * u2;
+            t0 += dy;
+            t1 += dy * u;
+            t2 += dy * u2;
+            yy += dy * dy;
+        }
+        Ok(([s1, s2, s3, s4, t0, t1, t2, yy], ymax))
     };
-    let inv_unit = 1.0 / unit;
-    let y0 = first.value * inv_unit;
-    let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
-    let (mut t0, mut t1, mut t2, mut yy) = (0.0, 0.0, 0.0, 0.0);
-    for s in samples {
-        let u = (hours(s) - c) * inv_scale;
-        let u2 = u * u;
-        let dy = s.value * inv_unit - y0;
-        s1 += u;
-        s2 += u2;
-        s3 += u2 * u;
-        s4 += u2 * u2;
-        t0 += dy;
-        t1 += dy * u;
-        t2 += dy * u2;
-        yy += dy * dy;
+    let (mut sum, ymax) = sums(1.0)?;
+    let mut unit = 1.0;
+    if ymax > 0.0 && !(2f64.powi(-400)..=2f64.powi(400)).contains(&ymax) {
+        let e = (ymax.log2().floor() as i32).clamp(-1022, 1022);
+        unit = 2f64.powi(e);
+        sum = sums(1.0 / unit)?.0;
     }
+    let y0 = first.value / unit;
+    let [s1, s2, s3, s4, t0, t1, t2, yy] = sum;
     let g = Matrix3::new(n, s1, s2, s1, s2, s3, s2, s3, s4);
     let rhs = Vector3::new(t0, t1, t2);
     let too_few = || Error::InsufficientData {
