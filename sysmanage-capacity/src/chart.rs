@@ -235,7 +235,7 @@ impl TimeChart {
         let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         (lo <= hi).then(|| {
             if lo == hi {
-                (lo - 3_600_000, hi + 3_600_000)
+                (lo.saturating_sub(3_600_000), hi.saturating_add(3_600_000))
             } else {
                 (lo, hi)
             }
@@ -282,6 +282,13 @@ impl TimeChart {
         if lo < 0.0 && lo > -0.1 * span {
             lo = 0.0;
         }
+        // Values near ±f64::MAX: keep every coordinate computation finite.
+        let cap = f64::MAX / 4.0;
+        let (mut lo, mut hi) = (lo.clamp(-cap, cap), hi.clamp(-cap, cap));
+        if !(hi > lo) {
+            let pad = (lo.abs() * 0.1).max(1.0);
+            (lo, hi) = (lo - pad, hi + pad);
+        }
         (lo, hi)
     }
 
@@ -324,8 +331,9 @@ impl TimeChart {
             y_ticks.first().copied().unwrap_or(lo).min(lo),
             y_ticks.last().copied().unwrap_or(hi).max(hi),
         );
-        let x = |t: i64| left + (t - t0) as f64 / (t1 - t0) as f64 * pw;
-        let y = |v: f64| top + (hi - v) / (hi - lo) * ph;
+        let width_ms = (i128::from(t1) - i128::from(t0)) as f64;
+        let x = |t: i64| left + (i128::from(t) - i128::from(t0)) as f64 / width_ms * pw;
+        let y = |v: f64| top + (hi - v.clamp(-f64::MAX / 2.0, f64::MAX / 2.0)) / (hi - lo) * ph;
         let clip = format!("{id}-plot");
         let _ = write!(
             s,
@@ -614,6 +622,7 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
                 units * mag
             }
         })
+        .filter(|v| v.is_finite())
         .collect()
 }
 
@@ -656,12 +665,15 @@ pub fn time_ticks(t0: i64, t1: i64, target: usize) -> Vec<(i64, String)> {
         } else {
             0
         };
-        let first = (t0 - offset).div_euclid(step) * step + offset;
+        // In i128: the first tick may lie before i64::MIN.
+        let (t0w, stepw) = (i128::from(t0), i128::from(step));
+        let mut first = (t0w - i128::from(offset)).div_euclid(stepw) * stepw + i128::from(offset);
+        if first < t0w {
+            first += stepw;
+        }
         let mut out = Vec::new();
-        let mut t = if first < t0 {
-            first.saturating_add(step)
-        } else {
-            first
+        let Ok(mut t) = i64::try_from(first) else {
+            return out;
         };
         while t <= t1 && out.len() < 64 {
             let (_, mo, d) = civil(t.div_euclid(DAY));
@@ -680,7 +692,7 @@ pub fn time_ticks(t0: i64, t1: i64, target: usize) -> Vec<(i64, String)> {
         return out;
     }
     // Years.
-    let years = ((span / (365.25 * DAY as f64)) / target as f64)
+    let years = ((span / (365.25 * DAY as f64)) / target.clamp(2, 20) as f64)
         .ceil()
         .max(1.0) as i64;
     let (y0, ..) = civil(t0.div_euclid(DAY));
@@ -694,7 +706,10 @@ pub fn time_ticks(t0: i64, t1: i64, target: usize) -> Vec<(i64, String)> {
         if t >= t0 {
             out.push((t, y.to_string()));
         }
-        y += years;
+        match y.checked_add(years) {
+            Some(next) => y = next,
+            None => break,
+        }
     }
     out
 }
@@ -731,7 +746,7 @@ fn month_ticks(t0: i64, t1: i64, every: usize) -> Vec<(i64, String)> {
 /// `(year, month, day)` of a day count since 1970-01-01 (Hinnant's
 /// algorithm, proleptic Gregorian).
 fn civil(days: i64) -> (i64, usize, i64) {
-    let z = days + 719_468;
+    let z = days.saturating_add(719_468);
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -743,14 +758,16 @@ fn civil(days: i64) -> (i64, usize, i64) {
     (y, m as usize, d)
 }
 
+/// Days since 1970-01-01 of a date, saturating at the `i64` range.
 fn days_from_civil(y: i64, m: usize, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
+    let y = i128::from(if m <= 2 { y.saturating_sub(1) } else { y });
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let m = m as i128;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i128::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let days = era * 146_097 + doe - 719_468;
+    i64::try_from(days).unwrap_or(if days < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// A UTC date and time, `2026-10-31 14:05`.

@@ -20,8 +20,17 @@
 //! * **Time to limit** from the point forecast and from the interval bound,
 //!   interpolated between grid points, with "already over" distinct from "not
 //!   within the horizon", on forecasts clamped to physical bounds.
-//! * **Reports** ([`report`]): trend labels with hysteresis, recommendations
-//!   with urgency, action text and evidence, and overall health; all `serde`.
+//! * **Reports** ([`report`]): trend labels with hysteresis that agree with
+//!   the forecast (never "stable" when the point forecast crosses the limit
+//!   within the horizon), recommendations with urgency, action text and
+//!   evidence, and overall health; all `serde`. [`CapacityReport::to_html`]
+//!   ([`html`]) renders one self-contained HTML page with a chart per metric
+//!   drawn by the reusable [`chart`] module (dated time axis, unit ticks,
+//!   interval band, limit, crossing markers, text alternatives).
+//! * **Fleets**: late samples cost O(1) ([`Recorded`] says what became of
+//!   each), and a report analyses metrics on
+//!   [`PlannerConfig::report_threads`] scoped threads with the same result
+//!   as one thread.
 //!
 //! [`Planner`] implements [`CapacityPlanner`] and core's
 //! [`LoadForecast`](sysmanage_core::LoadForecast), so a predictive autoscaler
@@ -102,7 +111,10 @@
 //!
 //! # Feature flags
 //!
-//! None: everything is pure computation and always available.
+//! None: everything is pure computation and always available. The HTML
+//! report and its charts are plain string building over `std` (no
+//! plotting crate, no fonts, no scripts), so they add no dependency that a
+//! feature would keep out.
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 

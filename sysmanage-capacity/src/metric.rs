@@ -209,7 +209,8 @@ pub enum Unit {
 
 impl Unit {
     /// `v` with this unit, with as many decimals as `resolution` (the
-    /// smallest difference that matters, e.g. a tick step) needs.
+    /// smallest difference that matters, e.g. a tick step) needs (at most
+    /// six); a non-finite `v` prints as `–`.
     ///
     /// # Examples
     /// ```
@@ -220,6 +221,28 @@ impl Unit {
     /// assert_eq!(Unit::Other("ppm".into()).format(412.5, 0.5), "412.5 ppm");
     /// ```
     pub fn format(&self, v: f64, resolution: f64) -> String {
+        if !v.is_finite() {
+            return "–".to_owned();
+        }
+        if v.abs() >= 1e15 {
+            // Beyond any prefix: scientific notation with the unit's name.
+            let name = match self {
+                Self::None => "",
+                Self::Ratio => " (ratio)",
+                Self::Bytes => " B",
+                Self::BytesPerSecond => " B/s",
+                Self::RequestsPerSecond => " req/s",
+                Self::Seconds => " s",
+                Self::Count => "",
+                Self::Other(u) => u.as_str(),
+            };
+            let sep = if matches!(self, Self::Other(_)) {
+                " "
+            } else {
+                ""
+            };
+            return format!("{v:.3e}{sep}{name}");
+        }
         let res = if resolution.is_finite() && resolution > 0.0 {
             resolution
         } else {

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use sysmanage_capacity::chart::{LineStyle, TimeChart, format_utc, nice_ticks, time_ticks};
 use sysmanage_capacity::hygiene::{HygieneConfig, RegularSeries, clean, damp_outliers, prepare};
 use sysmanage_capacity::model::{
     DoubleExponential, EtsInit, EtsParams, Forecaster, Fourier, HoltWinters, Linear, ModelKind,
@@ -18,7 +19,7 @@ use sysmanage_capacity::prometheus::{
 };
 use sysmanage_capacity::select::{SelectionConfig, select};
 use sysmanage_capacity::{
-    Bounds, CapacityPlanner, Direction, MetricSpec, Planner, PlannerConfig, TimeToLimit,
+    Bounds, CapacityPlanner, Direction, MetricSpec, Planner, PlannerConfig, TimeToLimit, Unit,
 };
 use sysmanage_core::{Error, LoadForecast, Sample, Timestamp};
 
@@ -568,5 +569,56 @@ proptest! {
         for s in status {
             prop_assert!(s.samples <= cfg.max_samples_per_metric.get());
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn charts_and_units_render_anything(
+        points in proptest::collection::vec((hostile_i64(), hostile_f64(), hostile_f64()), 0..60),
+        limit in hostile_f64(),
+        marker in hostile_i64(),
+        lo in hostile_f64(),
+        hi in hostile_f64(),
+        t0 in hostile_i64(),
+        t1 in hostile_i64(),
+        target in hostile_usize(),
+        title in ".{0,30}",
+        unit_text in ".{0,40}",
+        size in (hostile_f64(), hostile_f64()),
+    ) {
+        let units = [
+            Unit::None, Unit::Ratio, Unit::Bytes, Unit::BytesPerSecond,
+            Unit::RequestsPerSecond, Unit::Seconds, Unit::Count, Unit::Other(unit_text),
+        ];
+        for u in &units {
+            let text = u.format(lo, hi);
+            prop_assert!(!text.contains("NaN") && !text.contains("inf"), "{text}");
+        }
+        let ticks = nice_ticks(lo, hi, target);
+        prop_assert!(ticks.len() <= 102 && ticks.iter().all(|t| t.is_finite()));
+        let tt = time_ticks(t0, t1, target);
+        prop_assert!(tt.len() <= 64);
+        prop_assert!(tt.iter().all(|(t, _)| *t >= t0 && *t <= t1));
+        let _ = format_utc(Timestamp::from_millis(t0));
+        let line: Vec<(Timestamp, f64)> =
+            points.iter().map(|p| (Timestamp::from_millis(p.0), p.1)).collect();
+        let band: Vec<(Timestamp, f64, f64)> =
+            points.iter().map(|p| (Timestamp::from_millis(p.0), p.1, p.2)).collect();
+        let svg = TimeChart::new(title, units[(t0.unsigned_abs() % 8) as usize].clone())
+            .size(size.0, size.1)
+            .target_ticks(target)
+            .line("history", LineStyle::Solid, line.clone())
+            .line("steps", LineStyle::Step, line)
+            .band("interval", band)
+            .limit("limit", limit)
+            .marker("event", Timestamp::from_millis(marker), "note")
+            .span("span", Timestamp::from_millis(t0), Timestamp::from_millis(t1))
+            .to_svg();
+        prop_assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        prop_assert!(!svg.contains("NaN") && !svg.contains("inf\""), "{svg}");
+        prop_assert!(!svg.contains("<script"));
     }
 }
