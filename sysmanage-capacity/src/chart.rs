@@ -285,7 +285,7 @@ impl TimeChart {
         // Values near ±f64::MAX: keep every coordinate computation finite.
         let cap = f64::MAX / 4.0;
         let (mut lo, mut hi) = (lo.clamp(-cap, cap), hi.clamp(-cap, cap));
-        if !(hi > lo) {
+        if hi <= lo {
             let pad = (lo.abs() * 0.1).max(1.0);
             (lo, hi) = (lo - pad, hi + pad);
         }
