@@ -266,6 +266,10 @@ proptest! {
                         Ok(p) => prop_assert!(p.point.is_finite() && p.sd.is_finite() && p.sd >= 0.0),
                         Err(e) => typed(&e)?,
                     }
+                    match fit.predict(1).try_interval(level) {
+                        Ok((lo, hi)) => prop_assert!(lo <= hi && level > 0.0 && level < 1.0),
+                        Err(e) => typed(&e)?,
+                    }
                     match fit.try_predict_at(hf) {
                         Ok(p) => prop_assert!(p.point.is_finite() && p.sd.is_finite()),
                         Err(e) => typed(&e)?,

@@ -105,12 +105,40 @@ pub struct Prediction {
 impl Prediction {
     /// `(lower, upper)` of the central interval with coverage `level`
     /// (normal errors). `level` must lie in `(0, 1)`; outside it both bounds
-    /// are NaN (the planner validates its `interval_level`, and
+    /// are NaN (the planner validates its `interval_level`,
     /// [`FittedModel::forecast_path`] rejects such a level with a typed
-    /// error).
+    /// error, and [`try_interval`](Self::try_interval) returns one).
     pub fn interval(&self, level: f64) -> (f64, f64) {
         let z = normal_quantile(0.5 + level / 2.0);
         (self.point - z * self.sd, self.point + z * self.sd)
+    }
+
+    /// [`interval`](Self::interval) with typed errors instead of NaN.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `level`) for a level outside
+    /// `(0, 1)`, [`Error::NonFinite`] for bounds that overflow `f64`.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::Prediction;
+    /// let p = Prediction { point: 10.0, sd: 1.0 };
+    /// let (lo, hi) = p.try_interval(0.95)?;
+    /// assert!((hi - 10.0 - 1.959964).abs() < 1e-6 && lo < 10.0);
+    /// assert!(p.try_interval(1.5).is_err());
+    /// # Ok::<(), sysmanage_core::Error>(())
+    /// ```
+    pub fn try_interval(&self, level: f64) -> Result<(f64, f64)> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(Error::invalid(
+                "level",
+                format!("must be in (0, 1), got {level}"),
+            ));
+        }
+        let (lo, hi) = self.interval(level);
+        sysmanage_core::ensure_finite("interval lower bound", lo)?;
+        sysmanage_core::ensure_finite("interval upper bound", hi)?;
+        Ok((lo, hi))
     }
 }
 
