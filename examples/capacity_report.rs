@@ -3,21 +3,22 @@
 //! one real series: the Mauna Loa weekly CO2 record as distributed in the
 //! statsmodels package on PyPI (public domain; see `data/`).
 //!
-//! Prints the report, writes one SVG chart per metric into
-//! `target/capacity_report/`, and ends with a `summary:` line.
+//! Prints the report, writes each report as one self-contained HTML page
+//! (summary, one chart per metric, data-quality notes; rendered by the
+//! library's `CapacityReport::to_html`) into `target/capacity_report/`,
+//! and ends with a `summary:` line naming the page.
 //!
 //! Run with `cargo run --release --example capacity_report`
 //! (`-- --quickstart-demo` runs the short quickstart demo instead).
 
 use sysmanage_examples::capacity_demo;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sysmanage_capacity::{
-    Bounds, CapacityPlanner, CapacityReport, CapacitySnapshot, Direction, MetricForecast,
-    MetricKind, MetricSpec, Planner, PlannerConfig, SelectionConfig, TimeToLimit,
+    Bounds, CapacityPlanner, CapacityReport, CapacitySnapshot, Direction, MetricSpec, Planner,
+    PlannerConfig, SelectionConfig, TimeToLimit,
 };
 use sysmanage_core::{Sample, SplitMix64, Timestamp};
 use sysmanage_examples::{init_tracing, section};
@@ -120,175 +121,6 @@ fn print_report(report: &CapacityReport) {
     }
 }
 
-/// Hourly means of the history, for charts.
-fn hourly_means(samples: &[Sample], step_s: i64) -> Vec<(Timestamp, f64)> {
-    let mut out: Vec<(Timestamp, f64, u32)> = Vec::new();
-    for s in samples {
-        let bucket = s.at.as_millis().div_euclid(step_s * 1000) * step_s * 1000;
-        match out.last_mut() {
-            Some((t, sum, n)) if t.as_millis() == bucket => {
-                *sum += s.value;
-                *n += 1;
-            }
-            _ => out.push((Timestamp::from_millis(bucket), s.value, 1)),
-        }
-    }
-    out.into_iter()
-        .map(|(t, s, n)| (t, s / f64::from(n)))
-        .collect()
-}
-
-/// A hand-written SVG: history, forecast, interval band, limit line and the
-/// predicted crossing.
-fn chart(path: &Path, f: &MetricForecast, history: &[(Timestamp, f64)]) -> std::io::Result<()> {
-    let (w, h, pad) = (960.0, 360.0, 48.0);
-    let t_min = history.first().map_or(0, |p| p.0.as_millis()) as f64;
-    let t_max = f
-        .forecasts
-        .last()
-        .map_or(t_min + 1.0, |p| p.at.as_millis() as f64);
-    let mut lo = f64::INFINITY;
-    let mut hi = f64::NEG_INFINITY;
-    for v in history
-        .iter()
-        .map(|p| p.1)
-        .chain(f.forecasts.iter().flat_map(|p| [p.lower, p.upper]))
-    {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if let Some(l) = f.limit {
-        lo = lo.min(l);
-        hi = hi.max(l);
-    }
-    let span = (hi - lo).max(1e-9);
-    let (lo, hi) = (lo - 0.05 * span, hi + 0.05 * span);
-    let x = |t: f64| pad + (t - t_min) / (t_max - t_min) * (w - 2.0 * pad);
-    let y = |v: f64| h - pad - (v - lo) / (hi - lo) * (h - 2.0 * pad);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r##"<rect width="100%" height="100%" fill="#fff"/>"##);
-    let _ = writeln!(
-        s,
-        r#"<text x="{pad}" y="20">{} — model {} (holdout MAE {:.3e}), {:.0}% interval; time to limit {}</text>"#,
-        f.metric,
-        f.selection.model,
-        f.selection.holdout_mae.unwrap_or(f64::NAN),
-        f.interval_level * 100.0,
-        fmt_ttl(&f.time_to_limit)
-    );
-    // Axes with min/max labels.
-    let _ = writeln!(
-        s,
-        r##"<line x1="{pad}" y1="{}" x2="{}" y2="{}" stroke="#999"/>"##,
-        h - pad,
-        w - pad,
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        r##"<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{}" stroke="#999"/>"##,
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="4" y="{}">{:.3}</text>"#,
-        y(hi - 0.05 * span) + 4.0,
-        hi - 0.05 * span
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="4" y="{}">{:.3}</text>"#,
-        y(lo + 0.05 * span) + 4.0,
-        lo + 0.05 * span
-    );
-    let origin = f
-        .forecasts
-        .first()
-        .map_or(t_min, |p| p.at.as_millis() as f64);
-    let ahead_h = f
-        .forecasts
-        .last()
-        .map_or(0.0, |p| (p.at.as_millis() as f64 - origin) / 3.6e6);
-    let span_label = |hours: f64| {
-        if hours > 500.0 {
-            format!("{:.0} days", hours / 24.0)
-        } else {
-            format!("{hours:.0} h")
-        }
-    };
-    let _ = writeln!(
-        s,
-        r#"<text x="{pad}" y="{}">−{} (history)</text>"#,
-        h - pad + 16.0,
-        span_label((origin - t_min) / 3.6e6)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="end">+{} (forecast)</text>"#,
-        w - pad,
-        h - pad + 16.0,
-        span_label(ahead_h)
-    );
-    // Interval band.
-    let mut band = String::new();
-    for p in &f.forecasts {
-        let _ = write!(band, "{:.1},{:.1} ", x(p.at.as_millis() as f64), y(p.upper));
-    }
-    for p in f.forecasts.iter().rev() {
-        let _ = write!(band, "{:.1},{:.1} ", x(p.at.as_millis() as f64), y(p.lower));
-    }
-    let _ = writeln!(
-        s,
-        r##"<polygon points="{band}" fill="#9ecae1" fill-opacity="0.5" stroke="none"/>"##
-    );
-    let line = |pts: &mut dyn Iterator<Item = (f64, f64)>| {
-        pts.map(|(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let hist = line(&mut history.iter().map(|p| (p.0.as_millis() as f64, p.1)));
-    let _ = writeln!(
-        s,
-        r##"<polyline points="{hist}" fill="none" stroke="#333" stroke-width="1"/>"##
-    );
-    let fc = line(
-        &mut f
-            .forecasts
-            .iter()
-            .map(|p| (p.at.as_millis() as f64, p.point)),
-    );
-    let _ = writeln!(
-        s,
-        r##"<polyline points="{fc}" fill="none" stroke="#08519c" stroke-width="1.5"/>"##
-    );
-    if let Some(l) = f.limit {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{pad}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#d62728" stroke-dasharray="6 4"/><text x="{2}" y="{3:.1}" fill="#d62728" text-anchor="end">limit {l}</text>"##,
-            y(l),
-            w - pad,
-            w - pad,
-            y(l) - 4.0
-        );
-    }
-    if let TimeToLimit::Within { at, hours } = f.time_to_limit {
-        let cx = x(at.as_millis() as f64);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{cx:.1}" y1="{pad}" x2="{cx:.1}" y2="{}" stroke="#d62728"/><text x="{:.1}" y="{}" fill="#d62728">crossing in {hours:.1} h</text>"##,
-            h - pad,
-            cx + 4.0,
-            pad + 14.0
-        );
-    }
-    let _ = writeln!(s, "</svg>");
-    std::fs::write(path, s)
-}
-
 fn out_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -323,15 +155,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut planner = Planner::sysmanage(PlannerConfig::default())?;
     let mut rng = SplitMix64::new(0x5EED_CAFE);
     let t0 = Timestamp::from_secs(START);
-    let mut history: Vec<Vec<Sample>> = vec![Vec::new(); 8];
     let started = std::time::Instant::now();
     for m in 0..MINUTES {
         let at = t0 + Duration::from_secs(60 * m);
         let values = synthetic(m, &mut rng);
         planner.record_snapshot(&CapacitySnapshot::new(at, values))?;
-        for (h, v) in history.iter_mut().zip(values) {
-            h.push(Sample::new(at, v));
-        }
     }
     let now = t0 + Duration::from_secs(60 * (MINUTES - 1));
     let report = planner.report(now);
@@ -342,20 +170,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         8 * MINUTES,
         elapsed.as_secs_f64() * 1e3
     );
-    for (kind, samples) in MetricKind::BUILT_IN.iter().zip(&history) {
-        if let Some(f) = report.forecasts.iter().find(|f| f.metric == kind.name()) {
-            let recent: Vec<Sample> = samples
-                .iter()
-                .copied()
-                .filter(|s| s.at >= now - Duration::from_secs(7 * 86_400))
-                .collect();
-            chart(
-                &dir.join(format!("{}.svg", f.metric)),
-                f,
-                &hourly_means(&recent, 3600),
-            )?;
-        }
-    }
+    let html = dir.join("capacity_report.html");
+    std::fs::write(
+        &html,
+        report.to_html("Capacity report: synthetic fleet, 30 days of minute samples"),
+    )?;
 
     section("real: Mauna Loa weekly CO2 (statsmodels dataset, public domain)");
     let co2 = co2_samples()?;
@@ -380,19 +199,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let real_now = co2.last().ok_or("empty CO2 data")?.at;
     let real_report = real.report(real_now);
     print_report(&real_report);
-    if let Some(f) = real_report.forecasts.first() {
-        let recent: Vec<Sample> = co2
-            .iter()
-            .copied()
-            .filter(|s| s.at >= real_now - Duration::from_secs(4 * 365 * 86_400))
-            .collect();
-        chart(
-            &dir.join("co2_ppm.svg"),
-            f,
-            &hourly_means(&recent, 7 * 86_400),
-        )?;
-    }
-    println!("charts written to {}", dir.display());
+    let co2_html = dir.join("co2_report.html");
+    std::fs::write(
+        &co2_html,
+        real_report.to_html("Capacity report: Mauna Loa weekly CO2"),
+    )?;
+    println!(
+        "HTML reports written to {} and {}",
+        html.display(),
+        co2_html.display()
+    );
 
     let metrics = report.forecasts.len() + real_report.forecasts.len();
     let recommendations = report.recommendations.len() + real_report.recommendations.len();
@@ -404,7 +220,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .reduce(f64::min)
         .map_or_else(|| "none".to_owned(), |h| format!("{h:.1}"));
     println!(
-        "summary: metrics={metrics} recommendations={recommendations} earliest_limit_hours={earliest}"
+        "summary: metrics={metrics} recommendations={recommendations} earliest_limit_hours={earliest} html={}",
+        html.display()
     );
     Ok(())
 }

@@ -9,6 +9,12 @@
 //! cargo bench -p sysmanage-benches --bench capacity -- --warm-up-time 1 --measurement-time 3
 //! /tmp/capvenv/bin/python sysmanage-capacity/reference/bench_reference.py
 //! ```
+//!
+//! Also: ingest of 10 million samples in order and shuffled within 6 days
+//! (`ingest 10M`), and fleet reports of 10 to 10,000 metrics × 7 to 90 days
+//! on one and two threads (`fleet report`; each fleet is built only when
+//! selected, prints its resident memory, and checks the two-thread report
+//! against the one-thread report).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -158,5 +164,166 @@ fn planner(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, regression, holt_winters, planner);
-criterion_main!(benches);
+/// 10 million samples of one metric (one every 250 ms over ~29 days), fed to
+/// `Planner::record` in time order and shuffled: each sample delayed by a
+/// pseudo-random amount of up to 6 days, as a pipeline that backfills late
+/// scrapes delivers them. Requirement: shuffled within 3× of in-order.
+fn ingest(c: &mut Criterion) {
+    const SAMPLES: usize = 10_000_000;
+    const STEP_MS: i64 = 250;
+    const SPREAD_MS: u64 = 6 * 86_400_000;
+    let in_order: Vec<Sample> = (0..SAMPLES)
+        .map(|i| {
+            Sample::new(
+                Timestamp::from_millis(START_MS + STEP_MS * i as i64),
+                value(0, i / 240),
+            )
+        })
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut keyed: Vec<(i64, Sample)> = in_order
+        .iter()
+        .map(|s| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (s.at.as_millis() + (seed % SPREAD_MS) as i64, *s)
+        })
+        .collect();
+    keyed.sort_unstable_by_key(|k| k.0);
+    let shuffled: Vec<Sample> = keyed.into_iter().map(|k| k.1).collect();
+    let config = || {
+        let mut c = PlannerConfig::default();
+        c.max_samples_per_metric = std::num::NonZeroUsize::new(SAMPLES).expect("nonzero");
+        c
+    };
+    let mut g = c.benchmark_group("capacity/ingest 10M samples, one metric");
+    g.sample_size(10);
+    for (name, samples) in [
+        ("in order", &in_order),
+        ("shuffled within 6 days", &shuffled),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut p = Planner::sysmanage(config()).expect("valid");
+                let stored = p
+                    .record_all("request_rate", black_box(samples))
+                    .expect("finite");
+                assert_eq!(stored, SAMPLES);
+                p
+            });
+        });
+    }
+    g.finish();
+}
+
+/// Resident memory of this process (`VmRSS`), in MB, for the memory notes.
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A planner holding `metrics` custom metrics × `days` of minute samples
+/// (the `value` formula, metric `k` shaped like built-in metric `k % 8`,
+/// limits that some of them cross within the week).
+fn fleet(metrics: usize, days: usize, threads: usize) -> (Planner, Timestamp) {
+    let mut cfg = PlannerConfig::default();
+    cfg.retention = Duration::from_secs(86_400 * days as u64);
+    cfg.report_threads = threads;
+    let mut p = Planner::new(cfg).expect("valid");
+    let n = days * 1440;
+    let mut buf = Vec::with_capacity(n);
+    for k in 0..metrics {
+        let name = format!("metric_{k:05}");
+        let scale = 1.0 + (k % 8) as f64;
+        let limit = scale * (0.75 + 0.05 * (k % 7) as f64);
+        p.register(
+            sysmanage_capacity::MetricSpec::custom(
+                &name,
+                limit,
+                sysmanage_capacity::Direction::Ceiling,
+            )
+            .expect("valid"),
+        )
+        .expect("new");
+        buf.clear();
+        buf.extend((0..n).map(|i| {
+            Sample::new(
+                Timestamp::from_millis(START_MS + 60_000 * i as i64),
+                value(k % 8, i + 37 * k) * (1.0 + 0.01 * (k / 8) as f64 / metrics as f64),
+            )
+        }));
+        p.record_all(&name, &buf).expect("finite");
+    }
+    let now = Timestamp::from_millis(START_MS + 60_000 * (n as i64 - 1));
+    (p, now)
+}
+
+/// A report over a fleet: every metric refitted (the fit cache is cleared
+/// each iteration). The fleet is built only when the benchmark is selected;
+/// its resident memory is printed, and the first two-thread report is
+/// checked against a one-thread (sequential) report of the same planner.
+fn fleet_report(c: &mut Criterion) {
+    let mut g = c.benchmark_group("capacity/fleet report (refit every metric)");
+    g.sample_size(10);
+    let mut cases = vec![(1000, 30, 1), (1000, 30, 2)];
+    // How cost grows with metrics and history (two threads).
+    for (metrics, days) in [
+        (10, 7),
+        (10, 30),
+        (10, 90),
+        (100, 7),
+        (100, 30),
+        (100, 90),
+        (1000, 7),
+        (1000, 90),
+        (10_000, 7),
+    ] {
+        cases.push((metrics, days, 2));
+    }
+    for (metrics, days, threads) in cases {
+        let name = format!("{metrics} metrics x {days} days, {threads} thread(s)");
+        // Criterion calls the routine once per sample: build the fleet once.
+        let mut state: Option<(Planner, Timestamp)> = None;
+        g.bench_function(&name, |b| {
+            let (p, now) = state.get_or_insert_with(|| {
+                let before = rss_mb();
+                let (mut p, now) = fleet(metrics, days, threads);
+                let ingested = rss_mb();
+                p.set_report_threads(1).expect("valid");
+                p.clear_cache();
+                let sequential = p.report(now);
+                p.set_report_threads(threads).expect("valid");
+                p.clear_cache();
+                assert_eq!(p.report(now), sequential, "{name}: differs from one thread");
+                eprintln!(
+                    "{name}: +{:.0} MB resident after ingest, +{:.0} MB after a report",
+                    ingested - before,
+                    rss_mb() - ingested
+                );
+                (p, now)
+            });
+            let now = *now;
+            b.iter(|| {
+                p.clear_cache();
+                p.report(now)
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, regression, holt_winters, planner, ingest);
+criterion_group! {
+    name = fleet_benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    targets = fleet_report
+}
+criterion_main!(benches, fleet_benches);

@@ -22,9 +22,10 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sysmanage_core::{Error, Result, Sample, Timestamp, ensure_nonzero};
+use sysmanage_core::{Error, Result, Sample, Timestamp};
 
 use crate::stats::median_in_place;
+use crate::validate::{MAX_DURATION, count_in, duration_in, finite_in};
 
 /// Evenly spaced values: value `i` stands for the time `start + i·step`.
 ///
@@ -32,27 +33,46 @@ use crate::stats::median_in_place;
 /// position of the samples within their buckets (0 for samples on bucket
 /// boundaries, about half a step for dense samples), so forecasts are not
 /// shifted by half a step.
+///
+/// Fields are private: every series was checked by [`new`](Self::new) (or
+/// by deserialisation, which runs the same checks), so models never see a
+/// zero step or a non-finite value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RegularSeriesRaw")]
 pub struct RegularSeries {
     /// The time value 0 stands for.
-    pub start: Timestamp,
+    pub(crate) start: Timestamp,
     /// Bucket width.
-    pub step: Duration,
+    pub(crate) step: Duration,
     /// One value per bucket, oldest first.
-    pub values: Vec<f64>,
+    pub(crate) values: Vec<f64>,
+}
+
+/// The serialised form of a [`RegularSeries`], checked on restore.
+#[derive(Deserialize)]
+struct RegularSeriesRaw {
+    start: Timestamp,
+    step: Duration,
+    values: Vec<f64>,
+}
+
+impl TryFrom<RegularSeriesRaw> for RegularSeries {
+    type Error = Error;
+
+    fn try_from(raw: RegularSeriesRaw) -> Result<Self> {
+        Self::new(raw.start, raw.step, raw.values)
+    }
 }
 
 impl RegularSeries {
     /// A series of `values` on buckets of `step` from `start`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a zero step, [`Error::NonFinite`] for a
-    /// NaN or infinite value.
+    /// [`Error::InvalidConfig`] for a step outside 1 ms to 100 years
+    /// (field `series.step`), [`Error::NonFinite`] for a NaN or infinite
+    /// value.
     pub fn new(start: Timestamp, step: Duration, values: Vec<f64>) -> Result<Self> {
-        ensure_nonzero("series.step", step)?;
-        if step < Duration::from_millis(1) {
-            return Err(Error::invalid("series.step", "must be at least 1 ms"));
-        }
+        duration_in("series.step", step, MIN_STEP, MAX_DURATION)?;
         for v in &values {
             sysmanage_core::ensure_finite("series value", *v)?;
         }
@@ -61,6 +81,26 @@ impl RegularSeries {
             step,
             values,
         })
+    }
+
+    /// The time value 0 stands for.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+
+    /// Bucket width (1 ms to 100 years).
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
+    /// One finite value per bucket, oldest first.
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// The values, consuming the series.
+    pub fn into_values(self) -> Vec<f64> {
+        self.values
     }
 
     /// Number of buckets.
@@ -81,7 +121,7 @@ impl RegularSeries {
 
     /// Fractional index of time `t` (inverse of [`time_at`](Self::time_at)).
     pub fn index_of(&self, t: Timestamp) -> f64 {
-        (t.as_millis() - self.start.as_millis()) as f64 / self.step_millis()
+        crate::validate::diff_ms(t.as_millis(), self.start.as_millis()) / self.step_millis()
     }
 
     /// The step in milliseconds.
@@ -116,16 +156,25 @@ impl RegularSeries {
 #[serde(default)]
 #[non_exhaustive]
 pub struct HygieneConfig {
-    /// Grid step. Default: 1 hour (SysManage forecasts hourly).
+    /// Grid step, 1 ms to 100 years. Default: 1 hour (SysManage forecasts hourly).
     pub step: Duration,
     /// Damp points more than this many robust standard deviations from the
-    /// rolling median; `0` disables damping. Default: 5.
+    /// rolling median, in `[0, 1e6]`; `0` disables damping. Default: 5.
     pub outlier_threshold: f64,
-    /// Half-width of the rolling-median window, in buckets. Default: 3 (7 buckets).
+    /// Half-width of the rolling-median window, in buckets, at most
+    /// `max_buckets / 2`. Default: 3 (7 buckets).
     pub outlier_half_window: usize,
-    /// Largest grid allowed (bounds memory). Default: 100 000 buckets.
+    /// Largest grid allowed (bounds memory), 2 to [`MAX_BUCKETS`]. Default: 100 000 buckets.
     pub max_buckets: usize,
 }
+
+/// Smallest [`HygieneConfig::step`] (and [`RegularSeries`] step): 1 ms.
+pub const MIN_STEP: Duration = Duration::from_millis(1);
+/// Largest [`HygieneConfig::max_buckets`]: 10 million buckets (80 MB per
+/// series of means).
+pub const MAX_BUCKETS: usize = 10_000_000;
+/// Largest [`HygieneConfig::outlier_threshold`].
+pub const MAX_OUTLIER_THRESHOLD: f64 = 1e6;
 
 impl Default for HygieneConfig {
     fn default() -> Self {
@@ -144,32 +193,20 @@ impl HygieneConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the bad field.
     pub fn validate(&self) -> Result<()> {
-        ensure_nonzero("hygiene.step", self.step)?;
-        if self.step < Duration::from_millis(1) {
-            return Err(Error::invalid("hygiene.step", "must be at least 1 ms"));
-        }
-        if !(self.outlier_threshold.is_finite() && self.outlier_threshold >= 0.0) {
-            return Err(Error::invalid(
-                "hygiene.outlier_threshold",
-                format!(
-                    "must be a finite number ≥ 0, got {}",
-                    self.outlier_threshold
-                ),
-            ));
-        }
-        if self.max_buckets < 2 {
-            return Err(Error::invalid("hygiene.max_buckets", "must be at least 2"));
-        }
-        if self.outlier_half_window > self.max_buckets / 2 {
-            return Err(Error::invalid(
-                "hygiene.outlier_half_window",
-                format!(
-                    "must be at most max_buckets / 2 = {}, got {}",
-                    self.max_buckets / 2,
-                    self.outlier_half_window
-                ),
-            ));
-        }
+        duration_in("hygiene.step", self.step, MIN_STEP, MAX_DURATION)?;
+        finite_in(
+            "hygiene.outlier_threshold",
+            self.outlier_threshold,
+            0.0,
+            MAX_OUTLIER_THRESHOLD,
+        )?;
+        count_in("hygiene.max_buckets", self.max_buckets, 2, MAX_BUCKETS)?;
+        count_in(
+            "hygiene.outlier_half_window",
+            self.outlier_half_window,
+            0,
+            self.max_buckets / 2,
+        )?;
         Ok(())
     }
 }
@@ -283,7 +320,8 @@ pub fn clean(samples: impl IntoIterator<Item = Sample>) -> Result<(Vec<Sample>, 
 /// damping (usually one day).
 ///
 /// # Errors
-/// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value,
+/// [`Error::Empty`] with no samples, [`Error::NonFinite`] for a bad value
+/// (or values so large that a bucket's sum overflows `f64`),
 /// [`Error::InvalidConfig`] for bad settings or a grid over `max_buckets`.
 pub fn prepare(
     samples: &[Sample],
@@ -321,6 +359,19 @@ pub fn prepare(
         .zip(&counts)
         .map(|(s, c)| if *c > 0 { s / f64::from(*c) } else { f64::NAN })
         .collect();
+    // Finite samples near ±f64::MAX can overflow a bucket's sum (to ±∞, or
+    // NaN when partial sums overflow both ways): a typed error, never a
+    // silent ∞ or NaN in the grid.
+    if let Some((m, _)) = mean
+        .iter()
+        .zip(&counts)
+        .find(|(m, c)| **c > 0 && !m.is_finite())
+    {
+        return Err(Error::NonFinite {
+            field: "bucket value (samples too large to average)",
+            value: *m,
+        });
+    }
     let gaps_filled = fill_gaps(&mut mean);
     for (m, c) in max.iter_mut().zip(&counts) {
         if *c == 0 {
@@ -328,8 +379,13 @@ pub fn prepare(
         }
     }
     fill_gaps(&mut max);
-    let offset = (offset_sum as f64 / deduped as f64).round() as i64;
-    let start = Timestamp::from_millis(origin + offset);
+    let offset = (offset_sum as f64 / deduped as f64).round() as i128;
+    // The mean sample position lies between the first and the last sample,
+    // so it is a valid timestamp; the check is for the rounding.
+    let start = Timestamp::from_millis(
+        i64::try_from(origin + offset)
+            .map_err(|_| Error::invalid("samples", "timestamps are outside the i64 range"))?,
+    );
     let mut mean = RegularSeries {
         start,
         step: config.step,
@@ -352,6 +408,19 @@ pub fn prepare(
         values: max,
     };
     let max_outliers_damped = damp_outliers(&mut max.values, season_len, config);
+    // Finite samples near ±f64::MAX can still overflow a bucket's sum or an
+    // interpolation: a typed error, never a silent ∞ or NaN in the grid.
+    if let Some(bad) = mean
+        .values
+        .iter()
+        .chain(&max.values)
+        .find(|v| !v.is_finite())
+    {
+        return Err(Error::NonFinite {
+            field: "bucket value (samples too large to average)",
+            value: *bad,
+        });
+    }
     Ok(Resampled {
         mean,
         max,
@@ -373,8 +442,10 @@ struct Buckets {
     sum: Vec<f64>,
     max: Vec<f64>,
     counts: Vec<u32>,
-    origin: i64,
-    offset_sum: i64,
+    /// Start of the first bucket, in ms (may lie before `i64::MIN` when the
+    /// first sample is within a step of it).
+    origin: i128,
+    offset_sum: i128,
     deduped: usize,
     duplicates_merged: usize,
 }
@@ -387,12 +458,15 @@ impl Buckets {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
             return Err(Error::Empty { field: "samples" });
         };
-        let step_ms = i64::try_from(config.step.as_millis()).unwrap_or(i64::MAX);
-        let origin = first.at.as_millis().div_euclid(step_ms) * step_ms;
+        // Grid arithmetic in i128: timestamps anywhere in i64 milliseconds
+        // (and a step of up to 100 years) cannot overflow it.
+        let step_ms = i128::try_from(config.step.as_millis()).unwrap_or(i128::MAX);
+        let origin = i128::from(first.at.as_millis()).div_euclid(step_ms) * step_ms;
         if last.at < first.at {
             return Ok(None);
         }
-        let n = usize::try_from((last.at.as_millis() - origin) / step_ms + 1).unwrap_or(usize::MAX);
+        let n = usize::try_from((i128::from(last.at.as_millis()) - origin) / step_ms + 1)
+            .unwrap_or(usize::MAX);
         if n > config.max_buckets {
             return Err(Error::invalid(
                 "hygiene.step",
@@ -405,8 +479,8 @@ impl Buckets {
         let mut sum = vec![0.0; n];
         let mut max = vec![f64::NEG_INFINITY; n];
         let mut counts = vec![0u32; n];
-        let (mut offset_sum, mut deduped, mut duplicates_merged) = (0i64, 0usize, 0usize);
-        let (mut prev, mut i, mut guess) = (i64::MIN, 0, 0);
+        let (mut offset_sum, mut deduped, mut duplicates_merged) = (0i128, 0usize, 0usize);
+        let (mut prev, mut i, mut guess) = (i128::MIN, 0, 0);
         // One bucket per iteration. Where the bucket ends, if the samples
         // are in order, is guessed from the previous bucket's length (else
         // found by binary search); one pass over the bucket then checks
@@ -416,7 +490,7 @@ impl Buckets {
         // (duplicate timestamps, a bad value, disorder) takes the careful
         // sample-by-sample path.
         while i < samples.len() {
-            let first_at = samples[i].at.as_millis();
+            let first_at = i128::from(samples[i].at.as_millis());
             if first_at < prev {
                 return out_of_order(&samples[..i]);
             }
@@ -425,10 +499,10 @@ impl Buckets {
                 // Past the last sample's bucket: the input is not ordered.
                 return out_of_order(&samples[..=i]);
             }
-            let bucket_start = origin + bucket as i64 * step_ms;
-            let end = bucket_start.saturating_add(step_ms);
+            let bucket_start = origin + bucket as i128 * step_ms;
+            let end = bucket_start + step_ms;
             let rest = &samples[i..];
-            let before_end = |s: &Sample| s.at.as_millis() < end;
+            let before_end = |s: &Sample| i128::from(s.at.as_millis()) < end;
             let len = if guess > 0
                 && rest.get(guess - 1).is_some_and(before_end)
                 && rest.get(guess).is_none_or(|s| !before_end(s))
@@ -449,9 +523,9 @@ impl Buckets {
                 }
                 None => {
                     let mut j = i + 1;
-                    let (mut last_at, mut at_sum, mut dup) = (first_at, 0i64, false);
+                    let (mut last_at, mut at_sum, mut dup) = (first_at, 0i128, false);
                     while let Some(s) = samples.get(j) {
-                        let at = s.at.as_millis();
+                        let at = i128::from(s.at.as_millis());
                         if at >= end {
                             break;
                         }
@@ -488,7 +562,7 @@ impl Buckets {
             max[bucket] = b_max;
             counts[bucket] = u32::try_from(b_count).unwrap_or(u32::MAX);
             deduped += b_count;
-            prev = samples[j - 1].at.as_millis();
+            prev = i128::from(samples[j - 1].at.as_millis());
             guess = j - i;
             i = j;
         }
@@ -528,11 +602,11 @@ fn first_non_finite(samples: &[Sample]) -> Error {
 /// Sum, maximum and offset sum (milliseconds from `bucket_start`) of a
 /// bucket's samples, or `None` unless their times strictly increase and
 /// stay below `end` and every value is finite.
-fn fast_bucket(run: &[Sample], bucket_start: i64, end: i64) -> Option<(f64, f64, i64)> {
+fn fast_bucket(run: &[Sample], bucket_start: i128, end: i128) -> Option<(f64, f64, i128)> {
     let (mut s, mut m) = ([0.0; 4], [f64::NEG_INFINITY; 4]);
-    let (mut at_sum, mut last, mut ordered, mut finite) = (0i64, i64::MIN, true, true);
+    let (mut at_sum, mut last, mut ordered, mut finite) = (0i128, i128::MIN, true, true);
     let mut add = |x: &Sample, s: &mut f64, m: &mut f64| {
-        let at = x.at.as_millis();
+        let at = i128::from(x.at.as_millis());
         ordered &= at > last;
         last = at;
         at_sum += at - bucket_start;
@@ -584,17 +658,17 @@ fn sum_and_max(run: &[Sample]) -> (f64, f64) {
 /// timestamp: each such run counts once, at the mean of its values.
 fn bucket_with_duplicates(
     run: &[Sample],
-    bucket_start: i64,
-    offset_sum: &mut i64,
+    bucket_start: i128,
+    offset_sum: &mut i128,
     duplicates_merged: &mut usize,
 ) -> Result<(f64, f64, usize)> {
     let (mut b_sum, mut b_max, mut b_count) = (0.0, f64::NEG_INFINITY, 0usize);
     let mut i = 0;
     while i < run.len() {
-        let at = run[i].at.as_millis();
+        let at = i128::from(run[i].at.as_millis());
         let mut run_sum = sysmanage_core::ensure_finite("sample value", run[i].value)?;
         let mut j = i + 1;
-        while j < run.len() && run[j].at.as_millis() == at {
+        while j < run.len() && i128::from(run[j].at.as_millis()) == at {
             run_sum += sysmanage_core::ensure_finite("sample value", run[j].value)?;
             j += 1;
         }
@@ -621,10 +695,18 @@ fn fill_gaps(v: &mut [f64]) -> usize {
     let mut i = 0;
     while i < v.len() {
         if v[i].is_nan() {
-            let lo = i - 1;
+            // Bounded by measured buckets on both sides (the first and last
+            // buckets always hold samples); anything else is left alone.
+            let Some(lo) = i.checked_sub(1) else {
+                i += 1;
+                continue;
+            };
             let mut hi = i;
-            while v[hi].is_nan() {
+            while hi < v.len() && v[hi].is_nan() {
                 hi += 1;
+            }
+            if hi == v.len() {
+                break;
             }
             let (a, b) = (v[lo], v[hi]);
             for (k, x) in v.iter_mut().enumerate().take(hi).skip(i) {

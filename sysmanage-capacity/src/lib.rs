@@ -20,8 +20,17 @@
 //! * **Time to limit** from the point forecast and from the interval bound,
 //!   interpolated between grid points, with "already over" distinct from "not
 //!   within the horizon", on forecasts clamped to physical bounds.
-//! * **Reports** ([`report`]): trend labels with hysteresis, recommendations
-//!   with urgency, action text and evidence, and overall health; all `serde`.
+//! * **Reports** ([`report`]): trend labels with hysteresis that agree with
+//!   the forecast (never "stable" when the point forecast crosses the limit
+//!   within the horizon), recommendations with urgency, action text and
+//!   evidence, and overall health; all `serde`. [`CapacityReport::to_html`]
+//!   ([`html`]) renders one self-contained HTML page with a chart per metric
+//!   drawn by the reusable [`chart`] module (dated time axis, unit ticks,
+//!   interval band, limit, crossing markers, text alternatives).
+//! * **Fleets**: late samples cost O(1) ([`Recorded`] says what became of
+//!   each), and a report analyses metrics on
+//!   [`PlannerConfig::report_threads`] scoped threads with the same result
+//!   as one thread.
 //!
 //! [`Planner`] implements [`CapacityPlanner`] and core's
 //! [`LoadForecast`](sysmanage_core::LoadForecast), so a predictive autoscaler
@@ -60,6 +69,39 @@
 //! # Ok::<(), sysmanage_core::Error>(())
 //! ```
 //!
+//! # What is validated, and what is clamped
+//!
+//! Every settings type ([`PlannerConfig`], [`hygiene::HygieneConfig`],
+//! [`SelectionConfig`], [`model::Fourier`], [`model::HoltWinters`] with
+//! fixed [`model::EtsParams`] / [`model::EtsInit`], [`MetricSpec`]) checks
+//! each duration, count and number when it is built or used, against a
+//! range documented on the field, and refuses anything else with
+//! [`Error::InvalidConfig`] naming the field and the range (durations: 1 ms
+//! to 100 years; counts: see each field and `MAX_*` constant). A value that
+//! validation accepts never panics later.
+//!
+//! * **Refused with a typed error:** NaN or infinite samples and values
+//!   ([`Error::NonFinite`]); data so large that sums overflow `f64`
+//!   ([`Error::NonFinite`], never a silent ∞, NaN or a confident wrong R²);
+//!   timestamps whose grid would exceed `max_buckets` (including samples at
+//!   both ends of `i64`); a sample more than `max_forward_jump` ahead of a
+//!   metric's newest; `analyze` as of a time before the data; horizons past
+//!   [`model::MAX_PREDICT_STEPS`] in [`FittedModel::try_predict`];
+//!   fewer samples at distinct times than `min_samples`.
+//! * **Reported, not refused:** a sample older than the retention window,
+//!   or older than every sample of a full metric, is not stored and
+//!   `record` says so ([`Recorded`]).
+//! * **Clamped (documented where it happens):** forecasts to the metric's
+//!   physical [`Bounds`] (e.g. utilisation to `[0, 1]`); the horizon of
+//!   [`FittedModel::predict`] / [`FittedModel::predict_at`] to
+//!   `1..=`[`model::MAX_PREDICT_STEPS`] (the `try_` variants refuse
+//!   instead); the number of points a report lists (`max_report_points`,
+//!   by striding).
+//!
+//! All arithmetic on caller-supplied timestamps, horizons and counts is
+//! checked (or done in `i128` where any `i64` input fits), in debug and
+//! release builds alike.
+//!
 //! # Tracing
 //!
 //! Events under target `sysmanage_capacity`, at `debug`/`trace` level:
@@ -69,11 +111,17 @@
 //!
 //! # Feature flags
 //!
-//! None: everything is pure computation and always available.
+//! None: everything is pure computation and always available. The HTML
+//! report and its charts are plain string building over `std` (no
+//! plotting crate, no fonts, no scripts), so they add no dependency that a
+//! feature would keep out.
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
+pub mod chart;
+pub mod html;
 pub mod hygiene;
+mod ingest;
 pub mod metric;
 pub mod model;
 mod planner;
@@ -81,10 +129,15 @@ pub mod prometheus;
 pub mod report;
 pub mod select;
 mod stats;
+mod validate;
 
-pub use metric::{Bounds, Direction, MetricKind, MetricSpec};
+pub use ingest::Recorded;
+pub use metric::{Bounds, Direction, MetricKind, MetricSpec, Unit};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};
-pub use planner::{CapacityPlanner, CapacitySnapshot, MetricStatus, Planner, PlannerConfig};
+pub use planner::{
+    CapacityPlanner, CapacitySnapshot, MAX_SAMPLES_PER_METRIC, MAX_TREND_THRESHOLD, MetricStatus,
+    Planner, PlannerConfig,
+};
 pub use report::{
     CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
     ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,

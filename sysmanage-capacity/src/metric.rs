@@ -123,6 +123,18 @@ impl MetricKind {
         }
     }
 
+    /// The unit of this kind's values (for custom metrics [`Unit::None`]).
+    pub fn unit(self) -> Unit {
+        match self {
+            Self::CpuUtilization | Self::MemoryUtilization | Self::DiskUtilization => Unit::Ratio,
+            Self::NetworkThroughput => Unit::BytesPerSecond,
+            Self::RequestRate => Unit::RequestsPerSecond,
+            Self::ResponseTime => Unit::Seconds,
+            Self::ActiveConnections | Self::QueueLength => Unit::Count,
+            Self::Custom => Unit::None,
+        }
+    }
+
     /// SysManage's recommended action text.
     pub fn default_action(self) -> &'static str {
         match self {
@@ -162,6 +174,119 @@ pub struct MetricSpec {
     pub bounds: Bounds,
     /// What to do when the limit is near.
     pub action: String,
+    /// Unit of the values, for reports and chart axes. Default: the kind's
+    /// ([`MetricKind::unit`]).
+    #[serde(default)]
+    pub unit: Unit,
+}
+
+/// Longest metric name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// The unit of a metric's values: how reports and chart axes print them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Unit {
+    /// A plain number.
+    #[default]
+    None,
+    /// A fraction in `[0, 1]`, printed as a percentage.
+    Ratio,
+    /// Bytes (SI prefixes: kB, MB, GB).
+    Bytes,
+    /// Bytes per second.
+    BytesPerSecond,
+    /// Requests per second.
+    RequestsPerSecond,
+    /// Seconds (printed as ms below one second).
+    Seconds,
+    /// A count (k and M suffixes).
+    Count,
+    /// Any other unit, printed after the number (at most 32 bytes).
+    Other(String),
+}
+
+impl Unit {
+    /// `v` with this unit, with as many decimals as `resolution` (the
+    /// smallest difference that matters, e.g. a tick step) needs (at most
+    /// six); a non-finite `v` prints as `–`.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::metric::Unit;
+    /// assert_eq!(Unit::Ratio.format(0.613, 0.1), "61 %");
+    /// assert_eq!(Unit::BytesPerSecond.format(3.2e7, 1e7), "32 MB/s");
+    /// assert_eq!(Unit::Seconds.format(0.25, 0.05), "250 ms");
+    /// assert_eq!(Unit::Other("ppm".into()).format(412.5, 0.5), "412.5 ppm");
+    /// ```
+    pub fn format(&self, v: f64, resolution: f64) -> String {
+        if !v.is_finite() {
+            return "–".to_owned();
+        }
+        if v.abs() >= 1e15 {
+            // Beyond any prefix: scientific notation with the unit's name.
+            let name = match self {
+                Self::None => "",
+                Self::Ratio => " (ratio)",
+                Self::Bytes => " B",
+                Self::BytesPerSecond => " B/s",
+                Self::RequestsPerSecond => " req/s",
+                Self::Seconds => " s",
+                Self::Count => "",
+                Self::Other(u) => u.as_str(),
+            };
+            let sep = if matches!(self, Self::Other(_)) {
+                " "
+            } else {
+                ""
+            };
+            return format!("{v:.3e}{sep}{name}");
+        }
+        let res = if resolution.is_finite() && resolution > 0.0 {
+            resolution
+        } else {
+            (v.abs() * 1e-3).max(f64::MIN_POSITIVE)
+        };
+        let decimals = |scaled_res: f64| -> usize {
+            if scaled_res >= 1.0 {
+                0
+            } else {
+                ((-scaled_res.log10()).ceil() as usize).min(6)
+            }
+        };
+        let num = |x: f64, r: f64| format!("{:.*}", decimals(r), x);
+        let si = |x: f64, r: f64, suffix: &str| {
+            let a = x.abs().max(r.abs());
+            let (div, p) = if a >= 1e12 {
+                (1e12, "T")
+            } else if a >= 1e9 {
+                (1e9, "G")
+            } else if a >= 1e6 {
+                (1e6, "M")
+            } else if a >= 1e3 {
+                (1e3, "k")
+            } else {
+                (1.0, "")
+            };
+            format!("{} {p}{suffix}", num(x / div, r / div))
+                .trim_end()
+                .to_owned()
+        };
+        match self {
+            Self::None => num(v, res),
+            Self::Ratio => format!("{} %", num(v * 100.0, res * 100.0)),
+            Self::Bytes => si(v, res, "B"),
+            Self::BytesPerSecond => si(v, res, "B/s"),
+            Self::RequestsPerSecond => format!("{} req/s", num(v, res)),
+            Self::Seconds if v.abs().max(res) < 1.0 => {
+                format!("{} ms", num(v * 1e3, res * 1e3))
+            }
+            Self::Seconds => format!("{} s", num(v, res)),
+            Self::Count => si(v, res, ""),
+            Self::Other(u) => format!("{} {u}", num(v, res)),
+        }
+    }
 }
 
 impl MetricSpec {
@@ -174,6 +299,7 @@ impl MetricSpec {
             direction: Direction::Ceiling,
             bounds: kind.bounds(),
             action: kind.default_action().to_owned(),
+            unit: kind.unit(),
         }
     }
 
@@ -195,6 +321,7 @@ impl MetricSpec {
             direction,
             bounds: Bounds::NON_NEGATIVE,
             action: MetricKind::Custom.default_action().to_owned(),
+            unit: Unit::None,
         };
         spec.validate()?;
         Ok(spec)
@@ -233,6 +360,23 @@ impl MetricSpec {
         if self.name.is_empty() {
             return Err(Error::invalid("metric.name", "must not be empty"));
         }
+        if self.name.len() > MAX_NAME_LEN || self.name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "metric.name",
+                format!(
+                    "must be 1 to {MAX_NAME_LEN} bytes without control characters, got {} bytes",
+                    self.name.len()
+                ),
+            ));
+        }
+        if let Unit::Other(u) = &self.unit
+            && (u.len() > 32 || u.chars().any(char::is_control))
+        {
+            return Err(Error::invalid(
+                "metric.unit",
+                "a custom unit must be at most 32 bytes without control characters",
+            ));
+        }
         let (min, max) = (self.bounds.min, self.bounds.max);
         for b in [min, max].into_iter().flatten() {
             if b.is_nan() {
@@ -268,6 +412,13 @@ impl MetricSpec {
             ));
         }
         Ok(())
+    }
+
+    /// Replaces the unit.
+    #[must_use]
+    pub fn with_unit(mut self, unit: Unit) -> Self {
+        self.unit = unit;
+        self
     }
 
     /// Replaces the physical bounds.

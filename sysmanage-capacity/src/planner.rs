@@ -3,23 +3,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sysmanage_core::{
-    Error, Forecast, LoadForecast, Result, Sample, SampleBuffer, Timestamp, ensure_finite,
+    Error, Forecast, LoadForecast, Result, Sample, Timestamp, WindowStats, ensure_finite,
 };
 
 use crate::hygiene::{HygieneConfig, Resampled, prepare};
+use crate::ingest::{Recorded, SampleStore, check_forward_jump};
 use crate::metric::{Direction, MetricKind, MetricSpec};
-use crate::model::{FittedModel, Forecaster, HoltWinters, ModelKind};
+use crate::model::{FittedModel, Forecaster, HoltWinters, MAX_PATH_STEPS, ModelKind};
 use crate::report::{
     CapacityHealth, CapacityReport, Evidence, LimitBasis, MetricForecast, Recommendation,
     ReportSummary, SkippedMetric, TimeToLimit, TrendLabel, Urgency,
 };
 use crate::select::{Selection, SelectionConfig, select_measured};
 use crate::stats::index_slope;
+use crate::validate::{MAX_DURATION, count_in, duration_in, finite_in};
 
 /// The crate's main trait: something that ingests capacity samples and
 /// produces forecasts and reports.
@@ -27,18 +30,25 @@ use crate::stats::index_slope;
 /// [`Planner`] is the implementation; the trait lets hosts hold a planner as
 /// `Box<dyn CapacityPlanner>` and substitute fakes in tests.
 pub trait CapacityPlanner: Send + Sync + fmt::Debug {
-    /// Adds one sample of `metric`.
+    /// Adds one sample of `metric` and says what became of it: stored, or
+    /// not stored because it is older than the retention window or than
+    /// every sample of a full metric ([`Recorded`]).
     ///
     /// # Errors
     /// [`Error::Unknown`] for an unregistered metric, [`Error::NonFinite`]
-    /// for a NaN or infinite value (nothing is stored).
-    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<()>;
+    /// for a NaN or infinite value, [`Error::InvalidConfig`] (field
+    /// `sample.at`) for a sample too far ahead of the newest (nothing is
+    /// stored).
+    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<Recorded>;
 
     /// The forecast of one metric as of `now`.
     ///
     /// # Errors
     /// [`Error::Unknown`] for an unregistered metric,
-    /// [`Error::InsufficientData`] when there is too little data.
+    /// [`Error::InsufficientData`] when there is too little data (fewer
+    /// than `min_samples` samples at distinct times),
+    /// [`Error::InvalidConfig`] (field `now`) when `now` is before the
+    /// metric's newest sample.
     fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast>;
 
     /// A report over every metric as of `now`; updates trend labels
@@ -46,15 +56,18 @@ pub trait CapacityPlanner: Send + Sync + fmt::Debug {
     /// [`CapacityReport::skipped`].
     fn report(&mut self, now: Timestamp) -> CapacityReport;
 
-    /// Adds many samples of `metric`.
+    /// Adds many samples of `metric`; returns how many were stored (the
+    /// others were older than the retention window or than every sample of
+    /// a full metric).
     ///
     /// # Errors
     /// As [`record`](Self::record); samples before a failing one are kept.
-    fn record_all(&mut self, metric: &str, samples: &[Sample]) -> Result<()> {
+    fn record_all(&mut self, metric: &str, samples: &[Sample]) -> Result<usize> {
+        let mut stored = 0;
         for s in samples {
-            self.record(metric, s.at, s.value)?;
+            stored += usize::from(self.record(metric, s.at, s.value)?.is_stored());
         }
-        Ok(())
+        Ok(stored)
     }
 }
 
@@ -63,44 +76,59 @@ pub trait CapacityPlanner: Send + Sync + fmt::Debug {
 #[serde(default)]
 #[non_exhaustive]
 pub struct PlannerConfig {
-    /// Samples older than this behind the newest are dropped. Default: 30 days.
+    /// Samples older than this behind the newest are dropped (1 ms to 100
+    /// years). Default: 30 days.
     pub retention: Duration,
-    /// At most this many samples are kept per metric. Default: 500 000.
+    /// At most this many samples are kept per metric (1 to
+    /// [`MAX_SAMPLES_PER_METRIC`]). Default: 500 000.
     pub max_samples_per_metric: NonZeroUsize,
-    /// How far ahead to forecast. Default: 7 days.
+    /// How far ahead to forecast (1 ms to 100 years). Default: 7 days.
     pub horizon: Duration,
-    /// Prediction interval coverage. Default: 0.95.
+    /// Prediction interval coverage, in `(0, 1)`. Default: 0.95.
     pub interval_level: f64,
-    /// A point-forecast crossing sooner than this is high urgency. Default: 1 day.
+    /// A point-forecast crossing sooner than this is high urgency (0 to
+    /// `medium_within`). Default: 1 day.
     pub high_within: Duration,
-    /// A point-forecast crossing sooner than this is medium urgency. Default: 3 days.
+    /// A point-forecast crossing sooner than this is medium urgency
+    /// (`high_within` to 100 years). Default: 3 days.
     pub medium_within: Duration,
     /// Recommend (low urgency) when only the interval bound crosses within
     /// `medium_within`. Default: true.
     pub recommend_on_bound: bool,
-    /// Window of the trend slope. Default: 7 days.
+    /// Window of the trend slope (1 ms to 100 years). Default: 7 days.
     pub trend_window: Duration,
     /// Relative slope per day (fraction of the limit) that enters
-    /// increasing/decreasing. Default: 0.005 (0.5 % of the limit a day).
+    /// increasing/decreasing (`trend_exit` to [`MAX_TREND_THRESHOLD`]).
+    /// Default: 0.005 (0.5 % of the limit a day).
     pub trend_enter: f64,
-    /// Relative slope per day below which a trend returns to stable. Default: 0.0025.
+    /// Relative slope per day below which a trend returns to stable (0 to
+    /// `trend_enter`). Default: 0.0025.
     pub trend_exit: f64,
-    /// Season of the seasonal models and of the outlier guard. Default: 1 day.
+    /// Season of the seasonal models and of the outlier guard (2 ms to 100
+    /// years). Default: 1 day.
     pub season: Duration,
-    /// Fewest raw samples to forecast from. Default: 3.
+    /// Fewest raw samples (at distinct times) to forecast from (3 to
+    /// [`MAX_SAMPLES_PER_METRIC`]). Default: 3.
     pub min_samples: usize,
-    /// Most forecast points listed per metric in a report. Default: 336.
+    /// Most forecast points listed per metric in a report (1 to
+    /// [`MAX_PATH_STEPS`]). Default: 336.
     pub max_report_points: usize,
     /// Most grid steps forecast per metric (bounds work and memory when the
-    /// step is small or `now` is long after the data). Default: 50 000.
+    /// step is small or `now` is long after the data; 1 to
+    /// [`MAX_PATH_STEPS`]). Default: 50 000.
     pub max_forecast_steps: usize,
     /// A sample more than this ahead of the metric's newest sample is
     /// rejected with [`Error::InvalidConfig`] (field `sample.at`): retention
     /// counts back from the newest sample, so one far-future timestamp would
     /// otherwise evict the whole history and every later sample. A metric
     /// that really resumes after a longer silence is restarted with
-    /// [`Planner::clear_metric`]. Default: 7 days.
+    /// [`Planner::clear_metric`]. 1 ms to 100 years. Default: 7 days.
     pub max_forward_jump: Duration,
+    /// Threads a report analyses metrics on (scoped threads, joined before
+    /// the report returns; the result is the same as on one thread). `0`
+    /// uses [`std::thread::available_parallelism`]; at most 1024. Default: 0.
+    #[serde(default)]
+    pub report_threads: usize,
     /// Hygiene (the grid step lives here; default 1 hour).
     pub hygiene: HygieneConfig,
     /// Model selection.
@@ -125,6 +153,7 @@ impl Default for PlannerConfig {
             max_report_points: 336,
             max_forecast_steps: 50_000,
             max_forward_jump: Duration::from_secs(7 * 86_400),
+            report_threads: 0,
             hygiene: HygieneConfig::default(),
             selection: SelectionConfig::default(),
         }
@@ -137,50 +166,108 @@ impl PlannerConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
-        sysmanage_core::ensure_nonzero("planner.retention", self.retention)?;
-        sysmanage_core::ensure_nonzero("planner.horizon", self.horizon)?;
-        sysmanage_core::ensure_nonzero("planner.season", self.season)?;
-        sysmanage_core::ensure_nonzero("planner.max_forward_jump", self.max_forward_jump)?;
+        let ms = Duration::from_millis(1);
+        duration_in("planner.retention", self.retention, ms, MAX_DURATION)?;
+        count_in(
+            "planner.max_samples_per_metric",
+            self.max_samples_per_metric.get(),
+            1,
+            MAX_SAMPLES_PER_METRIC,
+        )?;
+        duration_in("planner.horizon", self.horizon, ms, MAX_DURATION)?;
+        finite_in("planner.interval_level", self.interval_level, 0.0, 1.0)?;
         if !(self.interval_level > 0.0 && self.interval_level < 1.0) {
             return Err(Error::invalid(
                 "planner.interval_level",
                 format!("must be in (0, 1), got {}", self.interval_level),
             ));
         }
-        if self.high_within > self.medium_within {
-            return Err(Error::invalid(
+        duration_in(
+            "planner.high_within",
+            self.high_within,
+            Duration::ZERO,
+            MAX_DURATION,
+        )?;
+        duration_in(
+            "planner.medium_within",
+            self.medium_within,
+            self.high_within,
+            MAX_DURATION,
+        )
+        .map_err(|_| {
+            Error::invalid(
                 "planner.high_within",
-                "must not exceed medium_within",
-            ));
-        }
-        if !(self.trend_exit >= 0.0
-            && self.trend_enter >= self.trend_exit
-            && self.trend_enter.is_finite())
-        {
-            return Err(Error::invalid(
+                format!(
+                    "must not exceed medium_within, and medium_within must be in [high_within, {MAX_DURATION:?}]; got {:?} and {:?}",
+                    self.high_within, self.medium_within
+                ),
+            )
+        })?;
+        duration_in("planner.trend_window", self.trend_window, ms, MAX_DURATION)?;
+        finite_in(
+            "planner.trend_exit",
+            self.trend_exit,
+            0.0,
+            MAX_TREND_THRESHOLD,
+        )?;
+        finite_in(
+            "planner.trend_enter",
+            self.trend_enter,
+            self.trend_exit,
+            MAX_TREND_THRESHOLD,
+        )
+        .map_err(|_| {
+            Error::invalid(
                 "planner.trend_enter",
-                "thresholds must satisfy 0 ≤ trend_exit ≤ trend_enter",
-            ));
-        }
-        if self.min_samples < 3 {
-            return Err(Error::invalid("planner.min_samples", "must be at least 3"));
-        }
-        if self.max_forecast_steps == 0 {
-            return Err(Error::invalid(
-                "planner.max_forecast_steps",
-                "must be at least 1",
-            ));
-        }
-        if self.max_report_points == 0 {
-            return Err(Error::invalid(
-                "planner.max_report_points",
-                "must be at least 1",
-            ));
-        }
+                format!(
+                    "must be a finite number in [trend_exit = {}, {MAX_TREND_THRESHOLD}], got {}",
+                    self.trend_exit, self.trend_enter
+                ),
+            )
+        })?;
+        duration_in(
+            "planner.season",
+            self.season,
+            Duration::from_millis(2),
+            MAX_DURATION,
+        )?;
+        count_in(
+            "planner.min_samples",
+            self.min_samples,
+            3,
+            MAX_SAMPLES_PER_METRIC,
+        )?;
+        count_in(
+            "planner.max_report_points",
+            self.max_report_points,
+            1,
+            MAX_PATH_STEPS,
+        )?;
+        count_in(
+            "planner.max_forecast_steps",
+            self.max_forecast_steps,
+            1,
+            MAX_PATH_STEPS,
+        )?;
+        duration_in(
+            "planner.max_forward_jump",
+            self.max_forward_jump,
+            ms,
+            MAX_DURATION,
+        )?;
+        count_in("planner.report_threads", self.report_threads, 0, 1024)?;
         self.hygiene.validate()?;
         self.selection.validate()
     }
 }
+
+/// Largest [`PlannerConfig::max_samples_per_metric`] (and
+/// [`PlannerConfig::min_samples`]): 100 million samples, 1.6 GB per metric.
+pub const MAX_SAMPLES_PER_METRIC: usize = 100_000_000;
+
+/// Largest trend threshold ([`PlannerConfig::trend_enter`] and
+/// [`PlannerConfig::trend_exit`]): 100 × the limit per day.
+pub const MAX_TREND_THRESHOLD: f64 = 100.0;
 
 /// All eight SysManage metrics at one instant (SysManage's `CapacityMetrics`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -249,7 +336,7 @@ impl CapacitySnapshot {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct MetricState {
     spec: MetricSpec,
-    samples: SampleBuffer,
+    samples: SampleStore,
     trend: TrendLabel,
 }
 
@@ -282,8 +369,12 @@ pub struct MetricStatus {
 
 /// Capacity planner over any number of metrics.
 ///
-/// Adding a sample is O(1) amortised (an in-order push onto a bounded ring;
-/// an out-of-order sample is inserted in place). Fits are computed on demand
+/// Adding a sample is O(1) amortised, in order or late: each sample is
+/// appended to its time bucket and a disordered bucket is sorted when it is
+/// read (10 million samples shuffled within 6 days ingest within 2× of the
+/// same samples in order; see `docs/BENCHMARKS.md`). A report analyses
+/// metrics on [`PlannerConfig::report_threads`] scoped threads, with the
+/// same result as one. Fits are computed on demand
 /// and cached until the metric's next sample. The whole planner (settings,
 /// samples and trend state, not the cache) is `serde`-serialisable, so it can
 /// be persisted and restored.
@@ -408,7 +499,7 @@ impl Planner {
                 name: spec.name,
             });
         }
-        let samples = SampleBuffer::new(self.config.max_samples_per_metric, self.config.retention)?;
+        let samples = SampleStore::new(self.config.max_samples_per_metric, self.config.retention)?;
         self.metrics.insert(
             spec.name.clone(),
             MetricState {
@@ -446,12 +537,14 @@ impl Planner {
     }
 
     /// Records all eight SysManage metrics at once. Nothing is stored when
-    /// any value is non-finite.
+    /// any value is non-finite. Returns [`Recorded::Stored`] when every value
+    /// was stored, else the first other outcome (in
+    /// [`MetricKind::BUILT_IN`] order).
     ///
     /// # Errors
     /// [`Error::NonFinite`] naming the first bad value, [`Error::Unknown`] when
     /// a built-in metric is not registered.
-    pub fn record_snapshot(&mut self, snapshot: &CapacitySnapshot) -> Result<()> {
+    pub fn record_snapshot(&mut self, snapshot: &CapacitySnapshot) -> Result<Recorded> {
         let values = snapshot.values();
         for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
             ensure_finite(kind.name(), v)?;
@@ -461,10 +554,14 @@ impl Planner {
                 .ok_or_else(|| unknown(kind.name()))?;
             self.check_time(state, snapshot.at)?;
         }
+        let mut outcome = Recorded::Stored;
         for (kind, v) in MetricKind::BUILT_IN.iter().zip(values) {
-            self.record(kind.name(), snapshot.at, v)?;
+            let r = self.record(kind.name(), snapshot.at, v)?;
+            if outcome.is_stored() {
+                outcome = r;
+            }
         }
-        Ok(())
+        Ok(outcome)
     }
 
     /// Per-metric sample counts and trend state.
@@ -474,7 +571,7 @@ impl Planner {
             .map(|(name, m)| MetricStatus {
                 metric: name.clone(),
                 samples: m.samples.len(),
-                oldest: m.samples.first().map(|s| s.at),
+                oldest: m.samples.first_at(),
                 newest: m.samples.last().map(|s| s.at),
                 trend: m.trend,
             })
@@ -482,7 +579,12 @@ impl Planner {
     }
 
     fn check_time(&self, state: &MetricState, at: Timestamp) -> Result<()> {
-        check_time(self.config.max_forward_jump, state, at)
+        check_forward_jump(
+            &state.spec.name,
+            &state.samples,
+            self.config.max_forward_jump,
+            at,
+        )
     }
 
     fn fit(&self, metric: &str) -> Result<Arc<Fit>> {
@@ -498,13 +600,36 @@ impl Planner {
                 have,
             });
         }
-        let span = match (state.samples.first(), state.samples.last()) {
-            (Some(a), Some(b)) => b.at - a.at,
+        let span = match (state.samples.first_at(), state.samples.last()) {
+            (Some(a), Some(b)) => b.at - a,
             _ => Duration::ZERO,
         };
-        let samples: Vec<Sample> = state.samples.iter().copied().collect();
+        let samples: Vec<Sample> = state.samples.to_sorted_vec();
+        // Samples that share few timestamps carry no trend: say so, rather
+        // than letting a grid refined to nothing ask for a day of seconds.
+        let distinct = 1 + samples
+            .windows(2)
+            .filter(|w| w[1].at != w[0].at)
+            .take(self.config.min_samples)
+            .count();
+        if distinct < self.config.min_samples {
+            return Err(Error::InsufficientData {
+                what: "capacity forecast (samples at distinct times)",
+                needed: self.config.min_samples,
+                have: distinct,
+            });
+        }
         let hygiene = HygieneConfig {
-            step: effective_step(self.config.hygiene.step, span, median_gap(&samples)),
+            step: {
+                let step = self.config.hygiene.step;
+                // The median gap only matters for a short history.
+                let gap = if span >= step.saturating_mul(24) {
+                    Duration::ZERO
+                } else {
+                    median_gap(&samples)
+                };
+                effective_step(step, span, gap)
+            },
             ..self.config.hygiene.clone()
         };
         let mut resampled = prepare(&samples, &hygiene, Some(self.config.season))?;
@@ -520,13 +645,12 @@ impl Planner {
         {
             *v = bounds.clamp(*v);
         }
-        let recent = state
-            .samples
+        let recent = samples
             .last()
             .and_then(|s| {
-                state
-                    .samples
-                    .stats_since(s.at - hygiene.step + Duration::from_millis(1))
+                let from = s.at - hygiene.step + Duration::from_millis(1);
+                let i = samples.partition_point(|x| x.at < from);
+                WindowStats::of(samples[i..].iter().copied())
             })
             .map_or((f64::NAN, f64::NAN), |w| (w.mean, w.max));
         let forecasters: Vec<Box<dyn Forecaster>> = self
@@ -574,6 +698,19 @@ impl Planner {
         previous: TrendLabel,
     ) -> Result<MetricForecast> {
         let state = self.metrics.get(metric).ok_or_else(|| unknown(metric))?;
+        if let Some(newest) = state.samples.last()
+            && now < newest.at
+        {
+            return Err(Error::invalid(
+                "now",
+                format!(
+                    "{metric}: analysis time {} ms is before the newest sample at {} ms; \
+                     analyse as of a time at or after the data",
+                    now.as_millis(),
+                    newest.at.as_millis()
+                ),
+            ));
+        }
         let fit = self.fit(metric)?;
         let spec = &state.spec;
         let cfg = &self.config;
@@ -678,6 +815,15 @@ impl Planner {
             }
             Direction::Floor => (0.0, time_to_limit),
         };
+        // The label agrees with the forecast: a metric whose point forecast
+        // crosses its limit within the horizon is moving towards it,
+        // whatever the (noisier) trend-window slope says.
+        let trend = match (time_to_limit, spec.direction) {
+            (TimeToLimit::Within { .. }, Direction::Ceiling) => TrendLabel::Increasing,
+            (TimeToLimit::Within { .. }, Direction::Floor) => TrendLabel::Decreasing,
+            _ => trend,
+        };
+        let history = downsample(series, cfg.max_report_points);
         let stride = path.len().div_ceil(cfg.max_report_points).max(1);
         let forecasts: Vec<Forecast> = path
             .iter()
@@ -708,7 +854,79 @@ impl Planner {
             data_quality: fit.resampled.quality.clone(),
             step_secs: series.step_secs(),
             confidence,
+            unit: spec.unit.clone(),
+            history,
         })
+    }
+
+    /// [`CapacityPlanner::analyze`] for every name, on up to
+    /// [`PlannerConfig::report_threads`] scoped threads taking metrics from
+    /// a shared counter. Each metric's analysis is independent and
+    /// deterministic, so the results are those of a sequential loop.
+    fn analyze_many(&self, names: &[String], now: Timestamp) -> Vec<Result<MetricForecast>> {
+        let threads = match self.config.report_threads {
+            0 => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+            n => n,
+        }
+        .min(names.len());
+        if threads <= 1 {
+            return names.iter().map(|n| self.analyze(n, now)).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut out: Vec<Option<Result<MetricForecast>>> = names.iter().map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                            let Some(name) = names.get(i) else {
+                                break;
+                            };
+                            done.push((i, self.analyze(name, now)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            for w in workers {
+                match w.join() {
+                    Ok(done) => {
+                        for (i, r) in done {
+                            out[i] = Some(r);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        out.into_iter()
+            .zip(names)
+            .map(|(r, name)| r.unwrap_or_else(|| self.analyze(name, now)))
+            .collect()
+    }
+
+    /// Changes [`PlannerConfig::report_threads`] (0 to 1024; 0 = the
+    /// available parallelism) without touching samples or fits.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `planner.report_threads`) above 1024.
+    pub fn set_report_threads(&mut self, threads: usize) -> Result<()> {
+        count_in("planner.report_threads", threads, 0, 1024)?;
+        self.config.report_threads = threads;
+        Ok(())
+    }
+
+    /// Drops every cached fit: the next report or analysis refits each
+    /// metric from its samples. The cache holds one fit per metric (its
+    /// bucket grid, model and selection evidence: about 20 bytes per grid
+    /// bucket), dropped for a metric anyway when it gets a new sample.
+    pub fn clear_cache(&mut self) {
+        self.cache
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     fn recommend(&self, f: &MetricForecast) -> Option<Recommendation> {
@@ -821,19 +1039,65 @@ impl Planner {
 }
 
 impl CapacityPlanner for Planner {
-    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<()> {
+    fn record(&mut self, metric: &str, at: Timestamp, value: f64) -> Result<Recorded> {
         let state = self
             .metrics
             .get_mut(metric)
             .ok_or_else(|| unknown(metric))?;
         ensure_finite("sample value", value)?;
-        check_time(self.config.max_forward_jump, state, at)?;
-        state.samples.push(at, value)?;
-        self.cache
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(metric);
-        Ok(())
+        check_forward_jump(
+            &state.spec.name,
+            &state.samples,
+            self.config.max_forward_jump,
+            at,
+        )?;
+        let recorded = state.samples.push(at, value)?;
+        if recorded.is_stored() {
+            let cache = self
+                .cache
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !cache.is_empty() {
+                cache.remove(metric);
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// As the trait's default, with one metric look-up for the batch.
+    fn record_all(&mut self, metric: &str, samples: &[Sample]) -> Result<usize> {
+        let state = self
+            .metrics
+            .get_mut(metric)
+            .ok_or_else(|| unknown(metric))?;
+        let mut stored = 0;
+        let mut result = Ok(());
+        for s in samples {
+            let r = ensure_finite("sample value", s.value)
+                .and_then(|_| {
+                    check_forward_jump(
+                        &state.spec.name,
+                        &state.samples,
+                        self.config.max_forward_jump,
+                        s.at,
+                    )
+                })
+                .and_then(|()| state.samples.push(s.at, s.value));
+            match r {
+                Ok(r) => stored += usize::from(r.is_stored()),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if stored > 0 {
+            self.cache
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(metric);
+        }
+        result.map(|()| stored)
     }
 
     fn analyze(&self, metric: &str, now: Timestamp) -> Result<MetricForecast> {
@@ -849,8 +1113,9 @@ impl CapacityPlanner for Planner {
         let mut forecasts = Vec::new();
         let mut skipped = Vec::new();
         let names: Vec<String> = self.metrics.keys().cloned().collect();
-        for name in names {
-            match self.analyze(&name, now) {
+        let results = self.analyze_many(&names, now);
+        for (name, result) in names.into_iter().zip(results) {
+            match result {
                 Ok(f) => {
                     if let Some(state) = self.metrics.get_mut(&name) {
                         state.trend = f.trend;
@@ -885,23 +1150,6 @@ impl LoadForecast for Planner {
 
     fn recent_error(&self, metric: &str) -> Option<f64> {
         self.fit(metric).ok()?.selection.relative_error
-    }
-}
-
-fn check_time(max_forward_jump: Duration, state: &MetricState, at: Timestamp) -> Result<()> {
-    match state.samples.last() {
-        Some(newest) if at > newest.at + max_forward_jump => Err(Error::invalid(
-            "sample.at",
-            format!(
-                "{}: sample at {} ms is more than max_forward_jump ({:?}) after the newest sample at {} ms; \
-                 fix the clock, or call clear_metric to restart the metric",
-                state.spec.name,
-                at.as_millis(),
-                max_forward_jump,
-                newest.at.as_millis()
-            ),
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -957,7 +1205,7 @@ fn median_gap(samples: &[Sample]) -> Duration {
 /// finer than the median gap between samples: a grid finer than the data
 /// would be mostly interpolated buckets scored as if measured.
 fn effective_step(step: Duration, span: Duration, median_gap: Duration) -> Duration {
-    if span >= step * 24 {
+    if span >= step.saturating_mul(24) {
         return step;
     }
     const NICE: [u64; 11] = [1, 5, 10, 15, 30, 60, 300, 600, 900, 1800, 3600];
@@ -967,6 +1215,21 @@ fn effective_step(step: Duration, span: Duration, median_gap: Duration) -> Durat
         .map(|s| Duration::from_secs(*s))
         .find(|s| s.as_secs_f64() <= target && *s <= step)
         .unwrap_or(Duration::from_secs(1).min(step))
+}
+
+/// At most `max_points` samples of `series`: consecutive buckets averaged
+/// in groups, each stamped at its group's mean time.
+fn downsample(series: &crate::hygiene::RegularSeries, max_points: usize) -> Vec<Sample> {
+    let n = series.len();
+    let k = n.div_ceil(max_points.max(1)).max(1);
+    (0..n)
+        .step_by(k)
+        .map(|from| {
+            let to = (from + k).min(n);
+            let mean = series.values[from..to].iter().sum::<f64>() / (to - from) as f64;
+            Sample::new(series.time_at((from + to - 1) as f64 / 2.0), mean)
+        })
+        .collect()
 }
 
 /// Means of every run of `m` consecutive values.

@@ -49,7 +49,8 @@ fn check(samples: &[Sample], what: &'static str) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::InsufficientData`] with fewer than two samples,
-/// [`Error::NonFinite`] for a NaN or infinite value.
+/// [`Error::NonFinite`] for a NaN or infinite value, or when the sums
+/// overflow `f64` (values near `f64::MAX`).
 pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Result<(f64, f64)> {
     check(samples, "linear regression")?;
     let init_y = samples[0].value;
@@ -61,7 +62,9 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
             const_y = false;
         }
         n += 1.0;
-        let x = (s.at.as_millis() - intercept_time.as_millis()) as f64 / 1e3;
+        // Any two i64 millisecond timestamps differ by less than 2^64: no
+        // overflow, and the same f64 as an i64 difference where that fits.
+        let x = crate::validate::diff_ms(s.at.as_millis(), intercept_time.as_millis()) / 1e3;
         (sx, cx) = kahan_inc(x, sx, cx);
         (sy, cy) = kahan_inc(s.value, sy, cy);
         (sxy, cxy) = kahan_inc(x * s.value, sxy, cxy);
@@ -85,6 +88,10 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
     }
     let slope = cov_xy / var_x;
     let intercept = sy / n - slope * sx / n;
+    // Finite samples can still overflow the sums (values near f64::MAX, or
+    // times ~2^63 ms apart squared): no silent NaN or infinity.
+    ensure_finite("linear regression slope", slope)?;
+    ensure_finite("linear regression intercept", intercept)?;
     Ok((slope, intercept))
 }
 
@@ -92,7 +99,8 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
 /// over `samples` (the samples of the range, oldest first).
 ///
 /// # Errors
-/// As [`linear_regression`], plus [`Error::NonFinite`] for a bad horizon.
+/// As [`linear_regression`], plus [`Error::NonFinite`] for a non-finite
+/// horizon or a result that overflows `f64`.
 ///
 /// # Examples
 /// Prometheus' own test: `0+10x4 0+10x5` at 5 m steps, evaluated at 50 m over
@@ -111,7 +119,7 @@ pub fn linear_regression(samples: &[Sample], intercept_time: Timestamp) -> Resul
 pub fn predict_linear(samples: &[Sample], eval_time: Timestamp, horizon_secs: f64) -> Result<f64> {
     ensure_finite("predict_linear horizon", horizon_secs)?;
     let (slope, intercept) = linear_regression(samples, eval_time)?;
-    Ok(intercept + slope * horizon_secs)
+    ensure_finite("predict_linear result", intercept + slope * horizon_secs)
 }
 
 /// PromQL `deriv(v[range])`: the least-squares slope per second.
@@ -129,7 +137,8 @@ pub fn deriv(samples: &[Sample]) -> Result<f64> {
 /// # Errors
 /// [`Error::InvalidConfig`] unless `0 < sf < 1` and `0 < tf < 1` (Prometheus
 /// fails the query), [`Error::InsufficientData`] with fewer than two values,
-/// [`Error::NonFinite`] for a NaN or infinite value.
+/// [`Error::NonFinite`] for a NaN or infinite value or a result that
+/// overflows `f64`.
 ///
 /// # Examples
 /// ```
@@ -140,7 +149,7 @@ pub fn deriv(samples: &[Sample]) -> Result<f64> {
 /// ```
 pub fn double_exponential_smoothing(values: &[f64], sf: f64, tf: f64) -> Result<f64> {
     let (level, _) = des_state(values, sf, tf)?;
-    Ok(level)
+    ensure_finite("double_exponential_smoothing result", level)
 }
 
 /// The final `(level, trend)` of Prometheus' double exponential smoothing.

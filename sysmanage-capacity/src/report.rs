@@ -4,10 +4,10 @@
 //! served as JSON, stored, or diffed between runs.
 
 use serde::{Deserialize, Serialize};
-use sysmanage_core::{Forecast, Timestamp};
+use sysmanage_core::{Forecast, Sample, Timestamp};
 
 use crate::hygiene::DataQuality;
-use crate::metric::{Direction, MetricKind};
+use crate::metric::{Direction, MetricKind, Unit};
 use crate::model::ModelKind;
 use crate::select::Selection;
 
@@ -47,6 +47,16 @@ impl TimeToLimit {
 }
 
 /// Direction of the recent trend, with hysteresis between runs.
+///
+/// The rule: the least-squares slope per day over the trend window (of the
+/// one-season moving average once the window holds two seasons, so the
+/// daily cycle does not bias it), relative to the limit (or to the mean
+/// level without one), enters `increasing`/`decreasing` above
+/// `trend_enter` (0.5 % of the limit a day) and returns to `stable` below
+/// `trend_exit` (0.25 %). And the label agrees with the forecast: a metric
+/// whose point forecast crosses its limit within the horizon is never
+/// `stable`; it is `increasing` towards a ceiling (`decreasing` towards a
+/// floor) whatever the slope says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -154,6 +164,14 @@ pub struct MetricForecast {
     pub step_secs: f64,
     /// SysManage-style confidence: `1 − relative holdout error`, clamped to `[0.1, 0.95]`.
     pub confidence: f64,
+    /// Unit of the values (from the metric's spec).
+    #[serde(default)]
+    pub unit: Unit,
+    /// The fitted history: bucket means after hygiene, clamped to the
+    /// physical bounds, at most `max_report_points` (consecutive buckets
+    /// averaged when there are more), oldest first. What charts draw.
+    #[serde(default)]
+    pub history: Vec<Sample>,
 }
 
 /// Why a recommendation was made.

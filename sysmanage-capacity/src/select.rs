@@ -20,23 +20,29 @@ use sysmanage_core::{Error, Result};
 
 use crate::hygiene::RegularSeries;
 use crate::model::{FittedModel, Forecaster, ModelKind};
+use crate::validate::{MAX_DURATION, count_in, duration_in, finite_in};
 
 /// Most rolling origins [`SelectionConfig::folds`] may ask for.
 pub const MAX_FOLDS: usize = 1000;
+
+/// Largest [`SelectionConfig::tolerance`] (a simpler model within 10× the
+/// best error).
+pub const MAX_TOLERANCE: f64 = 10.0;
 
 /// Model-selection settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct SelectionConfig {
-    /// Models to consider. Default: all of [`ModelKind::ALL`].
+    /// Models to consider, 1 to 32 entries. Default: all of [`ModelKind::ALL`].
     pub candidates: Vec<ModelKind>,
     /// Rolling origins, 1 to [`MAX_FOLDS`]. Default: 3.
     pub folds: usize,
-    /// Length of each test window. Default: 1 day (shortened for short series).
+    /// Length of each test window, 1 ms to 100 years. Default: 1 day
+    /// (shortened for short series).
     pub test_window: Duration,
     /// Prefer a simpler model whose error is within this fraction of the
-    /// best. Default: 0.05 (5 %).
+    /// best, 0 to [`MAX_TOLERANCE`]. Default: 0.05 (5 %).
     pub tolerance: f64,
 }
 
@@ -62,19 +68,15 @@ impl SelectionConfig {
                 field: "selection.candidates",
             });
         }
-        if !(1..=MAX_FOLDS).contains(&self.folds) {
-            return Err(Error::invalid(
-                "selection.folds",
-                format!("must be in 1..={MAX_FOLDS}, got {}", self.folds),
-            ));
-        }
-        sysmanage_core::ensure_nonzero("selection.test_window", self.test_window)?;
-        if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return Err(Error::invalid(
-                "selection.tolerance",
-                "must be a finite number ≥ 0",
-            ));
-        }
+        count_in("selection.candidates", self.candidates.len(), 1, 32)?;
+        count_in("selection.folds", self.folds, 1, MAX_FOLDS)?;
+        duration_in(
+            "selection.test_window",
+            self.test_window,
+            Duration::from_millis(1),
+            MAX_DURATION,
+        )?;
+        finite_in("selection.tolerance", self.tolerance, 0.0, MAX_TOLERANCE)?;
         Ok(())
     }
 }
@@ -114,8 +116,10 @@ pub struct Selection {
 /// Chooses a model for `series` and fits it on the whole series.
 ///
 /// # Errors
+/// [`Error::Empty`] (field `forecasters`) with no candidate,
 /// [`Error::InsufficientData`] when no candidate can be fitted (fewer than
-/// three buckets for the simplest), or an invalid configuration.
+/// three buckets for the simplest; the simplest candidate's error is
+/// returned), or an invalid configuration.
 pub fn select(
     series: &RegularSeries,
     forecasters: &[Box<dyn Forecaster>],
@@ -154,6 +158,11 @@ fn select_inner(
     config: &SelectionConfig,
 ) -> Result<(FittedModel, Selection)> {
     config.validate()?;
+    if forecasters.is_empty() {
+        return Err(Error::Empty {
+            field: "forecasters",
+        });
+    }
     let n = series.len();
     let window = (config.test_window.as_millis() / series.step.as_millis().max(1)).max(1) as usize;
     // Keep at least half of the series for training at the earliest origin.
@@ -213,9 +222,10 @@ fn select_inner(
                 min.max(3).saturating_add(test_steps)
             ));
         } else {
-            for k in 1..=common {
-                let origin = n - k * test_steps;
-                match f.fit(&series.prefix(origin)) {
+            let origins: Vec<usize> = (1..=common).map(|k| n - k * test_steps).collect();
+            let fits = f.fit_prefixes(series, &origins);
+            for (&origin, fit) in origins.iter().zip(fits) {
+                match fit {
                     Ok(fit) => {
                         let scored = |h: &usize| measured.is_none_or(|m| m[origin + h - 1]);
                         let count = (1..=test_steps).filter(scored).count();
@@ -295,20 +305,24 @@ fn select_inner(
     Ok((fit, selection))
 }
 
-/// The simplest candidate that fits the whole series.
+/// The simplest candidate that fits the whole series; when none does, the
+/// simplest candidate's error (the least demanding: what more data would
+/// fix first).
 fn fallback(
     series: &RegularSeries,
     forecasters: &[&dyn Forecaster],
     order: &[usize],
 ) -> Result<(FittedModel, Option<usize>)> {
-    let mut last_err = None;
+    let mut first_err = None;
     for &i in order {
         match forecasters[i].fit(series) {
             Ok(fit) => return Ok((fit, None)),
-            Err(e) => last_err = Some(e),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
         }
     }
-    Err(last_err.unwrap_or(Error::InsufficientData {
+    Err(first_err.unwrap_or(Error::InsufficientData {
         what: "forecast",
         needed: 3,
         have: series.len(),

@@ -884,3 +884,25 @@ fn readings_outside_physical_bounds_are_fitted_clamped() {
         &f.forecasts[..3]
     );
 }
+
+#[test]
+fn a_report_on_several_threads_equals_the_sequential_report() {
+    let mut p = planner();
+    for h in 0..24 * 10 {
+        let hour = (h % 24) as f64;
+        for (i, kind) in MetricKind::BUILT_IN.iter().enumerate() {
+            let base = 0.2 + 0.05 * i as f64;
+            let v = base + 0.002 * h as f64 / 24.0 + 0.1 * peak(hour) + 0.01 * noise(h + i as u64);
+            p.record(kind.name(), at_hour(h as f64), v).unwrap();
+        }
+    }
+    let now = at_hour(24.0 * 10.0 - 1.0);
+    p.set_report_threads(1).unwrap();
+    let sequential = p.report(now);
+    for threads in [2, 3, 8] {
+        p.set_report_threads(threads).unwrap();
+        p.clear_cache();
+        assert_eq!(p.report(now), sequential, "{threads} threads");
+    }
+    assert!(p.set_report_threads(100_000).is_err());
+}

@@ -30,7 +30,7 @@ use sysmanage_core::{Error, Forecast, Result, Timestamp};
 use crate::hygiene::RegularSeries;
 use crate::stats::normal_quantile;
 
-pub use regression::{Fourier, Linear, Poly2, SysManagePoly2, sysmanage_poly2};
+pub use regression::{Fourier, Linear, MAX_HARMONICS, Poly2, SysManagePoly2, sysmanage_poly2};
 pub use smoothing::{DoubleExponential, EtsInit, EtsParams, HoltWinters, ets_fitted_values};
 
 pub(crate) use regression::RegressionFit;
@@ -105,12 +105,40 @@ pub struct Prediction {
 impl Prediction {
     /// `(lower, upper)` of the central interval with coverage `level`
     /// (normal errors). `level` must lie in `(0, 1)`; outside it both bounds
-    /// are NaN (the planner validates its `interval_level`, and
+    /// are NaN (the planner validates its `interval_level`,
     /// [`FittedModel::forecast_path`] rejects such a level with a typed
-    /// error).
+    /// error, and [`try_interval`](Self::try_interval) returns one).
     pub fn interval(&self, level: f64) -> (f64, f64) {
         let z = normal_quantile(0.5 + level / 2.0);
         (self.point - z * self.sd, self.point + z * self.sd)
+    }
+
+    /// [`interval`](Self::interval) with typed errors instead of NaN.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `level`) for a level outside
+    /// `(0, 1)`, [`Error::NonFinite`] for bounds that overflow `f64`.
+    ///
+    /// # Examples
+    /// ```
+    /// use sysmanage_capacity::Prediction;
+    /// let p = Prediction { point: 10.0, sd: 1.0 };
+    /// let (lo, hi) = p.try_interval(0.95)?;
+    /// assert!((hi - 10.0 - 1.959964).abs() < 1e-6 && lo < 10.0);
+    /// assert!(p.try_interval(1.5).is_err());
+    /// # Ok::<(), sysmanage_core::Error>(())
+    /// ```
+    pub fn try_interval(&self, level: f64) -> Result<(f64, f64)> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(Error::invalid(
+                "level",
+                format!("must be in (0, 1), got {level}"),
+            ));
+        }
+        let (lo, hi) = self.interval(level);
+        sysmanage_core::ensure_finite("interval lower bound", lo)?;
+        sysmanage_core::ensure_finite("interval upper bound", hi)?;
+        Ok((lo, hi))
     }
 }
 
@@ -158,6 +186,15 @@ pub trait Forecaster: Send + Sync + fmt::Debug {
         let _ = series;
         None
     }
+
+    /// [`fit`](Self::fit) on each prefix `series[..len]` (lengths beyond
+    /// the series are the whole series), in order. Model selection fits
+    /// every holdout origin this way; a model may share work between the
+    /// fits (double exponential smoothing steps its optimisations
+    /// together), but each result is the one `fit` gives on that prefix.
+    fn fit_prefixes(&self, series: &RegularSeries, lens: &[usize]) -> Vec<Result<FittedModel>> {
+        lens.iter().map(|&n| self.fit(&series.prefix(n))).collect()
+    }
 }
 
 impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
@@ -173,6 +210,24 @@ impl<F: Forecaster + ?Sized> Forecaster for Box<F> {
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
         (**self).fit(series)
     }
+    fn fit_prefixes(&self, series: &RegularSeries, lens: &[usize]) -> Vec<Result<FittedModel>> {
+        (**self).fit_prefixes(series, lens)
+    }
+}
+
+/// Largest horizon, in steps, that [`FittedModel::predict`] computes
+/// (larger ones are clamped to it) and [`FittedModel::try_predict`] accepts:
+/// about 2.1 billion steps (4,000 years of minutes).
+pub const MAX_PREDICT_STEPS: usize = (u32::MAX / 2) as usize;
+
+/// Most steps [`FittedModel::forecast_path`] produces in one call (bounds
+/// the memory of a path: 1 million forecasts).
+pub const MAX_PATH_STEPS: usize = 1_000_000;
+
+fn finite_prediction(p: Prediction) -> Result<Prediction> {
+    sysmanage_core::ensure_finite("prediction point", p.point)?;
+    sysmanage_core::ensure_finite("prediction sd", p.sd)?;
+    Ok(p)
 }
 
 pub(crate) fn ensure_points(what: &'static str, needed: usize, have: usize) -> Result<()> {
@@ -268,6 +323,21 @@ impl FittedModel {
         }
     }
 
+    /// [`new`](Self::new), rejecting a fit whose residual deviation or
+    /// value at the last bucket is not finite (data so large that the sums
+    /// overflow `f64`).
+    pub(crate) fn checked(
+        kind: ModelKind,
+        series: &RegularSeries,
+        sigma: f64,
+        state: FittedState,
+    ) -> Result<Self> {
+        let fit = Self::new(kind, series, sigma, state);
+        sysmanage_core::ensure_finite("fitted model sigma", fit.sigma)?;
+        sysmanage_core::ensure_finite("fitted model value", fit.at_origin().point)?;
+        Ok(fit)
+    }
+
     /// The model.
     pub fn kind(&self) -> ModelKind {
         self.kind
@@ -298,29 +368,73 @@ impl FittedModel {
     /// Steps (possibly fractional) from the last bucket to `t`.
     pub fn steps_until(&self, t: Timestamp) -> f64 {
         let last = self.last_time();
-        (t.as_millis() - last.as_millis()) as f64 / self.step_ms as f64
+        crate::validate::diff_ms(t.as_millis(), last.as_millis()) / self.step_ms as f64
     }
 
-    /// The forecast `h ≥ 1` steps after the last bucket (`h = 0` is treated
-    /// as 1; use [`at_origin`](Self::at_origin) for the fitted value at the
-    /// last bucket).
+    /// The forecast `h` steps after the last bucket, with `h` clamped to
+    /// `1..=`[`MAX_PREDICT_STEPS`] (`h = 0` is treated as 1; use
+    /// [`at_origin`](Self::at_origin) for the fitted value at the last
+    /// bucket). [`try_predict`](Self::try_predict) rejects such an `h`
+    /// instead, and a result that overflows `f64`.
     pub fn predict(&self, h: usize) -> Prediction {
-        let h = h.max(1);
+        let h = h.clamp(1, MAX_PREDICT_STEPS);
         match &self.state {
-            FittedState::Regression(r) => r.predict(self.n - 1 + h, self.start, self.step_ms),
+            FittedState::Regression(r) => r.predict(
+                self.n.saturating_sub(1).saturating_add(h),
+                self.start,
+                self.step_ms,
+            ),
             FittedState::Ets(e) => e.predict(h),
             FittedState::Des(d) => d.predict(h),
         }
     }
 
+    /// The forecast `h` steps after the last bucket.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `h`) unless `1 ≤ h ≤`
+    /// [`MAX_PREDICT_STEPS`], [`Error::NonFinite`] when the extrapolation
+    /// overflows `f64`.
+    pub fn try_predict(&self, h: usize) -> Result<Prediction> {
+        if !(1..=MAX_PREDICT_STEPS).contains(&h) {
+            return Err(Error::invalid(
+                "h",
+                format!("must be in [1, {MAX_PREDICT_STEPS}] steps, got {h}"),
+            ));
+        }
+        finite_prediction(self.predict(h))
+    }
+
+    /// [`predict_at`](Self::predict_at) with a typed error instead of a
+    /// clamp.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite `h`,
+    /// [`Error::InvalidConfig`] (field `h`) for `h >`
+    /// [`MAX_PREDICT_STEPS`], [`Error::NonFinite`] when the extrapolation
+    /// overflows `f64`.
+    pub fn try_predict_at(&self, h: f64) -> Result<Prediction> {
+        sysmanage_core::ensure_finite("h", h)?;
+        if h > MAX_PREDICT_STEPS as f64 {
+            return Err(Error::invalid(
+                "h",
+                format!("must be at most {MAX_PREDICT_STEPS} steps, got {h}"),
+            ));
+        }
+        finite_prediction(self.predict_at(h))
+    }
+
     /// The forecast at a fractional number of steps `h`, interpolated
     /// linearly between whole steps.
     ///
-    /// For `h ≤ 1` (including at or before the last bucket) the point is
-    /// interpolated from the model's value at the last bucket and the
-    /// standard deviation is the one-step value: a value the model has not
-    /// seen is never more certain than one step ahead.
+    /// For `h ≤ 1` (including at or before the last bucket, and NaN, which
+    /// is treated as 0) the point is interpolated from the model's value at
+    /// the last bucket and the standard deviation is the one-step value: a
+    /// value the model has not seen is never more certain than one step
+    /// ahead. `h` above [`MAX_PREDICT_STEPS`] (including +∞) is clamped to
+    /// it; [`try_predict_at`](Self::try_predict_at) rejects it instead.
     pub fn predict_at(&self, h: f64) -> Prediction {
+        let h = h.min(MAX_PREDICT_STEPS as f64);
         if h.is_nan() || h <= 1.0 {
             let one = self.predict(1);
             let origin = self.at_origin();
@@ -357,7 +471,8 @@ impl FittedModel {
     /// coverage `level`, each value passed through `clamp`.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a level outside `(0, 1)`,
+    /// [`Error::InvalidConfig`] for a level outside `(0, 1)` (field
+    /// `level`) or more than [`MAX_PATH_STEPS`] steps (field `steps`),
     /// [`Error::NonFinite`] if the model produced a non-finite value.
     pub fn forecast_path(
         &self,
@@ -365,6 +480,18 @@ impl FittedModel {
         level: f64,
         clamp: impl Fn(f64) -> f64,
     ) -> Result<Vec<Forecast>> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(Error::invalid(
+                "level",
+                format!("must be in (0, 1), got {level}"),
+            ));
+        }
+        if steps > MAX_PATH_STEPS {
+            return Err(Error::invalid(
+                "steps",
+                format!("must be in [0, {MAX_PATH_STEPS}], got {steps}"),
+            ));
+        }
         (1..=steps)
             .map(|h| {
                 let p = self.predict(h);
@@ -413,10 +540,7 @@ mod tests {
 
     #[test]
     fn many_fourier_harmonics_predict_without_panicking() {
-        let f = Fourier {
-            daily_harmonics: 40,
-            weekly_harmonics: 0,
-        };
+        let f = Fourier::new(40, 0).unwrap();
         let fit = f.fit(&minutes(2 * 1440)).unwrap();
         assert_eq!(fit.parameters().len(), 2 + 2 * 40);
         let p = fit.predict(60);
@@ -439,10 +563,10 @@ mod tests {
             beta: 0.1,
             gamma: 0.1,
         };
-        let (fitted, sse) = ets_fitted_values(&[1.0, 2.0], params, &init);
-        assert!(fitted.is_empty() && sse == 0.0);
-        let p = HoltWinters::fit_params(&[1.0, 2.0, 3.0], &init);
-        assert!(p.alpha.is_finite());
+        let e = ets_fitted_values(&[1.0, 2.0], params, &init).unwrap_err();
+        assert_eq!(e.label(), "invalid_config");
+        let e = HoltWinters::fit_params(&[1.0, 2.0, 3.0], &init).unwrap_err();
+        assert_eq!(e.label(), "invalid_config");
     }
 
     #[test]

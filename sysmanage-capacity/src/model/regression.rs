@@ -334,12 +334,7 @@ fn regression_model(
     series: &RegularSeries,
 ) -> Result<FittedModel> {
     let (fit, sigma) = RegressionFit::fit(design, series)?;
-    Ok(FittedModel::new(
-        kind,
-        series,
-        sigma,
-        FittedState::Regression(fit),
-    ))
+    FittedModel::checked(kind, series, sigma, FittedState::Regression(fit))
 }
 
 /// Ordinary least-squares line with OLS prediction intervals.
@@ -399,10 +394,15 @@ impl Forecaster for Poly2 {
 #[non_exhaustive]
 pub struct Fourier {
     /// Daily harmonics (cos + sin pairs). Default: 4.
-    pub daily_harmonics: u32,
+    daily_harmonics: u32,
     /// Weekly harmonics. Default: 3.
-    pub weekly_harmonics: u32,
+    weekly_harmonics: u32,
 }
+
+/// Most harmonics per period a [`Fourier`] model accepts (each adds two
+/// regressors; a design of `2 + 4 × 64` columns over a month of minutes is
+/// already 90 MB).
+pub const MAX_HARMONICS: u32 = 64;
 
 impl Default for Fourier {
     fn default() -> Self {
@@ -414,6 +414,52 @@ impl Default for Fourier {
 }
 
 impl Fourier {
+    /// A trend with `daily` daily and `weekly` weekly harmonics.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the count when it exceeds
+    /// [`MAX_HARMONICS`].
+    pub fn new(daily: u32, weekly: u32) -> Result<Self> {
+        let f = Self {
+            daily_harmonics: daily,
+            weekly_harmonics: weekly,
+        };
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// Daily harmonics.
+    pub fn daily_harmonics(&self) -> u32 {
+        self.daily_harmonics
+    }
+
+    /// Weekly harmonics.
+    pub fn weekly_harmonics(&self) -> u32 {
+        self.weekly_harmonics
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (field, k) in [
+            ("fourier.daily_harmonics", self.daily_harmonics),
+            ("fourier.weekly_harmonics", self.weekly_harmonics),
+        ] {
+            if k > MAX_HARMONICS {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be in [0, {MAX_HARMONICS}], got {k}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Daily harmonics strictly below the Nyquist frequency of `step_ms`.
+    fn usable_daily(&self, step_ms: u64) -> usize {
+        (1..=self.daily_harmonics)
+            .filter(|&k| DAY_MS > 2 * u64::from(k) * step_ms)
+            .count()
+    }
+
     fn harmonics(&self, series: &RegularSeries) -> Vec<(u64, u32)> {
         let step_ms = series.step.as_millis() as u64;
         let span_ms = step_ms.saturating_mul(series.len() as u64);
@@ -447,10 +493,14 @@ impl Forecaster for Fourier {
         }))
     }
     fn min_points(&self, series: &RegularSeries) -> usize {
-        let per_day = (DAY_MS / (series.step.as_millis().max(1) as u64)).max(1) as usize;
-        (2 * per_day).max(4 + 2 * self.daily_harmonics as usize)
+        let step_ms = u64::try_from(series.step.as_millis()).unwrap_or(u64::MAX);
+        let per_day = (DAY_MS / step_ms.max(1)).max(1) as usize;
+        // Two days, and more points than regressors: only harmonics below
+        // the Nyquist frequency are fitted, so only they count.
+        (2 * per_day).max(4 + 2 * self.usable_daily(step_ms))
     }
     fn fit(&self, series: &RegularSeries) -> Result<FittedModel> {
+        self.validate()?;
         ensure_points("fourier forecast", self.min_points(series), series.len())?;
         let harmonics = self.harmonics(series);
         if harmonics.is_empty() {
@@ -535,7 +585,9 @@ impl SysManagePoly2 {
 ///
 /// # Errors
 /// [`Error::InsufficientData`] with fewer than three distinct timestamps,
-/// [`Error::NonFinite`] for a NaN or infinite value.
+/// [`Error::NonFinite`] for a NaN or infinite value, or coefficients that
+/// overflow `f64`. Values of any finite magnitude are fitted correctly
+/// (they are scaled by a power of two first).
 ///
 /// # Examples
 /// ```
@@ -561,7 +613,7 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     let base = first.at;
     let base_ms = base.as_millis();
     const PER_MS: f64 = 1.0 / 3_600_000.0;
-    let hours = |s: &Sample| (s.at.as_millis() - base_ms) as f64 * PER_MS;
+    let hours = |s: &Sample| crate::validate::diff_ms(s.at.as_millis(), base_ms) * PER_MS;
     // One pass. Time is shifted to the middle sample and scaled by the
     // distance to the ends, y is shifted by the first value: any shift near
     // the data keeps the 3 × 3 normal equations well conditioned, and the
@@ -572,28 +624,48 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
         .max((hours(&samples[samples.len() - 1]) - c).abs());
     let scale = if half > 0.0 { half } else { 1.0 };
     let inv_scale = 1.0 / scale;
-    let y0 = first.value;
-    let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
-    let (mut t0, mut t1, mut t2, mut yy) = (0.0, 0.0, 0.0, 0.0);
-    for s in samples {
-        if !s.value.is_finite() {
-            return Err(Error::NonFinite {
-                field: "sample value",
-                value: s.value,
-            });
+    // Values far from 1 (beyond 2^±400) are scaled by a power of two first,
+    // which is exact: squares of values near 1e200 would overflow to ∞ and
+    // turn the fit into a confident R² = 1.
+    // One pass computes the sums (`inv_unit` = 1 for values near 1, the
+    // usual case) and the largest |value|; only values beyond 2^±400 take
+    // a second pass with the scaling.
+    let sums = |inv_unit: f64| -> Result<([f64; 8], f64)> {
+        let y0 = first.value * inv_unit;
+        let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
+        let (mut t0, mut t1, mut t2, mut yy) = (0.0, 0.0, 0.0, 0.0);
+        let mut ymax = 0.0_f64;
+        for s in samples {
+            if !s.value.is_finite() {
+                return Err(Error::NonFinite {
+                    field: "sample value",
+                    value: s.value,
+                });
+            }
+            ymax = ymax.max(s.value.abs());
+            let u = (hours(s) - c) * inv_scale;
+            let u2 = u * u;
+            let dy = s.value * inv_unit - y0;
+            s1 += u;
+            s2 += u2;
+            s3 += u2 * u;
+            s4 += u2 * u2;
+            t0 += dy;
+            t1 += dy * u;
+            t2 += dy * u2;
+            yy += dy * dy;
         }
-        let u = (hours(s) - c) * inv_scale;
-        let u2 = u * u;
-        let dy = s.value - y0;
-        s1 += u;
-        s2 += u2;
-        s3 += u2 * u;
-        s4 += u2 * u2;
-        t0 += dy;
-        t1 += dy * u;
-        t2 += dy * u2;
-        yy += dy * dy;
+        Ok(([s1, s2, s3, s4, t0, t1, t2, yy], ymax))
+    };
+    let (mut sum, ymax) = sums(1.0)?;
+    let mut unit = 1.0;
+    if ymax > 0.0 && !(2f64.powi(-400)..=2f64.powi(400)).contains(&ymax) {
+        let e = (ymax.log2().floor() as i32).clamp(-1022, 1022);
+        unit = 2f64.powi(e);
+        sum = sums(1.0 / unit)?.0;
     }
+    let y0 = first.value / unit;
+    let [s1, s2, s3, s4, t0, t1, t2, yy] = sum;
     let g = Matrix3::new(n, s1, s2, s1, s2, s3, s2, s3, s4);
     let rhs = Vector3::new(t0, t1, t2);
     let too_few = || Error::InsufficientData {
@@ -611,11 +683,14 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     let (b1, b2) = (b[1] * inv_scale, b[2] * inv_scale * inv_scale);
     let mut fit = SysManagePoly2 {
         base,
-        intercept: y0 + b[0] - b1 * c + b2 * c * c,
-        coef: [0.0, b1 - 2.0 * b2 * c, b2],
+        intercept: (y0 + b[0] - b1 * c + b2 * c * c) * unit,
+        coef: [0.0, (b1 - 2.0 * b2 * c) * unit, b2 * unit],
         r2: 0.0,
         confidence: 0.0,
     };
+    sysmanage_core::ensure_finite("quadratic fit intercept", fit.intercept)?;
+    sysmanage_core::ensure_finite("quadratic fit coefficient", fit.coef[1])?;
+    sysmanage_core::ensure_finite("quadratic fit coefficient", fit.coef[2])?;
     // Normal-equation identities: SSE = Σdy² − βᵀXᵀdy, SST = Σdy² − (Σdy)²/n.
     let sse = (yy - b.dot(&rhs)).max(0.0);
     let sst = (yy - t0 * t0 / n).max(0.0);
@@ -626,6 +701,9 @@ pub fn sysmanage_poly2(samples: &[Sample]) -> Result<SysManagePoly2> {
     } else {
         0.0
     };
+    // The sums are of values scaled near 1, so this holds unless the data
+    // itself is degenerate; never report a confident fit from overflowed sums.
+    sysmanage_core::ensure_finite("quadratic fit r2", fit.r2)?;
     fit.confidence = fit.r2.clamp(0.1, 0.95);
     Ok(fit)
 }
