@@ -54,14 +54,18 @@ pub struct MetricProposal {
 pub struct ForecastUse {
     /// The forecast signal.
     pub signal: String,
-    /// The peak point forecast over the lead time.
+    /// The point forecast at the lead time (what pre-warming acts on).
     pub value: f64,
-    /// When that peak is expected.
+    /// The time that forecast is for.
     pub at: Timestamp,
     /// The forecaster's measured recent relative error, if known.
     pub recent_error: Option<f64>,
-    /// Replicas the forecast asks for.
+    /// Replicas the forecast at the lead time asks for.
     pub replicas: u32,
+    /// The peak point forecast over the lead time (what bounds scale-in).
+    pub peak: f64,
+    /// Replicas the peak asks for.
+    pub peak_replicas: u32,
     /// Whether it changed the decision's input (false in shadow mode or when rejected).
     pub applied: bool,
 }
@@ -208,7 +212,7 @@ impl Hpa {
         self.rules.as_ref()
     }
 
-    fn tolerances(&self) -> Tolerances {
+    pub(crate) fn tolerances(&self) -> Tolerances {
         match &self.rules {
             Some((up, down)) => Tolerances {
                 scale_down: down.tolerance,
@@ -243,6 +247,11 @@ impl Hpa {
     /// Bad input: NaN or negative readings, readings that do not fit their
     /// target, replica counts above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
     pub fn propose(&self, obs: &Observation) -> Result<Proposed> {
+        self.propose_with(obs, self.tolerances())
+    }
+
+    /// [`propose`](Self::propose) with explicit tolerances.
+    pub(crate) fn propose_with(&self, obs: &Observation, tol: Tolerances) -> Result<Proposed> {
         Self::check_observation(obs)?;
         let current = obs.current_replicas;
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
@@ -260,7 +269,6 @@ impl Hpa {
             status: obs.status_replicas.unwrap_or(current),
             ready: obs.ready_replicas.unwrap_or(current),
         };
-        let tol = self.tolerances();
         let mut proposals = Vec::with_capacity(self.spec.metrics.len());
         let mut replicas = 0u32;
         let mut invalid = 0usize;

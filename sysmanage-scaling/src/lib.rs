@@ -119,6 +119,7 @@ pub mod calc;
 pub mod composite;
 pub mod control;
 pub mod error;
+pub mod forecast;
 pub mod hpa;
 pub mod kube;
 pub mod limits;
@@ -136,6 +137,7 @@ pub use control::{
     InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget, Shutdown, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
+pub use forecast::SeasonalMedian;
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 pub use kube::{Reason, Recommendation, ScaleEvent};
 pub use observe::{
