@@ -92,6 +92,8 @@ struct State {
     /// and their histogram.
     level_bins: VecDeque<usize>,
     level_hist: Vec<u32>,
+    /// Where the median of the ratios is in `level_hist`.
+    level_median: Cursor,
     /// The median of those ratios.
     level: f64,
     /// Forecasts made `horizon` ahead, as (target slot, value), oldest first.
@@ -102,6 +104,8 @@ struct State {
     abs_histogram: Vec<u32>,
     /// Empirical error quantiles `(lower, upper)` of the current window.
     quantiles: (f64, f64),
+    /// Errors recorded since the quantiles were last computed.
+    since_quantiles: usize,
 }
 
 impl SeasonalMedian {
@@ -239,16 +243,23 @@ impl SeasonalMedian {
             && let Some(b) = st.level_bins.pop_front()
         {
             st.level_hist[b] = st.level_hist[b].saturating_sub(1);
+            if b < st.level_median.bin {
+                st.level_median.below -= 1;
+            }
         }
-        let b = level_bin(if expected > 0.0 {
+        let ratio = if expected > 0.0 {
             value / expected
         } else {
             1.0
-        });
+        };
+        let b = level_bin(ratio);
         st.level_bins.push_back(b);
         st.level_hist[b] += 1;
+        if b < st.level_median.bin {
+            st.level_median.below += 1;
+        }
         let half = st.level_bins.len().div_ceil(2);
-        st.level = level_of_bin(nth_bin(&st.level_hist, half));
+        st.level = level_of_bin(st.level_median.seek(&st.level_hist, half));
 
         // 3. this phase's median, for the same phase of the next season
         let base = phase * self.seasons;
@@ -286,22 +297,27 @@ impl SeasonalMedian {
         st.errors.push_back(e);
         st.histogram[bin(e)] += 1;
         st.abs_histogram[abs_bin(e)] += 1;
+        // the quantiles move slowly over a window of many errors: refresh
+        // them every 1/64 of the window (every error while it fills)
+        st.since_quantiles += 1;
         let n = st.errors.len();
-        let tail = (n as f64 * (1.0 - self.coverage) / 2.0).ceil().max(1.0) as usize;
-        st.quantiles = (
-            quantile_from_bottom(&st.histogram, tail),
-            quantile_from_top(&st.histogram, tail),
-        );
+        if st.since_quantiles >= (n / 64).max(1) {
+            st.since_quantiles = 0;
+            let tail = (n as f64 * (1.0 - self.coverage) / 2.0).ceil().max(1.0) as usize;
+            st.quantiles = (
+                quantile_from_bottom(&st.histogram, tail),
+                quantile_from_top(&st.histogram, tail),
+            );
+        }
     }
 
-    /// The forecast at `now + horizon`, with the state already locked.
-    fn forecast_locked(
+    /// The point forecast at `now + horizon`, with the state already locked.
+    fn point_locked(
         &self,
         st: &State,
         now: Timestamp,
         horizon: Duration,
-    ) -> sysmanage_core::Result<Forecast> {
-        let have = st.errors.len();
+    ) -> sysmanage_core::Result<f64> {
         let ahead = horizon.as_millis() / self.step_ms.unsigned_abs().max(1) as u128;
         if ahead >= self.season as u128 {
             return Err(sysmanage_core::Error::InsufficientData {
@@ -314,16 +330,25 @@ impl SeasonalMedian {
         let m = st.median[self.phase(target)];
         if m.is_nan() {
             return Err(sysmanage_core::Error::InsufficientData {
-                what: "seasonal median forecast",
+                what: "seasonal median forecast (a season of history)",
                 needed: self.season,
-                have,
+                have: 0,
             });
         }
-        let point = m * st.level;
+        Ok(m * st.level)
+    }
+
+    /// A point forecast with the interval of the current error quantiles.
+    fn with_interval(
+        &self,
+        st: &State,
+        at: Timestamp,
+        point: f64,
+    ) -> sysmanage_core::Result<Forecast> {
         let (lo, hi) = st.quantiles;
         let lower = (point * (1.0 + lo.min(0.0))).max(0.0);
         let upper = point * (1.0 + hi.max(0.0));
-        Forecast::new(now + horizon, point, lower.min(point), upper, self.coverage)
+        Forecast::new(at, point, lower.min(point), upper, self.coverage)
     }
 }
 
@@ -341,13 +366,39 @@ impl State {
             last_slot: None,
             level_bins: VecDeque::new(),
             level_hist: vec![0; LEVEL_BINS],
+            level_median: Cursor::default(),
             level: 1.0,
             pending: VecDeque::new(),
             errors: VecDeque::new(),
             histogram: vec![0; BINS],
             abs_histogram: vec![0; BINS],
             quantiles: (0.0, 0.0),
+            since_quantiles: 0,
         }
+    }
+}
+
+/// A position in a histogram that follows an order statistic as entries
+/// come and go: `below` counts the entries in bins before `bin`. Moving it
+/// costs the distance the statistic moved, not the histogram's length.
+#[derive(Debug, Default)]
+struct Cursor {
+    bin: usize,
+    below: usize,
+}
+
+impl Cursor {
+    /// Moves to the bin holding the `n`-th smallest entry (1-based) and returns it.
+    fn seek(&mut self, h: &[u32], n: usize) -> usize {
+        while self.bin > 0 && self.below >= n {
+            self.bin -= 1;
+            self.below -= h[self.bin] as usize;
+        }
+        while self.bin + 1 < h.len() && self.below + (h[self.bin] as usize) < n {
+            self.below += h[self.bin] as usize;
+            self.bin += 1;
+        }
+        self.bin
     }
 }
 
@@ -423,7 +474,8 @@ impl LoadForecast for SeasonalMedian {
     ) -> sysmanage_core::Result<Forecast> {
         self.check_metric(metric)?;
         let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        self.forecast_locked(&st, now, horizon)
+        let point = self.point_locked(&st, now, horizon)?;
+        self.with_interval(&st, now + horizon, point)
     }
 
     fn forecast_max(
@@ -441,21 +493,23 @@ impl LoadForecast for SeasonalMedian {
             ));
         }
         let st = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut best: Option<Forecast> = None;
+        // the highest point first, then one interval for it
+        let mut best: Option<(Duration, f64)> = None;
         let mut h = step.min(horizon);
         loop {
-            let f = self.forecast_locked(&st, now, h)?;
-            if best.is_none_or(|b| f.point > b.point) {
-                best = Some(f);
+            let p = self.point_locked(&st, now, h)?;
+            if best.is_none_or(|(_, b)| p > b) {
+                best = Some((h, p));
             }
             if h >= horizon {
                 break;
             }
             h = (h + step).min(horizon);
         }
-        best.ok_or(sysmanage_core::Error::Empty {
+        let (h, p) = best.ok_or(sysmanage_core::Error::Empty {
             field: "forecast horizons",
-        })
+        })?;
+        self.with_interval(&st, now + h, p)
     }
 
     fn recent_error(&self, metric: &str) -> Option<f64> {

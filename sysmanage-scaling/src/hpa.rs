@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sysmanage_core::Timestamp;
 
-use crate::calc::{ReplicaCounts, Tolerances, calculate};
+use crate::calc::{ReplicaCounts, Tolerances, calculate_valid};
 use crate::error::{Result, check_value};
 use crate::kube::{self, Reason, Recommendation, ScaleEvent};
 use crate::observe::{MetricValue, Observation};
@@ -247,12 +247,13 @@ impl Hpa {
     /// Bad input: NaN or negative readings, readings that do not fit their
     /// target, replica counts above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
     pub fn propose(&self, obs: &Observation) -> Result<Proposed> {
-        self.propose_with(obs, self.tolerances())
+        Self::check_observation(obs)?;
+        self.propose_valid(obs, self.tolerances())
     }
 
-    /// [`propose`](Self::propose) with explicit tolerances.
-    pub(crate) fn propose_with(&self, obs: &Observation, tol: Tolerances) -> Result<Proposed> {
-        Self::check_observation(obs)?;
+    /// [`propose`](Self::propose) with explicit tolerances (finite, `>= 0`)
+    /// for an observation that passed [`check_observation`](Self::check_observation).
+    pub(crate) fn propose_valid(&self, obs: &Observation, tol: Tolerances) -> Result<Proposed> {
         let current = obs.current_replicas;
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
         if current == 0 && min != 0 {
@@ -275,7 +276,8 @@ impl Hpa {
         let unavailable = MetricValue::Unavailable("no reading".into());
         for m in &self.spec.metrics {
             let value = obs.get(&m.name).unwrap_or(&unavailable);
-            match calculate(m, value, counts, tol)? {
+            // the spec was validated when this Hpa was built, the counts by the caller
+            match calculate_valid(m, value, counts, tol)? {
                 Ok(c) => {
                     if replicas == 0 || c.replicas > replicas {
                         replicas = c.replicas;
@@ -330,7 +332,9 @@ impl Hpa {
         Ok(self.normalize_checked(current, proposed, now))
     }
 
-    fn normalize_checked(
+    /// [`normalize`](Self::normalize) for counts already known to be at most
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+    pub(crate) fn normalize_checked(
         &mut self,
         current: u32,
         proposed: u32,
@@ -423,8 +427,9 @@ impl Hpa {
     /// # Errors
     /// Bad input: NaN or negative readings, readings that do not fit their target.
     pub fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        Self::check_observation(obs)?;
         let current = obs.current_replicas;
-        let proposed = self.propose(obs)?;
+        let proposed = self.propose_valid(obs, self.tolerances())?;
         self.record_initial_recommendation(current, now);
         match proposed {
             Proposed::Fixed(d, r) => Ok(Decision::fixed(now, current, d, r)),
@@ -438,7 +443,8 @@ impl Hpa {
                 proposals,
                 partial_failure,
             } => {
-                let (desired, stab, limit) = self.normalize(current, replicas, now)?;
+                // `current` was checked with the observation; proposals saturate at MAX_REPLICAS
+                let (desired, stab, limit) = self.normalize_checked(current, replicas, now);
                 let mut reasons = Vec::with_capacity(3);
                 if partial_failure {
                     reasons.push(Reason::PartialMetricsFailure);

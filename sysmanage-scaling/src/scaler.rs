@@ -556,7 +556,7 @@ impl Scaler {
     fn untolerated_proposal(&self, obs: &Observation) -> Result<Option<u32>> {
         let mut tol = self.hpa.tolerances();
         tol.scale_down = 0.0;
-        Ok(match self.hpa.propose_with(obs, tol)? {
+        Ok(match self.hpa.propose_valid(obs, tol)? {
             Proposed::Combined { replicas, .. } => Some(replicas),
             Proposed::Fixed(..) | Proposed::Failed(_) => None,
         })
@@ -629,7 +629,8 @@ impl AutoScaler for Scaler {
             Step::Continue { inactive } => inactive,
         };
         let current = obs.current_replicas;
-        let proposed = self.hpa.propose(obs)?;
+        // checked once above: the counts, latency and error signals
+        let proposed = self.hpa.propose_valid(obs, self.hpa.tolerances())?;
         self.hpa.record_initial_recommendation(current, now);
         let (mut combined, mut proposals, partial) = match proposed {
             Proposed::Fixed(d, r) => return Ok(Decision::fixed(now, current, d, r)),
@@ -742,7 +743,8 @@ impl AutoScaler for Scaler {
             }
         }
 
-        let (mut desired, stab, limit) = self.hpa.normalize(current, combined, now)?;
+        // `current` was checked with the observation; every proposal saturates at MAX_REPLICAS
+        let (mut desired, stab, limit) = self.hpa.normalize_checked(current, combined, now);
         reasons.push(stab);
         reasons.push(limit);
 
