@@ -6,7 +6,7 @@ use sysmanage_core::Timestamp;
 use crate::calc::{ReplicaCounts, Tolerances, calculate_valid};
 use crate::error::{Result, check_value};
 use crate::kube::{self, Reason, Recommendation, ScaleEvent};
-use crate::observe::{MetricValue, Observation};
+use crate::observe::Observation;
 use crate::spec::{HpaSpec, ResolvedRules};
 
 /// Which way a decision goes.
@@ -273,11 +273,13 @@ impl Hpa {
         let mut proposals = Vec::with_capacity(self.spec.metrics.len());
         let mut replicas = 0u32;
         let mut invalid = 0usize;
-        let unavailable = MetricValue::Unavailable("no reading".into());
         for m in &self.spec.metrics {
-            let value = obs.get(&m.name).unwrap_or(&unavailable);
             // the spec was validated when this Hpa was built, the counts by the caller
-            match calculate_valid(m, value, counts, tol)? {
+            let calculated = match obs.get(&m.name) {
+                Some(value) => calculate_valid(m, value, counts, tol)?,
+                None => Err("no reading".to_owned()),
+            };
+            match calculated {
                 Ok(c) => {
                     if replicas == 0 || c.replicas > replicas {
                         replicas = c.replicas;
