@@ -12,6 +12,7 @@
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//! | [`forecast`] | [`SeasonalMedian`]: a burst-robust seasonal forecaster that measures its own error |
 //! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
 //! | [`limits`] | the ranges every count and duration is validated against |
 //!
