@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 use sysmanage_core::Timestamp;
 
-use crate::calc::{ReplicaCounts, Tolerances, calculate_valid};
+use crate::calc::{Calculation, ReplicaCounts, Tolerances, calculate_valid};
 use crate::error::{Result, check_value};
 use crate::kube::{self, Reason, Recommendation, ScaleEvent};
 use crate::observe::Observation;
-use crate::spec::{HpaSpec, ResolvedRules};
+use crate::spec::{HpaSpec, MetricSpec, ResolvedRules};
 
 /// Which way a decision goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -147,6 +147,13 @@ pub enum Proposed {
     },
 }
 
+/// [`Proposed`] without the per-metric report.
+enum Combination {
+    Fixed(u32, Reason),
+    Failed,
+    Combined { replicas: u32, partial: bool },
+}
+
 /// A Kubernetes-compatible horizontal autoscaler: spec plus state, deciding on
 /// an explicit `now`.
 ///
@@ -254,23 +261,69 @@ impl Hpa {
     /// [`propose`](Self::propose) with explicit tolerances (finite, `>= 0`)
     /// for an observation that passed [`check_observation`](Self::check_observation).
     pub(crate) fn propose_valid(&self, obs: &Observation, tol: Tolerances) -> Result<Proposed> {
+        let mut proposals = Vec::with_capacity(self.spec.metrics.len());
+        let outcome = self.combine(obs, tol, |m, calculated| {
+            proposals.push(match calculated {
+                Ok(c) => MetricProposal {
+                    metric: m.name.clone(),
+                    replicas: Some(c.replicas),
+                    usage_ratio: Some(c.usage_ratio),
+                    current: Some(c.current),
+                    error: None,
+                },
+                Err(e) => MetricProposal {
+                    metric: m.name.clone(),
+                    replicas: None,
+                    usage_ratio: None,
+                    current: None,
+                    error: Some(e),
+                },
+            });
+        })?;
+        Ok(match outcome {
+            Combination::Fixed(d, r) => Proposed::Fixed(d, r),
+            Combination::Failed => Proposed::Failed(proposals),
+            Combination::Combined { replicas, partial } => Proposed::Combined {
+                replicas,
+                proposals,
+                partial_failure: partial,
+            },
+        })
+    }
+
+    /// The combined proposal alone, without building the per-metric report
+    /// (no allocation): `None` when the metric step fixes or blocks the count.
+    pub(crate) fn combined_valid(&self, obs: &Observation, tol: Tolerances) -> Result<Option<u32>> {
+        Ok(match self.combine(obs, tol, |_, _| {})? {
+            Combination::Combined { replicas, .. } => Some(replicas),
+            Combination::Fixed(..) | Combination::Failed => None,
+        })
+    }
+
+    /// `computeReplicasForMetrics`: corrections of out-of-range counts, each
+    /// metric's proposal (handed to `each`) and their combination.
+    fn combine(
+        &self,
+        obs: &Observation,
+        tol: Tolerances,
+        mut each: impl FnMut(&MetricSpec, Result<Calculation, String>),
+    ) -> Result<Combination> {
         let current = obs.current_replicas;
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
         if current == 0 && min != 0 {
-            return Ok(Proposed::Fixed(0, Reason::ScalingDisabled));
+            return Ok(Combination::Fixed(0, Reason::ScalingDisabled));
         }
         if current > max {
-            return Ok(Proposed::Fixed(max, Reason::CurrentAboveMax));
+            return Ok(Combination::Fixed(max, Reason::CurrentAboveMax));
         }
         if current < min {
-            return Ok(Proposed::Fixed(min, Reason::CurrentBelowMin));
+            return Ok(Combination::Fixed(min, Reason::CurrentBelowMin));
         }
         let counts = ReplicaCounts {
             spec: current,
             status: obs.status_replicas.unwrap_or(current),
             ready: obs.ready_replicas.unwrap_or(current),
         };
-        let mut proposals = Vec::with_capacity(self.spec.metrics.len());
         let mut replicas = 0u32;
         let mut invalid = 0usize;
         for m in &self.spec.metrics {
@@ -279,39 +332,23 @@ impl Hpa {
                 Some(value) => calculate_valid(m, value, counts, tol)?,
                 None => Err("no reading".to_owned()),
             };
-            match calculated {
+            match &calculated {
                 Ok(c) => {
                     if replicas == 0 || c.replicas > replicas {
                         replicas = c.replicas;
                     }
-                    proposals.push(MetricProposal {
-                        metric: m.name.clone(),
-                        replicas: Some(c.replicas),
-                        usage_ratio: Some(c.usage_ratio),
-                        current: Some(c.current),
-                        error: None,
-                    });
                 }
-                Err(e) => {
-                    invalid += 1;
-                    proposals.push(MetricProposal {
-                        metric: m.name.clone(),
-                        replicas: None,
-                        usage_ratio: None,
-                        current: None,
-                        error: Some(e),
-                    });
-                }
+                Err(_) => invalid += 1,
             }
+            each(m, calculated);
         }
         // A failing metric may block a scale-down, never a scale-up.
         if invalid >= self.spec.metrics.len() || (invalid > 0 && replicas < current) {
-            return Ok(Proposed::Failed(proposals));
+            return Ok(Combination::Failed);
         }
-        Ok(Proposed::Combined {
+        Ok(Combination::Combined {
             replicas,
-            proposals,
-            partial_failure: invalid > 0,
+            partial: invalid > 0,
         })
     }
 

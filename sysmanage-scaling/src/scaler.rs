@@ -431,6 +431,8 @@ pub struct ScalerState {
 #[derive(Clone)]
 pub struct Scaler {
     cfg: ScalerConfig,
+    /// `forecast:<signal>`, the name of the forecast's proposal.
+    forecast_metric: String,
     hpa: Hpa,
     forecaster: Option<Arc<dyn LoadForecast>>,
     state: ScalerState,
@@ -479,8 +481,13 @@ impl Scaler {
             hpa_spec.min_replicas = hpa_spec.min_replicas.max(1);
         }
         let hpa = Hpa::with_state(hpa_spec, state.hpa.clone())?;
+        let forecast_metric = cfg
+            .predictive
+            .as_ref()
+            .map_or_else(String::new, |p| format!("forecast:{}", p.signal));
         Ok(Self {
             cfg,
+            forecast_metric,
             hpa,
             forecaster,
             state,
@@ -556,10 +563,7 @@ impl Scaler {
     fn untolerated_proposal(&self, obs: &Observation) -> Result<Option<u32>> {
         let mut tol = self.hpa.tolerances();
         tol.scale_down = 0.0;
-        Ok(match self.hpa.propose_valid(obs, tol)? {
-            Proposed::Combined { replicas, .. } => Some(replicas),
-            Proposed::Fixed(..) | Proposed::Failed(_) => None,
-        })
+        self.hpa.combined_valid(obs, tol)
     }
 
     fn activation_step(&mut self, obs: &Observation, now: Timestamp) -> Result<Step> {
@@ -692,7 +696,7 @@ impl AutoScaler for Scaler {
                         Reason::ForecastIgnored
                     });
                     proposals.push(MetricProposal {
-                        metric: format!("forecast:{}", p.signal),
+                        metric: self.forecast_metric.clone(),
                         replicas: Some(replicas),
                         usage_ratio: None,
                         current: Some(at_lead.point),
@@ -713,7 +717,7 @@ impl AutoScaler for Scaler {
                     tracing::debug!(target: "sysmanage_scaling::scaler", event = "forecast_failed", error = %e);
                     reasons.push(Reason::ForecastIgnored);
                     proposals.push(MetricProposal {
-                        metric: format!("forecast:{}", p.signal),
+                        metric: self.forecast_metric.clone(),
                         replicas: None,
                         usage_ratio: None,
                         current: None,
