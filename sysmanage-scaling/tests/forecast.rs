@@ -204,3 +204,37 @@ fn configuration_is_validated_with_the_field_named() {
     }
     assert!(ok().with_seasons(16).unwrap().with_coverage(0.95).is_ok());
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn hostile_observations_never_panic_and_forecasts_stay_finite(
+            values in proptest::collection::vec(proptest::num::f64::ANY, 1..400),
+            gaps in proptest::collection::vec(0i64..5, 1..400),
+            start in i64::MIN / 4..i64::MAX / 4,
+            horizon_min in 1u64..120,
+        ) {
+            let f = SeasonalMedian::new("rps", MIN, 2 * HOUR, 10 * MIN).unwrap().with_seasons(2).unwrap();
+            let mut t = start / 1000;
+            for (v, g) in values.iter().zip(gaps.iter().cycle()) {
+                t = t.saturating_add(60 * g);
+                f.observe(Timestamp::from_secs(t), *v);
+            }
+            let now = Timestamp::from_secs(t);
+            if let Ok(fc) = f.forecast("rps", now, Duration::from_secs(60 * horizon_min)) {
+                prop_assert!(fc.point.is_finite() && fc.lower.is_finite() && fc.upper.is_finite());
+                prop_assert!(fc.lower <= fc.point && fc.point <= fc.upper && fc.lower >= 0.0);
+            }
+            if let Ok(fc) = f.forecast_max("rps", now, 10 * MIN, MIN) {
+                prop_assert!(fc.point.is_finite());
+            }
+            if let Some(e) = f.recent_error("rps") {
+                prop_assert!(e.is_finite() && e >= 0.0);
+            }
+        }
+    }
+}
