@@ -134,6 +134,19 @@ pub fn calculate(
     spec.validate()?;
     tol.validate()?;
     counts.validate()?;
+    calculate_valid(spec, value, counts, tol)
+}
+
+/// [`calculate`] for a metric, tolerances and counts the caller has already
+/// validated (an [`Hpa`](crate::Hpa) validates its spec once when it is
+/// built and each observation's counts once per decision). Readings are
+/// still checked here: they are new on every call.
+pub(crate) fn calculate_valid(
+    spec: &MetricSpec,
+    value: &MetricValue,
+    counts: ReplicaCounts,
+    tol: Tolerances,
+) -> Result<Result<Calculation, String>> {
     let name = spec.name.as_str();
     let source = match spec.source {
         MetricSource::ContainerResource => MetricSource::Resource,

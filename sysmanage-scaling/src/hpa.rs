@@ -3,11 +3,11 @@
 use serde::{Deserialize, Serialize};
 use sysmanage_core::Timestamp;
 
-use crate::calc::{ReplicaCounts, Tolerances, calculate};
+use crate::calc::{Calculation, ReplicaCounts, Tolerances, calculate_valid};
 use crate::error::{Result, check_value};
 use crate::kube::{self, Reason, Recommendation, ScaleEvent};
-use crate::observe::{MetricValue, Observation};
-use crate::spec::{HpaSpec, ResolvedRules};
+use crate::observe::Observation;
+use crate::spec::{HpaSpec, MetricSpec, ResolvedRules};
 
 /// Which way a decision goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,14 +54,18 @@ pub struct MetricProposal {
 pub struct ForecastUse {
     /// The forecast signal.
     pub signal: String,
-    /// The peak point forecast over the lead time.
+    /// The point forecast at the lead time (what pre-warming acts on).
     pub value: f64,
-    /// When that peak is expected.
+    /// The time that forecast is for.
     pub at: Timestamp,
     /// The forecaster's measured recent relative error, if known.
     pub recent_error: Option<f64>,
-    /// Replicas the forecast asks for.
+    /// Replicas the forecast at the lead time asks for.
     pub replicas: u32,
+    /// The peak point forecast over the lead time (what bounds scale-in).
+    pub peak: f64,
+    /// Replicas the peak asks for.
+    pub peak_replicas: u32,
     /// Whether it changed the decision's input (false in shadow mode or when rejected).
     pub applied: bool,
 }
@@ -143,6 +147,13 @@ pub enum Proposed {
     },
 }
 
+/// [`Proposed`] without the per-metric report.
+enum Combination {
+    Fixed(u32, Reason),
+    Failed,
+    Combined { replicas: u32, partial: bool },
+}
+
 /// A Kubernetes-compatible horizontal autoscaler: spec plus state, deciding on
 /// an explicit `now`.
 ///
@@ -208,7 +219,7 @@ impl Hpa {
         self.rules.as_ref()
     }
 
-    fn tolerances(&self) -> Tolerances {
+    pub(crate) fn tolerances(&self) -> Tolerances {
         match &self.rules {
             Some((up, down)) => Tolerances {
                 scale_down: down.tolerance,
@@ -244,62 +255,100 @@ impl Hpa {
     /// target, replica counts above [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
     pub fn propose(&self, obs: &Observation) -> Result<Proposed> {
         Self::check_observation(obs)?;
+        self.propose_valid(obs, self.tolerances())
+    }
+
+    /// [`propose`](Self::propose) with explicit tolerances (finite, `>= 0`)
+    /// for an observation that passed [`check_observation`](Self::check_observation).
+    pub(crate) fn propose_valid(&self, obs: &Observation, tol: Tolerances) -> Result<Proposed> {
+        let mut proposals = Vec::with_capacity(self.spec.metrics.len());
+        let outcome = self.combine(obs, tol, |m, calculated| {
+            proposals.push(match calculated {
+                Ok(c) => MetricProposal {
+                    metric: m.name.clone(),
+                    replicas: Some(c.replicas),
+                    usage_ratio: Some(c.usage_ratio),
+                    current: Some(c.current),
+                    error: None,
+                },
+                Err(e) => MetricProposal {
+                    metric: m.name.clone(),
+                    replicas: None,
+                    usage_ratio: None,
+                    current: None,
+                    error: Some(e),
+                },
+            });
+        })?;
+        Ok(match outcome {
+            Combination::Fixed(d, r) => Proposed::Fixed(d, r),
+            Combination::Failed => Proposed::Failed(proposals),
+            Combination::Combined { replicas, partial } => Proposed::Combined {
+                replicas,
+                proposals,
+                partial_failure: partial,
+            },
+        })
+    }
+
+    /// The combined proposal alone, without building the per-metric report
+    /// (no allocation): `None` when the metric step fixes or blocks the count.
+    pub(crate) fn combined_valid(&self, obs: &Observation, tol: Tolerances) -> Result<Option<u32>> {
+        Ok(match self.combine(obs, tol, |_, _| {})? {
+            Combination::Combined { replicas, .. } => Some(replicas),
+            Combination::Fixed(..) | Combination::Failed => None,
+        })
+    }
+
+    /// `computeReplicasForMetrics`: corrections of out-of-range counts, each
+    /// metric's proposal (handed to `each`) and their combination.
+    fn combine(
+        &self,
+        obs: &Observation,
+        tol: Tolerances,
+        mut each: impl FnMut(&MetricSpec, Result<Calculation, String>),
+    ) -> Result<Combination> {
         let current = obs.current_replicas;
         let (min, max) = (self.spec.min_replicas, self.spec.max_replicas);
         if current == 0 && min != 0 {
-            return Ok(Proposed::Fixed(0, Reason::ScalingDisabled));
+            return Ok(Combination::Fixed(0, Reason::ScalingDisabled));
         }
         if current > max {
-            return Ok(Proposed::Fixed(max, Reason::CurrentAboveMax));
+            return Ok(Combination::Fixed(max, Reason::CurrentAboveMax));
         }
         if current < min {
-            return Ok(Proposed::Fixed(min, Reason::CurrentBelowMin));
+            return Ok(Combination::Fixed(min, Reason::CurrentBelowMin));
         }
         let counts = ReplicaCounts {
             spec: current,
             status: obs.status_replicas.unwrap_or(current),
             ready: obs.ready_replicas.unwrap_or(current),
         };
-        let tol = self.tolerances();
-        let mut proposals = Vec::with_capacity(self.spec.metrics.len());
         let mut replicas = 0u32;
         let mut invalid = 0usize;
-        let unavailable = MetricValue::Unavailable("no reading".into());
         for m in &self.spec.metrics {
-            let value = obs.get(&m.name).unwrap_or(&unavailable);
-            match calculate(m, value, counts, tol)? {
+            // the spec was validated when this Hpa was built, the counts by the caller
+            let calculated = match obs.get(&m.name) {
+                Some(value) => calculate_valid(m, value, counts, tol)?,
+                None => Err("no reading".to_owned()),
+            };
+            match &calculated {
                 Ok(c) => {
                     if replicas == 0 || c.replicas > replicas {
                         replicas = c.replicas;
                     }
-                    proposals.push(MetricProposal {
-                        metric: m.name.clone(),
-                        replicas: Some(c.replicas),
-                        usage_ratio: Some(c.usage_ratio),
-                        current: Some(c.current),
-                        error: None,
-                    });
                 }
-                Err(e) => {
-                    invalid += 1;
-                    proposals.push(MetricProposal {
-                        metric: m.name.clone(),
-                        replicas: None,
-                        usage_ratio: None,
-                        current: None,
-                        error: Some(e),
-                    });
-                }
+                Err(_) => invalid += 1,
             }
+            each(m, calculated);
         }
         // A failing metric may block a scale-down, never a scale-up.
         if invalid >= self.spec.metrics.len() || (invalid > 0 && replicas < current) {
-            return Ok(Proposed::Failed(proposals));
+            return Ok(Combination::Failed);
         }
-        Ok(Proposed::Combined {
+        Ok(Combination::Combined {
             replicas,
-            proposals,
-            partial_failure: invalid > 0,
+            partial: invalid > 0,
         })
     }
 
@@ -322,7 +371,9 @@ impl Hpa {
         Ok(self.normalize_checked(current, proposed, now))
     }
 
-    fn normalize_checked(
+    /// [`normalize`](Self::normalize) for counts already known to be at most
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+    pub(crate) fn normalize_checked(
         &mut self,
         current: u32,
         proposed: u32,
@@ -415,8 +466,9 @@ impl Hpa {
     /// # Errors
     /// Bad input: NaN or negative readings, readings that do not fit their target.
     pub fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {
+        Self::check_observation(obs)?;
         let current = obs.current_replicas;
-        let proposed = self.propose(obs)?;
+        let proposed = self.propose_valid(obs, self.tolerances())?;
         self.record_initial_recommendation(current, now);
         match proposed {
             Proposed::Fixed(d, r) => Ok(Decision::fixed(now, current, d, r)),
@@ -430,7 +482,8 @@ impl Hpa {
                 proposals,
                 partial_failure,
             } => {
-                let (desired, stab, limit) = self.normalize(current, replicas, now)?;
+                // `current` was checked with the observation; proposals saturate at MAX_REPLICAS
+                let (desired, stab, limit) = self.normalize_checked(current, replicas, now);
                 let mut reasons = Vec::with_capacity(3);
                 if partial_failure {
                     reasons.push(Reason::PartialMetricsFailure);

@@ -69,7 +69,8 @@ pub enum Reason {
     FallbackReplicas,
     /// The composite scaler's scale-down cooldown after a recent scale event.
     ScaleDownCooldown,
-    /// A trusted forecast let a scale-down through before the downscale window ended.
+    /// A trusted forecast let a scale-down through that the downscale window
+    /// or the scale-down tolerance band would have held.
     ForecastScaleIn,
 }
 

@@ -12,6 +12,7 @@
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
+//! | [`forecast`] | [`SeasonalMedian`]: a burst-robust seasonal forecaster that measures its own error |
 //! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
 //! | [`limits`] | the ranges every count and duration is validated against |
 //!
@@ -119,6 +120,7 @@ pub mod calc;
 pub mod composite;
 pub mod control;
 pub mod error;
+pub mod forecast;
 pub mod hpa;
 pub mod kube;
 pub mod limits;
@@ -136,6 +138,7 @@ pub use control::{
     InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget, Shutdown, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
+pub use forecast::SeasonalMedian;
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 pub use kube::{Reason, Recommendation, ScaleEvent};
 pub use observe::{

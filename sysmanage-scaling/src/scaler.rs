@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sysmanage_core::{LoadForecast, Timestamp};
+use sysmanage_core::{Forecast, LoadForecast, Timestamp};
 
 use crate::error::{Result, ScalingError, check_value};
 use crate::hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
@@ -54,12 +54,25 @@ impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
     }
 }
 
-/// Predictive scale-out through a [`LoadForecast`].
+/// Prediction through a [`LoadForecast`]: pre-warming before the load
+/// arrives and scale-in without waiting out the downscale window.
 ///
-/// The forecast's peak over `lead_time` is converted with the Average-Value
-/// rule, `ceil(forecast / per_replica)`, and enters the combination as one
-/// more proposal, so `max(reactive, predictive)` then goes through the same
-/// stabilization and rate limits.
+/// Forecasts are converted with `ceil(forecast / per_replica)` (no
+/// tolerance band: `per_replica` is already the load one replica can carry
+/// within the SLO) and act only while the forecaster's measured recent
+/// error is at most `max_recent_error`:
+///
+/// - **scale-out** (pre-warm): the forecast at exactly `lead_time` ahead
+///   enters the combination as one more proposal, so
+///   `max(reactive, predictive)` goes through the same stabilization and
+///   rate limits. Replicas started now serve only after their start-up time,
+///   so that is the forecast that matters.
+/// - **scale-in** (`allow_scale_in`): the reactive signal drives it, the
+///   forecast is a floor. The scaler scales in to the larger of the HPA's
+///   proposal at its exact target (no tolerance band) and the replicas the
+///   forecast *peak* over the lead time and the current load need, without
+///   waiting out the downscale window: replicas removed now cannot be back
+///   sooner than the lead time, so the peak is what they must cover.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PredictiveConfig {
@@ -73,14 +86,14 @@ pub struct PredictiveConfig {
     /// `lead_time`, and at most 1440 forecasts per decision).
     pub step: Duration,
     /// Use the forecast only while the forecaster's measured recent relative
-    /// error is at most this (default 0.12, tuned on the replay traces; see
-    /// docs/BENCHMARKS.md). A forecaster that measures no error is never trusted.
+    /// error ([`LoadForecast::recent_error`]; for
+    /// [`SeasonalMedian`](crate::SeasonalMedian) the median absolute
+    /// relative error at the lead time) is at most this. Default 0.09, chosen
+    /// on the tuning traces only (see docs/BENCHMARKS.md). A forecaster that
+    /// measures no error is never trusted.
     pub max_recent_error: f64,
-    /// Forecast-gated scale-in (default `true`): when the forecast is trusted
-    /// and both the reactive proposal and the forecast peak over the lead
-    /// time need fewer replicas than the downscale stabilization window
-    /// holds, scale in to the larger of the two without waiting out the
-    /// window (rate policies and bounds still apply; never while a guard fires).
+    /// Forecast-gated scale-in (default `true`; see above). Rate policies
+    /// and bounds still apply; never while a guard fires.
     pub allow_scale_in: bool,
     /// Compute and report the forecast, never act on it (default `false`).
     pub shadow: bool,
@@ -94,11 +107,24 @@ impl PredictiveConfig {
             per_replica,
             lead_time,
             step: Duration::from_secs(60),
-            max_recent_error: 0.12,
+            max_recent_error: 0.09,
             allow_scale_in: true,
             shadow: false,
         }
     }
+    /// `ceil(load / per_replica)`, saturating at
+    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS); negative load is no load.
+    pub fn replicas_for(&self, load: f64) -> u32 {
+        let r = (load.max(0.0) / self.per_replica).ceil();
+        if r >= f64::from(crate::limits::MAX_REPLICAS) {
+            crate::limits::MAX_REPLICAS
+        } else if r >= 0.0 {
+            r as u32
+        } else {
+            0
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         use crate::limits::{MAX_WINDOW, MIN_STEP, duration, number};
         if self.signal.is_empty() {
@@ -405,6 +431,8 @@ pub struct ScalerState {
 #[derive(Clone)]
 pub struct Scaler {
     cfg: ScalerConfig,
+    /// `forecast:<signal>`, the name of the forecast's proposal.
+    forecast_metric: String,
     hpa: Hpa,
     forecaster: Option<Arc<dyn LoadForecast>>,
     state: ScalerState,
@@ -453,8 +481,13 @@ impl Scaler {
             hpa_spec.min_replicas = hpa_spec.min_replicas.max(1);
         }
         let hpa = Hpa::with_state(hpa_spec, state.hpa.clone())?;
+        let forecast_metric = cfg
+            .predictive
+            .as_ref()
+            .map_or_else(String::new, |p| format!("forecast:{}", p.signal));
         Ok(Self {
             cfg,
+            forecast_metric,
             hpa,
             forecaster,
             state,
@@ -489,29 +522,48 @@ impl Scaler {
         n
     }
 
-    /// The forecast through the External average-value rule: keep the
-    /// current count while `forecast / (per_replica × current)` is within the
-    /// tolerance, else `ceil(forecast / per_replica)`. `None` when the
-    /// forecast cannot be converted (it is then ignored, never acted on).
-    fn forecast_replicas(&self, obs: &Observation, forecast: f64) -> Option<u32> {
-        let p = self.cfg.predictive.as_ref()?;
-        let spec = crate::spec::MetricSpec::external_average_value(p.signal.clone(), p.per_replica);
-        let counts = crate::calc::ReplicaCounts {
-            spec: obs.current_replicas,
-            status: obs.status_replicas.unwrap_or(obs.current_replicas),
-            ready: obs.ready_replicas.unwrap_or(obs.current_replicas),
+    /// The forecast at the lead time and the peak over it; an error message
+    /// when either fails or is not finite (the forecast is then ignored).
+    fn forecasts(
+        f: &dyn LoadForecast,
+        p: &PredictiveConfig,
+        now: Timestamp,
+    ) -> std::result::Result<(Forecast, Forecast), String> {
+        let finite = |fc: Forecast| {
+            if fc.point.is_finite() {
+                Ok(fc)
+            } else {
+                Err(format!("the forecast is not a finite number: {}", fc.point))
+            }
         };
-        let tol = match self.hpa.rules() {
-            Some((up, down)) => crate::calc::Tolerances {
-                scale_down: down.tolerance,
-                scale_up: up.tolerance,
-            },
-            None => crate::calc::Tolerances::symmetric(self.cfg.hpa.tolerance),
+        let at_lead = f
+            .forecast(&p.signal, now, p.lead_time)
+            .map_err(|e| e.to_string())
+            .and_then(finite)?;
+        let peak = f
+            .forecast_max(&p.signal, now, p.lead_time, p.step)
+            .map_err(|e| e.to_string())
+            .and_then(finite)?;
+        Ok((at_lead, peak))
+    }
+
+    /// The current value of the forecast signal, if the observation has it:
+    /// a total as it is, a per-pod average times the current replicas.
+    fn current_load(obs: &Observation, p: &PredictiveConfig) -> Option<f64> {
+        let v = match obs.get(&p.signal)? {
+            MetricValue::Total(v) => *v,
+            MetricValue::Average(v) => *v * f64::from(obs.current_replicas),
+            _ => return None,
         };
-        match crate::calc::calculate(&spec, &MetricValue::Total(forecast), counts, tol) {
-            Ok(Ok(c)) => Some(c.replicas),
-            Ok(Err(_)) | Err(_) => None,
-        }
+        (v.is_finite() && v >= 0.0).then_some(v)
+    }
+
+    /// The reactive proposal without the scale-down tolerance (the HPA's
+    /// own target, exactly), at least the replicas the current load needs.
+    fn untolerated_proposal(&self, obs: &Observation) -> Result<Option<u32>> {
+        let mut tol = self.hpa.tolerances();
+        tol.scale_down = 0.0;
+        self.hpa.combined_valid(obs, tol)
     }
 
     fn activation_step(&mut self, obs: &Observation, now: Timestamp) -> Result<Step> {
@@ -581,7 +633,8 @@ impl AutoScaler for Scaler {
             Step::Continue { inactive } => inactive,
         };
         let current = obs.current_replicas;
-        let proposed = self.hpa.propose(obs)?;
+        // checked once above: the counts, latency and error signals
+        let proposed = self.hpa.propose_valid(obs, self.hpa.tolerances())?;
         self.hpa.record_initial_recommendation(current, now);
         let (mut combined, mut proposals, partial) = match proposed {
             Proposed::Fixed(d, r) => return Ok(Decision::fixed(now, current, d, r)),
@@ -615,39 +668,27 @@ impl AutoScaler for Scaler {
             reasons.push(Reason::CooldownHold);
         }
 
-        // Prediction.
+        // Prediction: the forecast at exactly the lead time decides
+        // pre-warming (replicas started now serve from then on); the peak
+        // over the lead time bounds scale-in (replicas removed now cannot be
+        // back sooner). Both act only while the forecaster's own measured
+        // error is within `max_recent_error`.
         let mut forecast = None;
-        let reactive = combined;
-        // with a trusted forecast: the fewest replicas the forecast peak allows
         let mut scale_in_floor: Option<u32> = None;
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
-            // A forecast of negative load means no load; a non-finite one, or
-            // one that cannot be converted to replicas, is a forecast failure.
-            let converted = f
-                .forecast_max(&p.signal, now, p.lead_time, p.step)
-                .map_err(|e| e.to_string())
-                .and_then(|fc| {
-                    if !fc.point.is_finite() {
-                        return Err(format!("the forecast is not a finite number: {}", fc.point));
-                    }
-                    self.forecast_replicas(obs, fc.point.max(0.0))
-                        .map(|r| (fc, r))
-                        .ok_or_else(|| {
-                            format!("the forecast {} cannot be converted to replicas", fc.point)
-                        })
-                });
-            match converted {
-                Ok((fc, replicas)) => {
+            match Self::forecasts(f.as_ref(), p, now) {
+                Ok((at_lead, peak)) => {
                     let err = f.recent_error(&p.signal).filter(|e| e.is_finite());
-                    let trusted = err.is_some_and(|e| e <= p.max_recent_error);
-                    let mut applied = false;
-                    let scale_out = replicas > combined;
-                    if trusted && !p.shadow && scale_out {
+                    let trusted = err.is_some_and(|e| e <= p.max_recent_error) && !p.shadow;
+                    let replicas = p.replicas_for(at_lead.point);
+                    let peak_replicas = p.replicas_for(peak.point);
+                    let applied = trusted && replicas > combined;
+                    if applied {
                         combined = replicas;
-                        applied = true;
                     }
-                    if trusted && !p.shadow && p.allow_scale_in {
-                        scale_in_floor = Some(replicas);
+                    if trusted && p.allow_scale_in {
+                        let load = Self::current_load(obs, p).map_or(0, |v| p.replicas_for(v));
+                        scale_in_floor = Some(peak_replicas.max(load));
                     }
                     reasons.push(if applied {
                         Reason::ForecastUsed
@@ -655,18 +696,20 @@ impl AutoScaler for Scaler {
                         Reason::ForecastIgnored
                     });
                     proposals.push(MetricProposal {
-                        metric: format!("forecast:{}", p.signal),
+                        metric: self.forecast_metric.clone(),
                         replicas: Some(replicas),
                         usage_ratio: None,
-                        current: Some(fc.point),
+                        current: Some(at_lead.point),
                         error: None,
                     });
                     forecast = Some(ForecastUse {
                         signal: p.signal.clone(),
-                        value: fc.point,
-                        at: fc.at,
+                        value: at_lead.point,
+                        at: at_lead.at,
                         recent_error: err,
                         replicas,
+                        peak: peak.point,
+                        peak_replicas,
                         applied,
                     });
                 }
@@ -674,7 +717,7 @@ impl AutoScaler for Scaler {
                     tracing::debug!(target: "sysmanage_scaling::scaler", event = "forecast_failed", error = %e);
                     reasons.push(Reason::ForecastIgnored);
                     proposals.push(MetricProposal {
-                        metric: format!("forecast:{}", p.signal),
+                        metric: self.forecast_metric.clone(),
                         replicas: None,
                         usage_ratio: None,
                         current: None,
@@ -704,16 +747,23 @@ impl AutoScaler for Scaler {
             }
         }
 
-        let (mut desired, stab, limit) = self.hpa.normalize(current, combined, now)?;
+        // `current` was checked with the observation; every proposal saturates at MAX_REPLICAS
+        let (mut desired, stab, limit) = self.hpa.normalize_checked(current, combined, now);
         reasons.push(stab);
         reasons.push(limit);
 
-        // Forecast-gated scale-in: when both the reactive proposal and the
-        // forecast peak over the lead time need fewer replicas than the
-        // downscale window holds, scale in now (rate policies still apply).
+        // Forecast-gated scale-in: the reactive signal drives it, the
+        // forecast is only a floor. With a trusted forecast neither the
+        // downscale window nor the scale-down tolerance has to guard against
+        // load coming back, so scale in to the larger of the HPA's proposal
+        // at its exact target and the replicas the forecast peak over the
+        // lead time (and the current load) needs. Rate policies and bounds
+        // still apply; never while a guard fires.
         if let Some(f) = scale_in_floor
-            && stab == Reason::ScaleDownStabilized
-            && !(latency_or_errors)
+            && f < desired
+            && f < current
+            && !latency_or_errors
+            && let Some(reactive) = self.untolerated_proposal(obs)?
         {
             let floor = reactive.max(f);
             if floor < desired && floor < current {

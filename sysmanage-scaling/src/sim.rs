@@ -440,12 +440,11 @@ pub fn simulate(
     }
     let step_h = interval.as_secs_f64() / 3600.0;
     let step_min = interval.as_secs_f64() / 60.0;
-    // provisioned replicas as (ready at, how many), oldest first: one entry
-    // per scale-up, so memory follows the scale events, not the replica count
+    // provisioned replicas still starting as (ready at, how many), oldest
+    // first: one entry per scale-up, so memory follows the scale events, not
+    // the replica count; those whose start-up is over are only counted
     let mut replicas: VecDeque<(Timestamp, u32)> = VecDeque::new();
-    if model.initial_replicas > 0 {
-        replicas.push_back((start, model.initial_replicas));
-    }
+    let mut ready_count = model.initial_replicas;
     let mut provisioned = model.initial_replicas;
     let mut report = SimReport {
         trace: trace.name.clone(),
@@ -456,6 +455,10 @@ pub fn simulate(
         peak_replicas: model.initial_replicas,
         decision_errors: 0,
     };
+    let mut obs = Observation::new(0)
+        .reading("cpu", MetricValue::Average(0.0))
+        .reading("rps", MetricValue::Total(0.0))
+        .reading("queue", MetricValue::Total(0.0));
     for k in 0..steps {
         // k × interval <= the trace's duration, which `Trace::new` bounds
         let t = interval
@@ -466,11 +469,14 @@ pub fn simulate(
         if let Some(f) = feed.as_mut() {
             f(now, rps);
         }
-        let ready: u32 = replicas
-            .iter()
-            .filter(|r| r.0 <= now)
-            .map(|r| r.1)
-            .fold(0, u32::saturating_add);
+        // replicas whose start-up is over join the ready count for good
+        while let Some(&(at, n)) = replicas.front()
+            && at <= now
+        {
+            ready_count = ready_count.saturating_add(n);
+            replicas.pop_front();
+        }
+        let ready = ready_count;
         let capacity = f64::from(ready) * model.capacity_per_replica;
         let util = if capacity > 0.0 {
             rps / capacity
@@ -489,20 +495,18 @@ pub fn simulate(
         report.replica_hours += f64::from(provisioned) * step_h;
         report.peak_replicas = report.peak_replicas.max(provisioned);
         let shed = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
-        let obs = Observation::new(provisioned)
-            .ready(ready)
-            .reading(
-                "cpu",
-                MetricValue::Average(if util.is_finite() {
-                    (util * 100.0).min(100.0)
-                } else {
-                    100.0
-                }),
-            )
-            .reading("rps", MetricValue::Total(rps))
-            .reading("queue", MetricValue::Total((rps - capacity).max(0.0)))
-            .latency_p95_ms(latency.min(60_000.0))
-            .error_rate(shed);
+        // one observation reused across steps: no allocation per decision
+        obs.current_replicas = provisioned;
+        obs.ready_replicas = Some(ready);
+        obs.readings[0].value = MetricValue::Average(if util.is_finite() {
+            (util * 100.0).min(100.0)
+        } else {
+            100.0
+        });
+        obs.readings[1].value = MetricValue::Total(rps);
+        obs.readings[2].value = MetricValue::Total((rps - capacity).max(0.0));
+        obs.latency_p95_ms = Some(latency.min(60_000.0));
+        obs.error_rate = Some(shed);
         match scaler.decide(&obs, now) {
             Ok(d) if d.desired_replicas > crate::limits::MAX_REPLICAS => {
                 report.decision_errors += 1;
@@ -525,6 +529,8 @@ pub fn simulate(
                             replicas.pop_back();
                         }
                     }
+                    // then ready ones
+                    ready_count -= remove.min(ready_count);
                 }
                 scaler.record_actuation(provisioned, to, now);
                 provisioned = to;

@@ -78,14 +78,15 @@ fn predictive(value: f64, error: Option<f64>, tweak: impl FnOnce(&mut Predictive
 
 #[test]
 fn forecast_scales_out_ahead_of_load() {
-    let mut s = predictive(1000.0, Some(0.1), |_| {});
+    let mut s = predictive(1000.0, Some(0.05), |_| {});
     let d = s.decide(&cpu(4, 60.0), T0).unwrap();
     // reactive: at target → 4; predictive: ceil(1000 / 60) = 17
     assert_eq!(d.desired_replicas, 17);
     assert!(d.has(Reason::ForecastUsed));
     let f = d.forecast.unwrap();
     assert!(f.applied);
-    assert_eq!((f.replicas, f.recent_error), (17, Some(0.1)));
+    assert_eq!((f.replicas, f.recent_error), (17, Some(0.05)));
+    assert_eq!((f.peak, f.peak_replicas), (1000.0, 17));
     assert!(
         d.proposals
             .iter()
@@ -612,7 +613,20 @@ mod props {
         }
 
         #[test]
-        fn forecasts_never_lower_the_reactive_decision_by_default(
+        fn forecasts_never_lower_the_reactive_decision_without_scale_in(
+            current in 1u32..40,
+            cpu_pct in 0.0f64..300.0,
+            forecast in 0.0f64..5000.0,
+        ) {
+            let mut reactive = Scaler::new(ScalerConfig::new("r", cpu_hpa()), None).unwrap();
+            let mut predictive = predictive(forecast, Some(0.0), |p| p.allow_scale_in = false);
+            let r = reactive.decide(&cpu(current, cpu_pct), T0).unwrap();
+            let p = predictive.decide(&cpu(current, cpu_pct), T0).unwrap();
+            prop_assert!(p.desired_replicas >= r.desired_replicas);
+        }
+
+        #[test]
+        fn trusted_scale_in_stays_above_the_exact_target_and_the_forecast(
             current in 1u32..40,
             cpu_pct in 0.0f64..300.0,
             forecast in 0.0f64..5000.0,
@@ -621,7 +635,11 @@ mod props {
             let mut predictive = predictive(forecast, Some(0.0), |_| {});
             let r = reactive.decide(&cpu(current, cpu_pct), T0).unwrap();
             let p = predictive.decide(&cpu(current, cpu_pct), T0).unwrap();
-            prop_assert!(p.desired_replicas >= r.desired_replicas);
+            // the HPA at its exact target (integer percent, as Kubernetes) and the forecast
+            let exact = (cpu_pct.floor() / 60.0 * f64::from(current)).ceil() as u32;
+            let needed = (forecast / 60.0).ceil() as u32;
+            let floor = exact.max(needed).clamp(1, 50);
+            prop_assert!(p.desired_replicas >= r.desired_replicas.min(floor));
         }
 
         #[test]
@@ -653,7 +671,7 @@ fn unreadable_activation_metric_never_scales_to_zero() {
 
 #[test]
 fn decisions_serialise_with_kubernetes_reason_names() {
-    let mut s = predictive(1000.0, Some(0.1), |_| {});
+    let mut s = predictive(1000.0, Some(0.05), |_| {});
     let d = s.decide(&cpu(4, 60.0), T0).unwrap();
     let v = serde_json::to_value(&d).unwrap();
     assert_eq!(v["desiredReplicas"], 17);
@@ -667,15 +685,130 @@ fn decisions_serialise_with_kubernetes_reason_names() {
 }
 
 #[test]
-fn forecast_uses_the_average_value_rule_with_tolerance() {
-    // 620 / (60 × 10) = 1.03: inside the tolerance, the forecast asks for the current 10, not 11
+fn forecasts_convert_without_a_tolerance_band() {
+    // per_replica is already the load one replica carries within the SLO:
+    // 620 / 60 = 10.3 asks for 11 even though 620 / 600 is within the 10 % band
     let mut s = predictive(620.0, Some(0.05), |_| {});
     let d = s.decide(&cpu(10, 60.0), T0).unwrap();
-    assert_eq!(d.forecast.as_ref().unwrap().replicas, 10);
-    assert_eq!(d.desired_replicas, 10);
-    // 700 / 600 = 1.17: outside, ceil(700 / 60) = 12
-    let mut s = predictive(700.0, Some(0.05), |_| {});
-    assert_eq!(s.decide(&cpu(10, 60.0), T0).unwrap().desired_replicas, 12);
+    assert_eq!(d.forecast.as_ref().unwrap().replicas, 11);
+    assert_eq!(d.desired_replicas, 11);
+    assert!(d.has(Reason::ForecastUsed));
+    // the default trust threshold is 9 % measured error
+    assert_eq!(
+        PredictiveConfig::new("rps", 1.0, Duration::from_secs(60)).max_recent_error,
+        0.09
+    );
+    let mut s = predictive(620.0, Some(0.1), |_| {});
+    assert_eq!(s.decide(&cpu(10, 60.0), T0).unwrap().desired_replicas, 10);
+}
+
+/// Load that rises and falls inside the lead time: `peak` at 60 s ahead, `at_lead` at the lead.
+#[derive(Debug)]
+struct Hump {
+    peak: f64,
+    at_lead: f64,
+}
+
+impl LoadForecast for Hump {
+    fn forecast(
+        &self,
+        _m: &str,
+        now: Timestamp,
+        horizon: Duration,
+    ) -> sysmanage_core::Result<Forecast> {
+        let v = if horizon == Duration::from_secs(60) {
+            self.peak
+        } else {
+            self.at_lead
+        };
+        Forecast::exact(now + horizon, v)
+    }
+    fn recent_error(&self, _m: &str) -> Option<f64> {
+        Some(0.01)
+    }
+}
+
+#[test]
+fn pre_warming_uses_the_forecast_at_the_lead_time_and_scale_in_the_peak() {
+    // Kubernetes' default behavior: the 300 s downscale window holds the current count
+    let spec = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default());
+    let scaler = |peak: f64, at_lead: f64| {
+        let f: Arc<dyn LoadForecast> = Arc::new(Hump { peak, at_lead });
+        let cfg = ScalerConfig::new("p", spec.clone()).predictive(PredictiveConfig::new(
+            "rps",
+            60.0,
+            Duration::from_secs(180),
+        ));
+        Scaler::new(cfg, Some(f)).unwrap()
+    };
+    // a peak 60 s ahead that is gone by the lead time: replicas started now
+    // would arrive too late for it, so no pre-warming (reactive: 4 at target)
+    let mut s = scaler(1200.0, 240.0);
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 4);
+    assert!(d.has(Reason::ForecastIgnored));
+    let f = d.forecast.unwrap();
+    assert_eq!((f.replicas, f.peak_replicas), (4, 20));
+    // but the peak bounds scale-in: the window holds 30, reactive is
+    // ceil(20/60 × 30) = 10, the peak needs ceil(1200 / 60) = 20: scale in to 20 now
+    let mut s = scaler(1200.0, 240.0);
+    let d = s.decide(&cpu(30, 20.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 20);
+    assert!(d.has(Reason::ForecastScaleIn));
+    // a rise at the lead time pre-warms (20 asked, the default rate allows 8 per 15 s)
+    let mut s = scaler(240.0, 1200.0);
+    let d = s.decide(&cpu(4, 60.0), T0).unwrap();
+    assert_eq!((d.combined, d.desired_replicas), (Some(20), 8));
+    assert!(d.has(Reason::ForecastUsed) && d.has(Reason::ScaleUpLimit));
+}
+
+#[test]
+fn trusted_scale_in_ignores_the_tolerance_band_not_the_target() {
+    // HPA with default behavior (300 s window, 10 % tolerance), CPU target 60 %
+    let spec = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default());
+    let make = |error: f64, scale_in: bool| {
+        let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+            value: 300.0,
+            error: Some(error),
+            fail: false,
+        });
+        let cfg = ScalerConfig::new("p", spec.clone()).predictive(PredictiveConfig {
+            allow_scale_in: scale_in,
+            ..PredictiveConfig::new("rps", 60.0, Duration::from_secs(180))
+        });
+        Scaler::new(cfg, Some(f)).unwrap()
+    };
+    // 55 % of 20 pods: 0.92 of target is inside the band, the HPA holds 20
+    let obs = cpu(20, 55.0);
+    let mut hpa = Hpa::new(spec.clone()).unwrap();
+    assert_eq!(hpa.decide(&obs, T0).unwrap().desired_replicas, 20);
+    // a trusted forecast (5 replicas' load) lets it go to the exact target: ceil(55/60 × 20) = 19
+    let d = make(0.05, true).decide(&obs, T0).unwrap();
+    assert_eq!(d.desired_replicas, 19);
+    assert!(d.has(Reason::ForecastScaleIn));
+    // untrusted, or scale-in off: the HPA's 20
+    assert_eq!(
+        make(0.2, true).decide(&obs, T0).unwrap().desired_replicas,
+        20
+    );
+    assert_eq!(
+        make(0.05, false).decide(&obs, T0).unwrap().desired_replicas,
+        20
+    );
+    // the current load is a floor too: 1500 rps needs ceil(1500 / 60) = 25 > 19, so hold 20
+    let busy = cpu(20, 55.0).reading("rps", MetricValue::Total(1500.0));
+    assert_eq!(
+        make(0.05, true).decide(&busy, T0).unwrap().desired_replicas,
+        20
+    );
+    // a per-pod average counts times the current replicas: 70 × 20 = 1400 → 24
+    let busy = cpu(20, 55.0).reading("rps", MetricValue::Average(70.0));
+    assert_eq!(
+        make(0.05, true).decide(&busy, T0).unwrap().desired_replicas,
+        20
+    );
 }
 
 #[test]

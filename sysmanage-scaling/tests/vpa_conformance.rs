@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sysmanage_core::Timestamp;
+use sysmanage_scaling::manifest::VerticalPodAutoscaler;
 use sysmanage_scaling::rightsizing::{
-    DecayingHistogram, Histogram, HistogramCheckpoint, HistogramOptions, MAX_CHECKPOINT_WEIGHT,
-    MAX_RESOURCE_AMOUNT, RightSizer, RightSizerConfig, confidence_multiplier,
+    ContainerCheckpoint, ContainerPolicy, ContainerRecommendation, DecayingHistogram, Histogram,
+    HistogramCheckpoint, HistogramOptions, MAX_CHECKPOINT_WEIGHT, MAX_RESOURCE_AMOUNT, Resource,
+    RightSizer, RightSizerCheckpoint, RightSizerConfig, confidence_multiplier,
     cores_from_cpu_amount, cpu_amount_from_cores, resource_amount, scale_resource,
 };
 
@@ -460,4 +462,302 @@ fn test_min_resources_estimator() {
     assert_eq!(cores_from_cpu_amount(cpu), 3.14);
     let mem = resource_amount(4e8).max(resource_amount(2e7));
     assert_eq!(mem as f64, 4e8);
+}
+
+// ---- logic/recommender_test.go
+//
+// The Go tests use a `ConstEstimator` of 0.001 core and 1 MB; here the
+// container's only samples are that usage, so the VPA's percentile (the end
+// of the first bucket, 10 m / 10 MB) plus the margin stays below the pod
+// minimums and the minimums decide, as in the Go tests.
+
+const MIB: i64 = 1024 * 1024;
+
+/// A right-sizer whose containers each saw 0.001 core and 1 MB once.
+fn tiny_usage(containers: &[&str], policies: Vec<ContainerPolicy>) -> Vec<ContainerRecommendation> {
+    let mut rs = RightSizer::new(RightSizerConfig::default(), policies).unwrap();
+    for c in containers {
+        rs.add_cpu_sample(c, START, 0.001, 0.001).unwrap();
+        rs.add_memory_sample(c, START, 1e6).unwrap();
+    }
+    rs.recommend().unwrap()
+}
+
+#[test]
+fn test_min_resources_applied() {
+    let rec = tiny_usage(&["container-1"], vec![]);
+    // podMinCPUMillicores = 25, podMinMemoryMb = 250
+    assert_eq!(
+        rec[0].target.cpu_millicores,
+        Some(cpu_amount_from_cores(25.0 / 1000.0))
+    );
+    assert_eq!(rec[0].target.memory_bytes, Some(250 * MIB));
+}
+
+#[test]
+fn test_min_resources_split_across_containers() {
+    let rec = tiny_usage(&["container-1", "container-2"], vec![]);
+    for r in &rec {
+        // CPUAmountFromCores(0.025 / 2) truncates 12.5 to 12 millicores
+        assert_eq!(
+            r.target.cpu_millicores,
+            Some(cpu_amount_from_cores(25.0 / 1000.0 / 2.0))
+        );
+        assert_eq!(r.target.cpu_millicores, Some(12));
+        assert_eq!(r.target.memory_bytes, Some(250 * MIB / 2));
+    }
+    assert_eq!(rec.len(), 2);
+}
+
+#[test]
+fn test_controlled_resources_filtered() {
+    let mut p = ContainerPolicy::new("container-1");
+    p.controlled_resources = vec![Resource::Memory];
+    let rec = tiny_usage(&["container-1"], vec![p]);
+    for r in [&rec[0].target, &rec[0].lower_bound, &rec[0].upper_bound] {
+        assert!(r.memory_bytes.is_some());
+        assert_eq!(r.cpu_millicores, None);
+    }
+}
+
+#[test]
+fn test_controlled_resources_filtered_default() {
+    let mut p = ContainerPolicy::new("container-1");
+    p.controlled_resources = vec![Resource::Memory, Resource::Cpu];
+    let rec = tiny_usage(&["container-1"], vec![p]);
+    for r in [&rec[0].target, &rec[0].lower_bound, &rec[0].upper_bound] {
+        assert!(r.memory_bytes.is_some());
+        assert!(r.cpu_millicores.is_some());
+    }
+}
+
+// ---- model/aggregate_container_state_test.go
+//
+// Not ported, because a pure decision core has no counterpart for them:
+// `TestAggregateContainerStateIsExpired` and
+// `TestAggregateContainerStateIsExpiredWithCustomIntervalCount` (garbage
+// collection of the cluster model's aggregate states after 8 days without
+// samples: a `RightSizer` holds exactly the containers its host feeds and
+// drops), `TestAggregateContainerStateLoadFromCheckpointFailsForVersionMismatch`
+// (the API object's `version` string: `RightSizerCheckpoint` is a serde type
+// whose shape is checked when it is deserialised and loaded), and
+// `TestUpdateFromPolicyMemoryAggregationInterval` /
+// `TestUpdateFromPolicyMemoryAggregationIntervalCount` (per-container
+// `memoryAggregationIntervalSeconds` / `Count` behind the alpha `PerVPAConfig`
+// feature gate: the memory window is one setting of the right-sizer,
+// `RightSizerConfig::memory_aggregation_interval`). The checkpoint's
+// `lastUpdateTime` and `version` checks of
+// `TestAggregateContainerStateSaveToCheckpoint` are left out for the same
+// reason.
+//
+// A difference, not ported: the memory half of
+// `TestAggregateStateByContainerName`. The VPA keeps one memory aggregation
+// window per pod's container and merges the per-pod peaks by container name;
+// a `RightSizer` keeps one window per container name, so two pods' peaks in
+// the same window count once (the larger), which makes the memory
+// recommendation for multi-replica workloads more conservative than the VPA's.
+
+/// `testRequest`: 3.14 cores.
+const TEST_REQUEST_CORES: f64 = 3.14;
+/// `testTimestamp`.
+const TEST_TIMESTAMP: Timestamp = Timestamp::from_secs(1_517_403_600);
+
+#[test]
+fn test_aggregate_state_by_container_name() {
+    // two pods, { app-A, app-B } and { app-A, app-C }: a right-sizer keys its
+    // state by container name, so both app-A containers feed one state
+    let mut rs = RightSizer::new(RightSizerConfig::default(), vec![]).unwrap();
+    for (c, cpu) in [
+        ("app-A", 1.0),
+        ("app-B", 5.0),
+        ("app-A", 3.0),
+        ("app-C", 5.0),
+    ] {
+        rs.add_cpu_sample(c, TEST_TIMESTAMP, cpu, TEST_REQUEST_CORES)
+            .unwrap();
+    }
+    let cp = rs.checkpoint();
+    assert_eq!(
+        cp.containers.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["app-A", "app-B", "app-C"]
+    );
+    assert_eq!(cp.containers["app-A"].total_samples_count, 2);
+    assert_eq!(cp.containers["app-B"].total_samples_count, 1);
+    assert_eq!(cp.containers["app-C"].total_samples_count, 1);
+    // the app-A CPU histogram is the merge of both containers' samples
+    let cfg = RightSizerConfig::default();
+    let mut expected = DecayingHistogram::new(HistogramOptions::vpa_cpu(), cfg.half_life).unwrap();
+    for cpu in [1.0, 3.0] {
+        let mut one = DecayingHistogram::new(HistogramOptions::vpa_cpu(), cfg.half_life).unwrap();
+        one.add_sample(cpu, TEST_REQUEST_CORES, TEST_TIMESTAMP);
+        expected.merge(&one).unwrap();
+    }
+    let mut actual = DecayingHistogram::new(HistogramOptions::vpa_cpu(), cfg.half_life).unwrap();
+    actual
+        .load_checkpoint(&cp.containers["app-A"].cpu_histogram)
+        .unwrap();
+    assert_eq!(actual.checkpoint(), expected.checkpoint());
+}
+
+#[test]
+fn test_aggregate_container_state_save_to_checkpoint() {
+    let t1 = Timestamp::from_secs(1_514_772_184); // 2018-01-01T02:03:04Z
+    let t2 = Timestamp::from_secs(1_517_450_584); // 2018-02-01T02:03:04Z
+    let cfg = RightSizerConfig::default();
+    let mut cpu = DecayingHistogram::new(HistogramOptions::vpa_cpu(), cfg.half_life).unwrap();
+    cpu.add_sample(1.0, 33.0, t2);
+    let mut memory = DecayingHistogram::new(HistogramOptions::vpa_memory(), cfg.half_life).unwrap();
+    memory.add_sample(1.0, 55.0, t1);
+    memory.add_sample(10_000_000.0, 55.0, t1);
+    let state = ContainerCheckpoint {
+        cpu_histogram: cpu.checkpoint(),
+        memory_histogram: memory.checkpoint(),
+        first_sample_start: Some(t1),
+        last_sample_start: Some(t2),
+        total_samples_count: 10,
+        window_end: None,
+        memory_peak: 0.0,
+    };
+    let loaded = RightSizer::from_checkpoint(
+        cfg,
+        vec![],
+        &RightSizerCheckpoint {
+            containers: BTreeMap::from([("c".to_owned(), state)]),
+        },
+    )
+    .unwrap();
+    let checkpoint = &loaded.checkpoint().containers["c"];
+    assert_eq!(checkpoint.first_sample_start, Some(t1));
+    assert_eq!(checkpoint.last_sample_start, Some(t2));
+    assert_eq!(checkpoint.total_samples_count, 10);
+    // basic check that the histograms were serialised
+    assert_eq!(checkpoint.cpu_histogram.bucket_weights.len(), 1);
+    assert_eq!(checkpoint.memory_histogram.bucket_weights.len(), 2);
+}
+
+#[test]
+fn test_aggregate_container_state_load_from_checkpoint() {
+    let t1 = Timestamp::from_secs(1_514_772_184);
+    let t2 = Timestamp::from_secs(1_517_450_584);
+    let hist = |total: f64| HistogramCheckpoint {
+        reference_timestamp: None,
+        bucket_weights: BTreeMap::from([(0, 10)]),
+        total_weight: total,
+    };
+    let state = ContainerCheckpoint {
+        cpu_histogram: hist(44.0),
+        memory_histogram: hist(33.0),
+        first_sample_start: Some(t1),
+        last_sample_start: Some(t2),
+        total_samples_count: 20,
+        window_end: None,
+        memory_peak: 0.0,
+    };
+    let cfg = RightSizerConfig::default();
+    let rs = RightSizer::from_checkpoint(
+        cfg.clone(),
+        vec![],
+        &RightSizerCheckpoint {
+            containers: BTreeMap::from([("c".to_owned(), state)]),
+        },
+    )
+    .unwrap();
+    let cp = &rs.checkpoint().containers["c"];
+    assert_eq!(cp.first_sample_start, Some(t1));
+    assert_eq!(cp.last_sample_start, Some(t2));
+    assert_eq!(cp.total_samples_count, 20);
+    for (h, options) in [
+        (&cp.cpu_histogram, HistogramOptions::vpa_cpu()),
+        (&cp.memory_histogram, HistogramOptions::vpa_memory()),
+    ] {
+        let mut d = DecayingHistogram::new(options, cfg.half_life).unwrap();
+        d.load_checkpoint(h).unwrap();
+        assert!(!d.is_empty());
+    }
+}
+
+/// A VerticalPodAutoscaler with one container policy for `app` (JSON fields after `containerName`).
+fn policy_from(fields: Option<&str>) -> Vec<ContainerPolicy> {
+    let policies = match fields {
+        None => String::new(),
+        Some(f) => {
+            format!(r#","resourcePolicy":{{"containerPolicies":[{{"containerName":"app"{f}}}]}}"#)
+        }
+    };
+    let json = format!(
+        r#"{{"apiVersion":"autoscaling.k8s.io/v1","kind":"VerticalPodAutoscaler","metadata":{{"name":"v"}},"spec":{{"targetRef":{{"kind":"Deployment","name":"d"}}{policies}}}}}"#
+    );
+    VerticalPodAutoscaler::from_json(&json)
+        .unwrap()
+        .container_policies()
+        .unwrap()
+}
+
+#[test]
+fn test_update_from_policy_scaling_mode() {
+    // (name, policy, recommended: the mode is Auto)
+    let cases = [
+        (
+            "Explicit auto scaling mode",
+            Some(r#","mode":"Auto""#),
+            true,
+        ),
+        ("Off scaling mode", Some(r#","mode":"Off""#), false),
+        ("No mode specified - default to Auto", Some(""), true),
+        ("Nil policy - default to Auto", None, true),
+    ];
+    for (name, fields, auto) in cases {
+        let policies = policy_from(fields);
+        assert_eq!(policies.iter().any(|p| p.off), !auto, "{name}");
+        let rec = tiny_usage(&["app"], policies);
+        assert_eq!(rec.len(), usize::from(auto), "{name}");
+    }
+}
+
+#[test]
+fn test_update_from_policy_controlled_resources() {
+    let both = vec![Resource::Cpu, Resource::Memory];
+    let cases = [
+        (
+            "Explicit ControlledResources",
+            Some(r#","controlledResources":["cpu","memory"]"#),
+            both.clone(),
+        ),
+        (
+            "Empty ControlledResources",
+            Some(r#","controlledResources":[]"#),
+            vec![],
+        ),
+        (
+            "ControlledResources with one resource",
+            Some(r#","controlledResources":["memory"]"#),
+            vec![Resource::Memory],
+        ),
+        (
+            "No ControlledResources specified - used default",
+            Some(""),
+            both.clone(),
+        ),
+        ("Nil policy - use default", None, both.clone()),
+    ];
+    for (name, fields, expected) in cases {
+        let policies = policy_from(fields);
+        let controlled = policies
+            .first()
+            .map_or(both.clone(), |p| p.controlled_resources.clone());
+        assert_eq!(controlled, expected, "{name}");
+        // and the recommendation carries exactly those resources
+        let rec = tiny_usage(&["app"], policies);
+        let t = &rec[0].target;
+        assert_eq!(
+            t.cpu_millicores.is_some(),
+            expected.contains(&Resource::Cpu),
+            "{name}"
+        );
+        assert_eq!(
+            t.memory_bytes.is_some(),
+            expected.contains(&Resource::Memory),
+            "{name}"
+        );
+    }
 }
