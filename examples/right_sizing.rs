@@ -3,7 +3,7 @@
 //! configures a `RightSizer`, which replays two months of usage derived from
 //! the shipped bike-share trace and prints its recommendation.
 //!
-//! Run with `cargo run --release --example right_sizing`.
+//! Run with `cargo run --release -p sysmanage-examples --features yaml --example right_sizing`.
 
 use std::time::Duration;
 

@@ -81,6 +81,18 @@
 //! is [`CacheError::Overflow`]). Clamped rather than refused: expiry
 //! deadlines past what `Instant` can hold.
 //!
+//! # Tracing
+//!
+//! Every target starts with `sysmanage_cache`, so
+//! `RUST_LOG=sysmanage_cache=debug` shows them all.
+//!
+//! | target | level | event |
+//! |---|---|---|
+//! | `sysmanage_cache::redis::retry` | debug | a transient error before a retry (`op`, `attempt`, `error`) |
+//! | `sysmanage_cache::redis::topology` | debug / info | a failed refresh (debug); a topology event (info) |
+//! | `sysmanage_cache::tiered` | debug | L1 flushes (`reason`), origin load failures, L2 write-back failures |
+//! | `sysmanage_cache::tiered::tracking` | info / warn | tracking subscribed / lost per node (`node`, `error`) |
+//!
 //! # Feature flags
 //!
 //! * `redis`: the Redis Cluster backend (fred 10, with its `i-cluster` and

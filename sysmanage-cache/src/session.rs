@@ -1,7 +1,7 @@
 //! Sessions shared across application instances, over any [`ClusterCache`].
 //!
 //! * **Ids** carry 128 random bits read from the operating system's CSPRNG
-//!   (`/dev/urandom`), hex-encoded, after a short slot tag:
+//!   (through `getrandom`, on every platform Rust supports), hex-encoded, after a short slot tag:
 //!   `<tag>.<32 hex digits>`. [`SessionId`] never prints the random part in
 //!   `Debug`/`Display`.
 //! * **Create** writes with `SET … NX PX` and draws a new id on the
@@ -39,7 +39,6 @@
 //! ```
 
 use std::fmt;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use sysmanage_core::duration::{MILLISECOND, YEAR, check_count, check_duration};
@@ -160,12 +159,10 @@ struct Record<T> {
 /// 128 bits from the OS CSPRNG, hex-encoded.
 fn random_hex() -> Result<String> {
     let mut buf = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| CacheError::Backend {
-            backend: "os random",
-            source: Arc::new(e),
-        })?;
+    getrandom::fill(&mut buf).map_err(|e| CacheError::Backend {
+        backend: "os random",
+        source: Arc::new(std::io::Error::other(e.to_string())),
+    })?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -214,7 +214,7 @@ impl CircuitBreaker {
                     admitted: 1,
                     succeeded: 0,
                 };
-                tracing::debug!(target: "sysmanage::breaker", "circuit half-open");
+                tracing::debug!(target: "sysmanage_core::breaker", "circuit half-open");
                 Ok(())
             }
             State::HalfOpen {
@@ -305,7 +305,7 @@ impl CircuitBreaker {
         };
         self.times_opened += 1;
         tracing::debug!(
-            target: "sysmanage::breaker",
+            target: "sysmanage_core::breaker",
             consecutive_failures = self.consecutive_failures,
             "circuit opened"
         );

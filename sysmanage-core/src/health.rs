@@ -552,7 +552,7 @@ async fn finish_one(
     };
     let duration_ms = start.elapsed().as_secs_f64() * 1e3;
     tracing::debug!(
-        target: "sysmanage::health",
+        target: "sysmanage_core::health",
         check = reg.check.name(),
         status = result.status.as_str(),
         duration_ms,

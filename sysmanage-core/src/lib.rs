@@ -63,6 +63,17 @@
 //! platform's `Instant` can hold ([`duration::deadline`]), and timestamp
 //! arithmetic, which saturates.
 //!
+//! # Tracing
+//!
+//! Every target starts with `sysmanage_core`, so
+//! `RUST_LOG=sysmanage_core=debug` shows them all. The library never
+//! installs a subscriber.
+//!
+//! | target | level | event |
+//! |---|---|---|
+//! | `sysmanage_core::health` | debug | a health check finished (`check`, `status`, `duration_ms`) |
+//! | `sysmanage_core::breaker` | debug | a circuit opened or went half-open |
+//!
 //! # Feature flags
 //!
 //! None: everything here is always available.

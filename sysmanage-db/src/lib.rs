@@ -76,6 +76,16 @@
 //! allows can overflow later; what is clamped rather than refused: ban
 //! deadlines past what `Instant` can hold, and lag figures beyond `u64`.
 //!
+//! # Tracing
+//!
+//! Every target starts with `sysmanage_db`, so
+//! `RUST_LOG=sysmanage_db=debug` shows them all.
+//!
+//! | target | events |
+//! |---|---|
+//! | `sysmanage_db::replica` | bans, lag bans, role changes, divergence, split brain, retries and fallbacks (the table in [`replica`]) |
+//! | `sysmanage_db::shard::router` | span `sysmanage_db.shard` per shard (`shard`, `node_set`, `op`), span `sysmanage_db.shard.fan_out`, event `sysmanage_db.shard.failed` (warn) |
+//!
 //! # Feature flags
 //!
 //! - `postgres`: PostgreSQL nodes through `sqlx` (tokio runtime): `replica::pg_node`,

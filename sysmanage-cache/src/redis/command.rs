@@ -231,7 +231,7 @@ impl RedisCache {
                 return Err(c.error);
             }
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(target: "sysmanage.cache.retry", op, attempt, error = %c.error);
+            tracing::debug!(target: "sysmanage_cache::redis::retry", op, attempt, error = %c.error);
             if redirected {
                 ask = self.follow(&c.redirect);
             } else {

@@ -60,8 +60,8 @@
 //!
 //! | target | level | event |
 //! |---|---|---|
-//! | `sysmanage.cache.retry` | debug | a transient error, before a retry (`op`, `attempt`, `error`) |
-//! | `sysmanage.cache.topology` | debug/info | refresh failures (debug), [`TopologyEvent`]s (info) |
+//! | `sysmanage_cache::redis::retry` | debug | a transient error, before a retry (`op`, `attempt`, `error`) |
+//! | `sysmanage_cache::redis::topology` | debug/info | refresh failures (debug), [`TopologyEvent`]s (info) |
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -288,7 +288,7 @@ impl RedisCache {
             }
             if !pending.is_empty() {
                 self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(target: "sysmanage.cache.retry", op = "multi", attempt, slots = pending.len());
+                tracing::debug!(target: "sysmanage_cache::redis::retry", op = "multi", attempt, slots = pending.len());
                 if must_wait {
                     self.request_refresh();
                     tokio::time::sleep(self.retry_delay(attempt)).await;

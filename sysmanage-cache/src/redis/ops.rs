@@ -186,7 +186,7 @@ impl ClusterCache for RedisCache {
                             return Err(c.error);
                         }
                         self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(target: "sysmanage.cache.retry", op = "scan_prefix", attempt, error = %c.error);
+                        tracing::debug!(target: "sysmanage_cache::redis::retry", op = "scan_prefix", attempt, error = %c.error);
                         tokio::time::sleep(self.retry_delay(attempt)).await;
                         attempt += 1;
                         let _ = self.refresh_now().await;

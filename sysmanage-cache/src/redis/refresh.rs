@@ -113,7 +113,7 @@ impl RedisCache {
                         .refreshes
                         .fetch_add(1, Ordering::Relaxed);
                     for ev in events {
-                        tracing::info!(target: "sysmanage.cache.topology", event = ?ev, "topology changed");
+                        tracing::info!(target: "sysmanage_cache::redis::topology", event = ?ev, "topology changed");
                         self.inner.counters.events.fetch_add(1, Ordering::Relaxed);
                         let _ = self.inner.events.send(ev);
                     }
@@ -126,7 +126,7 @@ impl RedisCache {
                     ))
                 }
                 Err(e) => {
-                    tracing::debug!(target: "sysmanage.cache.topology", node = %addr, error = %e, "refresh failed");
+                    tracing::debug!(target: "sysmanage_cache::redis::topology", node = %addr, error = %e, "refresh failed");
                     last = Some(CacheError::Backend {
                         backend: "redis",
                         source: shared(e),

@@ -62,8 +62,8 @@
 //!
 //! | target | level | event |
 //! |---|---|---|
-//! | `sysmanage.cache.tiered` | debug | L1 flushes (`reason`), origin load failures, L2 write-back failures |
-//! | `sysmanage.cache.tiered.tracking` | info/warn | tracking subscribed / lost per node (`node`, `error`) |
+//! | `sysmanage_cache::tiered` | debug | L1 flushes (`reason`), origin load failures, L2 write-back failures |
+//! | `sysmanage_cache::tiered::tracking` | info/warn | tracking subscribed / lost per node (`node`, `error`) |
 
 #[cfg(feature = "redis")]
 mod tracking;
@@ -440,7 +440,7 @@ impl Shared {
         self.generations.epoch.fetch_add(1, Ordering::SeqCst);
         self.l1.invalidate_all();
         bump(&self.counters.l1_flushes);
-        tracing::debug!(target: "sysmanage.cache.tiered", reason, "l1 flushed");
+        tracing::debug!(target: "sysmanage_cache::tiered", reason, "l1 flushed");
     }
 
     /// Turns L1 serving on or off; either transition flushes.
@@ -864,7 +864,7 @@ impl<C: ClusterCache> TieredCache<C> {
                 bump(&s.counters.loads);
                 let loaded = loader().await.inspect_err(|e| {
                     bump(&s.counters.load_errors);
-                    tracing::debug!(target: "sysmanage.cache.tiered", error = %e, "origin load failed");
+                    tracing::debug!(target: "sysmanage_cache::tiered", error = %e, "origin load failed");
                 })?;
                 let delta = s.clock.now().saturating_duration_since(started);
                 match loaded {
@@ -884,7 +884,7 @@ impl<C: ClusterCache> TieredCache<C> {
                             }
                             Err(e) => {
                                 bump(&s.counters.l2_errors);
-                                tracing::debug!(target: "sysmanage.cache.tiered", error = %e, "l2 write-back failed");
+                                tracing::debug!(target: "sysmanage_cache::tiered", error = %e, "l2 write-back failed");
                                 Ok(Some(v.into()))
                             }
                         }

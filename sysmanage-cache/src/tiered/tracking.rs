@@ -280,9 +280,9 @@ async fn track_node(
         s.set_coherent(false, "tracking connection lost");
         if was_tracked {
             bump(&s.counters.tracking_lost);
-            tracing::warn!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking connection lost; l1 flushed");
+            tracing::warn!(target: "sysmanage_cache::tiered::tracking", node = %addr, error = %outcome, "tracking connection lost; l1 flushed");
         } else {
-            tracing::debug!(target: "sysmanage.cache.tiered.tracking", node = %addr, error = %outcome, "tracking not established");
+            tracing::debug!(target: "sysmanage_cache::tiered::tracking", node = %addr, error = %outcome, "tracking not established");
         }
         drop(s);
         changed.notify_one();
@@ -372,7 +372,7 @@ async fn track_once(
     }
     tracked.store(true, Ordering::SeqCst);
     changed.notify_one();
-    tracing::info!(target: "sysmanage.cache.tiered.tracking", node = %addr, "tracking subscribed");
+    tracing::info!(target: "sysmanage_cache::tiered::tracking", node = %addr, "tracking subscribed");
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     heartbeat.tick().await;
     let reason = loop {
