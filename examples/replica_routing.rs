@@ -32,7 +32,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
-use sysmanage_db::replica::{Consistency, PgNodeOptions, ReplicaConfig, ReplicaRouter, pg_node};
+use sysmanage_db::replica::{
+    Consistency, PgNodeOptions, QueryFailure, ReplicaConfig, ReplicaRouter, pg_node,
+};
 use sysmanage_examples::{init_tracing, pretty, section};
 
 const HINT: &str =
@@ -169,7 +171,7 @@ async fn count_tag(
     router: &Router,
     c: Consistency,
     tag: Option<String>,
-) -> sysmanage_db::Result<i64> {
+) -> Result<i64, QueryFailure<sqlx::Error>> {
     router
         .read(c, |pool| {
             let tag = tag.clone();
@@ -212,13 +214,7 @@ async fn worker(
         let (port, token) = match write {
             Ok(v) => v,
             Err(e) => {
-                if !matches!(
-                    &e,
-                    sysmanage_db::Error::Query {
-                        connection: true,
-                        ..
-                    }
-                ) {
+                if !e.is_connection() {
                     eprintln!("write failed: {e}");
                 }
                 // The primary is down or being replaced: expected while

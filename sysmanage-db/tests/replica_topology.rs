@@ -70,13 +70,14 @@ async fn router_with(config: ReplicaConfig) -> ReplicaRouter<PgPool> {
 
 /// Which server answered: its port.
 async fn served_by(router: &ReplicaRouter<PgPool>, c: Consistency) -> sysmanage_db::Result<i32> {
-    router
+    // `?` erases the typed query error into the crate's error.
+    Ok(router
         .read(c, |pool| async move {
             sqlx::query_scalar::<_, i32>("select inet_server_port()")
                 .fetch_one(&pool)
                 .await
         })
-        .await
+        .await?)
 }
 
 /// `tasks` concurrent readers doing `per_task` reads each: reads per port.

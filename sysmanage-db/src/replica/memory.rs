@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use sysmanage_core::BoxError;
 
 use super::lsn::Lsn;
-use super::pool::{NodePool, Probe, QueryError};
+use super::pool::{NodePool, Probe};
 use super::timeline::{TimelineHistory, TimelineId, WalToken};
 
 /// Bytes of WAL each write takes in the simulation.
@@ -24,15 +24,6 @@ pub enum MemoryError {
     /// A write reached a node in recovery.
     #[error("node {0} is read-only (in recovery)")]
     ReadOnly(usize),
-}
-
-impl QueryError for MemoryError {
-    fn is_connection_error(&self) -> bool {
-        matches!(self, Self::Down(_))
-    }
-    fn is_read_only_error(&self) -> bool {
-        matches!(self, Self::ReadOnly(_))
-    }
 }
 
 /// One timeline: the history it inherited from its parent up to the switch

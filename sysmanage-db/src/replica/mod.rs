@@ -146,6 +146,7 @@
 
 mod balance;
 mod config;
+mod failure;
 mod health;
 mod lsn;
 mod memory;
@@ -163,12 +164,13 @@ mod topology;
 
 pub use balance::{Candidate, MIN_COST_LATENCY_SECS, PeakEwma, pick};
 pub use config::{Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, Strategy};
+pub use failure::{Classified, DynError, FailureClass, QueryError, QueryFailure, classify};
 pub use health::{
     Ban, BanReason, LagInput, LagLimits, NodeHealth, PrimaryHistory, Transition, lag_bans,
 };
 pub use lsn::Lsn;
 pub use memory::{MemoryCluster, MemoryError, MemoryNode};
-pub use pool::{NodePool, PoolStats, Probe, QueryError};
+pub use pool::{NodePool, PoolStats, Probe};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgNodeOptions, pg_node, pg_node_with};
 pub use primary::{RoleView, choose_primary};

@@ -10,9 +10,9 @@ use sysmanage_core::{ConnectionUrl, Timestamp};
 
 use super::balance::{Candidate, PeakEwma};
 use super::config::{NodeSpec, ReplicaConfig, Role, validate_weight};
+use super::failure::FailureClass;
 use super::health::NodeHealth;
 use super::lsn::Lsn;
-use super::pool::QueryError;
 use super::timeline::{HistoryRelation, ReplicaPosition, TimelineId};
 use crate::error::Result;
 
@@ -214,13 +214,11 @@ pub(super) enum Failure {
     Query,
 }
 
-pub(super) fn failure_of<E: QueryError>(e: &E) -> Failure {
-    if e.bans_node() {
-        Failure::Ban
-    } else if e.is_connection_error() {
-        Failure::Transient
-    } else {
-        Failure::Query
+pub(super) fn failure_of(class: FailureClass) -> Failure {
+    match class {
+        FailureClass::Connection => Failure::Ban,
+        FailureClass::Saturated => Failure::Transient,
+        _ => Failure::Query,
     }
 }
 

@@ -146,25 +146,3 @@ pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
         PoolStats::default()
     }
 }
-
-/// Errors of the caller's queries, classified so that a replica dying under
-/// load costs no failed reads.
-pub trait QueryError: std::error::Error + Send + Sync + 'static {
-    /// Whether the failure is at the connection level (unreachable server,
-    /// broken connection, server shutting down) rather than an SQL error.
-    /// Connection-level read failures ban the node and are retried (see
-    /// [`read_retry_budget`](super::ReplicaConfig::read_retry_budget)).
-    fn is_connection_error(&self) -> bool;
-
-    /// Whether this failure bans the node at once. Default: the same as
-    /// [`is_connection_error`](Self::is_connection_error).
-    fn bans_node(&self) -> bool {
-        self.is_connection_error()
-    }
-
-    /// Whether a write failed because the node is read-only (it was demoted);
-    /// this triggers an immediate probe round. Default: false.
-    fn is_read_only_error(&self) -> bool {
-        false
-    }
-}

@@ -8,8 +8,9 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use sysmanage_core::{BoxError, ConnectionUrl};
 
 use super::config::{NodeSpec, invalid};
+use super::failure::FailureClass;
 use super::lsn::Lsn;
-use super::pool::{NodePool, PoolStats, Probe, QueryError};
+use super::pool::{NodePool, PoolStats, Probe};
 use super::timeline::{TimelineHistory, TimelineId, WalToken};
 use crate::error::Result;
 use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
@@ -155,35 +156,28 @@ impl NodePool for PgPool {
     }
 }
 
-impl QueryError for sqlx::Error {
-    /// I/O, TLS, protocol and pool failures, and the SQLSTATEs of class 08
-    /// (connection exception) and 57P01–57P03 (server shutting down or
-    /// starting).
-    fn is_connection_error(&self) -> bool {
-        match self {
-            Self::Io(_)
-            | Self::Tls(_)
-            | Self::Protocol(_)
-            | Self::PoolTimedOut
-            | Self::PoolClosed
-            | Self::WorkerCrashed => true,
-            Self::Database(db) => db
-                .code()
-                .is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03")),
-            _ => false,
-        }
-    }
-
-    /// Not for [`PoolTimedOut`](sqlx::Error::PoolTimedOut): a saturated
-    /// pool is retried elsewhere but does not ban a node that answers its
-    /// probes (an unreachable one fails them and is banned that way).
-    fn bans_node(&self) -> bool {
-        self.is_connection_error() && !matches!(self, Self::PoolTimedOut)
-    }
-
-    /// SQLSTATE 25006, `read_only_sql_transaction`.
-    fn is_read_only_error(&self) -> bool {
-        matches!(self, Self::Database(db) if db.code().as_deref() == Some("25006"))
+/// How the router classifies a sqlx error: I/O, TLS, protocol and pool
+/// failures and the SQLSTATEs of class 08 (connection exception) and
+/// 57P01–57P03 (server shutting down or starting) are connection-level; a
+/// pool timeout is saturation (retried elsewhere without banning a node
+/// that answers its probes); SQLSTATE 25006 (`read_only_sql_transaction`)
+/// is a write on a node in recovery.
+pub(super) fn classify_sqlx(e: &sqlx::Error) -> FailureClass {
+    match e {
+        sqlx::Error::PoolTimedOut => FailureClass::Saturated,
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => FailureClass::Connection,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("25006") => FailureClass::ReadOnly,
+            Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
+                FailureClass::Connection
+            }
+            _ => FailureClass::Query,
+        },
+        _ => FailureClass::Query,
     }
 }
 

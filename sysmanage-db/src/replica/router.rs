@@ -13,10 +13,11 @@ use tracing::Instrument;
 use super::config::{
     Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, invalid, validate_weight,
 };
+use super::failure::{FailureClass, QueryError, QueryFailure};
 use super::health::{PrimaryHistory, Transition};
 use super::monitor::monitor_loop;
 use super::node::{Failure, InFlight, Node, ROLE_PRIMARY, ROLE_REPLICA, failure_of, new_node};
-use super::pool::{NodePool, QueryError};
+use super::pool::NodePool;
 use super::timeline::{PrimaryTimeline, TimelineHistory, TimelineId, WalToken};
 use super::topology::Topology;
 use crate::error::{Error, Result};
@@ -301,7 +302,7 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// Runs `f` on a node chosen for `consistency` and returns its result.
     ///
     /// `f` receives a clone of the node's pool (for sqlx, a `PgPool`). If it
-    /// fails at the connection level ([`QueryError::is_connection_error`]),
+    /// fails at the connection level ([`FailureClass::is_connection`]),
     /// the node is banned and `f` runs once more on another node at once,
     /// then again with a short backoff (re-routed each time, so it reaches a
     /// promoted primary) until
@@ -309,12 +310,22 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// make read closures safe to repeat. Latency and in-flight counts feed
     /// the balancer; consecutive SQL errors ban a node.
     ///
+    /// `f` may return any error type (see [`QueryError`]); a failure comes
+    /// back as [`QueryFailure::Query`] holding `f`'s error as it was
+    /// returned, and `?` into [`Result`](crate::Result) erases it into
+    /// [`Error::Query`].
+    ///
     /// # Errors
-    /// [`Error::Query`] with `f`'s error as the source;
-    /// [`Error::NoReplica`] when nothing qualifies and the policy is
-    /// [`NoReplicaPolicy::Error`]; [`Error::NoPrimary`] when the read must go
-    /// to the primary and there is none.
-    pub async fn read<T, E, F, Fut>(&self, consistency: Consistency, mut f: F) -> Result<T>
+    /// [`QueryFailure::Query`] with `f`'s error;
+    /// [`QueryFailure::Router`] with [`Error::NoReplica`] when nothing
+    /// qualifies and the policy is [`NoReplicaPolicy::Error`], or
+    /// [`Error::NoPrimary`] when the read must go to the primary and there
+    /// is none.
+    pub async fn read<T, E, F, Fut>(
+        &self,
+        consistency: Consistency,
+        mut f: F,
+    ) -> std::result::Result<T, QueryFailure<E>>
     where
         F: FnMut(P) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
@@ -347,7 +358,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                         continue;
                     }
                     Some((node, error)) => return Err(query_error(&node.name, true, error)),
-                    None => return Err(e),
+                    None => return Err(QueryFailure::Router(e)),
                 },
             };
             let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.read",
@@ -363,8 +374,9 @@ impl<P: NodePool> ReplicaRouter<P> {
                     return Ok(v);
                 }
                 Err(e) => {
-                    let connection = e.is_connection_error();
-                    inner.record_error(&node, failure_of(&e));
+                    let class = e.class();
+                    let connection = class.is_connection();
+                    inner.record_error(&node, failure_of(class));
                     if !connection {
                         return Err(query_error(&node.name, false, e));
                     }
@@ -407,8 +419,9 @@ impl<P: NodePool> ReplicaRouter<P> {
     /// promoted standby is found quickly.
     ///
     /// # Errors
-    /// [`Error::NoPrimary`], or [`Error::Query`] with `f`'s error as the source.
-    pub async fn write<T, E, F, Fut>(&self, f: F) -> Result<T>
+    /// [`QueryFailure::Router`] with [`Error::NoPrimary`], or
+    /// [`QueryFailure::Query`] with `f`'s error.
+    pub async fn write<T, E, F, Fut>(&self, f: F) -> std::result::Result<T, QueryFailure<E>>
     where
         F: FnOnce(P) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
@@ -432,12 +445,12 @@ impl<P: NodePool> ReplicaRouter<P> {
                 Ok(v)
             }
             Err(e) => {
-                let connection = e.is_connection_error();
-                if connection || e.is_read_only_error() {
+                let class = e.class();
+                if class.is_connection() || class == FailureClass::ReadOnly {
                     inner.wake.notify_one();
                 }
-                inner.record_error(&node, failure_of(&e));
-                Err(query_error(&node.name, connection, e))
+                inner.record_error(&node, failure_of(class));
+                Err(query_error(&node.name, class.is_connection(), e))
             }
         }
     }
@@ -471,7 +484,10 @@ impl<P: NodePool> ReplicaRouter<P> {
     ///
     /// # Errors
     /// As [`write`](Self::write).
-    pub async fn write_with_token<T, E, F, Fut>(&self, f: F) -> Result<(T, WalToken)>
+    pub async fn write_with_token<T, E, F, Fut>(
+        &self,
+        f: F,
+    ) -> std::result::Result<(T, WalToken), QueryFailure<E>>
     where
         F: FnOnce(P) -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
@@ -680,10 +696,10 @@ impl<P: NodePool> ReplicaRouter<P> {
     }
 }
 
-pub(super) fn query_error<E: QueryError>(node: &str, connection: bool, e: E) -> Error {
-    Error::Query {
+pub(super) fn query_error<E>(node: &str, connection: bool, e: E) -> QueryFailure<E> {
+    QueryFailure::Query {
         node: node.to_owned(),
         connection,
-        source: Box::new(e),
+        source: e,
     }
 }

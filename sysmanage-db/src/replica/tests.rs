@@ -226,11 +226,6 @@ async fn sql_errors_are_not_retried_but_repeated_ones_ban() {
     #[derive(Debug, thiserror::Error)]
     #[error("syntax error")]
     struct Syntax;
-    impl QueryError for Syntax {
-        fn is_connection_error(&self) -> bool {
-            false
-        }
-    }
     let mut c = config();
     c.max_consecutive_errors = 3;
     c.strategy = Strategy::RoundRobin;
@@ -240,16 +235,16 @@ async fn sql_errors_are_not_retried_but_repeated_ones_ban() {
             .read(Consistency::Any, |_| async { Err::<(), _>(Syntax) })
             .await
             .unwrap_err();
-        let Error::Query {
+        // The closure's own error type comes back, no downcast needed.
+        let QueryFailure::Query {
             node,
             connection,
-            source,
+            source: Syntax,
         } = &err
         else {
             panic!("{err:?}")
         };
         assert_eq!((node.as_str(), *connection), ("r0", false));
-        assert!(source.downcast_ref::<Syntax>().is_some());
         assert_eq!(router.status().retries, 0, "attempt {k}");
     }
     assert!(matches!(
@@ -467,10 +462,10 @@ async fn no_replica_policies() {
     assert!(
         matches!(
             err,
-            Error::NoReplica {
+            QueryFailure::Router(Error::NoReplica {
                 consistency: "any",
                 checked: 1
-            }
+            })
         ),
         "{err:?}"
     );
@@ -507,8 +502,9 @@ async fn promotion_repoints_writes() {
         .unwrap_err();
     assert!(matches!(
         err,
-        Error::Query {
+        QueryFailure::Query {
             connection: true,
+            source: MemoryError::Down(_),
             ..
         }
     ));
@@ -954,14 +950,6 @@ async fn saturation_errors_are_retried_without_banning() {
     #[derive(Debug, thiserror::Error)]
     #[error("pool timed out")]
     struct Saturated;
-    impl QueryError for Saturated {
-        fn is_connection_error(&self) -> bool {
-            true
-        }
-        fn bans_node(&self) -> bool {
-            false
-        }
-    }
     let (fx, router) = router(2).await;
     let busy = fx.replicas[0].id();
     let max = router.config().max_consecutive_errors;
@@ -969,7 +957,7 @@ async fn saturation_errors_are_retried_without_banning() {
         let id = router
             .read(Consistency::Any, |db| async move {
                 if db.id() == busy {
-                    Err(Saturated)
+                    Err(Classified::saturated(Saturated))
                 } else {
                     Ok(db.id())
                 }
@@ -1560,7 +1548,7 @@ async fn a_read_rides_through_a_primary_failover() {
     primary.set_up(false);
     assert!(matches!(
         read(router).await,
-        Err(Error::Query {
+        Err(QueryFailure::Query {
             connection: true,
             ..
         })
