@@ -44,7 +44,7 @@ impl FailureClass {
 }
 
 /// Errors the router can classify: every `std::error::Error + Send + Sync +
-/// 'static` type (by its source chain, see the [module docs](self)) and
+/// 'static` type (by its source chain, see [`classify`]) and
 /// [`DynError`]. Implemented for you; you cannot implement it for your own
 /// error types (wrap them in [`Classified`] to choose the class).
 pub trait QueryError: fmt::Debug + fmt::Display + Send + Sync + 'static {
