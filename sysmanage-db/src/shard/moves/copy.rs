@@ -161,6 +161,7 @@ impl Run<'_> {
                 );
             }
         }
+        let elapsed = started.elapsed();
         let _ = snapshot_tx.close().await;
         for p in &self.parts {
             self.exec_target(
@@ -184,7 +185,7 @@ impl Run<'_> {
             .emit(Phase::Copy, rows, rows, None, Some(Duration::ZERO));
         Ok(CopyStats {
             rows,
-            elapsed: started.elapsed(),
+            elapsed,
             cut_pause,
         })
     }
@@ -285,6 +286,9 @@ impl Run<'_> {
     }
 }
 
+/// Bytes gathered before one write to the target.
+const COPY_BATCH: usize = 256 * 1024;
+
 fn is_lock_timeout(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }
@@ -338,14 +342,27 @@ async fn copy_partition(
             ))
             .await
             .map_err(|e| copy_err(p, "start COPY TO", e))?;
-        while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
-            let chunk = chunk.map_err(|e| copy_err(p, "read", e))?;
-            let before = counter.rows();
-            counter.feed(&chunk);
-            copied.fetch_add(counter.rows() - before, Ordering::Relaxed);
-            sink.send(chunk)
-                .await
-                .map_err(|e| copy_err(p, "write", e))?;
+        // The source sends one message per row: gather them into larger
+        // writes to the target.
+        let mut batch: Vec<u8> = Vec::with_capacity(COPY_BATCH + 4096);
+        loop {
+            let next = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await;
+            if let Some(chunk) = &next {
+                let chunk = chunk.as_ref().map_err(|e| copy_err(p, "read", e))?;
+                batch.extend_from_slice(chunk);
+            }
+            if batch.len() >= COPY_BATCH || (next.is_none() && !batch.is_empty()) {
+                let before = counter.rows();
+                counter.feed(&batch);
+                copied.fetch_add(counter.rows() - before, Ordering::Relaxed);
+                sink.send(batch.as_slice())
+                    .await
+                    .map_err(|e| copy_err(p, "write", e))?;
+                batch.clear();
+            }
+            if next.is_none() {
+                break;
+            }
         }
     }
     let rows = sink

@@ -18,6 +18,10 @@ use super::store::{ShardMapStore, install};
 use crate::shard::ShardId;
 use crate::{Error, Result};
 
+/// How long a run waits for the move's lock before reporting that another
+/// executor holds it.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// A progress callback.
 pub type ProgressFn = Arc<dyn Fn(&MoveProgress) + Send + Sync>;
 
@@ -433,18 +437,28 @@ impl ShardMove {
             .await
             .map_err(super::store::db_err("connect for the move lock"))?
             .detach();
-        let got: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtext('sysmanage.move'), hashtext($1))",
-        )
-        .bind(&self.spec.id)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(super::store::db_err("take the move lock"))?;
-        if !got {
-            return Err(Error::MoveConflict {
-                id: self.spec.id.clone(),
-                reason: "another executor is running this move".into(),
-            });
+        // The session of an executor that just died may take a moment to
+        // end on the server: try for a few seconds before reporting a
+        // conflict.
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            let got: bool = sqlx::query_scalar(
+                "SELECT pg_try_advisory_lock(hashtext('sysmanage.move'), hashtext($1))",
+            )
+            .bind(&self.spec.id)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(super::store::db_err("take the move lock"))?;
+            if got {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::MoveConflict {
+                    id: self.spec.id.clone(),
+                    reason: "another executor is running this move".into(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(conn)
     }
