@@ -81,6 +81,7 @@
 //! assert_eq!(router.node_set_name(ShardId(1))?, "b");
 //! # Ok(())
 //! # }
+//! # fn main() { let _ = demo; }
 //! ```
 //!
 //! [`ShardRouter`]: crate::shard::ShardRouter

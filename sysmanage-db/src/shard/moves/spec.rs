@@ -316,7 +316,8 @@ mod tests {
 
     #[test]
     fn bad_specs_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut MoveSpec)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut MoveSpec)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|s| s.id = "Move-1".into()), "invalid id:"),
             (Box::new(|s| s.id = "a".repeat(33)), "invalid id:"),
             (Box::new(|s| s.id.clear()), "invalid id:"),
@@ -379,27 +380,35 @@ mod tests {
     #[test]
     fn options_are_range_checked() {
         MoveOptions::default().validate().unwrap();
-        let mut o = MoveOptions::default();
-        o.copy_parallelism = 0;
+        let o = MoveOptions {
+            copy_parallelism: 0,
+            ..MoveOptions::default()
+        };
         assert!(
             o.validate()
                 .unwrap_err()
                 .to_string()
                 .contains("copy_parallelism")
         );
-        let mut o = MoveOptions::default();
-        o.max_fence = Duration::ZERO;
+        let o = MoveOptions {
+            max_fence: Duration::ZERO,
+            ..MoveOptions::default()
+        };
         assert!(o.validate().unwrap_err().to_string().contains("max_fence"));
-        let mut o = MoveOptions::default();
-        o.poll_interval = Duration::from_secs(61);
+        let o = MoveOptions {
+            poll_interval: Duration::from_secs(61),
+            ..MoveOptions::default()
+        };
         assert!(
             o.validate()
                 .unwrap_err()
                 .to_string()
                 .contains("poll_interval")
         );
-        let mut o = MoveOptions::default();
-        o.max_lag_bytes = u64::MAX;
+        let o = MoveOptions {
+            max_lag_bytes: u64::MAX,
+            ..MoveOptions::default()
+        };
         assert!(
             o.validate()
                 .unwrap_err()
