@@ -839,3 +839,85 @@ fn moves_a_shard_of_one_million_rows() {
         );
     });
 }
+
+/// Deletes one row of `table` on the target behind the delta log's back
+/// (replica role: no triggers) when the move reaches verification.
+#[derive(Debug)]
+struct LoseRowAt {
+    target: PgPool,
+    table: &'static str,
+}
+
+#[async_trait::async_trait]
+impl sysmanage_db::shard::moves::BeforePhase for LoseRowAt {
+    async fn before_phase(&self, _id: &str, phase: Phase) -> Result<(), sysmanage_core::BoxError> {
+        if phase == Phase::Verify {
+            let mut conn = self.target.acquire().await?;
+            sqlx::raw_sql("SET session_replication_role = replica")
+                .execute(&mut *conn)
+                .await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE ctid = (SELECT min(ctid) FROM {})",
+                self.table, self.table
+            )))
+            .execute(&mut *conn)
+            .await?;
+            sqlx::raw_sql("RESET session_replication_role")
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes after the switch do not disturb verification (the delta log
+/// accounts for them), but a row the target lost does: the move stops in
+/// `verify_failed`, naming the table, and keeps the source's rows.
+#[test]
+fn verification_catches_a_row_the_target_lost() {
+    serial(|| async {
+        let env = setup("verify", 5_000, 1_000).await;
+        let (r1, _w1) = env.router(Duration::from_secs(10)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = start_writers(&[r1], 2, &stop);
+        let err = env
+            .mover(env.spec("verify", &[4]), fast_options())
+            .before_phase(LoseRowAt {
+                target: env.b.clone(),
+                table: "accounts_p4",
+            })
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .unwrap_err();
+        let tally = stop_writers(&stop, writers).await;
+        match &err {
+            Error::MoveVerifyFailed { mismatches, .. } => {
+                assert_eq!(mismatches.len(), 1, "{mismatches:?}");
+                assert!(
+                    mismatches[0].starts_with("public.accounts_p4 (shard-4)"),
+                    "{mismatches:?}"
+                );
+            }
+            other => panic!("expected a verification failure, got {other:?}"),
+        }
+        let status = env.store.move_status("verify").await.unwrap().unwrap();
+        assert_eq!(status.state, MoveState::VerifyFailed);
+        assert!(status.error.is_some());
+        assert!(count(&env.a, "accounts_p4").await > 0, "source rows kept");
+        assert!(
+            tally.errors.is_empty(),
+            "{:?}",
+            &tally.errors[..tally.errors.len().min(5)]
+        );
+        // A run of a move that failed verification refuses to go on.
+        let again = env
+            .mover(env.spec("verify", &[4]), fast_options())
+            .build()
+            .unwrap()
+            .run()
+            .await;
+        assert!(matches!(again, Err(Error::MoveVerifyFailed { .. })));
+    });
+}
