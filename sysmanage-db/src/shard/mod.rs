@@ -108,6 +108,7 @@
 //! | `sysmanage_db.shard` | span (debug) around one shard's work | `shard`, `node_set`, `op` (`run` / `fan_out`) |
 //! | `sysmanage_db.shard.fan_out` | span (debug) around a fan-out | `shards`, `failed` |
 //! | `sysmanage_db.shard.failed` | event (warn) | `shard`, `node_set`, `kind`, `reason` |
+//! | `sysmanage_db.shard.epoch` | event (debug) | `epoch`: the router applied a newer [`ShardMap`] |
 //!
 //! # Bounds
 //!

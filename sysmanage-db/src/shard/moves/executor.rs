@@ -642,6 +642,11 @@ impl ShardMove {
                     *state = MoveState::Switched;
                 }
                 Phase::Verify => {
+                    // A crash right after the switch may have left the
+                    // guards saying "fenced".
+                    if let Some(epoch) = report.switch_epoch {
+                        run.mark_moved(epoch).await?;
+                    }
                     report.checks = run.verify().await?;
                     let bad: Vec<String> = report
                         .mismatches()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::executor::{Run, ShardMove};
 use super::phase::{MoveState, Phase};
-use super::sql::{GUARD_TRIGGER, quote_literal};
+use super::sql::GUARD_TRIGGER;
 use crate::{Error, Result};
 
 /// The outcome of a switch.
@@ -190,7 +190,6 @@ impl Run<'_> {
         .execute(&self.source)
         .await
         .map_err(self.fail(Phase::Switch, "mark guards moved"))?;
-        let _ = quote_literal;
         Ok(())
     }
 }
