@@ -930,3 +930,77 @@ fn verification_catches_a_row_the_target_lost() {
         fresh_db(&sysmanage_test::pg_admin_url(), "sm_verify_a").await;
     });
 }
+
+/// Killed right after the fence committed: routers hold the shards' writes
+/// while no executor runs; the resumed move fences again, finishes the
+/// final catch-up and switches, and the held writes land on the target.
+#[test]
+fn killed_while_fenced_then_resumed() {
+    serial(|| async {
+        let env = setup("fenced", 10_000, 2_000).await;
+        let (r1, _w1) = env.router(Duration::from_secs(20)).await;
+        let (r2, _w2) = env.router(Duration::from_secs(20)).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = start_writers(&[r1.clone(), r2.clone()], 2, &stop);
+        let spec = env.spec("fenced", &[3, 6]);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mv = env
+            .mover(spec.clone(), fast_options())
+            .on_progress(move |p| {
+                if p.phase == Phase::Switch {
+                    let _ = tx.send(());
+                    // Keeps the executor from going on until it is killed.
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })
+            .build()
+            .unwrap();
+        let task = tokio::spawn(async move { mv.run().await });
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("reached the fence")
+            .unwrap();
+        task.abort();
+        let _ = task.await;
+        assert_eq!(
+            env.store
+                .move_status("fenced")
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            MoveState::Fenced
+        );
+        let map = env.store.load().await.unwrap();
+        assert!(map.shards[3].fenced && map.shards[6].fenced);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            r1.is_fenced(ShardId(3)) && r2.is_fenced(ShardId(6)),
+            "routers saw the fence"
+        );
+
+        let report = env
+            .mover(spec, fast_options())
+            .build()
+            .unwrap()
+            .run()
+            .await
+            .expect("resumed");
+        assert_eq!(report.resumed_from, Some(MoveState::Fenced));
+        assert_eq!(report.mismatches().count(), 0, "{:?}", report.checks);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tally = stop_writers(&stop, writers).await;
+        assert!(
+            tally.errors.is_empty(),
+            "writes failed: {:?}",
+            &tally.errors[..tally.errors.len().min(5)]
+        );
+        let (lost, duplicates) = audit(&env, &tally, 10_000).await;
+        print_pauses("fenced", &tally);
+        assert_eq!(lost, 0, "lost writes");
+        assert_eq!(duplicates, 0, "duplicated rows");
+        assert!(!r1.is_fenced(ShardId(3)));
+        assert_eq!(r2.node_set_name(ShardId(6)).unwrap(), "b");
+        assert_eq!(replication_leftovers(&env).await, (0, 0, 0));
+    });
+}
