@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
 
@@ -12,10 +11,10 @@ use super::catalog::{self, Partition};
 use super::hook::{BeforePhase, CancelToken};
 use super::phase::{MoveState, Phase};
 use super::progress::MoveProgress;
-use super::spec::{MoveOptions, MoveSpec, SchemaSource};
-use super::sql::{NODE_SET_DDL, replication_name};
-use super::store::{ShardMapStore, install};
-use crate::shard::ShardId;
+use super::report::MoveReport;
+use super::spec::{MoveOptions, MoveSpec};
+use super::sql::replication_name;
+use super::store::ShardMapStore;
 use crate::{Error, Result};
 
 /// How long a run waits for the move's lock before reporting that another
@@ -24,70 +23,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// A progress callback.
 pub type ProgressFn = Arc<dyn Fn(&MoveProgress) + Send + Sync>;
-
-/// Per table and shard: the source's rows at the switch against the
-/// target's rows at the switch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct TableCheck {
-    /// The partition (same name on both sides).
-    pub table: String,
-    /// Its logical shard.
-    pub shard: ShardId,
-    /// Rows on the source.
-    pub source_rows: u64,
-    /// Rows on the target at the switch.
-    pub target_rows: u64,
-    /// Checksum of the source's rows (sum of 64-bit row hashes, decimal).
-    pub source_checksum: String,
-    /// Checksum of the target's rows at the switch.
-    pub target_checksum: String,
-}
-
-impl TableCheck {
-    /// Whether counts and checksums agree.
-    pub fn matches(&self) -> bool {
-        self.source_rows == self.target_rows && self.source_checksum == self.target_checksum
-    }
-}
-
-/// What a finished run did.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct MoveReport {
-    /// The move's id.
-    pub move_id: String,
-    /// The state the run ended in ([`MoveState::Done`] on success).
-    pub state: MoveState,
-    /// The state the run found (not `Planned` when it resumed a move).
-    pub resumed_from: Option<MoveState>,
-    /// Rows the initial copy moved (the stored figure when this run did
-    /// not copy).
-    pub rows_copied: u64,
-    /// Duration of this run's copy phase (zero when it did not copy).
-    pub copy_time: Duration,
-    /// How long the cut held writers to the moved partitions back.
-    pub cut_pause: Duration,
-    /// From the fence in the map to the switch committed, in the fence
-    /// attempt that switched: the longest a router held a write.
-    pub fence_pause: Duration,
-    /// Fence attempts (more than one when the final catch-up overran
-    /// `max_fence`).
-    pub fence_attempts: u32,
-    /// The routing epoch of the switch.
-    pub switch_epoch: Option<u64>,
-    /// Verification, per table and shard.
-    pub checks: Vec<TableCheck>,
-    /// Duration of the run.
-    pub elapsed: Duration,
-}
-
-impl MoveReport {
-    /// The checks that did not match.
-    pub fn mismatches(&self) -> impl Iterator<Item = &TableCheck> {
-        self.checks.iter().filter(|c| !c.matches())
-    }
-}
 
 /// Builds a [`ShardMove`].
 #[must_use = "a builder does nothing until `.build()` is called"]
@@ -262,136 +197,6 @@ impl Run<'_> {
             .execute(&self.target)
             .await
             .map_err(self.fail(Phase::Copy, step))?;
-        Ok(())
-    }
-
-    /// Helper objects on both sides, the target's tables, the markers.
-    async fn prepare(&mut self) -> Result<()> {
-        install(
-            &self.source,
-            NODE_SET_DDL,
-            "install helper objects on the source",
-        )
-        .await?;
-        install(
-            &self.target,
-            NODE_SET_DDL,
-            "install helper objects on the target",
-        )
-        .await?;
-        match &self.spec.schema {
-            SchemaSource::Ddl(stmts) => {
-                let missing = self.missing_partitions().await?;
-                if !missing.is_empty() {
-                    let mut tx = self
-                        .target
-                        .begin()
-                        .await
-                        .map_err(self.fail(Phase::Prepare, "begin ddl"))?;
-                    for s in stmts {
-                        sqlx::raw_sql(AssertSqlSafe(s.clone()))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(self.fail(Phase::Prepare, "run host ddl"))?;
-                    }
-                    tx.commit()
-                        .await
-                        .map_err(self.fail(Phase::Prepare, "commit host ddl"))?;
-                    let still = self.missing_partitions().await?;
-                    if let Some(p) = still.first() {
-                        return Err(Error::InvalidConfig {
-                            field: "schema",
-                            reason: format!("the host DDL did not create {p} on the target"),
-                        });
-                    }
-                }
-            }
-            SchemaSource::CopyFromSource => {
-                let mut parents: Vec<Partition> = Vec::new();
-                for p in &self.parts {
-                    if !parents.iter().any(|q| q.parent == p.parent) {
-                        parents.push(p.clone());
-                    }
-                }
-                for p in parents {
-                    let exists = catalog::exists(&self.target, &p.parent)
-                        .await
-                        .map_err(self.fail(Phase::Prepare, "inspect target"))?;
-                    if !exists {
-                        let ddl = catalog::parent_ddl(&self.source, &p.parent).await?;
-                        let mut tx = self
-                            .target
-                            .begin()
-                            .await
-                            .map_err(self.fail(Phase::Prepare, "begin ddl"))?;
-                        for s in ddl {
-                            sqlx::raw_sql(AssertSqlSafe(s))
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(self.fail(Phase::Prepare, "create parent table"))?;
-                        }
-                        tx.commit()
-                            .await
-                            .map_err(self.fail(Phase::Prepare, "commit parent table"))?;
-                        self.record_created(&p.parent.to_string()).await?;
-                    }
-                }
-                for p in self.parts.clone() {
-                    let exists = catalog::exists(&self.target, &p.table)
-                        .await
-                        .map_err(self.fail(Phase::Prepare, "inspect target"))?;
-                    if !exists {
-                        self.exec_target(
-                            "create partition",
-                            &super::sql::create_partition_sql(
-                                &p.table, &p.parent, p.modulus, p.shard.0,
-                            ),
-                        )
-                        .await?;
-                        self.record_created(&p.table.to_string()).await?;
-                    }
-                }
-            }
-        }
-        for p in &self.parts {
-            let has = catalog::has_rows(&self.target, &p.table)
-                .await
-                .map_err(self.fail(Phase::Prepare, "inspect target"))?;
-            if has {
-                return Err(Error::MoveConflict {
-                    id: self.spec.id.clone(),
-                    reason: format!("{} already has rows on the target", p.table),
-                });
-            }
-        }
-        for pool in [&self.source, &self.target] {
-            sqlx::query("INSERT INTO sysmanage.move_markers (move_id, seq) VALUES ($1, 0) ON CONFLICT DO NOTHING")
-                .bind(&self.spec.id)
-                .execute(pool)
-                .await
-                .map_err(self.fail(Phase::Prepare, "create marker"))?;
-        }
-        self.store
-            .set_state(&self.spec.id, MoveState::Prepared)
-            .await
-    }
-
-    async fn missing_partitions(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for p in &self.parts {
-            if !catalog::exists(&self.target, &p.table)
-                .await
-                .map_err(self.fail(Phase::Prepare, "inspect target"))?
-            {
-                out.push(p.table.to_string());
-            }
-        }
-        Ok(out)
-    }
-
-    async fn record_created(&mut self, table: &str) -> Result<()> {
-        self.store.add_created(&self.spec.id, table).await?;
-        self.created.push(table.to_owned());
         Ok(())
     }
 }

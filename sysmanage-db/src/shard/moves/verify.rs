@@ -4,8 +4,9 @@
 
 use sqlx::{AssertSqlSafe, Connection};
 
-use super::executor::{Run, TableCheck};
+use super::executor::Run;
 use super::phase::Phase;
+use super::report::TableCheck;
 use super::sql::{checksum_at_switch_sql, checksum_sql};
 use crate::Result;
 
