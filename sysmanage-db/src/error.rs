@@ -151,5 +151,99 @@ pub enum Error {
         /// The shard function's name.
         function: &'static str,
     },
+    /// A write to a shard whose writes are fenced while a move switches it,
+    /// not admitted within the router's fence hold. Retryable: the fence
+    /// lasts until the switch (normally well under a second).
+    #[error("writes to {shard} are fenced by a shard move (routing epoch {epoch}); retry")]
+    ShardFenced {
+        /// The shard.
+        shard: crate::shard::ShardId,
+        /// The router's routing epoch when it gave up.
+        epoch: u64,
+    },
+    /// A write reached a node set that no longer owns the shard (the router's
+    /// map was stale) and was rejected there, and no newer map arrived within
+    /// the router's fence hold. Retryable once the router has the new map.
+    #[error(
+        "{shard} has moved (the write was rejected by its old node set at routing epoch {epoch}); retry"
+    )]
+    ShardMoved {
+        /// The shard.
+        shard: crate::shard::ShardId,
+        /// The router's routing epoch when it gave up.
+        epoch: u64,
+    },
     // --- sharding variants (ShardRouter) go above this line ---
+    /// Another executor holds the move, or its shards are claimed by another
+    /// move, or its stored state contradicts the request.
+    #[error("shard move {id:?} conflicts: {reason}")]
+    MoveConflict {
+        /// The move's id.
+        id: String,
+        /// What conflicts.
+        reason: String,
+    },
+    /// The move was cancelled before its switch: the source stays
+    /// authoritative and the target was cleaned.
+    #[error("shard move {id:?} was cancelled")]
+    MoveCancelled {
+        /// The move's id.
+        id: String,
+    },
+    /// A cancel arrived after the routing switch: the target owns the shards,
+    /// the move can only be finished (resumed).
+    #[error("shard move {id:?} cannot be cancelled: it is past the routing switch ({phase})")]
+    MovePastSwitch {
+        /// The move's id.
+        id: String,
+        /// The phase it is in.
+        phase: &'static str,
+    },
+    /// Verification found tables whose target rows differ from the source
+    /// rows at the switch. The source rows are kept for inspection.
+    #[error("shard move {id:?} failed verification: {}", mismatches.join("; "))]
+    MoveVerifyFailed {
+        /// The move's id.
+        id: String,
+        /// One line per table that differs (counts and checksums).
+        mismatches: Vec<String>,
+    },
+    /// The `before_phase` guard refused to let the move enter a phase (e.g. a
+    /// lost leadership); the move's state is kept for a resume.
+    #[error("shard move {id:?}: the phase guard refused phase {phase}")]
+    MoveGuardRejected {
+        /// The move's id.
+        id: String,
+        /// The phase that was refused.
+        phase: &'static str,
+        /// The guard's reason.
+        #[source]
+        source: sysmanage_core::BoxError,
+    },
+    /// A step of a shard move failed; the move's state is kept, so running
+    /// it again resumes from the last completed step.
+    #[error("shard move {id:?} failed in phase {phase} ({step})")]
+    MoveFailed {
+        /// The move's id.
+        id: String,
+        /// The phase.
+        phase: &'static str,
+        /// The step within the phase, e.g. `"create subscription"`.
+        step: &'static str,
+        /// The cause (often a `sqlx::Error`).
+        #[source]
+        source: sysmanage_core::BoxError,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same call may succeed without any other change:
+    /// a write met a shard fence or a stale routing map.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::ShardFenced { .. } | Self::ShardMoved { .. } => true,
+            Self::ShardFailed(f) => f.rejection().is_some(),
+            _ => false,
+        }
+    }
 }

@@ -84,12 +84,14 @@
 //! | target | events |
 //! |---|---|
 //! | `sysmanage_db::replica` | bans, lag bans, role changes, divergence, split brain, retries and fallbacks (the table in [`replica`]) |
-//! | `sysmanage_db::shard::router` | span `sysmanage_db.shard` per shard (`shard`, `node_set`, `op`), span `sysmanage_db.shard.fan_out`, event `sysmanage_db.shard.failed` (warn) |
+//! | `sysmanage_db::shard::router` | span `sysmanage_db.shard` per shard (`shard`, `node_set`, `op`), span `sysmanage_db.shard.fan_out`, event `sysmanage_db.shard.failed` (warn), event `sysmanage_db.shard.epoch` (debug, a new routing epoch) |
+//! | `sysmanage_db::shard::moves` | events `sysmanage_db.shard.move.progress`, `sysmanage_db.shard.move.fence_retry` (debug), `sysmanage_db.shard.map_poll_failed` / `map_load_failed` (debug), `sysmanage_db.shard.map_rejected` (warn) |
 //!
 //! # Feature flags
 //!
 //! - `postgres`: PostgreSQL nodes through `sqlx` (tokio runtime): `replica::pg_node`,
-//!   `NodeSet` for `sqlx::PgPool`.
+//!   `NodeSet` for `sqlx::PgPool`, and `shard::moves`: the online shard-move executor, the
+//!   shard-map store and its watcher.
 //! - `integration`: the tests against the local topology (`scripts/services up`).
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]

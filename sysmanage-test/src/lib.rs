@@ -10,6 +10,8 @@
 //! | `SYSMANAGE_PG_PRIMARY_URL` | `postgres://postgres@127.0.0.1:25432/sysmanage_test` |
 //! | `SYSMANAGE_PG_STANDBY_URLS` | comma-separated URLs of the two standbys |
 //! | `SYSMANAGE_PG_ADMIN_URL` | the primary's `postgres` database, for creating databases |
+//! | `SYSMANAGE_PG_SHARD_URL` | the second, independent cluster (`wal_level = logical`): `postgres://postgres@127.0.0.1:25435/sysmanage_test` |
+//! | `SYSMANAGE_PG_SHARD_ADMIN_URL` | that cluster's `postgres` database, for creating databases |
 //! | `SYSMANAGE_REDIS_NODES` | comma-separated `host:port` of the six cluster nodes |
 //! | `SYSMANAGE_SERVICES` | path of the `scripts/services` script, for fault injection |
 //!
@@ -48,6 +50,36 @@ pub fn pg_primary_url() -> String {
 /// As [`required_env`].
 pub fn pg_admin_url() -> String {
     required_env("SYSMANAGE_PG_ADMIN_URL")
+}
+
+/// URL of the shard cluster's test database: a second PostgreSQL cluster
+/// with `wal_level = logical`, the target node set of shard moves.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn pg_shard_url() -> String {
+    required_env("SYSMANAGE_PG_SHARD_URL")
+}
+
+/// URL of the shard cluster's `postgres` maintenance database.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn pg_shard_admin_url() -> String {
+    required_env("SYSMANAGE_PG_SHARD_ADMIN_URL")
+}
+
+/// `url` with its database name replaced by `db` (the part after the last
+/// `/`, query string dropped).
+///
+/// # Panics
+/// When `url` has no `/database` part.
+pub fn with_database(url: &str, db: &str) -> String {
+    let base = url.split('?').next().unwrap_or(url);
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .unwrap_or_else(|| panic!("{url:?} has no /database part"));
+    format!("{prefix}/{db}")
 }
 
 /// URLs of the streaming-replication standbys.
@@ -178,6 +210,17 @@ fn split_list(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_is_replaced() {
+        assert_eq!(
+            with_database(
+                "postgres://u@127.0.0.1:25435/postgres?sslmode=disable",
+                "moves_b"
+            ),
+            "postgres://u@127.0.0.1:25435/moves_b"
+        );
+    }
 
     #[test]
     fn lists_split_and_trim() {

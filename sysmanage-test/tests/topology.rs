@@ -128,3 +128,38 @@ async fn redis_cluster_is_ok_with_all_slots_covered() {
     }
     assert_eq!(primaries, 3, "expected three primaries");
 }
+
+/// The shard cluster is a second, independent PostgreSQL cluster with
+/// `wal_level = logical`, and the primary runs with `wal_level = logical`
+/// too, so either can be the source of a shard move.
+#[tokio::test]
+async fn shard_cluster_is_separate_and_logical() {
+    let shard = pool(&sysmanage_test::pg_shard_url()).await;
+    let primary = pool(&sysmanage_test::pg_primary_url()).await;
+    for (name, p) in [("shard", &shard), ("primary", &primary)] {
+        let level: String = sqlx::query_scalar("show wal_level")
+            .fetch_one(p)
+            .await
+            .expect("show wal_level");
+        assert_eq!(level, "logical", "{name} cluster wal_level");
+    }
+    let in_recovery: bool = sqlx::query_scalar("select pg_is_in_recovery()")
+        .fetch_one(&shard)
+        .await
+        .expect("query shard cluster");
+    assert!(!in_recovery, "the shard cluster is a primary of its own");
+    let id = |p: &sqlx::PgPool| {
+        let p = p.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select system_identifier from pg_control_system()")
+                .fetch_one(&p)
+                .await
+                .expect("system identifier")
+        }
+    };
+    assert_ne!(
+        id(&shard).await,
+        id(&primary).await,
+        "the shard cluster must be its own initdb, not a copy of the primary"
+    );
+}

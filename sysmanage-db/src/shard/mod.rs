@@ -13,6 +13,8 @@
 //! | [`FanOut`] | every shard's outcome; [`FanOut::into_complete`] or [`FanOut::into_partial`] |
 //! | [`merge_sorted`], [`concat()`], [`combine_count`] … | merging per-shard results |
 //! | [`ReshardPlan`] | dry run of a topology change: which keys move where, and how many |
+//! | [`ShardMap`] | the versioned placement every router follows (routing epochs); [`ShardRouter::write`] holds writes to fenced shards and retries writes a stale map sent to the old owner |
+//! | `moves` (feature `postgres`) | the online shard-move executor: copy, logical-replication catch-up, write fence, atomic switch, verify, clean up; `ShardMapStore` and `ShardMapWatcher` for the map |
 //!
 //! # PostgreSQL compatibility
 //!
@@ -106,6 +108,7 @@
 //! | `sysmanage_db.shard` | span (debug) around one shard's work | `shard`, `node_set`, `op` (`run` / `fan_out`) |
 //! | `sysmanage_db.shard.fan_out` | span (debug) around a fan-out | `shards`, `failed` |
 //! | `sysmanage_db.shard.failed` | event (warn) | `shard`, `node_set`, `kind`, `reason` |
+//! | `sysmanage_db.shard.epoch` | event (debug) | `epoch`: the router applied a newer [`ShardMap`] |
 //!
 //! # Bounds
 //!
@@ -115,13 +118,23 @@
 //! most [`MAX_SHARDS`] logical shards. Every built-in shard function validates
 //! its configuration when deserialised exactly as its constructor does.
 
+mod epoch;
 mod function;
 mod key;
 mod merge;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod moves;
 mod node_set;
 mod pg_hash;
 mod plan;
 mod router;
+mod routing;
+
+pub use epoch::{
+    SQLSTATE_FENCED, SQLSTATE_MOVED, ShardMap, ShardPlacement, WriteRejection, classify_rejection,
+    rejection_for_sqlstate,
+};
 
 pub use function::{
     JumpHash, KeyRange, ListShards, ListShardsBuilder, MAX_SHARDS, RangeShards, RangeShardsBuilder,
@@ -140,6 +153,7 @@ pub use plan::{DEFAULT_SAMPLE_KEYS, Estimate, KeyFlow, KeyLoss, ReshardPlan, Top
 #[doc(hidden)]
 pub use router::failure_list;
 pub use router::{
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_SHARD_TIMEOUT, FailureKind, FanOut, Partial, ShardCtx,
-    ShardFailure, ShardOutcome, ShardRouter, ShardRouterBuilder, ShardRouterStats, ShardStats,
+    DEFAULT_FENCE_HOLD, DEFAULT_MAX_CONCURRENCY, DEFAULT_SHARD_TIMEOUT, EpochTarget, FailureKind,
+    FanOut, Partial, ShardCtx, ShardFailure, ShardOutcome, ShardRouter, ShardRouterBuilder,
+    ShardRouterStats, ShardStats,
 };

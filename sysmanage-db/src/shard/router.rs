@@ -13,17 +13,22 @@ use serde::{Deserialize, Serialize};
 use sysmanage_core::BoxError;
 use tracing::Instrument;
 
+use super::epoch::{ShardMap, WriteRejection, classify_rejection};
 use super::function::{ShardFunction, check_shard_count};
 use super::key::{ShardId, ShardKey};
 use super::node_set::{NodeSet, NodeSetStatus};
 use super::pg_hash::PgHash;
 use super::plan::Topology;
+use super::routing::Routing;
 use crate::{Error, Result};
 
 /// Default bound on shards worked on at once by one fan-out.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 /// Default deadline for the work on one shard.
 pub const DEFAULT_SHARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time [`ShardRouter::write`] holds a write to a fenced or moving
+/// shard before it returns a retryable error.
+pub const DEFAULT_FENCE_HOLD: Duration = Duration::from_secs(5);
 
 /// Why the work on one shard failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +106,16 @@ impl ShardFailure {
             reason: format!("deadline of {deadline:?} exceeded"),
             source: None,
         }
+    }
+}
+
+impl ShardFailure {
+    /// Whether the node set refused the work because the shard is fenced or
+    /// has moved away (the router's map was stale), found in the cause chain.
+    pub fn rejection(&self) -> Option<WriteRejection> {
+        self.source
+            .as_deref()
+            .and_then(|e| classify_rejection(e as &(dyn std::error::Error + 'static)))
     }
 }
 
@@ -326,10 +341,11 @@ pub struct ShardRouterStats {
 struct Inner<N, F> {
     function: F,
     node_sets: Vec<(Arc<str>, N)>,
-    /// Logical shard → index into `node_sets`.
-    placement: Vec<usize>,
+    /// Logical shard → index into `node_sets`, fences and the routing epoch.
+    routing: Routing,
     max_concurrency: usize,
     shard_timeout: Duration,
+    fence_hold: Duration,
     /// Per logical shard; shared with routers made by
     /// [`ShardRouter::with_shard_moved`].
     counters: Arc<[ShardCounters]>,
@@ -393,9 +409,11 @@ impl<N: fmt::Debug, F: fmt::Debug> fmt::Debug for ShardRouter<N, F> {
                     .map(|(n, _)| &**n)
                     .collect::<Vec<_>>(),
             )
-            .field("placement", &self.inner.placement)
+            .field("placement", &self.inner.routing.placement())
+            .field("epoch", &self.inner.routing.epoch())
             .field("max_concurrency", &self.inner.max_concurrency)
             .field("shard_timeout", &self.inner.shard_timeout)
+            .field("fence_hold", &self.inner.fence_hold)
             .finish()
     }
 }
@@ -408,6 +426,8 @@ pub struct ShardRouterBuilder<N, F> {
     placements: Vec<(ShardId, String)>,
     max_concurrency: usize,
     shard_timeout: Duration,
+    fence_hold: Duration,
+    map: Option<ShardMap>,
 }
 
 impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
@@ -446,14 +466,32 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
         self
     }
 
+    /// How long [`ShardRouter::write`] holds a write to a fenced shard (or
+    /// one its old node set refused) waiting for a newer shard map, before
+    /// it returns a retryable [`Error::ShardFenced`] / [`Error::ShardMoved`]
+    /// (default [`DEFAULT_FENCE_HOLD`]; zero rejects at once).
+    pub fn fence_hold(mut self, hold: Duration) -> Self {
+        self.fence_hold = hold;
+        self
+    }
+
+    /// Starts from a versioned shard map (e.g. loaded from the metadata
+    /// table) instead of the explicit placements: its placements and fences
+    /// apply and its version becomes the router's routing epoch.
+    pub fn shard_map(mut self, map: ShardMap) -> Self {
+        self.map = Some(map);
+        self
+    }
+
     /// Validates and builds.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when there is no node set, two share a name,
     /// a placement names an unknown node set or a shard outside
     /// `0..shard_count`, a shard is placed twice, `max_concurrency` is
-    /// outside 1–65,536, the shard timeout outside 1 ms – 1 day, or the
-    /// function has 0 or more than
+    /// outside 1–65,536, the shard timeout outside 1 ms – 1 day, the fence
+    /// hold above 1 day, a shard map that does not fit (see
+    /// [`ShardRouter::apply_map`]), or the function has 0 or more than
     /// [`MAX_SHARDS`](super::MAX_SHARDS) shards (the router keeps state per
     /// shard).
     pub fn build(self) -> Result<ShardRouter<N, F>> {
@@ -466,6 +504,12 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
             "shard_timeout",
             self.shard_timeout,
             sysmanage_core::duration::MILLISECOND,
+            sysmanage_core::duration::DAY,
+        )?;
+        sysmanage_core::duration::check_duration(
+            "fence_hold",
+            self.fence_hold,
+            Duration::ZERO,
             sysmanage_core::duration::DAY,
         )?;
         let mut names: Vec<&str> = self.node_sets.iter().map(|(n, _)| n.as_str()).collect();
@@ -501,7 +545,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
             .enumerate()
             .map(|(i, p)| p.unwrap_or(i % sets))
             .collect();
-        Ok(ShardRouter {
+        let router = ShardRouter {
             inner: Arc::new(Inner {
                 counters: (0..count).map(|_| ShardCounters::default()).collect(),
                 function: self.function,
@@ -510,16 +554,59 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
                     .into_iter()
                     .map(|(n, s)| (Arc::from(n), s))
                     .collect(),
-                placement,
+                routing: Routing::new(placement),
                 max_concurrency: self.max_concurrency,
                 shard_timeout: self.shard_timeout,
+                fence_hold: self.fence_hold,
             }),
-        })
+        };
+        if let Some(map) = &self.map {
+            router.apply_map(map)?;
+        }
+        Ok(router)
     }
 }
 
 fn lock<V>(m: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits for a new routing epoch until `deadline`; false when none came.
+async fn wait_for_change(
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline, changes.changed()).await,
+        Ok(Ok(()))
+    )
+}
+
+/// What a shard-map watcher keeps current: object-safe, so one watcher can
+/// serve routers of different node-set and function types.
+pub trait EpochTarget: Send + Sync + fmt::Debug {
+    /// As [`ShardRouter::apply_map`].
+    ///
+    /// # Errors
+    /// As [`ShardRouter::apply_map`].
+    fn apply_map(&self, map: &ShardMap) -> Result<bool>;
+    /// As [`ShardRouter::epoch`].
+    fn epoch(&self) -> u64;
+    /// Notified when the router asks for a refresh
+    /// ([`ShardRouter::request_refresh`]).
+    fn refresh_signal(&self) -> Arc<tokio::sync::Notify>;
+}
+
+impl<N: NodeSet, F: ShardFunction> EpochTarget for ShardRouter<N, F> {
+    fn apply_map(&self, map: &ShardMap) -> Result<bool> {
+        ShardRouter::apply_map(self, map)
+    }
+    fn epoch(&self) -> u64 {
+        ShardRouter::epoch(self)
+    }
+    fn refresh_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.inner.routing.refresh_signal()
+    }
 }
 
 impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
@@ -531,6 +618,8 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
             placements: Vec::new(),
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             shard_timeout: DEFAULT_SHARD_TIMEOUT,
+            fence_hold: DEFAULT_FENCE_HOLD,
+            map: None,
         }
     }
 
@@ -573,9 +662,8 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
 
     fn placement(&self, shard: ShardId) -> Result<usize> {
         self.inner
-            .placement
-            .get(shard.index())
-            .copied()
+            .routing
+            .node_set_index(shard.index())
             .ok_or(Error::UnknownShard {
                 shard,
                 shards: self.shard_count(),
@@ -598,9 +686,10 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
             function: &self.inner.function,
             placement: self
                 .inner
-                .placement
-                .iter()
-                .map(|&i| self.inner.node_sets[i].0.to_string())
+                .routing
+                .placement()
+                .into_iter()
+                .map(|i| self.inner.node_sets[i].0.to_string())
                 .collect(),
         }
     }
@@ -630,18 +719,188 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                 reason: format!("unknown node set {to:?}"),
             });
         };
-        let mut placement = self.inner.placement.clone();
+        let mut placement = self.inner.routing.placement();
         placement[shard.index()] = idx;
         Ok(ShardRouter {
             inner: Arc::new(Inner {
                 function: self.inner.function.clone(),
                 node_sets: self.inner.node_sets.clone(),
-                placement,
+                routing: self.inner.routing.fork(placement),
                 max_concurrency: self.inner.max_concurrency,
                 shard_timeout: self.inner.shard_timeout,
+                fence_hold: self.inner.fence_hold,
                 counters: Arc::clone(&self.inner.counters),
             }),
         })
+    }
+
+    /// The routing epoch: the version of the last [`ShardMap`] applied (0
+    /// for a router built from explicit placements only).
+    pub fn epoch(&self) -> u64 {
+        self.inner.routing.epoch()
+    }
+
+    /// Whether writes to `shard` are fenced (a move is switching it).
+    pub fn is_fenced(&self, shard: ShardId) -> bool {
+        self.inner.routing.is_fenced(shard.index())
+    }
+
+    /// A receiver that sees every new routing epoch this router applies.
+    pub fn epoch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.routing.subscribe()
+    }
+
+    /// The router's current map: placements, fences and epoch.
+    pub fn shard_map(&self) -> ShardMap {
+        let mut map = ShardMap::new(
+            self.epoch(),
+            self.inner
+                .routing
+                .placement()
+                .into_iter()
+                .map(|i| self.inner.node_sets[i].0.to_string()),
+        );
+        for (i, p) in map.shards.iter_mut().enumerate() {
+            p.fenced = self.inner.routing.is_fenced(i);
+        }
+        map
+    }
+
+    /// Applies `map` when its version is newer than the router's epoch, for
+    /// this router and every clone of it; returns whether it applied. Older
+    /// or equal versions are ignored, so duplicate or late notifications
+    /// never roll the routing back.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] (field `shard_map`) when the map does not
+    /// have one entry per shard or names a node set the router does not
+    /// have; nothing is applied then.
+    pub fn apply_map(&self, map: &ShardMap) -> Result<bool> {
+        let shards = self.inner.routing.len();
+        if map.shards.len() != shards {
+            return Err(Error::InvalidConfig {
+                field: "shard_map",
+                reason: format!(
+                    "version {} has {} shards, the router has {shards}",
+                    map.version,
+                    map.shards.len()
+                ),
+            });
+        }
+        let mut placement = Vec::with_capacity(shards);
+        for (i, p) in map.shards.iter().enumerate() {
+            let Some(idx) = self
+                .inner
+                .node_sets
+                .iter()
+                .position(|(n, _)| **n == *p.node_set)
+            else {
+                return Err(Error::InvalidConfig {
+                    field: "shard_map",
+                    reason: format!(
+                        "version {} places shard-{i} on unknown node set {:?}",
+                        map.version, p.node_set
+                    ),
+                });
+            };
+            placement.push(idx);
+        }
+        let fenced: Vec<bool> = map.shards.iter().map(|p| p.fenced).collect();
+        let applied = self.inner.routing.apply(map.version, &placement, &fenced);
+        if applied {
+            tracing::debug!(
+                target: "sysmanage_db::shard::router",
+                epoch = map.version,
+                "sysmanage_db.shard.epoch"
+            );
+        }
+        Ok(applied)
+    }
+
+    /// Asks the watcher that keeps this router's map current to look for a
+    /// newer map now (the router does so itself when a node set rejects a
+    /// write as fenced or moved).
+    pub fn request_refresh(&self) {
+        self.inner.routing.request_refresh();
+    }
+
+    /// Runs the write `f` on the shard that owns `key`, honouring shard
+    /// fences and stale-map rejections; see [`write_on`](Self::write_on).
+    ///
+    /// # Errors
+    /// As [`write_on`](Self::write_on), or a routing error for the key.
+    pub async fn write<'k, T, E, Fut>(
+        &self,
+        key: impl Into<ShardKey<'k>>,
+        f: impl Fn(ShardCtx<N>) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        let shard = self.shard_for(key)?;
+        self.write_on(shard, f).await
+    }
+
+    /// Runs the write `f` on `shard` under the per-shard deadline, the way a
+    /// shard move needs writes to behave:
+    ///
+    /// - while the shard is fenced, the write is held (reads through
+    ///   [`run`](Self::run) continue) until a newer map lifts the fence,
+    ///   then it goes to the shard's node set in that map;
+    /// - when the node set refuses it as fenced or moved (this router's
+    ///   map was stale), the router asks for a refresh, waits for the newer
+    ///   map and runs `f` again on the new owner.
+    ///
+    /// A refused write changed nothing, so running `f` again is safe; `f`
+    /// is only re-run after such a refusal. Holding lasts at most the
+    /// router's fence hold ([`ShardRouterBuilder::fence_hold`]) in total.
+    ///
+    /// # Errors
+    /// [`Error::ShardFenced`] / [`Error::ShardMoved`] (both
+    /// [retryable](Error::is_retryable)) when the hold runs out,
+    /// [`Error::UnknownShard`], or [`Error::ShardFailed`] naming the shard
+    /// and why for any other failure.
+    pub async fn write_on<T, E, Fut>(
+        &self,
+        shard: ShardId,
+        f: impl Fn(ShardCtx<N>) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        self.placement(shard)?;
+        let deadline = tokio::time::Instant::now() + self.inner.fence_hold;
+        let mut changes = self.inner.routing.subscribe();
+        loop {
+            // Seen before the state is read: a change after this wakes us.
+            changes.borrow_and_update();
+            let epoch = self.epoch();
+            if self.is_fenced(shard) {
+                if !wait_for_change(&mut changes, deadline).await {
+                    return Err(Error::ShardFenced { shard, epoch });
+                }
+                continue;
+            }
+            let ctx = self.ctx(shard)?;
+            let name = Arc::clone(&ctx.node_set);
+            let (_, result) = self.leg(shard, &name, "write", f(ctx)).await;
+            let failure = match result {
+                Ok(v) => return Ok(v),
+                Err(failure) => failure,
+            };
+            let Some(rejection) = failure.rejection() else {
+                return Err(Error::ShardFailed(Box::new(failure)));
+            };
+            self.request_refresh();
+            if !wait_for_change(&mut changes, deadline).await {
+                return Err(match rejection {
+                    WriteRejection::Fenced => Error::ShardFenced { shard, epoch },
+                    _ => Error::ShardMoved { shard, epoch },
+                });
+            }
+        }
     }
 
     /// Groups items by the shard that owns each item's key, keeping input
@@ -877,7 +1136,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
                     // count have changed since `build`, the shard is reported
                     // as failed, never skipped.
                     let Ok(ctx) = self.ctx(shard) else {
-                        let failure = ShardFailure::unplaced(shard, self.inner.placement.len());
+                        let failure = ShardFailure::unplaced(shard, self.inner.routing.len());
                         failed += 1;
                         if fail_fast && first_failure.is_none() {
                             first_failure = Some(failure.clone());
@@ -948,10 +1207,11 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
     /// Per-shard counters and node-set status.
     pub fn stats(&self) -> ShardRouterStats {
         // The placed shards (the function's count when the router was built).
-        let placed = self.inner.placement.len() as u32;
+        let placement = self.inner.routing.placement();
+        let placed = placement.len() as u32;
         let shards = (0..placed)
             .map(|s| {
-                let (name, nodes) = &self.inner.node_sets[self.inner.placement[s as usize]];
+                let (name, nodes) = &self.inner.node_sets[placement[s as usize]];
                 let c = &self.inner.counters[s as usize];
                 ShardStats {
                     shard: ShardId(s),
@@ -983,6 +1243,164 @@ mod tests {
             .node_set("mem0", MemoryNodeSet::new("mem0"))
             .build()
             .unwrap()
+    }
+
+    fn two_sets(hold: Duration) -> ShardRouter<MemoryNodeSet<i64>> {
+        ShardRouter::builder(PgHash::new(2).unwrap())
+            .node_set("a", MemoryNodeSet::new("a"))
+            .node_set("b", MemoryNodeSet::new("b"))
+            .fence_hold(hold)
+            .shard_map(ShardMap::new(1, ["a", "a"]))
+            .build()
+            .unwrap()
+    }
+
+    fn fenced(version: u64, placement: [&str; 2], fenced: [bool; 2]) -> ShardMap {
+        let mut m = ShardMap::new(version, placement);
+        for (p, f) in m.shards.iter_mut().zip(fenced) {
+            p.fenced = f;
+        }
+        m
+    }
+
+    /// A write to a fenced shard waits for the switch and then lands on the
+    /// new owner; the other shard's writes and all reads carry on meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_write_is_held_until_the_switch() {
+        let r = two_sets(Duration::from_secs(5));
+        assert_eq!(r.epoch(), 1);
+        assert!(r.apply_map(&fenced(2, ["a", "a"], [true, false])).unwrap());
+        let name = |ctx: ShardCtx<MemoryNodeSet<i64>>| async move {
+            Ok::<_, std::io::Error>(ctx.node_set().to_owned())
+        };
+        // Unfenced shard and reads: immediate.
+        assert_eq!(r.write_on(ShardId(1), name).await.unwrap(), "a");
+        assert_eq!(r.run_on(ShardId(0), name).await.unwrap(), "a");
+        let held = tokio::spawn({
+            let r = r.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                (r.write_on(ShardId(0), name).await, started.elapsed())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!held.is_finished(), "the write must be held while fenced");
+        // The switch: shard 0 on b, unfenced.
+        assert!(r.apply_map(&fenced(3, ["b", "a"], [false, false])).unwrap());
+        let (result, waited) = held.await.unwrap();
+        assert_eq!(result.unwrap(), "b");
+        assert!(waited >= Duration::from_millis(300), "waited {waited:?}");
+        // A late, older map is ignored.
+        assert!(!r.apply_map(&fenced(2, ["a", "a"], [true, false])).unwrap());
+        assert_eq!(r.node_set_name(ShardId(0)).unwrap(), "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fence_that_outlasts_the_hold_is_a_retryable_error() {
+        let r = two_sets(Duration::from_millis(200));
+        r.apply_map(&fenced(2, ["a", "a"], [true, false])).unwrap();
+        let err = r
+            .write_on(ShardId(0), |_ctx| async { Ok::<_, std::io::Error>(()) })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ShardFenced {
+                    shard: ShardId(0),
+                    epoch: 2
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        // Zero hold rejects at once.
+        let r = two_sets(Duration::ZERO);
+        r.apply_map(&fenced(2, ["a", "a"], [true, false])).unwrap();
+        let err = r
+            .write_on(ShardId(0), |_ctx| async { Ok::<_, std::io::Error>(()) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::ShardFenced { .. }));
+    }
+
+    /// The old owner refuses a write routed with a stale map: the router asks
+    /// for a refresh, waits for the new map and re-runs the write there.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_refused_by_the_old_owner_is_retried_on_the_new_one() {
+        let r = two_sets(Duration::from_secs(5));
+        let refresh = EpochTarget::refresh_signal(&r);
+        let attempts = Arc::new(AtomicU64::new(0));
+        let write = {
+            let attempts = Arc::clone(&attempts);
+            move |ctx: ShardCtx<MemoryNodeSet<i64>>| {
+                let attempts = Arc::clone(&attempts);
+                async move {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    if ctx.node_set() == "a" {
+                        Err(Error::ShardMoved {
+                            shard: ctx.shard(),
+                            epoch: 1,
+                        })
+                    } else {
+                        Ok(ctx.node_set().to_owned())
+                    }
+                }
+            }
+        };
+        let task = tokio::spawn({
+            let r = r.clone();
+            async move { r.write_on(ShardId(0), write).await }
+        });
+        // The watcher side: wait for the refresh request, then deliver.
+        tokio::time::timeout(Duration::from_secs(1), refresh.notified())
+            .await
+            .expect("the router asks for a refresh");
+        r.apply_map(&ShardMap::new(2, ["b", "a"])).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), "b");
+        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+
+        // Without a newer map the refusal surfaces, typed and retryable.
+        let stale = two_sets(Duration::from_millis(100));
+        let err = stale
+            .write_on(ShardId(0), |ctx: ShardCtx<MemoryNodeSet<i64>>| async move {
+                Err::<(), _>(Error::ShardMoved {
+                    shard: ctx.shard(),
+                    epoch: 1,
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ShardMoved {
+                    shard: ShardId(0),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn maps_that_do_not_fit_are_refused_whole() {
+        let r = two_sets(Duration::ZERO);
+        let err = r.apply_map(&ShardMap::new(5, ["a"])).unwrap_err();
+        assert!(
+            err.to_string().contains("has 1 shards, the router has 2"),
+            "{err}"
+        );
+        let err = r.apply_map(&ShardMap::new(5, ["a", "z"])).unwrap_err();
+        assert!(err.to_string().contains("unknown node set \"z\""), "{err}");
+        assert_eq!(r.epoch(), 1);
+        let err = ShardRouter::<MemoryNodeSet<i64>>::builder(PgHash::new(2).unwrap())
+            .node_set("a", MemoryNodeSet::new("a"))
+            .fence_hold(Duration::from_secs(90_000))
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("fence_hold"), "{err}");
     }
 
     /// A target without a placement used to be skipped (`continue`), so its
