@@ -140,6 +140,9 @@ impl LeaseBackend for InMemoryLease {
     }
 }
 
+/// The newest token of a key and its saved state (`None` when only claimed).
+type Slot = (FencingToken, Option<Vec<u8>>);
+
 /// A [`StateStore`] in memory.
 ///
 /// # Examples
@@ -156,8 +159,7 @@ impl LeaseBackend for InMemoryLease {
 /// ```
 #[derive(Debug, Default)]
 pub struct InMemoryStateStore {
-    /// key -> (newest token, saved state; `None` when only claimed)
-    map: Mutex<HashMap<String, (FencingToken, Option<Vec<u8>>)>>,
+    map: Mutex<HashMap<String, Slot>>,
 }
 
 impl InMemoryStateStore {
