@@ -390,9 +390,11 @@ impl Shared {
             StepDown::DeadlinePassed => s.deadline_passed += 1,
         });
         tracing::info!(target: "sysmanage_core::lease", event = "stepped_down", instance = %self.instance, token = token.get(), reason = reason.label());
-        if reason != StepDown::Lost {
-            self.release(holder, token).await;
-        }
+        // Even a lost term is released: when the backend only lost the
+        // session (the row or key still names this term), the release lets
+        // a successor take over without waiting for the expiry; when another
+        // holder has taken over, it matches nothing.
+        self.release(holder, token).await;
         reason
     }
 }
