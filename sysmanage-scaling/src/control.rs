@@ -44,7 +44,7 @@ pub trait ScaleTarget: Send + Sync + fmt::Debug {
     /// Sets the desired replica count.
     async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError>;
     /// Sets the desired replica count for the leadership term `token`; a
-    /// [`Controller`] running in a [`Fleet`](crate::Fleet) calls this
+    /// [`Controller`] running in a [`Fleet`] calls this
     /// instead of [`scale`](Self::scale).
     ///
     /// A target that leaders of several terms can reach must turn away a

@@ -14,7 +14,7 @@
 //!    budget, and the recent forecast inputs, which are fed to the
 //!    forecaster again;
 //! 3. reads, decides and actuates through
-//!    [`ScaleTarget::scale_fenced`](crate::ScaleTarget::scale_fenced) with
+//!    [`ScaleTarget::scale_fenced`] with
 //!    the token;
 //! 4. saves the state with the token, once per decision.
 //!
