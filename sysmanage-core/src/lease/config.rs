@@ -33,7 +33,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 /// assert_eq!(cfg.margin(), Duration::from_secs(5));
 /// let fast = LeaseConfig::new(Duration::from_millis(600))?; // 400 ms deadline, 100 ms renewals
 /// assert_eq!(fast.renew_deadline, Duration::from_millis(400));
-/// let bad = LeaseConfig { renew_deadline: Duration::from_secs(20), ..LeaseConfig::default() };
+/// let mut bad = LeaseConfig::default();
+/// bad.renew_deadline = Duration::from_secs(20); // past the 15 s ttl
 /// assert!(bad.validate().is_err());
 /// # Ok::<(), sysmanage_core::Error>(())
 /// ```
