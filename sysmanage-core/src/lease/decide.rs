@@ -219,6 +219,42 @@ mod tests {
         assert_eq!(after_grant(&cfg, t0, t0 + ms(400)), None);
     }
 
+    proptest::proptest! {
+        /// Whatever the timing, a leader never extends its term past
+        /// `send + renew_deadline`, never schedules a renewal past its
+        /// deadline, and never leads once the deadline has passed.
+        #[test]
+        fn decisions_never_reach_past_the_term(
+            ttl_ms in 10u64..3_600_000,
+            sent_ms in 0u64..10_000_000,
+            reply_ms in 0u64..10_000_000,
+            old_ms in 0u64..10_000_000,
+            result in 0u8..3,
+        ) {
+            let cfg = LeaseConfig::new(ms(ttl_ms)).unwrap();
+            let t0 = Instant::now();
+            let sent = t0 + ms(sent_ms);
+            let now = sent + ms(reply_ms);
+            let old = t0 + ms(old_ms);
+            let result = [RenewResult::Renewed, RenewResult::Lost, RenewResult::Failed][usize::from(result)];
+            match after_renew(&cfg, sent, now, result, old) {
+                LeaderNext::Lead { deadline, renew_at } => {
+                    proptest::prop_assert!(now < deadline);
+                    proptest::prop_assert!(deadline <= old.max(sent + cfg.renew_deadline));
+                    proptest::prop_assert!(renew_at <= deadline || result == RenewResult::Renewed);
+                    proptest::prop_assert!(result != RenewResult::Lost);
+                }
+                LeaderNext::StepDown(_) => {}
+            }
+            if let Some(d) = after_grant(&cfg, sent, now) {
+                proptest::prop_assert!(now < d && d == sent + cfg.renew_deadline);
+            }
+            if let Some(b) = call_budget(now, Some(old), cfg.call_timeout) {
+                proptest::prop_assert!(now + b <= old && b <= cfg.call_timeout);
+            }
+        }
+    }
+
     #[test]
     fn the_local_term_ends_before_the_server_lease_under_the_margin() {
         // Server handles the grant `delay` after the send and keeps it for
