@@ -51,17 +51,25 @@ async fn kill_session(admin: &sqlx::PgPool, pid: i32) {
         .expect("pg_terminate_backend");
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// The tests of this file run one at a time: each moves the leadership
+/// with real faults and measures how long that takes.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial(f: impl std::future::Future<Output = ()>) {
+    let _guard = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap()
+        .block_on(f);
 }
 
 #[test]
 fn grants_renewals_and_a_killed_session() {
-    rt().block_on(async {
+    serial(async {
         let url = pg_primary_url();
         let name = format!("basics-{}", run_id());
         let a = PgLease::connect(&url, &name).await.unwrap();
@@ -113,7 +121,7 @@ fn grants_renewals_and_a_killed_session() {
 
 #[test]
 fn three_instances_survive_200_leader_changes_without_a_double_actuation() {
-    rt().block_on(async {
+    serial(async {
         let url = pg_primary_url();
         let name = format!("soak-{}", run_id());
         let mut leases = Vec::new();
@@ -180,7 +188,7 @@ fn spec() -> HpaSpec {
 
 #[test]
 fn a_new_leader_resumes_the_windows_after_the_leader_session_is_killed() {
-    rt().block_on(async {
+    serial(async {
         let url = pg_primary_url();
         let name = format!("windows-{}", run_id());
         let store: Arc<dyn StateStore> = Arc::new(PgStateStore::connect(&url).await.unwrap());
