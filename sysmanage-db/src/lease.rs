@@ -97,7 +97,8 @@ struct Session {
 /// use std::sync::Arc;
 /// use sysmanage_core::lease::{Elector, LeaseConfig};
 /// use sysmanage_db::lease::PgLease;
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let lease = PgLease::connect("postgres://app@db/app", "autoscaler/web").await?;
 /// let (elector, driver) = Elector::start("pod-a", Arc::new(lease), LeaseConfig::default())?;
 /// tokio::spawn(driver);

@@ -48,7 +48,8 @@ fn token_from(v: i64) -> std::result::Result<FencingToken, BoxError> {
 /// ```no_run
 /// use sysmanage_core::lease::{FencingToken, StateStore};
 /// use sysmanage_db::state_store::PgStateStore;
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let store = PgStateStore::connect("postgres://app@db/app").await?;
 /// store.save("autoscaler/web", FencingToken::new(3), b"{}").await?;
 /// # Ok(()) }

@@ -122,7 +122,8 @@ fn unexpected(what: &str, v: &Value) -> BoxError {
 /// use sysmanage_cache::redis::{RedisCache, RedisConfig};
 /// use sysmanage_cache::redis::lease::RedisLease;
 /// use sysmanage_core::lease::{Elector, LeaseConfig};
-/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let cache = RedisCache::connect(RedisConfig::new(["127.0.0.1:7000"])).await?;
 /// let lease = RedisLease::new(cache, "autoscaler/web")?;
 /// let (elector, driver) = Elector::start("pod-a", Arc::new(lease), LeaseConfig::default())?;
