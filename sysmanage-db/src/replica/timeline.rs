@@ -459,7 +459,7 @@ pub fn history_relation(primary: &PrimaryTimeline, replica: ReplicaPosition) -> 
 /// # Examples
 /// ```
 /// use std::sync::Arc;
-/// use sysmanage_db::replica::{PrimaryTimeline, TimelineHistory, WalToken, token_on_history};
+/// use sysmanage_db::replica::{PrimaryTimeline, TimelineHistory, token_on_history};
 /// # let t = |n| std::num::NonZeroU32::new(n).unwrap();
 /// let h = TimelineHistory::parse(t(2), "1\t0/5000\tno recovery target specified")?;
 /// let primary = PrimaryTimeline::History(Arc::new(h));
