@@ -385,6 +385,11 @@ impl Fleet3 {
         }
     }
 
+    /// The lease configuration every instance uses.
+    pub fn config(&self) -> &LeaseConfig {
+        &self.cfg
+    }
+
     /// The instance leading with the newest token, if any.
     pub fn leader(&self) -> Option<(usize, FencingToken)> {
         self.instances
