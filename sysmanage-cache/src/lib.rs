@@ -8,6 +8,7 @@
 //! | [`cache`] | [`ClusterCache`] (bytes in/out), [`SetOptions`] (TTL, `NX`/`XX`), [`Limits`], [`Typed`] serde helpers over a [`Codec`] (JSON by default) |
 //! | [`memory`] | [`MemoryCache`]: TTLs against an injectable clock, `NX`/`XX`, per-slot key counts, a memory bound with LRU or `noeviction` |
 //! | `redis` (feature `redis`) | `RedisCache` on fred 10: multi-key operations split by slot, batched per node, pipelined, nodes concurrently; timeouts, retries, redirections, topology refresh and events |
+//! | `redis::lease`, `redis::state_store` (feature `redis`) | `RedisLease` (a `SET NX PX` lease on one slot with fencing tokens, for `sysmanage_core::lease::Elector`) and the fenced `RedisStateStore` |
 //! | [`slot`](mod@slot) | [`slot()`], [`hash_tag`], [`same_slot`], [`group_by_slot`]: CRC16/XMODEM mod 16384 with Redis' hash-tag rule |
 //! | [`topology`] | [`RoutingSnapshot`](topology::RoutingSnapshot) (slot → node) and typed [`TopologyEvent`](topology::TopologyEvent)s |
 //! | [`stats`] | node stats from `INFO`, `CLUSTER INFO`/`CLUSTER NODES`, the healthy-node ratio |

@@ -73,6 +73,18 @@ pub enum Error {
     /// An operation did not finish before its deadline.
     #[error("operation timed out after {0:?}")]
     Timeout(Duration),
+    /// A call carried a fencing token older than the newest the actuator
+    /// has seen: it speaks for a leadership term that is over.
+    #[error("fencing token {token} is older than the newest seen ({newest})")]
+    StaleToken {
+        /// The token the call carried.
+        token: crate::lease::FencingToken,
+        /// The newest token seen.
+        newest: crate::lease::FencingToken,
+    },
+    /// This instance does not lead (any more).
+    #[error("not the leader")]
+    NotLeader,
     /// A pluggable backend failed; the cause is in `source()`.
     #[error("{backend} backend failed")]
     Backend {
@@ -115,6 +127,8 @@ impl Error {
             Self::Unknown { .. } => "unknown",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::Timeout(_) => "timeout",
+            Self::StaleToken { .. } => "stale_token",
+            Self::NotLeader => "not_leader",
             Self::Backend { .. } => "backend",
         }
     }

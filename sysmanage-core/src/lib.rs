@@ -13,6 +13,7 @@
 //! | [`series`] | [`Timestamp`] and [`SampleBuffer`], a bounded time series with window queries |
 //! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
+//! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
 //! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
@@ -73,6 +74,8 @@
 //! |---|---|---|
 //! | `sysmanage_core::health` | debug | a health check finished (`check`, `status`, `duration_ms`) |
 //! | `sysmanage_core::breaker` | debug | a circuit opened or went half-open |
+//! | `sysmanage_core::lease` | info | `elected` (`instance`, `backend`, `token`), `stepped_down` (`instance`, `token`, `reason`) |
+//! | `sysmanage_core::lease` | debug | `acquire_failed`, `renew_failed`, `release_failed` (`instance`, `error`) |
 //!
 //! # Feature flags
 //!
@@ -87,6 +90,7 @@ pub mod duration;
 pub mod error;
 pub mod forecast;
 pub mod health;
+pub mod lease;
 pub mod secret;
 pub mod series;
 

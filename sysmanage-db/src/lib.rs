@@ -90,15 +90,21 @@
 //! # Feature flags
 //!
 //! - `postgres`: PostgreSQL nodes through `sqlx` (tokio runtime): `replica::pg_node`,
-//!   `NodeSet` for `sqlx::PgPool`, and `shard::moves`: the online shard-move executor, the
-//!   shard-map store and its watcher.
+//!   `NodeSet` for `sqlx::PgPool`; `shard::moves`: the online shard-move executor, the
+//!   shard-map store and its watcher; leader election (`lease::PgLease`, an advisory lock plus
+//!   a lease row with a fencing epoch) and the fenced `state_store::PgStateStore` for
+//!   `sysmanage_core::lease`.
 //! - `integration`: the tests against the local topology (`scripts/services up`).
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
+#[cfg(feature = "postgres")]
+pub mod lease;
 pub mod replica;
 pub mod shard;
+#[cfg(feature = "postgres")]
+pub mod state_store;
 
 pub use error::{Error, Result};
 pub use replica::{Consistency, NodeSpec, ReplicaConfig, ReplicaRouter, WalToken};

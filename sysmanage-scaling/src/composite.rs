@@ -390,4 +390,14 @@ impl AutoScaler for Composite {
             self.state.last_actuation = Some(now);
         }
     }
+
+    fn export_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(&self.state).ok()
+    }
+
+    fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let state = crate::scaler::decode_state("composite", state)?;
+        *self = Self::with_state(self.cfg.clone(), state)?;
+        Ok(())
+    }
 }

@@ -18,10 +18,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sysmanage_core::lease::{FencingToken, admits};
 use sysmanage_core::{BoxError, Clock, Timestamp};
 use tokio::sync::watch;
 
 use crate::error::{Result, ScalingError};
+use crate::fleet::Fleet;
 use crate::hpa::{Action, Decision};
 use crate::observe::Observation;
 use crate::scaler::AutoScaler;
@@ -41,6 +43,41 @@ pub trait ScaleTarget: Send + Sync + fmt::Debug {
     async fn replicas(&self) -> std::result::Result<u32, BoxError>;
     /// Sets the desired replica count.
     async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError>;
+    /// Sets the desired replica count for the leadership term `token`; a
+    /// [`Controller`] running in a [`Fleet`] calls this
+    /// instead of [`scale`](Self::scale).
+    ///
+    /// A target that leaders of several terms can reach must turn away a
+    /// token older than the newest it has seen (and do nothing):
+    /// [`InMemoryTarget`] does, and [`FencedTarget`](crate::FencedTarget)
+    /// puts a [`FenceGuard`](sysmanage_core::lease::FenceGuard) in front of
+    /// any target. The default ignores the token and calls `scale`: a
+    /// target that does not override it is not fenced.
+    async fn scale_fenced(
+        &self,
+        replicas: u32,
+        token: FencingToken,
+    ) -> std::result::Result<(), BoxError> {
+        let _ = token;
+        self.scale(replicas).await
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: ScaleTarget + ?Sized> ScaleTarget for Arc<T> {
+    async fn replicas(&self) -> std::result::Result<u32, BoxError> {
+        (**self).replicas().await
+    }
+    async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError> {
+        (**self).scale(replicas).await
+    }
+    async fn scale_fenced(
+        &self,
+        replicas: u32,
+        token: FencingToken,
+    ) -> std::result::Result<(), BoxError> {
+        (**self).scale_fenced(replicas, token).await
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,46 +119,98 @@ impl MetricsSource for InMemoryMetrics {
     }
 }
 
-/// An in-memory scale target that records every change.
+/// An in-memory scale target that records every change, fenced: a
+/// [`scale_fenced`](ScaleTarget::scale_fenced) call whose token is older
+/// than the newest it has seen changes nothing and fails with
+/// [`Error::StaleToken`](sysmanage_core::Error::StaleToken); the check and
+/// the change happen under one lock.
 #[derive(Debug, Default)]
 pub struct InMemoryTarget {
-    inner: Mutex<(u32, Vec<u32>, u32)>,
+    inner: Mutex<TargetState>,
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    current: u32,
+    history: Vec<u32>,
+    fail_next: u32,
+    newest: Option<FencingToken>,
+    fenced: Vec<(FencingToken, u32)>,
+    rejected: u64,
 }
 
 impl InMemoryTarget {
     /// A target running `replicas`.
     pub fn new(replicas: u32) -> Self {
         Self {
-            inner: Mutex::new((replicas, Vec::new(), 0)),
+            inner: Mutex::new(TargetState {
+                current: replicas,
+                ..TargetState::default()
+            }),
         }
     }
     /// Every count it was scaled to, in order.
     pub fn history(&self) -> Vec<u32> {
-        lock(&self.inner).1.clone()
+        lock(&self.inner).history.clone()
+    }
+    /// Every fenced change, in order, with its token.
+    pub fn fenced_history(&self) -> Vec<(FencingToken, u32)> {
+        lock(&self.inner).fenced.clone()
+    }
+    /// How many fenced calls were turned away for a stale token.
+    pub fn rejected(&self) -> u64 {
+        lock(&self.inner).rejected
+    }
+    /// The newest token seen.
+    pub fn newest_token(&self) -> Option<FencingToken> {
+        lock(&self.inner).newest
     }
     /// The current count.
     pub fn current(&self) -> u32 {
-        lock(&self.inner).0
+        lock(&self.inner).current
     }
     /// Makes the next `n` scale calls fail.
     pub fn fail_next(&self, n: u32) {
-        lock(&self.inner).2 = n;
+        lock(&self.inner).fail_next = n;
+    }
+
+    fn apply(g: &mut TargetState, replicas: u32) -> std::result::Result<(), BoxError> {
+        if g.fail_next > 0 {
+            g.fail_next -= 1;
+            return Err("scale call rejected (injected)".into());
+        }
+        g.current = replicas;
+        g.history.push(replicas);
+        Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl ScaleTarget for InMemoryTarget {
     async fn replicas(&self) -> std::result::Result<u32, BoxError> {
-        Ok(lock(&self.inner).0)
+        Ok(lock(&self.inner).current)
     }
     async fn scale(&self, replicas: u32) -> std::result::Result<(), BoxError> {
+        Self::apply(&mut lock(&self.inner), replicas)
+    }
+    async fn scale_fenced(
+        &self,
+        replicas: u32,
+        token: FencingToken,
+    ) -> std::result::Result<(), BoxError> {
         let mut g = lock(&self.inner);
-        if g.2 > 0 {
-            g.2 -= 1;
-            return Err("scale call rejected (injected)".into());
+        if let Some(newest) = g.newest
+            && !admits(Some(newest), token)
+        {
+            g.rejected += 1;
+            return Err(Box::new(sysmanage_core::Error::StaleToken {
+                token,
+                newest,
+            }));
         }
-        g.0 = replicas;
-        g.1.push(replicas);
+        g.newest = Some(token);
+        Self::apply(&mut g, replicas)?;
+        g.fenced.push((token, replicas));
         Ok(())
     }
 }
@@ -455,6 +544,7 @@ pub struct Controller<S> {
     interval: Duration,
     call_timeout: Duration,
     live: Arc<Mutex<Live>>,
+    fleet: Option<Fleet>,
 }
 
 impl<S: AutoScaler> fmt::Debug for Controller<S> {
@@ -496,7 +586,33 @@ impl<S: AutoScaler> Controller<S> {
                 last: None,
                 closed: false,
             })),
+            fleet: None,
         })
+    }
+
+    /// Runs this controller as one replica of a fleet: passes act only
+    /// while `fleet`'s elector leads, actuate through
+    /// [`ScaleTarget::scale_fenced`] with the term's token, and (with a
+    /// state store) resume and save the scaler's state; see
+    /// [`fleet`](crate::fleet).
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] (field `fleet.stateStore`) when a
+    /// state store is configured but the scaler exports no state.
+    pub fn with_fleet(mut self, fleet: Fleet) -> Result<Self> {
+        if fleet.shares_state() && self.scaler.export_state().is_none() {
+            return Err(ScalingError::invalid(
+                "fleet.stateStore",
+                format!("scaler {:?} exports no state to share", self.scaler.name()),
+            ));
+        }
+        self.fleet = Some(fleet);
+        Ok(self)
+    }
+
+    /// The fleet this controller runs in, if any.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
     }
 
     /// Sets how long one call to the metrics source or the scale target may
@@ -555,6 +671,20 @@ impl<S: AutoScaler> Controller<S> {
         if lock(&self.live).closed {
             return Err(ScalingError::ShutDown);
         }
+        let token = match &mut self.fleet {
+            Some(f) => Some(f.begin_pass(&mut self.scaler).await?),
+            None => None,
+        };
+        let r = self.pass(token).await;
+        if r.is_err()
+            && let Some(f) = &mut self.fleet
+        {
+            f.reset();
+        }
+        r
+    }
+
+    async fn pass(&mut self, token: Option<FencingToken>) -> Result<Decision> {
         let now = self.clock.wall();
         let limit = self.call_timeout;
         let current = within(limit, "reading the scale target", self.target.replicas())
@@ -571,6 +701,9 @@ impl<S: AutoScaler> Controller<S> {
             }
         };
         obs.current_replicas = current;
+        if let Some(f) = &mut self.fleet {
+            f.observe(&obs, now);
+        }
         let decision = match self.scaler.decide(&obs, now) {
             Ok(d) => d,
             Err(e) => {
@@ -588,12 +721,24 @@ impl<S: AutoScaler> Controller<S> {
             reasons = ?decision.reasons,
         );
         if decision.desired_replicas != current {
-            let scaled = within(
-                limit,
-                "scaling the target",
-                self.target.scale(decision.desired_replicas),
-            )
-            .await;
+            let scaled = match token {
+                Some(t) => {
+                    within(
+                        limit,
+                        "scaling the target",
+                        self.target.scale_fenced(decision.desired_replicas, t),
+                    )
+                    .await
+                }
+                None => {
+                    within(
+                        limit,
+                        "scaling the target",
+                        self.target.scale(decision.desired_replicas),
+                    )
+                    .await
+                }
+            };
             match scaled {
                 Ok(()) => {
                     self.scaler
@@ -616,6 +761,12 @@ impl<S: AutoScaler> Controller<S> {
                     });
                 }
             }
+        }
+        if let (Some(f), Some(t)) = (&mut self.fleet, token)
+            && f.shares_state()
+        {
+            let state = self.scaler.export_state();
+            f.end_pass(state, t, now).await?;
         }
         lock(&self.live).last = Some(decision.clone());
         Ok(decision)

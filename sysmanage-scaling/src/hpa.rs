@@ -214,6 +214,12 @@ impl Hpa {
         &self.state
     }
 
+    /// Replaces the state (recommendations and scale events) with `state`,
+    /// keeping the spec; a successor resumes its predecessor's windows.
+    pub fn restore(&mut self, state: HpaState) {
+        self.state = state;
+    }
+
     /// The resolved `(scale_up, scale_down)` rules, or `None` on the legacy path.
     pub fn rules(&self) -> Option<&(ResolvedRules, ResolvedRules)> {
         self.rules.as_ref()

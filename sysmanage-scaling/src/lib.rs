@@ -11,6 +11,7 @@
 //! | [`scaler`] | [`Scaler`]: HPA plus [`LoadForecast`](sysmanage_core::LoadForecast) prediction, flap budget, guards, activation, fallback; the [`AutoScaler`] trait |
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
+//! | [`fleet`] | [`Fleet`]: the [`Controller`] as one replica of several: leader election, fenced actuation ([`ScaleTarget::scale_fenced`], [`FencedTarget`]), state shared through a [`StateStore`](sysmanage_core::lease::StateStore) |
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
 //! | [`forecast`] | [`SeasonalMedian`]: a burst-robust seasonal forecaster that measures its own error |
 //! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
@@ -105,6 +106,7 @@
 //! | `sysmanage_scaling::controller` | `metrics_failed` | warn | the metrics source failed or timed out |
 //! | `sysmanage_scaling::controller` | `decision_rejected` | warn | the scaler rejected the observation |
 //! | `sysmanage_scaling::controller` | `shutdown` | info / warn | a [`ControllerHandle::shutdown`] finished (warn: the pass in flight was abandoned) |
+//! | `sysmanage_scaling::fleet` | `resumed` | info | a new leader claimed the shared state (`token`, `saved_by`) |
 //! | `sysmanage_scaling::scaler` | `forecast_failed` | debug | [`Scaler`]'s forecaster failed or returned an unusable value |
 //!
 //! # Feature flags
@@ -120,6 +122,7 @@ pub mod calc;
 pub mod composite;
 pub mod control;
 pub mod error;
+pub mod fleet;
 pub mod forecast;
 pub mod hpa;
 pub mod kube;
@@ -138,6 +141,7 @@ pub use control::{
     InMemoryMetrics, InMemoryTarget, MetricsSource, ScaleTarget, Shutdown, StatsSnapshot, Trend,
 };
 pub use error::{Result, ScalingError};
+pub use fleet::{ControllerState, FencedTarget, Fleet, ForecastInput, MAX_FORECAST_INPUTS};
 pub use forecast::SeasonalMedian;
 pub use hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 pub use kube::{Reason, Recommendation, ScaleEvent};

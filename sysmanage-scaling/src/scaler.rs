@@ -28,6 +28,37 @@ pub trait AutoScaler: Send + fmt::Debug {
     /// Records that the target was actually scaled from `from` to `to`
     /// replicas. Rate limits and flap budgets count only confirmed actuations.
     fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp);
+
+    /// The state a successor must resume from (stabilization windows,
+    /// scale events, flap budget, …) as JSON, for a
+    /// [`StateStore`](sysmanage_core::lease::StateStore). `None` (the
+    /// default): the scaler keeps no state it can share.
+    fn export_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Replaces the state with one [`export_state`](Self::export_state)
+    /// produced, by a scaler of the same configuration.
+    ///
+    /// # Errors
+    /// [`ScalingError::InvalidSpec`] (field `state`) for a state of another
+    /// shape; the default refuses every state.
+    fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
+        let _ = state;
+        Err(ScalingError::invalid(
+            "state",
+            format!("scaler {:?} does not import state", self.name()),
+        ))
+    }
+}
+
+/// Decodes an exported state, naming the scaler in the error.
+pub(crate) fn decode_state<T: serde::de::DeserializeOwned>(
+    scaler: &str,
+    state: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(state)
+        .map_err(|e| ScalingError::invalid("state", format!("not a {scaler} state: {e}")))
 }
 
 impl AutoScaler for Hpa {
@@ -40,6 +71,13 @@ impl AutoScaler for Hpa {
     fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
         Hpa::record_actuation(self, from, to, now);
     }
+    fn export_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.state()).ok()
+    }
+    fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
+        self.restore(decode_state("hpa", state)?);
+        Ok(())
+    }
 }
 
 impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
@@ -51,6 +89,12 @@ impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
     }
     fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp) {
         (**self).record_actuation(from, to, now);
+    }
+    fn export_state(&self) -> Option<serde_json::Value> {
+        (**self).export_state()
+    }
+    fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
+        (**self).import_state(state)
     }
 }
 
@@ -506,6 +550,14 @@ impl Scaler {
         s
     }
 
+    /// Replaces the state with `state` (saved by [`state`](Self::state)),
+    /// keeping the configuration: a successor resumes its predecessor's
+    /// stabilization windows, scale events and flap budget.
+    pub fn restore(&mut self, state: ScalerState) {
+        self.hpa.restore(state.hpa.clone());
+        self.state = state;
+    }
+
     fn reversals(&self, now: Timestamp, window: Duration) -> u32 {
         let cutoff = now - window;
         let mut last: Option<Action> = None;
@@ -820,5 +872,14 @@ impl AutoScaler for Scaler {
         if to > 0 && self.cfg.activation.is_some() && from == 0 {
             self.state.last_active = Some(now);
         }
+    }
+
+    fn export_state(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.state()).ok()
+    }
+
+    fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
+        self.restore(decode_state("scaler", state)?);
+        Ok(())
     }
 }

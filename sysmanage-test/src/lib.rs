@@ -20,6 +20,9 @@
 
 use std::process::Command;
 
+#[cfg(feature = "fleet")]
+pub mod fleet;
+
 /// How to start the servers, quoted in every failure message.
 pub const START_HINT: &str = "start the local topology with `scripts/services up` and load its \
 addresses with `eval \"$(scripts/services env)\"`, or run the whole suite with `scripts/test`";

@@ -29,6 +29,8 @@ pub(super) enum Cmd<'a> {
     MGet(Vec<&'a [u8]>),
     MSet(Vec<(&'a [u8], &'a [u8])>),
     Scan(Vec<Value>),
+    /// `EVAL script numkeys keys… args…`; every key in one slot.
+    Eval(&'static str, Vec<&'a [u8]>, Vec<Value>),
 }
 
 pub(super) async fn send_cmd<C: KeysInterface + Sync>(
@@ -58,6 +60,18 @@ pub(super) async fn send_cmd<C: KeysInterface + Sync>(
             c.custom(
                 CustomCommand::new_static("SCAN", ClusterHash::Random, false),
                 args.clone(),
+            )
+            .await
+        }
+        Cmd::Eval(script, keys, args) => {
+            let mut all: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            all.push(Value::from(*script));
+            all.push(Value::from(keys.len() as i64));
+            all.extend(keys.iter().map(|k| Value::from(*k)));
+            all.extend(args.iter().cloned());
+            c.custom(
+                CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false),
+                all,
             )
             .await
         }

@@ -85,10 +85,12 @@ mod cluster_info;
 mod command;
 mod config;
 mod connections;
+pub mod lease;
 mod multi;
 mod ops;
 mod refresh;
 mod routing;
+pub mod state_store;
 #[cfg(test)]
 mod tests;
 
