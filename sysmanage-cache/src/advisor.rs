@@ -61,7 +61,7 @@ use crate::stats::{ClusterHealth, ClusterStats, NodeReport};
 
 /// Thresholds of the advisor. Ratios are fractions of a node's memory limit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AdvisorConfig {
     /// Scale out when any primary uses more than this. Default: 0.80.
@@ -91,8 +91,10 @@ pub struct AdvisorConfig {
     /// See `skew_min_keys`.
     pub skew_min_ops: u64,
     /// A signal must persist this long before it is acted on. Default: 5 min.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub sustain: Duration,
     /// Quiet period after a recommendation. Default: 15 min.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub cooldown: Duration,
 }
 

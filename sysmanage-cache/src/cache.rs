@@ -76,7 +76,7 @@ pub enum Ttl {
 
 /// Input limits every backend enforces before touching data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Limits {
     /// Largest value accepted by `set`/`mset`. Default: 8 MiB.

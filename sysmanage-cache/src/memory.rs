@@ -37,7 +37,7 @@ pub enum Eviction {
 
 /// Settings of [`MemoryCache`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MemoryConfig {
     /// Memory bound: keys + values + [`ENTRY_OVERHEAD_BYTES`] per entry.

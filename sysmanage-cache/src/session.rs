@@ -56,14 +56,16 @@ const EPOCH_TTL_MARGIN: Duration = Duration::from_secs(60);
 
 /// Settings of a [`SessionStore`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SessionConfig {
     /// Key prefix; must not contain `{` or `}`. Default: `"session:"`.
     pub prefix: String,
     /// Idle expiry, renewed by `update` and `touch`. Default: 30 min.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub ttl: Duration,
     /// Absolute lifetime from creation, whatever the activity. Default: 24 h.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub max_lifetime: Duration,
     /// Ids kept in a user's index (oldest dropped first; dropped sessions
     /// are still revoked by the epoch). Default: 256.

@@ -73,29 +73,34 @@ pub trait CapacityPlanner: Send + Sync + fmt::Debug {
 
 /// Planner settings. Every default is documented on its field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PlannerConfig {
     /// Samples older than this behind the newest are dropped (1 ms to 100
     /// years). Default: 30 days.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub retention: Duration,
     /// At most this many samples are kept per metric (1 to
     /// [`MAX_SAMPLES_PER_METRIC`]). Default: 500 000.
     pub max_samples_per_metric: NonZeroUsize,
     /// How far ahead to forecast (1 ms to 100 years). Default: 7 days.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub horizon: Duration,
     /// Prediction interval coverage, in `(0, 1)`. Default: 0.95.
     pub interval_level: f64,
     /// A point-forecast crossing sooner than this is high urgency (0 to
     /// `medium_within`). Default: 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub high_within: Duration,
     /// A point-forecast crossing sooner than this is medium urgency
     /// (`high_within` to 100 years). Default: 3 days.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub medium_within: Duration,
     /// Recommend (low urgency) when only the interval bound crosses within
     /// `medium_within`. Default: true.
     pub recommend_on_bound: bool,
     /// Window of the trend slope (1 ms to 100 years). Default: 7 days.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub trend_window: Duration,
     /// Relative slope per day (fraction of the limit) that enters
     /// increasing/decreasing (`trend_exit` to [`MAX_TREND_THRESHOLD`]).
@@ -106,6 +111,7 @@ pub struct PlannerConfig {
     pub trend_exit: f64,
     /// Season of the seasonal models and of the outlier guard (2 ms to 100
     /// years). Default: 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub season: Duration,
     /// Fewest raw samples (at distinct times) to forecast from (3 to
     /// [`MAX_SAMPLES_PER_METRIC`]). Default: 3.
@@ -123,6 +129,7 @@ pub struct PlannerConfig {
     /// otherwise evict the whole history and every later sample. A metric
     /// that really resumes after a longer silence is restarted with
     /// [`Planner::clear_metric`]. 1 ms to 100 years. Default: 7 days.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub max_forward_jump: Duration,
     /// Threads a report analyses metrics on (scoped threads, joined before
     /// the report returns; the result is the same as on one thread). `0`

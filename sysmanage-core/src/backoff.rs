@@ -48,13 +48,62 @@ pub enum Jitter {
 /// assert_eq!(delays, [100, 200, 400, 800].map(Duration::from_millis));
 /// # Ok::<(), sysmanage_core::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+///
+/// In a config file it reads (every field optional, defaults as
+/// [`Backoff::default`], validated as [`BackoffBuilder::build`] does):
+/// `{ initial = "20ms", max = "400ms", multiplier = 2, jitter = "equal", max_retries = 12 }`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "BackoffConfig")]
 pub struct Backoff {
+    #[serde(with = "crate::duration::serde_human")]
     initial: Duration,
+    #[serde(with = "crate::duration::serde_human")]
     max: Duration,
     multiplier: f64,
     jitter: Jitter,
     max_retries: Option<NonZeroU32>,
+}
+
+/// The file form of a [`Backoff`], validated into one by the builder.
+#[derive(serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BackoffConfig {
+    #[serde(with = "crate::duration::serde_human")]
+    initial: Duration,
+    #[serde(with = "crate::duration::serde_human")]
+    max: Duration,
+    multiplier: f64,
+    jitter: Jitter,
+    max_retries: Option<u32>,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        let d = Backoff::default();
+        Self {
+            initial: d.initial,
+            max: d.max,
+            multiplier: d.multiplier,
+            jitter: d.jitter,
+            max_retries: None,
+        }
+    }
+}
+
+impl TryFrom<BackoffConfig> for Backoff {
+    type Error = Error;
+
+    fn try_from(c: BackoffConfig) -> Result<Self> {
+        let mut b = Backoff::builder()
+            .initial(c.initial)
+            .max(c.max)
+            .multiplier(c.multiplier)
+            .jitter(c.jitter);
+        if let Some(n) = c.max_retries {
+            b = b.max_retries(n);
+        }
+        b.build()
+    }
 }
 
 impl Default for Backoff {

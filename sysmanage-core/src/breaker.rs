@@ -27,18 +27,20 @@ const WINDOW_BUCKETS: u32 = 10;
 /// Open the circuit when the share of failed calls over a sliding window
 /// reaches `ratio`, once at least `min_calls` calls were seen in it.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FailureRatio {
     /// Failure share in `(0, 1]` that opens the circuit.
     pub ratio: f64,
     /// Minimum calls in the window before the ratio is judged.
     pub min_calls: u32,
     /// Length of the sliding window (counted in 10 buckets).
+    #[serde(with = "crate::duration::serde_human")]
     pub window: Duration,
 }
 
 /// Circuit breaker settings.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures that open the circuit. Default: 5.
@@ -46,6 +48,7 @@ pub struct BreakerConfig {
     /// Optional failure-ratio trigger. Default: none.
     pub failure_ratio: Option<FailureRatio>,
     /// How long the circuit stays open before trial calls. Default: 30 s.
+    #[serde(with = "crate::duration::serde_human")]
     pub cool_down: Duration,
     /// Trial calls admitted while half-open; all must succeed to close. Default: 1.
     pub half_open_max_calls: NonZeroU32,

@@ -43,7 +43,7 @@ use crate::scaler::AutoScaler;
 
 /// Configuration of [`Composite`]; defaults are SysManage's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CompositeConfig {
     /// Fewest replicas (default 2; at most `max_replicas`).
     pub min_replicas: u32,
@@ -63,6 +63,7 @@ pub struct CompositeConfig {
     /// 0.2, 0.15, 0.1). A weight of 0 switches that signal off.
     pub weights: [f64; 5],
     /// Scale-down waits this long after a confirmed actuation (default 300 s; at most one day).
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub scale_down_cooldown: Duration,
     /// Weighted factor must be below `1 − tolerance` to scale down (default 0.1).
     pub tolerance: f64,

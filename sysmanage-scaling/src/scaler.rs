@@ -118,16 +118,18 @@ impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
 ///   waiting out the downscale window: replicas removed now cannot be back
 ///   sooner than the lead time, so the peak is what they must cover.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PredictiveConfig {
     /// The load signal to forecast, e.g. `"rps"` (not empty).
     pub signal: String,
     /// Load one replica should carry (finite, at least 0.001).
     pub per_replica: f64,
     /// How far ahead to provision: replica start-up plus warm-up (1 s ..= 1 day).
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub lead_time: Duration,
     /// Spacing of the forecasts inside the lead time (default 60 s; 1 s ..=
     /// `lead_time`, and at most 1440 forecasts per decision).
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub step: Duration,
     /// Use the forecast only while the forecaster's measured recent relative
     /// error ([`LoadForecast::recent_error`]; for
@@ -207,11 +209,12 @@ const MAX_HORIZONS: f64 = 1440.0;
 /// At most `max_reversals` direction reversals of confirmed actuations per
 /// `window`; past that, scale-down freezes (scale-up still works).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlapBudget {
     /// Reversals allowed in the window (`1..=255`: the last 256 actuations are remembered).
     pub max_reversals: u32,
     /// The window (1 s ..= 1 day).
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub window: Duration,
 }
 
@@ -237,7 +240,7 @@ pub struct Guards {
 /// `max_replicas`, and only the activation step goes from 1 to 0, once the
 /// cooldown has passed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Activation {
     /// The metric whose value decides activity (a Total or Average reading).
     pub metric: String,
@@ -245,6 +248,7 @@ pub struct Activation {
     pub threshold: f64,
     /// Wait this long after the last activity before scaling to zero (KEDA's
     /// `cooldownPeriod`, default 300 s; at most one day).
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub cooldown: Duration,
 }
 
@@ -261,7 +265,7 @@ pub struct Fallback {
 
 /// Everything a [`Scaler`] is configured with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScalerConfig {
     /// A name for reports.
     pub name: String,

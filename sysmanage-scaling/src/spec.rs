@@ -440,7 +440,7 @@ impl Behavior {
 /// assert!(matches!(bad.validate(), Err(ScalingError::MinAboveMax { min: 5, max: 3 })));
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HpaSpec {
     /// `minReplicas` (Kubernetes defaults it to 1). Zero is accepted only with an
     /// Object or External metric, as with Kubernetes' `HPAScaleToZero`. At most

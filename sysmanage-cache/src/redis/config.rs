@@ -9,19 +9,23 @@ use crate::error::{CacheError, Result};
 use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 /// Settings of [`RedisCache`](super::RedisCache).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// Seed nodes, `host:port`. 1 to 1,000 of them.
     pub nodes: Vec<String>,
     /// ACL user name. Default: none.
     pub username: Option<String>,
-    /// Password. Default: none. Never printed.
+    /// Password. Default: none. Never printed, never serialised.
+    #[serde(skip_serializing)]
     pub password: Option<Secret>,
     /// Deadline of one command or one pipeline (up to 1,000 commands).
     /// Default: 1 s. Range: 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub command_timeout: Duration,
     /// Deadline of one connection attempt. Default: 2 s. Range: 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub connect_timeout: Duration,
     /// Backoff between retries of transient errors; its `max_retries`
     /// bounds the attempts. Default: 20 ms doubling to 400 ms, equal jitter,
@@ -30,6 +34,7 @@ pub struct RedisConfig {
     /// Total time one operation may spend retrying. Default: 6 s (longer
     /// than a typical automatic failover at `cluster-node-timeout 2000`).
     /// Range: 0 – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub retry_budget: Duration,
     /// `MOVED`/`ASK` redirections followed per command (per slot for
     /// multi-key operations) before it fails with
@@ -37,12 +42,14 @@ pub struct RedisConfig {
     pub max_redirections: u32,
     /// Period of the background topology refresh. Default: 10 s. Range:
     /// 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub refresh_interval: Duration,
     /// Random spread of the period, as a fraction of it (0 ≤ j < 1).
     /// Default: 0.2.
     pub refresh_jitter: f64,
     /// Smallest gap between two refreshes triggered by errors. Default:
     /// 200 ms. Range: 0 – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub min_refresh_gap: Duration,
     /// Capacity of the topology event channel. Default: 64. Range: 1 –
     /// 1,048,576.

@@ -238,9 +238,11 @@ impl RedisCache {
                 .into_iter()
                 .map(|(node, units)| self.node_batch(op, keys, node, units))
                 .collect();
-            let retry_allowed = self.may_retry(attempt, started);
             let (mut failed_keys, mut must_wait, mut topology_suspect) = (0u64, false, false);
             let outcomes = join_all(batches).await.into_iter().flatten();
+            // Decided once the attempt is over: the budget bounds the time
+            // spent, waiting on a dead node included.
+            let retry_allowed = self.may_retry(attempt, started);
             for (mut u, res) in outcomes.chain(unrouted) {
                 match res {
                     Ok(outs) => {

@@ -89,7 +89,7 @@ pub use tracking::TrackingConfig;
 
 /// Settings of [`TieredCache`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TieredConfig {
     /// Most entries L1 holds. Default: 100,000.
@@ -100,6 +100,7 @@ pub struct TieredConfig {
     pub max_weight_bytes: u64,
     /// Longest an entry stays in L1: the staleness bound when an
     /// invalidation cannot arrive. Default: 30 s. Range: 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub local_ttl: Duration,
     /// Each entry's lifetime is `local_ttl` shortened by a random fraction
     /// in `[0, ttl_jitter)`. Must be in `[0, 1)`. Default: 0.1.
@@ -107,6 +108,7 @@ pub struct TieredConfig {
     /// Cache misses (the key is absent in L2 and, with `get_or_load`, at
     /// the origin) in L1 for this long. Must not exceed `local_ttl`.
     /// Default: `None` (misses are not cached).
+    #[serde(with = "sysmanage_core::duration::serde_human_opt")]
     pub negative_ttl: Option<Duration>,
     /// Read the key's TTL from L2 on each L2 hit (one extra command, sent
     /// concurrently with the read) so that an L1 entry never outlives the L2

@@ -33,20 +33,24 @@ use crate::redis::{RedisCache, RedisConfig};
 /// Settings of the invalidation connections of
 /// [`TieredCache::with_tracking`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TrackingConfig {
     /// `PING` period on each tracking connection; a ping that fails or
     /// takes longer than this counts as a lost connection. Default: 1 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub heartbeat: Duration,
     /// How often the supervisor compares the tracked nodes with the routing
     /// table. Default: 250 ms.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub reconcile_interval: Duration,
     /// First wait before reconnecting a lost tracking connection; it
     /// doubles per failed attempt up to `reconnect_max`, with equal jitter,
     /// and starts over after a successful subscription. Default: 200 ms.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub reconnect_delay: Duration,
     /// Longest wait between reconnection attempts. Default: 5 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub reconnect_max: Duration,
     /// Capacity of each connection's invalidation channel; falling behind
     /// it flushes L1. Default: 4096.

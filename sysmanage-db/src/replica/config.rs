@@ -163,7 +163,8 @@ pub enum Role {
 ///
 /// Start from [`Default`] and assign fields; [`validate`](Self::validate) runs
 /// when the router is built.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ReplicaConfig {
     /// Balancing strategy. Default: [`Strategy::PowerOfTwoChoices`].
@@ -176,6 +177,7 @@ pub struct ReplicaConfig {
     /// Replicas lagging more than this (time lag, counted only when the byte
     /// lag is non-zero) are lag-banned for [`Consistency::Any`] reads.
     /// Default: 10 s.
+    #[serde(with = "sysmanage_core::duration::serde_human_opt")]
     pub max_lag: Option<Duration>,
     /// A lag-banned replica is re-admitted when its lag falls below this
     /// fraction of the limits (hysteresis). Default: 0.5. Must be in `(0, 1]`.
@@ -184,6 +186,7 @@ pub struct ReplicaConfig {
     /// than this; the least lagged ones keep serving. Default: 0 (off).
     pub min_serving_replicas: usize,
     /// Time between probe rounds. Default: 1 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub monitor_interval: Duration,
     /// Consecutive failed probes of the current primary before writes may
     /// move to a promoted standby (a primary that answers in recovery, i.e.
@@ -195,8 +198,10 @@ pub struct ReplicaConfig {
     /// Timeout of one probe. Default: 500 ms. (The PostgreSQL backend
     /// probes on a connection of its own, so a saturated pool never delays
     /// a probe.)
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub probe_timeout: Duration,
     /// Random extra delay added to each interval, up to this. Default: 100 ms.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub monitor_jitter: Duration,
     /// Ban duration growth on repeated failures; a ban ends only with a
     /// successful probe after it expired. Default: 250 ms initial, ×2, 30 s cap,
@@ -206,6 +211,7 @@ pub struct ReplicaConfig {
     /// after which a node is banned. Default: 5.
     pub max_consecutive_errors: u32,
     /// Time constant of the peak-EWMA latency. Default: 10 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub ewma_decay: Duration,
     /// Latency assumed for a node without observations. Default: 0, which is
     /// optimistic (as Finagle's peak EWMA): a new node is tried at once and
@@ -213,13 +219,16 @@ pub struct ReplicaConfig {
     /// [`MIN_COST_LATENCY_SECS`](super::MIN_COST_LATENCY_SECS), so requests
     /// in flight count against an unobserved (or long idle, decayed) node
     /// just as against any other.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub initial_latency: Duration,
     /// While waiting for a replica to reach a token, how often each lagging
     /// replica is re-polled (one cheap query). Default: 10 ms.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub token_poll_interval: Duration,
     /// The longest a [`Consistency::AtLeast`] read waits for a replica to
     /// reach its token, whatever its `wait` says (the level is
     /// deserialisable, so the wait may come from outside). Default: 5 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub max_token_wait: Duration,
     /// How long a read keeps retrying after connection-level failures
     /// (the node it ran on died, or the primary it fell back to is failing
@@ -227,6 +236,7 @@ pub struct ReplicaConfig {
     /// once on another node; later ones re-route from scratch, so a read
     /// rides through a failover to the promoted node. Read closures must be
     /// safe to repeat. Zero: one retry only. Default: 5 s.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub read_retry_budget: Duration,
     /// Seed of the router's random numbers; `None` seeds from entropy.
     /// Default: `None`.

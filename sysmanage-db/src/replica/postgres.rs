@@ -182,7 +182,8 @@ pub(super) fn classify_sqlx(e: &sqlx::Error) -> FailureClass {
 }
 
 /// Pool settings for one PostgreSQL node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct PgNodeOptions {
     /// Largest number of connections. Default: 10. Range: 1 – 10,000.
@@ -191,9 +192,11 @@ pub struct PgNodeOptions {
     pub min_connections: u32,
     /// How long a query waits for a connection (this also bounds connecting
     /// to a node that is down). Default: 2 s. Range: 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human")]
     pub acquire_timeout: Duration,
     /// Idle connections are closed after this. Default: 10 min. Range:
     /// 1 ms – 1 day.
+    #[serde(with = "sysmanage_core::duration::serde_human_opt")]
     pub idle_timeout: Option<Duration>,
 }
 
