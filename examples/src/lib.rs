@@ -5,6 +5,8 @@
 
 pub mod cache_demo;
 pub mod capacity_demo;
+#[cfg(feature = "config")]
+pub mod host_config;
 pub mod replica_demo;
 pub mod scaling_demo;
 pub mod sharding_demo;

@@ -74,6 +74,37 @@ pub struct SessionConfig {
     pub create_attempts: u32,
 }
 
+impl SessionConfig {
+    /// Validates the settings (what [`SessionStore::new`] checks).
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`] naming the field and its range.
+    pub fn validate(&self) -> Result<()> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(CacheError::invalid(
+                "session.prefix",
+                "must not contain { or }",
+            ));
+        }
+        check_duration("session.ttl", self.ttl, MILLISECOND, YEAR)?;
+        check_duration("session.max_lifetime", self.max_lifetime, MILLISECOND, YEAR)?;
+        check_count(
+            "session.max_sessions_per_user",
+            self.max_sessions_per_user,
+            1,
+            1_000_000,
+        )?;
+        check_count("session.create_attempts", self.create_attempts, 1, 100)?;
+        if self.max_sessions_per_user == 0 || self.create_attempts == 0 {
+            return Err(CacheError::invalid(
+                "session.max_sessions_per_user",
+                "max_sessions_per_user and create_attempts must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
@@ -206,32 +237,7 @@ impl<C: ClusterCache, K: Codec> SessionStore<C, K> {
         config: SessionConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        if config.prefix.contains(['{', '}']) {
-            return Err(CacheError::invalid(
-                "session.prefix",
-                "must not contain { or }",
-            ));
-        }
-        check_duration("session.ttl", config.ttl, MILLISECOND, YEAR)?;
-        check_duration(
-            "session.max_lifetime",
-            config.max_lifetime,
-            MILLISECOND,
-            YEAR,
-        )?;
-        check_count(
-            "session.max_sessions_per_user",
-            config.max_sessions_per_user,
-            1,
-            1_000_000,
-        )?;
-        check_count("session.create_attempts", config.create_attempts, 1, 100)?;
-        if config.max_sessions_per_user == 0 || config.create_attempts == 0 {
-            return Err(CacheError::invalid(
-                "session.max_sessions_per_user",
-                "max_sessions_per_user and create_attempts must be at least 1",
-            ));
-        }
+        config.validate()?;
         Ok(Self {
             cache,
             codec,

@@ -276,6 +276,7 @@ pub struct ScalerConfig {
     /// Flap budget, if any.
     pub flap_budget: Option<FlapBudget>,
     /// Guards.
+    #[serde(default)]
     pub guards: Guards,
     /// Scale to/from zero, if any.
     pub activation: Option<Activation>,

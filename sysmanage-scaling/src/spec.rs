@@ -442,9 +442,11 @@ impl Behavior {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HpaSpec {
-    /// `minReplicas` (Kubernetes defaults it to 1). Zero is accepted only with an
+    /// `minReplicas` (Kubernetes defaults it to 1, and so does a missing
+    /// field here). Zero is accepted only with an
     /// Object or External metric, as with Kubernetes' `HPAScaleToZero`. At most
     /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+    #[serde(default = "one")]
     pub min_replicas: u32,
     /// `maxReplicas`, at least 1, at least `min_replicas` and at most
     /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS) (`int32`).
@@ -453,13 +455,27 @@ pub struct HpaSpec {
     pub metrics: Vec<MetricSpec>,
     /// `behavior`; `None` selects the controller's legacy path (scale-up limit
     /// `max(2 × current, 4)`, downscale stabilization only).
+    #[serde(default)]
     pub behavior: Option<Behavior>,
     /// Tolerance around a usage ratio of 1.0 within which nothing changes (default 0.1, inclusive).
+    #[serde(default = "default_tolerance")]
     pub tolerance: f64,
     /// Downscale stabilization used by the legacy path and when
     /// `behavior.scaleDown.stabilizationWindowSeconds` is unset (default 300 s).
-    #[serde(with = "secs")]
+    #[serde(with = "secs", default = "default_downscale_stabilization")]
     pub downscale_stabilization: Duration,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_tolerance() -> f64 {
+    DEFAULT_TOLERANCE
+}
+
+fn default_downscale_stabilization() -> Duration {
+    DEFAULT_DOWNSCALE_STABILIZATION
 }
 
 mod secs {
