@@ -314,6 +314,19 @@ pub trait ClusterCache: Send + Sync + std::fmt::Debug {
         prefix: &[u8],
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send;
+
+    /// Shuts the cache down for every clone: stops background tasks, lets
+    /// operations in flight finish until `deadline`, closes connections;
+    /// later operations fail with [`CacheError::ShutDown`]. The default (an
+    /// in-process cache holding no connection) does nothing.
+    ///
+    /// # Errors
+    /// [`CacheError::Timeout`] when operations were still in flight at the
+    /// deadline.
+    fn shutdown(&self, deadline: Duration) -> impl Future<Output = Result<()>> + Send {
+        let _ = deadline;
+        std::future::ready(Ok(()))
+    }
 }
 
 macro_rules! forward_cluster_cache {
@@ -348,6 +361,9 @@ macro_rules! forward_cluster_cache {
             }
             fn mdel<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> impl Future<Output = Result<Vec<KeyResult<bool>>>> + Send {
                 (**self).mdel(keys)
+            }
+            fn shutdown(&self, deadline: Duration) -> impl Future<Output = Result<()>> + Send {
+                (**self).shutdown(deadline)
             }
             fn scan_prefix(&self, prefix: &[u8], limit: usize) -> impl Future<Output = Result<Vec<Vec<u8>>>> + Send {
                 (**self).scan_prefix(prefix, limit)
@@ -421,6 +437,8 @@ pub trait DynClusterCache: Send + Sync + std::fmt::Debug {
         prefix: &'a [u8],
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<Vec<u8>>>>;
+    /// [`ClusterCache::shutdown`].
+    fn dyn_shutdown(&self, deadline: Duration) -> BoxFuture<'_, Result<()>>;
 }
 
 impl<C: ClusterCache> DynClusterCache for C {
@@ -470,11 +488,17 @@ impl<C: ClusterCache> DynClusterCache for C {
     ) -> BoxFuture<'a, Result<Vec<Vec<u8>>>> {
         Box::pin(self.scan_prefix(prefix, limit))
     }
+    fn dyn_shutdown(&self, deadline: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.shutdown(deadline))
+    }
 }
 
 impl ClusterCache for dyn DynClusterCache {
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.dyn_get(key).await
+    }
+    async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        self.dyn_shutdown(deadline).await
     }
     async fn set(&self, key: &[u8], value: &[u8], opts: SetOptions) -> Result<bool> {
         self.dyn_set(key, value, opts).await

@@ -141,6 +141,9 @@ pub enum CacheError {
         #[source]
         source: SharedError,
     },
+    /// The cache was shut down; no operation runs any more.
+    #[error("the cache is shut down")]
+    ShutDown,
     /// The backend failed in another way; the cause is in `source()`.
     #[error("{backend} backend failed")]
     Backend {
@@ -204,6 +207,7 @@ impl CacheError {
             Self::Unavailable { .. } => "unavailable",
             Self::NodeBatch { .. } => "node_batch",
             Self::Indeterminate { .. } => "indeterminate",
+            Self::ShutDown => "shut_down",
             Self::Backend { .. } => "backend",
         }
     }

@@ -652,3 +652,92 @@ fn clients_of_dead_nodes_are_dropped_at_refresh() {
         assert!(fred::interfaces::ClientLike::is_connected(&after));
     });
 }
+
+/// Clients connected to each node, as the servers count them.
+async fn connected_clients(nodes: &[String]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for n in nodes {
+        let port = port_of(n);
+        let text = tokio::task::spawn_blocking(move || {
+            let o = std::process::Command::new("redis-cli")
+                .args(["-p", &port, "info", "clients"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .await
+        .unwrap();
+        let n = text
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(u64::MAX);
+        out.push(n);
+    }
+    out
+}
+
+/// `shutdown` of a tracked `TieredCache` over a `RedisCache`: operations in
+/// flight finish, later ones fail with `ShutDown`, and every connection of
+/// both (data and tracking) is closed, counted server-side.
+#[test]
+fn shutdown_closes_every_connection() {
+    serial(|| async {
+        services(&["redis-wait"]);
+        let nodes = redis_nodes();
+        // Each count includes the redis-cli asking.
+        let before = connected_clients(&nodes).await;
+        let prefix = format!("it:shutdown:{}:", run_id());
+        let redis = connect().await;
+        let mut config = sysmanage_cache::TieredConfig::default();
+        config.prefixes = vec![prefix.as_bytes().to_vec()];
+        let tiered =
+            sysmanage_cache::TieredCache::with_tracking(redis, config, Default::default()).unwrap();
+        let keys: Vec<String> = (0..200).map(|i| format!("{prefix}{i}")).collect();
+        let entries: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), k.clone())).collect();
+        assert!(
+            tiered
+                .mset(&entries, None)
+                .await
+                .unwrap()
+                .iter()
+                .all(Result::is_ok)
+        );
+        assert!(tiered.mget(&keys).await.unwrap().iter().all(Result::is_ok));
+        let during = connected_clients(&nodes).await;
+        assert!(
+            during.iter().zip(&before).any(|(d, b)| d > b),
+            "the caches hold connections: {before:?} -> {during:?}"
+        );
+        let in_flight = {
+            let t = tiered.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move { t.mget(&keys).await })
+        };
+        tiered.shutdown(Duration::from_secs(5)).await.unwrap();
+        let _ = in_flight.await.unwrap();
+        assert!(matches!(
+            tiered.get(keys[0].as_bytes()).await,
+            Err(CacheError::ShutDown)
+        ));
+        assert!(matches!(
+            tiered.l2().get(keys[0].as_bytes()).await,
+            Err(CacheError::ShutDown)
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let after = connected_clients(&nodes).await;
+            if after.iter().zip(&before).all(|(a, b)| a <= b) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "connections left after shutdown: {before:?} -> {after:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Clean up through a fresh client.
+        let cleanup = connect().await;
+        let _ = cleanup.mdel(&keys).await;
+    });
+}

@@ -91,6 +91,9 @@ pub enum Error {
         /// What was wrong, with the line number.
         reason: String,
     },
+    /// The router was shut down; no query runs any more.
+    #[error("the router is shut down")]
+    ShutDown,
     // --- replica routing variants (ReplicaRouter) go above this line ---
     /// A shard function found no shard for a key (a gap between ranges, a
     /// value in no list). Never turned into a broadcast.

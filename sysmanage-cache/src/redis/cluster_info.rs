@@ -18,6 +18,7 @@ impl RedisCache {
     /// # Errors
     /// A backend error when no node answers.
     pub async fn cluster_nodes(&self) -> Result<Vec<ClusterNode>> {
+        let _op = self.begin()?;
         let mut candidates: Vec<String> = self
             .routing()
             .primaries()

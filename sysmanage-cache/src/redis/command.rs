@@ -199,6 +199,7 @@ impl RedisCache {
         mode: Retry,
         cmd: Cmd<'_>,
     ) -> Result<Value> {
+        let _op = self.begin()?;
         let s = slot(key);
         let started = Instant::now();
         let (mut attempt, mut redirects) = (0, 0);

@@ -86,6 +86,7 @@ mod command;
 mod config;
 mod connections;
 pub mod lease;
+mod lifecycle;
 mod multi;
 mod ops;
 mod refresh;
@@ -144,6 +145,8 @@ struct Inner {
     events: broadcast::Sender<TopologyEvent>,
     counters: Counters,
     tasks: StdMutex<Vec<JoinHandle<()>>>,
+    /// Shutdown state: refuses new operations, counts those in flight.
+    life: lifecycle::Life,
 }
 
 impl Drop for Inner {
@@ -225,6 +228,7 @@ impl RedisCache {
             events,
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
+            life: lifecycle::Life::default(),
         });
         Ok(Self { inner })
     }
@@ -240,6 +244,7 @@ impl RedisCache {
     /// # Errors
     /// A backend error when the node cannot be reached.
     pub async fn node_client(&self, addr: &str) -> Result<Client> {
+        let _op = self.begin()?;
         self.node(addr).await.map_err(|e| CacheError::Backend {
             backend: "redis",
             source: shared(e),

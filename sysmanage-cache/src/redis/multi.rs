@@ -191,6 +191,10 @@ impl RedisCache {
     /// redirections, retries failed slots, and returns per-key results in
     /// input order.
     pub(super) async fn multi(&self, op: Multi<'_>, keys: &[&[u8]]) -> Vec<KeyResult<Out>> {
+        let _op = match self.begin() {
+            Ok(op) => op,
+            Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+        };
         let mut results: Vec<Option<KeyResult<Out>>> = vec![None; keys.len()];
         let unit = |slot, idx| Unit {
             slot,

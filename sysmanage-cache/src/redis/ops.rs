@@ -134,7 +134,12 @@ impl ClusterCache for RedisCache {
             .collect())
     }
 
+    async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        RedisCache::shutdown(self, deadline).await
+    }
+
     async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+        let _op = self.begin()?;
         if limit == 0 {
             return Err(CacheError::invalid("limit", "must be greater than zero"));
         }

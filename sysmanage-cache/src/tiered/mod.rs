@@ -410,6 +410,8 @@ pub(crate) struct Shared {
     clock: Arc<dyn Clock>,
     rng: StdMutex<SplitMix64>,
     flights: StdMutex<HashMap<Box<[u8]>, Flight>>,
+    /// Set by `shutdown`: every operation fails from then on.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -669,12 +671,22 @@ impl<C: ClusterCache> TieredCache<C> {
             clock,
             rng: StdMutex::new(SplitMix64::from_entropy()),
             flights: StdMutex::new(HashMap::new()),
+            closed: AtomicBool::new(false),
         });
         Ok(Self {
             l2,
             shared,
             tasks: Arc::new(TaskGuard::default()),
         })
+    }
+
+    /// `Err(ShutDown)` once [`shutdown`](ClusterCache::shutdown) was called.
+    fn alive(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Relaxed) {
+            Err(CacheError::ShutDown)
+        } else {
+            Ok(())
+        }
     }
 
     /// The L2 cache.
@@ -848,6 +860,7 @@ impl<C: ClusterCache> TieredCache<C> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<Vec<u8>>>>,
     {
+        self.alive()?;
         let first = match self.try_l1(key, true) {
             Lookup::Hit(v) => return Ok(v.map(|v| v.to_vec())),
             other => other,
@@ -911,7 +924,28 @@ impl<C: ClusterCache> TieredCache<C> {
 }
 
 impl<C: ClusterCache> ClusterCache for TieredCache<C> {
+    /// Closes the tracking connections, empties L1, then shuts the L2
+    /// down (which waits for its operations in flight until `deadline`);
+    /// every operation on any clone fails with [`CacheError::ShutDown`]
+    /// from the first moment.
+    async fn shutdown(&self, deadline: Duration) -> Result<()> {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for t in self
+            .tasks
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            t.abort();
+        }
+        self.shared.coherent.store(false, Ordering::SeqCst);
+        self.shared.l1.invalidate_all();
+        self.l2.shutdown(deadline).await
+    }
+
     async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.alive()?;
         let first = match self.try_l1(key, true) {
             Lookup::Hit(v) => return Ok(v.map(|v| v.to_vec())),
             Lookup::Bypass => return self.l2.get(key).await,
@@ -929,6 +963,7 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
     }
 
     async fn set(&self, key: &[u8], value: &[u8], opts: SetOptions) -> Result<bool> {
+        self.alive()?;
         let r = self.l2.set(key, value, opts).await;
         // Invalidate even on error: a timed-out write may have landed.
         self.invalidate_all([key]);
@@ -936,26 +971,31 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
     }
 
     async fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.alive()?;
         let r = self.l2.delete(key).await;
         self.invalidate_all([key]);
         r
     }
 
     async fn exists(&self, key: &[u8]) -> Result<bool> {
+        self.alive()?;
         self.l2.exists(key).await
     }
 
     async fn expire(&self, key: &[u8], ttl: Duration) -> Result<bool> {
+        self.alive()?;
         let r = self.l2.expire(key, ttl).await;
         self.invalidate_all([key]);
         r
     }
 
     async fn ttl(&self, key: &[u8]) -> Result<Ttl> {
+        self.alive()?;
         self.l2.ttl(key).await
     }
 
     async fn incr(&self, key: &[u8], by: i64) -> Result<i64> {
+        self.alive()?;
         let r = self.l2.incr(key, by).await;
         self.invalidate_all([key]);
         r
@@ -965,6 +1005,7 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
         &self,
         keys: &[K],
     ) -> Result<Vec<KeyResult<Option<Vec<u8>>>>> {
+        self.alive()?;
         if keys.is_empty() {
             return self.l2.mget(keys).await; // the backend's typed error
         }
@@ -1059,18 +1100,21 @@ impl<C: ClusterCache> ClusterCache for TieredCache<C> {
         entries: &[(K, V)],
         ttl: Option<Duration>,
     ) -> Result<Vec<KeyResult<()>>> {
+        self.alive()?;
         let r = self.l2.mset(entries, ttl).await;
         self.invalidate_all(entries.iter().map(|(k, _)| k));
         r
     }
 
     async fn mdel<K: AsRef<[u8]> + Sync>(&self, keys: &[K]) -> Result<Vec<KeyResult<bool>>> {
+        self.alive()?;
         let r = self.l2.mdel(keys).await;
         self.invalidate_all(keys);
         r
     }
 
     async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>> {
+        self.alive()?;
         self.l2.scan_prefix(prefix, limit).await
     }
 }

@@ -148,6 +148,7 @@ mod balance;
 mod config;
 mod failure;
 mod health;
+mod lifecycle;
 mod lsn;
 mod memory;
 mod monitor;

@@ -49,6 +49,9 @@ impl<P: NodePool> Inner<P> {
     /// node's `probing` flag as it goes (so the node is probed again next
     /// round).
     pub(super) async fn probe_round(self: &Arc<Self>, wait: bool) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let topo = self.topology();
         let timeout = self.config.probe_timeout;
         let mut set = tokio::task::JoinSet::new();

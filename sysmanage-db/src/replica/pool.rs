@@ -141,6 +141,12 @@ pub trait NodePool: Clone + Send + Sync + fmt::Debug + 'static {
         std::future::ready(Ok(None))
     }
 
+    /// Closes the pool's connections (at shutdown). Default: nothing to
+    /// close.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Pool statistics; zero by default.
     fn pool_stats(&self) -> PoolStats {
         PoolStats::default()

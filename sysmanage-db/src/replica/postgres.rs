@@ -148,6 +148,10 @@ impl NodePool for PgPool {
             .transpose()?)
     }
 
+    async fn close(&self) {
+        PgPool::close(self).await;
+    }
+
     fn pool_stats(&self) -> PoolStats {
         PoolStats {
             size: self.size(),

@@ -37,6 +37,8 @@ pub(super) struct Inner<P> {
     pub(super) fallbacks: AtomicU64,
     pub(super) retries: AtomicU64,
     pub(super) role_changes: AtomicU64,
+    /// Set by `shutdown`: reads and writes are refused from then on.
+    pub(super) closed: AtomicBool,
     /// Replicas found diverged from the primary's history (events).
     pub(super) divergences: AtomicU64,
     /// Whether more than one node answers as writable (reported once).
@@ -183,6 +185,7 @@ impl<P: NodePool> ReplicaRouterBuilder<P> {
             retries: AtomicU64::new(0),
             role_changes: AtomicU64::new(0),
             divergences: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             split_brain: AtomicBool::new(false),
             primary_timeline: RwLock::new(PrimaryTimeline::NotReported),
             histories: Mutex::new(HashMap::new()),
@@ -332,6 +335,9 @@ impl<P: NodePool> ReplicaRouter<P> {
         E: QueryError,
     {
         let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(QueryFailure::Router(Error::ShutDown));
+        }
         inner.reads.fetch_add(1, Ordering::Relaxed);
         let first_try = tokio::time::Instant::now();
         // The node of the last connection-level failure and its error;
@@ -428,6 +434,9 @@ impl<P: NodePool> ReplicaRouter<P> {
         E: QueryError,
     {
         let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(QueryFailure::Router(Error::ShutDown));
+        }
         inner.writes.fetch_add(1, Ordering::Relaxed);
         let topo = inner.topology();
         let node = Arc::clone(topo.primary().ok_or(Error::NoPrimary)?);

@@ -1554,3 +1554,65 @@ async fn a_read_rides_through_a_primary_failover() {
         })
     ));
 }
+
+/// Shutdown refuses new queries at once and lets one in flight finish.
+#[tokio::test]
+async fn shutdown_drains_in_flight_queries_then_refuses() {
+    let (_fx, router) = router(1).await;
+    let slow = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            router
+                .read(Consistency::Any, |db| async move {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    db.get("k")
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let started = std::time::Instant::now();
+    router.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "waited for the query"
+    );
+    assert_eq!(
+        slow.await.unwrap().unwrap(),
+        None,
+        "the query in flight finished"
+    );
+    assert!(router.is_shut_down());
+    let err = router
+        .read(Consistency::Any, |db| async move { db.get("k") })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, QueryFailure::Router(Error::ShutDown)),
+        "{err:?}"
+    );
+    let err = router
+        .write(|db| async move { db.write("k", "v") })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, QueryFailure::Router(Error::ShutDown)),
+        "{err:?}"
+    );
+    // A query that outlives the deadline is reported.
+    let (_fx2, router2) = self::router(1).await;
+    let stuck = {
+        let router = router2.clone();
+        tokio::spawn(async move {
+            router
+                .read(Consistency::Any, |db| async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    db.get("k")
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(router2.shutdown(Duration::from_millis(50)).await.is_err());
+    stuck.abort();
+}
