@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use sysmanage_core::{CheckResult, Criticality, FnCheck, HealthCheck, HealthRegistry};
 use sysmanage_examples::{
-    cache_demo, capacity_demo, init_tracing, pretty, replica_demo, scaling_demo, section,
-    sharding_demo, tiered_demo,
+    cache_demo, capacity_demo, init_tracing, replica_demo, scaling_demo, section, sharding_demo,
+    tiered_demo,
 };
 
 /// A check whose dependency recovers after a few probes, as a restarted cache would.
@@ -67,9 +67,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("liveness  -> HTTP {}", live.http_status());
     let ready = registry.readiness().await;
     println!(
-        "readiness -> HTTP {} {}",
+        "readiness -> HTTP {} (failing critical checks: {})",
         ready.http_status(),
-        pretty(&ready.failing)
+        if ready.failing.is_empty() {
+            "none".to_owned()
+        } else {
+            ready.failing.join(", ")
+        }
     );
     // The cache recovers over three probes; the billing API never answers in time.
     let mut detailed = registry.detailed().await;
@@ -89,7 +93,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             checks.join(", ")
         );
     }
-    println!("detailed report:\n{}", pretty(&detailed));
+    println!("detailed report (served as JSON on /health/detailed):");
+    for c in &detailed.checks {
+        println!(
+            "  {:<12} {:<13} {:<10} {:>6.1} ms  {}",
+            c.name,
+            format!("{:?}", c.criticality).to_lowercase(),
+            c.status.to_string(),
+            c.duration_ms,
+            c.reason.as_deref().unwrap_or("")
+        );
+    }
 
     section("sysmanage-db: replica routing (in-memory nodes)");
     replica_demo::demo_replicas().await?;

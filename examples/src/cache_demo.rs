@@ -38,12 +38,17 @@ pub async fn demo_cache() -> Result<(), Box<dyn std::error::Error>> {
 
     // One call for keys in different slots; results come back in input order.
     let keys = ["host:db-1", "host:missing", "host:web-1"];
-    println!("slots: {:?}", keys.map(|k| slot(k.as_bytes())));
+    let slots: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{k} = slot {}", slot(k.as_bytes())))
+        .collect();
+    println!("{}", slots.join(", "));
     for (key, value) in keys
         .iter()
         .zip(typed.mget::<serde_json::Value, _>(&keys).await?)
     {
-        println!("  {key} -> {:?}", value?);
+        let shown = value?.map_or_else(|| "(missing)".to_owned(), |v| v.to_string());
+        println!("  {key} -> {shown}");
     }
     println!(
         "`{{user1000}}.following` and `{{user1000}}.followers` share a slot: {}",
@@ -53,7 +58,15 @@ pub async fn demo_cache() -> Result<(), Box<dyn std::error::Error>> {
         "requests counter: {}",
         cache.incr(b"stats:requests", 5).await?
     );
-    println!("cache stats: {}", serde_json::to_string(&cache.stats())?);
+    let s = cache.stats();
+    println!(
+        "cache: {} keys, {} B used of {} MiB, hits {}, misses {}",
+        s.keys,
+        s.used_memory,
+        s.maxmemory >> 20,
+        s.keyspace_hits,
+        s.keyspace_misses
+    );
 
     // Sessions: 128-bit ids, sliding expiry, revoke-all per user.
     let store = SessionStore::new(cache, SessionConfig::default())?;
@@ -70,6 +83,13 @@ pub async fn demo_cache() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("revoked for alice: {}", store.revoke_all("alice").await?);
     let after = store.get::<serde_json::Value>(&phone.id).await?;
-    println!("phone session after revoke: {after:?}");
+    println!(
+        "phone session after revoke: {}",
+        if after.is_none() {
+            "gone"
+        } else {
+            "still there (unexpected)"
+        }
+    );
     Ok(())
 }

@@ -37,27 +37,45 @@ pub async fn demo_capacity() -> Result<(), Box<dyn std::error::Error>> {
     }
     let now = t0 + Duration::from_secs(3600 * (hours - 1));
     let report = planner.report(now);
-    println!("capacity health: {:?}", report.capacity_health);
+    println!(
+        "capacity health: {}",
+        format!("{:?}", report.capacity_health).to_lowercase()
+    );
+    println!(
+        "  {:<20} {:>12}  {:<14} {:<11} time to limit",
+        "metric", "now", "model", "trend"
+    );
     for f in &report.forecasts {
         let ttl = f
             .time_to_limit
             .hours()
-            .map_or_else(|| "-".to_owned(), |h| format!("{h:.1} h"));
+            .map_or_else(|| "beyond the horizon".to_owned(), |h| format!("{h:.1} h"));
+        let now = f
+            .unit
+            .format(f.current_value, f.current_value.abs() / 100.0);
         println!(
-            "  {:<20} now {:>10.3}  model {:<18} trend {:<10?} time to limit {ttl}",
-            f.metric, f.current_value, f.selection.model, f.trend
+            "  {:<20} {:>12}  {:<14} {:<11} {ttl}",
+            f.metric,
+            now,
+            f.selection.model.to_string(),
+            format!("{:?}", f.trend).to_lowercase()
         );
     }
     for r in &report.recommendations {
         println!(
-            "  -> {:?}: {} in {:.1} h ({})",
-            r.urgency, r.metric, r.time_to_limit_hours, r.recommended_action
+            "  -> {} urgency: {} reaches its limit in {:.1} h ({})",
+            format!("{:?}", r.urgency).to_lowercase(),
+            r.metric,
+            r.time_to_limit_hours,
+            r.recommended_action
         );
     }
     let next_hour = planner.forecast("cpu_utilization", now, Duration::from_secs(3600))?;
     println!(
-        "  cpu in 1 h: {:.3} [{:.3}, {:.3}]",
-        next_hour.point, next_hour.lower, next_hour.upper
+        "  cpu in 1 h: {:.1} % (interval {:.1} – {:.1} %)",
+        next_hour.point * 100.0,
+        next_hour.lower * 100.0,
+        next_hour.upper * 100.0
     );
     Ok(())
 }

@@ -41,7 +41,16 @@ pub async fn demo_replicas() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(value.as_deref(), Some("online"));
         *served.entry(node).or_insert(0) += 1;
     }
-    println!("read-your-writes reads by node id: {served:?} (east = 1; west is paused)");
+    let mut by_node: Vec<_> = served.iter().collect();
+    by_node.sort();
+    let by_node: Vec<String> = by_node
+        .iter()
+        .map(|(n, c)| format!("node {n}: {c}"))
+        .collect();
+    println!(
+        "read-your-writes reads served: {} (east is node 1; west's replay is paused)",
+        by_node.join(", ")
+    );
 
     // A replica dying under load costs no failed read: the read is retried
     // on another node (here the primary, the only other one with the write).
@@ -55,8 +64,18 @@ pub async fn demo_replicas() -> Result<(), Box<dyn std::error::Error>> {
     let status = router.status();
     let east_state = &status.node("east").ok_or("east missing")?.state;
     assert!(matches!(east_state, NodeState::Banned { .. }));
+    let state = match east_state {
+        NodeState::Banned { reason, until } => format!(
+            "banned ({}) for {} ms more",
+            reason.label().replace('_', " "),
+            until
+                .saturating_since(sysmanage_core::Timestamp::now())
+                .as_millis()
+        ),
+        other => format!("{other:?}"),
+    };
     println!(
-        "east went down mid-read and is now {east_state:?}; reads={} retries={} fallbacks={}",
+        "east went down mid-read and is now {state}; reads {}, retried {}, fell back to the primary {}",
         status.reads, status.retries, status.fallbacks
     );
 

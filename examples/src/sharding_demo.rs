@@ -41,7 +41,11 @@ pub async fn demo_sharding() -> Result<(), Box<dyn std::error::Error>> {
     // A batch grouped by shard.
     let batch = ["host-0001", "host-0002", "host-0500"];
     let groups = router.group_by_shard(batch, |h| ShardKey::Text(h))?;
-    println!("batch grouped by shard: {groups:?}");
+    let groups: Vec<String> = groups
+        .iter()
+        .map(|(shard, hosts)| format!("{shard}: {}", hosts.join(", ")))
+        .collect();
+    println!("batch grouped by shard: {}", groups.join("; "));
 
     // Fan out "the 3 hosts with the lowest load" with db2 down.
     dbs[2].set_down("connection refused");
@@ -71,7 +75,14 @@ pub async fn demo_sharding() -> Result<(), Box<dyn std::error::Error>> {
     }
     let failed = partial.failed_shards();
     let top = merge_sorted(partial.into_values(), |r| r.clone(), Some(3))?;
-    println!("lowest load (from the shards that answered): {top:?}");
+    let top: Vec<String> = top
+        .iter()
+        .map(|(load, host)| format!("{host} ({load})"))
+        .collect();
+    println!(
+        "lowest load (from the shards that answered): {}",
+        top.join(", ")
+    );
     if failed != [ShardId(2), ShardId(6)] {
         return Err(
             format!("expected shards 2 and 6 (both on db2) to fail, got {failed:?}").into(),

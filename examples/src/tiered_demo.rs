@@ -26,8 +26,11 @@ pub async fn demo_tiered() -> Result<(), Box<dyn std::error::Error>> {
     cache.set(b"host:web-1", b"draining", ttl).await?; // L2 first, then out of L1
     let after = cache.get(b"host:web-1").await?;
     println!(
-        "after our own write L1 serves {:?}",
-        after.as_deref().map(String::from_utf8_lossy)
+        "after our own write the cache serves {:?} (never the old value)",
+        after
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
     );
 
     let loads = Arc::new(AtomicUsize::new(0));
@@ -53,7 +56,7 @@ pub async fn demo_tiered() -> Result<(), Box<dyn std::error::Error>> {
     }
     let stats = cache.stats();
     println!(
-        "100 concurrent misses of one key -> {} origin load(s); L1 hits={} misses={}",
+        "100 concurrent misses of one key -> {} origin load(s); L1 hits {}, misses {}",
         loads.load(Ordering::SeqCst),
         stats.l1.hits,
         stats.l1.misses
