@@ -96,14 +96,17 @@
 //!   `sysmanage_core::lease`.
 //! - `integration`: the tests against the local topology (`scripts/services up`).
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 pub mod error;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod lease;
 pub mod replica;
 pub mod shard;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod state_store;
 
 pub use error::{Error, Result};

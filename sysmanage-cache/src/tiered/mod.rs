@@ -85,6 +85,7 @@ use crate::cache::{ClusterCache, SetOptions, Ttl};
 use crate::error::{CacheError, KeyResult, Result};
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tracking::TrackingConfig;
 
 /// Settings of [`TieredCache`].

@@ -120,6 +120,7 @@ impl TrackingConfig {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 impl TieredCache<RedisCache> {
     /// An L1 of `config` in front of `l2`, kept coherent by RESP3 client
     /// tracking on every primary (see the [module docs](super)).

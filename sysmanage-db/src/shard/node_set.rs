@@ -57,6 +57,7 @@ impl NodeSetStatus {
 }
 
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl NodeSet for sqlx::PgPool {
     /// `down` once the pool is closed; otherwise `up` with its size and idle
     /// connections (a pool does not probe the server by itself: failures
