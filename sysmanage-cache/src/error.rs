@@ -144,6 +144,33 @@ pub enum CacheError {
     /// The cache was shut down; no operation runs any more.
     #[error("the cache is shut down")]
     ShutDown,
+    /// A node refused the credentials (wrong user name or password, a
+    /// disabled user, a password missing) or the permission an operation
+    /// needs. Not retried: waiting does not fix it.
+    #[error("node {node} refused the credentials: {reason}")]
+    Auth {
+        /// The node, `host:port`.
+        node: String,
+        /// What the node said, in words (never the credentials).
+        reason: String,
+        /// The underlying failure.
+        #[source]
+        source: SharedError,
+    },
+    /// The TLS handshake with a node failed: its certificate did not verify
+    /// (untrusted issuer, wrong name, expired), it rejected the client
+    /// certificate, or one end spoke TLS and the other did not. Not retried:
+    /// waiting does not fix it.
+    #[error("tls with node {node} failed: {reason}")]
+    Tls {
+        /// The node, `host:port`.
+        node: String,
+        /// Why, in words.
+        reason: String,
+        /// The underlying failure.
+        #[source]
+        source: SharedError,
+    },
     /// The backend failed in another way; the cause is in `source()`.
     #[error("{backend} backend failed")]
     Backend {
@@ -208,6 +235,8 @@ impl CacheError {
             Self::NodeBatch { .. } => "node_batch",
             Self::Indeterminate { .. } => "indeterminate",
             Self::ShutDown => "shut_down",
+            Self::Auth { .. } => "auth",
+            Self::Tls { .. } => "tls",
             Self::Backend { .. } => "backend",
         }
     }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use sysmanage_cache::stats::{ClusterNode, Role};
 use sysmanage_cache::topology::TopologyEvent;
-use sysmanage_cache::{CacheError, ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
+use sysmanage_cache::{CacheError, ClusterCache, RedisCache, SetOptions, slot};
 use sysmanage_test::{KilledRedisNode, port_of, redis_nodes, run_id, services};
 
 mod common;
@@ -217,7 +217,7 @@ async fn watched_workload(
 }
 
 async fn connect() -> RedisCache {
-    RedisCache::connect(RedisConfig::new(redis_nodes()))
+    RedisCache::connect(common::redis_config())
         .await
         .expect("connect")
 }
@@ -462,13 +462,11 @@ fn sigkill_of_a_primary_costs_no_error() {
         let victim_addr = victim.addr.clone();
         tokio::task::spawn_blocking(move || {
             let deadline = Instant::now() + Duration::from_secs(30);
+            // Through scripts/services, which speaks TLS to the secure cluster.
             let cli = |args: &[&str]| {
-                let out = std::process::Command::new("redis-cli")
-                    .args(["-p", &p])
-                    .args(args)
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).into_owned()
+                let mut all = vec!["redis-cli", p.as_str()];
+                all.extend_from_slice(args);
+                services(&all)
             };
             loop {
                 let failed = ClusterNode::parse_nodes(&cli(&["cluster", "nodes"]))
@@ -557,7 +555,7 @@ fn sigkill_of_a_primary_costs_no_error() {
 fn a_dead_node_is_reported_as_errors_never_as_misses() {
     serial(|| async {
         services(&["redis-wait"]);
-        let mut cfg = RedisConfig::new(redis_nodes());
+        let mut cfg = common::redis_config();
         // A short retry budget so the dead node's keys fail instead of
         // waiting out the failover; a generous command timeout so the live
         // nodes answer in time even on a loaded machine.
@@ -658,15 +656,9 @@ async fn connected_clients(nodes: &[String]) -> Vec<u64> {
     let mut out = Vec::new();
     for n in nodes {
         let port = port_of(n);
-        let text = tokio::task::spawn_blocking(move || {
-            let o = std::process::Command::new("redis-cli")
-                .args(["-p", &port, "info", "clients"])
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&o.stdout).into_owned()
-        })
-        .await
-        .unwrap();
+        let text = tokio::task::spawn_blocking(move || common::node_info(&port, "clients"))
+            .await
+            .unwrap();
         let n = text
             .lines()
             .find_map(|l| l.strip_prefix("connected_clients:"))

@@ -3,6 +3,7 @@
 //! `CLUSTER KEYSLOT`, cross-slot multi-key operations of 1,000 keys, the
 //! routing snapshot and node stats. Fault tests are in `cluster_faults.rs`.
 
+mod common;
 mod conformance;
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use conformance::{Harness, VALUE_LIMIT};
 use fred::clients::Client;
 use fred::interfaces::{ClientLike, KeysInterface};
-use fred::types::config::{Config, ServerConfig};
+use fred::types::config::ServerConfig;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use sysmanage_cache::stats::{ClusterHealth, ClusterNode, Role};
 use sysmanage_cache::{
@@ -27,7 +28,7 @@ fn run_id() -> String {
 }
 
 async fn connect() -> RedisCache {
-    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    let mut cfg = common::redis_config();
     cfg.limits = Limits::default().with_max_value_bytes(VALUE_LIMIT);
     RedisCache::connect(cfg)
         .await
@@ -38,10 +39,10 @@ async fn connect() -> RedisCache {
 /// reference next to the code under test.
 async fn single_node(addr: &str) -> Client {
     let (host, port) = addr.rsplit_once(':').unwrap();
-    let client = Builder::from_config(Config {
-        server: ServerConfig::new_centralized(host, port.parse().unwrap()),
-        ..Config::default()
-    })
+    let client = Builder::from_config(common::fred_config(ServerConfig::new_centralized(
+        host,
+        port.parse().unwrap(),
+    )))
     .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
     .build()
     .unwrap();
@@ -58,13 +59,10 @@ async fn fred_cluster() -> Client {
             (h.to_owned(), p.parse::<u16>().unwrap())
         })
         .collect();
-    let client = Builder::from_config(Config {
-        server: ServerConfig::new_clustered(hosts),
-        ..Config::default()
-    })
-    .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
-    .build()
-    .unwrap();
+    let client = Builder::from_config(common::fred_config(ServerConfig::new_clustered(hosts)))
+        .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(5))
+        .build()
+        .unwrap();
     client.init().await.unwrap();
     client
 }
@@ -271,7 +269,7 @@ async fn bad_config_is_rejected() {
             .unwrap_err();
         assert!(err.to_string().contains("redis.nodes"), "{err}");
     }
-    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    let mut cfg = common::redis_config();
     cfg.command_timeout = Duration::ZERO;
     assert!(
         RedisCache::connect(cfg)
@@ -292,7 +290,7 @@ async fn bad_config_is_rejected() {
 /// (`concurrent_refresh_calls_share_only_a_later_refresh` in `redis.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topology_refresh_completes() {
-    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    let mut cfg = common::redis_config();
     cfg.refresh_interval = Duration::from_secs(3600); // no periodic refresh
     let cache = RedisCache::connect(cfg).await.expect("connect");
     let before = cache.counters().refreshes;
@@ -352,7 +350,7 @@ async fn futures_join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output
 /// does (the control that the counter moves at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_errors_do_not_trigger_topology_refreshes() {
-    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    let mut cfg = common::redis_config();
     cfg.refresh_interval = Duration::from_secs(3600);
     cfg.min_refresh_gap = Duration::from_millis(10);
     let cache = RedisCache::connect(cfg).await.expect("connect");
@@ -397,7 +395,7 @@ async fn a_silent_node_does_not_hold_back_connections_to_others() {
             held.push(socket); // never answered
         }
     });
-    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    let mut cfg = common::redis_config();
     cfg.connect_timeout = Duration::from_secs(30);
     let cache = RedisCache::connect(cfg).await.expect("connect");
     // `connect` dials the primaries; a replica is first contacted below.

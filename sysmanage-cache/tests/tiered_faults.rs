@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use sysmanage_cache::stats::{ClusterNode, Role};
 use sysmanage_cache::tiered::TrackingConfig;
-use sysmanage_cache::{
-    ClusterCache, RedisCache, RedisConfig, SetOptions, TieredCache, TieredConfig, slot,
-};
-use sysmanage_test::{KilledRedisNode, port_of, redis_nodes, run_id, services};
+use sysmanage_cache::{ClusterCache, RedisCache, SetOptions, TieredCache, TieredConfig, slot};
+use sysmanage_test::{KilledRedisNode, port_of, run_id, services};
 
 mod common;
 
@@ -44,7 +42,7 @@ fn bound() -> Duration {
 }
 
 async fn tiered(prefix: &str, name: &str) -> TieredCache<RedisCache> {
-    let redis = RedisCache::connect(RedisConfig::new(redis_nodes()))
+    let redis = RedisCache::connect(common::redis_config())
         .await
         .expect("connect");
     let mut config = TieredConfig::default();
@@ -209,7 +207,7 @@ where
 }
 
 async fn layout() -> Vec<ClusterNode> {
-    let cache = RedisCache::connect(RedisConfig::new(redis_nodes()))
+    let cache = RedisCache::connect(common::redis_config())
         .await
         .expect("connect");
     common::settled_layout(&cache).await

@@ -7,6 +7,8 @@
 //! tolerates a cluster that other tests reshard or fail over meanwhile: a
 //! flush or an L1 bypass only ever makes reads fresher.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,9 +16,7 @@ use std::time::{Duration, Instant};
 use fred::interfaces::ClientLike;
 use fred::types::{ClusterHash, CustomCommand, Value};
 use sysmanage_cache::tiered::TrackingConfig;
-use sysmanage_cache::{
-    ClusterCache, RedisCache, RedisConfig, SetOptions, TieredCache, TieredConfig,
-};
+use sysmanage_cache::{ClusterCache, RedisCache, SetOptions, TieredCache, TieredConfig};
 
 const LOCAL_TTL: Duration = Duration::from_secs(10);
 
@@ -29,7 +29,7 @@ fn run_id() -> String {
 }
 
 async fn redis() -> RedisCache {
-    RedisCache::connect(RedisConfig::new(sysmanage_test::redis_nodes()))
+    RedisCache::connect(common::redis_config())
         .await
         .expect("connect to the local Redis Cluster")
 }

@@ -11,6 +11,7 @@
 //! | [`breaker`] | [`CircuitBreaker`]: a pure state machine over an explicit `now` |
 //! | [`secret`] | [`Secret`] and [`ConnectionUrl`], which never print a password |
 //! | [`series`] | [`Timestamp`] and [`SampleBuffer`], a bounded time series with window queries |
+//! | [`tls`] | [`TlsConfig`]: TLS settings (mode, CA, client certificate, server name) both backends take |
 //! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
 //! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
@@ -93,6 +94,7 @@ pub mod health;
 pub mod lease;
 pub mod secret;
 pub mod series;
+pub mod tls;
 
 pub use backoff::{Backoff, BackoffBuilder, BackoffIter, Jitter, SplitMix64};
 pub use breaker::{BreakerConfig, BreakerStatus, CircuitBreaker, CircuitState, FailureRatio};
@@ -105,3 +107,4 @@ pub use health::{
 };
 pub use secret::{ConnectionUrl, Secret};
 pub use series::{Sample, SampleBuffer, Timestamp, WindowStats};
+pub use tls::{Pem, TlsConfig, TlsMode};

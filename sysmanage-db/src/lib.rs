@@ -94,6 +94,9 @@
 //!   shard-map store and its watcher; leader election (`lease::PgLease`, an advisory lock plus
 //!   a lease row with a fencing epoch) and the fenced `state_store::PgStateStore` for
 //!   `sysmanage_core::lease`.
+//! - `postgres-tls`: TLS to the nodes (`sslmode` `require` / `verify-ca` / `verify-full`, a CA,
+//!   a client certificate) through `replica::PgNodeOptions::tls` or the URL's `sslmode`,
+//!   `sslrootcert`, `sslcert` and `sslkey` parameters; rustls with the ring provider.
 //! - `integration`: the tests against the local topology (`scripts/services up`).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -14,6 +14,17 @@
 //! | `SYSMANAGE_PG_SHARD_ADMIN_URL` | that cluster's `postgres` database, for creating databases |
 //! | `SYSMANAGE_REDIS_NODES` | comma-separated `host:port` of the six cluster nodes |
 //! | `SYSMANAGE_SERVICES` | path of the `scripts/services` script, for fault injection |
+//! | `SYSMANAGE_TLS_DIR`, `SYSMANAGE_TLS_CA` | the throw-away CA and certificates of the secure servers |
+//! | `SYSMANAGE_REDIS_TLS_NODES` | the six nodes of the TLS-only Redis Cluster |
+//! | `SYSMANAGE_REDIS_USER`, `SYSMANAGE_REDIS_PASSWORD` | its ACL user; `SYSMANAGE_REDIS_LEGACY_PASSWORD`: its `requirepass` |
+//! | `SYSMANAGE_PG_TLS_PRIMARY_URL`, `…_STANDBY_URLS`, `…_SHARD_URL`, `SYSMANAGE_PG_TLS_PASSWORD` | the PostgreSQL nodes as the role that logs in only over TLS (`sslmode=verify-full`) |
+//!
+//! **Secure runs.** With `SYSMANAGE_TEST_SECURE=1` the same suites target
+//! the secure servers: [`redis_nodes`] lists the TLS cluster,
+//! [`redis_security`] gives its user, password and CA, and the PostgreSQL URLs log in as the TLS
+//! role with `sslmode=verify-full` (password included). `scripts/test` runs
+//! the conformance, cluster-fault and replica-router suites a second time
+//! this way.
 //!
 //! Faults are injected through that script, e.g. `scripts/services pg-stop standby1`;
 //! see `scripts/services help`.
@@ -22,6 +33,10 @@ use std::process::Command;
 
 #[cfg(feature = "fleet")]
 pub mod fleet;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+pub use tls::TlsDecoy;
 
 /// How to start the servers, quoted in every failure message.
 pub const START_HINT: &str = "start the local topology with `scripts/services up` and load its \
@@ -44,6 +59,9 @@ pub fn required_env(name: &str) -> String {
 /// # Panics
 /// As [`required_env`].
 pub fn pg_primary_url() -> String {
+    if secure() {
+        return with_tls_password(&required_env("SYSMANAGE_PG_TLS_PRIMARY_URL"));
+    }
     required_env("SYSMANAGE_PG_PRIMARY_URL")
 }
 
@@ -52,6 +70,9 @@ pub fn pg_primary_url() -> String {
 /// # Panics
 /// As [`required_env`].
 pub fn pg_admin_url() -> String {
+    if secure() {
+        return with_database(&pg_primary_url(), "postgres");
+    }
     required_env("SYSMANAGE_PG_ADMIN_URL")
 }
 
@@ -61,6 +82,9 @@ pub fn pg_admin_url() -> String {
 /// # Panics
 /// As [`required_env`].
 pub fn pg_shard_url() -> String {
+    if secure() {
+        return with_tls_password(&required_env("SYSMANAGE_PG_TLS_SHARD_URL"));
+    }
     required_env("SYSMANAGE_PG_SHARD_URL")
 }
 
@@ -69,20 +93,29 @@ pub fn pg_shard_url() -> String {
 /// # Panics
 /// As [`required_env`].
 pub fn pg_shard_admin_url() -> String {
+    if secure() {
+        return with_database(&pg_shard_url(), "postgres");
+    }
     required_env("SYSMANAGE_PG_SHARD_ADMIN_URL")
 }
 
 /// `url` with its database name replaced by `db` (the part after the last
-/// `/`, query string dropped).
+/// `/`); the query string (TLS settings) is kept.
 ///
 /// # Panics
 /// When `url` has no `/database` part.
 pub fn with_database(url: &str, db: &str) -> String {
-    let base = url.split('?').next().unwrap_or(url);
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
     let (prefix, _) = base
         .rsplit_once('/')
         .unwrap_or_else(|| panic!("{url:?} has no /database part"));
-    format!("{prefix}/{db}")
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
 }
 
 /// URLs of the streaming-replication standbys.
@@ -90,6 +123,12 @@ pub fn with_database(url: &str, db: &str) -> String {
 /// # Panics
 /// As [`required_env`].
 pub fn pg_standby_urls() -> Vec<String> {
+    if secure() {
+        return split_list(&required_env("SYSMANAGE_PG_TLS_STANDBY_URLS"))
+            .iter()
+            .map(|u| with_tls_password(u))
+            .collect();
+    }
     split_list(&required_env("SYSMANAGE_PG_STANDBY_URLS"))
 }
 
@@ -98,7 +137,86 @@ pub fn pg_standby_urls() -> Vec<String> {
 /// # Panics
 /// As [`required_env`].
 pub fn redis_nodes() -> Vec<String> {
+    if secure() {
+        return redis_tls_nodes();
+    }
     split_list(&required_env("SYSMANAGE_REDIS_NODES"))
+}
+
+/// The nodes of the TLS-only Redis Cluster, whatever the run targets.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn redis_tls_nodes() -> Vec<String> {
+    split_list(&required_env("SYSMANAGE_REDIS_TLS_NODES"))
+}
+
+/// Whether this run targets the secure servers (`SYSMANAGE_TEST_SECURE=1`).
+pub fn secure() -> bool {
+    std::env::var("SYSMANAGE_TEST_SECURE").is_ok_and(|v| v == "1")
+}
+
+/// A secure PostgreSQL URL with the TLS role's password filled in.
+fn with_tls_password(url: &str) -> String {
+    let password = required_env("SYSMANAGE_PG_TLS_PASSWORD");
+    let (scheme, rest) = url
+        .split_once("://")
+        .unwrap_or_else(|| panic!("{url:?} is not a URL"));
+    let (user, host) = rest
+        .split_once('@')
+        .unwrap_or_else(|| panic!("{url:?} names no user"));
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// A file of the throw-away CA directory: `ca.crt`, `client.crt`,
+/// `client.key`, `other-ca.crt`, `other-client.crt`, `other-client.key`,
+/// `expired.crt`, `self-signed.crt`, `server.crt`, `server.key`.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn tls_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(&required_env("SYSMANAGE_TLS_DIR")).join(name)
+}
+
+/// How to log in to the secure Redis Cluster.
+#[derive(Clone)]
+pub struct RedisSecurity {
+    /// The ACL user.
+    pub username: String,
+    /// Its password (not in `Debug`).
+    pub password: String,
+    /// The CA that signed the nodes' certificates.
+    pub ca: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for RedisSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSecurity")
+            .field("username", &self.username)
+            .field("ca", &self.ca)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ACL user, password and CA of the secure cluster, whatever the run
+/// targets.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn redis_tls_security() -> RedisSecurity {
+    RedisSecurity {
+        username: required_env("SYSMANAGE_REDIS_USER"),
+        password: required_env("SYSMANAGE_REDIS_PASSWORD"),
+        ca: required_env("SYSMANAGE_TLS_CA").into(),
+    }
+}
+
+/// The login of the cluster this run targets: `None` for the plain one.
+///
+/// # Panics
+/// As [`required_env`], in a secure run.
+pub fn redis_security() -> Option<RedisSecurity> {
+    secure().then(redis_tls_security)
 }
 
 /// Runs `scripts/services <args>` (a fault injection such as
@@ -215,13 +333,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_is_replaced() {
+    fn database_is_replaced_and_the_query_kept() {
         assert_eq!(
             with_database(
-                "postgres://u@127.0.0.1:25435/postgres?sslmode=disable",
+                "postgres://u@127.0.0.1:25435/postgres?sslmode=verify-full",
                 "moves_b"
             ),
-            "postgres://u@127.0.0.1:25435/moves_b"
+            "postgres://u@127.0.0.1:25435/moves_b?sslmode=verify-full"
+        );
+        assert_eq!(
+            with_database("postgres://u@127.0.0.1:25435/postgres", "x"),
+            "postgres://u@127.0.0.1:25435/x"
         );
     }
 

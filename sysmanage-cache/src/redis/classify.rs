@@ -85,6 +85,22 @@ pub(super) fn classify(e: FredError, slot: u16, node: &str, timeout: Duration) -
         }
         _ => {}
     }
+    if let Some(reason) = super::tls::auth_failure(&e) {
+        let error = CacheError::Auth {
+            node: node.to_owned(),
+            reason: reason.to_owned(),
+            source: shared(e),
+        };
+        return plain(error, false, true);
+    }
+    if let Some(reason) = super::tls::tls_failure(&e) {
+        let error = CacheError::Tls {
+            node: node.to_owned(),
+            reason,
+            source: shared(e),
+        };
+        return plain(error, false, true);
+    }
     if details.contains("not an integer") {
         return plain(CacheError::NotAnInteger, false, true);
     }

@@ -40,12 +40,7 @@ impl RedisCache {
             };
             match reply {
                 Ok(text) => return ClusterNode::parse_nodes(&text),
-                Err(e) => {
-                    last = Some(CacheError::Backend {
-                        backend: "redis",
-                        source: shared(e),
-                    });
-                }
+                Err(e) => last = Some(self.connect_failure(e, &addr)),
             }
         }
         Err(last.unwrap_or_else(|| CacheError::invalid("redis.nodes", "no node to ask")))

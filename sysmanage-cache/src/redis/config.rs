@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sysmanage_core::{Backoff, Jitter, Secret};
+use sysmanage_core::{Backoff, Jitter, Secret, TlsConfig};
 
 use crate::cache::{Limits, MAX_CHANNEL};
 use crate::error::{CacheError, Result};
@@ -17,9 +17,21 @@ pub struct RedisConfig {
     pub nodes: Vec<String>,
     /// ACL user name. Default: none.
     pub username: Option<String>,
-    /// Password. Default: none. Never printed, never serialised.
+    /// Password: of [`username`](Self::username) (ACL), or of the
+    /// default user (`requirepass`) when no user name is set. Default:
+    /// none. Never printed, never serialised. A node that refuses it fails
+    /// the operation with [`CacheError::Auth`] naming the node (no retry).
     #[serde(skip_serializing)]
     pub password: Option<Secret>,
+    /// TLS to every node: the per-node clients, the topology refresh,
+    /// [`cluster_stats`](super::RedisCache::cluster_stats) and the tracking
+    /// connections of a [`TieredCache`](crate::TieredCache). Needs the
+    /// `redis-tls` feature. Cluster nodes are announced by IP address, so
+    /// their certificates must carry it, or set
+    /// [`TlsConfig::server_name`] to a name they carry. A failed handshake
+    /// fails the operation with [`CacheError::Tls`] naming the node (no
+    /// retry). Default: none (plain text).
+    pub tls: Option<TlsConfig>,
     /// Deadline of one command or one pipeline (up to 1,000 commands).
     /// Default: 1 s. Range: 1 ms – 1 day.
     #[serde(with = "sysmanage_core::duration::serde_human")]
@@ -64,6 +76,7 @@ impl Default for RedisConfig {
             nodes: Vec::new(),
             username: None,
             password: None,
+            tls: None,
             // fred's own default is "no timeout": a call issued during a
             // failover would block for the whole failover.
             command_timeout: Duration::from_secs(1),
@@ -148,6 +161,23 @@ impl RedisConfig {
         check_count("redis.max_redirections", self.max_redirections, 1, 1_000)?;
         check_count("redis.event_capacity", self.event_capacity, 1, MAX_CHANNEL)?;
         self.limits.validate()?;
+        if let Some(user) = &self.username
+            && (user.is_empty() || user.len() > 256 || user.chars().any(char::is_whitespace))
+        {
+            return Err(CacheError::invalid(
+                "redis.username",
+                "must be 1 to 256 characters without spaces",
+            ));
+        }
+        if let Some(tls) = &self.tls {
+            if !cfg!(feature = "redis-tls") {
+                return Err(CacheError::invalid(
+                    "redis.tls",
+                    "TLS needs the `redis-tls` feature of sysmanage-cache",
+                ));
+            }
+            tls.validate()?;
+        }
         Ok(nodes)
     }
 }

@@ -51,6 +51,43 @@ pub(super) const RECONNECT_ATTEMPTS: u32 = 10;
 pub(super) const MAX_QUEUED_COMMANDS: usize = 4096;
 
 impl RedisCache {
+    /// The fred configuration of a connection to one node: credentials and
+    /// TLS from the cache's settings (fred's default of failing fast on
+    /// the first connection attempt is kept).
+    pub(crate) fn fred_config(&self, host: String, port: u16) -> Config {
+        let cfg = &self.inner.config;
+        #[cfg(feature = "redis-tls")]
+        let (server, tls) = match &self.inner.tls {
+            Some(tls) => (
+                fred::types::config::Server::new_with_tls(
+                    host,
+                    port,
+                    cfg.tls.as_ref().and_then(|t| t.server_name.clone()),
+                ),
+                Some(fred::types::config::TlsConfig::from(
+                    rustls::ClientConfig::clone(tls),
+                )),
+            ),
+            None => (fred::types::config::Server::new(host, port), None),
+        };
+        #[cfg(not(feature = "redis-tls"))]
+        let server = fred::types::config::Server::new(host, port);
+        Config {
+            server: ServerConfig::Centralized { server },
+            username: cfg.username.clone(),
+            password: cfg.password.as_ref().map(|s| s.expose().to_owned()),
+            #[cfg(feature = "redis-tls")]
+            tls,
+            ..Config::default()
+        }
+    }
+
+    /// A failed connection attempt to `node` as a [`CacheError`]: refused
+    /// credentials and failed TLS handshakes typed and in words.
+    pub(crate) fn connect_failure(&self, e: FredError, node: &str) -> crate::CacheError {
+        super::tls::connect_error(e, node)
+    }
+
     /// The client of one node, connecting it on first use.
     pub(super) async fn node(&self, addr: &str) -> std::result::Result<Client, FredError> {
         if let Some(c) = self.cached_node(addr) {
@@ -71,12 +108,7 @@ impl RedisCache {
         let (host, port) =
             parse_addr(addr).ok_or_else(|| routing_error("node address is not host:port"))?;
         let cfg = &self.inner.config;
-        let fred_config = Config {
-            server: ServerConfig::new_centralized(host, port),
-            username: cfg.username.clone(),
-            password: cfg.password.as_ref().map(|s| s.expose().to_owned()),
-            ..Config::default()
-        };
+        let fred_config = self.fred_config(host, port);
         let (timeout, connect) = (cfg.command_timeout, cfg.connect_timeout);
         let client = Builder::from_config(fred_config)
             .with_connection_config(|c| {

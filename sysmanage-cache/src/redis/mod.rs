@@ -73,9 +73,8 @@ use sysmanage_core::Timestamp;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
-use crate::error::{CacheError, Result};
+use crate::error::Result;
 use crate::topology::{RoutingSnapshot, TopologyEvent};
-use classify::shared;
 use connections::NodeConn;
 use refresh::refresher;
 use routing::Routing;
@@ -94,6 +93,7 @@ mod routing;
 pub mod state_store;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use config::RedisConfig;
 
@@ -147,6 +147,9 @@ struct Inner {
     tasks: StdMutex<Vec<JoinHandle<()>>>,
     /// Shutdown state: refuses new operations, counts those in flight.
     life: lifecycle::Life,
+    /// The TLS client configuration, built once from `config.tls`.
+    #[cfg(feature = "redis-tls")]
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Drop for Inner {
@@ -212,6 +215,8 @@ impl RedisCache {
     /// background task.
     fn unconnected(config: RedisConfig) -> Result<Self> {
         config.validate()?;
+        #[cfg(feature = "redis-tls")]
+        let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
         let (events, _) = broadcast::channel(config.event_capacity);
         let inner = Arc::new(Inner {
             config,
@@ -229,6 +234,8 @@ impl RedisCache {
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
             life: lifecycle::Life::default(),
+            #[cfg(feature = "redis-tls")]
+            tls,
         });
         Ok(Self { inner })
     }
@@ -245,10 +252,9 @@ impl RedisCache {
     /// A backend error when the node cannot be reached.
     pub async fn node_client(&self, addr: &str) -> Result<Client> {
         let _op = self.begin()?;
-        self.node(addr).await.map_err(|e| CacheError::Backend {
-            backend: "redis",
-            source: shared(e),
-        })
+        self.node(addr)
+            .await
+            .map_err(|e| self.connect_failure(e, addr))
     }
 
     /// Topology events published after each refresh. Slow receivers lose

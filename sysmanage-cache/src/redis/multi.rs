@@ -319,10 +319,15 @@ pub(super) fn batch_failed(
     keys: usize,
     c: Classified,
 ) -> Vec<(Unit, std::result::Result<Vec<Out>, Classified>)> {
-    let error = CacheError::NodeBatch {
-        node: node.to_owned(),
-        keys,
-        source: Arc::new(c.error),
+    let error = match c.error {
+        // Refused credentials and failed handshakes are about the node,
+        // not the batch: reported as they are on every key.
+        e @ (CacheError::Auth { .. } | CacheError::Tls { .. }) => e,
+        e => CacheError::NodeBatch {
+            node: node.to_owned(),
+            keys,
+            source: Arc::new(e),
+        },
     };
     units
         .into_iter()

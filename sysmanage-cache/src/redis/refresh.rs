@@ -11,7 +11,6 @@ use fred::types::{ClusterHash, CustomCommand, Value};
 use sysmanage_core::{SplitMix64, Timestamp};
 use tokio::sync::Notify;
 
-use super::classify::shared;
 use super::config::parse_addr;
 use super::routing::Routing;
 use super::{Inner, RedisCache};
@@ -126,11 +125,16 @@ impl RedisCache {
                     ))
                 }
                 Err(e) => {
+                    let cfg = &self.inner.config;
+                    let e = self.connect_failure(e, &addr);
+                    let e =
+                        super::tls::explain(&addr, e, cfg.tls.is_some(), cfg.connect_timeout).await;
                     tracing::debug!(target: "sysmanage_cache::redis::topology", node = %addr, error = %e, "refresh failed");
-                    last = Some(CacheError::Backend {
-                        backend: "redis",
-                        source: shared(e),
-                    });
+                    // Refused credentials or a failed handshake say more
+                    // than a later node that is merely down.
+                    if !matches!(last, Some(CacheError::Auth { .. } | CacheError::Tls { .. })) {
+                        last = Some(e);
+                    }
                 }
             }
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use sysmanage_core::duration::{DAY, MILLISECOND, check_count, check_duration};
 
 use fred::interfaces::{ClientInterface, ClientLike, TrackingInterface};
-use fred::types::config::{Config, ServerConfig};
+use fred::types::config::Config;
 use fred::types::{Builder, Key, RespVersion, Value};
 use serde::{Deserialize, Serialize};
 use sysmanage_core::{Backoff, Jitter, SplitMix64};
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::{Shared, TieredCache, TieredConfig, bump};
 use crate::error::{CacheError, Result};
-use crate::redis::{RedisCache, RedisConfig};
+use crate::redis::RedisCache;
 
 /// Settings of the invalidation connections of
 /// [`TieredCache::with_tracking`].
@@ -191,7 +191,6 @@ impl Drop for NodeTask {
 
 async fn supervise(shared: Weak<Shared>, l2: RedisCache, cfg: Arc<TrackingConfig>) {
     let mut events = l2.subscribe();
-    let redis = Arc::new(l2.config().clone());
     let changed = Arc::new(Notify::new());
     let mut nodes: HashMap<String, NodeTask> = HashMap::new();
     loop {
@@ -208,7 +207,7 @@ async fn supervise(shared: Weak<Shared>, l2: RedisCache, cfg: Arc<TrackingConfig
                 let tracked = Arc::new(AtomicBool::new(false));
                 let handle = tokio::spawn(track_node(
                     shared.clone(),
-                    redis.clone(),
+                    l2.clone(),
                     addr.clone(),
                     tracked.clone(),
                     cfg.clone(),
@@ -266,7 +265,7 @@ async fn supervise(shared: Weak<Shared>, l2: RedisCache, cfg: Arc<TrackingConfig
 /// task is aborted; reconnects after every loss.
 async fn track_node(
     shared: Weak<Shared>,
-    redis: Arc<RedisConfig>,
+    l2: RedisCache,
     addr: String,
     tracked: Arc<AtomicBool>,
     cfg: Arc<TrackingConfig>,
@@ -276,7 +275,7 @@ async fn track_node(
     let mut rng = SplitMix64::from_entropy();
     let mut attempt = 0;
     loop {
-        let outcome = track_once(&shared, &redis, &addr, &tracked, &cfg, &changed).await;
+        let outcome = track_once(&shared, &l2, &addr, &tracked, &cfg, &changed).await;
         let was_tracked = tracked.swap(false, Ordering::SeqCst);
         attempt = if was_tracked { 0 } else { attempt + 1 };
         let Some(s) = shared.upgrade() else { return };
@@ -307,7 +306,7 @@ impl Drop for ConnectionTask {
 
 async fn track_once(
     shared: &Weak<Shared>,
-    redis: &RedisConfig,
+    l2: &RedisCache,
     addr: &str,
     tracked: &AtomicBool,
     cfg: &TrackingConfig,
@@ -320,16 +319,13 @@ async fn track_once(
         return "node address is not host:port".to_owned();
     };
     let config = Config {
-        server: ServerConfig::new_centralized(host, port),
         version: RespVersion::RESP3,
-        username: redis.username.clone(),
-        password: redis.password.as_ref().map(|p| p.expose().to_owned()),
-        ..Config::default()
+        ..l2.fred_config(host, port)
     };
     let client = match Builder::from_config(config)
         .with_connection_config(|c| {
-            c.connection_timeout = redis.connect_timeout;
-            c.internal_command_timeout = redis.connect_timeout;
+            c.connection_timeout = l2.config().connect_timeout;
+            c.internal_command_timeout = l2.config().connect_timeout;
             c.max_command_attempts = 1;
         })
         .with_performance_config(|p| {
@@ -343,7 +339,8 @@ async fn track_once(
     };
     let handle = match client.init().await {
         Ok(h) => h,
-        Err(e) => return e.to_string(),
+        // Refused credentials and failed handshakes in words, with the node.
+        Err(e) => return l2.connect_failure(e, addr).to_string(),
     };
     let mut connection_task = ConnectionTask(handle);
     // Subscribe to the channel before tracking starts so nothing is missed.

@@ -1,10 +1,70 @@
-//! Shared by the live fault tests.
+//! Shared by the live tests (each test binary uses a part of it).
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use fred::interfaces::ClientLike;
-use sysmanage_cache::RedisCache;
 use sysmanage_cache::stats::{ClusterNode, Role};
+use sysmanage_cache::{RedisCache, RedisConfig};
+use sysmanage_core::{Pem, Secret, TlsConfig};
+
+/// The settings of the cluster this run targets: the plain one, or in a
+/// secure run (`SYSMANAGE_TEST_SECURE=1`) the TLS-only one as its ACL user,
+/// verifying the nodes' certificates against the test CA.
+pub(crate) fn redis_config() -> RedisConfig {
+    let mut cfg = RedisConfig::new(sysmanage_test::redis_nodes());
+    if let Some(sec) = sysmanage_test::redis_security() {
+        cfg.username = Some(sec.username);
+        cfg.password = Some(Secret::new(sec.password));
+        cfg.tls = Some(TlsConfig::verify_full().ca(Pem::file(sec.ca)));
+    }
+    cfg
+}
+
+/// A fred configuration for a raw reference client of `server` on the
+/// cluster this run targets: TLS against the test CA and the ACL user in a
+/// secure run, plain text otherwise.
+pub(crate) fn fred_config(
+    server: fred::types::config::ServerConfig,
+) -> fred::types::config::Config {
+    use fred::types::config::{Config, TlsConfig as FredTls};
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Some(sec) = sysmanage_test::redis_security() else {
+        return Config {
+            server,
+            ..Config::default()
+        };
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&sec.ca).expect("read the test CA") {
+        roots
+            .add(cert.expect("a CA certificate"))
+            .expect("add the CA");
+    }
+    // ring, as the crate does (rustls 0.23.48 deprecates it only for
+    // lacking post-quantum key exchange).
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Config {
+        server,
+        username: Some(sec.username),
+        password: Some(sec.password),
+        tls: Some(FredTls::from(tls)),
+        ..Config::default()
+    }
+}
+
+/// `INFO <section>` of the node on `port`, through `scripts/services`
+/// (which speaks TLS to the secure cluster).
+pub(crate) fn node_info(port: &str, section: &str) -> String {
+    sysmanage_test::services(&["redis-cli", port, "info", section])
+}
 
 /// The cluster's layout once every node agrees with it: each primary with
 /// slots says it is a primary and each replica says it is a replica (a node

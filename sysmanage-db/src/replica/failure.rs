@@ -34,6 +34,13 @@ pub enum FailureClass {
     /// An ordinary SQL or application error: returned as it is; repeated
     /// ones ban the node.
     Query,
+    /// The node refused the login (SQLSTATE class 28: wrong password, no
+    /// `pg_hba.conf` entry) or the TLS handshake failed (certificate not
+    /// trusted, wrong name, expired; TLS required but not offered): a
+    /// configuration error. Returned at once naming the node, not retried
+    /// elsewhere (the same settings usually serve every node); the node is
+    /// banned.
+    Rejected,
 }
 
 impl FailureClass {
@@ -213,12 +220,38 @@ pub fn classify(e: &(dyn std::error::Error + 'static)) -> FailureClass {
         if let Some(s) = err.downcast_ref::<sqlx::Error>() {
             return super::postgres::classify_sqlx(s);
         }
-        if err.downcast_ref::<std::io::Error>().is_some() {
-            return FailureClass::Connection;
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return if is_tls_failure(io) {
+                FailureClass::Rejected
+            } else {
+                FailureClass::Connection
+            };
         }
         next = err.source();
     }
     FailureClass::Query
+}
+
+/// Whether an I/O error is a failed TLS handshake: rustls reports one as
+/// `InvalidData` carrying its own error (an untrusted or expired
+/// certificate, a wrong name, an alert from the server, a peer that does
+/// not speak TLS).
+pub(super) fn is_tls_failure(io: &std::io::Error) -> bool {
+    const TLS_FAILURES: [&str; 8] = [
+        "InvalidCertificate(",
+        "AlertReceived(",
+        "InvalidMessage(",
+        "PeerIncompatible(",
+        "PeerMisbehaved(",
+        "NoCertificatesPresented",
+        "InappropriateMessage",
+        "InappropriateHandshakeMessage",
+    ];
+    io.kind() == std::io::ErrorKind::InvalidData
+        && io.get_ref().is_some_and(|inner| {
+            let shown = format!("{inner:?}");
+            TLS_FAILURES.iter().any(|m| shown.starts_with(m))
+        })
 }
 
 /// Why a read or write failed: the closure's own error on a node, typed, or

@@ -174,7 +174,7 @@ pub use memory::{MemoryCluster, MemoryError, MemoryNode};
 pub use pool::{NodePool, PoolStats, Probe};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::{PgNodeOptions, pg_node, pg_node_with};
+pub use postgres::{PgNodeOptions, pg_node, pg_node_with, pg_pool};
 pub use primary::{RoleView, choose_primary};
 pub use router::{ReplicaRouter, ReplicaRouterBuilder};
 pub use status::{NodeState, NodeStatus, RouterStatus};

@@ -216,7 +216,7 @@ pub(super) enum Failure {
 
 pub(super) fn failure_of(class: FailureClass) -> Failure {
     match class {
-        FailureClass::Connection => Failure::Ban,
+        FailureClass::Connection | FailureClass::Rejected => Failure::Ban,
         FailureClass::Saturated => Failure::Transient,
         _ => Failure::Query,
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
-use sysmanage_core::{BoxError, ConnectionUrl};
+use sysmanage_core::{BoxError, ConnectionUrl, Secret, TlsConfig};
 
 use super::config::{NodeSpec, invalid};
 use super::failure::FailureClass;
@@ -169,13 +169,16 @@ impl NodePool for PgPool {
 pub(super) fn classify_sqlx(e: &sqlx::Error) -> FailureClass {
     match e {
         sqlx::Error::PoolTimedOut => FailureClass::Saturated,
+        sqlx::Error::Tls(_) | sqlx::Error::Configuration(_) => FailureClass::Rejected,
+        sqlx::Error::Io(io) if super::failure::is_tls_failure(io) => FailureClass::Rejected,
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => FailureClass::Connection,
         sqlx::Error::Database(db) => match db.code().as_deref() {
             Some("25006") => FailureClass::ReadOnly,
+            // invalid_authorization_specification, invalid_password, …
+            Some(c) if c.starts_with("28") => FailureClass::Rejected,
             Some(c) if c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03") => {
                 FailureClass::Connection
             }
@@ -185,7 +188,18 @@ pub(super) fn classify_sqlx(e: &sqlx::Error) -> FailureClass {
     }
 }
 
-/// Pool settings for one PostgreSQL node.
+/// Pool, login and TLS settings for one PostgreSQL node.
+///
+/// # Examples
+/// ```
+/// use sysmanage_core::{Pem, Secret, TlsConfig};
+/// use sysmanage_db::replica::PgNodeOptions;
+///
+/// let mut options = PgNodeOptions::default();
+/// options.password = Some(Secret::new("s3cret"));
+/// options.tls = Some(TlsConfig::verify_full().ca(Pem::file("/etc/sysmanage/db-ca.crt")));
+/// assert!(!format!("{options:?}").contains("s3cret"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -202,6 +216,20 @@ pub struct PgNodeOptions {
     /// 1 ms – 1 day.
     #[serde(with = "sysmanage_core::duration::serde_human_opt")]
     pub idle_timeout: Option<Duration>,
+    /// Password of the URL's user, kept out of the URL (and so out of
+    /// every place a URL is shown). Overrides a password in the URL.
+    /// Default: none. Never printed, never serialised.
+    #[serde(skip_serializing)]
+    pub password: Option<Secret>,
+    /// TLS to the node, for its pool and the monitor's probes alike:
+    /// `require`, `verify-ca` or `verify-full` (the default) with a CA (the
+    /// platform's trust store when none) and an optional client
+    /// certificate. Overrides `sslmode`, `sslrootcert`, `sslcert` and
+    /// `sslkey` in the URL; without it those URL parameters apply. Needs
+    /// the `postgres-tls` feature. The files are read when the node is
+    /// created. `server_name` is refused: PostgreSQL's `verify-full` checks
+    /// the host connected to. Default: none.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for PgNodeOptions {
@@ -211,6 +239,8 @@ impl Default for PgNodeOptions {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(2),
             idle_timeout: Some(Duration::from_secs(600)),
+            password: None,
+            tls: None,
         }
     }
 }
@@ -244,6 +274,133 @@ impl PgNodeOptions {
             .acquire_timeout(self.acquire_timeout)
             .idle_timeout(self.idle_timeout))
     }
+
+    /// The sqlx connection options of `url` with these settings' password
+    /// and TLS applied.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `url` is
+    /// not a `postgres://` URL or does not parse (the message shows it
+    /// redacted), the TLS settings are invalid, a certificate or key file
+    /// cannot be read, TLS is asked for without the `postgres-tls`
+    /// feature, or `tls.server_name` is set.
+    pub fn connect_options(&self, url: &ConnectionUrl) -> Result<PgConnectOptions> {
+        let mut options = parse_url(url)?;
+        if let Some(password) = &self.password {
+            options = options.password(password.expose());
+        }
+        if let Some(tls) = &self.tls {
+            options = apply_tls(options, tls)?;
+        }
+        Ok(options)
+    }
+}
+
+/// Parses a `postgres://` / `postgresql://` URL.
+fn parse_url(url: &ConnectionUrl) -> Result<PgConnectOptions> {
+    let scheme = url.expose().split_once("://").map(|(s, _)| s);
+    if !matches!(scheme, Some("postgres" | "postgresql")) {
+        return Err(invalid(
+            "url",
+            format!(
+                "{} is not a postgres:// or postgresql:// url",
+                url.redacted()
+            ),
+        ));
+    }
+    PgConnectOptions::from_str(url.expose()).map_err(|_| {
+        invalid(
+            "url",
+            format!("cannot parse connection url {}", url.redacted()),
+        )
+    })
+}
+
+fn apply_tls(options: PgConnectOptions, tls: &TlsConfig) -> Result<PgConnectOptions> {
+    if !cfg!(feature = "postgres-tls") {
+        return Err(invalid(
+            "tls",
+            "TLS needs the `postgres-tls` feature of sysmanage-db",
+        ));
+    }
+    tls.validate()?;
+    if tls.server_name.is_some() {
+        return Err(invalid(
+            "tls.server_name",
+            "not supported for PostgreSQL: verify-full checks the host connected to; connect \
+             by a name the certificate carries, or use verify-ca",
+        ));
+    }
+    let mode = match tls.mode {
+        sysmanage_core::TlsMode::Require => sqlx::postgres::PgSslMode::Require,
+        sysmanage_core::TlsMode::VerifyCa => sqlx::postgres::PgSslMode::VerifyCa,
+        _ => sqlx::postgres::PgSslMode::VerifyFull,
+    };
+    let mut options = options.ssl_mode(mode);
+    // Read now: a missing file is an error naming the setting at start-up,
+    // not a failed connection later.
+    if let Some(ca) = &tls.ca {
+        options = options.ssl_root_cert_from_pem(ca.read("tls.ca")?);
+    }
+    if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+        options = options
+            .ssl_client_cert_from_pem(cert.read("tls.client_cert")?)
+            .ssl_client_key_from_pem(key.read("tls.client_key")?);
+    }
+    Ok(options)
+}
+
+/// A lazily connecting pool for `url` with `options` (pool size, password,
+/// TLS): what [`pg_node`] wraps, and a
+/// [`NodeSet`](crate::shard::NodeSet) of its own for the shard router.
+///
+/// # Errors
+/// As [`pg_node`].
+///
+/// # Examples
+/// ```
+/// use sysmanage_db::replica::{PgNodeOptions, pg_pool};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sysmanage_db::Error> {
+/// let shard_a = pg_pool("postgres://app@127.0.0.1:25432/app", &PgNodeOptions::default())?;
+/// assert!(!shard_a.is_closed());
+/// # Ok(())
+/// # }
+/// ```
+pub fn pg_pool(url: impl Into<ConnectionUrl>, options: &PgNodeOptions) -> Result<PgPool> {
+    let url = url.into();
+    let connect = options.connect_options(&url)?;
+    lazy_pool(options.pool_options()?, connect)
+}
+
+/// `options` checked, then a pool that connects on first use.
+fn lazy_pool(options: PgPoolOptions, connect: PgConnectOptions) -> Result<PgPool> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        // sqlx starts the pool's maintenance task right away.
+        return Err(invalid(
+            "runtime",
+            "pools must be created inside a tokio runtime",
+        ));
+    }
+    if options.get_max_connections() == 0 {
+        return Err(invalid("max_connections", "pool size must be at least 1"));
+    }
+    // sqlx adds these to `Instant::now()`: bounded, so they cannot overflow.
+    check_duration(
+        "acquire_timeout",
+        options.get_acquire_timeout(),
+        MILLISECOND,
+        DAY,
+    )?;
+    for (field, d) in [
+        ("idle_timeout", options.get_idle_timeout()),
+        ("max_lifetime", options.get_max_lifetime()),
+    ] {
+        if let Some(d) = d {
+            check_duration(field, d, MILLISECOND, DAY * 365)?;
+        }
+    }
+    Ok(options.connect_lazy_with(connect))
 }
 
 /// A PostgreSQL node for [`ReplicaRouterBuilder::primary`] /
@@ -277,7 +434,14 @@ pub fn pg_node(
     url: impl Into<ConnectionUrl>,
     options: &PgNodeOptions,
 ) -> Result<NodeSpec<PgPool>> {
-    pg_node_with(name, url, options.pool_options()?)
+    let name = name.into();
+    let url = url.into();
+    let pool = options
+        .pool_options()
+        .and_then(|pool| Ok((pool, options.connect_options(&url)?)))
+        .and_then(|(pool, connect)| lazy_pool(pool, connect))
+        .map_err(|e| for_node(&name, e))?;
+    Ok(NodeSpec::new(name, pool).url(url))
 }
 
 /// As [`pg_node`], with sqlx pool options of your own.
@@ -291,53 +455,18 @@ pub fn pg_node_with(
 ) -> Result<NodeSpec<PgPool>> {
     let name = name.into();
     let url = url.into();
-    if tokio::runtime::Handle::try_current().is_err() {
-        // sqlx starts the pool's maintenance task right away.
-        return Err(invalid(
-            "runtime",
-            format!("node {name:?}: pools must be created inside a tokio runtime"),
-        ));
-    }
-    if options.get_max_connections() == 0 {
-        return Err(invalid(
-            "max_connections",
-            format!("node {name:?}: pool size must be at least 1"),
-        ));
-    }
-    // sqlx adds these to `Instant::now()`: bounded, so they cannot overflow.
-    check_duration(
-        "acquire_timeout",
-        options.get_acquire_timeout(),
-        MILLISECOND,
-        DAY,
-    )?;
-    for (field, d) in [
-        ("idle_timeout", options.get_idle_timeout()),
-        ("max_lifetime", options.get_max_lifetime()),
-    ] {
-        if let Some(d) = d {
-            check_duration(field, d, MILLISECOND, DAY * 365)?;
-        }
-    }
-    let scheme = url.expose().split_once("://").map(|(s, _)| s);
-    if !matches!(scheme, Some("postgres" | "postgresql")) {
-        return Err(invalid(
-            "url",
-            format!(
-                "node {name:?}: {} is not a postgres:// or postgresql:// url",
-                url.redacted()
-            ),
-        ));
-    }
-    let connect = PgConnectOptions::from_str(url.expose()).map_err(|_| {
-        invalid(
-            "url",
-            format!(
-                "node {name:?}: cannot parse connection url {}",
-                url.redacted()
-            ),
-        )
-    })?;
-    let pool = options.connect_lazy_with(connect);
+    let pool = parse_url(&url)
+        .and_then(|connect| lazy_pool(options, connect))
+        .map_err(|e| for_node(&name, e))?;
     Ok(NodeSpec::new(name, pool).url(url))
+}
+
+/// A rejected setting with the node's name in front of the reason.
+fn for_node(name: &str, e: crate::Error) -> crate::Error {
+    match e {
+        crate::Error::InvalidConfig { field, reason } => {
+            invalid(field, format!("node {name:?}: {reason}"))
+        }
+        other => other,
+    }
 }
