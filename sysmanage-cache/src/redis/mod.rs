@@ -89,6 +89,7 @@ mod multi;
 mod ops;
 mod refresh;
 mod routing;
+pub mod scale;
 #[cfg(test)]
 mod tests;
 
