@@ -217,9 +217,7 @@ impl RedisCache {
             let mut unrouted = Vec::new();
             for u in pending.drain(..) {
                 let node = u.ask.clone().or_else(|| {
-                    routing.owners[usize::from(u.slot)]
-                        .as_ref()
-                        .map(|n| n.to_string())
+                    routing.owner_of(u.slot).map(|n| n.to_string())
                 });
                 match node {
                     Some(node) => by_node.entry(node).or_default().push(u),

@@ -162,12 +162,15 @@ impl Admin {
             timeout: Some(timeout),
             ..Options::default()
         };
-        for (name, args) in cmds {
-            // Queuing only buffers the command; the options carry the deadline.
-            let _: Result<Value, _> = p
-                .with_options(&opts)
-                .custom(CustomCommand::new_static(name, ClusterHash::Random, false), args)
-                .await;
+        for (i, (name, args)) in cmds.into_iter().enumerate() {
+            // Queuing only buffers the command. The pipeline's deadline is
+            // its first command's.
+            let cmd = CustomCommand::new_static(name, ClusterHash::Random, false);
+            let _: Result<Value, _> = if i == 0 {
+                p.with_options(&opts).custom(cmd, args).await
+            } else {
+                p.custom(cmd, args).await
+            };
         }
         let mut replies = p.try_all::<Value>().await;
         if replies.len() != n {

@@ -63,14 +63,20 @@ pub struct ScaleConfig {
     pub max_key_bytes: u64,
     /// Slots opened, moved and assigned together when they share source
     /// and target: one `SETSLOT` pipeline per node for the whole group, so
-    /// one `nodes.conf` save (with its fsync) instead of one per slot. A
-    /// group holds at most `keys_per_migrate × migrate_pipeline` keys (a
-    /// slot with more moves alone), and a cancel takes effect at the next
+    /// one `nodes.conf` save instead of one per slot, and a few round trips
+    /// per group instead of per slot. A cancel takes effect at the next
     /// group boundary. Default: 16; 1 moves slot by slot. Range: 1 – 1,024.
     pub slots_per_group: usize,
-    /// Groups of slots migrated at once, each from a different source
-    /// primary. Default: 4. Range: 1 – 64.
+    /// Most keys in one group; a slot with more moves alone. Bounds how
+    /// long a group's slots stay open (multi-key commands on a slot being
+    /// migrated get `TRYAGAIN` until it closes). Default: 2,000. Range: 1 –
+    /// 10,000,000.
+    pub group_keys: u64,
+    /// Groups migrated at once, in all. Default: 4. Range: 1 – 64.
     pub parallel_slots: usize,
+    /// Groups migrated at once from one source primary. Default: 1.
+    /// Range: 1 – 64.
+    pub parallel_per_source: usize,
     /// Pause after each slot, to spare a latency-sensitive cluster.
     /// Default: 0. Range: 0 – 1 day.
     pub pause_between_slots: Duration,
@@ -115,7 +121,9 @@ impl Default for ScaleConfig {
             migrate_timeout: Duration::from_secs(10),
             max_key_bytes: 64 << 20,
             slots_per_group: 16,
+            group_keys: 2_000,
             parallel_slots: 4,
+            parallel_per_source: 1,
             pause_between_slots: Duration::ZERO,
             gossip_timeout: Duration::from_secs(60),
             measure: Measure::Info,
@@ -144,7 +152,9 @@ impl ScaleConfig {
         check_count("scale.migrate_pipeline", self.migrate_pipeline, 1, 64)?;
         check_count("scale.max_key_bytes", self.max_key_bytes, 1 << 10, 512 << 20)?;
         check_count("scale.slots_per_group", self.slots_per_group, 1, 1_024)?;
+        check_count("scale.group_keys", self.group_keys, 1, 10_000_000)?;
         check_count("scale.parallel_slots", self.parallel_slots, 1, 64)?;
+        check_count("scale.parallel_per_source", self.parallel_per_source, 1, 64)?;
         check_count("scale.event_capacity", self.event_capacity, 1, 1 << 20)?;
         check_duration("scale.migrate_timeout", self.migrate_timeout, MILLISECOND, DAY)?;
         check_duration("scale.gossip_timeout", self.gossip_timeout, MILLISECOND, DAY)?;
@@ -257,6 +267,20 @@ mod tests {
                     ..ScaleConfig::default()
                 },
                 "scale.slots_per_group",
+            ),
+            (
+                ScaleConfig {
+                    group_keys: 0,
+                    ..ScaleConfig::default()
+                },
+                "scale.group_keys",
+            ),
+            (
+                ScaleConfig {
+                    parallel_per_source: 0,
+                    ..ScaleConfig::default()
+                },
+                "scale.parallel_per_source",
             ),
             (
                 ScaleConfig {

@@ -433,8 +433,8 @@ impl Scaler {
     }
 
     /// Moves the slots of `plan`: groups of slots sharing source and
-    /// target, at most one group per source at a time and
-    /// [`ScaleConfig::parallel_slots`] groups in all.
+    /// target, at most [`ScaleConfig::parallel_per_source`] groups per
+    /// source at a time and [`ScaleConfig::parallel_slots`] in all.
     async fn migrate(&self, view: &ClusterView, plan: &Plan, report: &mut Report) -> ScaleResult<()> {
         let cfg = &self.inner.config;
         let total = plan.moves.len();
@@ -451,9 +451,8 @@ impl Scaler {
             .filter(|n| !n.failing)
             .map(|n| (n.id.clone(), n.addr.clone()))
             .collect();
-        let key_budget = (cfg.keys_per_migrate * cfg.migrate_pipeline) as u64;
         let mut queues: BTreeMap<String, VecDeque<Group>> = BTreeMap::new();
-        for slots in group_moves(&plan.moves, cfg.slots_per_group, key_budget) {
+        for slots in group_moves(&plan.moves, cfg.slots_per_group, cfg.group_keys) {
             let (from, to) = (node(&slots[0].from)?, node(&slots[0].to)?);
             let others = primaries
                 .iter()
@@ -473,7 +472,8 @@ impl Scaler {
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
         let mut set: JoinSet<(String, usize, ScaleResult<u64>)> = JoinSet::new();
-        let mut busy: Vec<String> = Vec::new();
+        // Groups in flight per source.
+        let mut busy: BTreeMap<String, usize> = BTreeMap::new();
         let mut first_error: Option<ScaleError> = None;
         let mut done = 0usize;
         let sources: Vec<String> = queues.keys().cloned().collect();
@@ -486,7 +486,10 @@ impl Scaler {
             {
                 let pick = (0..sources.len())
                     .map(|i| &sources[(next_source + i) % sources.len()])
-                    .find(|s| !busy.contains(s) && queues.get(*s).is_some_and(|q| !q.is_empty()))
+                    .find(|s| {
+                        busy.get(*s).copied().unwrap_or(0) < cfg.parallel_per_source
+                            && queues.get(*s).is_some_and(|q| !q.is_empty())
+                    })
                     .cloned();
                 let Some(src) = pick else { break };
                 next_source = (sources.iter().position(|s| *s == src).unwrap_or(0) + 1) % sources.len();
@@ -509,7 +512,7 @@ impl Scaler {
                     queues.entry(src).or_default().push_front(group);
                     break;
                 }
-                busy.push(src.clone());
+                *busy.entry(src.clone()).or_default() += 1;
                 let (me, tally) = (self.clone(), tally.clone());
                 set.spawn(async move {
                     let n = group.slots.len();
@@ -525,7 +528,9 @@ impl Scaler {
             let (src, n, res) = joined.map_err(|e| {
                 ScaleError::ClusterState(format!("a slot task ended abnormally: {e}"))
             })?;
-            busy.retain(|s| *s != src);
+            if let Some(n) = busy.get_mut(&src) {
+                *n = n.saturating_sub(1);
+            }
             match res {
                 Ok(_) => {
                     done += n;

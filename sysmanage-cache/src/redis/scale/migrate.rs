@@ -175,6 +175,33 @@ pub(super) fn classify_migrate(details: &str) -> MigrateError {
 /// Keys of one slot with their sizes.
 type SlotKeys = Vec<(Vec<u8>, u64)>;
 
+/// Keys sized by one script call.
+const SIZES_PER_SCRIPT: usize = 1_000;
+
+/// `MEMORY USAGE` of each key, 0 for a key that is gone.
+const SIZES: &str = "local out = {} for i, k in ipairs(KEYS) do \
+    out[i] = redis.call('MEMORY', 'USAGE', k) or 0 end return out";
+
+/// `EVAL_RO` of [`SIZES`] over `keys` (all of one slot).
+pub(super) fn sizes_script(keys: &[Vec<u8>]) -> Cmd {
+    let mut args: Vec<Value> = Vec::with_capacity(keys.len() + 2);
+    args.push(SIZES.into());
+    args.push((keys.len() as i64).into());
+    args.extend(keys.iter().map(|k| Value::from(&k[..])));
+    ("EVAL_RO", args)
+}
+
+/// The sizes in a reply of [`sizes_script`] over `n` keys.
+pub(super) fn sizes_of(v: Value, n: usize) -> Option<Vec<u64>> {
+    match v {
+        Value::Array(items) if items.len() == n => items
+            .iter()
+            .map(|x| int(x).map(|b| b.max(0) as u64))
+            .collect(),
+        _ => None,
+    }
+}
+
 impl Scaler {
     fn migrate_auth(&self) -> MigrateAuth {
         let c = self.inner.admin.config();
@@ -241,13 +268,30 @@ impl Scaler {
             }
             out.insert(s, keys);
         }
-        // Sizes of every key, one pipeline.
-        let all: Vec<(u16, Vec<u8>)> = out
-            .iter()
-            .flat_map(|(s, ks)| ks.iter().map(move |k| (*s, k.clone())))
-            .collect();
+        // Sizes: one read-only script per slot (its keys share the slot)
+        // instead of one MEMORY USAGE per key; per-key commands where the
+        // script is refused (a key gone from a migrating slot: TRYAGAIN or
+        // ASK; no EVAL_RO before Redis 7).
+        let mut calls: Vec<(u16, Vec<Vec<u8>>)> = Vec::new();
+        for (s, ks) in out {
+            for chunk in ks.chunks(SIZES_PER_SCRIPT) {
+                calls.push((s, chunk.to_vec()));
+            }
+        }
         let mut sized: BTreeMap<u16, SlotKeys> = slots.iter().map(|&s| (s, Vec::new())).collect();
-        for chunk in all.chunks(10_000) {
+        let cmds = calls.iter().map(|(_, ks)| sizes_script(ks)).collect();
+        let replies = admin
+            .pipeline(source, cmds, timeout.saturating_mul(4))
+            .await
+            .map_err(|e| down(source, slots.first().copied(), e))?;
+        let mut fallback: Vec<(u16, Vec<u8>)> = Vec::new();
+        for ((s, ks), r) in calls.into_iter().zip(replies) {
+            match r.ok().and_then(|v| sizes_of(v, ks.len())) {
+                Some(sizes) => sized.entry(s).or_default().extend(ks.into_iter().zip(sizes)),
+                None => fallback.extend(ks.into_iter().map(|k| (s, k))),
+            }
+        }
+        for chunk in fallback.chunks(10_000) {
             let cmds = chunk
                 .iter()
                 .map(|(_, k)| ("MEMORY", vec![Value::from("USAGE"), Value::from(&k[..])]))
@@ -323,9 +367,15 @@ impl Scaler {
             self.setslot(dst, &g.slots, "IMPORTING", Some(&g.from.id), "CLUSTER SETSLOT IMPORTING")
                 .await?;
         }
-        if g.set_migrating {
-            self.setslot(src, &g.slots, "MIGRATING", Some(&g.to.id), "CLUSTER SETSLOT MIGRATING")
-                .await?;
+        // MIGRATING, and in the same round trip the keys each slot holds
+        // (none can appear once the source migrates).
+        let held = self.open_source(g).await?;
+        let scanned_none = pending.values().all(Vec::is_empty);
+        if scanned_none && held.iter().all(|&n| n == 0) {
+            pending.clear();
+        } else if scanned_none {
+            pending = self.scan(src, &g.slots, Some(RESCAN)).await?;
+            self.check_big(&pending, true)?;
         }
         let mut per_slot: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
         for &slot in &g.slots {
@@ -339,14 +389,7 @@ impl Scaler {
             });
         }
         let mut rounds = 0;
-        loop {
-            if pending.values().all(Vec::is_empty) {
-                pending = self.scan(src, &g.slots, Some(RESCAN)).await?;
-                if pending.values().all(Vec::is_empty) {
-                    break;
-                }
-                self.check_big(&pending, true)?;
-            }
+        while !pending.values().all(Vec::is_empty) {
             rounds += 1;
             if rounds > MAX_ROUNDS {
                 return Err(ScaleError::ClusterState(format!(
@@ -363,10 +406,11 @@ impl Scaler {
                 tally.bytes.fetch_add(b, Ordering::Relaxed);
                 self.emit(ScaleEvent::KeysMoved { slot, keys: k, bytes: b });
             }
-            pending.clear();
+            pending = self.scan(src, &g.slots, Some(RESCAN)).await?;
+            self.check_big(&pending, true)?;
         }
         // The target first (it bumps its epoch and owns the slots), then
-        // the source (it refuses while it still holds keys), then the rest.
+        // the source (it refuses while it still holds keys) and the rest.
         self.assign_group(&g.slots, &g.to, src, &g.others).await?;
         let elapsed = started.elapsed();
         let mut done = GroupDone::default();
@@ -386,29 +430,68 @@ impl Scaler {
         Ok(done)
     }
 
+    /// `SETSLOT MIGRATING` on the source for every slot of the group (when
+    /// the group sets it), pipelined with `COUNTKEYSINSLOT` of each slot:
+    /// the keys each slot holds once open.
+    async fn open_source(&self, g: &Group) -> ScaleResult<Vec<u64>> {
+        let src = &g.from.addr;
+        let mut cmds = Vec::new();
+        if g.set_migrating {
+            for &s in &g.slots {
+                cmds.push(cluster(
+                    "SETSLOT",
+                    [i64::from(s).into(), "MIGRATING".into(), g.to.id.as_str().into()],
+                ));
+            }
+        }
+        for &s in &g.slots {
+            cmds.push(cluster("COUNTKEYSINSLOT", [i64::from(s).into()]));
+        }
+        let admin = &self.inner.admin;
+        let replies = admin
+            .pipeline(src, cmds, admin.config().command_timeout.saturating_mul(4))
+            .await
+            .map_err(|e| down(src, g.slots.first().copied(), e))?;
+        let split = if g.set_migrating { g.slots.len() } else { 0 };
+        let mut counts = Vec::with_capacity(g.slots.len());
+        for (i, r) in replies.into_iter().enumerate() {
+            match r {
+                Err(e) if is_reply(&e) => return Err(refused("CLUSTER SETSLOT MIGRATING", src, e)),
+                Err(e) => return Err(down(src, g.slots.first().copied(), e)),
+                Ok(v) if i >= split => counts.push(int(&v).unwrap_or(0).max(0) as u64),
+                Ok(_) => {}
+            }
+        }
+        Ok(counts)
+    }
+
     /// `SETSLOT NODE` on the new owner, then on the former owner `src`
-    /// (unless it is the owner), then on `others` (best effort: gossip
-    /// carries the change to a node that misses it).
+    /// (unless it is the owner) and on `others` at once (`others` best
+    /// effort: gossip carries the change to a node that misses it).
     async fn assign_group(&self, slots: &[u16], owner: &NodeRef, src: &str, others: &[String]) -> ScaleResult<()> {
         const WHAT: &str = "CLUSTER SETSLOT NODE";
         self.setslot(&owner.addr, slots, "NODE", Some(&owner.id), WHAT).await?;
-        if src != owner.addr {
-            self.setslot(src, slots, "NODE", Some(&owner.id), WHAT).await?;
-        }
-        let results = join_all(
+        let on_src = async {
+            if src == owner.addr {
+                Ok(())
+            } else {
+                self.setslot(src, slots, "NODE", Some(&owner.id), WHAT).await
+            }
+        };
+        let on_others = join_all(
             others
                 .iter()
                 .filter(|a| **a != owner.addr && *a != src)
                 .map(|a| async move { (a, self.setslot(a, slots, "NODE", Some(&owner.id), WHAT).await) })
                 .collect(),
-        )
-        .await;
+        );
+        let (src_result, results) = tokio::join!(on_src, on_others);
         for (a, r) in results {
             if let Err(e) = r {
                 tracing::debug!(target: "sysmanage_cache::redis::scale", node = %a, error = %e, "SETSLOT NODE on another primary failed; gossip will tell it");
             }
         }
-        Ok(())
+        src_result
     }
 
     /// The tail of the protocol for a slot that already belongs to `owner`.
@@ -637,6 +720,19 @@ mod tests {
         assert_eq!(text(c), "MIGRATE h 1  0 7 REPLACE AUTH2 u p KEYS k");
         let c = migrate_cmd("h", 1, Duration::MAX, &MigrateAuth::Password("p".into()), false, &[b"k"]);
         assert!(text(c).contains(&format!("{} AUTH p KEYS k", i64::MAX)));
+    }
+
+    #[test]
+    fn sizes_come_from_one_script_per_slot_and_a_bad_reply_is_rejected() {
+        let (name, args) = sizes_script(&[b"{t}a".to_vec(), b"{t}b".to_vec()]);
+        assert_eq!(name, "EVAL_RO");
+        assert_eq!(args.len(), 4);
+        assert_eq!(args[1], Value::Integer(2));
+        let ok = Value::Array(vec![Value::Integer(56), Value::Integer(0)]);
+        assert_eq!(sizes_of(ok, 2), Some(vec![56, 0]));
+        assert_eq!(sizes_of(Value::Array(vec![Value::Integer(1)]), 2), None);
+        assert_eq!(sizes_of(Value::Array(vec![Value::Null, Value::Integer(1)]), 2), None);
+        assert_eq!(sizes_of(Value::from("OK"), 1), None);
     }
 
     #[test]

@@ -393,6 +393,10 @@ fn integer_shares(weights: &[f64], total: u64) -> Vec<u64> {
     shares
 }
 
+/// A slot holding more than this many times its owner's mean (bytes or
+/// keys per slot) is hot: a slot-count balance moves it last.
+const HOT: f64 = 4.0;
+
 /// The moves `(slot, from, to)` that bring every member to its share.
 fn balance_moves(
     members: &[Member],
@@ -418,15 +422,23 @@ fn balance_moves(
         if !must_move && !off {
             return Vec::new();
         }
-        // Donors give their cheapest slots (fewest bytes, then keys, then
-        // lowest number); receivers fill up in address order with runs of
-        // consecutive slots.
+        // Donors give their lowest-numbered slots (runs of consecutive
+        // slots, as redis-cli does), passing over hot slots (more than
+        // `HOT` times the donor's mean bytes, or keys, per slot) unless
+        // they must go; receivers fill up in address order.
         let mut pool: Vec<(u16, usize)> = Vec::new();
         for i in 0..n {
             let give = owned[i].len().saturating_sub(quota[i] as usize);
-            let mut mine = owned[i].clone();
-            mine.sort_by_key(|&s| (w.bytes(s), w.keys(s), s));
-            pool.extend(mine.into_iter().take(give).map(|s| (s, i)));
+            let mine = &owned[i];
+            let count = mine.len().max(1) as f64;
+            let mean_b = mine.iter().map(|&s| w.bytes(s) as f64).sum::<f64>() / count;
+            let mean_k = mine.iter().map(|&s| w.keys(s) as f64).sum::<f64>() / count;
+            let hot = |s: u16| {
+                w.bytes(s) as f64 > HOT * mean_b.max(1.0) || w.keys(s) as f64 > HOT * mean_k.max(1.0)
+            };
+            let mut order = mine.clone();
+            order.sort_by_key(|&s| (hot(s), s));
+            pool.extend(order.into_iter().take(give).map(|s| (s, i)));
         }
         pool.sort_unstable();
         let mut moves = Vec::with_capacity(pool.len());

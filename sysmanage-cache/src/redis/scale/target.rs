@@ -15,9 +15,10 @@ use crate::slot::SLOT_COUNT;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Balance {
-    /// Slot counts (what `redis-cli --cluster rebalance` does). Among the
-    /// slots a node gives away, the ones holding the fewest bytes (then
-    /// keys, then the lowest numbers) go first.
+    /// Slot counts (what `redis-cli --cluster rebalance` does). A node
+    /// gives away its lowest-numbered slots (runs of consecutive slots),
+    /// passing over hot slots (more than 4× its mean bytes or keys per
+    /// slot) unless it must give them too.
     #[default]
     Slots,
     /// Keys per slot (`CLUSTER COUNTKEYSINSLOT`): hot hash tags count for

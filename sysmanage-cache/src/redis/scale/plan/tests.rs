@@ -193,13 +193,17 @@ fn measured_balance_counts_a_hot_slot_for_what_it_holds() {
 }
 
 #[test]
-fn a_slot_count_plan_moves_the_cheapest_slots_when_measured() {
+fn a_slot_count_plan_moves_runs_of_slots_and_leaves_hot_slots_alone() {
     let w = hot_weights();
     let target = ScaleTarget::scale_out([NewPrimary::new("h:7006", Vec::<String>::new())]);
     let p = compute_plan(&three(), &target, &w, 0.02, 0.25).unwrap();
     assert_eq!(p.moves.len(), 4096);
     assert!(p.moves.iter().all(|m| m.slot != 100), "the hot slot stays");
     assert_eq!(p.expected_keys, 4096 * 10);
+    // 7000 gives 0-99 and 101-1465: two runs around the hot slot.
+    let from_7000: Vec<u16> = p.moves.iter().filter(|m| m.from == "h:7000").map(|m| m.slot).collect();
+    assert_eq!(from_7000.len(), 1365);
+    assert_eq!((from_7000[0], from_7000[99], from_7000[100]), (0, 99, 101));
 }
 
 #[test]
