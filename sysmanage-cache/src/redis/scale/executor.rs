@@ -123,6 +123,14 @@ impl std::fmt::Debug for Scaler {
     }
 }
 
+/// The joins, attachments and removals of `target` on `view` (its moves
+/// are not looked at, so no measurement is needed).
+fn membership(view: &ClusterView, target: &ScaleTarget) -> ScaleResult<Plan> {
+    let mut t = target.clone();
+    t.balance = super::target::Balance::Slots;
+    compute_plan(view, &t, &SlotWeights::unmeasured(), 1.0, 0.0)
+}
+
 impl Scaler {
     /// An executor for the cluster reachable through `redis.nodes` (seed
     /// nodes; credentials and timeouts from `redis` too). Connects lazily.
@@ -220,7 +228,7 @@ impl Scaler {
     pub async fn plan(&self, target: &ScaleTarget) -> ScaleResult<Plan> {
         target.validate()?;
         let view = self.read_view().await?;
-        let members = compute_plan(&view, target, &SlotWeights::unmeasured(), 1.0, 0.0)?;
+        let members = membership(&view, target)?;
         for node in &members.join {
             self.check_joinable(node, &view).await?;
         }
@@ -266,7 +274,7 @@ impl Scaler {
         let mut report = Report::new();
         self.phase(Phase::Discover);
         let mut view = self.read_view().await?;
-        let members = compute_plan(&view, target, &SlotWeights::unmeasured(), 1.0, 0.0)?;
+        let members = membership(&view, target)?;
 
         if !members.join.is_empty() {
             self.phase(Phase::Join);
@@ -277,7 +285,7 @@ impl Scaler {
             view = self.wait_joined(&members.join).await?;
             report.joined.clone_from(&members.join);
         }
-        let members = compute_plan(&view, target, &SlotWeights::unmeasured(), 1.0, 0.0)?;
+        let members = membership(&view, target)?;
         if !members.replicate.is_empty() {
             self.phase(Phase::AttachReplicas);
             view = self.attach(&view, &members.replicate).await?;
@@ -302,6 +310,10 @@ impl Scaler {
 
         if !plan.moves.is_empty() {
             self.phase(Phase::Migrate);
+            let mut targets: Vec<String> = plan.moves.iter().map(|m| m.to.clone()).collect();
+            targets.sort();
+            targets.dedup();
+            self.wait_serving(&targets).await?;
             let t0 = Instant::now();
             let res = self.migrate(&view, &plan, &mut report).await;
             report.migrate_elapsed = t0.elapsed();

@@ -189,10 +189,43 @@ impl Scaler {
                         .all(|n| v.node_at(n).is_some_and(|x| x.answered))
             })
             .await?;
+        self.wait_serving(nodes).await?;
         self.emit(ScaleEvent::Joined {
             nodes: nodes.to_vec(),
         });
         Ok(view)
+    }
+
+    /// Waits until each node of `nodes` reports `cluster_state:ok`. A
+    /// primary that just joined keeps its state `fail` for about
+    /// `cluster-node-timeout` after it last saw itself in a minority (it
+    /// was alone), and answers `CLUSTERDOWN` meanwhile, `MIGRATE`'s
+    /// restores included.
+    pub(super) async fn wait_serving(&self, nodes: &[String]) -> ScaleResult<()> {
+        let deadline = Instant::now() + self.inner.config.gossip_timeout;
+        for node in nodes {
+            loop {
+                let ok = self
+                    .inner
+                    .admin
+                    .run(node, cluster("INFO", []))
+                    .await
+                    .ok()
+                    .and_then(|v| text(&v))
+                    .is_some_and(|t| t.contains("cluster_state:ok"));
+                if ok {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(ScaleError::ClusterState(format!(
+                        "{node} did not report cluster_state:ok within {:?}",
+                        self.inner.config.gossip_timeout
+                    )));
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every member agrees on every slot's owner.

@@ -151,6 +151,14 @@ pub(super) fn migrate_cmd(
     ("MIGRATE", args)
 }
 
+/// Whether `e` is `SETSLOT`'s refusal on a node that is now a replica.
+fn turned_replica(e: &ScaleError) -> bool {
+    match e {
+        ScaleError::Command { source, .. } => source.to_string().contains("only with masters"),
+        _ => false,
+    }
+}
+
 /// What a `MIGRATE` error reply means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum MigrateError {
@@ -158,6 +166,9 @@ pub(super) enum MigrateError {
     Busy,
     /// The source could not reach the target in time (`IOERR`).
     Io,
+    /// The target cannot serve right now (`CLUSTERDOWN`, `TRYAGAIN`,
+    /// `LOADING`, `MASTERDOWN`): retried with a pause.
+    Transient,
     /// Anything else.
     Other,
 }
@@ -167,6 +178,11 @@ pub(super) fn classify_migrate(details: &str) -> MigrateError {
         MigrateError::Busy
     } else if details.contains("IOERR") {
         MigrateError::Io
+    } else if ["CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN"]
+        .iter()
+        .any(|w| details.contains(w))
+    {
+        MigrateError::Transient
     } else {
         MigrateError::Other
     }
@@ -491,7 +507,16 @@ impl Scaler {
                 tracing::debug!(target: "sysmanage_cache::redis::scale", node = %a, error = %e, "SETSLOT NODE on another primary failed; gossip will tell it");
             }
         }
-        src_result
+        match src_result {
+            // The source learnt by gossip that its last slots went to the
+            // owner and, as Redis does, turned into a replica of it: it has
+            // nothing left to be told (it held no key of the slots).
+            Err(e) if turned_replica(&e) => {
+                tracing::debug!(target: "sysmanage_cache::redis::scale", node = %src, "the source gave its last slots away and became a replica");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// The tail of the protocol for a slot that already belongs to `owner`.
@@ -572,6 +597,7 @@ impl Scaler {
         let (src, dst) = (&g.from.addr, &g.to.addr);
         let mut replace = false;
         let mut timeouts = 0;
+        let mut transient_until: Option<Instant> = None;
         loop {
             let cmd = migrate_cmd(host, port, cfg.migrate_timeout, auth, replace, &[key]);
             let res = admin.call(src, cmd, self.migrate_deadline()).await;
@@ -601,6 +627,12 @@ impl Scaler {
                     MigrateError::Io => {
                         self.ping(dst).await.map_err(|e| down(dst, Some(slot), e))?;
                         timeouts += 1;
+                    }
+                    MigrateError::Transient if transient_until.is_none_or(|t| Instant::now() < t) => {
+                        transient_until.get_or_insert(Instant::now() + cfg.gossip_timeout);
+                        tracing::debug!(target: "sysmanage_cache::redis::scale::migrate", slot, error = %e, "target not serving yet; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
                     }
                     _ => {
                         return Err(ScaleError::MigrateFailed {
@@ -736,6 +768,18 @@ mod tests {
     }
 
     #[test]
+    fn a_source_turned_replica_is_told_nothing_more() {
+        let e = |msg: &str| ScaleError::Command {
+            command: "CLUSTER SETSLOT NODE",
+            node: "n:1".into(),
+            source: std::sync::Arc::new(FredError::new(fred::error::ErrorKind::Unknown, msg.to_owned())),
+        };
+        assert!(turned_replica(&e("ERR Please use SETSLOT only with masters.")));
+        assert!(!turned_replica(&e("ERR Can't assign hashslot 5 to a different node while I still hold keys for this hash slot.")));
+        assert!(!turned_replica(&ScaleError::ClusterState("x".into())));
+    }
+
+    #[test]
     fn migrate_errors_are_read_from_the_reply() {
         assert_eq!(
             classify_migrate("ERR Target instance replied with error: BUSYKEY Target key name already exists."),
@@ -743,5 +787,9 @@ mod tests {
         );
         assert_eq!(classify_migrate("IOERR error or timeout reading to target instance"), MigrateError::Io);
         assert_eq!(classify_migrate("ERR syntax error"), MigrateError::Other);
+        assert_eq!(
+            classify_migrate("ERR Target instance replied with error: CLUSTERDOWN The cluster is down"),
+            MigrateError::Transient
+        );
     }
 }

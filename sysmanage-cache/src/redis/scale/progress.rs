@@ -61,7 +61,8 @@ impl Progress {
     /// Progress after `slots_done` of `slots_total` slots carried `keys`
     /// and `bytes` in `elapsed`. The fraction done weighs slots and bytes
     /// equally when the plan expected bytes (a slot costs round trips, a
-    /// byte costs transfer time), slots alone otherwise; the ETA is the
+    /// byte costs transfer time), slots alone otherwise, and is 1 once
+    /// every slot moved (expected bytes are an estimate); the ETA is the
     /// time so far scaled by the fraction left.
     ///
     /// ```
@@ -87,7 +88,11 @@ impl Progress {
         } else {
             (slots_done as f64 / slots_total as f64).min(1.0)
         };
-        let done = if expected_bytes > 0 {
+        let done = if slots_done >= slots_total {
+            // Every slot moved: nothing is left, whatever the estimate of
+            // bytes said.
+            1.0
+        } else if expected_bytes > 0 {
             0.5 * slot_frac + 0.5 * (bytes as f64 / expected_bytes as f64).min(1.0)
         } else {
             slot_frac
@@ -257,6 +262,12 @@ mod tests {
         assert_eq!(p.slots_per_sec, 0.5);
         // Done, or more bytes than expected: zero left, never negative.
         let p = Progress::compute(4, 4, 9, 9_000, 1, 10, Duration::from_secs(2));
+        assert_eq!(p.eta, Some(Duration::ZERO));
+        // 3/4 of the slots and all the bytes: 7/8 done, 2/7 s left.
+        let p = Progress::compute(3, 4, 9, 9_000, 1, 10, Duration::from_secs(2));
+        assert!((p.eta.unwrap().as_secs_f64() - 2.0 / 7.0).abs() < 1e-6);
+        // Every slot moved, fewer bytes than estimated: nothing left.
+        let p = Progress::compute(4, 4, 9, 10, 9, 1_000_000, Duration::from_secs(2));
         assert_eq!(p.eta, Some(Duration::ZERO));
         // Zero elapsed: rates are zero, not NaN or infinite.
         let p = Progress::compute(1, 4, 5, 5, 10, 10, Duration::ZERO);
