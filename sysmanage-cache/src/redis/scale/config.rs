@@ -51,7 +51,10 @@ pub struct ScaleConfig {
     /// `MIGRATE`'s own timeout (source ↔ target I/O). The executor waits
     /// for a reply this long per command plus
     /// [`RedisConfig::command_timeout`](crate::RedisConfig::command_timeout).
-    /// Default: 10 s. Range: 1 ms – 1 day.
+    /// Keep it well below `cluster-node-timeout`: a source waiting on its
+    /// target answers nothing else, pings included, and a cluster that
+    /// misses its pings that long fails it over. Default: 1 s. Range: 1 ms
+    /// – 1 day.
     pub migrate_timeout: Duration,
     /// Largest key (`MEMORY USAGE`) the executor moves. A bigger key stops
     /// the run with [`ScaleError::BigKey`](super::ScaleError::BigKey)
@@ -72,7 +75,10 @@ pub struct ScaleConfig {
     /// migrated get `TRYAGAIN` until it closes). Default: 2,000. Range: 1 –
     /// 10,000,000.
     pub group_keys: u64,
-    /// Groups migrated at once, in all. Default: 4. Range: 1 – 64.
+    /// Groups migrated at once, in all; never with a node the source of
+    /// one group and the target of another (two sources waiting on each
+    /// other's `MIGRATE` would stop answering pings). Default: 4. Range: 1
+    /// – 64.
     pub parallel_slots: usize,
     /// Groups migrated at once from one source primary. Default: 1.
     /// Range: 1 – 64.
@@ -118,7 +124,7 @@ impl Default for ScaleConfig {
             keys_per_migrate: 100,
             max_migrate_bytes: 4 << 20,
             migrate_pipeline: 4,
-            migrate_timeout: Duration::from_secs(10),
+            migrate_timeout: Duration::from_secs(1),
             max_key_bytes: 64 << 20,
             slots_per_group: 16,
             group_keys: 2_000,

@@ -123,6 +123,45 @@ impl std::fmt::Debug for Scaler {
     }
 }
 
+/// Groups in flight, by source and by target node.
+///
+/// A source running `MIGRATE` answers nothing else until its target has
+/// restored the keys. Were a target also the source of another group in
+/// flight, two nodes could wait on each other (A → B while B → A, or a
+/// longer cycle) until `MIGRATE`'s timeout, answering no ping meanwhile,
+/// and the cluster would fail them over. So no node is a source and a
+/// target at once, which rules out any cycle.
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    sources: BTreeMap<String, usize>,
+    targets: BTreeMap<String, usize>,
+}
+
+impl InFlight {
+    /// Whether a group `from` → `to` may start now.
+    pub(super) fn may_start(&self, from: &str, to: &str, per_source: usize) -> bool {
+        self.sources.get(from).copied().unwrap_or(0) < per_source
+            && !self.targets.contains_key(from)
+            && !self.sources.contains_key(to)
+    }
+
+    pub(super) fn start(&mut self, from: &str, to: &str) {
+        *self.sources.entry(from.to_owned()).or_default() += 1;
+        *self.targets.entry(to.to_owned()).or_default() += 1;
+    }
+
+    pub(super) fn finish(&mut self, from: &str, to: &str) {
+        for (map, key) in [(&mut self.sources, from), (&mut self.targets, to)] {
+            if let Some(n) = map.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+}
+
 /// The joins, attachments and removals of `target` on `view` (its moves
 /// are not looked at, so no measurement is needed).
 fn membership(view: &ClusterView, target: &ScaleTarget) -> ScaleResult<Plan> {
@@ -483,9 +522,9 @@ impl Scaler {
         }
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
-        let mut set: JoinSet<(String, usize, ScaleResult<u64>)> = JoinSet::new();
-        // Groups in flight per source.
-        let mut busy: BTreeMap<String, usize> = BTreeMap::new();
+        let mut set: JoinSet<(String, String, usize, ScaleResult<u64>)> = JoinSet::new();
+        // Groups in flight by source and by target.
+        let mut busy = InFlight::default();
         let mut first_error: Option<ScaleError> = None;
         let mut done = 0usize;
         let sources: Vec<String> = queues.keys().cloned().collect();
@@ -498,18 +537,20 @@ impl Scaler {
             {
                 let pick = (0..sources.len())
                     .map(|i| &sources[(next_source + i) % sources.len()])
-                    .find(|s| {
-                        busy.get(*s).copied().unwrap_or(0) < cfg.parallel_per_source
-                            && queues.get(*s).is_some_and(|q| !q.is_empty())
-                    })
-                    .cloned();
-                let Some(src) = pick else { break };
+                    .find_map(|s| {
+                        let q = queues.get(s)?;
+                        let at = q.iter().position(|g| {
+                            busy.may_start(&g.from.addr, &g.to.addr, cfg.parallel_per_source)
+                        })?;
+                        Some((s.clone(), at))
+                    });
+                let Some((src, at)) = pick else { break };
                 next_source = (sources.iter().position(|s| *s == src).unwrap_or(0) + 1) % sources.len();
                 if self.inner.cancel.is_cancelled() {
                     report.outcome = Outcome::Cancelled;
                     break;
                 }
-                let Some(group) = queues.get_mut(&src).and_then(VecDeque::pop_front) else {
+                let Some(group) = queues.get_mut(&src).and_then(|q| q.remove(at)) else {
                     break;
                 };
                 let mut refused = None;
@@ -524,7 +565,7 @@ impl Scaler {
                     queues.entry(src).or_default().push_front(group);
                     break;
                 }
-                *busy.entry(src.clone()).or_default() += 1;
+                busy.start(&group.from.addr, &group.to.addr);
                 let (me, tally) = (self.clone(), tally.clone());
                 set.spawn(async move {
                     let n = group.slots.len();
@@ -533,16 +574,14 @@ impl Scaler {
                     if res.is_ok() && !pause.is_zero() {
                         tokio::time::sleep(pause.saturating_mul(n as u32)).await;
                     }
-                    (group.from.addr, n, res)
+                    (group.from.addr, group.to.addr, n, res)
                 });
             }
             let Some(joined) = set.join_next().await else { break };
-            let (src, n, res) = joined.map_err(|e| {
+            let (src, dst, n, res) = joined.map_err(|e| {
                 ScaleError::ClusterState(format!("a slot task ended abnormally: {e}"))
             })?;
-            if let Some(n) = busy.get_mut(&src) {
-                *n = n.saturating_sub(1);
-            }
+            busy.finish(&src, &dst);
             match res {
                 Ok(_) => {
                     done += n;
@@ -582,5 +621,30 @@ impl Scaler {
             .await
             .map_err(|e| super::admin::down(addr, Some(slot), e))?;
         Ok(super::admin::int(&v).unwrap_or(0).max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_node_is_a_source_and_a_target_at_once() {
+        let mut f = InFlight::default();
+        assert!(f.may_start("a", "b", 1));
+        f.start("a", "b");
+        assert!(!f.may_start("a", "c", 1), "one group per source");
+        assert!(f.may_start("a", "c", 2));
+        assert!(!f.may_start("b", "a", 4), "b is a target, a a source: they would wait on each other");
+        assert!(!f.may_start("b", "c", 4), "b is a target");
+        assert!(!f.may_start("c", "a", 4), "a is a source");
+        assert!(f.may_start("c", "b", 4), "two sources into one target is fine");
+        f.start("c", "b");
+        f.finish("a", "b");
+        assert!(!f.may_start("b", "a", 4), "b still receives from c");
+        f.finish("c", "b");
+        assert!(f.may_start("b", "a", 1));
+        f.finish("x", "y");
+        assert!(f.may_start("b", "a", 1), "finishing what never started changes nothing");
     }
 }

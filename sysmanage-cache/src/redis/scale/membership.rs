@@ -170,8 +170,24 @@ impl Scaler {
                 return view;
             }
             if Instant::now() >= deadline {
+                let detail = match &view {
+                    Ok(v) if !v.disputed().is_empty() => {
+                        let d = v.disputed();
+                        let first: Vec<String> = d
+                            .iter()
+                            .take(5)
+                            .map(|(s, n)| format!("slot {s} on {n}"))
+                            .collect();
+                        format!("; {} slot views differ from the others ({})", d.len(), first.join(", "))
+                    }
+                    Ok(v) if !v.handshaking().is_empty() => {
+                        format!("; still in handshake: {:?}", v.handshaking())
+                    }
+                    Err(e) => format!("; {e}"),
+                    Ok(_) => String::new(),
+                };
                 return Err(ScaleError::ClusterState(format!(
-                    "{what} did not happen within {:?}",
+                    "{what} did not happen within {:?}{detail}",
                     self.inner.config.gossip_timeout
                 )));
             }

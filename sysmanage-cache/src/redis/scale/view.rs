@@ -176,6 +176,7 @@ pub struct ClusterView {
     owners: Vec<Option<usize>>,
     open: Vec<OpenSlot>,
     agreed: bool,
+    disputed: Vec<(u16, String)>,
     handshaking: Vec<String>,
     unreachable: Vec<String>,
 }
@@ -314,7 +315,8 @@ impl ClusterView {
         // Agreement: every answering node's table equals the merged one, and
         // every answering node knows every member.
         let mut agreed = true;
-        for (_, ls) in parsed {
+        let mut disputed = BTreeSet::new();
+        for (asked, ls) in parsed {
             let mut table: Vec<Option<&str>> = vec![None; usize::from(SLOT_COUNT)];
             let mut known = 0;
             for l in ls.iter().filter(|l| !l.handshake && l.addr.is_some()) {
@@ -327,17 +329,20 @@ impl ClusterView {
                     }
                 }
             }
-            agreed &= known == nodes.len()
-                && table
-                    .iter()
-                    .zip(&owners)
-                    .all(|(t, o)| *t == o.map(|i| nodes[i].id.as_str()));
+            agreed &= known == nodes.len();
+            for (s, (t, o)) in table.iter().zip(&owners).enumerate() {
+                if *t != o.map(|i| nodes[i].id.as_str()) {
+                    agreed = false;
+                    disputed.insert((s as u16, asked.clone()));
+                }
+            }
         }
         Self {
             nodes,
             owners,
             open,
             agreed: agreed && handshaking.is_empty(),
+            disputed: disputed.into_iter().collect(),
             handshaking: handshaking.into_iter().collect(),
             unreachable,
         }
@@ -388,6 +393,12 @@ impl ClusterView {
     /// every member, with no `MEET` handshake in progress.
     pub fn agreed(&self) -> bool {
         self.agreed
+    }
+
+    /// Slots some node sees served otherwise than the merged view, with
+    /// the node that disagrees (`host:port` as asked).
+    pub fn disputed(&self) -> &[(u16, String)] {
+        &self.disputed
     }
 
     /// Addresses still in the `MEET` handshake.
@@ -465,6 +476,7 @@ mod tests {
         assert_eq!(v.owner(99).unwrap().id, A);
         assert_eq!(v.owner(8192).unwrap().id, B);
         assert!(!v.agreed(), "A's table still has 100");
+        assert_eq!(v.disputed(), [(100, "127.0.0.1:7000".to_owned())]);
         assert!(v.uncovered().is_empty());
         assert_eq!(v.node(A).unwrap().slots, 8191);
         // B alone agrees with itself; A did not answer: its claims come from B's view.
