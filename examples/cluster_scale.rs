@@ -87,7 +87,12 @@ impl Totals {
 /// whose outcome is unknown).
 type Expected = HashMap<String, Vec<String>>;
 
-async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals: Arc<Totals>) -> Expected {
+async fn worker(
+    cache: RedisCache,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+) -> Expected {
     let keys: Vec<String> = (0..2500).map(|i| format!("{prefix}{i}")).collect();
     let mut expected = Expected::new();
     let init: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("{k}=0"))).collect();
@@ -117,8 +122,13 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
     let mut version = 0u64;
     while !stop.load(Ordering::Relaxed) {
         version += 1;
-        let batch: Vec<&String> = (0..20).map(|i| &keys[(version as usize * 7 + i * 131) % keys.len()]).collect();
-        let entries: Vec<(String, String)> = batch.iter().map(|k| ((*k).clone(), format!("{k}={version}"))).collect();
+        let batch: Vec<&String> = (0..20)
+            .map(|i| &keys[(version as usize * 7 + i * 131) % keys.len()])
+            .collect();
+        let entries: Vec<(String, String)> = batch
+            .iter()
+            .map(|k| ((*k).clone(), format!("{k}={version}")))
+            .collect();
         match cache.mset(&entries, None).await {
             Ok(res) => {
                 for ((k, v), r) in entries.iter().zip(res) {
@@ -145,7 +155,10 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
         }
         let k = batch[0];
         let v = format!("{k}=s{version}");
-        match cache.set(k.as_bytes(), v.as_bytes(), SetOptions::default()).await {
+        match cache
+            .set(k.as_bytes(), v.as_bytes(), SetOptions::default())
+            .await
+        {
             Ok(_) => {
                 expected.insert(k.clone(), vec![v]);
             }
@@ -165,7 +178,10 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
             },
             Err(e) => totals.error(&e),
         }
-        if let Err(e) = cache.set(scratch.as_bytes(), b"x", SetOptions::default()).await {
+        if let Err(e) = cache
+            .set(scratch.as_bytes(), b"x", SetOptions::default())
+            .await
+        {
             totals.error(&e);
         }
         totals.ops.fetch_add(6, Ordering::Relaxed);
@@ -205,10 +221,18 @@ fn print_events(scaler: &Scaler) -> tokio::task::JoinHandle<()> {
             match events.recv().await {
                 Ok(ScaleEvent::PhaseStarted { phase }) => println!("  phase {phase:?}"),
                 Ok(ScaleEvent::NodeMet { node }) => println!("  met {node}"),
-                Ok(ScaleEvent::ReplicaAttached { replica, primary }) => println!("  {replica} replicates {primary}"),
-                Ok(ScaleEvent::Planned { slots, expected_keys, expected_bytes }) => {
+                Ok(ScaleEvent::ReplicaAttached { replica, primary }) => {
+                    println!("  {replica} replicates {primary}")
+                }
+                Ok(ScaleEvent::Planned {
+                    slots,
+                    expected_keys,
+                    expected_bytes,
+                }) => {
                     next_tenth = 1;
-                    println!("  planned: {slots} slots, {expected_keys} keys, {expected_bytes} bytes");
+                    println!(
+                        "  planned: {slots} slots, {expected_keys} keys, {expected_bytes} bytes"
+                    );
                 }
                 Ok(ScaleEvent::Progress(p)) => {
                     if p.slots_done * 10 >= p.slots_total * next_tenth {
@@ -237,7 +261,10 @@ fn print_events(scaler: &Scaler) -> tokio::task::JoinHandle<()> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_tracing();
     section("connect");
-    let nodes = env_list("SYSMANAGE_REDIS_NODES", &[7000, 7001, 7002, 7003, 7004, 7005]);
+    let nodes = env_list(
+        "SYSMANAGE_REDIS_NODES",
+        &[7000, 7001, 7002, 7003, 7004, 7005],
+    );
     let spare = NewPrimary::new(
         env_list("SYSMANAGE_REDIS_SPARE_PRIMARIES", &[7006, 7007])[0].clone(),
         [env_list("SYSMANAGE_REDIS_SPARE_REPLICAS", &[7008, 7009])[0].clone()],
@@ -256,12 +283,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter_map(|s| view.owner(s).map(|o| (s, o.addr.clone())))
         .collect();
     let primaries = view.primaries().filter(|n| n.slots > 0).count();
-    println!("{primaries} primaries; spare primary {} with replica {}", spare.addr, spare.replicas[0]);
+    println!(
+        "{primaries} primaries; spare primary {} with replica {}",
+        spare.addr, spare.replicas[0]
+    );
 
     section("load");
     let run = std::process::id();
     let stable: Vec<(String, String)> = (0..2000)
-        .map(|i| (format!("example:scale:{run}:stable:{i}"), format!("stable-{i}")))
+        .map(|i| {
+            (
+                format!("example:scale:{run}:stable:{i}"),
+                format!("stable-{i}"),
+            )
+        })
         .collect();
     for r in cache.mset(&stable, None).await? {
         r?;
@@ -288,7 +323,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .collect();
     let stable = Arc::new(stable);
-    let reader = tokio::spawn(tiered_reader(tiered.clone(), stable.clone(), stop.clone(), totals.clone()));
+    let reader = tokio::spawn(tiered_reader(
+        tiered.clone(),
+        stable.clone(),
+        stop.clone(),
+        totals.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!("8 workers (20,000 keys) and a tiered reader (2,000 keys) running");
 
@@ -297,7 +337,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plan = scaler.plan(&out).await?;
     println!("{}", plan.summary());
     for l in &plan.after {
-        println!("  after: {} slots={} keys={} bytes={}", l.node, l.slots, l.keys, l.bytes);
+        println!(
+            "  after: {} slots={} keys={} bytes={}",
+            l.node, l.slots, l.keys, l.bytes
+        );
     }
 
     section("scale out");
@@ -353,7 +396,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for chunk in keys.chunks(2000) {
         for (k, r) in chunk.iter().zip(cache.mget(chunk).await?) {
             match r {
-                Ok(Some(v)) if expected[*k].contains(&String::from_utf8_lossy(&v).into_owned()) => {}
+                Ok(Some(v)) if expected[*k].contains(&String::from_utf8_lossy(&v).into_owned()) => {
+                }
                 other => {
                     lost += 1;
                     eprintln!("lost or changed: {k}: {other:?}");
@@ -377,7 +421,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Clean up the keys of this run.
     let mut all: Vec<String> = expected.into_keys().collect();
     all.extend(stable.iter().map(|(k, _)| k.clone()));
-    all.extend((0..8).flat_map(|w| (0..50).map(move |i| format!("example:scale:{run}:w{w}:scratch:{i}"))));
+    all.extend(
+        (0..8).flat_map(|w| (0..50).map(move |i| format!("example:scale:{run}:w{w}:scratch:{i}"))),
+    );
     for chunk in all.chunks(2000) {
         cache.mdel(chunk).await?;
     }
@@ -386,7 +432,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         totals.errors.load(Ordering::Relaxed),
         totals.wrong.load(Ordering::Relaxed),
     );
-    let done = report_out.outcome == Outcome::Done && report_in.outcome == Outcome::Done && same_layout;
+    let done =
+        report_out.outcome == Outcome::Done && report_in.outcome == Outcome::Done && same_layout;
     println!(
         "summary: ops={ops} errors={errors} wrong_values={wrong} lost_keys={lost} slots_moved={} keys_moved={} scale_out_s={:.2} scale_in_s={:.2}",
         report_out.slots_moved + report_in.slots_moved,

@@ -34,12 +34,20 @@ use sysmanage_cache::{ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
 use sysmanage_examples::{init_tracing, section};
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn nodes() -> Vec<String> {
     std::env::var("SYSMANAGE_REDIS_NODES")
-        .unwrap_or_else(|_| (7000..7006).map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","))
+        .unwrap_or_else(|_| {
+            (7000..7006)
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .split(',')
         .map(str::to_owned)
         .collect()
@@ -55,7 +63,12 @@ struct Probe {
 
 impl Probe {
     fn take(&self) -> Vec<u64> {
-        let mut v = std::mem::take(&mut *self.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut v = std::mem::take(
+            &mut *self
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         v.sort_unstable();
         v
     }
@@ -69,23 +82,40 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-async fn probe(cache: RedisCache, keys: Arc<Vec<String>>, stop: Arc<AtomicBool>, probe: Arc<Probe>, seed: usize) {
+async fn probe(
+    cache: RedisCache,
+    keys: Arc<Vec<String>>,
+    stop: Arc<AtomicBool>,
+    probe: Arc<Probe>,
+    seed: usize,
+) {
     let mut i = seed * 7919;
     while !stop.load(Ordering::Relaxed) {
         let k = &keys[i % keys.len()];
         i += 13;
         let t = Instant::now();
-        let ok = if i % 2 == 0 {
-            cache.get(k.as_bytes()).await.map(|v| v.is_some()).unwrap_or(false)
+        let ok = if i.is_multiple_of(2) {
+            cache
+                .get(k.as_bytes())
+                .await
+                .map(|v| v.is_some())
+                .unwrap_or(false)
         } else {
-            cache.set(k.as_bytes(), b"probe", SetOptions::default()).await.is_ok()
+            cache
+                .set(k.as_bytes(), b"probe", SetOptions::default())
+                .await
+                .is_ok()
         };
         let us = t.elapsed().as_micros() as u64;
         if !ok {
             probe.errors.fetch_add(1, Ordering::Relaxed);
         }
         if probe.recording.load(Ordering::Relaxed) {
-            probe.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(us);
+            probe
+                .samples
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(us);
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
@@ -93,12 +123,23 @@ async fn probe(cache: RedisCache, keys: Arc<Vec<String>>, stop: Arc<AtomicBool>,
 
 fn redis_cli_reshard(seed: &str, from: &str, to: &str, slots: u64) -> Result<(), String> {
     let out = Command::new("redis-cli")
-        .args(["--cluster", "reshard", seed, "--cluster-from", from, "--cluster-to", to])
+        .args([
+            "--cluster",
+            "reshard",
+            seed,
+            "--cluster-from",
+            from,
+            "--cluster-to",
+            to,
+        ])
         .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
         .output()
         .map_err(|e| format!("cannot run redis-cli: {e}"))?;
     if !out.status.success() {
-        return Err(format!("redis-cli reshard failed: {}", String::from_utf8_lossy(&out.stdout)));
+        return Err(format!(
+            "redis-cli reshard failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        ));
     }
     Ok(())
 }
@@ -108,7 +149,10 @@ fn redis_cli_reshard(seed: &str, from: &str, to: &str, slots: u64) -> Result<(),
 fn cpu_secs() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = after.split_whitespace().map(|x| x.parse().unwrap_or(0.0)).collect();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
     // Fields 14-17 (utime, stime, cutime, cstime) are at 11-14 after the
     // command name; clock ticks are 100 per second on Linux.
     let get = |i: usize| f.get(i).copied().unwrap_or(0.0) / 100.0;
@@ -132,7 +176,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds = env_num("SCALE_COMPARE_ROUNDS", 2).clamp(1, 10);
     let cache = RedisCache::connect(RedisConfig::new(nodes()))
         .await
-        .map_err(|e| format!("cannot reach the Redis Cluster ({e}); start it with `scripts/services up`"))?;
+        .map_err(|e| {
+            format!("cannot reach the Redis Cluster ({e}); start it with `scripts/services up`")
+        })?;
     let mut config = ScaleConfig::default();
     // Overrides for tuning runs; the documented figures use the defaults.
     if let Ok(v) = std::env::var("SCALE_COMPARE_GROUP") {
@@ -167,9 +213,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .clone();
     if (0..n_slots).any(|s| view.owner(s).map(|o| o.id.as_str()) != Some(a.id.as_str())) {
         // Not timed: gather the slots on A first.
-        scaler.execute(&ScaleTarget::move_slots(0..n_slots, a.addr.clone())).await?;
+        scaler
+            .execute(&ScaleTarget::move_slots(0..n_slots, a.addr.clone()))
+            .await?;
     }
-    println!("moving slots 0..{n_slots} between A={} and B={}", a.addr, b.addr);
+    println!(
+        "moving slots 0..{n_slots} between A={} and B={}",
+        a.addr, b.addr
+    );
 
     section("load");
     let value = "v".repeat(value_bytes);
@@ -188,17 +239,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     for chunk in keys.chunks(5000) {
-        let entries: Vec<(&str, &str)> = chunk.iter().map(|k| (k.as_str(), value.as_str())).collect();
+        let entries: Vec<(&str, &str)> =
+            chunk.iter().map(|k| (k.as_str(), value.as_str())).collect();
         for r in cache.mset(&entries, None).await? {
             r?;
         }
     }
-    println!("{} keys of {value_bytes} bytes in {n_slots} slots", keys.len());
+    println!(
+        "{} keys of {value_bytes} bytes in {n_slots} slots",
+        keys.len()
+    );
     // The probe reads and writes keys of its own in the moving slots.
     let probe_keys: Arc<Vec<String>> = Arc::new(
         (0..)
             .map(|i| format!("{prefix}probe:{i}"))
-            .filter(|k| (slot(k.as_bytes()) < n_slots) != std::env::var("SCALE_COMPARE_PROBE_OUTSIDE").is_ok())
+            .filter(|k| {
+                (slot(k.as_bytes()) < n_slots)
+                    != std::env::var("SCALE_COMPARE_PROBE_OUTSIDE").is_ok()
+            })
             .take(2000)
             .collect(),
     );
@@ -211,7 +269,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stats = Arc::new(Probe::default());
     let stop = Arc::new(AtomicBool::new(false));
     let probes: Vec<_> = (0..4)
-        .map(|t| tokio::spawn(probe(cache.clone(), probe_keys.clone(), stop.clone(), stats.clone(), t)))
+        .map(|t| {
+            tokio::spawn(probe(
+                cache.clone(),
+                probe_keys.clone(),
+                stop.clone(),
+                stats.clone(),
+                t,
+            ))
+        })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -231,9 +297,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if use_cli {
                 let (seed, f, to_id) = (seed.clone(), from.id.clone(), to.id.clone());
                 let n = u64::from(n_slots);
-                tokio::task::spawn_blocking(move || redis_cli_reshard(&seed, &f, &to_id, n)).await??;
+                tokio::task::spawn_blocking(move || redis_cli_reshard(&seed, &f, &to_id, n))
+                    .await??;
             } else {
-                let report = scaler.execute(&ScaleTarget::move_slots(0..n_slots, to.addr.clone())).await?;
+                let report = scaler
+                    .execute(&ScaleTarget::move_slots(0..n_slots, to.addr.clone()))
+                    .await?;
                 if report.slots_moved != usize::from(n_slots) {
                     return Err(format!("the executor moved {} slots", report.slots_moved).into());
                 }
@@ -242,7 +311,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cpu1 = cpu_secs();
             // The mover's CPU: redis-cli's own (a child), or this process's
             // (the executor and the probe together).
-            let cpu = if use_cli { cpu1.1 - cpu0.1 } else { cpu1.0 - cpu0.0 };
+            let cpu = if use_cli {
+                cpu1.1 - cpu0.1
+            } else {
+                cpu1.0 - cpu0.0
+            };
             stats.recording.store(false, Ordering::Relaxed);
             let lat = stats.take();
             let tool = if use_cli { "redis-cli" } else { "executor" };
@@ -290,13 +363,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for chunk in keys.chunks(5000).chain(probe_keys.chunks(5000)) {
         dels += cache.mdel(chunk).await?.len();
     }
-    println!("{} keys checked, {lost} lost; {dels} keys deleted", keys.len());
+    println!(
+        "{} keys checked, {lost} lost; {dels} keys deleted",
+        keys.len()
+    );
     let median = |tool: &str, f: fn(&Move) -> f64| {
         let mut v: Vec<f64> = moves.iter().filter(|m| m.tool == tool).map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (e, c) = (median("executor", |m| m.secs), median("redis-cli", |m| m.secs));
+    let (e, c) = (
+        median("executor", |m| m.secs),
+        median("redis-cli", |m| m.secs),
+    );
     let errors = stats.errors.load(Ordering::Relaxed);
     println!(
         "summary: executor_s={e:.2} redis_cli_s={c:.2} ratio={:.2} executor_p99_ms={:.2} redis_cli_p99_ms={:.2} executor_max_ms={:.2} redis_cli_max_ms={:.2} errors={errors} lost_keys={lost}",

@@ -645,7 +645,13 @@ mod tests {
     }
 
     fn stats_node_id(stats: &ClusterStats, addr: &str) -> String {
-        stats.nodes.iter().find(|n| n.node == addr).unwrap().id.clone()
+        stats
+            .nodes
+            .iter()
+            .find(|n| n.node == addr)
+            .unwrap()
+            .id
+            .clone()
     }
 
     #[test]

@@ -25,7 +25,9 @@ use sysmanage_cache::tiered::TrackingConfig;
 use sysmanage_cache::{
     CacheError, ClusterCache, RedisCache, RedisConfig, SetOptions, TieredCache, TieredConfig, slot,
 };
-use sysmanage_test::{SpareNodes, redis_nodes, redis_spare_primaries, redis_spare_replicas, run_id, services};
+use sysmanage_test::{
+    SpareNodes, redis_nodes, redis_spare_primaries, redis_spare_replicas, run_id, services,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -62,7 +64,10 @@ fn scaler(config: ScaleConfig) -> Scaler {
 }
 
 fn spare() -> NewPrimary {
-    NewPrimary::new(redis_spare_primaries()[0].clone(), [redis_spare_replicas()[0].clone()])
+    NewPrimary::new(
+        redis_spare_primaries()[0].clone(),
+        [redis_spare_replicas()[0].clone()],
+    )
 }
 
 /// Counts of the workload, shared by its tasks.
@@ -88,7 +93,12 @@ type Expected = HashMap<String, Vec<String>>;
 
 /// One worker: MSET a batch, MGET it back, SET + GET one key, DEL a
 /// scratch key and check it is gone, then write it again.
-async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals: Arc<Totals>) -> Expected {
+async fn worker(
+    cache: RedisCache,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    totals: Arc<Totals>,
+) -> Expected {
     let keys: Vec<String> = (0..300).map(|i| format!("{prefix}{i}")).collect();
     let mut expected: Expected = HashMap::new();
     let init: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("{k}=0"))).collect();
@@ -98,7 +108,8 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
     for (k, v) in init {
         expected.insert(k, vec![v]);
     }
-    let check = |k: &str, got: &Result<Option<Vec<u8>>, CacheError>, expected: &Expected| match got {
+    let check = |k: &str, got: &Result<Option<Vec<u8>>, CacheError>, expected: &Expected| match got
+    {
         Ok(Some(v)) => {
             let v = String::from_utf8_lossy(v).into_owned();
             if !expected[k].contains(&v) {
@@ -111,9 +122,17 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
     let mut version = 0u64;
     while !stop.load(Ordering::Relaxed) {
         version += 1;
-        let batch: Vec<&String> = (0..20).map(|i| &keys[(version as usize * 7 + i * 13) % keys.len()]).collect();
-        let entries: Vec<(String, String)> = batch.iter().map(|k| ((*k).clone(), format!("{k}={version}"))).collect();
-        for ((k, v), r) in entries.iter().zip(cache.mset(&entries, None).await.expect("mset input")) {
+        let batch: Vec<&String> = (0..20)
+            .map(|i| &keys[(version as usize * 7 + i * 13) % keys.len()])
+            .collect();
+        let entries: Vec<(String, String)> = batch
+            .iter()
+            .map(|k| ((*k).clone(), format!("{k}={version}")))
+            .collect();
+        for ((k, v), r) in entries
+            .iter()
+            .zip(cache.mset(&entries, None).await.expect("mset input"))
+        {
             match r {
                 Ok(()) => {
                     expected.insert(k.clone(), vec![v.clone()]);
@@ -130,7 +149,10 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
         }
         let k = batch[0];
         let v = format!("{k}=s{version}");
-        match cache.set(k.as_bytes(), v.as_bytes(), SetOptions::default()).await {
+        match cache
+            .set(k.as_bytes(), v.as_bytes(), SetOptions::default())
+            .await
+        {
             Ok(_) => {
                 expected.insert(k.clone(), vec![v]);
             }
@@ -149,7 +171,10 @@ async fn worker(cache: RedisCache, prefix: String, stop: Arc<AtomicBool>, totals
             },
             Err(e) => totals.error(chain(&e)),
         }
-        if let Err(e) = cache.set(scratch.as_bytes(), b"x", SetOptions::default()).await {
+        if let Err(e) = cache
+            .set(scratch.as_bytes(), b"x", SetOptions::default())
+            .await
+        {
             totals.error(chain(&e));
         }
         totals.ops.fetch_add(6, Ordering::Relaxed);
@@ -226,7 +251,12 @@ impl Load {
             })
             .collect();
         let stable = Arc::new(stable);
-        let reader = tokio::spawn(tiered_reader(tiered.clone(), stable.clone(), stop.clone(), totals.clone()));
+        let reader = tokio::spawn(tiered_reader(
+            tiered.clone(),
+            stable.clone(),
+            stop.clone(),
+            totals.clone(),
+        ));
         // Let every worker preload before the scaling starts.
         tokio::time::sleep(Duration::from_millis(500)).await;
         Self {
@@ -256,7 +286,8 @@ impl Load {
         for chunk in keys.chunks(1000) {
             for (k, r) in chunk.iter().zip(self.cache.mget(chunk).await.unwrap()) {
                 match r {
-                    Ok(Some(v)) if expected[*k].contains(&String::from_utf8_lossy(&v).into_owned()) => {}
+                    Ok(Some(v))
+                        if expected[*k].contains(&String::from_utf8_lossy(&v).into_owned()) => {}
                     other => lost.push(format!("{k}: {other:?}")),
                 }
             }
@@ -286,9 +317,21 @@ impl Load {
             self.cache.counters()
         );
         assert!(ops > 1000, "the load must have run during {during}");
-        assert!(errors.is_empty(), "errors during {during}: {:?}", &errors[..errors.len().min(10)]);
-        assert!(wrong.is_empty(), "wrong values during {during}: {:?}", &wrong[..wrong.len().min(10)]);
-        assert!(lost.is_empty(), "lost keys after {during}: {:?}", &lost[..lost.len().min(10)]);
+        assert!(
+            errors.is_empty(),
+            "errors during {during}: {:?}",
+            &errors[..errors.len().min(10)]
+        );
+        assert!(
+            wrong.is_empty(),
+            "wrong values during {during}: {:?}",
+            &wrong[..wrong.len().min(10)]
+        );
+        assert!(
+            lost.is_empty(),
+            "lost keys after {during}: {:?}",
+            &lost[..lost.len().min(10)]
+        );
         ops
     }
 }
@@ -297,14 +340,21 @@ impl Load {
 /// primaries serving slots are exactly `primaries`.
 async fn assert_consistent(s: &Scaler, primaries: usize) {
     let view = s.view().await.unwrap();
-    assert!(view.open_slots().is_empty(), "open slots: {:?}", view.open_slots());
+    assert!(
+        view.open_slots().is_empty(),
+        "open slots: {:?}",
+        view.open_slots()
+    );
     assert!(view.uncovered().is_empty());
     let serving = view.primaries().filter(|n| n.slots > 0).count();
     assert_eq!(serving, primaries, "{:#?}", view.nodes());
 }
 
 fn spares_are_not_members(view: &sysmanage_cache::redis::scale::ClusterView) {
-    for a in redis_spare_primaries().iter().chain(&redis_spare_replicas()) {
+    for a in redis_spare_primaries()
+        .iter()
+        .chain(&redis_spare_replicas())
+    {
         assert!(view.node_at(a).is_none(), "{a} is still a member");
     }
 }
@@ -322,7 +372,11 @@ fn scale_out_to_four_primaries_and_back_under_load() {
         // By memory: the plan moves the slots that hold the load, keys included.
         let out = ScaleTarget::scale_out([spare()]).balance_by(Balance::Memory);
         let plan = s.plan(&out).await.unwrap();
-        assert!(!plan.moves.is_empty() && plan.expected_keys > 0, "{}", plan.summary());
+        assert!(
+            !plan.moves.is_empty() && plan.expected_keys > 0,
+            "{}",
+            plan.summary()
+        );
         assert_eq!(plan.join.len(), 2);
         let mut events = s.subscribe();
         let collector = tokio::spawn(async move {
@@ -363,7 +417,10 @@ fn scale_out_to_four_primaries_and_back_under_load() {
         assert_eq!(back.remove.len(), 2, "the spare primary and its replica");
         let report_in = s.execute(&back).await.unwrap();
         assert_eq!(report_in.outcome, Outcome::Done);
-        assert_eq!(report_in.slots_moved, moved, "every slot of the leaving primary");
+        assert_eq!(
+            report_in.slots_moved, moved,
+            "every slot of the leaving primary"
+        );
         assert_eq!(report_in.forgotten.len(), 2);
         assert_consistent(&s, 3).await;
         spares_are_not_members(&s.view().await.unwrap());
@@ -398,13 +455,17 @@ async fn tag_on(s: &Scaler, owner: &ViewNode, taken: &[u16]) -> (String, u16) {
             let sl = slot(format!("{{{t}}}").as_bytes());
             (t, sl)
         })
-        .find(|(_, sl)| view.owner(*sl).map(|o| o.id.as_str()) == Some(owner.id.as_str()) && !taken.contains(sl))
+        .find(|(_, sl)| {
+            view.owner(*sl).map(|o| o.id.as_str()) == Some(owner.id.as_str()) && !taken.contains(sl)
+        })
         .unwrap()
 }
 
 /// `count` keys `{tag}:i` holding `v-i`.
 async fn fill_slot(cache: &RedisCache, tag: &str, count: usize) -> Vec<(String, String)> {
-    let entries: Vec<(String, String)> = (0..count).map(|i| (format!("{{{tag}}}:{i}"), format!("v-{i}"))).collect();
+    let entries: Vec<(String, String)> = (0..count)
+        .map(|i| (format!("{{{tag}}}:{i}"), format!("v-{i}")))
+        .collect();
     for chunk in entries.chunks(2000) {
         for r in cache.mset(chunk, None).await.unwrap() {
             r.unwrap();
@@ -470,7 +531,10 @@ fn a_killed_executor_is_resumed_by_a_rerun() {
         drop(doomed);
         let view = s.view().await.unwrap();
         let open: Vec<u16> = view.open_slots().iter().map(|o| o.slot).collect();
-        assert!(open.contains(&big), "the big slot is half-migrated: {open:?}");
+        assert!(
+            open.contains(&big),
+            "the big slot is half-migrated: {open:?}"
+        );
         assert_eq!(view.owner(big).unwrap().id, a.id);
         let fresh = scaler(ScaleConfig::default());
         let plan = fresh.plan(&target).await.unwrap();
@@ -485,10 +549,19 @@ fn a_killed_executor_is_resumed_by_a_rerun() {
         }
         assert_values(&load.cache, &entries).await;
         // Back where they were.
-        let back = fresh.execute(&ScaleTarget::move_slots(slots.iter().copied(), a.addr.clone())).await.unwrap();
+        let back = fresh
+            .execute(&ScaleTarget::move_slots(
+                slots.iter().copied(),
+                a.addr.clone(),
+            ))
+            .await
+            .unwrap();
         assert_eq!(back.slots_moved, 32);
         assert_values(&load.cache, &entries).await;
-        load.cache.mdel(&entries.iter().map(|(k, _)| k).collect::<Vec<_>>()).await.unwrap();
+        load.cache
+            .mdel(&entries.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .await
+            .unwrap();
         load.finish("a killed and resumed executor").await;
     });
 }
@@ -517,7 +590,10 @@ fn a_cancelled_scale_out_is_finished_by_a_rerun() {
                             canceller.cancel();
                         }
                     }
-                    Ok(ScaleEvent::Cancelled { slots_done, slots_left }) => return (slots_done, slots_left),
+                    Ok(ScaleEvent::Cancelled {
+                        slots_done,
+                        slots_left,
+                    }) => return (slots_done, slots_left),
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(e) => panic!("{e}"),
                 }
@@ -527,12 +603,18 @@ fn a_cancelled_scale_out_is_finished_by_a_rerun() {
         assert_eq!(first.outcome, Outcome::Cancelled);
         let (done, left) = watcher.await.unwrap();
         assert_eq!((done, left), (first.slots_moved, first.slots_left));
-        assert!(first.slots_moved >= 200 && first.slots_left > 0, "{first:?}");
+        assert!(
+            first.slots_moved >= 200 && first.slots_left > 0,
+            "{first:?}"
+        );
         assert_eq!(first.slots_moved + first.slots_left, 4096);
         assert!(first.forgotten.is_empty());
         let view = s.view().await.unwrap();
         assert!(view.agreed() && view.open_slots().is_empty());
-        assert_eq!(view.node_at(&spare().addr).unwrap().slots as usize, first.slots_moved);
+        assert_eq!(
+            view.node_at(&spare().addr).unwrap().slots as usize,
+            first.slots_moved
+        );
         // The cancel was consumed: the rerun goes to the end.
         let second = s.execute(&out).await.unwrap();
         assert_eq!(second.outcome, Outcome::Done);
@@ -561,12 +643,17 @@ fn a_slot_of_10000_keys_and_a_20_mb_value_move_intact() {
         let entries = fill_slot(&load.cache, &tag, 10_000).await;
         let (blob_tag, blob_slot) = tag_on(&s, &a, &[many]).await;
         let blob_key = format!("{{{blob_tag}}}:blob");
-        let blob: Vec<u8> = (0..20_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let blob: Vec<u8> = (0..20_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
         let mut big_cfg = RedisConfig::new(redis_nodes());
         big_cfg.command_timeout = Duration::from_secs(10);
         big_cfg.limits.max_value_bytes = 32 << 20;
         let big_cache = RedisCache::connect(big_cfg).await.unwrap();
-        big_cache.set(blob_key.as_bytes(), &blob, SetOptions::default()).await.unwrap();
+        big_cache
+            .set(blob_key.as_bytes(), &blob, SetOptions::default())
+            .await
+            .unwrap();
         let mut events = s.subscribe();
         let report = s
             .execute(&ScaleTarget::move_slots([many, blob_slot], b.addr.clone()))
@@ -577,7 +664,10 @@ fn a_slot_of_10000_keys_and_a_20_mb_value_move_intact() {
         assert!(report.bytes_moved >= 20_000_000, "{report:?}");
         let mut seen = HashMap::new();
         while let Ok(ev) = events.try_recv() {
-            if let ScaleEvent::SlotFinished { slot, keys, bytes, .. } = ev {
+            if let ScaleEvent::SlotFinished {
+                slot, keys, bytes, ..
+            } = ev
+            {
                 seen.insert(slot, (keys, bytes));
             }
         }
@@ -588,14 +678,26 @@ fn a_slot_of_10000_keys_and_a_20_mb_value_move_intact() {
         assert_eq!(view.owner(many).unwrap().id, b.id);
         assert_eq!(view.owner(blob_slot).unwrap().id, b.id);
         assert_values(&load.cache, &entries).await;
-        assert!(big_cache.get(blob_key.as_bytes()).await.unwrap() == Some(blob.clone()), "the 20 MB value");
-        s.execute(&ScaleTarget::move_slots([many, blob_slot], a.addr.clone())).await.unwrap();
+        assert!(
+            big_cache.get(blob_key.as_bytes()).await.unwrap() == Some(blob.clone()),
+            "the 20 MB value"
+        );
+        s.execute(&ScaleTarget::move_slots([many, blob_slot], a.addr.clone()))
+            .await
+            .unwrap();
         assert_values(&load.cache, &entries).await;
-        assert!(big_cache.get(blob_key.as_bytes()).await.unwrap() == Some(blob), "the 20 MB value, back");
+        assert!(
+            big_cache.get(blob_key.as_bytes()).await.unwrap() == Some(blob),
+            "the 20 MB value, back"
+        );
         big_cache.delete(blob_key.as_bytes()).await.unwrap();
-        load.cache.mdel(&entries.iter().map(|(k, _)| k).collect::<Vec<_>>()).await.unwrap();
+        load.cache
+            .mdel(&entries.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .await
+            .unwrap();
         assert_consistent(&s, 3).await;
-        load.finish("moves of a 10,000-key slot and a 20 MB value").await;
+        load.finish("moves of a 10,000-key slot and a 20 MB value")
+            .await;
     });
 }
 
@@ -613,11 +715,26 @@ fn a_key_above_the_limit_stops_the_run_before_its_slot_opens() {
         let (tag, sl) = tag_on(&s, &a, &[]).await;
         let key = format!("{{{tag}}}:large");
         let value = vec![7u8; 2 << 20];
-        cache.set(key.as_bytes(), &value, SetOptions::default()).await.unwrap();
-        let err = s.execute(&ScaleTarget::move_slots([sl], b.addr.clone())).await.unwrap_err();
+        cache
+            .set(key.as_bytes(), &value, SetOptions::default())
+            .await
+            .unwrap();
+        let err = s
+            .execute(&ScaleTarget::move_slots([sl], b.addr.clone()))
+            .await
+            .unwrap_err();
         match &err {
-            ScaleError::BigKey { slot, key: k, bytes, limit, slot_open } => {
-                assert_eq!((*slot, k.as_slice(), *limit, *slot_open), (sl, key.as_bytes(), 1 << 20, false));
+            ScaleError::BigKey {
+                slot,
+                key: k,
+                bytes,
+                limit,
+                slot_open,
+            } => {
+                assert_eq!(
+                    (*slot, k.as_slice(), *limit, *slot_open),
+                    (sl, key.as_bytes(), 1 << 20, false)
+                );
                 assert!(*bytes >= 2 << 20);
             }
             other => panic!("{other:?}"),
@@ -643,37 +760,68 @@ fn a_busy_key_is_reported_and_both_copies_are_kept() {
         let cache = connect().await;
         let (tag, sl) = tag_on(&s, &a, &[]).await;
         let key = format!("{{{tag}}}:busy");
-        cache.set(key.as_bytes(), b"source", SetOptions::default()).await.unwrap();
+        cache
+            .set(key.as_bytes(), b"source", SetOptions::default())
+            .await
+            .unwrap();
         // A stray copy on B: B imports the slot and gets a write with ASKING.
         let on_b = cache.node_client(&b.addr).await.unwrap();
         let raw = |cmd: &'static str, args: Vec<Value>| {
             let on_b = on_b.clone();
             async move {
-                on_b.custom::<Value, Value>(CustomCommand::new_static(cmd, ClusterHash::Random, false), args)
-                    .await
+                on_b.custom::<Value, Value>(
+                    CustomCommand::new_static(cmd, ClusterHash::Random, false),
+                    args,
+                )
+                .await
             }
         };
-        raw("CLUSTER", vec!["SETSLOT".into(), i64::from(sl).into(), "IMPORTING".into(), a.id.as_str().into()])
-            .await
-            .unwrap();
+        raw(
+            "CLUSTER",
+            vec![
+                "SETSLOT".into(),
+                i64::from(sl).into(),
+                "IMPORTING".into(),
+                a.id.as_str().into(),
+            ],
+        )
+        .await
+        .unwrap();
         let asking = |cmd: &'static str, args: Vec<Value>| {
             let on_b = on_b.clone();
             async move {
                 let p = on_b.pipeline();
-                let _: Result<Value, _> = p.custom(CustomCommand::new_static("ASKING", ClusterHash::Random, false), Vec::<Value>::new()).await;
-                let _: Result<Value, _> = p.custom(CustomCommand::new_static(cmd, ClusterHash::Random, false), args).await;
+                let _: Result<Value, _> = p
+                    .custom(
+                        CustomCommand::new_static("ASKING", ClusterHash::Random, false),
+                        Vec::<Value>::new(),
+                    )
+                    .await;
+                let _: Result<Value, _> = p
+                    .custom(
+                        CustomCommand::new_static(cmd, ClusterHash::Random, false),
+                        args,
+                    )
+                    .await;
                 p.try_all::<Value>().await.pop().unwrap()
             }
         };
-        asking("SET", vec![key.as_str().into(), "stray".into()]).await.unwrap();
+        asking("SET", vec![key.as_str().into(), "stray".into()])
+            .await
+            .unwrap();
         let target = ScaleTarget::move_slots([sl], b.addr.clone());
         let err = s.execute(&target).await.unwrap_err();
         match &err {
-            ScaleError::BusyKey { slot, key: k, .. } => assert_eq!((*slot, k.as_slice()), (sl, key.as_bytes())),
+            ScaleError::BusyKey { slot, key: k, .. } => {
+                assert_eq!((*slot, k.as_slice()), (sl, key.as_bytes()))
+            }
             other => panic!("{other:?}"),
         }
         // Clients still read the source's value; the stray copy is there too.
-        assert_eq!(cache.get(key.as_bytes()).await.unwrap().as_deref(), Some(&b"source"[..]));
+        assert_eq!(
+            cache.get(key.as_bytes()).await.unwrap().as_deref(),
+            Some(&b"source"[..])
+        );
         let stray = asking("GET", vec![key.as_str().into()]).await.unwrap();
         assert_eq!(stray.as_bytes(), Some(&b"stray"[..]));
         let view = s.view().await.unwrap();
@@ -682,9 +830,14 @@ fn a_busy_key_is_reported_and_both_copies_are_kept() {
         asking("DEL", vec![key.as_str().into()]).await.unwrap();
         let report = s.execute(&target).await.unwrap();
         assert_eq!(report.slots_closed, 1);
-        assert_eq!(cache.get(key.as_bytes()).await.unwrap().as_deref(), Some(&b"source"[..]));
+        assert_eq!(
+            cache.get(key.as_bytes()).await.unwrap().as_deref(),
+            Some(&b"source"[..])
+        );
         assert_eq!(s.view().await.unwrap().owner(sl).unwrap().id, b.id);
-        s.execute(&ScaleTarget::move_slots([sl], a.addr.clone())).await.unwrap();
+        s.execute(&ScaleTarget::move_slots([sl], a.addr.clone()))
+            .await
+            .unwrap();
         cache.delete(key.as_bytes()).await.unwrap();
         assert_consistent(&s, 3).await;
     });
@@ -707,12 +860,31 @@ fn a_refusing_hook_stops_the_run_before_the_slot() {
                 Err("fencing token 7 superseded by 8".into())
             }
         });
-        let err = fenced.execute(&ScaleTarget::move_slots([sl], b.addr.clone())).await.unwrap_err();
-        assert!(matches!(err, ScaleError::Refused { slot, .. } if slot == sl), "{err:?}");
-        assert!(std::error::Error::source(&err).unwrap().to_string().contains("superseded"));
+        let err = fenced
+            .execute(&ScaleTarget::move_slots([sl], b.addr.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ScaleError::Refused { slot, .. } if slot == sl),
+            "{err:?}"
+        );
+        assert!(
+            std::error::Error::source(&err)
+                .unwrap()
+                .to_string()
+                .contains("superseded")
+        );
         let steps = asked.lock().unwrap().clone();
         assert_eq!(steps.len(), 1);
-        assert_eq!((steps[0].slot, steps[0].from.as_str(), steps[0].to.as_str(), steps[0].closing), (sl, a.addr.as_str(), b.addr.as_str(), false));
+        assert_eq!(
+            (
+                steps[0].slot,
+                steps[0].from.as_str(),
+                steps[0].to.as_str(),
+                steps[0].closing
+            ),
+            (sl, a.addr.as_str(), b.addr.as_str(), false)
+        );
         assert_consistent(&s, 3).await;
         assert_eq!(s.view().await.unwrap().owner(sl).unwrap().id, a.id);
     });

@@ -62,6 +62,8 @@
 //! |---|---|---|
 //! | `sysmanage_cache::redis::retry` | debug | a transient error, before a retry (`op`, `attempt`, `error`) |
 //! | `sysmanage_cache::redis::topology` | debug/info | refresh failures (debug), [`TopologyEvent`]s (info) |
+//!
+//! The [`scale`] module (online scaling) has its own table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -135,7 +135,10 @@ impl Admin {
             ..Options::default()
         };
         c.with_options(&opts)
-            .custom(CustomCommand::new_static(name, ClusterHash::Random, false), args)
+            .custom(
+                CustomCommand::new_static(name, ClusterHash::Random, false),
+                args,
+            )
             .await
     }
 
@@ -174,10 +177,9 @@ impl Admin {
         }
         let mut replies = p.try_all::<Value>().await;
         if replies.len() != n {
-            let e = replies
-                .pop()
-                .and_then(Result::err)
-                .unwrap_or_else(|| FredError::new(ErrorKind::Unknown, "pipeline returned too few replies"));
+            let e = replies.pop().and_then(Result::err).unwrap_or_else(|| {
+                FredError::new(ErrorKind::Unknown, "pipeline returned too few replies")
+            });
             return Err(e);
         }
         Ok(replies)
@@ -221,13 +223,24 @@ pub(super) fn refused(command: &'static str, node: &str, e: FredError) -> ScaleE
 pub(super) fn is_reply(e: &FredError) -> bool {
     !matches!(
         e.kind(),
-        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Routing | ErrorKind::Backpressure
-    ) && !matches!(e.details(), "channel closed" | "Canceled." | "Connection closed unexpectedly." | "Failed to route command.")
+        ErrorKind::IO
+            | ErrorKind::Timeout
+            | ErrorKind::Canceled
+            | ErrorKind::Routing
+            | ErrorKind::Backpressure
+    ) && !matches!(
+        e.details(),
+        "channel closed"
+            | "Canceled."
+            | "Connection closed unexpectedly."
+            | "Failed to route command."
+    )
 }
 
 /// A reply as text (bulk or simple string).
 pub(super) fn text(v: &Value) -> Option<String> {
-    v.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned())
+    v.as_bytes()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 /// A reply as an integer.

@@ -156,14 +156,29 @@ impl ScaleConfig {
             512 << 20,
         )?;
         check_count("scale.migrate_pipeline", self.migrate_pipeline, 1, 64)?;
-        check_count("scale.max_key_bytes", self.max_key_bytes, 1 << 10, 512 << 20)?;
+        check_count(
+            "scale.max_key_bytes",
+            self.max_key_bytes,
+            1 << 10,
+            512 << 20,
+        )?;
         check_count("scale.slots_per_group", self.slots_per_group, 1, 1_024)?;
         check_count("scale.group_keys", self.group_keys, 1, 10_000_000)?;
         check_count("scale.parallel_slots", self.parallel_slots, 1, 64)?;
         check_count("scale.parallel_per_source", self.parallel_per_source, 1, 64)?;
         check_count("scale.event_capacity", self.event_capacity, 1, 1 << 20)?;
-        check_duration("scale.migrate_timeout", self.migrate_timeout, MILLISECOND, DAY)?;
-        check_duration("scale.gossip_timeout", self.gossip_timeout, MILLISECOND, DAY)?;
+        check_duration(
+            "scale.migrate_timeout",
+            self.migrate_timeout,
+            MILLISECOND,
+            DAY,
+        )?;
+        check_duration(
+            "scale.gossip_timeout",
+            self.gossip_timeout,
+            MILLISECOND,
+            DAY,
+        )?;
         check_duration(
             "scale.pause_between_slots",
             self.pause_between_slots,

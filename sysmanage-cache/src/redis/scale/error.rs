@@ -61,7 +61,9 @@ pub enum ScaleError {
     /// contents (`BUSYKEY`) and
     /// [`ScaleConfig::replace_busy_keys`](super::ScaleConfig::replace_busy_keys)
     /// is off. Both copies are kept; the slot is left open.
-    #[error("slot {slot}: a key exists on both {source_node} and {target} with different contents (BUSYKEY); slot left open")]
+    #[error(
+        "slot {slot}: a key exists on both {source_node} and {target} with different contents (BUSYKEY); slot left open"
+    )]
     BusyKey {
         /// The slot.
         slot: u16,
@@ -75,7 +77,9 @@ pub enum ScaleError {
     /// `MIGRATE` of a key timed out (the source's `IOERR`, or no reply in
     /// time) while the target still answers. The key stays on the source
     /// (or on both, identical); the slot is left open.
-    #[error("slot {slot}: MIGRATE of a key to {target} timed out after {timeout:?}; slot left open")]
+    #[error(
+        "slot {slot}: MIGRATE of a key to {target} timed out after {timeout:?}; slot left open"
+    )]
     MigrateTimeout {
         /// The slot.
         slot: u16,
@@ -217,13 +221,19 @@ mod tests {
         assert!(m.contains("untouched"), "{m}");
         assert!(!m.contains("secret-key-name"), "{m}");
         assert_eq!(e.key(), Some(&b"secret-key-name"[..]));
-        assert_eq!((e.slot(), e.label(), e.is_transient()), (Some(42), "big_key", false));
+        assert_eq!(
+            (e.slot(), e.label(), e.is_transient()),
+            (Some(42), "big_key", false)
+        );
         let down = ScaleError::NodeDown {
             node: "127.0.0.1:7006".into(),
             slot: Some(7),
             source: Arc::new(std::io::Error::other("connection refused")),
         };
-        assert_eq!(down.to_string(), "node 127.0.0.1:7006 is down (moving slot 7)");
+        assert_eq!(
+            down.to_string(),
+            "node 127.0.0.1:7006 is down (moving slot 7)"
+        );
         assert!(down.is_transient());
         let e: ScaleError = CacheError::invalid("scale.keys_per_migrate", "too big").into();
         assert_eq!(e.label(), "invalid_argument");

@@ -241,7 +241,10 @@ impl Scaler {
     ///
     /// # Errors
     /// [`ScaleError::InvalidTarget`] when an address is not a primary.
-    pub async fn remove_primaries<S: AsRef<str>>(&self, primaries: &[S]) -> ScaleResult<ScaleTarget> {
+    pub async fn remove_primaries<S: AsRef<str>>(
+        &self,
+        primaries: &[S],
+    ) -> ScaleResult<ScaleTarget> {
         let view = self.read_view().await?;
         let mut remove = Vec::new();
         for p in primaries {
@@ -249,7 +252,9 @@ impl Scaler {
             let n = view
                 .node_at(p)
                 .filter(|n| n.role == NodeRole::Primary)
-                .ok_or_else(|| ScaleError::InvalidTarget(format!("{p} is not a primary of the cluster")))?;
+                .ok_or_else(|| {
+                    ScaleError::InvalidTarget(format!("{p} is not a primary of the cluster"))
+                })?;
             remove.push(n.addr.clone());
             remove.extend(view.replicas_of(&n.id).map(|r| r.addr.clone()));
         }
@@ -275,7 +280,12 @@ impl Scaler {
         self.plan_with(&view, target, &weights)
     }
 
-    fn plan_with(&self, view: &ClusterView, target: &ScaleTarget, w: &SlotWeights) -> ScaleResult<Plan> {
+    fn plan_with(
+        &self,
+        view: &ClusterView,
+        target: &ScaleTarget,
+        w: &SlotWeights,
+    ) -> ScaleResult<Plan> {
         let c = &self.inner.config;
         compute_plan(view, target, w, c.tolerance, c.slot_floor)
     }
@@ -477,16 +487,23 @@ impl Scaler {
             to: to.to_owned(),
             closing,
         };
-        hook.before_slot(&step).await.map_err(|e| ScaleError::Refused {
-            slot,
-            source: Arc::from(e),
-        })
+        hook.before_slot(&step)
+            .await
+            .map_err(|e| ScaleError::Refused {
+                slot,
+                source: Arc::from(e),
+            })
     }
 
     /// Moves the slots of `plan`: groups of slots sharing source and
     /// target, at most [`ScaleConfig::parallel_per_source`] groups per
     /// source at a time and [`ScaleConfig::parallel_slots`] in all.
-    async fn migrate(&self, view: &ClusterView, plan: &Plan, report: &mut Report) -> ScaleResult<()> {
+    async fn migrate(
+        &self,
+        view: &ClusterView,
+        plan: &Plan,
+        report: &mut Report,
+    ) -> ScaleResult<()> {
         let cfg = &self.inner.config;
         let total = plan.moves.len();
         let node = |addr: &str| -> ScaleResult<NodeRef> {
@@ -510,15 +527,18 @@ impl Scaler {
                 .filter(|(id, _)| *id != from.id && *id != to.id)
                 .map(|(_, a)| a.clone())
                 .collect();
-            queues.entry(from.addr.clone()).or_default().push_back(Group {
-                from,
-                to,
-                others,
-                slots: slots.iter().map(|m| m.slot).collect(),
-                set_importing: true,
-                set_migrating: true,
-                closing: false,
-            });
+            queues
+                .entry(from.addr.clone())
+                .or_default()
+                .push_back(Group {
+                    from,
+                    to,
+                    others,
+                    slots: slots.iter().map(|m| m.slot).collect(),
+                    set_importing: true,
+                    set_migrating: true,
+                    closing: false,
+                });
         }
         let tally = Arc::new(Tally::default());
         let started = Instant::now();
@@ -545,7 +565,8 @@ impl Scaler {
                         Some((s.clone(), at))
                     });
                 let Some((src, at)) = pick else { break };
-                next_source = (sources.iter().position(|s| *s == src).unwrap_or(0) + 1) % sources.len();
+                next_source =
+                    (sources.iter().position(|s| *s == src).unwrap_or(0) + 1) % sources.len();
                 if self.inner.cancel.is_cancelled() {
                     report.outcome = Outcome::Cancelled;
                     break;
@@ -555,7 +576,10 @@ impl Scaler {
                 };
                 let mut refused = None;
                 for &slot in &group.slots {
-                    if let Err(e) = self.check_hook(slot, &group.from.addr, &group.to.addr, false).await {
+                    if let Err(e) = self
+                        .check_hook(slot, &group.from.addr, &group.to.addr, false)
+                        .await
+                    {
                         refused = Some(e);
                         break;
                     }
@@ -577,7 +601,9 @@ impl Scaler {
                     (group.from.addr, group.to.addr, n, res)
                 });
             }
-            let Some(joined) = set.join_next().await else { break };
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
             let (src, dst, n, res) = joined.map_err(|e| {
                 ScaleError::ClusterState(format!("a slot task ended abnormally: {e}"))
             })?;
@@ -617,7 +643,10 @@ impl Scaler {
         let v = self
             .inner
             .admin
-            .run(addr, super::admin::cluster("COUNTKEYSINSLOT", [i64::from(slot).into()]))
+            .run(
+                addr,
+                super::admin::cluster("COUNTKEYSINSLOT", [i64::from(slot).into()]),
+            )
             .await
             .map_err(|e| super::admin::down(addr, Some(slot), e))?;
         Ok(super::admin::int(&v).unwrap_or(0).max(0) as u64)
@@ -635,16 +664,25 @@ mod tests {
         f.start("a", "b");
         assert!(!f.may_start("a", "c", 1), "one group per source");
         assert!(f.may_start("a", "c", 2));
-        assert!(!f.may_start("b", "a", 4), "b is a target, a a source: they would wait on each other");
+        assert!(
+            !f.may_start("b", "a", 4),
+            "b is a target, a a source: they would wait on each other"
+        );
         assert!(!f.may_start("b", "c", 4), "b is a target");
         assert!(!f.may_start("c", "a", 4), "a is a source");
-        assert!(f.may_start("c", "b", 4), "two sources into one target is fine");
+        assert!(
+            f.may_start("c", "b", 4),
+            "two sources into one target is fine"
+        );
         f.start("c", "b");
         f.finish("a", "b");
         assert!(!f.may_start("b", "a", 4), "b still receives from c");
         f.finish("c", "b");
         assert!(f.may_start("b", "a", 1));
         f.finish("x", "y");
-        assert!(f.may_start("b", "a", 1), "finishing what never started changes nothing");
+        assert!(
+            f.may_start("b", "a", 1),
+            "finishing what never started changes nothing"
+        );
     }
 }

@@ -89,7 +89,10 @@ impl Scaler {
                         .await
                         .map_err(|e| down(addr, None, e))?;
                     let (dataset, node_keys) = dataset_and_keys(&text(&info).unwrap_or_default());
-                    let counts: Vec<u64> = counts.iter().map(|v| int(v).unwrap_or(0).max(0) as u64).collect();
+                    let counts: Vec<u64> = counts
+                        .iter()
+                        .map(|v| int(v).unwrap_or(0).max(0) as u64)
+                        .collect();
                     let sampled = match measure {
                         Measure::Sampled { keys_per_slot } => {
                             Some(self.sample(addr, slots, &counts, keys_per_slot).await?)
@@ -116,13 +119,24 @@ impl Scaler {
     }
 
     /// `MEMORY USAGE` of up to `n` keys of each non-empty slot.
-    async fn sample(&self, addr: &str, slots: &[u16], counts: &[u64], n: u32) -> ScaleResult<Vec<Vec<u64>>> {
+    async fn sample(
+        &self,
+        addr: &str,
+        slots: &[u16],
+        counts: &[u64],
+        n: u32,
+    ) -> ScaleResult<Vec<Vec<u64>>> {
         let busy: Vec<usize> = (0..slots.len()).filter(|&i| counts[i] > 0).collect();
         let got = self
             .run_chunks(
                 addr,
                 busy.iter()
-                    .map(|&i| cluster("GETKEYSINSLOT", [i64::from(slots[i]).into(), i64::from(n).into()]))
+                    .map(|&i| {
+                        cluster(
+                            "GETKEYSINSLOT",
+                            [i64::from(slots[i]).into(), i64::from(n).into()],
+                        )
+                    })
                     .collect(),
             )
             .await?;
@@ -154,6 +168,9 @@ mod tests {
         let info = "# Memory\r\nused_memory:2000\r\nused_memory_dataset:1500\r\n# Keyspace\r\ndb0:keys=30,expires=2,avg_ttl=0\r\n";
         assert_eq!(dataset_and_keys(info), (1500, 30));
         assert_eq!(dataset_and_keys("# Keyspace\r\n"), (0, 0));
-        assert_eq!(dataset_and_keys("used_memory_dataset:x\r\ndb0:keys=y"), (0, 0));
+        assert_eq!(
+            dataset_and_keys("used_memory_dataset:x\r\ndb0:keys=y"),
+            (0, 0)
+        );
     }
 }

@@ -25,7 +25,8 @@ impl Scaler {
             .run(addr, cluster("NODES", []))
             .await
             .map_err(|e| down(addr, None, e))?;
-        text(&v).ok_or_else(|| ScaleError::ClusterState(format!("{addr}: CLUSTER NODES is not text")))
+        text(&v)
+            .ok_or_else(|| ScaleError::ClusterState(format!("{addr}: CLUSTER NODES is not text")))
     }
 
     /// The merged view of every member: the first seed that serves slots
@@ -54,7 +55,9 @@ impl Scaler {
         }
         if members.is_empty() {
             return Err(last.unwrap_or_else(|| {
-                ScaleError::ClusterState("no seed node is a member of a cluster serving slots".into())
+                ScaleError::ClusterState(
+                    "no seed node is a member of a cluster serving slots".into(),
+                )
             }));
         }
         let mut replies: Vec<(String, Option<String>)> = Vec::new();
@@ -101,7 +104,10 @@ impl Scaler {
             .run(addr, ("INFO", vec!["cluster".into()]))
             .await
             .map_err(|e| no(format!("does not answer: {e}")))?;
-        if !text(&info).unwrap_or_default().contains("cluster_enabled:1") {
+        if !text(&info)
+            .unwrap_or_default()
+            .contains("cluster_enabled:1")
+        {
             return Err(no("cluster support is disabled (cluster-enabled no)".into()));
         }
         let lines = parse_nodes(&self.nodes_text(addr).await?)?;
@@ -116,7 +122,9 @@ impl Scaler {
             .filter(|l| view.node(&l.id).is_none())
             .count();
         if strangers > 0 {
-            return Err(no(format!("it knows {strangers} nodes that are not members of this cluster")));
+            return Err(no(format!(
+                "it knows {strangers} nodes that are not members of this cluster"
+            )));
         }
         let keys = admin
             .run(addr, ("DBSIZE", Vec::new()))
@@ -160,7 +168,11 @@ impl Scaler {
     }
 
     /// Polls the view until `done` holds, up to the gossip timeout.
-    async fn wait_view(&self, what: &str, done: impl Fn(&ClusterView) -> bool) -> ScaleResult<ClusterView> {
+    async fn wait_view(
+        &self,
+        what: &str,
+        done: impl Fn(&ClusterView) -> bool,
+    ) -> ScaleResult<ClusterView> {
         let deadline = Instant::now() + self.inner.config.gossip_timeout;
         loop {
             let view = self.read_view().await;
@@ -178,7 +190,11 @@ impl Scaler {
                             .take(5)
                             .map(|(s, n)| format!("slot {s} on {n}"))
                             .collect();
-                        format!("; {} slot views differ from the others ({})", d.len(), first.join(", "))
+                        format!(
+                            "; {} slot views differ from the others ({})",
+                            d.len(),
+                            first.join(", ")
+                        )
                     }
                     Ok(v) if !v.handshaking().is_empty() => {
                         format!("; still in handshake: {:?}", v.handshaking())
@@ -252,12 +268,16 @@ impl Scaler {
 
     /// `CLUSTER REPLICATE` for each attachment, then waits until every
     /// member sees it and the replication link is up.
-    pub(super) async fn attach(&self, view: &ClusterView, attach: &[ReplicaAttach]) -> ScaleResult<ClusterView> {
+    pub(super) async fn attach(
+        &self,
+        view: &ClusterView,
+        attach: &[ReplicaAttach],
+    ) -> ScaleResult<ClusterView> {
         let admin = &self.inner.admin;
         for a in attach {
-            let p = view
-                .node_at(&a.primary)
-                .ok_or_else(|| ScaleError::ClusterState(format!("primary {} is not a member", a.primary)))?;
+            let p = view.node_at(&a.primary).ok_or_else(|| {
+                ScaleError::ClusterState(format!("primary {} is not a member", a.primary))
+            })?;
             admin
                 .run(&a.replica, cluster("REPLICATE", [p.id.as_str().into()]))
                 .await

@@ -63,7 +63,11 @@ const MAX_ROUNDS: usize = 100_000;
 /// Groups of moves: consecutive moves with the same source and target, at
 /// most `per_group` slots and `key_budget` keys per group (a slot with more
 /// keys moves alone).
-pub(super) fn group_moves(moves: &[SlotMove], per_group: usize, key_budget: u64) -> Vec<Vec<&SlotMove>> {
+pub(super) fn group_moves(
+    moves: &[SlotMove],
+    per_group: usize,
+    key_budget: u64,
+) -> Vec<Vec<&SlotMove>> {
     let mut groups: Vec<Vec<&SlotMove>> = Vec::new();
     let mut keys = 0u64;
     for m in moves {
@@ -129,7 +133,9 @@ pub(super) fn migrate_cmd(
         i64::from(port).into(),
         "".into(),
         0.into(),
-        i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).into(),
+        i64::try_from(timeout.as_millis())
+            .unwrap_or(i64::MAX)
+            .into(),
     ];
     if replace {
         args.push("REPLACE".into());
@@ -188,8 +194,11 @@ pub(super) fn classify_migrate(details: &str) -> MigrateError {
     }
 }
 
+/// A key and its `MEMORY USAGE`.
+type SizedKey = (Vec<u8>, u64);
+
 /// Keys of one slot with their sizes.
-type SlotKeys = Vec<(Vec<u8>, u64)>;
+type SlotKeys = Vec<SizedKey>;
 
 /// Keys sized by one script call.
 const SIZES_PER_SCRIPT: usize = 1_000;
@@ -238,7 +247,12 @@ impl Scaler {
 
     /// The keys of `slots` on the source, up to `limit` per slot (all of
     /// them when `limit` is `None`), with their `MEMORY USAGE`.
-    async fn scan(&self, source: &str, slots: &[u16], limit: Option<u64>) -> ScaleResult<BTreeMap<u16, SlotKeys>> {
+    async fn scan(
+        &self,
+        source: &str,
+        slots: &[u16],
+        limit: Option<u64>,
+    ) -> ScaleResult<BTreeMap<u16, SlotKeys>> {
         let admin = &self.inner.admin;
         let timeout = admin.config().command_timeout.saturating_mul(4);
         let first = limit.unwrap_or(PRESCAN);
@@ -247,7 +261,10 @@ impl Scaler {
             cmds.push(cluster("COUNTKEYSINSLOT", [i64::from(s).into()]));
             cmds.push(cluster(
                 "GETKEYSINSLOT",
-                [i64::from(s).into(), i64::try_from(first).unwrap_or(i64::MAX).into()],
+                [
+                    i64::from(s).into(),
+                    i64::try_from(first).unwrap_or(i64::MAX).into(),
+                ],
             ));
         }
         let replies = admin
@@ -274,7 +291,10 @@ impl Scaler {
                         source,
                         cluster(
                             "GETKEYSINSLOT",
-                            [i64::from(s).into(), i64::try_from(count).unwrap_or(i64::MAX).into()],
+                            [
+                                i64::from(s).into(),
+                                i64::try_from(count).unwrap_or(i64::MAX).into(),
+                            ],
                         ),
                         timeout,
                     )
@@ -303,7 +323,10 @@ impl Scaler {
         let mut fallback: Vec<(u16, Vec<u8>)> = Vec::new();
         for ((s, ks), r) in calls.into_iter().zip(replies) {
             match r.ok().and_then(|v| sizes_of(v, ks.len())) {
-                Some(sizes) => sized.entry(s).or_default().extend(ks.into_iter().zip(sizes)),
+                Some(sizes) => sized
+                    .entry(s)
+                    .or_default()
+                    .extend(ks.into_iter().zip(sizes)),
                 None => fallback.extend(ks.into_iter().map(|k| (s, k))),
             }
         }
@@ -343,7 +366,14 @@ impl Scaler {
 
     /// `CLUSTER SETSLOT <slot> <sub> [<id>]` for every slot of `slots` on
     /// `node`, one pipeline.
-    async fn setslot(&self, node: &str, slots: &[u16], sub: &'static str, id: Option<&str>, what: &'static str) -> ScaleResult<()> {
+    async fn setslot(
+        &self,
+        node: &str,
+        slots: &[u16],
+        sub: &'static str,
+        id: Option<&str>,
+        what: &'static str,
+    ) -> ScaleResult<()> {
         let cmds = slots
             .iter()
             .map(|&s| {
@@ -380,8 +410,14 @@ impl Scaler {
         let mut pending = self.scan(src, &g.slots, None).await?;
         self.check_big(&pending, g.closing)?;
         if g.set_importing {
-            self.setslot(dst, &g.slots, "IMPORTING", Some(&g.from.id), "CLUSTER SETSLOT IMPORTING")
-                .await?;
+            self.setslot(
+                dst,
+                &g.slots,
+                "IMPORTING",
+                Some(&g.from.id),
+                "CLUSTER SETSLOT IMPORTING",
+            )
+            .await?;
         }
         // MIGRATING, and in the same round trip the keys each slot holds
         // (none can appear once the source migrates).
@@ -420,7 +456,11 @@ impl Scaler {
                 e.1 += b;
                 tally.keys.fetch_add(k, Ordering::Relaxed);
                 tally.bytes.fetch_add(b, Ordering::Relaxed);
-                self.emit(ScaleEvent::KeysMoved { slot, keys: k, bytes: b });
+                self.emit(ScaleEvent::KeysMoved {
+                    slot,
+                    keys: k,
+                    bytes: b,
+                });
             }
             pending = self.scan(src, &g.slots, Some(RESCAN)).await?;
             self.check_big(&pending, true)?;
@@ -456,7 +496,11 @@ impl Scaler {
             for &s in &g.slots {
                 cmds.push(cluster(
                     "SETSLOT",
-                    [i64::from(s).into(), "MIGRATING".into(), g.to.id.as_str().into()],
+                    [
+                        i64::from(s).into(),
+                        "MIGRATING".into(),
+                        g.to.id.as_str().into(),
+                    ],
                 ));
             }
         }
@@ -484,21 +528,34 @@ impl Scaler {
     /// `SETSLOT NODE` on the new owner, then on the former owner `src`
     /// (unless it is the owner) and on `others` at once (`others` best
     /// effort: gossip carries the change to a node that misses it).
-    async fn assign_group(&self, slots: &[u16], owner: &NodeRef, src: &str, others: &[String]) -> ScaleResult<()> {
+    async fn assign_group(
+        &self,
+        slots: &[u16],
+        owner: &NodeRef,
+        src: &str,
+        others: &[String],
+    ) -> ScaleResult<()> {
         const WHAT: &str = "CLUSTER SETSLOT NODE";
-        self.setslot(&owner.addr, slots, "NODE", Some(&owner.id), WHAT).await?;
+        self.setslot(&owner.addr, slots, "NODE", Some(&owner.id), WHAT)
+            .await?;
         let on_src = async {
             if src == owner.addr {
                 Ok(())
             } else {
-                self.setslot(src, slots, "NODE", Some(&owner.id), WHAT).await
+                self.setslot(src, slots, "NODE", Some(&owner.id), WHAT)
+                    .await
             }
         };
         let on_others = join_all(
             others
                 .iter()
                 .filter(|a| **a != owner.addr && *a != src)
-                .map(|a| async move { (a, self.setslot(a, slots, "NODE", Some(&owner.id), WHAT).await) })
+                .map(|a| async move {
+                    (
+                        a,
+                        self.setslot(a, slots, "NODE", Some(&owner.id), WHAT).await,
+                    )
+                })
                 .collect(),
         );
         let (src_result, results) = tokio::join!(on_src, on_others);
@@ -520,25 +577,41 @@ impl Scaler {
     }
 
     /// The tail of the protocol for a slot that already belongs to `owner`.
-    pub(super) async fn assign(&self, slot: u16, owner: &NodeRef, others: &[String]) -> ScaleResult<()> {
+    pub(super) async fn assign(
+        &self,
+        slot: u16,
+        owner: &NodeRef,
+        others: &[String],
+    ) -> ScaleResult<()> {
         self.assign_group(&[slot], owner, &owner.addr, others).await
     }
 
     /// Clears a marker nothing moved through.
     pub(super) async fn stable(&self, slot: u16, node: &NodeRef) -> ScaleResult<()> {
-        self.setslot(&node.addr, &[slot], "STABLE", None, "CLUSTER SETSLOT STABLE").await
+        self.setslot(
+            &node.addr,
+            &[slot],
+            "STABLE",
+            None,
+            "CLUSTER SETSLOT STABLE",
+        )
+        .await
     }
 
     /// One round: every pending key in `MIGRATE` batches, pipelined;
     /// keys of a failed batch are retried one by one, which names the key
     /// an error is about. Returns keys and bytes moved per slot.
-    async fn migrate_round(&self, g: &Group, pending: &BTreeMap<u16, SlotKeys>) -> ScaleResult<BTreeMap<u16, (u64, u64)>> {
+    async fn migrate_round(
+        &self,
+        g: &Group,
+        pending: &BTreeMap<u16, SlotKeys>,
+    ) -> ScaleResult<BTreeMap<u16, (u64, u64)>> {
         let cfg = &self.inner.config;
         let admin = &self.inner.admin;
         let (host, port) = parse_addr(&g.to.addr)
             .ok_or_else(|| ScaleError::ClusterState(format!("{} is not host:port", g.to.addr)))?;
         let auth = self.migrate_auth();
-        let mut batches: Vec<(u16, &[(Vec<u8>, u64)])> = Vec::new();
+        let mut batches: Vec<(u16, &[SizedKey])> = Vec::new();
         for (&slot, keys) in pending {
             let sizes: Vec<u64> = keys.iter().map(|(_, b)| *b).collect();
             for r in migrate_batches(&sizes, cfg.keys_per_migrate, cfg.max_migrate_bytes) {
@@ -591,7 +664,15 @@ impl Scaler {
 
     /// `MIGRATE` of one key, resolving `BUSYKEY` and telling a dead target
     /// from a slow one. Returns whether the key moved (false: it was gone).
-    async fn migrate_one(&self, g: &Group, slot: u16, key: &[u8], host: &str, port: u16, auth: &MigrateAuth) -> ScaleResult<bool> {
+    async fn migrate_one(
+        &self,
+        g: &Group,
+        slot: u16,
+        key: &[u8],
+        host: &str,
+        port: u16,
+        auth: &MigrateAuth,
+    ) -> ScaleResult<bool> {
         let cfg = &self.inner.config;
         let admin = &self.inner.admin;
         let (src, dst) = (&g.from.addr, &g.to.addr);
@@ -628,7 +709,9 @@ impl Scaler {
                         self.ping(dst).await.map_err(|e| down(dst, Some(slot), e))?;
                         timeouts += 1;
                     }
-                    MigrateError::Transient if transient_until.is_none_or(|t| Instant::now() < t) => {
+                    MigrateError::Transient
+                        if transient_until.is_none_or(|t| Instant::now() < t) =>
+                    {
                         transient_until.get_or_insert(Instant::now() + cfg.gossip_timeout);
                         tracing::debug!(target: "sysmanage_cache::redis::scale::migrate", slot, error = %e, "target not serving yet; retrying");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -656,7 +739,11 @@ impl Scaler {
     }
 
     async fn ping(&self, addr: &str) -> Result<(), FredError> {
-        self.inner.admin.run(addr, ("PING", Vec::new())).await.map(|_| ())
+        self.inner
+            .admin
+            .run(addr, ("PING", Vec::new()))
+            .await
+            .map(|_| ())
     }
 
     /// Whether `key` holds the same `DUMP` on the source and (with
@@ -678,10 +765,12 @@ impl Scaler {
             .await
             .map_err(|e| down(&g.to.addr, None, e))?;
         let dst = on_dst.into_iter().nth(1).and_then(Result::ok);
-        Ok(match (on_src.as_bytes(), dst.as_ref().and_then(Value::as_bytes)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        })
+        Ok(
+            match (on_src.as_bytes(), dst.as_ref().and_then(Value::as_bytes)) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        )
     }
 }
 
@@ -711,10 +800,19 @@ mod tests {
             mv(6, "b", "m", 0),
         ];
         let g = group_moves(&moves, 2, 400);
-        let slots: Vec<Vec<u16>> = g.iter().map(|g| g.iter().map(|m| m.slot).collect()).collect();
-        assert_eq!(slots, [vec![0, 1], vec![2], vec![3], vec![4], vec![5], vec![6]]);
+        let slots: Vec<Vec<u16>> = g
+            .iter()
+            .map(|g| g.iter().map(|m| m.slot).collect())
+            .collect();
+        assert_eq!(
+            slots,
+            [vec![0, 1], vec![2], vec![3], vec![4], vec![5], vec![6]]
+        );
         let g = group_moves(&moves, 16, 400);
-        let slots: Vec<Vec<u16>> = g.iter().map(|g| g.iter().map(|m| m.slot).collect()).collect();
+        let slots: Vec<Vec<u16>> = g
+            .iter()
+            .map(|g| g.iter().map(|m| m.slot).collect())
+            .collect();
         assert_eq!(slots, [vec![0, 1, 2], vec![3], vec![4], vec![5], vec![6]]);
         assert!(group_moves(&[], 16, 400).is_empty());
     }
@@ -722,11 +820,17 @@ mod tests {
     #[test]
     fn batches_bound_keys_and_bytes_and_isolate_big_keys() {
         assert_eq!(migrate_batches(&[1; 5], 2, 100), [0..2, 2..4, 4..5]);
-        assert_eq!(migrate_batches(&[10, 10, 200, 10], 10, 100), [0..2, 2..3, 3..4]);
-        assert_eq!(migrate_batches(&[200], 10, 100), [0..1]);
+        assert_eq!(
+            migrate_batches(&[10, 10, 200, 10], 10, 100),
+            [0..2, 2..3, 3..4]
+        );
+        assert_eq!(migrate_batches(&[200], 10, 100), vec![0..1]);
         assert_eq!(migrate_batches(&[60, 60], 10, 100), [0..1, 1..2]);
         assert!(migrate_batches(&[], 10, 100).is_empty());
-        assert_eq!(migrate_batches(&[u64::MAX, u64::MAX], 10, 100), [0..1, 1..2]);
+        assert_eq!(
+            migrate_batches(&[u64::MAX, u64::MAX], 10, 100),
+            [0..1, 1..2]
+        );
     }
 
     #[test]
@@ -739,7 +843,14 @@ mod tests {
             }
             s
         };
-        let c = migrate_cmd("10.0.0.1", 7006, Duration::from_secs(5), &MigrateAuth::None, false, &[b"k1", b"k2"]);
+        let c = migrate_cmd(
+            "10.0.0.1",
+            7006,
+            Duration::from_secs(5),
+            &MigrateAuth::None,
+            false,
+            &[b"k1", b"k2"],
+        );
         assert_eq!(text(c), "MIGRATE 10.0.0.1 7006  0 5000 KEYS k1 k2");
         let c = migrate_cmd(
             "h",
@@ -750,7 +861,14 @@ mod tests {
             &[b"k"],
         );
         assert_eq!(text(c), "MIGRATE h 1  0 7 REPLACE AUTH2 u p KEYS k");
-        let c = migrate_cmd("h", 1, Duration::MAX, &MigrateAuth::Password("p".into()), false, &[b"k"]);
+        let c = migrate_cmd(
+            "h",
+            1,
+            Duration::MAX,
+            &MigrateAuth::Password("p".into()),
+            false,
+            &[b"k"],
+        );
         assert!(text(c).contains(&format!("{} AUTH p KEYS k", i64::MAX)));
     }
 
@@ -763,7 +881,10 @@ mod tests {
         let ok = Value::Array(vec![Value::Integer(56), Value::Integer(0)]);
         assert_eq!(sizes_of(ok, 2), Some(vec![56, 0]));
         assert_eq!(sizes_of(Value::Array(vec![Value::Integer(1)]), 2), None);
-        assert_eq!(sizes_of(Value::Array(vec![Value::Null, Value::Integer(1)]), 2), None);
+        assert_eq!(
+            sizes_of(Value::Array(vec![Value::Null, Value::Integer(1)]), 2),
+            None
+        );
         assert_eq!(sizes_of(Value::from("OK"), 1), None);
     }
 
@@ -772,23 +893,37 @@ mod tests {
         let e = |msg: &str| ScaleError::Command {
             command: "CLUSTER SETSLOT NODE",
             node: "n:1".into(),
-            source: std::sync::Arc::new(FredError::new(fred::error::ErrorKind::Unknown, msg.to_owned())),
+            source: std::sync::Arc::new(FredError::new(
+                fred::error::ErrorKind::Unknown,
+                msg.to_owned(),
+            )),
         };
-        assert!(turned_replica(&e("ERR Please use SETSLOT only with masters.")));
-        assert!(!turned_replica(&e("ERR Can't assign hashslot 5 to a different node while I still hold keys for this hash slot.")));
+        assert!(turned_replica(&e(
+            "ERR Please use SETSLOT only with masters."
+        )));
+        assert!(!turned_replica(&e(
+            "ERR Can't assign hashslot 5 to a different node while I still hold keys for this hash slot."
+        )));
         assert!(!turned_replica(&ScaleError::ClusterState("x".into())));
     }
 
     #[test]
     fn migrate_errors_are_read_from_the_reply() {
         assert_eq!(
-            classify_migrate("ERR Target instance replied with error: BUSYKEY Target key name already exists."),
+            classify_migrate(
+                "ERR Target instance replied with error: BUSYKEY Target key name already exists."
+            ),
             MigrateError::Busy
         );
-        assert_eq!(classify_migrate("IOERR error or timeout reading to target instance"), MigrateError::Io);
+        assert_eq!(
+            classify_migrate("IOERR error or timeout reading to target instance"),
+            MigrateError::Io
+        );
         assert_eq!(classify_migrate("ERR syntax error"), MigrateError::Other);
         assert_eq!(
-            classify_migrate("ERR Target instance replied with error: CLUSTERDOWN The cluster is down"),
+            classify_migrate(
+                "ERR Target instance replied with error: CLUSTERDOWN The cluster is down"
+            ),
             MigrateError::Transient
         );
     }

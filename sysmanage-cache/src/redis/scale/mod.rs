@@ -30,6 +30,7 @@
 //! println!("moved {} slots, {} keys", report.slots_moved, report.keys_moved);
 //! # Ok(())
 //! # }
+//! # fn main() { let _ = run(); }
 //! ```
 //!
 //! # Phases

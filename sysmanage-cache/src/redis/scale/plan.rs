@@ -250,14 +250,23 @@ pub fn compute_plan(
             }
         }
         let i = index.get(addr).copied().ok_or_else(|| {
-            ScaleError::ClusterState(format!("slot {s} is served by {addr}, which is not a primary"))
+            ScaleError::ClusterState(format!(
+                "slot {s} is served by {addr}, which is not a primary"
+            ))
         })?;
         owner.push(i);
     }
 
     let before = loads(&members, &owner, weights);
     let moves: Vec<(u16, usize, usize)> = if target.assign.is_empty() {
-        balance_moves(&members, &owner, weights, target.balance, tolerance, slot_floor)
+        balance_moves(
+            &members,
+            &owner,
+            weights,
+            target.balance,
+            tolerance,
+            slot_floor,
+        )
     } else {
         let mut moves = Vec::new();
         let mut after = owner.clone();
@@ -267,7 +276,9 @@ pub fn compute_plan(
                 .copied()
                 .filter(|&i| !members[i].leaving)
                 .ok_or_else(|| {
-                    invalid(format!("slot {slot} assigned to {dest}, which will not serve slots"))
+                    invalid(format!(
+                        "slot {slot} assigned to {dest}, which will not serve slots"
+                    ))
                 })?;
             if owner[usize::from(slot)] != to {
                 moves.push((slot, owner[usize::from(slot)], to));
@@ -277,9 +288,10 @@ pub fn compute_plan(
         // Leaving nodes still give every slot away, balanced.
         let rest = balance_moves(&members, &after, weights, target.balance, 1.0, slot_floor);
         let assigned: BTreeSet<u16> = moves.iter().map(|m| m.0).collect();
-        moves.extend(rest.into_iter().filter(|m| {
-            members[m.1].leaving && !assigned.contains(&m.0)
-        }));
+        moves.extend(
+            rest.into_iter()
+                .filter(|m| members[m.1].leaving && !assigned.contains(&m.0)),
+        );
         moves
     };
     let mut after_owner = owner.clone();
@@ -298,8 +310,12 @@ pub fn compute_plan(
         })
         .collect();
     slot_moves.sort_by(|a, b| a.from.cmp(&b.from).then(a.slot.cmp(&b.slot)));
-    let expected_keys = slot_moves.iter().fold(0u64, |a, m| a.saturating_add(m.keys));
-    let expected_bytes = slot_moves.iter().fold(0u64, |a, m| a.saturating_add(m.bytes));
+    let expected_keys = slot_moves
+        .iter()
+        .fold(0u64, |a, m| a.saturating_add(m.keys));
+    let expected_bytes = slot_moves
+        .iter()
+        .fold(0u64, |a, m| a.saturating_add(m.bytes));
 
     // Removal: members leave; replicas first (a replica refuses to forget
     // its own primary).
@@ -387,7 +403,11 @@ fn integer_shares(weights: &[f64], total: u64) -> Vec<u64> {
         let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
         rb.total_cmp(&ra).then(a.cmp(&b))
     });
-    for &i in order.iter().cycle().take(total.saturating_sub(given) as usize) {
+    for &i in order
+        .iter()
+        .cycle()
+        .take(total.saturating_sub(given) as usize)
+    {
         shares[i] += 1;
     }
     shares
@@ -412,7 +432,10 @@ fn balance_moves(
     for (s, &o) in owner.iter().enumerate() {
         owned[o].push(s as u16);
     }
-    let must_move = members.iter().enumerate().any(|(i, m)| m.leaving && !owned[i].is_empty());
+    let must_move = members
+        .iter()
+        .enumerate()
+        .any(|(i, m)| m.leaving && !owned[i].is_empty());
     if balance == Balance::Slots {
         let quota = integer_shares(&weights, u64::from(SLOT_COUNT));
         let off = (0..n).any(|i| {
@@ -434,7 +457,8 @@ fn balance_moves(
             let mean_b = mine.iter().map(|&s| w.bytes(s) as f64).sum::<f64>() / count;
             let mean_k = mine.iter().map(|&s| w.keys(s) as f64).sum::<f64>() / count;
             let hot = |s: u16| {
-                w.bytes(s) as f64 > HOT * mean_b.max(1.0) || w.keys(s) as f64 > HOT * mean_k.max(1.0)
+                w.bytes(s) as f64 > HOT * mean_b.max(1.0)
+                    || w.keys(s) as f64 > HOT * mean_k.max(1.0)
             };
             let mut order = mine.clone();
             order.sort_by_key(|&s| (hot(s), s));
@@ -462,14 +486,20 @@ fn balance_moves(
         .collect();
     let mut moves = Vec::new();
     let receiver = |load: &[f64]| {
-        (0..n)
-            .filter(|&i| !members[i].leaving)
-            .max_by(|&a, &b| (share[a] - load[a]).total_cmp(&(share[b] - load[b])).then(b.cmp(&a)))
+        (0..n).filter(|&i| !members[i].leaving).max_by(|&a, &b| {
+            (share[a] - load[a])
+                .total_cmp(&(share[b] - load[b]))
+                .then(b.cmp(&a))
+        })
     };
     // Leaving members: heaviest slots first, each to the largest deficit.
     for i in (0..n).filter(|&i| members[i].leaving) {
         let mut mine = owned[i].clone();
-        mine.sort_by(|&a, &b| cost[usize::from(b)].total_cmp(&cost[usize::from(a)]).then(a.cmp(&b)));
+        mine.sort_by(|&a, &b| {
+            cost[usize::from(b)]
+                .total_cmp(&cost[usize::from(a)])
+                .then(a.cmp(&b))
+        });
         for s in mine {
             if let Some(r) = receiver(&load) {
                 let c = cost[usize::from(s)];
@@ -497,15 +527,17 @@ fn balance_moves(
         .collect();
     let eps = total * 1e-12;
     for _ in 0..SLOT_COUNT {
-        let Some(d) = (0..n)
-            .filter(|&i| !members[i].leaving)
-            .max_by(|&a, &b| (load[a] - share[a]).total_cmp(&(load[b] - share[b])).then(b.cmp(&a)))
-        else {
+        let Some(d) = (0..n).filter(|&i| !members[i].leaving).max_by(|&a, &b| {
+            (load[a] - share[a])
+                .total_cmp(&(load[b] - share[b]))
+                .then(b.cmp(&a))
+        }) else {
             break;
         };
         let Some(r) = receiver(&load) else { break };
         let (e, f) = (load[d] - share[d], share[r] - load[r]);
-        if d == r || e <= tolerance * share[d] && f <= tolerance * share[r] || e <= 0.0 || f <= 0.0 {
+        if d == r || e <= tolerance * share[d] && f <= tolerance * share[r] || e <= 0.0 || f <= 0.0
+        {
             break;
         }
         // Moving cost c changes |e| + |f| into |e - c| + |f - c|.
@@ -514,7 +546,10 @@ fn balance_moves(
         let hi = e.max(f);
         let at = list.partition_point(|x| x.0 <= hi);
         let mut best: Option<(f64, usize)> = None;
-        for k in [at.checked_sub(1), (at < list.len()).then_some(at)].into_iter().flatten() {
+        for k in [at.checked_sub(1), (at < list.len()).then_some(at)]
+            .into_iter()
+            .flatten()
+        {
             let g = gain(list[k].0);
             if best.is_none_or(|(bg, _)| g > bg) {
                 best = Some((g, k));

@@ -273,6 +273,9 @@ mod tests {
         let p = Progress::compute(1, 4, 5, 5, 10, 10, Duration::ZERO);
         assert_eq!((p.keys_per_sec, p.eta), (0.0, Some(Duration::ZERO)));
         // Nothing to move at all.
-        assert_eq!(Progress::compute(0, 0, 0, 0, 0, 0, Duration::ZERO).eta, Some(Duration::ZERO));
+        assert_eq!(
+            Progress::compute(0, 0, 0, 0, 0, 0, Duration::ZERO).eta,
+            Some(Duration::ZERO)
+        );
     }
 }

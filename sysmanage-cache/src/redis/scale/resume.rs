@@ -78,10 +78,16 @@ pub(crate) fn counts_needed(view: &ClusterView) -> BTreeSet<(u16, String)> {
 }
 
 /// The actions closing every open slot of `view`.
-pub(crate) fn close_actions(view: &ClusterView, counts: &KeyCounts) -> ScaleResult<Vec<CloseAction>> {
+pub(crate) fn close_actions(
+    view: &ClusterView,
+    counts: &KeyCounts,
+) -> ScaleResult<Vec<CloseAction>> {
     let mut by_slot: BTreeMap<u16, Vec<(&str, &OpenSide)>> = BTreeMap::new();
     for o in view.open_slots() {
-        by_slot.entry(o.slot).or_default().push((o.node.as_str(), &o.side));
+        by_slot
+            .entry(o.slot)
+            .or_default()
+            .push((o.node.as_str(), &o.side));
     }
     let mut out = Vec::new();
     for (slot, marks) in by_slot {
@@ -229,7 +235,11 @@ mod tests {
     /// `a_marks`/`b_marks` are added to A's and B's own lines; `b_slot5`
     /// gives slot 5 to B with a higher epoch.
     fn view(a_marks: &str, b_marks: &str, b_slot5: bool, c_role: &str) -> ClusterView {
-        let b_slots = if b_slot5 { "5 8192-16383" } else { "8192-16383" };
+        let b_slots = if b_slot5 {
+            "5 8192-16383"
+        } else {
+            "8192-16383"
+        };
         let a_slots = if b_slot5 { "0-4 6-8191" } else { "0-8191" };
         let b_epoch = if b_slot5 { 9 } else { 2 };
         let c_line = match c_role {
@@ -255,12 +265,20 @@ mod tests {
     }
 
     fn counts(pairs: &[(&str, u64)]) -> KeyCounts {
-        pairs.iter().map(|(n, k)| ((5, (*n).to_owned()), *k)).collect()
+        pairs
+            .iter()
+            .map(|(n, k)| ((5, (*n).to_owned()), *k))
+            .collect()
     }
 
     #[test]
     fn a_slot_open_on_both_sides_is_finished_forward() {
-        let v = view(&format!("[5->-{B}]"), &format!("[5-<-{A}]"), false, "replica");
+        let v = view(
+            &format!("[5->-{B}]"),
+            &format!("[5-<-{A}]"),
+            false,
+            "replica",
+        );
         assert_eq!(
             counts_needed(&v),
             [(5, A.to_owned()), (5, B.to_owned())].into_iter().collect()
@@ -285,7 +303,12 @@ mod tests {
 
     #[test]
     fn a_slot_the_target_already_owns_gets_the_protocol_tail() {
-        let v = view(&format!("[5->-{B}]"), &format!("[5-<-{A}]"), true, "replica");
+        let v = view(
+            &format!("[5->-{B}]"),
+            &format!("[5-<-{A}]"),
+            true,
+            "replica",
+        );
         assert_eq!(v.owner(5).unwrap().id, B);
         assert_eq!(
             close_actions(&v, &counts(&[(A, 0), (B, 3)])).unwrap(),
@@ -364,7 +387,12 @@ mod tests {
     #[test]
     fn inconsistent_markers_are_reported_with_the_slot() {
         // Importing on B from C while A owns and migrates to B.
-        let v = view(&format!("[5->-{B}]"), &format!("[5-<-{C}]"), false, "master");
+        let v = view(
+            &format!("[5->-{B}]"),
+            &format!("[5-<-{C}]"),
+            false,
+            "master",
+        );
         let e = close_actions(&v, &counts(&[(A, 1), (B, 1), (C, 0)])).unwrap_err();
         assert!(e.to_string().starts_with("cluster state: slot 5"), "{e}");
         // Migrating on a node that does not serve the slot.

@@ -42,7 +42,10 @@ pub struct NewPrimary {
 
 impl NewPrimary {
     /// A new primary at `addr` with these replicas.
-    pub fn new<S: Into<String>>(addr: impl Into<String>, replicas: impl IntoIterator<Item = S>) -> Self {
+    pub fn new<S: Into<String>>(
+        addr: impl Into<String>,
+        replicas: impl IntoIterator<Item = S>,
+    ) -> Self {
         Self {
             addr: addr.into(),
             replicas: replicas.into_iter().map(Into::into).collect(),
@@ -155,6 +158,7 @@ impl ScaleTarget {
     /// #   let _ = target;
     /// }
     /// # Ok(()) }
+    /// # fn main() { let _ = f; }
     /// ```
     pub fn from_recommendation(
         rec: &Recommendation,
@@ -187,12 +191,10 @@ impl ScaleTarget {
                     Self::scale_in(rec.leaving.iter().cloned()).balance_by(Balance::Memory),
                 ))
             }
-            ScalingAction::Rebalance => Ok(Some(Self::rebalance().balance_by(
-                match rec.skew {
-                    Some(SkewKind::Slots) | None => Balance::Slots,
-                    Some(SkewKind::Keys | SkewKind::Ops) => Balance::Keys,
-                },
-            ))),
+            ScalingAction::Rebalance => Ok(Some(Self::rebalance().balance_by(match rec.skew {
+                Some(SkewKind::Slots) | None => Balance::Slots,
+                Some(SkewKind::Keys | SkewKind::Ops) => Balance::Keys,
+            }))),
             ScalingAction::None => Ok(None),
         }
     }
@@ -275,9 +277,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("adds 3 primaries but 2"), "{err}");
-        let t = ScaleTarget::from_recommendation(&rec(ScalingAction::ScaleIn { remove: 1 }, "x"), &[])
-            .unwrap()
-            .unwrap();
+        let t =
+            ScaleTarget::from_recommendation(&rec(ScalingAction::ScaleIn { remove: 1 }, "x"), &[])
+                .unwrap()
+                .unwrap();
         assert_eq!(t.remove, ["10.0.0.1:6379", "10.0.1.1:6379"]);
         let mut r = rec(ScalingAction::Rebalance, "keys skew");
         r.skew = Some(SkewKind::Keys);
@@ -294,14 +297,33 @@ mod tests {
     fn validation_names_the_problem() {
         let mut t = ScaleTarget::scale_out([NewPrimary::new("h:1", ["h:2"])]);
         t.remove = vec!["h:2".into()];
-        assert!(t.validate().unwrap_err().to_string().contains("h:2 is listed twice"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("h:2 is listed twice")
+        );
         let t = ScaleTarget::scale_in(["redis://h:1"]);
-        assert!(t.validate().unwrap_err().to_string().contains("not host:port"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not host:port")
+        );
         let mut t = ScaleTarget::rebalance();
         t.weights.insert("h:1".into(), f64::NAN);
-        assert!(t.validate().unwrap_err().to_string().contains("weight of h:1"));
+        assert!(
+            t.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("weight of h:1")
+        );
         let t = ScaleTarget::move_slots([16384], "h:1");
         assert!(t.validate().is_err());
-        assert!(ScaleTarget::move_slots([0, 16383], "h:1").validate().is_ok());
+        assert!(
+            ScaleTarget::move_slots([0, 16383], "h:1")
+                .validate()
+                .is_ok()
+        );
     }
 }

@@ -237,7 +237,11 @@ impl ClusterView {
                 } else {
                     NodeRole::Replica
                 },
-                primary_id: if l.primary { None } else { l.primary_id.clone() },
+                primary_id: if l.primary {
+                    None
+                } else {
+                    l.primary_id.clone()
+                },
                 failing: false,
                 answered: *own,
                 config_epoch: l.config_epoch,
@@ -501,11 +505,9 @@ mod tests {
             "{A} 127.0.0.1:7000@17000 master - 0 0 1 connected 0-8191\n\
              {B} 127.0.0.1:7001@17001 myself,master - 0 0 2 connected 8192-16383 [5-<-{A}]\n"
         );
-        let v = ClusterView::from_replies(&[
-            ("a".into(), Some(from_a)),
-            ("b".into(), Some(from_b)),
-        ])
-        .unwrap();
+        let v =
+            ClusterView::from_replies(&[("a".into(), Some(from_a)), ("b".into(), Some(from_b))])
+                .unwrap();
         assert_eq!(
             v.open_slots(),
             [

@@ -128,7 +128,10 @@ mod tests {
         let mut bytes = vec![0; 16384];
         bytes[7] = 500;
         let w = SlotWeights::new(keys, bytes).unwrap();
-        assert_eq!((w.keys(7), w.bytes(7), w.total_keys(), w.total_bytes()), (5, 500, 5, 500));
+        assert_eq!(
+            (w.keys(7), w.bytes(7), w.total_keys(), w.total_bytes()),
+            (5, 500, 5, 500)
+        );
         assert!(w.is_measured() && !SlotWeights::unmeasured().is_measured());
         assert_eq!(w.keys(16384), 0);
     }

@@ -39,7 +39,11 @@ fn three() -> ClusterView {
             ("h:7001", vec![(5461, 10922)]),
             ("h:7002", vec![(10923, 16383)]),
         ],
-        &[("h:7003", "h:7001"), ("h:7004", "h:7002"), ("h:7005", "h:7000")],
+        &[
+            ("h:7003", "h:7001"),
+            ("h:7004", "h:7002"),
+            ("h:7005", "h:7000"),
+        ],
     )
 }
 
@@ -77,7 +81,10 @@ fn scale_out_from_three_to_four_moves_a_quarter_into_the_new_node() {
     );
     // Unmeasured: each donor gives its lowest slots, in runs.
     assert_eq!(p.moves[0].slot, 0);
-    assert_eq!((p.expected_keys, p.expected_bytes, p.measured), (0, 0, false));
+    assert_eq!(
+        (p.expected_keys, p.expected_bytes, p.measured),
+        (0, 0, false)
+    );
     assert!(p.forget.is_empty() && !p.is_empty());
     assert!(p.summary().contains("move 4096 slots"), "{}", p.summary());
 }
@@ -168,7 +175,9 @@ fn measured_balance_counts_a_hot_slot_for_what_it_holds() {
     let p = compute_plan(&three(), &t, &w, 0.02, 0.1).unwrap();
     // Slot 100's node (7000) gives slots away until the loads (bytes plus
     // a tenth of the mean slot's bytes per slot) are even.
-    let cost = |l: &NodeLoad| l.bytes as f64 + f64::from(l.slots) * 0.1 * (w.total_bytes() as f64 / 16384.0);
+    let cost = |l: &NodeLoad| {
+        l.bytes as f64 + f64::from(l.slots) * 0.1 * (w.total_bytes() as f64 / 16384.0)
+    };
     let costs: Vec<f64> = p.after.iter().map(cost).collect();
     let mean = costs.iter().sum::<f64>() / 3.0;
     for c in &costs {
@@ -201,7 +210,12 @@ fn a_slot_count_plan_moves_runs_of_slots_and_leaves_hot_slots_alone() {
     assert!(p.moves.iter().all(|m| m.slot != 100), "the hot slot stays");
     assert_eq!(p.expected_keys, 4096 * 10);
     // 7000 gives 0-99 and 101-1465: two runs around the hot slot.
-    let from_7000: Vec<u16> = p.moves.iter().filter(|m| m.from == "h:7000").map(|m| m.slot).collect();
+    let from_7000: Vec<u16> = p
+        .moves
+        .iter()
+        .filter(|m| m.from == "h:7000")
+        .map(|m| m.slot)
+        .collect();
     assert_eq!(from_7000.len(), 1365);
     assert_eq!((from_7000[0], from_7000[99], from_7000[100]), (0, 99, 101));
 }
@@ -210,7 +224,11 @@ fn a_slot_count_plan_moves_runs_of_slots_and_leaves_hot_slots_alone() {
 fn explicit_assignments_move_only_those_slots() {
     let p = plan(&three(), &ScaleTarget::move_slots(0..100, "h:7001"));
     assert_eq!(p.moves.len(), 100);
-    assert!(p.moves.iter().all(|m| m.from == "h:7000" && m.to == "h:7001"));
+    assert!(
+        p.moves
+            .iter()
+            .all(|m| m.from == "h:7000" && m.to == "h:7001")
+    );
     // Already there: nothing to do.
     let p = plan(&three(), &ScaleTarget::move_slots(5461..5561, "h:7001"));
     assert!(p.moves.is_empty());
@@ -232,7 +250,10 @@ fn impossible_targets_are_refused_with_the_reason() {
             .unwrap_err()
             .to_string()
     };
-    let e = err(&three(), &ScaleTarget::scale_in(["h:7000", "h:7001", "h:7002"]));
+    let e = err(
+        &three(),
+        &ScaleTarget::scale_in(["h:7000", "h:7001", "h:7002"]),
+    );
     assert!(e.contains("no primary"), "{e}");
     let e = err(
         &three(),
@@ -280,13 +301,19 @@ fn a_half_migrated_slot_counts_as_moved_in_the_plan() {
         "{a} h:7000@17000 master - 0 0 1 connected 0-8191\n\
          {b} h:7001@17001 myself,master - 0 0 2 connected 8192-16383 [0-<-{a}]\n"
     );
-    let v = ClusterView::from_replies(&[("h:7000".into(), Some(text_a)), ("h:7001".into(), Some(text_b))])
-        .unwrap();
+    let v = ClusterView::from_replies(&[
+        ("h:7000".into(), Some(text_a)),
+        ("h:7001".into(), Some(text_b)),
+    ])
+    .unwrap();
     let p = plan(&v, &ScaleTarget::rebalance());
     assert_eq!(p.open.len(), 2);
     // Slot 0 will belong to 7001 after closing: 8191 / 8193, within tolerance.
     assert!(p.moves.is_empty(), "{:?}", p.moves);
-    assert_eq!(slots_of(&p.before), [("h:7000".into(), 8191), ("h:7001".into(), 8193)]);
+    assert_eq!(
+        slots_of(&p.before),
+        [("h:7000".into(), 8191), ("h:7001".into(), 8193)]
+    );
 }
 
 #[test]
