@@ -449,19 +449,8 @@ impl Scaler {
                     g.slots[0]
                 )));
             }
-            let moved = self.migrate_round(g, &pending).await?;
-            for (slot, (k, b)) in moved {
-                let e = per_slot.entry(slot).or_default();
-                e.0 += k;
-                e.1 += b;
-                tally.keys.fetch_add(k, Ordering::Relaxed);
-                tally.bytes.fetch_add(b, Ordering::Relaxed);
-                self.emit(ScaleEvent::KeysMoved {
-                    slot,
-                    keys: k,
-                    bytes: b,
-                });
-            }
+            self.migrate_round(g, &pending, tally, &mut per_slot)
+                .await?;
             pending = self.scan(src, &g.slots, Some(RESCAN)).await?;
             self.check_big(&pending, true)?;
         }
@@ -600,12 +589,14 @@ impl Scaler {
 
     /// One round: every pending key in `MIGRATE` batches, pipelined;
     /// keys of a failed batch are retried one by one, which names the key
-    /// an error is about. Returns keys and bytes moved per slot.
+    /// an error is about. Counts what moved after each round trip.
     async fn migrate_round(
         &self,
         g: &Group,
         pending: &BTreeMap<u16, SlotKeys>,
-    ) -> ScaleResult<BTreeMap<u16, (u64, u64)>> {
+        tally: &Tally,
+        per_slot: &mut BTreeMap<u16, (u64, u64)>,
+    ) -> ScaleResult<()> {
         let cfg = &self.inner.config;
         let admin = &self.inner.admin;
         let (host, port) = parse_addr(&g.to.addr)
@@ -618,7 +609,6 @@ impl Scaler {
                 batches.push((slot, &keys[r]));
             }
         }
-        let mut moved: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
         let mut retry: Vec<(u16, &(Vec<u8>, u64))> = Vec::new();
         for chunk in batches.chunks(cfg.migrate_pipeline) {
             let cmds = chunk
@@ -638,6 +628,7 @@ impl Scaler {
                     chunk.iter().map(|_| Err(e.clone())).collect()
                 }
             };
+            let mut moved: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
             for ((slot, ks), r) in chunk.iter().zip(replies) {
                 match r {
                     Ok(_) => {
@@ -651,15 +642,33 @@ impl Scaler {
                     }
                 }
             }
+            for (slot, (k, b)) in moved {
+                self.record(slot, k, b, tally, per_slot);
+            }
         }
         for (slot, (key, bytes)) in retry {
             if self.migrate_one(g, slot, key, &host, port, &auth).await? {
-                let e = moved.entry(slot).or_default();
-                e.0 += 1;
-                e.1 += bytes;
+                self.record(slot, 1, *bytes, tally, per_slot);
             }
         }
-        Ok(moved)
+        Ok(())
+    }
+
+    /// Counts keys and bytes moved in `slot` and says so (`KeysMoved`).
+    fn record(
+        &self,
+        slot: u16,
+        keys: u64,
+        bytes: u64,
+        tally: &Tally,
+        per_slot: &mut BTreeMap<u16, (u64, u64)>,
+    ) {
+        let e = per_slot.entry(slot).or_default();
+        e.0 += keys;
+        e.1 += bytes;
+        tally.keys.fetch_add(keys, Ordering::Relaxed);
+        tally.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.emit(ScaleEvent::KeysMoved { slot, keys, bytes });
     }
 
     /// `MIGRATE` of one key, resolving `BUSYKEY` and telling a dead target

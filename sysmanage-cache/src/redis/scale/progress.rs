@@ -191,7 +191,7 @@ pub enum ScaleEvent {
         /// Keys in it when it was opened.
         keys: u64,
     },
-    /// A round of `MIGRATE`s of one slot was acknowledged.
+    /// `MIGRATE`s of one slot were acknowledged (after each round trip).
     KeysMoved {
         /// The slot.
         slot: u16,
