@@ -205,6 +205,19 @@ pub enum ScalingAction {
     Rebalance,
 }
 
+/// What a rebalance recommendation found skewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SkewKind {
+    /// Slot counts per primary.
+    Slots,
+    /// Keys per primary.
+    Keys,
+    /// Operations per second per primary.
+    Ops,
+}
+
 /// The advisor's answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -221,6 +234,13 @@ pub struct Recommendation {
     /// order. `<NEW_NODE_n>` placeholders stand for hosts the operator
     /// provisions; node ids are real.
     pub steps: Vec<String>,
+    /// For a scale-in: the `host:port` of the primaries to remove and of
+    /// their replicas (empty otherwise).
+    #[serde(default)]
+    pub leaving: Vec<String>,
+    /// For a rebalance: what was skewed.
+    #[serde(default)]
+    pub skew: Option<SkewKind>,
     /// When it was computed.
     pub at: Timestamp,
 }
@@ -295,6 +315,8 @@ pub fn advise(
         current_primaries: current,
         target_primaries: target,
         steps,
+        leaving: Vec::new(),
+        skew: None,
         at: now,
     };
     let mut next = state.clone();
@@ -457,11 +479,14 @@ pub fn advise(
             "redis-cli --cluster rebalance {keep_seed} --cluster-weight {}",
             weights.join(" ")
         )];
+        let mut leaving_addrs = Vec::new();
         for p in &leaving {
+            leaving_addrs.push(p.report.node.clone());
             for r in stats
                 .replicas()
                 .filter(|r| r.primary_id.as_deref() == Some(p.report.id.as_str()))
             {
+                leaving_addrs.push(r.node.clone());
                 steps.push(format!("redis-cli --cluster del-node {keep_seed} {}", r.id));
             }
             steps.push(format!(
@@ -477,12 +502,9 @@ pub fn advise(
             needed,
             config.min_primaries
         );
-        Some(rec(
-            ScalingAction::ScaleIn { remove },
-            reason,
-            needed,
-            steps,
-        ))
+        let mut r = rec(ScalingAction::ScaleIn { remove }, reason, needed, steps);
+        r.leaving = leaving_addrs;
+        Some(r)
     } else if held(next.rebalance_since, now, config.sustain) {
         let (what, factor) = worst_skew.unwrap_or(("slots", 0.0));
         let steps = if what == "slots" {
@@ -510,7 +532,13 @@ pub fn advise(
             "{what} skew: the busiest primary has {factor:.2}x the mean (> {:.2}x)",
             config.skew_factor
         );
-        Some(rec(ScalingAction::Rebalance, reason, current, steps))
+        let mut r = rec(ScalingAction::Rebalance, reason, current, steps);
+        r.skew = Some(match what {
+            "keys" => SkewKind::Keys,
+            "ops/sec" => SkewKind::Ops,
+            _ => SkewKind::Slots,
+        });
+        Some(r)
     } else {
         None
     };
@@ -618,6 +646,16 @@ mod tests {
         Timestamp::from_secs(s)
     }
 
+    fn stats_node_id(stats: &ClusterStats, addr: &str) -> String {
+        stats
+            .nodes
+            .iter()
+            .find(|n| n.node == addr)
+            .unwrap()
+            .id
+            .clone()
+    }
+
     #[test]
     fn default_config_is_valid_and_bad_config_is_named() {
         AdvisorConfig::default().validate().unwrap();
@@ -700,6 +738,12 @@ mod tests {
             6,
             "3 primaries + their replicas"
         );
+        // The same nodes, by address, for the scaling executor.
+        assert_eq!(r.leaving.len(), 6, "{:?}", r.leaving);
+        for a in &r.leaving {
+            let id = &stats_node_id(&six, a);
+            assert!(r.steps.iter().any(|s| s.ends_with(id.as_str())), "{a}");
+        }
     }
 
     #[test]
@@ -732,6 +776,7 @@ mod tests {
         let (_, s) = advise(&cfg(), &stats, &AdvisorState::default(), t(0));
         let (r, _) = advise(&cfg(), &stats, &s, t(60));
         assert_eq!(r.action, ScalingAction::Rebalance);
+        assert_eq!(r.skew, Some(SkewKind::Slots));
         assert!(r.reason.starts_with("slots skew"), "{}", r.reason);
         assert!(r.steps[0].starts_with("redis-cli --cluster rebalance"));
     }

@@ -9,10 +9,11 @@
 //! | [`memory`] | [`MemoryCache`]: TTLs against an injectable clock, `NX`/`XX`, per-slot key counts, a memory bound with LRU or `noeviction` |
 //! | `redis` (feature `redis`) | `RedisCache` on fred 10: multi-key operations split by slot, batched per node, pipelined, nodes concurrently; timeouts, retries, redirections, topology refresh and events |
 //! | `redis::lease`, `redis::state_store` (feature `redis`) | `RedisLease` (a `SET NX PX` lease on one slot with fencing tokens, for `sysmanage_core::lease::Elector`) and the fenced `RedisStateStore` |
+//! | `redis::scale` (feature `redis`) | `Scaler`: add and remove primaries and move slots online — a dry-run plan (balanced by slots, keys or bytes), the migration protocol, progress events, cancel, resume from the cluster's own state, typed errors that never lose a key |
 //! | [`slot`](mod@slot) | [`slot()`], [`hash_tag`], [`same_slot`], [`group_by_slot`]: CRC16/XMODEM mod 16384 with Redis' hash-tag rule |
 //! | [`topology`] | [`RoutingSnapshot`](topology::RoutingSnapshot) (slot → node) and typed [`TopologyEvent`](topology::TopologyEvent)s |
 //! | [`stats`] | node stats from `INFO`, `CLUSTER INFO`/`CLUSTER NODES`, the healthy-node ratio |
-//! | [`advisor`] | [`advise`](advisor::advise): scale out / in / rebalance with reasons and `redis-cli --cluster` steps |
+//! | [`advisor`] | [`advise`](advisor::advise): scale out / in / rebalance with reasons and `redis-cli --cluster` steps; with `redis`, `ScaleTarget::from_recommendation` acts on it |
 //! | [`session`] | [`SessionStore`](session::SessionStore) over any cache: 128-bit ids, sliding expiry, revoke-all per user |
 //! | [`tiered`] | [`TieredCache`]: a bounded in-process L1 (moka) over any cache, jittered TTLs, negative caching, one load per key under a stampede, XFetch; with `redis`, invalidation by RESP3 client tracking |
 //!
@@ -93,6 +94,8 @@
 //! | `sysmanage_cache::redis::topology` | debug / info | a failed refresh (debug); a topology event (info) |
 //! | `sysmanage_cache::tiered` | debug | L1 flushes (`reason`), origin load failures, L2 write-back failures |
 //! | `sysmanage_cache::tiered::tracking` | info / warn | tracking subscribed / lost per node (`node`, `error`) |
+//! | `sysmanage_cache::redis::scale` | info / debug | scaling phases, nodes joined / forgotten, the plan, the end of a run (info); each slot and progress (debug) |
+//! | `sysmanage_cache::redis::scale::migrate` | debug | a failed `MIGRATE` batch, a `BUSYKEY` resolved, a target not serving yet |
 //!
 //! # Feature flags
 //!

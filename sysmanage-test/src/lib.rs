@@ -13,6 +13,8 @@
 //! | `SYSMANAGE_PG_SHARD_URL` | the second, independent cluster (`wal_level = logical`): `postgres://postgres@127.0.0.1:25435/sysmanage_test` |
 //! | `SYSMANAGE_PG_SHARD_ADMIN_URL` | that cluster's `postgres` database, for creating databases |
 //! | `SYSMANAGE_REDIS_NODES` | comma-separated `host:port` of the six cluster nodes |
+//! | `SYSMANAGE_REDIS_SPARE_PRIMARIES` | `host:port` of the two spare primaries (not cluster members; `scripts/services redis-spare-up` starts them) |
+//! | `SYSMANAGE_REDIS_SPARE_REPLICAS` | `host:port` of their replicas, in the same order |
 //! | `SYSMANAGE_SERVICES` | path of the `scripts/services` script, for fault injection |
 //! | `SYSMANAGE_TLS_DIR`, `SYSMANAGE_TLS_CA` | the throw-away CA and certificates of the secure servers |
 //! | `SYSMANAGE_REDIS_TLS_NODES` | the six nodes of the TLS-only Redis Cluster |
@@ -217,6 +219,76 @@ pub fn redis_tls_security() -> RedisSecurity {
 /// As [`required_env`], in a secure run.
 pub fn redis_security() -> Option<RedisSecurity> {
     secure().then(redis_tls_security)
+}
+
+/// `host:port` of the spare primaries: running only after
+/// `scripts/services redis-spare-up` (see [`SpareNodes`]), never members
+/// of the cluster until a test adds them.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn redis_spare_primaries() -> Vec<String> {
+    split_list(&required_env("SYSMANAGE_REDIS_SPARE_PRIMARIES"))
+}
+
+/// `host:port` of the spare replicas; the i-th replicates the i-th spare
+/// primary.
+///
+/// # Panics
+/// As [`required_env`].
+pub fn redis_spare_replicas() -> Vec<String> {
+    split_list(&required_env("SYSMANAGE_REDIS_SPARE_REPLICAS"))
+}
+
+/// The spare Redis nodes, started for a test (`services redis-spare-up`)
+/// and made non-members again when dropped (`services redis-spare-reset`:
+/// their slots move back, every node forgets them, they are reset), so
+/// that a failing scaling test still leaves the six-node cluster as it was.
+#[derive(Debug)]
+pub struct SpareNodes {
+    armed: bool,
+}
+
+impl SpareNodes {
+    /// Starts the spare nodes (idempotent) and makes sure none is a member.
+    ///
+    /// # Panics
+    /// As [`services`].
+    pub fn start() -> Self {
+        services(&["redis-spare-up"]);
+        services(&["redis-spare-reset"]);
+        Self { armed: true }
+    }
+
+    /// Resets the spares now, failing the test if that fails.
+    ///
+    /// # Panics
+    /// As [`services`].
+    pub fn reset(mut self) {
+        self.armed = false;
+        services(&["redis-spare-reset"]);
+    }
+}
+
+impl Drop for SpareNodes {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // No panics here: this may run while unwinding.
+        let Ok(script) = std::env::var("SYSMANAGE_SERVICES") else {
+            eprintln!("cannot reset the spare nodes: SYSMANAGE_SERVICES unset");
+            return;
+        };
+        match Command::new("bash")
+            .arg(&script)
+            .arg("redis-spare-reset")
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            other => eprintln!("clean-up `redis-spare-reset` failed: {other:?}"),
+        }
+    }
 }
 
 /// Runs `scripts/services <args>` (a fault injection such as

@@ -50,14 +50,46 @@ pub(super) const RECONNECT_ATTEMPTS: u32 = 10;
 /// safe to retry) instead of queuing without bound.
 pub(super) const MAX_QUEUED_COMMANDS: usize = 4096;
 
-impl RedisCache {
-    /// The fred configuration of a connection to one node: credentials and
-    /// TLS from the cache's settings (fred's default of failing fast on
-    /// the first connection attempt is kept).
-    pub(crate) fn fred_config(&self, host: String, port: u16) -> Config {
-        let cfg = &self.inner.config;
+/// The TLS client settings of every connection to the cluster, built once
+/// from [`RedisConfig::tls`](super::RedisConfig::tls) (files read, keys
+/// parsed) and shared by the node clients, the tracking connections and
+/// the scaling executor.
+#[derive(Clone, Default)]
+pub(crate) struct NodeTls {
+    #[cfg(feature = "redis-tls")]
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl NodeTls {
+    /// The settings `config` asks for.
+    ///
+    /// # Errors
+    /// As [`RedisConfig::validate`](super::RedisConfig::validate), and a
+    /// certificate or key that cannot be read or used.
+    pub(crate) fn new(config: &super::RedisConfig) -> crate::Result<Self> {
         #[cfg(feature = "redis-tls")]
-        let (server, tls) = match &self.inner.tls {
+        {
+            Ok(Self {
+                config: config
+                    .tls
+                    .as_ref()
+                    .map(super::tls::client_config)
+                    .transpose()?,
+            })
+        }
+        #[cfg(not(feature = "redis-tls"))]
+        {
+            let _ = config;
+            Ok(Self {})
+        }
+    }
+
+    /// The fred configuration of a connection to the node `host:port`
+    /// under `cfg`: credentials and TLS (fred's default of failing fast on
+    /// the first connection attempt is kept).
+    pub(crate) fn fred_config(&self, cfg: &super::RedisConfig, host: String, port: u16) -> Config {
+        #[cfg(feature = "redis-tls")]
+        let (server, tls) = match &self.config {
             Some(tls) => (
                 fred::types::config::Server::new_with_tls(
                     host,
@@ -80,6 +112,13 @@ impl RedisCache {
             tls,
             ..Config::default()
         }
+    }
+}
+
+impl RedisCache {
+    /// The fred configuration of a connection to one node of this cache.
+    pub(crate) fn fred_config(&self, host: String, port: u16) -> Config {
+        self.inner.tls.fred_config(&self.inner.config, host, port)
     }
 
     /// A failed connection attempt to `node` as a [`CacheError`]: refused

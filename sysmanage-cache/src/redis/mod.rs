@@ -62,6 +62,8 @@
 //! |---|---|---|
 //! | `sysmanage_cache::redis::retry` | debug | a transient error, before a retry (`op`, `attempt`, `error`) |
 //! | `sysmanage_cache::redis::topology` | debug/info | refresh failures (debug), [`TopologyEvent`]s (info) |
+//!
+//! The [`scale`] module (online scaling) has its own table.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -90,6 +92,7 @@ mod multi;
 mod ops;
 mod refresh;
 mod routing;
+pub mod scale;
 pub mod state_store;
 #[cfg(test)]
 mod tests;
@@ -148,8 +151,7 @@ struct Inner {
     /// Shutdown state: refuses new operations, counts those in flight.
     life: lifecycle::Life,
     /// The TLS client configuration, built once from `config.tls`.
-    #[cfg(feature = "redis-tls")]
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: connections::NodeTls,
 }
 
 impl Drop for Inner {
@@ -215,8 +217,7 @@ impl RedisCache {
     /// background task.
     fn unconnected(config: RedisConfig) -> Result<Self> {
         config.validate()?;
-        #[cfg(feature = "redis-tls")]
-        let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+        let tls = connections::NodeTls::new(&config)?;
         let (events, _) = broadcast::channel(config.event_capacity);
         let inner = Arc::new(Inner {
             config,
@@ -234,7 +235,6 @@ impl RedisCache {
             counters: Counters::default(),
             tasks: StdMutex::new(Vec::new()),
             life: lifecycle::Life::default(),
-            #[cfg(feature = "redis-tls")]
             tls,
         });
         Ok(Self { inner })

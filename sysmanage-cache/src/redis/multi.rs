@@ -220,11 +220,10 @@ impl RedisCache {
             // connection attempt, as in `run`.
             let mut unrouted = Vec::new();
             for u in pending.drain(..) {
-                let node = u.ask.clone().or_else(|| {
-                    routing.owners[usize::from(u.slot)]
-                        .as_ref()
-                        .map(|n| n.to_string())
-                });
+                let node = u
+                    .ask
+                    .clone()
+                    .or_else(|| routing.owner_of(u.slot).map(|n| n.to_string()));
                 match node {
                     Some(node) => by_node.entry(node).or_default().push(u),
                     None => {

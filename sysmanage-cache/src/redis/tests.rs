@@ -186,7 +186,7 @@ fn a_refresh_keeps_moved_patches_newer_than_its_view() {
             Timestamp::from_secs(0),
         )
     };
-    let owner = |r: &Routing, s: u16| r.owners[usize::from(s)].as_deref().map(str::to_owned);
+    let owner = |r: &Routing, s: u16| r.owner_of(s).map(|n| n.to_string());
     let t = Routing::new(snap(100));
     // MOVED #1 (slot 10 → b) before the refresh asked, #2 (slot 20 → b) after.
     let t = t.patched(10, "b:1", 1).patched(20, "b:1", 2);
@@ -208,6 +208,31 @@ fn a_refresh_keeps_moved_patches_newer_than_its_view() {
         "a later view wins"
     );
     assert!(next.patches.is_empty());
+}
+
+#[test]
+fn a_moved_patch_copies_no_node_name_per_slot() {
+    // A MOVED patches the table under the routing lock; while slots migrate
+    // that happens many times a second. It must not clone (and later drop)
+    // a reference-counted name for each of the 16,384 slots.
+    let t = Routing::new(RoutingSnapshot::new(
+        vec![
+            SlotOwner::new(0, 8191, "a:1"),
+            SlotOwner::new(8192, SLOT_COUNT - 1, "b:1"),
+        ],
+        Timestamp::from_secs(0),
+    ));
+    let a = t.owner_of(0).unwrap().clone();
+    let before = Arc::strong_count(&a);
+    let patched = t.patched(9000, "a:1", 1).patched(9001, "c:1", 2);
+    assert_eq!(patched.owner_of(9000).map(|n| &**n), Some("a:1"));
+    assert_eq!(patched.owner_of(9001).map(|n| &**n), Some("c:1"));
+    assert_eq!(patched.owner_of(9002).map(|n| &**n), Some("b:1"));
+    assert!(
+        Arc::strong_count(&a) - before <= 4,
+        "{} references to one node name after two patches",
+        Arc::strong_count(&a) - before
+    );
 }
 
 #[test]
