@@ -5,6 +5,7 @@
 
 pub mod cache_demo;
 pub mod capacity_demo;
+pub mod replay_report;
 pub mod replica_demo;
 pub mod scaling_demo;
 pub mod sharding_demo;

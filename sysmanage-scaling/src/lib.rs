@@ -153,7 +153,10 @@ pub use scaler::{
     Activation, AutoScaler, Fallback, FlapBudget, Guards, PredictiveConfig, Scaler, ScalerConfig,
     ScalerState,
 };
-pub use sim::{MAX_SIM_STEPS, SeasonalNaive, ServiceModel, SimReport, Trace, simulate};
+pub use sim::{
+    MAX_SIM_STEPS, SIM_START, SeasonalNaive, ServiceModel, SimReport, SimStep, Trace, simulate,
+    simulate_steps,
+};
 pub use spec::{
     Behavior, HpaSpec, MetricSource, MetricSpec, MetricTarget, PolicyType, ResolvedRules,
     ScalingPolicy, ScalingRules, SelectPolicy,

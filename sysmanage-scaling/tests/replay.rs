@@ -240,3 +240,51 @@ fn an_untrusted_forecast_leaves_the_hpa_decisions_unchanged() {
         )
     );
 }
+
+#[test]
+fn the_steps_add_up_to_the_report() {
+    let trace = Trace::shipped()
+        .unwrap()
+        .remove(0)
+        .truncated(Duration::from_secs(86_400));
+    let model = ServiceModel {
+        startup: Duration::from_secs(600),
+        ..ServiceModel::default()
+    };
+    let step = Duration::from_secs(15);
+    let mut hpa = Hpa::new(hpa_spec()).unwrap();
+    let plain = simulate(&trace, &mut hpa, &model, step, None).unwrap();
+    let mut hpa = Hpa::new(hpa_spec()).unwrap();
+    let mut steps = Vec::new();
+    let traced =
+        sysmanage_scaling::simulate_steps(&trace, &mut hpa, &model, step, None, &mut |s| {
+            steps.push(*s)
+        })
+        .unwrap();
+    assert_eq!(traced, plain);
+    assert_eq!(steps.len(), 86_400 / 15);
+    assert_eq!(steps[0].at, sysmanage_scaling::SIM_START);
+    assert!(steps.windows(2).all(|w| w[1].at - w[0].at == step));
+    let violating = steps.iter().filter(|s| s.violating).count();
+    assert!(violating > 0);
+    assert!((violating as f64 * 0.25 - plain.slo_violation_minutes).abs() < 1e-9);
+    let hours: f64 = steps.iter().map(|s| f64::from(s.provisioned) / 240.0).sum();
+    assert!((hours - plain.replica_hours).abs() < 1e-6);
+    let events: Vec<u32> = steps.iter().filter_map(|s| s.scaled_to).collect();
+    assert_eq!(events.len() as u32, plain.scale_events);
+    // an actuation shows as the next step's provisioned count; replicas
+    // serve only once provisioned; a step violates exactly when demand
+    // exceeds what the ready replicas serve within the SLO (80 % of 100 rps each)
+    for w in steps.windows(2) {
+        if let Some(to) = w[0].scaled_to {
+            assert_eq!(w[1].provisioned, to);
+        }
+        assert!(w[0].ready <= w[0].provisioned, "{:?}", w[0]);
+        assert_eq!(
+            w[0].violating,
+            w[0].rps > f64::from(w[0].ready) * 80.0 + 1e-9,
+            "{:?}",
+            w[0]
+        );
+    }
+}
