@@ -320,13 +320,13 @@ fn zoom(t: &TraceReplay<'_>, which: usize, (lo, hi): (usize, usize)) -> String {
     let steps = |v: &[u32], corners: bool| {
         let mut out: Vec<(Timestamp, f64)> = Vec::new();
         let mut last: Option<u32> = None;
-        for k in lo..hi {
-            if last != Some(v[k]) {
+        for (k, &n) in v.iter().enumerate().take(hi).skip(lo) {
+            if last != Some(n) {
                 if corners && let Some(prev) = last {
                     out.push((t.at(k), f64::from(prev) * t.slo_capacity_per_replica));
                 }
-                out.push((t.at(k), f64::from(v[k]) * t.slo_capacity_per_replica));
-                last = Some(v[k]);
+                out.push((t.at(k), f64::from(n) * t.slo_capacity_per_replica));
+                last = Some(n);
             }
         }
         if hi > lo {
@@ -335,8 +335,8 @@ fn zoom(t: &TraceReplay<'_>, which: usize, (lo, hi): (usize, usize)) -> String {
         out
     };
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for k in lo..hi {
-        if tl.violating[k] {
+    for (k, &violating) in tl.violating.iter().enumerate().take(hi).skip(lo) {
+        if violating {
             match spans.last_mut() {
                 Some((_, end)) if *end == k => *end = k + 1,
                 _ => spans.push((k, k + 1)),
