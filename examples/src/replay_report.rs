@@ -462,3 +462,67 @@ pub fn out_dir() -> PathBuf {
         })
         .join("autoscaler_replay")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(scaler: &str, slo: f64, hours: f64) -> SimReport {
+        SimReport {
+            trace: "t".into(),
+            scaler: scaler.into(),
+            slo_violation_minutes: slo,
+            replica_hours: hours,
+            scale_events: 1,
+            peak_replicas: 4,
+            decision_errors: 0,
+        }
+    }
+
+    /// Three days at 15 s steps; the baseline violates for an hour on day 2
+    /// (and for longer in the first hours, which the zoom skips).
+    fn timelines(steps: usize) -> Vec<Timeline> {
+        let hour = 240;
+        let mut base = Timeline::with_capacity(steps);
+        let mut other = Timeline::with_capacity(steps);
+        for k in 0..steps {
+            let violating = k < 3 * hour || (k >= 36 * hour && k < 37 * hour);
+            for (tl, v) in [(&mut base, violating), (&mut other, false)] {
+                tl.ready.push(4);
+                tl.provisioned.push(5);
+                tl.violating.push(v);
+            }
+        }
+        base.events = vec![10, 36 * hour + 5];
+        vec![base, other]
+    }
+
+    #[test]
+    fn the_zoom_skips_the_first_day_and_centres_the_violations() {
+        let trace = Trace::new("t", Duration::from_secs(60), vec![100.0; 3 * 1440]).unwrap();
+        let tls = timelines(3 * 1440 * 4);
+        let reports = [report("hpa-default", 15.0, 10.0), report("p", 0.0, 9.0)];
+        let replay = TraceReplay {
+            trace: &trace,
+            shape: "flat",
+            held_out: false,
+            interval: Duration::from_secs(15),
+            slo_capacity_per_replica: 80.0,
+            reports: &reports,
+            timelines: &tls,
+        };
+        let (lo, hi) = replay.zoom_window();
+        assert_eq!(hi - lo, 24 * 240);
+        // windows start after the first day; those starting from 24 h to 36 h
+        // hold the violating hour (36–37 h): the middle one, 30 h
+        assert_eq!(lo, 30 * 240);
+        let page = trace_page(&replay, "model");
+        assert_eq!(page.matches(r#"<svg class="chart""#).count(), 3);
+        assert!(!page.contains("<script"));
+        assert!(page.contains(r#"class="yes">yes"#));
+        assert!(page.contains("scale events (1)"));
+        let index = index_page(std::slice::from_ref(&replay), "model", "summary: x");
+        assert!(index.contains(r#"<a href="replay-t.html">t</a>"#));
+        assert!(index.contains("summary: x"));
+    }
+}
