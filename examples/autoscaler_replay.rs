@@ -2,6 +2,11 @@
 //! and reports the Pareto picture per trace: SLO-violation minutes,
 //! replica-hours, scale events, and whether a scaler dominates hpa-default.
 //!
+//! Writes one self-contained HTML page per trace (demand, the capacity each
+//! scaler served, SLO-violation spans, scale events and the Pareto table)
+//! and an index page into `target/autoscaler_replay/`, and ends with a
+//! `summary:` line naming the index.
+//!
 //! Run with `cargo run --release --example autoscaler_replay`. It exits with
 //! an error if any scaler rejected a decision during a replay.
 
@@ -12,9 +17,10 @@ use sysmanage_core::LoadForecast;
 use sysmanage_examples::{init_tracing, section};
 use sysmanage_scaling::{
     AutoScaler, Behavior, Composite, CompositeConfig, Hpa, HpaSpec, MetricSpec, PredictiveConfig,
-    Scaler, ScalerConfig, SeasonalMedian, ServiceModel, SimReport, Trace, simulate,
+    Scaler, ScalerConfig, SeasonalMedian, ServiceModel, SimReport, Trace, simulate_steps,
 };
 
+use sysmanage_examples::replay_report::{self, Timeline, TraceReplay};
 use sysmanage_examples::scaling_demo;
 
 /// Decisions (and simulation steps) at the HPA's default sync period.
@@ -26,6 +32,19 @@ const SLO_SAFE_UTILISATION: f64 = 0.8;
 /// The traces the predictive defaults were chosen on; the others are held out.
 const TUNING_TRACES: [&str; 3] = ["synthetic", "uk-electricity", "bikeshare-dc"];
 
+/// Each shipped trace's shape, for the pages.
+fn shape(trace: &str) -> &'static str {
+    match trace {
+        "synthetic" => "diurnal + bursts",
+        "uk-electricity" => "diurnal, weekly",
+        "bikeshare-dc" => "diurnal, weather-driven",
+        "msft-volume" => "bursty",
+        "air-passengers" => "trending, seasonal",
+        "sunspots" => "noisy",
+        _ => "",
+    }
+}
+
 fn hpa_spec() -> HpaSpec {
     HpaSpec::new(
         2,
@@ -35,16 +54,31 @@ fn hpa_spec() -> HpaSpec {
     .with_behavior(Behavior::default())
 }
 
+/// One scaler's replay, with its timeline for the charts.
+fn run(
+    trace: &Trace,
+    scaler: &mut dyn AutoScaler,
+    model: &ServiceModel,
+    feed: Option<&mut dyn FnMut(sysmanage_core::Timestamp, f64)>,
+) -> Result<(SimReport, Timeline), Box<dyn std::error::Error>> {
+    let steps = (trace.duration().as_secs_f64() / INTERVAL.as_secs_f64()) as usize;
+    let mut timeline = Timeline::with_capacity(steps);
+    let report = simulate_steps(trace, scaler, model, INTERVAL, feed, &mut |s| {
+        timeline.push(s)
+    })?;
+    Ok((report, timeline))
+}
+
 fn replay(
     trace: &Trace,
     model: &ServiceModel,
-) -> Result<Vec<SimReport>, Box<dyn std::error::Error>> {
+) -> Result<Vec<(SimReport, Timeline)>, Box<dyn std::error::Error>> {
     let mut out = Vec::new();
 
     let mut hpa = Hpa::new(hpa_spec())?;
-    let mut report = simulate(trace, &mut hpa, model, INTERVAL, None)?;
+    let (mut report, timeline) = run(trace, &mut hpa, model, None)?;
     report.scaler = "hpa-default".into();
-    out.push(report);
+    out.push((report, timeline));
 
     // A burst-robust forecaster: the median of the same 15 s slot over the
     // last seven days, level-corrected by the last hour, scoring its own
@@ -66,13 +100,7 @@ fn replay(
     ));
     let mut predictive = Scaler::new(cfg, Some(forecaster.clone() as Arc<dyn LoadForecast>))?;
     let mut feed = |at, v| forecaster.observe(at, v);
-    out.push(simulate(
-        trace,
-        &mut predictive,
-        model,
-        INTERVAL,
-        Some(&mut feed),
-    )?);
+    out.push(run(trace, &mut predictive, model, Some(&mut feed))?);
 
     let mut composite = Composite::new(CompositeConfig {
         max_replicas: 60,
@@ -81,13 +109,7 @@ fn replay(
         weights: [0.3, 0.0, 0.2, 0.15, 0.1],
         ..CompositeConfig::default()
     })?;
-    out.push(simulate(
-        trace,
-        &mut composite as &mut dyn AutoScaler,
-        model,
-        INTERVAL,
-        None,
-    )?);
+    out.push(run(trace, &mut composite, model, None)?);
     Ok(out)
 }
 
@@ -126,8 +148,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = std::time::Instant::now();
     let mut failed: Vec<String> = Vec::new();
     let (mut dominated, mut slo, mut hours) = (0usize, (0.0, 0.0), (0.0, 0.0));
+    let mut replays: Vec<(Vec<SimReport>, Vec<Timeline>)> = Vec::new();
     for trace in &traces {
-        let reports = replay(trace, &model)?;
+        let (reports, timelines): (Vec<SimReport>, Vec<Timeline>) =
+            replay(trace, &model)?.into_iter().unzip();
         let hpa = reports[0].clone();
         for r in &reports {
             let vs = 100.0 * (r.replica_hours / hpa.replica_hours - 1.0);
@@ -167,6 +191,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 hours.1 += hpa.replica_hours;
             }
         }
+        replays.push((reports, timelines));
     }
     let elapsed = started.elapsed();
     // a scaler that rejected decisions did not really run the replay
@@ -183,7 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(Trace::name)
         .filter(|n| !TUNING_TRACES.contains(n))
         .collect();
-    println!(
+    let summary = format!(
         "summary: traces={} dominates_hpa={dominated}/{} slo_violation_minutes={:.1}/{:.1} replica_hours={:.1}/{:.1} (predictive vs hpa-default) held_out={}",
         traces.len(),
         traces.len(),
@@ -193,5 +218,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         hours.1,
         held_out.join(",")
     );
+
+    // One page per trace and an index with the Pareto table.
+    let dir = replay_report::out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let dir = dir.canonicalize()?;
+    let model_line = format!(
+        "Service model: {} req/s per replica at 100 % CPU, SLO p95 {} ms (holds up to {} % utilisation: {} req/s per ready replica), start-up {} min; HPA CPU target {CPU_TARGET} %. Predictive defaults tuned on {}.",
+        model.capacity_per_replica,
+        model.slo_latency_ms,
+        SLO_SAFE_UTILISATION * 100.0,
+        model.capacity_per_replica * SLO_SAFE_UTILISATION,
+        model.startup.as_secs() / 60,
+        TUNING_TRACES.join(", ")
+    );
+    let pages: Vec<TraceReplay<'_>> = traces
+        .iter()
+        .zip(&replays)
+        .map(|(trace, (reports, timelines))| TraceReplay {
+            trace,
+            shape: shape(trace.name()),
+            held_out: !TUNING_TRACES.contains(&trace.name()),
+            interval: INTERVAL,
+            slo_capacity_per_replica: model.capacity_per_replica * SLO_SAFE_UTILISATION,
+            reports,
+            timelines,
+        })
+        .collect();
+    for page in &pages {
+        let path = dir.join(replay_report::page_name(page.trace));
+        std::fs::write(&path, replay_report::trace_page(page, &model_line))?;
+        println!("wrote {}", path.display());
+    }
+    let index = dir.join("index.html");
+    std::fs::write(
+        &index,
+        replay_report::index_page(&pages, &model_line, &summary),
+    )?;
+    println!("{summary} html={}", index.display());
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cache_demo;
 pub mod capacity_demo;
 #[cfg(feature = "config")]
 pub mod host_config;
+pub mod replay_report;
 pub mod replica_demo;
 pub mod scaling_demo;
 pub mod sharding_demo;

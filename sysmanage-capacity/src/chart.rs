@@ -7,6 +7,9 @@
 //! SVG with inline presentation attributes, a `<title>` and `<desc>` for
 //! screen readers, and stable class names (`axis x`, `axis y`, `series`,
 //! `band`, `limit`, `marker`, `span`) that tests and style sheets can find.
+//! Many events of one kind (a scaler's scale events) are drawn as a rug of
+//! short ticks along the time axis ([`TimeChart::events`], class
+//! `marker events`) rather than one labelled line each.
 //! A plotting crate (plotters' SVG backend) would add a dependency tree
 //! and font handling for what is a few hundred lines here, and its output
 //! has no semantic classes or text alternatives to test against.
@@ -74,11 +77,23 @@ struct Marker {
 }
 
 #[derive(Clone, Debug)]
+struct Rug {
+    label: String,
+    times: Vec<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
 struct Span {
     label: String,
     from: Timestamp,
     to: Timestamp,
 }
+
+/// Most ticks one rug draws; longer rugs are thinned evenly.
+pub const MAX_RUG_TICKS: usize = 2000;
+
+/// Rug colours, in order (distinct from the series palette's first two).
+const RUG_COLORS: [&str; 3] = ["#6a3d9a", "#444444", "#009e73"];
 
 /// Series colours, in order (colour-blind safe: Okabe–Ito).
 const PALETTE: [&str; 6] = [
@@ -98,6 +113,7 @@ pub struct TimeChart {
     bands: Vec<Band>,
     limits: Vec<(String, f64)>,
     markers: Vec<Marker>,
+    rugs: Vec<Rug>,
     spans: Vec<Span>,
     notes: Vec<String>,
 }
@@ -116,6 +132,7 @@ impl TimeChart {
             bands: Vec::new(),
             limits: Vec::new(),
             markers: Vec::new(),
+            rugs: Vec::new(),
             spans: Vec::new(),
             notes: Vec::new(),
         }
@@ -204,6 +221,19 @@ impl TimeChart {
         self
     }
 
+    /// Adds a rug of events: one short tick per time along the bottom of
+    /// the plot (at most [`MAX_RUG_TICKS`], evenly thinned beyond), for
+    /// events too many to label one by one (scale events). The label is
+    /// the rug's legend entry and, with the count, its text alternative.
+    #[must_use]
+    pub fn events(mut self, label: impl Into<String>, times: Vec<Timestamp>) -> Self {
+        self.rugs.push(Rug {
+            label: label.into(),
+            times,
+        });
+        self
+    }
+
     /// Shades the time span `[from, to]` (e.g. an SLO violation).
     #[must_use]
     pub fn span(mut self, label: impl Into<String>, from: Timestamp, to: Timestamp) -> Self {
@@ -230,6 +260,7 @@ impl TimeChart {
             .flat_map(|l| l.points.iter().map(|p| p.0))
             .chain(self.bands.iter().flat_map(|b| b.points.iter().map(|p| p.0)))
             .chain(self.markers.iter().map(|m| m.at))
+            .chain(self.rugs.iter().flat_map(|r| r.times.iter().copied()))
             .chain(self.spans.iter().flat_map(|s| [s.from, s.to]))
             .map(Timestamp::as_millis);
         let (lo, hi) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
@@ -496,6 +527,26 @@ impl TimeChart {
                 esc(&m.label)
             );
         }
+        // Rugs: short ticks just above the time axis, one row per rug.
+        for (i, r) in self.rugs.iter().enumerate() {
+            let color = RUG_COLORS[i % RUG_COLORS.len()];
+            let y1 = top + ph - 1.0 - 8.0 * i as f64;
+            let stride = r.times.len().div_ceil(MAX_RUG_TICKS).max(1);
+            let mut d = String::new();
+            for t in r.times.iter().step_by(stride) {
+                let xx = x(t.as_millis());
+                if (left..=left + pw).contains(&xx) {
+                    let _ = write!(d, "M{xx:.1},{y1:.1}v-6");
+                }
+            }
+            let _ = write!(
+                s,
+                r#"<g class="marker events" data-marker="{}"><title>{}: {} events</title><path d="{d}" stroke="{color}" stroke-width="1"/></g>"#,
+                esc(&r.label),
+                esc(&r.label),
+                r.times.len()
+            );
+        }
         // Legend and notes.
         let mut lx = left;
         let ly = top + ph + 46.0;
@@ -527,6 +578,22 @@ impl TimeChart {
                 esc(&b.label)
             );
             lx += 34.0 + 7.0 * b.label.chars().count() as f64;
+        }
+        for (i, r) in self.rugs.iter().enumerate() {
+            let color = RUG_COLORS[i % RUG_COLORS.len()];
+            let _ = write!(
+                s,
+                r##"<path d="M{:.1},{:.1}v-9M{:.1},{:.1}v-9M{:.1},{:.1}v-9" stroke="{color}" stroke-width="1.4"/><text x="{:.1}" y="{ly:.1}" fill="#333">{}</text>"##,
+                lx + 3.0,
+                ly,
+                lx + 9.0,
+                ly,
+                lx + 15.0,
+                ly,
+                lx + 22.0,
+                esc(&r.label)
+            );
+            lx += 34.0 + 7.0 * r.label.chars().count() as f64;
         }
         let _ = write!(s, "</g>");
         for (i, n) in self.notes.iter().enumerate() {
@@ -833,6 +900,31 @@ mod tests {
             .limit("limit 50", 50.0)
             .to_svg();
         assert!(near.contains(r#"<g class="limit">"#));
+    }
+
+    #[test]
+    fn a_rug_draws_one_tick_per_event_and_thins_long_ones() {
+        let t = |m: i64| Timestamp::from_secs(1_790_812_800 + 60 * m);
+        let data: Vec<(Timestamp, f64)> = (0..600).map(|m| (t(m), m as f64)).collect();
+        let few = TimeChart::new("replicas", Unit::Count)
+            .line("demand", LineStyle::Solid, data.clone())
+            .events("scale events", vec![t(10), t(20), t(30)])
+            .to_svg();
+        assert!(few.contains(r#"<g class="marker events" data-marker="scale events">"#));
+        assert!(few.contains("<title>scale events: 3 events</title>"));
+        let rug = few.split("marker events").nth(1).unwrap();
+        assert_eq!(rug.split("</g>").next().unwrap().matches("v-6").count(), 3);
+        let many = TimeChart::new("replicas", Unit::Count)
+            .line("demand", LineStyle::Solid, data)
+            .events("scale events", (0..6000).map(|i| t(i % 600)).collect())
+            .to_svg();
+        let rug = many.split("marker events").nth(1).unwrap();
+        let ticks = rug.split("</g>").next().unwrap().matches("v-6").count();
+        assert!(
+            (MAX_RUG_TICKS / 2..=MAX_RUG_TICKS).contains(&ticks),
+            "{ticks}"
+        );
+        assert!(many.contains("scale events: 6000 events"));
     }
 
     #[test]

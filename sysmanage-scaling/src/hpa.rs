@@ -64,7 +64,9 @@ pub struct ForecastUse {
     pub replicas: u32,
     /// The peak point forecast over the lead time (what bounds scale-in).
     pub peak: f64,
-    /// Replicas the peak asks for.
+    /// Replicas the peak asks for with the measured error as a margin,
+    /// `ceil(peak × (1 + recent_error) / per_replica)`: the scale-in floor
+    /// while the forecast is trusted.
     pub peak_replicas: u32,
     /// Whether it changed the decision's input (false in shadow mode or when rejected).
     pub applied: bool,

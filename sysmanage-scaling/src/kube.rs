@@ -72,6 +72,10 @@ pub enum Reason {
     /// A trusted forecast let a scale-down through that the downscale window
     /// or the scale-down tolerance band would have held.
     ForecastScaleIn,
+    /// Without a trusted forecast, a scale-down the downscale window or the
+    /// scale-down tolerance band would have held, let through because the
+    /// peak load of the last lead time fits the HPA's exact target.
+    PeakLoadScaleIn,
 }
 
 impl Reason {
@@ -102,6 +106,7 @@ impl Reason {
             Self::FallbackReplicas => "FallbackReplicas",
             Self::ScaleDownCooldown => "ScaleDownCooldown",
             Self::ForecastScaleIn => "ForecastScaleIn",
+            Self::PeakLoadScaleIn => "PeakLoadScaleIn",
         }
     }
 }

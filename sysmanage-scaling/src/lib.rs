@@ -9,6 +9,7 @@
 //! | [`kube`] | the controller's stabilization, rate-policy and bound steps as pure functions |
 //! | [`hpa`] | [`Hpa`]: one `reconcileAutoscaler` pass over explicit state and `now`; explainable [`Decision`]s |
 //! | [`scaler`] | [`Scaler`]: HPA plus [`LoadForecast`](sysmanage_core::LoadForecast) prediction, flap budget, guards, activation, fallback; the [`AutoScaler`] trait |
+//! | [`predictive`] | [`PredictiveConfig`]: pre-warming and scale-in from a trusted forecast, peak-load scale-in without one |
 //! | [`composite`] | [`Composite`]: SysManage's weighted multi-signal model, opt-in, defects fixed |
 //! | [`control`] | async [`MetricsSource`] / [`ScaleTarget`], in-memory implementations, the [`Controller`] loop, [`DecisionStats`] |
 //! | [`fleet`] | [`Fleet`]: the [`Controller`] as one replica of several: leader election, fenced actuation ([`ScaleTarget::scale_fenced`], [`FencedTarget`]), state shared through a [`StateStore`](sysmanage_core::lease::StateStore) |
@@ -129,6 +130,7 @@ pub mod kube;
 pub mod limits;
 pub mod manifest;
 pub mod observe;
+pub mod predictive;
 pub mod rightsizing;
 pub mod scaler;
 pub mod sim;
@@ -153,7 +155,10 @@ pub use scaler::{
     Activation, AutoScaler, Fallback, FlapBudget, Guards, PredictiveConfig, Scaler, ScalerConfig,
     ScalerState,
 };
-pub use sim::{MAX_SIM_STEPS, SeasonalNaive, ServiceModel, SimReport, Trace, simulate};
+pub use sim::{
+    MAX_SIM_STEPS, SIM_START, SeasonalNaive, ServiceModel, SimReport, SimStep, Trace, simulate,
+    simulate_steps,
+};
 pub use spec::{
     Behavior, HpaSpec, MetricSource, MetricSpec, MetricTarget, PolicyType, ResolvedRules,
     ScalingPolicy, ScalingRules, SelectPolicy,

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sysmanage_core::{Forecast, LoadForecast, Timestamp};
+use sysmanage_core::{LoadForecast, Timestamp};
 
 use crate::error::{Result, ScalingError, check_value};
 use crate::hpa::{Action, Decision, ForecastUse, Hpa, HpaState, MetricProposal, Proposed};
 use crate::kube::Reason;
 use crate::observe::{MetricValue, Observation};
+use crate::predictive::PeakWindow;
+pub use crate::predictive::PredictiveConfig;
 use crate::spec::HpaSpec;
 
 /// Something that decides replica counts. Pure: the caller supplies `now` and
@@ -97,114 +99,6 @@ impl<T: AutoScaler + ?Sized> AutoScaler for Box<T> {
         (**self).import_state(state)
     }
 }
-
-/// Prediction through a [`LoadForecast`]: pre-warming before the load
-/// arrives and scale-in without waiting out the downscale window.
-///
-/// Forecasts are converted with `ceil(forecast / per_replica)` (no
-/// tolerance band: `per_replica` is already the load one replica can carry
-/// within the SLO) and act only while the forecaster's measured recent
-/// error is at most `max_recent_error`:
-///
-/// - **scale-out** (pre-warm): the forecast at exactly `lead_time` ahead
-///   enters the combination as one more proposal, so
-///   `max(reactive, predictive)` goes through the same stabilization and
-///   rate limits. Replicas started now serve only after their start-up time,
-///   so that is the forecast that matters.
-/// - **scale-in** (`allow_scale_in`): the reactive signal drives it, the
-///   forecast is a floor. The scaler scales in to the larger of the HPA's
-///   proposal at its exact target (no tolerance band) and the replicas the
-///   forecast *peak* over the lead time and the current load need, without
-///   waiting out the downscale window: replicas removed now cannot be back
-///   sooner than the lead time, so the peak is what they must cover.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PredictiveConfig {
-    /// The load signal to forecast, e.g. `"rps"` (not empty).
-    pub signal: String,
-    /// Load one replica should carry (finite, at least 0.001).
-    pub per_replica: f64,
-    /// How far ahead to provision: replica start-up plus warm-up (1 s ..= 1 day).
-    #[serde(with = "sysmanage_core::duration::serde_human")]
-    pub lead_time: Duration,
-    /// Spacing of the forecasts inside the lead time (default 60 s; 1 s ..=
-    /// `lead_time`, and at most 1440 forecasts per decision).
-    #[serde(with = "sysmanage_core::duration::serde_human")]
-    pub step: Duration,
-    /// Use the forecast only while the forecaster's measured recent relative
-    /// error ([`LoadForecast::recent_error`]; for
-    /// [`SeasonalMedian`](crate::SeasonalMedian) the median absolute
-    /// relative error at the lead time) is at most this. Default 0.09, chosen
-    /// on the tuning traces only (see docs/BENCHMARKS.md). A forecaster that
-    /// measures no error is never trusted.
-    pub max_recent_error: f64,
-    /// Forecast-gated scale-in (default `true`; see above). Rate policies
-    /// and bounds still apply; never while a guard fires.
-    pub allow_scale_in: bool,
-    /// Compute and report the forecast, never act on it (default `false`).
-    pub shadow: bool,
-}
-
-impl PredictiveConfig {
-    /// A configuration with the defaults above.
-    pub fn new(signal: impl Into<String>, per_replica: f64, lead_time: Duration) -> Self {
-        Self {
-            signal: signal.into(),
-            per_replica,
-            lead_time,
-            step: Duration::from_secs(60),
-            max_recent_error: 0.09,
-            allow_scale_in: true,
-            shadow: false,
-        }
-    }
-    /// `ceil(load / per_replica)`, saturating at
-    /// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS); negative load is no load.
-    pub fn replicas_for(&self, load: f64) -> u32 {
-        let r = (load.max(0.0) / self.per_replica).ceil();
-        if r >= f64::from(crate::limits::MAX_REPLICAS) {
-            crate::limits::MAX_REPLICAS
-        } else if r >= 0.0 {
-            r as u32
-        } else {
-            0
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        use crate::limits::{MAX_WINDOW, MIN_STEP, duration, number};
-        if self.signal.is_empty() {
-            return Err(ScalingError::invalid(
-                "predictive.signal",
-                "must not be empty",
-            ));
-        }
-        // Kubernetes compares milli-quantities: one replica's load must be at least 0.001.
-        number("predictive.perReplica", self.per_replica, 0.001, f64::MAX)?;
-        duration("predictive.leadTime", self.lead_time, MIN_STEP, MAX_WINDOW)?;
-        duration("predictive.step", self.step, MIN_STEP, self.lead_time)?;
-        if self.lead_time.as_secs_f64() / self.step.as_secs_f64() > MAX_HORIZONS {
-            return Err(ScalingError::OutOfRange {
-                field: "predictive.step",
-                value: format!("{:?}", self.step),
-                range: format!(
-                    "at least leadTime / {MAX_HORIZONS} = {:?}",
-                    self.lead_time.div_f64(MAX_HORIZONS)
-                ),
-            });
-        }
-        number(
-            "predictive.maxRecentError",
-            self.max_recent_error,
-            0.0,
-            f64::MAX,
-        )?;
-        Ok(())
-    }
-}
-
-/// The most forecasts one decision asks for (`leadTime / step`).
-const MAX_HORIZONS: f64 = 1440.0;
 
 /// At most `max_reversals` direction reversals of confirmed actuations per
 /// `window`; past that, scale-down freezes (scale-up still works).
@@ -431,6 +325,37 @@ enum Step {
     Continue { inactive: bool },
 }
 
+/// What may take a decision below the HPA's.
+#[derive(Clone, Copy, Debug)]
+enum ScaleIn {
+    /// A trusted forecast: at least this many replicas.
+    Forecast(u32),
+    /// No trusted forecast: the exact proposal times `ratio` (peak load over
+    /// current load, at least 1), and at least `floor` replicas.
+    PeakLoad { ratio: f64, floor: u32 },
+}
+
+impl ScaleIn {
+    /// The least the floor can be, known before the exact proposal.
+    fn floor(self) -> u32 {
+        match self {
+            Self::Forecast(f) | Self::PeakLoad { floor: f, .. } => f,
+        }
+    }
+}
+
+/// `ceil(replicas × ratio)`, saturating at
+/// [`MAX_REPLICAS`](crate::limits::MAX_REPLICAS).
+fn scale_replicas(replicas: u32, ratio: f64) -> u32 {
+    let r = (f64::from(replicas) * ratio).ceil();
+    if r.is_finite() && r < f64::from(crate::limits::MAX_REPLICAS) {
+        // `ratio >= 1` and finite: `r >= replicas >= 0`
+        r as u32
+    } else {
+        crate::limits::MAX_REPLICAS
+    }
+}
+
 /// Most actuations remembered for the flap budget.
 const MAX_ACTUATIONS: usize = 256;
 
@@ -446,6 +371,9 @@ pub struct ScalerState {
     pub consecutive_failures: u32,
     /// The last time the activation metric was active.
     pub last_active: Option<Timestamp>,
+    /// The prediction signal's peak over the last lead time (reactive scale-in).
+    #[serde(default)]
+    pub recent_load: PeakWindow,
 }
 
 /// The HPA core with the extensions of [`ScalerConfig`].
@@ -453,8 +381,10 @@ pub struct ScalerState {
 /// One decision applies, in order: activation (scale from/to zero, cooldown);
 /// the HPA metric step (on failure: no change, or fallback replicas after N
 /// failures in a row); the forecast proposal; the guards; the HPA
-/// stabilization windows, rate policies and bounds; the flap budget. Each
-/// step that changes or holds the count adds its [`Reason`].
+/// stabilization windows, rate policies and bounds; scale-in below the HPA
+/// (forecast-gated, or bounded by the recent peak load without a trusted
+/// forecast; see [`PredictiveConfig`]); the flap budget. Each step that
+/// changes or holds the count adds its [`Reason`].
 ///
 /// # Examples
 /// A latency guard holds replicas while the SLO is breached, even though CPU
@@ -579,42 +509,6 @@ impl Scaler {
         n
     }
 
-    /// The forecast at the lead time and the peak over it; an error message
-    /// when either fails or is not finite (the forecast is then ignored).
-    fn forecasts(
-        f: &dyn LoadForecast,
-        p: &PredictiveConfig,
-        now: Timestamp,
-    ) -> std::result::Result<(Forecast, Forecast), String> {
-        let finite = |fc: Forecast| {
-            if fc.point.is_finite() {
-                Ok(fc)
-            } else {
-                Err(format!("the forecast is not a finite number: {}", fc.point))
-            }
-        };
-        let at_lead = f
-            .forecast(&p.signal, now, p.lead_time)
-            .map_err(|e| e.to_string())
-            .and_then(finite)?;
-        let peak = f
-            .forecast_max(&p.signal, now, p.lead_time, p.step)
-            .map_err(|e| e.to_string())
-            .and_then(finite)?;
-        Ok((at_lead, peak))
-    }
-
-    /// The current value of the forecast signal, if the observation has it:
-    /// a total as it is, a per-pod average times the current replicas.
-    fn current_load(obs: &Observation, p: &PredictiveConfig) -> Option<f64> {
-        let v = match obs.get(&p.signal)? {
-            MetricValue::Total(v) => *v,
-            MetricValue::Average(v) => *v * f64::from(obs.current_replicas),
-            _ => return None,
-        };
-        (v.is_finite() && v >= 0.0).then_some(v)
-    }
-
     /// The reactive proposal without the scale-down tolerance (the HPA's
     /// own target, exactly), at least the replicas the current load needs.
     fn untolerated_proposal(&self, obs: &Observation) -> Result<Option<u32>> {
@@ -729,23 +623,32 @@ impl AutoScaler for Scaler {
         // pre-warming (replicas started now serve from then on); the peak
         // over the lead time bounds scale-in (replicas removed now cannot be
         // back sooner). Both act only while the forecaster's own measured
-        // error is within `max_recent_error`.
+        // error is within `max_recent_error`; without a trusted forecast the
+        // recent peak load bounds scale-in instead.
         let mut forecast = None;
-        let mut scale_in_floor: Option<u32> = None;
+        let mut scale_in: Option<ScaleIn> = None;
         if let (Some(p), Some(f)) = (&self.cfg.predictive, &self.forecaster) {
-            match Self::forecasts(f.as_ref(), p, now) {
+            let load = p.current_load(obs);
+            if let Some(v) = load {
+                self.state.recent_load.record(now, v, p.lead_time);
+            }
+            let load_replicas = load.map_or(0, |v| p.replicas_for(v));
+            let mut trusted = false;
+            match p.forecasts(f.as_ref(), now) {
                 Ok((at_lead, peak)) => {
                     let err = f.recent_error(&p.signal).filter(|e| e.is_finite());
-                    let trusted = err.is_some_and(|e| e <= p.max_recent_error) && !p.shadow;
+                    trusted = err.is_some_and(|e| e <= p.max_recent_error) && !p.shadow;
                     let replicas = p.replicas_for(at_lead.point);
-                    let peak_replicas = p.replicas_for(peak.point);
+                    // the scale-in floor: the peak plus the measured error,
+                    // a margin for an under-forecast (trusted: at most
+                    // `max_recent_error`)
+                    let peak_replicas = p.replicas_for(peak.point * (1.0 + err.unwrap_or(0.0)));
                     let applied = trusted && replicas > combined;
                     if applied {
                         combined = replicas;
                     }
                     if trusted && p.allow_scale_in {
-                        let load = Self::current_load(obs, p).map_or(0, |v| p.replicas_for(v));
-                        scale_in_floor = Some(peak_replicas.max(load));
+                        scale_in = Some(ScaleIn::Forecast(peak_replicas.max(load_replicas)));
                     }
                     reasons.push(if applied {
                         Reason::ForecastUsed
@@ -782,6 +685,25 @@ impl AutoScaler for Scaler {
                     });
                 }
             }
+            // Without a trusted forecast: the HPA's exact proposal scaled to
+            // the peak load of the last lead time. No current load, or none
+            // now but some in the window: no evidence, no scale-in.
+            if !trusted
+                && p.reactive_scale_in
+                && !p.shadow
+                && let (Some(load), Some(peak)) = (load, self.state.recent_load.peak())
+                && (load > 0.0 || peak == 0.0)
+            {
+                let ratio = if load > 0.0 {
+                    (peak / load).max(1.0)
+                } else {
+                    1.0
+                };
+                scale_in = Some(ScaleIn::PeakLoad {
+                    ratio,
+                    floor: load_replicas,
+                });
+            }
         }
 
         // Guards.
@@ -809,25 +731,35 @@ impl AutoScaler for Scaler {
         reasons.push(stab);
         reasons.push(limit);
 
-        // Forecast-gated scale-in: the reactive signal drives it, the
-        // forecast is only a floor. With a trusted forecast neither the
-        // downscale window nor the scale-down tolerance has to guard against
-        // load coming back, so scale in to the larger of the HPA's proposal
-        // at its exact target and the replicas the forecast peak over the
-        // lead time (and the current load) needs. Rate policies and bounds
-        // still apply; never while a guard fires.
-        if let Some(f) = scale_in_floor
-            && f < desired
-            && f < current
+        // Scale-in below the HPA: the reactive signal drives it, the
+        // forecast (or the recent peak load) is only a floor. With that
+        // evidence neither the downscale window nor the scale-down tolerance
+        // has to guard against load coming back, so scale in to the larger
+        // of the HPA's proposal at its exact target and the floor:
+        // - trusted forecast: the replicas the forecast peak over the lead
+        //   time (plus its measured error) and the current load need;
+        // - otherwise: the exact proposal scaled to the peak load of the
+        //   last lead time.
+        // Rate policies and bounds still apply; never while a guard fires.
+        if let Some(si) = scale_in
+            && si.floor() < desired
+            && desired <= current
+            && desired > self.cfg.hpa.min_replicas
             && !latency_or_errors
             && let Some(reactive) = self.untolerated_proposal(obs)?
         {
-            let floor = reactive.max(f);
+            let (floor, why) = match si {
+                ScaleIn::Forecast(f) => (reactive.max(f), Reason::ForecastScaleIn),
+                ScaleIn::PeakLoad { ratio, floor } => (
+                    scale_replicas(reactive, ratio).max(floor),
+                    Reason::PeakLoadScaleIn,
+                ),
+            };
             if floor < desired && floor < current {
                 let (limited, _) = self.hpa.limit(current, floor, now);
                 if limited < desired {
                     desired = limited;
-                    reasons.push(Reason::ForecastScaleIn);
+                    reasons.push(why);
                 }
             }
         }
@@ -886,5 +818,21 @@ impl AutoScaler for Scaler {
     fn import_state(&mut self, state: serde_json::Value) -> Result<()> {
         self.restore(decode_state("scaler", state)?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_replicas_round_up_and_saturate() {
+        assert_eq!(scale_replicas(19, 1.0), 19);
+        assert_eq!(scale_replicas(19, 1300.0 / 1100.0), 23);
+        assert_eq!(scale_replicas(0, 5.0), 0);
+        let max = crate::limits::MAX_REPLICAS;
+        assert_eq!(scale_replicas(max, 1.5), max);
+        assert_eq!(scale_replicas(1, f64::INFINITY), max);
+        assert_eq!(scale_replicas(1, f64::MAX), max);
     }
 }

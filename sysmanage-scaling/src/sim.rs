@@ -395,7 +395,46 @@ pub fn simulate(
     scaler: &mut dyn AutoScaler,
     model: &ServiceModel,
     interval: Duration,
+    feed: Option<&mut dyn FnMut(Timestamp, f64)>,
+) -> Result<SimReport> {
+    simulate_steps(trace, scaler, model, interval, feed, &mut |_| {})
+}
+
+/// One step of a replay, as [`simulate_steps`] reports it: what the service
+/// saw and what the scaler did.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SimStep {
+    /// When (the replay starts at [`SIM_START`]).
+    pub at: Timestamp,
+    /// The demand, requests/s.
+    pub rps: f64,
+    /// Replicas provisioned (paid for) during the step.
+    pub provisioned: u32,
+    /// Replicas serving during the step (start-up over).
+    pub ready: u32,
+    /// Whether the step counted as SLO-violating (p95 above the SLO or overload).
+    pub violating: bool,
+    /// The replica count the scaler actuated at the end of the step, if it scaled.
+    pub scaled_to: Option<u32>,
+}
+
+/// The simulated time at which every replay starts (2023-11-14 22:13:20 UTC).
+pub const SIM_START: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+/// As [`simulate`], handing every step to `on_step` (for charts and
+/// timelines); the report is the same.
+///
+/// # Errors
+/// As [`simulate`].
+pub fn simulate_steps(
+    trace: &Trace,
+    scaler: &mut dyn AutoScaler,
+    model: &ServiceModel,
+    interval: Duration,
     mut feed: Option<&mut dyn FnMut(Timestamp, f64)>,
+    on_step: &mut dyn FnMut(&SimStep),
 ) -> Result<SimReport> {
     crate::limits::duration(
         "simulate.interval",
@@ -427,7 +466,7 @@ pub fn simulate(
         crate::limits::MAX_WINDOW,
     )?;
     crate::limits::replicas("model.initialReplicas", model.initial_replicas)?;
-    let start = Timestamp::from_secs(1_700_000_000);
+    let start = SIM_START;
     let steps = (trace.duration().as_secs_f64() / interval.as_secs_f64()).floor() as u64;
     if steps > MAX_SIM_STEPS {
         return Err(ScalingError::invalid(
@@ -489,9 +528,18 @@ pub fn simulate(
             model.base_latency_ms / (1.0 - util)
         };
         let overload = util >= 1.0 && rps > 0.0;
-        if overload || latency > model.slo_latency_ms {
+        let violating = overload || latency > model.slo_latency_ms;
+        if violating {
             report.slo_violation_minutes += step_min;
         }
+        let mut step = SimStep {
+            at: now,
+            rps,
+            provisioned,
+            ready,
+            violating,
+            scaled_to: None,
+        };
         report.replica_hours += f64::from(provisioned) * step_h;
         report.peak_replicas = report.peak_replicas.max(provisioned);
         let shed = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
@@ -535,10 +583,12 @@ pub fn simulate(
                 scaler.record_actuation(provisioned, to, now);
                 provisioned = to;
                 report.scale_events += 1;
+                step.scaled_to = Some(to);
             }
             Ok(_) => {}
             Err(_) => report.decision_errors += 1,
         }
+        on_step(&step);
     }
     Ok(report)
 }

@@ -86,7 +86,8 @@ fn forecast_scales_out_ahead_of_load() {
     let f = d.forecast.unwrap();
     assert!(f.applied);
     assert_eq!((f.replicas, f.recent_error), (17, Some(0.05)));
-    assert_eq!((f.peak, f.peak_replicas), (1000.0, 17));
+    // the scale-in floor keeps the measured error as a margin: ceil(1050 / 60)
+    assert_eq!((f.peak, f.peak_replicas), (1000.0, 18));
     assert!(
         d.proposals
             .iter()
@@ -749,12 +750,13 @@ fn pre_warming_uses_the_forecast_at_the_lead_time_and_scale_in_the_peak() {
     assert_eq!(d.desired_replicas, 4);
     assert!(d.has(Reason::ForecastIgnored));
     let f = d.forecast.unwrap();
-    assert_eq!((f.replicas, f.peak_replicas), (4, 20));
+    assert_eq!((f.replicas, f.peak_replicas), (4, 21));
     // but the peak bounds scale-in: the window holds 30, reactive is
-    // ceil(20/60 × 30) = 10, the peak needs ceil(1200 / 60) = 20: scale in to 20 now
+    // ceil(20/60 × 30) = 10, the peak plus the measured 1 % error needs
+    // ceil(1212 / 60) = 21: scale in to 21 now
     let mut s = scaler(1200.0, 240.0);
     let d = s.decide(&cpu(30, 20.0), T0).unwrap();
-    assert_eq!(d.desired_replicas, 20);
+    assert_eq!(d.desired_replicas, 21);
     assert!(d.has(Reason::ForecastScaleIn));
     // a rise at the lead time pre-warms (20 asked, the default rate allows 8 per 15 s)
     let mut s = scaler(240.0, 1200.0);
@@ -978,4 +980,168 @@ fn non_finite_forecasts_are_ignored_never_acted_on() {
         d.desired_replicas, 44,
         "4 + 1000 % per 15 s, under maxReplicas 50"
     );
+}
+
+/// HPA defaults (300 s downscale window, 10 % tolerance), CPU target 60 %,
+/// a forecaster whose measured error (50 %) is never trusted.
+fn untrusted(tweak: impl FnOnce(&mut PredictiveConfig)) -> Scaler {
+    let spec = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default());
+    let mut p = PredictiveConfig::new("rps", 60.0, Duration::from_secs(180));
+    tweak(&mut p);
+    let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+        value: 0.0,
+        error: Some(0.5),
+        fail: false,
+    });
+    Scaler::new(ScalerConfig::new("p", spec).predictive(p), Some(f)).unwrap()
+}
+
+fn load(current: u32, cpu_pct: f64, rps: f64) -> Observation {
+    cpu(current, cpu_pct).reading("rps", MetricValue::Total(rps))
+}
+
+#[test]
+fn without_a_trusted_forecast_scale_in_follows_the_recent_peak_load() {
+    // 55 % of 20 pods is inside the HPA's band: it holds 20
+    let steady = load(20, 55.0, 1100.0);
+    let mut hpa = Hpa::new(
+        HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+            .with_behavior(Behavior::default()),
+    )
+    .unwrap();
+    assert_eq!(hpa.decide(&steady, T0).unwrap().desired_replicas, 20);
+    // the load has been steady for the whole lead time: the exact target,
+    // ceil(55/60 × 20) = 19, at once
+    let mut s = untrusted(|_| {});
+    let d = s.decide(&steady, T0).unwrap();
+    assert_eq!(d.desired_replicas, 19);
+    assert!(d.has(Reason::PeakLoadScaleIn) && d.has(Reason::ForecastIgnored));
+    assert!(!d.has(Reason::ForecastScaleIn));
+
+    // 1300 rps two minutes ago: the exact proposal for that peak is
+    // ceil(19 × 1300 / 1100) = 23 > 20, so the HPA's 20 hold
+    let mut s = untrusted(|_| {});
+    let d = s.decide(&load(20, 65.0, 1300.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 20);
+    let d = s.decide(&steady, at(120)).unwrap();
+    assert_eq!(d.desired_replicas, 20);
+    assert!(!d.has(Reason::PeakLoadScaleIn));
+    // once the peak is older than the lead time (180 s, plus at most one
+    // sixteenth of it for the bucket), the steady load decides again
+    let d = s.decide(&steady, at(120 + 180 + 12)).unwrap();
+    assert_eq!(d.desired_replicas, 19);
+    assert!(d.has(Reason::PeakLoadScaleIn));
+}
+
+#[test]
+fn reactive_scale_in_needs_the_signal_and_stays_out_of_shadow_mode_and_guards() {
+    let steady = load(20, 55.0, 1100.0);
+    // switched off, in shadow mode, without the signal: the HPA's 20
+    for (label, mut s, obs) in [
+        (
+            "off",
+            untrusted(|p| p.reactive_scale_in = false),
+            steady.clone(),
+        ),
+        ("shadow", untrusted(|p| p.shadow = true), steady.clone()),
+        ("no signal", untrusted(|_| {}), cpu(20, 55.0)),
+    ] {
+        let d = s.decide(&obs, T0).unwrap();
+        assert_eq!(d.desired_replicas, 20, "{label}");
+        assert!(!d.has(Reason::PeakLoadScaleIn), "{label}");
+    }
+    // the default is on
+    assert!(PredictiveConfig::new("rps", 1.0, Duration::from_secs(60)).reactive_scale_in);
+    // a firing latency guard blocks it
+    let spec = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default());
+    let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+        value: 0.0,
+        error: None,
+        fail: true,
+    });
+    let cfg = ScalerConfig::new("p", spec)
+        .predictive(PredictiveConfig::new("rps", 60.0, Duration::from_secs(180)))
+        .guards(Guards {
+            latency_slo_ms: Some(250.0),
+            ..Guards::default()
+        });
+    let mut s = Scaler::new(cfg.clone(), Some(f.clone())).unwrap();
+    let d = s.decide(&steady.clone().latency_p95_ms(400.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 20);
+    // a failing forecaster is no trusted forecast: without the guard it scales in
+    let mut s = Scaler::new(cfg, Some(f)).unwrap();
+    let d = s.decide(&steady.latency_p95_ms(100.0), T0).unwrap();
+    assert_eq!(d.desired_replicas, 19);
+    assert!(d.has(Reason::PeakLoadScaleIn));
+}
+
+#[test]
+fn reactive_scale_in_holds_when_the_load_vanished_from_a_busy_window() {
+    let mut s = untrusted(|_| {});
+    s.decide(&load(20, 55.0, 1100.0), T0).unwrap();
+    // no load now but 1100 rps a minute ago: no evidence the load is gone
+    // for good, the HPA decides (its window holds the 20)
+    let d = s.decide(&load(20, 0.0, 0.0), at(60)).unwrap();
+    assert_eq!(d.desired_replicas, 20);
+    assert!(!d.has(Reason::PeakLoadScaleIn));
+}
+
+#[test]
+fn a_trusted_forecast_keeps_its_measured_error_as_scale_in_margin() {
+    // the HPA's default window holds 20 pods at 20 % CPU (exact target:
+    // ceil(20/60 × 20) = 7); the forecast peak is 600 rps = 10 replicas'
+    // load; with a measured error of 5 % the floor is ceil(630 / 60) = 11
+    let spec = HpaSpec::new(1, 50, vec![MetricSpec::resource_utilization("cpu", 60)])
+        .with_behavior(Behavior::default());
+    let floor = |error: f64| {
+        let f: Arc<dyn LoadForecast> = Arc::new(Fixed {
+            value: 600.0,
+            error: Some(error),
+            fail: false,
+        });
+        let cfg = ScalerConfig::new("p", spec.clone()).predictive(PredictiveConfig::new(
+            "rps",
+            60.0,
+            Duration::from_secs(180),
+        ));
+        let d = Scaler::new(cfg, Some(f))
+            .unwrap()
+            .decide(&cpu(20, 20.0), T0)
+            .unwrap();
+        (d.desired_replicas, d.forecast.unwrap().peak_replicas)
+    };
+    assert_eq!(floor(0.0), (10, 10));
+    assert_eq!(floor(0.05), (11, 11));
+    // past the trust threshold (and no load signal): the HPA's 20
+    assert_eq!(floor(0.2).0, 20);
+}
+
+#[test]
+fn states_and_configurations_saved_before_reactive_scale_in_still_load() {
+    // a ScalerState without `recentLoad`, a PredictiveConfig without
+    // `reactiveScaleIn` (both as the previous release wrote them)
+    let state = serde_json::json!({
+        "hpa": serde_json::to_value(HpaState::default()).unwrap(),
+        "actuations": [],
+        "consecutiveFailures": 0,
+        "lastActive": null
+    });
+    let state: ScalerState = serde_json::from_value(state).unwrap();
+    assert_eq!(state, ScalerState::default());
+    let mut cfg =
+        serde_json::to_value(PredictiveConfig::new("rps", 60.0, Duration::from_secs(180))).unwrap();
+    cfg.as_object_mut().unwrap().remove("reactiveScaleIn");
+    let cfg: PredictiveConfig = serde_json::from_value(cfg).unwrap();
+    assert!(cfg.reactive_scale_in);
+    // and the recent peak survives a save and restore
+    let mut s = untrusted(|_| {});
+    s.decide(&load(20, 65.0, 1300.0), T0).unwrap();
+    let saved: ScalerState =
+        serde_json::from_str(&serde_json::to_string(&s.state()).unwrap()).unwrap();
+    let mut resumed = untrusted(|_| {});
+    resumed.restore(saved);
+    let d = resumed.decide(&load(20, 55.0, 1100.0), at(60)).unwrap();
+    assert_eq!(d.desired_replicas, 20, "the 1300 rps peak still holds");
 }

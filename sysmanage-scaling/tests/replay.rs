@@ -177,6 +177,13 @@ fn simulate_is_bounded() {
 /// The replay example's setting: 70 % CPU target, 10-minute start-up,
 /// decisions every 15 s, forecast load sized at the SLO-safe 80 %.
 fn replay_default_predictive(trace: &Trace) -> (SimReport, SimReport, Arc<SeasonalMedian>) {
+    replay_predictive(trace, |_| {})
+}
+
+fn replay_predictive(
+    trace: &Trace,
+    tweak: impl FnOnce(&mut PredictiveConfig),
+) -> (SimReport, SimReport, Arc<SeasonalMedian>) {
     let spec = || {
         HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 70)])
             .with_behavior(Behavior::default())
@@ -191,11 +198,9 @@ fn replay_default_predictive(trace: &Trace) -> (SimReport, SimReport, Arc<Season
     let f = Arc::new(
         SeasonalMedian::new("rps", step, Duration::from_secs(86_400), model.startup).unwrap(),
     );
-    let cfg = ScalerConfig::new("predictive", spec()).predictive(PredictiveConfig::new(
-        "rps",
-        80.0,
-        model.startup,
-    ));
+    let mut p = PredictiveConfig::new("rps", 80.0, model.startup);
+    tweak(&mut p);
+    let cfg = ScalerConfig::new("predictive", spec()).predictive(p);
     let mut pred = Scaler::new(cfg, Some(f.clone() as Arc<dyn LoadForecast>)).unwrap();
     let mut feed = |at, v| f.observe(at, v);
     let predictive = simulate(trace, &mut pred, &model, step, Some(&mut feed)).unwrap();
@@ -216,15 +221,16 @@ fn default_predictive_dominates_the_hpa_on_the_bursty_synthetic_trace() {
 }
 
 #[test]
-fn an_untrusted_forecast_leaves_the_hpa_decisions_unchanged() {
+fn an_untrusted_forecast_without_reactive_scale_in_leaves_the_hpa_decisions_unchanged() {
     // sunspots have no daily season: the forecaster measures its own error
-    // above the 9 % threshold and the scaler decides exactly as the HPA
+    // above the 9 % threshold and, with the reactive scale-in off, the
+    // scaler decides exactly as the HPA
     let trace = Trace::shipped()
         .unwrap()
         .remove(5)
         .truncated(Duration::from_secs(4 * 86_400));
     assert_eq!(trace.name(), "sunspots");
-    let (reactive, predictive, f) = replay_default_predictive(&trace);
+    let (reactive, predictive, f) = replay_predictive(&trace, |p| p.reactive_scale_in = false);
     let err = f.recent_error("rps").unwrap();
     assert!(err > 0.09, "measured error {err}");
     assert_eq!(
@@ -239,4 +245,102 @@ fn an_untrusted_forecast_leaves_the_hpa_decisions_unchanged() {
             reactive.scale_events
         )
     );
+}
+
+#[test]
+fn the_steps_add_up_to_the_report() {
+    let trace = Trace::shipped()
+        .unwrap()
+        .remove(0)
+        .truncated(Duration::from_secs(86_400));
+    let model = ServiceModel {
+        startup: Duration::from_secs(600),
+        ..ServiceModel::default()
+    };
+    let step = Duration::from_secs(15);
+    let mut hpa = Hpa::new(hpa_spec()).unwrap();
+    let plain = simulate(&trace, &mut hpa, &model, step, None).unwrap();
+    let mut hpa = Hpa::new(hpa_spec()).unwrap();
+    let mut steps = Vec::new();
+    let traced =
+        sysmanage_scaling::simulate_steps(&trace, &mut hpa, &model, step, None, &mut |s| {
+            steps.push(*s)
+        })
+        .unwrap();
+    assert_eq!(traced, plain);
+    assert_eq!(steps.len(), 86_400 / 15);
+    assert_eq!(steps[0].at, sysmanage_scaling::SIM_START);
+    assert!(steps.windows(2).all(|w| w[1].at - w[0].at == step));
+    let violating = steps.iter().filter(|s| s.violating).count();
+    assert!(violating > 0);
+    assert!((violating as f64 * 0.25 - plain.slo_violation_minutes).abs() < 1e-9);
+    let hours: f64 = steps.iter().map(|s| f64::from(s.provisioned) / 240.0).sum();
+    assert!((hours - plain.replica_hours).abs() < 1e-6);
+    let events: Vec<u32> = steps.iter().filter_map(|s| s.scaled_to).collect();
+    assert_eq!(events.len() as u32, plain.scale_events);
+    // an actuation shows as the next step's provisioned count; replicas
+    // serve only once provisioned; a step violates exactly when demand
+    // exceeds what the ready replicas serve within the SLO (80 % of 100 rps each)
+    for w in steps.windows(2) {
+        if let Some(to) = w[0].scaled_to {
+            assert_eq!(w[1].provisioned, to);
+        }
+        assert!(w[0].ready <= w[0].provisioned, "{:?}", w[0]);
+        assert_eq!(
+            w[0].violating,
+            w[0].rps > f64::from(w[0].ready) * 80.0 + 1e-9,
+            "{:?}",
+            w[0]
+        );
+    }
+}
+
+/// A forecaster that never has a forecast (too little history, forever).
+#[derive(Debug)]
+struct NoForecast;
+
+impl LoadForecast for NoForecast {
+    fn forecast(
+        &self,
+        _m: &str,
+        _now: sysmanage_core::Timestamp,
+        _h: Duration,
+    ) -> sysmanage_core::Result<sysmanage_core::Forecast> {
+        Err(sysmanage_core::Error::InsufficientData {
+            what: "no forecast",
+            needed: 1,
+            have: 0,
+        })
+    }
+}
+
+#[test]
+fn without_any_forecast_the_reactive_scale_in_alone_dominates_the_hpa_on_synthetic() {
+    let trace = Trace::shipped().unwrap().remove(0);
+    let spec = || {
+        HpaSpec::new(2, 60, vec![MetricSpec::resource_utilization("cpu", 70)])
+            .with_behavior(Behavior::default())
+    };
+    let model = ServiceModel {
+        startup: Duration::from_secs(600),
+        ..ServiceModel::default()
+    };
+    let step = Duration::from_secs(15);
+    let mut hpa = Hpa::new(spec()).unwrap();
+    let reactive = simulate(&trace, &mut hpa, &model, step, None).unwrap();
+    let run = |on: bool| {
+        let mut p = PredictiveConfig::new("rps", 80.0, model.startup);
+        p.reactive_scale_in = on;
+        let cfg = ScalerConfig::new("predictive", spec()).predictive(p);
+        let mut s = Scaler::new(cfg, Some(Arc::new(NoForecast) as Arc<dyn LoadForecast>)).unwrap();
+        simulate(&trace, &mut s, &model, step, None).unwrap()
+    };
+    let off = run(false);
+    assert_eq!(
+        (off.slo_violation_minutes, off.replica_hours),
+        (reactive.slo_violation_minutes, reactive.replica_hours)
+    );
+    let on = run(true);
+    assert!(on.dominates(&reactive), "{on:?} vs {reactive:?}");
+    assert!(on.replica_hours < reactive.replica_hours);
 }
