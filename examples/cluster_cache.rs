@@ -3,6 +3,9 @@
 //!
 //! Start the cluster with `scripts/services up`, then
 //! `cargo run -p sysmanage-examples --features redis --example cluster_cache`.
+//! With `-- --tls` it runs against the TLS-only cluster instead, as its
+//! ACL user, verifying the nodes against the topology's CA (the addresses
+//! and credentials come from `eval "$(scripts/services env)"`).
 //!
 //! Four workers each own a set of keys (half of them in the 100 slots the
 //! reshard moves, so the move meets live traffic), write new versions with `mset`/`set`
@@ -27,9 +30,9 @@ use std::time::Duration;
 
 use sysmanage_cache::advisor::{AdvisorConfig, AdvisorState, advise};
 use sysmanage_cache::stats::Role;
-use sysmanage_cache::{ClusterCache, RedisCache, RedisConfig, SetOptions, slot};
+use sysmanage_cache::{ClusterCache, RedisCache, SetOptions, slot};
 use sysmanage_core::Timestamp;
-use sysmanage_examples::{init_tracing, section};
+use sysmanage_examples::{init_tracing, section, secure};
 
 #[derive(Default)]
 struct Totals {
@@ -158,19 +161,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     section("in-memory backend (the quickstart demo)");
     cache_demo::demo_cache().await?;
 
-    section("connect");
-    let nodes: Vec<String> = std::env::var("SYSMANAGE_REDIS_NODES")
-        .unwrap_or_else(|_| {
-            (7000..7006)
-                .map(|p| format!("127.0.0.1:{p}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .split(',')
-        .map(str::to_owned)
-        .collect();
-    let cache = RedisCache::connect(RedisConfig::new(nodes.clone())).await.map_err(|e| {
-        format!("cannot reach the Redis Cluster at {nodes:?} ({e}); start it with `scripts/services up`")
+    let tls = secure::tls_requested();
+    section(if tls {
+        "connect (TLS, ACL user)"
+    } else {
+        "connect"
+    });
+    let config = secure::redis_config(tls)?;
+    let nodes = config.nodes.clone();
+    let cache = RedisCache::connect(config).await.map_err(|e| {
+        format!(
+            "cannot reach the Redis Cluster at {nodes:?} ({e}); start it with `scripts/services up`"
+        )
     })?;
     for (node, slots) in cache.routing().slots_per_node() {
         println!("{node} serves {slots} slots");

@@ -17,6 +17,10 @@
 //! cargo run -p sysmanage-examples --features postgres --example replica_routing
 //! ```
 //!
+//! With `-- --tls` the router's pools and probes connect over TLS
+//! (`verify-full` against the topology's CA) as a role that may only log in
+//! over TLS, its password in `PgNodeOptions` rather than the URL.
+//!
 //! The last line is `summary: reads=<n> read_errors=<n> stale_reads=<n>
 //! writes=<n> lost_writes=<n> lost_async=<n> fallbacks=<n> promotions=<n>
 //! diverged=<n>`. `lost_writes` counts writes acknowledged by the new primary
@@ -32,10 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
-use sysmanage_db::replica::{
-    Consistency, PgNodeOptions, QueryFailure, ReplicaConfig, ReplicaRouter, pg_node,
-};
-use sysmanage_examples::{init_tracing, pretty, section};
+use sysmanage_db::replica::{Consistency, QueryFailure, ReplicaConfig, ReplicaRouter, pg_node};
+use sysmanage_examples::{init_tracing, pretty, section, secure};
 
 const HINT: &str =
     "start the topology with `scripts/services up` and run `eval \"$(scripts/services env)\"`";
@@ -317,20 +319,29 @@ fn port_of(url: &str) -> Result<i32, String> {
 }
 
 async fn run() -> Result<bool, Box<dyn std::error::Error>> {
-    let primary_url = env("SYSMANAGE_PG_PRIMARY_URL")?;
-    let standby_urls: Vec<String> = env("SYSMANAGE_PG_STANDBY_URLS")?
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .collect();
-    let [standby1_url, standby2_url] = standby_urls.as_slice() else {
+    let tls = secure::tls_requested();
+    let target = secure::pg_target(tls)?;
+    let primary_url = target.primary.clone();
+    let [standby1_url, standby2_url] = target.standbys.as_slice() else {
         return Err(format!("expected two standby URLs: {HINT}").into());
     };
     let standby1_port = port_of(standby1_url)?;
+    // Fault injection and clean-up act as the administrator, in plain text.
+    let admin_standby1_url = secure::pg_target(false)?.standbys.remove(0);
+    if tls {
+        println!("nodes over TLS (verify-full) as the TLS-only role");
+    }
 
     let mut config = ReplicaConfig::default();
     config.monitor_interval = Duration::from_millis(100);
     config.monitor_jitter = Duration::from_millis(10);
-    let opts = PgNodeOptions::default();
+    if tls {
+        // Each probe opens a connection of its own: over TLS that is a
+        // handshake and a SCRAM login, slow in a debug build on a busy
+        // machine.
+        config.probe_timeout = Duration::from_secs(2);
+    }
+    let opts = target.options.clone();
     let router = ReplicaRouter::builder()
         .config(config)
         .primary(pg_node("primary", primary_url.as_str(), &opts)?)
@@ -371,7 +382,7 @@ async fn run() -> Result<bool, Box<dyn std::error::Error>> {
     section("phase 1: paused replay, a standby stopped and restarted");
     let standby1 = router.node_pool("standby1").ok_or("missing standby1")?;
     let restore = Restore {
-        standby1_url: standby1_url.clone(),
+        standby1_url: admin_standby1_url.clone(),
     };
     sqlx::query("select pg_wal_replay_pause()")
         .execute(&standby1)

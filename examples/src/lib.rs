@@ -10,6 +10,7 @@ pub mod host_config;
 pub mod replay_report;
 pub mod replica_demo;
 pub mod scaling_demo;
+pub mod secure;
 pub mod sharding_demo;
 pub mod tiered_demo;
 
