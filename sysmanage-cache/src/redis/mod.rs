@@ -16,7 +16,7 @@
 //!   commands go out as pipelines of up to 1,000 commands (each with its
 //!   own command timeout) on that node's connection, nodes run
 //!   concurrently, and results come back in input order. A node whose whole batch fails reports
-//!   [`CacheError::NodeBatch`] on each of its keys — never a miss. When all
+//!   [`CacheError::NodeBatch`](crate::CacheError::NodeBatch) on each of its keys — never a miss. When all
 //!   keys share a slot a single command is sent.
 //! * **Redirections.** `MOVED` updates the slot's owner at once and schedules
 //!   a full refresh; `ASK` re-sends to the importing node as `ASKING` +
@@ -36,7 +36,7 @@
 //! retried only after errors that prove the server did not run the command
 //! (`TRYAGAIN`, `CLUSTERDOWN`, `MOVED`, `ASK`, `LOADING`, `READONLY`, no
 //! connection); after a timeout or a connection lost mid-command they fail
-//! with [`CacheError::Indeterminate`], since the command may have run.
+//! with [`CacheError::Indeterminate`](crate::CacheError::Indeterminate), since the command may have run.
 //!
 //! Failover: with the defaults an operation rides through the loss of a
 //! primary (SIGKILL included): it waits and retries while the replica takes
@@ -191,7 +191,7 @@ impl RedisCache {
     /// refresher.
     ///
     /// # Errors
-    /// [`CacheError::InvalidArgument`] for bad settings, a backend error when
+    /// [`CacheError::InvalidArgument`](crate::CacheError::InvalidArgument) for bad settings, a backend error when
     /// no seed node answers.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         let cache = Self::unconnected(config)?;
@@ -255,6 +255,18 @@ impl RedisCache {
         self.node(addr)
             .await
             .map_err(|e| self.connect_failure(e, addr))
+    }
+
+    /// The fred configuration this cache uses to connect to the node
+    /// `host:port`: its credentials and TLS settings, for fred clients of
+    /// your own (fred's other settings at their defaults).
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidArgument`](crate::CacheError::InvalidArgument) when `addr` is not `host:port`.
+    pub fn fred_config_for(&self, addr: &str) -> Result<fred::types::config::Config> {
+        let (host, port) = config::parse_addr(addr)
+            .ok_or_else(|| crate::CacheError::invalid("addr", "not host:port"))?;
+        Ok(self.fred_config(host, port))
     }
 
     /// Topology events published after each refresh. Slow receivers lose
