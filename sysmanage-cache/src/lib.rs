@@ -117,6 +117,7 @@ pub mod redis;
 pub mod session;
 pub mod slot;
 pub mod stats;
+pub mod telemetry;
 pub mod tiered;
 pub mod topology;
 

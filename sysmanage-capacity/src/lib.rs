@@ -129,6 +129,7 @@ pub mod prometheus;
 pub mod report;
 pub mod select;
 mod stats;
+pub mod telemetry;
 mod validate;
 
 pub use ingest::Recorded;

@@ -1136,7 +1136,9 @@ impl CapacityPlanner for Planner {
                 }),
             }
         }
-        self.build_report(now, forecasts, skipped)
+        let report = self.build_report(now, forecasts, skipped);
+        crate::telemetry::record_report(&report);
+        report
     }
 }
 

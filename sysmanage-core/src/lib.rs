@@ -15,6 +15,7 @@
 //! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
 //! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
+//! | [`telemetry`] | [`MetricDef`](telemetry::MetricDef): the metrics each crate exports through the [`metrics`] facade, and [`describe`](telemetry::describe) |
 //! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
@@ -94,6 +95,7 @@ pub mod health;
 pub mod lease;
 pub mod secret;
 pub mod series;
+pub mod telemetry;
 pub mod tls;
 
 pub use backoff::{Backoff, BackoffBuilder, BackoffIter, Jitter, SplitMix64};

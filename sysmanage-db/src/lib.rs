@@ -111,6 +111,7 @@ pub mod shard;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod state_store;
+pub mod telemetry;
 
 pub use error::{Error, Result};
 pub use replica::{Consistency, NodeSpec, ReplicaConfig, ReplicaRouter, WalToken};

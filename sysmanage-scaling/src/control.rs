@@ -689,13 +689,17 @@ impl<S: AutoScaler> Controller<S> {
         let limit = self.call_timeout;
         let current = within(limit, "reading the scale target", self.target.replicas())
             .await
-            .map_err(|source| ScalingError::Backend {
-                backend: "scale target",
-                source,
+            .map_err(|source| {
+                crate::telemetry::record_error(self.scaler.name(), "target");
+                ScalingError::Backend {
+                    backend: "scale target",
+                    source,
+                }
             })?;
         let mut obs = match within(limit, "reading metrics", self.metrics.observe()).await {
             Ok(o) => o,
             Err(e) => {
+                crate::telemetry::record_error(self.scaler.name(), "metrics");
                 tracing::warn!(target: "sysmanage_scaling::controller", event = "metrics_failed", scaler = self.scaler.name(), error = %e);
                 Observation::default()
             }
@@ -707,11 +711,17 @@ impl<S: AutoScaler> Controller<S> {
         let decision = match self.scaler.decide(&obs, now) {
             Ok(d) => d,
             Err(e) => {
+                crate::telemetry::record_error(self.scaler.name(), "decision");
                 tracing::warn!(target: "sysmanage_scaling::controller", event = "decision_rejected", scaler = self.scaler.name(), error = %e);
                 return Err(e);
             }
         };
         lock(&self.live).stats.record(now, decision.action);
+        crate::telemetry::record_decision(
+            self.scaler.name(),
+            &decision,
+            self.scaler.flap_budget_used(now),
+        );
         tracing::debug!(
             target: "sysmanage_scaling::controller",
             event = "decision",
@@ -741,6 +751,7 @@ impl<S: AutoScaler> Controller<S> {
             };
             match scaled {
                 Ok(()) => {
+                    crate::telemetry::record_actuation(self.scaler.name(), true);
                     self.scaler
                         .record_actuation(current, decision.desired_replicas, now);
                     tracing::info!(
@@ -753,6 +764,8 @@ impl<S: AutoScaler> Controller<S> {
                     );
                 }
                 Err(source) => {
+                    crate::telemetry::record_actuation(self.scaler.name(), false);
+                    crate::telemetry::record_error(self.scaler.name(), "target");
                     tracing::warn!(target: "sysmanage_scaling::controller", event = "actuation_failed", scaler = self.scaler.name(), error = %source);
                     lock(&self.live).last = Some(decision);
                     return Err(ScalingError::Backend {

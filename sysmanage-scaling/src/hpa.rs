@@ -30,6 +30,15 @@ impl Action {
             std::cmp::Ordering::Equal => Self::None,
         }
     }
+
+    /// `"scale_up"`, `"scale_down"` or `"none"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ScaleUp => "scale_up",
+            Self::ScaleDown => "scale_down",
+            Self::None => "none",
+        }
+    }
 }
 
 /// One metric's part in a decision.

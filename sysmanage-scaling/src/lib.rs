@@ -135,6 +135,7 @@ pub mod rightsizing;
 pub mod scaler;
 pub mod sim;
 pub mod spec;
+pub mod telemetry;
 
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
 pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig, CompositeState};

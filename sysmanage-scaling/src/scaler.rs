@@ -31,6 +31,14 @@ pub trait AutoScaler: Send + fmt::Debug {
     /// replicas. Rate limits and flap budgets count only confirmed actuations.
     fn record_actuation(&mut self, from: u32, to: u32, now: Timestamp);
 
+    /// How much of its flap budget the scaler has used at `now`: direction
+    /// reversals in the window and the budget's maximum. `None` (the
+    /// default) when it has no flap budget.
+    fn flap_budget_used(&self, now: Timestamp) -> Option<(u32, u32)> {
+        let _ = now;
+        None
+    }
+
     /// The state a successor must resume from (stabilization windows,
     /// scale events, flap budget, …) as JSON, for a
     /// [`StateStore`](sysmanage_core::lease::StateStore). `None` (the
@@ -575,6 +583,11 @@ impl Scaler {
 impl AutoScaler for Scaler {
     fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    fn flap_budget_used(&self, now: Timestamp) -> Option<(u32, u32)> {
+        let f = self.cfg.flap_budget.as_ref()?;
+        Some((self.reversals(now, f.window), f.max_reversals))
     }
 
     fn decide(&mut self, obs: &Observation, now: Timestamp) -> Result<Decision> {

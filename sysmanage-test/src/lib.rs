@@ -35,6 +35,8 @@ use std::process::Command;
 
 #[cfg(feature = "fleet")]
 pub mod fleet;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]

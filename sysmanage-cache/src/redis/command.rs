@@ -204,18 +204,34 @@ impl RedisCache {
         let started = Instant::now();
         let (mut attempt, mut redirects) = (0, 0);
         let mut ask: Option<String> = None;
+        let is_read = matches!(cmd, Cmd::Get(_));
         loop {
             let asking = ask.is_some();
             let node: Option<Arc<str>> = ask.take().map(Arc::from).or_else(|| self.owner(s));
+            let mut metrics = None;
             let res = match &node {
-                Some(n) => match self.node(n).await {
-                    Ok(c) => exec(&c, &cmd, asking).await,
+                Some(n) => match self.node_conn(n).await {
+                    Ok((c, m)) => {
+                        metrics = Some(m);
+                        exec(&c, &cmd, asking).await
+                    }
                     Err(e) => Err(e),
                 },
                 None => Err(routing_error("no node serves this slot")),
             };
             let e = match res {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if let Some(m) = &metrics {
+                        let outcome = match (is_read, v.is_null()) {
+                            (true, true) => &m.misses,
+                            (true, false) => &m.hits,
+                            (false, _) => &m.ok,
+                        };
+                        outcome.increment(1);
+                        m.duration.record(started.elapsed());
+                    }
+                    return Ok(v);
+                }
                 Err(e) => e,
             };
             let c = classify(
@@ -227,8 +243,18 @@ impl RedisCache {
             let redirected = c.redirect != Redirect::None;
             redirects += u32::from(redirected);
             let allowed = may_resend(&c, mode, redirects, self.inner.config.max_redirections);
+            if let Some(m) = &metrics {
+                match c.redirect {
+                    Redirect::None => {}
+                    Redirect::Moved(..) => m.moved.increment(1),
+                    Redirect::Ask(..) => m.ask.increment(1),
+                }
+            }
             if !allowed || !self.may_retry(attempt, started) {
                 self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &metrics {
+                    m.errors.increment(1);
+                }
                 // Only transport and cluster errors say anything about the
                 // topology; WRONGTYPE, OOM or "not an integer" do not.
                 if c.retry {
@@ -246,6 +272,9 @@ impl RedisCache {
                 return Err(c.error);
             }
             self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = &metrics {
+                m.retries.increment(1);
+            }
             tracing::debug!(target: "sysmanage_cache::redis::retry", op, attempt, error = %c.error);
             if redirected {
                 ask = self.follow(&c.redirect);

@@ -16,6 +16,7 @@ use super::RedisCache;
 use super::classify::routing_error;
 use super::config::parse_addr;
 
+use crate::telemetry::NodeMetrics;
 use crate::topology::RoutingSnapshot;
 
 /// The client of one node and its connection task (which ends when its
@@ -25,6 +26,8 @@ pub(super) struct NodeConn {
     pub(super) task: fred::types::ConnectHandle,
     /// Requests a topology refresh when the connection reports an error.
     pub(super) watcher: JoinHandle<()>,
+    /// The node's exported metrics.
+    pub(super) metrics: Arc<NodeMetrics>,
 }
 
 impl NodeConn {
@@ -129,6 +132,14 @@ impl RedisCache {
 
     /// The client of one node, connecting it on first use.
     pub(super) async fn node(&self, addr: &str) -> std::result::Result<Client, FredError> {
+        self.node_conn(addr).await.map(|(c, _)| c)
+    }
+
+    /// [`node`](Self::node) and the node's metrics handles.
+    pub(super) async fn node_conn(
+        &self,
+        addr: &str,
+    ) -> std::result::Result<(Client, Arc<NodeMetrics>), FredError> {
         if let Some(c) = self.cached_node(addr) {
             return Ok(c);
         }
@@ -191,6 +202,7 @@ impl RedisCache {
                 return Err(e);
             }
         };
+        let metrics = Arc::new(NodeMetrics::new(addr));
         let old = self
             .inner
             .nodes
@@ -202,22 +214,23 @@ impl RedisCache {
                     client: client.clone(),
                     task,
                     watcher,
+                    metrics: Arc::clone(&metrics),
                 },
             );
         if let Some(old) = old {
             old.close();
         }
-        Ok(client)
+        Ok((client, metrics))
     }
 
     /// The node's client if it exists and its connection task still runs.
-    pub(super) fn cached_node(&self, addr: &str) -> Option<Client> {
+    pub(super) fn cached_node(&self, addr: &str) -> Option<(Client, Arc<NodeMetrics>)> {
         self.inner
             .nodes
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(addr)
-            .and_then(NodeConn::usable)
+            .and_then(|n| Some((n.usable()?, Arc::clone(&n.metrics))))
     }
 
     /// Drops the clients of nodes that serve no slot in `snapshot` and are

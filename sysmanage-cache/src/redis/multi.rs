@@ -85,6 +85,36 @@ impl<'a> Multi<'a> {
     }
 }
 
+/// Counts one unit's keys in the node's metrics.
+fn count_unit(
+    m: &crate::telemetry::NodeMetrics,
+    keys: usize,
+    res: &std::result::Result<Vec<Out>, Classified>,
+) {
+    match res {
+        Ok(outs) => {
+            let (mut hits, mut misses, mut ok) = (0_u64, 0_u64, 0_u64);
+            for o in outs {
+                match o {
+                    Out::Value(Some(_)) => hits += 1,
+                    Out::Value(None) => misses += 1,
+                    Out::Done | Out::Existed(_) => ok += 1,
+                }
+            }
+            for (c, n) in [(&m.hits, hits), (&m.misses, misses), (&m.ok, ok)] {
+                if n > 0 {
+                    c.increment(n);
+                }
+            }
+        }
+        Err(c) => match c.redirect {
+            Redirect::Moved(..) => m.moved.increment(1),
+            Redirect::Ask(..) => m.ask.increment(1),
+            Redirect::None => m.errors.increment(keys as u64),
+        },
+    }
+}
+
 impl RedisCache {
     /// Runs the commands of `units` on one node, each with its own reply.
     pub(super) async fn node_batch(
@@ -95,13 +125,16 @@ impl RedisCache {
         units: Vec<Unit>,
     ) -> Vec<(Unit, std::result::Result<Vec<Out>, Classified>)> {
         let timeout = self.inner.config.command_timeout;
-        let replies: Vec<std::result::Result<Value, FredError>> = match self.node(&node).await {
+        let metrics;
+        let replies: Vec<std::result::Result<Value, FredError>> = match self.node_conn(&node).await
+        {
             Err(e) => {
                 let keys_in_batch = units.iter().map(|u| u.idx.len()).sum();
                 let c = classify(e, units[0].slot, &node, timeout);
                 return batch_failed(units, &node, keys_in_batch, c);
             }
-            Ok(client) => {
+            Ok((client, m)) => {
+                metrics = m;
                 let cmds: Vec<(Cmd<'_>, bool)> = units
                     .iter()
                     .map(|u| (op.cmd(keys, u), u.ask.is_some()))
@@ -182,6 +215,7 @@ impl RedisCache {
                     }),
                     Err(e) => Err(classify(e, u.slot, &node, timeout)),
                 };
+                count_unit(&metrics, u.idx.len(), &res);
                 (u, res)
             })
             .collect()

@@ -111,9 +111,12 @@ impl RedisCache {
                         .counters
                         .refreshes
                         .fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(crate::telemetry::CACHE_TOPOLOGY_REFRESHES, "result" => "ok")
+                        .increment(1);
                     for ev in events {
                         tracing::info!(target: "sysmanage_cache::redis::topology", event = ?ev, "topology changed");
                         self.inner.counters.events.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(crate::telemetry::CACHE_TOPOLOGY_EVENTS).increment(1);
                         let _ = self.inner.events.send(ev);
                     }
                     return Ok(());
@@ -138,6 +141,8 @@ impl RedisCache {
                 }
             }
         }
+        metrics::counter!(crate::telemetry::CACHE_TOPOLOGY_REFRESHES, "result" => "error")
+            .increment(1);
         Err(last.unwrap_or_else(|| CacheError::invalid("redis.nodes", "no node to ask")))
     }
 }

@@ -408,6 +408,7 @@ pub(crate) struct Shared {
     coherent: AtomicBool,
     tracking: AtomicBool,
     counters: Counters,
+    metrics: crate::telemetry::TieredMetrics,
     clock: Arc<dyn Clock>,
     rng: StdMutex<SplitMix64>,
     flights: StdMutex<HashMap<Box<[u8]>, Flight>>,
@@ -440,11 +441,18 @@ impl Shared {
         bump(&self.counters.l1_invalidations);
     }
 
+    /// [`invalidate`](Self::invalidate), counted as a write through this cache.
+    fn invalidate_local(&self, key: &[u8]) {
+        self.invalidate(key);
+        self.metrics.invalidated_local.increment(1);
+    }
+
     /// Empties L1 and voids every fill in flight.
     pub(crate) fn flush(&self, reason: &'static str) {
         self.generations.epoch.fetch_add(1, Ordering::SeqCst);
         self.l1.invalidate_all();
         bump(&self.counters.l1_flushes);
+        self.metrics.invalidated_flush.increment(1);
         tracing::debug!(target: "sysmanage_cache::tiered", reason, "l1 flushed");
     }
 
@@ -669,6 +677,7 @@ impl<C: ClusterCache> TieredCache<C> {
             coherent: AtomicBool::new(true),
             tracking: AtomicBool::new(false),
             counters: Counters::default(),
+            metrics: crate::telemetry::TieredMetrics::new(),
             clock,
             rng: StdMutex::new(SplitMix64::from_entropy()),
             flights: StdMutex::new(HashMap::new()),
@@ -710,7 +719,7 @@ impl<C: ClusterCache> TieredCache<C> {
 
     /// Removes `key` from this instance's L1 only.
     pub fn invalidate_local(&self, key: &[u8]) {
-        self.shared.invalidate(key);
+        self.shared.invalidate_local(key);
     }
 
     /// Empties this instance's L1.
@@ -765,11 +774,13 @@ impl<C: ClusterCache> TieredCache<C> {
             return Lookup::Bypass;
         }
         let found = s.lookup(key, early_ok);
-        bump(if matches!(found, Lookup::Hit(_)) {
-            &s.counters.l1_hits
+        if matches!(found, Lookup::Hit(_)) {
+            bump(&s.counters.l1_hits);
+            s.metrics.l1_hits.increment(1);
         } else {
-            &s.counters.l1_misses
-        });
+            bump(&s.counters.l1_misses);
+            s.metrics.l1_misses.increment(1);
+        }
         found
     }
 
@@ -834,6 +845,7 @@ impl<C: ClusterCache> TieredCache<C> {
             .clone();
         if !ran {
             bump(&self.shared.counters.coalesced);
+            self.shared.metrics.coalesced.increment(1);
         }
         drop(landing);
         out
@@ -880,8 +892,10 @@ impl<C: ClusterCache> TieredCache<C> {
                 bump(&s.counters.loads);
                 let loaded = loader().await.inspect_err(|e| {
                     bump(&s.counters.load_errors);
+                    s.metrics.loads_failed.increment(1);
                     tracing::debug!(target: "sysmanage_cache::tiered", error = %e, "origin load failed");
                 })?;
+                s.metrics.loads_ok.increment(1);
                 let delta = s.clock.now().saturating_duration_since(started);
                 match loaded {
                     Some(v) => {
@@ -918,7 +932,7 @@ impl<C: ClusterCache> TieredCache<C> {
     fn invalidate_all<K: AsRef<[u8]>>(&self, keys: impl IntoIterator<Item = K>) {
         for k in keys {
             if self.shared.cacheable(k.as_ref()) {
-                self.shared.invalidate(k.as_ref());
+                self.shared.invalidate_local(k.as_ref());
             }
         }
     }

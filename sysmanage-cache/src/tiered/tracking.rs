@@ -389,6 +389,7 @@ async fn track_once(
                         } else {
                             for k in &inv.keys {
                                 s.invalidate(k.as_bytes());
+                                s.metrics.invalidated_tracking.increment(1);
                             }
                         }
                     }

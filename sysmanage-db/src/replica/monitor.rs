@@ -190,11 +190,13 @@ impl<P: NodePool> Inner<P> {
         };
         match transition {
             Transition::Banned(reason) => {
+                node.metrics.banned(reason.label());
                 let error = result.as_ref().err().map(String::as_str).unwrap_or("");
                 tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
                     reason = reason.label(), until = ?until, error, "node banned");
             }
             Transition::Unbanned => {
+                node.metrics.unbanned("probe_ok");
                 tracing::info!(target: TARGET, event = "replica.unban", node = %node.name,
                     "node re-admitted");
             }
@@ -250,6 +252,7 @@ impl<P: NodePool> Inner<P> {
                     g.lag_time = None;
                 }
                 self.role_changes.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::REPLICA_ROLE_CHANGES).increment(1);
                 tracing::warn!(target: TARGET, event = "replica.role_change",
                     old_primary = ?old, new_primary = ?topo.primary().map(|n| n.name.as_str()),
                     "primary changed: writes re-pointed");
@@ -318,10 +321,12 @@ impl<P: NodePool> Inner<P> {
             if banned != input.lag_banned {
                 n.lag_banned.store(banned, Ordering::Relaxed);
                 if banned {
+                    n.metrics.banned("lag");
                     tracing::warn!(target: TARGET, event = "replica.lag_ban", node = %n.name,
                         lag_bytes = ?input.lag_bytes, lag_secs = input.lag_time.as_secs_f64(),
                         "replica lag-banned");
                 } else {
+                    n.metrics.unbanned("lag");
                     tracing::info!(target: TARGET, event = "replica.lag_unban", node = %n.name,
                         lag_bytes = ?input.lag_bytes, "replica re-admitted after lagging");
                 }
@@ -445,6 +450,13 @@ impl<P: NodePool> Inner<P> {
                 }
             }
         };
+        if let Some(bytes) = lag_bytes {
+            #[allow(clippy::cast_precision_loss)]
+            node.metrics.lag_bytes.set(bytes as f64);
+        }
+        if let Some(t) = g.lag_time {
+            node.metrics.lag_seconds.set(t.as_secs_f64());
+        }
     }
 
     /// Reports (once per episode) when more than one node answers as

@@ -71,6 +71,8 @@ pub(super) struct Node<P> {
     /// Nanoseconds since the router's epoch + 1 of the staleness bound; 0 = unknown.
     pub(super) fresh_as_of: AtomicU64,
     pub(super) in_flight: AtomicU32,
+    /// Exported metrics (handles registered when the node was added).
+    pub(super) metrics: crate::telemetry::NodeMetrics,
     pub(super) latency: AtomicU64,
     pub(super) probing: AtomicBool,
     /// The node's timeline; 0 = unknown.
@@ -255,6 +257,7 @@ pub(super) fn new_node<P>(
 ) -> Result<Node<P>> {
     let weight = validate_weight(&spec.name, spec.weight)?;
     Ok(Node {
+        metrics: crate::telemetry::NodeMetrics::new(&spec.name),
         name: spec.name,
         url: spec.url,
         pool: spec.pool,

@@ -277,6 +277,7 @@ impl<P> Inner<P> {
         if let Transition::Banned(reason) = t {
             let until = g.health.ban().map(|b| self.wall_of(b.until));
             drop(g);
+            node.metrics.banned(reason.label());
             self.topology().refresh_any();
             tracing::warn!(target: TARGET, event = "replica.ban", node = %node.name,
                 reason = reason.label(), until = ?until, "node banned");
@@ -370,10 +371,14 @@ impl<P: NodePool> ReplicaRouter<P> {
             let span = tracing::debug_span!(target: TARGET, "sysmanage.replica.read",
                 consistency = consistency.label(), node = %node.name, retry = failed.is_some());
             let started = inner.clock.now();
+            node.metrics.reads(consistency.label()).increment(1);
             let result = {
                 let _in_flight = InFlight::new(&node.in_flight);
                 f(node.pool.clone()).instrument(span).await
             };
+            node.metrics
+                .read_seconds
+                .record(inner.clock.now().saturating_duration_since(started));
             match result {
                 Ok(v) => {
                     inner.record_ok(&node, started);
@@ -382,6 +387,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                 Err(e) => {
                     let class = e.class();
                     let connection = class.is_connection();
+                    node.metrics.count_error(connection);
                     inner.record_error(&node, failure_of(class));
                     if !connection {
                         return Err(query_error(&node.name, false, e));
@@ -392,6 +398,7 @@ impl<P: NodePool> ReplicaRouter<P> {
                             attempt += 1;
                         }
                         inner.retries.fetch_add(1, Ordering::Relaxed);
+                        node.metrics.retries.increment(1);
                         tracing::debug!(target: TARGET, event = "replica.retry", node = %node.name,
                             error = %e, attempt, "connection-level read failure, retrying");
                         exclude = immediate;
@@ -444,10 +451,14 @@ impl<P: NodePool> ReplicaRouter<P> {
         let span =
             tracing::debug_span!(target: TARGET, "sysmanage.replica.write", node = %node.name);
         let started = inner.clock.now();
+        node.metrics.writes.increment(1);
         let result = {
             let _in_flight = InFlight::new(&node.in_flight);
             f(node.pool.clone()).instrument(span).await
         };
+        node.metrics
+            .write_seconds
+            .record(inner.clock.now().saturating_duration_since(started));
         match result {
             Ok(v) => {
                 inner.record_ok(&node, started);
@@ -455,6 +466,7 @@ impl<P: NodePool> ReplicaRouter<P> {
             }
             Err(e) => {
                 let class = e.class();
+                node.metrics.count_error(class.is_connection());
                 if class.is_connection() || class == FailureClass::ReadOnly {
                     inner.wake.notify_one();
                 }
@@ -557,6 +569,8 @@ impl<P: NodePool> ReplicaRouter<P> {
                 }
             }
             inner.fallbacks.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::REPLICA_FALLBACKS, "consistency" => consistency.label())
+                .increment(1);
             tracing::debug!(target: TARGET, event = "replica.fallback",
                 consistency = consistency.label(), checked, "no replica qualified; reading from the primary");
         }

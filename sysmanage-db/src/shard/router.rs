@@ -296,8 +296,9 @@ impl<T> FanOut<T> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ShardCounters {
+    metrics: crate::telemetry::ShardMetrics,
     queries: AtomicU64,
     errors: AtomicU64,
     timeouts: AtomicU64,
@@ -547,7 +548,16 @@ impl<N: NodeSet, F: ShardFunction> ShardRouterBuilder<N, F> {
             .collect();
         let router = ShardRouter {
             inner: Arc::new(Inner {
-                counters: (0..count).map(|_| ShardCounters::default()).collect(),
+                counters: (0..count)
+                    .map(|i| ShardCounters {
+                        metrics: crate::telemetry::ShardMetrics::new(i),
+                        queries: AtomicU64::new(0),
+                        errors: AtomicU64::new(0),
+                        timeouts: AtomicU64::new(0),
+                        consecutive_failures: AtomicU64::new(0),
+                        last_error: Mutex::new(None),
+                    })
+                    .collect(),
                 function: self.function,
                 node_sets: self
                     .node_sets
@@ -991,14 +1001,21 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
             let elapsed = started.elapsed();
             let c = &inner.counters[shard.index()];
             c.queries.fetch_add(1, Ordering::Relaxed);
+            c.metrics.queries.increment(1);
             if result.is_ok() {
                 c.consecutive_failures.store(0, Ordering::Relaxed);
             }
             if let Err(failure) = &result {
                 c.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                 match failure.kind {
-                    FailureKind::Timeout => c.timeouts.fetch_add(1, Ordering::Relaxed),
-                    _ => c.errors.fetch_add(1, Ordering::Relaxed),
+                    FailureKind::Timeout => {
+                        c.metrics.timeouts.increment(1);
+                        c.timeouts.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => {
+                        c.metrics.errors.increment(1);
+                        c.errors.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
                 *lock(&c.last_error) = Some(failure.reason.clone());
                 tracing::warn!(
@@ -1126,6 +1143,7 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         let max = self.inner.max_concurrency;
         let mut first_failure: Option<ShardFailure> = None;
         let mut failed = 0_usize;
+        let fan_out_started = tokio::time::Instant::now();
         poll_fn(|cx| {
             loop {
                 while in_flight.len() < max {
@@ -1197,6 +1215,12 @@ impl<N: NodeSet, F: ShardFunction> ShardRouter<N, F> {
         })
         .await;
         span.record("failed", failed);
+        metrics::histogram!(crate::telemetry::SHARD_FAN_OUT_DURATION)
+            .record(fan_out_started.elapsed());
+        if failed > 0 {
+            metrics::counter!(crate::telemetry::SHARD_FAN_OUT_FAILED)
+                .increment(u64::try_from(failed).unwrap_or(u64::MAX));
+        }
         let outcomes: Vec<ShardOutcome<T>> = slots.into_iter().flatten().collect();
         match first_failure {
             Some(f) => Err((outcomes, f)),

@@ -1,0 +1,214 @@
+//! The metrics this crate exports through the [`metrics`] facade.
+//!
+//! Install a recorder (for example `metrics-exporter-prometheus`) **before**
+//! building caches: per-node handles are registered when a node's
+//! connection is made and the tiered cache's when it is built; handles
+//! registered before a recorder exists stay no-ops. [`describe`] hands the
+//! help texts below to the recorder. Keys never appear in labels.
+//!
+//! | metric | kind | labels | meaning |
+//! |---|---|---|---|
+//! | `sysmanage_cache_operations_total` | counter | `node`, `result` | keys served by a Redis node: `hit` / `miss` for reads, `ok` for writes and other commands, `error` for failures |
+//! | `sysmanage_cache_operation_duration_seconds` | histogram | `node` | time of a single-key command until its reply, redirections and retries included |
+//! | `sysmanage_cache_redirections_total` | counter | `node`, `kind` | `MOVED` and `ASK` replies from a node (`kind`: `moved`, `ask`) |
+//! | `sysmanage_cache_retries_total` | counter | `node` | commands re-sent after a transient error or a redirection from a node |
+//! | `sysmanage_cache_topology_refreshes_total` | counter | `result` | `CLUSTER SLOTS` refreshes (`ok`, `error`) |
+//! | `sysmanage_cache_topology_events_total` | counter | — | topology changes seen by refreshes (slots moved, nodes added or lost) |
+//! | `sysmanage_tiered_l1_total` | counter | `result` | tiered cache local (L1) lookups: `hit`, `miss` |
+//! | `sysmanage_tiered_invalidations_total` | counter | `source` | L1 entries invalidated: `tracking` (a server invalidation message), `flush` (a whole-cache flush after a lost tracking connection), `local` (a write through this cache) |
+//! | `sysmanage_tiered_loads_total` | counter | `result` | loads of missing values through `get_or_load` (`ok`, `error`) |
+//! | `sysmanage_tiered_coalesced_total` | counter | — | callers that waited for another caller's load of the same key instead of loading |
+
+use metrics::{Counter, Histogram};
+use sysmanage_core::telemetry::{MetricDef, MetricKind};
+
+/// Keys served by node and result.
+pub const CACHE_OPERATIONS: &str = "sysmanage_cache_operations_total";
+/// Single-key command latency by node.
+pub const CACHE_OPERATION_DURATION: &str = "sysmanage_cache_operation_duration_seconds";
+/// MOVED/ASK replies by node.
+pub const CACHE_REDIRECTIONS: &str = "sysmanage_cache_redirections_total";
+/// Re-sent commands by node.
+pub const CACHE_RETRIES: &str = "sysmanage_cache_retries_total";
+/// Topology refreshes by result.
+pub const CACHE_TOPOLOGY_REFRESHES: &str = "sysmanage_cache_topology_refreshes_total";
+/// Topology changes seen.
+pub const CACHE_TOPOLOGY_EVENTS: &str = "sysmanage_cache_topology_events_total";
+/// L1 lookups by result.
+pub const TIERED_L1: &str = "sysmanage_tiered_l1_total";
+/// L1 invalidations by source.
+pub const TIERED_INVALIDATIONS: &str = "sysmanage_tiered_invalidations_total";
+/// Loads by result.
+pub const TIERED_LOADS: &str = "sysmanage_tiered_loads_total";
+/// Coalesced waiters.
+pub const TIERED_COALESCED: &str = "sysmanage_tiered_coalesced_total";
+
+/// Every metric of this crate, with its labels and meaning.
+pub const METRICS: &[MetricDef] = &[
+    def(
+        CACHE_OPERATIONS,
+        MetricKind::Counter,
+        &["node", "result"],
+        "Keys served by a Redis node: hit/miss for reads, ok for other commands, error for failures.",
+    ),
+    def(
+        CACHE_OPERATION_DURATION,
+        MetricKind::Histogram,
+        &["node"],
+        "Time of a single-key command until its reply, redirections and retries included.",
+    ),
+    def(
+        CACHE_REDIRECTIONS,
+        MetricKind::Counter,
+        &["node", "kind"],
+        "MOVED and ASK replies from a node.",
+    ),
+    def(
+        CACHE_RETRIES,
+        MetricKind::Counter,
+        &["node"],
+        "Commands re-sent after a transient error or a redirection from a node.",
+    ),
+    def(
+        CACHE_TOPOLOGY_REFRESHES,
+        MetricKind::Counter,
+        &["result"],
+        "CLUSTER SLOTS refreshes by result (ok, error).",
+    ),
+    def(
+        CACHE_TOPOLOGY_EVENTS,
+        MetricKind::Counter,
+        &[],
+        "Topology changes seen by refreshes.",
+    ),
+    def(
+        TIERED_L1,
+        MetricKind::Counter,
+        &["result"],
+        "Tiered cache local (L1) lookups by result (hit, miss).",
+    ),
+    def(
+        TIERED_INVALIDATIONS,
+        MetricKind::Counter,
+        &["source"],
+        "L1 entries invalidated, by source (tracking, flush, local).",
+    ),
+    def(
+        TIERED_LOADS,
+        MetricKind::Counter,
+        &["result"],
+        "Loads of missing values through get_or_load (ok, error).",
+    ),
+    def(
+        TIERED_COALESCED,
+        MetricKind::Counter,
+        &[],
+        "Callers that waited for another caller's load of the same key.",
+    ),
+];
+
+const fn def(
+    name: &'static str,
+    kind: MetricKind,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+/// Describes [`METRICS`] to the installed recorder.
+pub fn describe() {
+    sysmanage_core::telemetry::describe(METRICS);
+}
+
+/// One Redis node's handles, registered with its connection.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub(crate) struct NodeMetrics {
+    pub(crate) hits: Counter,
+    pub(crate) misses: Counter,
+    pub(crate) ok: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) duration: Histogram,
+    pub(crate) moved: Counter,
+    pub(crate) ask: Counter,
+    pub(crate) retries: Counter,
+}
+
+#[cfg(feature = "redis")]
+impl NodeMetrics {
+    pub(crate) fn new(node: &str) -> Self {
+        let n = || node.to_owned();
+        NodeMetrics {
+            hits: metrics::counter!(CACHE_OPERATIONS, "node" => n(), "result" => "hit"),
+            misses: metrics::counter!(CACHE_OPERATIONS, "node" => n(), "result" => "miss"),
+            ok: metrics::counter!(CACHE_OPERATIONS, "node" => n(), "result" => "ok"),
+            errors: metrics::counter!(CACHE_OPERATIONS, "node" => n(), "result" => "error"),
+            duration: metrics::histogram!(CACHE_OPERATION_DURATION, "node" => n()),
+            moved: metrics::counter!(CACHE_REDIRECTIONS, "node" => n(), "kind" => "moved"),
+            ask: metrics::counter!(CACHE_REDIRECTIONS, "node" => n(), "kind" => "ask"),
+            retries: metrics::counter!(CACHE_RETRIES, "node" => n()),
+        }
+    }
+}
+
+/// A tiered cache's handles, registered when it is built.
+#[derive(Debug)]
+pub(crate) struct TieredMetrics {
+    pub(crate) l1_hits: Counter,
+    pub(crate) l1_misses: Counter,
+    pub(crate) invalidated_tracking: Counter,
+    pub(crate) invalidated_flush: Counter,
+    pub(crate) invalidated_local: Counter,
+    pub(crate) loads_ok: Counter,
+    pub(crate) loads_failed: Counter,
+    pub(crate) coalesced: Counter,
+}
+
+impl TieredMetrics {
+    pub(crate) fn new() -> Self {
+        TieredMetrics {
+            l1_hits: metrics::counter!(TIERED_L1, "result" => "hit"),
+            l1_misses: metrics::counter!(TIERED_L1, "result" => "miss"),
+            invalidated_tracking: metrics::counter!(TIERED_INVALIDATIONS, "source" => "tracking"),
+            invalidated_flush: metrics::counter!(TIERED_INVALIDATIONS, "source" => "flush"),
+            invalidated_local: metrics::counter!(TIERED_INVALIDATIONS, "source" => "local"),
+            loads_ok: metrics::counter!(TIERED_LOADS, "result" => "ok"),
+            loads_failed: metrics::counter!(TIERED_LOADS, "result" => "error"),
+            coalesced: metrics::counter!(TIERED_COALESCED),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        for d in METRICS {
+            assert!(d.is_well_formed(), "{}", d.name);
+        }
+        let mut names: Vec<_> = METRICS.iter().map(|d| d.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), METRICS.len());
+    }
+
+    #[test]
+    fn the_docs_list_every_metric() {
+        let doc = include_str!("telemetry.rs");
+        for d in METRICS {
+            assert!(
+                doc.contains(&format!("//! | `{}` | {} |", d.name, d.kind)),
+                "{}",
+                d.name
+            );
+        }
+    }
+}
