@@ -19,13 +19,16 @@ pub struct Series {
     pub value: f64,
 }
 
+/// A series' identity: its name and sorted labels.
+type SeriesKey = (String, Vec<(String, String)>);
+
 /// A thread-local recorder and its snapshots.
 pub struct Capture {
     recorder: DebuggingRecorder,
     snapshotter: Snapshotter,
     /// What earlier snapshots drained (a snapshot resets counters and
     /// histograms).
-    seen: Mutex<BTreeMap<(String, Vec<(String, String)>), f64>>,
+    seen: Mutex<BTreeMap<SeriesKey, f64>>,
 }
 
 impl std::fmt::Debug for Capture {
