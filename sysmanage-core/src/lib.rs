@@ -16,6 +16,7 @@
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
 //! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
 //! | [`telemetry`] | [`MetricDef`](telemetry::MetricDef): the metrics each crate exports through the [`metrics`] facade, and [`describe`](telemetry::describe) |
+//! | `http` | the health registry over HTTP with axum: `/live`, `/ready`, `/health`, `/health/detailed` (feature `http`) |
 //! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
@@ -81,7 +82,9 @@
 //!
 //! # Feature flags
 //!
-//! None: everything here is always available.
+//! - `http`: the `http` module, serving a [`HealthRegistry`] over HTTP with
+//!   axum. Everything else is always available.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -92,6 +95,9 @@ pub mod duration;
 pub mod error;
 pub mod forecast;
 pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 pub mod lease;
 pub mod secret;
 pub mod series;
