@@ -129,6 +129,6 @@ pub use error::{CacheError, KeyResult, Result, SharedError};
 pub use memory::{Eviction, MemoryCache, MemoryCacheBuilder, MemoryConfig, MemoryStats};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisCache, RedisConfig, RedisCounters};
+pub use redis::{ClusterCheck, RedisCache, RedisConfig, RedisCounters};
 pub use slot::{SLOT_COUNT, group_by_slot, hash_tag, same_slot, slot};
 pub use tiered::{TieredCache, TieredConfig, TieredStats};

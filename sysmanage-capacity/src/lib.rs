@@ -119,6 +119,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod chart;
+mod check;
 pub mod html;
 pub mod hygiene;
 mod ingest;
@@ -132,6 +133,7 @@ mod stats;
 pub mod telemetry;
 mod validate;
 
+pub use check::FreshnessCheck;
 pub use ingest::Recorded;
 pub use metric::{Bounds, Direction, MetricKind, MetricSpec, Unit};
 pub use model::{FittedModel, Forecaster, ModelKind, Prediction};

@@ -454,6 +454,21 @@ impl ControllerHandle {
         ))
     }
 
+    /// The interval between passes.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The scaler's name.
+    pub fn scaler_name(&self) -> &str {
+        &self.scaler
+    }
+
+    /// Now, on the controller's clock.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.wall()
+    }
+
     /// The last decision, while the controller runs.
     ///
     /// # Errors

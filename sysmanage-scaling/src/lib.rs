@@ -120,6 +120,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 pub mod calc;
+pub mod check;
 pub mod composite;
 pub mod control;
 pub mod error;
@@ -138,6 +139,7 @@ pub mod spec;
 pub mod telemetry;
 
 pub use calc::{Calculation, ReplicaCounts, Tolerances};
+pub use check::ControllerCheck;
 pub use composite::{COMPOSITE_READINGS, Composite, CompositeConfig, CompositeState};
 pub use control::{
     Controller, ControllerHandle, ControllerStatus, DEFAULT_CALL_TIMEOUT, DecisionStats,

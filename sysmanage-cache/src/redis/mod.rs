@@ -81,6 +81,7 @@ use connections::NodeConn;
 use refresh::refresher;
 use routing::Routing;
 
+mod check;
 mod classify;
 mod cluster_info;
 mod command;
@@ -98,6 +99,7 @@ pub mod state_store;
 mod tests;
 mod tls;
 
+pub use check::ClusterCheck;
 pub use config::RedisConfig;
 
 /// Counters of one [`RedisCache`], for dashboards and tests.

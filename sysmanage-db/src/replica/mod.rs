@@ -145,6 +145,7 @@
 //! Connection URLs appear only redacted (`postgres://app:***@host/db`).
 
 mod balance;
+mod check;
 mod config;
 mod failure;
 mod health;
@@ -164,6 +165,7 @@ mod timeline;
 mod topology;
 
 pub use balance::{Candidate, MIN_COST_LATENCY_SECS, PeakEwma, pick};
+pub use check::RouterCheck;
 pub use config::{Consistency, NoReplicaPolicy, NodeSpec, ReplicaConfig, Role, Strategy};
 pub use failure::{Classified, DynError, FailureClass, QueryError, QueryFailure, classify};
 pub use health::{
