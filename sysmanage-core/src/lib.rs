@@ -15,6 +15,7 @@
 //! | [`forecast`] | [`LoadForecast`], implemented by capacity planners and consumed by autoscalers |
 //! | [`clock`] | [`Clock`], [`SystemClock`] and [`ManualClock`] for deterministic tests |
 //! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
+//! | `prometheus` | (feature `prometheus`) a Prometheus HTTP API client: instant and range queries, typed results, auth, TLS |
 //! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
@@ -80,7 +81,8 @@
 //!
 //! # Feature flags
 //!
-//! None: everything here is always available.
+//! - `prometheus`: the `prometheus` module, a client of the Prometheus HTTP
+//!   API (reqwest with rustls on the ring provider).
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -92,6 +94,8 @@ pub mod error;
 pub mod forecast;
 pub mod health;
 pub mod lease;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod secret;
 pub mod series;
 pub mod tls;
