@@ -34,6 +34,7 @@
 //! # Examples
 //! ```no_run
 //! use sysmanage_core::prometheus::{PrometheusClient, PrometheusConfig};
+//! # #[allow(dead_code)]
 //! # async fn run() -> Result<(), sysmanage_core::prometheus::PrometheusError> {
 //! let client = PrometheusClient::new(&PrometheusConfig::new("http://127.0.0.1:9090"))?;
 //! let response = client.query("sum(rate(http_requests_total[1m]))", None).await?;
