@@ -111,7 +111,12 @@
 //!
 //! # Feature flags
 //!
-//! None: everything is pure computation and always available. The HTML
+//! - `prometheus`: the `history` module, importing a metric's history from a
+//!   Prometheus server (`query_range`, split under the 11,000-points limit,
+//!   counters through `rate`) into a planner, with `sysmanage-core`'s client.
+//! - `integration`: the live import test against the local Prometheus.
+//!
+//! Everything else is pure computation and always available. The HTML
 //! report and its charts are plain string building over `std` (no
 //! plotting crate, no fonts, no scripts), so they add no dependency that a
 //! feature would keep out.
@@ -120,6 +125,8 @@
 
 pub mod chart;
 mod check;
+#[cfg(feature = "prometheus")]
+pub mod history;
 pub mod html;
 pub mod hygiene;
 mod ingest;

@@ -17,6 +17,7 @@
 //! | [`lease`] | leader election: [`Elector`](lease::Elector) over a [`LeaseBackend`](lease::LeaseBackend), [`FencingToken`](lease::FencingToken)s, the [`FenceGuard`](lease::FenceGuard) actuators check, a fenced [`StateStore`](lease::StateStore) |
 //! | [`telemetry`] | [`MetricDef`](telemetry::MetricDef): the metrics each crate exports through the [`metrics`] facade, and [`describe`](telemetry::describe) |
 //! | `http` | the health registry over HTTP with axum: `/live`, `/ready`, `/health`, `/health/detailed` (feature `http`) |
+//! | `prometheus` | (feature `prometheus`) a Prometheus HTTP API client: instant and range queries, typed results, auth, TLS |
 //! | [`duration`] | human-readable durations (`"250ms"`, `"1h30m"`) for config files, and the range checks every setting goes through |
 //!
 //! # Example
@@ -83,7 +84,11 @@
 //! # Feature flags
 //!
 //! - `http`: the `http` module, serving a [`HealthRegistry`] over HTTP with
-//!   axum. Everything else is always available.
+//!   axum.
+//! - `prometheus`: the `prometheus` module, a client of the Prometheus HTTP
+//!   API (reqwest with rustls on the ring provider).
+//!
+//! Everything else is always available.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
@@ -99,6 +104,8 @@ pub mod health;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod lease;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod secret;
 pub mod series;
 pub mod telemetry;

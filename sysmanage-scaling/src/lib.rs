@@ -16,6 +16,7 @@
 //! | [`sim`] | [`Trace`], [`ServiceModel`], [`simulate`] and the traces shipped in `traces/` |
 //! | [`forecast`] | [`SeasonalMedian`]: a burst-robust seasonal forecaster that measures its own error |
 //! | [`rightsizing`] | [`RightSizer`](rightsizing::RightSizer): CPU and memory requests with the VPA recommender's semantics |
+//! | `prometheus` | (feature `prometheus`) `PrometheusSource`: a [`MetricsSource`] reading a Prometheus server, KEDA-style |
 //! | [`limits`] | the ranges every count and duration is validated against |
 //!
 //! Every decision is a pure function of a spec, saved state, an
@@ -115,6 +116,10 @@
 //! - `yaml`: Kubernetes manifests in YAML ([`HpaSpec::from_manifest_yaml`],
 //!   [`manifest::documents_from_yaml`]) through `serde_norway`. JSON manifests
 //!   need no feature.
+//! - `prometheus`: [`prometheus::PrometheusSource`], a [`MetricsSource`]
+//!   running one PromQL query per metric against a Prometheus server
+//!   (KEDA's Prometheus scaler), through `sysmanage-core`'s client.
+//! - `integration`: the live tests against the local Prometheus.
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -132,6 +137,9 @@ pub mod limits;
 pub mod manifest;
 pub mod observe;
 pub mod predictive;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 pub mod rightsizing;
 pub mod scaler;
 pub mod sim;

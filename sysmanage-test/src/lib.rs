@@ -20,6 +20,7 @@
 //! | `SYSMANAGE_REDIS_TLS_NODES` | the six nodes of the TLS-only Redis Cluster |
 //! | `SYSMANAGE_REDIS_USER`, `SYSMANAGE_REDIS_PASSWORD` | its ACL user; `SYSMANAGE_REDIS_LEGACY_PASSWORD`: its `requirepass` |
 //! | `SYSMANAGE_PG_TLS_PRIMARY_URL`, `…_STANDBY_URLS`, `…_SHARD_URL`, `SYSMANAGE_PG_TLS_PASSWORD` | the PostgreSQL nodes as the role that logs in only over TLS (`sslmode=verify-full`) |
+//! | `SYSMANAGE_PROMETHEUS_URL`, `SYSMANAGE_PROMETHEUS_TARGETS_DIR` | the local Prometheus and the directory of its file-discovered scrape targets |
 //!
 //! **Secure runs.** With `SYSMANAGE_TEST_SECURE=1` the same suites target
 //! the secure servers: [`redis_nodes`] lists the TLS cluster,
@@ -37,6 +38,8 @@ use std::process::Command;
 pub mod fleet;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tls")]
