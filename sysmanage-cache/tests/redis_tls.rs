@@ -435,6 +435,10 @@ fn no_password_in_the_logs() {
         .with_ansi(false)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests of this binary run in parallel without a subscriber;
+        // a callsite they registered first may have cached "never" in the
+        // window before this scoped subscriber existed. Recompute.
+        tracing::callsite::rebuild_interest_cache();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
