@@ -118,3 +118,38 @@ pub(crate) async fn settled_layout(cache: &RedisCache) -> Vec<ClusterNode> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Connection attempts to the secure cluster fail within this; a retry
+/// loop would take the (much longer) retry budget.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The retry budget of [`secure_config`].
+pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(30);
+
+/// The secure (TLS-only) cluster as its ACL user, verifying against the
+/// test CA, whatever this run targets.
+pub(crate) fn secure_config() -> RedisConfig {
+    let sec = sysmanage_test::redis_tls_security();
+    let mut cfg = RedisConfig::new(sysmanage_test::redis_tls_nodes());
+    cfg.username = Some(sec.username);
+    cfg.password = Some(Secret::new(sec.password));
+    cfg.tls = Some(TlsConfig::verify_full().ca(Pem::file(sec.ca)));
+    cfg.connect_timeout = CONNECT_TIMEOUT;
+    cfg.retry_budget = RETRY_BUDGET;
+    cfg
+}
+
+/// The secure cluster's passwords (the ACL user's and the legacy one).
+pub(crate) fn passwords() -> Vec<String> {
+    vec![
+        sysmanage_test::redis_tls_security().password,
+        sysmanage_test::required_env("SYSMANAGE_REDIS_LEGACY_PASSWORD"),
+    ]
+}
+
+/// Fails when `text` contains one of [`passwords`].
+#[track_caller]
+pub(crate) fn assert_no_secret(text: &str) {
+    for p in passwords() {
+        assert!(!text.contains(&p), "a password leaked: {text}");
+    }
+}
