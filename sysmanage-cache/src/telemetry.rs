@@ -9,15 +9,15 @@
 //! | metric | kind | labels | meaning |
 //! |---|---|---|---|
 //! | `sysmanage_cache_operations_total` | counter | `node`, `result` | keys served by a Redis node: `hit` / `miss` for reads, `ok` for writes and other commands, `error` for failures |
-//! | `sysmanage_cache_operation_duration_seconds` | histogram | `node` | time of a single-key command until its reply, redirections and retries included |
+//! | `sysmanage_cache_operation_duration_seconds` | histogram | `node` | time of a successful single-key command until its reply, redirections and retries included |
 //! | `sysmanage_cache_redirections_total` | counter | `node`, `kind` | `MOVED` and `ASK` replies from a node (`kind`: `moved`, `ask`) |
 //! | `sysmanage_cache_retries_total` | counter | `node` | commands re-sent after a transient error or a redirection from a node |
 //! | `sysmanage_cache_topology_refreshes_total` | counter | `result` | `CLUSTER SLOTS` refreshes (`ok`, `error`) |
 //! | `sysmanage_cache_topology_events_total` | counter | — | topology changes seen by refreshes (slots moved, nodes added or lost) |
 //! | `sysmanage_tiered_l1_total` | counter | `result` | tiered cache local (L1) lookups: `hit`, `miss` |
-//! | `sysmanage_tiered_invalidations_total` | counter | `source` | L1 entries invalidated: `tracking` (a server invalidation message), `flush` (a whole-cache flush after a lost tracking connection), `local` (a write through this cache) |
+//! | `sysmanage_tiered_invalidations_total` | counter | `source` | L1 invalidations: `tracking` and `local` count keys (a server invalidation message, a write through this cache); `flush` counts whole-L1 flushes (tracking (re)subscribed or lost, topology change, server flush, lagged messages, a requested flush) |
 //! | `sysmanage_tiered_loads_total` | counter | `result` | loads of missing values through `get_or_load` (`ok`, `error`) |
-//! | `sysmanage_tiered_coalesced_total` | counter | — | callers that waited for another caller's load of the same key instead of loading |
+//! | `sysmanage_tiered_coalesced_total` | counter | — | callers that waited for another caller's L2 read or load of the same key instead of running their own |
 
 use metrics::{Counter, Histogram};
 use sysmanage_core::telemetry::{MetricDef, MetricKind};
@@ -55,7 +55,7 @@ pub const METRICS: &[MetricDef] = &[
         CACHE_OPERATION_DURATION,
         MetricKind::Histogram,
         &["node"],
-        "Time of a single-key command until its reply, redirections and retries included.",
+        "Time of a successful single-key command until its reply, redirections and retries included.",
     ),
     def(
         CACHE_REDIRECTIONS,
@@ -91,7 +91,7 @@ pub const METRICS: &[MetricDef] = &[
         TIERED_INVALIDATIONS,
         MetricKind::Counter,
         &["source"],
-        "L1 entries invalidated, by source (tracking, flush, local).",
+        "L1 invalidations: keys (source tracking or local) and whole-L1 flushes (source flush).",
     ),
     def(
         TIERED_LOADS,
@@ -103,7 +103,7 @@ pub const METRICS: &[MetricDef] = &[
         TIERED_COALESCED,
         MetricKind::Counter,
         &[],
-        "Callers that waited for another caller's load of the same key.",
+        "Callers that waited for another caller's L2 read or load of the same key.",
     ),
 ];
 

@@ -9,8 +9,9 @@
 //! | `GET /health/detailed` | [`DetailedReport`](crate::DetailedReport): every check with its status, reason, details and duration | as `/health` |
 //!
 //! Bodies are JSON (`application/json`). Each request runs the checks anew,
-//! concurrently, under the registry's timeouts; a probe that hangs up early
-//! cancels them. Mount [`router`] into an application of your own (under a
+//! concurrently, under the registry's timeouts (a check outlasting its
+//! timeout is aborted; a probe that hangs up earlier does not abort them, so
+//! keep check timeouts at or below the probe's). Mount [`router`] into an application of your own (under a
 //! prefix with `Router::nest`), or let [`serve`] run a small server until a
 //! shutdown signal.
 //!

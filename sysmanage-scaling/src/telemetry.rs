@@ -12,7 +12,7 @@
 //! | `sysmanage_scaling_decisions_total` | counter | `scaler`, `action` | decisions made (`action`: `scale_up`, `scale_down`, `none`) |
 //! | `sysmanage_scaling_decision_reasons_total` | counter | `scaler`, `reason` | reasons that shaped decisions, with Kubernetes' condition names (`ScaleUpLimit`, `ScaleDownStabilized`, `ForecastUsed`, …) |
 //! | `sysmanage_scaling_actuations_total` | counter | `scaler`, `result` | calls to scale the target (`ok`, `error`) |
-//! | `sysmanage_scaling_errors_total` | counter | `scaler`, `stage` | failed passes (`stage`: `metrics`, `target`, `decision`) |
+//! | `sysmanage_scaling_errors_total` | counter | `scaler`, `stage` | failed stages of a pass (`stage`: `metrics` — the pass goes on with every reading unavailable —, `target`, `decision`) |
 //! | `sysmanage_scaling_forecast` | gauge | `scaler` | the point forecast the last decision considered |
 //! | `sysmanage_scaling_forecast_replicas` | gauge | `scaler` | replicas that forecast asks for |
 //! | `sysmanage_scaling_forecast_error_ratio` | gauge | `scaler` | the forecaster's measured recent relative error (forecast vs actual) |
@@ -82,7 +82,7 @@ pub const METRICS: &[MetricDef] = &[
         ERRORS,
         MetricKind::Counter,
         &["scaler", "stage"],
-        "Failed passes (stage: metrics, target, decision).",
+        "Failed stages of a pass (stage: metrics, target, decision).",
     ),
     def(
         FORECAST,
