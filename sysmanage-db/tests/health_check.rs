@@ -30,6 +30,13 @@ async fn verdicts_follow_the_topology() {
         Some("primary")
     );
 
+    // A drained replica (weight 0) serves no read: the check says so.
+    router.set_weight("replica", 0.0).unwrap();
+    let r = check.check().await;
+    assert_eq!(r.status, HealthStatus::Degraded, "{:?}", r.reason);
+    router.set_weight("replica", 1.0).unwrap();
+    assert_eq!(check.check().await.status, HealthStatus::Healthy);
+
     replica.set_up(false);
     router.probe_all().await;
     let r = check.check().await;

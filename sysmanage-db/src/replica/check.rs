@@ -7,6 +7,7 @@ use sysmanage_core::{CheckResult, Criticality, HealthCheck};
 
 use super::pool::NodePool;
 use super::router::ReplicaRouter;
+use super::config::Role;
 use super::status::{NodeState, RouterStatus};
 
 /// The replica router's health from what its monitor knows, without a
@@ -92,9 +93,16 @@ pub(crate) fn judge(
         .find(|n| n.is_primary)
         .filter(|n| n.state == NodeState::Healthy);
     let replicas: Vec<_> = status.nodes.iter().filter(|n| !n.is_primary).collect();
+    // As the router selects: a healthy standby with weight, on the
+    // primary's history (a diverged or draining node serves no read).
     let serving: Vec<_> = replicas
         .iter()
-        .filter(|n| n.state == NodeState::Healthy)
+        .filter(|n| {
+            n.state == NodeState::Healthy
+                && n.role == Role::Replica
+                && n.weight > 0.0
+                && n.history.on_history()
+        })
         .collect();
     let max_lag_bytes = serving.iter().filter_map(|n| n.lag_bytes).max();
     let max_lag_secs = serving
