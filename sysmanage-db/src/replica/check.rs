@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use sysmanage_core::{CheckResult, Criticality, HealthCheck};
 
+use super::config::Role;
 use super::pool::NodePool;
 use super::router::ReplicaRouter;
-use super::config::Role;
 use super::status::{NodeState, RouterStatus};
 
 /// The replica router's health from what its monitor knows, without a
