@@ -157,6 +157,14 @@ impl NodeMetrics {
     }
 }
 
+/// Counts `n` keys that failed for good on `node` (after retries), also
+/// when no connection to it could be made (registered per event: rare).
+#[cfg(feature = "redis")]
+pub(crate) fn count_failures(node: &str, n: u64) {
+    metrics::counter!(CACHE_OPERATIONS, "node" => node.to_owned(), "result" => "error")
+        .increment(n);
+}
+
 /// A tiered cache's handles, registered when it is built.
 #[derive(Debug)]
 pub(crate) struct TieredMetrics {

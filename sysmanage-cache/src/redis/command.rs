@@ -252,8 +252,11 @@ impl RedisCache {
             }
             if !allowed || !self.may_retry(attempt, started) {
                 self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = &metrics {
-                    m.errors.increment(1);
+                match &metrics {
+                    Some(m) => m.errors.increment(1),
+                    None => {
+                        crate::telemetry::count_failures(node.as_deref().unwrap_or(NO_OWNER), 1)
+                    }
                 }
                 // Only transport and cluster errors say anything about the
                 // topology; WRONGTYPE, OOM or "not an integer" do not.

@@ -86,11 +86,7 @@ impl<'a> Multi<'a> {
 }
 
 /// Counts one unit's keys in the node's metrics.
-fn count_unit(
-    m: &crate::telemetry::NodeMetrics,
-    keys: usize,
-    res: &std::result::Result<Vec<Out>, Classified>,
-) {
+fn count_unit(m: &crate::telemetry::NodeMetrics, res: &std::result::Result<Vec<Out>, Classified>) {
     match res {
         Ok(outs) => {
             let (mut hits, mut misses, mut ok) = (0_u64, 0_u64, 0_u64);
@@ -107,10 +103,11 @@ fn count_unit(
                 }
             }
         }
+        // Failures are counted once final (in `multi`), not per attempt.
         Err(c) => match c.redirect {
             Redirect::Moved(..) => m.moved.increment(1),
             Redirect::Ask(..) => m.ask.increment(1),
-            Redirect::None => m.errors.increment(keys as u64),
+            Redirect::None => {}
         },
     }
 }
@@ -215,7 +212,7 @@ impl RedisCache {
                     }),
                     Err(e) => Err(classify(e, u.slot, &node, timeout)),
                 };
-                count_unit(&metrics, u.idx.len(), &res);
+                count_unit(&metrics, &res);
                 (u, res)
             })
             .collect()
@@ -309,6 +306,11 @@ impl RedisCache {
                     }
                     Err(c) => {
                         failed_keys += u.idx.len() as u64;
+                        let owner = self.owner(u.slot);
+                        crate::telemetry::count_failures(
+                            owner.as_deref().unwrap_or(NO_OWNER),
+                            u.idx.len() as u64,
+                        );
                         topology_suspect |= c.retry;
                         for &i in &u.idx {
                             results[i] = Some(Err(c.error.clone()));
