@@ -15,8 +15,8 @@
 //! | `sysmanage_replica_fallbacks_total` | counter | `consistency` | reads that fell back to the primary because no replica qualified |
 //! | `sysmanage_replica_bans_total` | counter | `node`, `reason` | bans (`not_probed`, `probe_failed`, `connection_error`, `query_errors`, `lag`) |
 //! | `sysmanage_replica_unbans_total` | counter | `node`, `reason` | re-admissions (`probe_ok`, `lag`) |
-//! | `sysmanage_replica_lag_bytes` | gauge | `node` | replay lag behind the primary in bytes (absent until known) |
-//! | `sysmanage_replica_lag_seconds` | gauge | `node` | replay lag in seconds (absent until known) |
+//! | `sysmanage_replica_lag_bytes` | gauge | `node` | replay lag behind the primary in bytes, as last measured (absent until first known; it keeps its last value while the lag is unknown, e.g. during a ban: `ReplicaRouter::status` says when it is) |
+//! | `sysmanage_replica_lag_seconds` | gauge | `node` | replay lag in seconds, as last measured (as above) |
 //! | `sysmanage_replica_role_changes_total` | counter | — | primary changes the monitor applied |
 //! | `sysmanage_shard_queries_total` | counter | `shard` | per-shard legs run (single-shard calls and fan-out legs) |
 //! | `sysmanage_shard_failures_total` | counter | `shard`, `kind` | failed legs (`timeout` or `error`) |
