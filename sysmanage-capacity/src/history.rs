@@ -12,9 +12,14 @@
 //!   `(q)[step − 1ms:step]` for an expression): the sample of each
 //!   step, and *nothing* where the series had none. A bare selector would
 //!   repeat the last value for up to five minutes (Prometheus' lookback)
-//!   across a gap, inventing samples.
+//!   across a gap, inventing samples. This holds for a selector; inside an
+//!   expression (`sum(x)`) each selector is still evaluated with the
+//!   lookback, so prefer a selector of one series, or aggregate series whose
+//!   gaps coincide.
 //! * **Counters** are read as `rate(q[window])` (per second; window default
-//!   5 min, at least four scrapes), which handles counter resets.
+//!   5 min, at least four scrapes), which handles counter resets of a
+//!   selector; for an aggregate (`sum(c)`) a reset in one series looks like
+//!   a reset of the sum, so prefer `sum(rate(c[…]))` as a gauge query.
 //! * **Gaps and staleness.** Staleness markers never leave Prometheus: a
 //!   series that went stale (its target vanished) simply has no points
 //!   until it comes back. Missing steps are counted as gaps in the
