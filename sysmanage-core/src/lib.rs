@@ -87,6 +87,9 @@
 //!   axum.
 //! - `prometheus`: the `prometheus` module, a client of the Prometheus HTTP
 //!   API (reqwest with rustls on the ring provider).
+//! - `rustls`: `TlsConfig::rustls_client_config`, the rustls client
+//!   configuration a [`TlsConfig`] describes (ring provider), which the Redis
+//!   cache's `redis-tls` and the Prometheus client share.
 //!
 //! Everything else is always available.
 #![cfg_attr(docsrs, feature(doc_cfg))]

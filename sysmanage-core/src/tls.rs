@@ -285,6 +285,13 @@ fn valid_server_name(name: &str) -> bool {
         })
 }
 
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+mod rustls_config;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use rustls_config::{TlsFields, ring_provider};
+
 #[cfg(test)]
 mod tests {
     use super::*;
