@@ -44,18 +44,20 @@ fn env(name: &str) -> Result<String, String> {
     })
 }
 
-/// One HTTP/1.1 GET on loopback: the status code.
-async fn http_status(addr: std::net::SocketAddr, path: &str) -> std::io::Result<u16> {
+/// One HTTP/1.1 GET on loopback: the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     let mut conn = tokio::net::TcpStream::connect(addr).await?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     conn.write_all(req.as_bytes()).await?;
     let mut reply = String::new();
     conn.read_to_string(&mut reply).await?;
-    Ok(reply
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let code = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0))
+        .unwrap_or(0);
+    Ok((code, body.to_owned()))
 }
 
 /// The `sysmanage_` series in an exposition: one per sample line.
@@ -206,7 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     section("what Prometheus holds");
     // Two more scrapes of the final values.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let exported = exported_series(&http_get_body(addr, "/metrics").await?);
+    let exported = exported_series(&http_get(addr, "/metrics").await?.1);
     let client = PrometheusClient::new(&server)?;
     let found = match client
         .query(
@@ -223,7 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "exported {} series, {found} of them in Prometheus",
         exported.len()
     );
-    let ready = http_status(addr, "/ready").await? == 200;
+    let ready = http_get(addr, "/ready").await?.0 == 200;
     let status = ctl.status(Duration::from_secs(3600))?;
     let decisions = status.stats.total;
     println!("/ready → {}", if ready { 200 } else { 503 });
@@ -244,17 +246,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         errors.load(Ordering::Relaxed)
     );
     Ok(())
-}
-
-/// One HTTP/1.1 GET on loopback: the body.
-async fn http_get_body(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
-    let mut conn = tokio::net::TcpStream::connect(addr).await?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    conn.write_all(req.as_bytes()).await?;
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).await?;
-    Ok(reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
 }

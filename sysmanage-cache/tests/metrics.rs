@@ -19,20 +19,6 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
         .block_on(f)
 }
 
-fn assert_documented(capture: &Capture) {
-    for s in capture.series() {
-        let def = METRICS
-            .iter()
-            .find(|d| d.name == s.name)
-            .unwrap_or_else(|| panic!("undocumented metric {}", s.name));
-        let mut labels: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
-        let mut documented = def.labels.to_vec();
-        labels.sort_unstable();
-        documented.sort_unstable();
-        assert_eq!(labels, documented, "{}", s.name);
-    }
-}
-
 #[test]
 fn tiered_cache_records_l1_loads_coalescing_and_invalidations() {
     let capture = Capture::new();
@@ -90,7 +76,7 @@ fn tiered_cache_records_l1_loads_coalescing_and_invalidations() {
             .unwrap()
             >= 1.0
     );
-    assert_documented(&capture);
+    capture.assert_documented(METRICS);
 }
 
 #[test]
@@ -149,5 +135,5 @@ fn redis_cache_records_operations_by_node_and_result() {
             .unwrap()
             >= 1.0
     );
-    assert_documented(&capture);
+    capture.assert_documented(METRICS);
 }

@@ -37,58 +37,44 @@ pub const SKIPPED: &str = "sysmanage_capacity_skipped_metrics";
 
 /// Every metric of this crate, with its labels and meaning.
 pub const METRICS: &[MetricDef] = &[
-    def(
+    MetricDef::new(
         CURRENT,
         MetricKind::Gauge,
         &["metric"],
         "The metric's latest value, in its own unit.",
     ),
-    def(LIMIT, MetricKind::Gauge, &["metric"], "The metric's limit."),
-    def(
+    MetricDef::new(LIMIT, MetricKind::Gauge, &["metric"], "The metric's limit."),
+    MetricDef::new(
         FORECAST,
         MetricKind::Gauge,
         &["metric"],
         "The point forecast at the end of the horizon.",
     ),
-    def(
+    MetricDef::new(
         FORECAST_UPPER,
         MetricKind::Gauge,
         &["metric"],
         "The upper bound of the prediction interval at the end of the horizon.",
     ),
-    def(
+    MetricDef::new(
         TIME_TO_LIMIT,
         MetricKind::Gauge,
         &["metric", "estimate"],
         "Time until the forecast (estimate=mean) or its bound (estimate=bound) crosses the limit; +Inf when not within the horizon.",
     ),
-    def(
+    MetricDef::new(
         HEALTH,
         MetricKind::Gauge,
         &[],
         "The report's health: 0 healthy, 1 warning, 2 critical.",
     ),
-    def(
+    MetricDef::new(
         SKIPPED,
         MetricKind::Gauge,
         &[],
         "Metrics the last report could not forecast.",
     ),
 ];
-
-const fn def(
-    name: &'static str,
-    kind: MetricKind,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind,
-        labels,
-        help,
-    }
-}
 
 /// Describes [`METRICS`] to the installed recorder.
 pub fn describe() {
@@ -141,22 +127,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_follow_the_conventions() {
-        for d in METRICS {
-            assert!(d.is_well_formed(), "{}", d.name);
-        }
-    }
-
-    #[test]
-    fn the_docs_list_every_metric() {
-        let doc = include_str!("telemetry.rs");
-        for d in METRICS {
-            assert!(
-                doc.contains(&format!("//! | `{}` | {} |", d.name, d.kind)),
-                "{}",
-                d.name
-            );
-        }
+    fn names_follow_the_conventions_and_the_docs_list_every_metric() {
+        assert_eq!(
+            sysmanage_core::telemetry::check(METRICS, include_str!("telemetry.rs")),
+            Ok(())
+        );
     }
 
     #[test]

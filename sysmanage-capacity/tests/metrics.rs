@@ -65,11 +65,5 @@ fn a_report_records_forecast_and_time_to_limit_per_metric() {
     #[allow(clippy::cast_precision_loss)]
     let skipped = report.skipped.len() as f64;
     assert_eq!(capture.value(telemetry::SKIPPED, &[]), Some(skipped));
-    for s in capture.series() {
-        let def = METRICS
-            .iter()
-            .find(|d| d.name == s.name)
-            .expect("documented");
-        assert_eq!(s.labels.len(), def.labels.len(), "{}", s.name);
-    }
+    capture.assert_documented(METRICS);
 }

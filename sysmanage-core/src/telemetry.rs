@@ -77,6 +77,21 @@ pub struct MetricDef {
 }
 
 impl MetricDef {
+    /// A metric definition (for the crates' `const` lists).
+    pub const fn new(
+        name: &'static str,
+        kind: MetricKind,
+        labels: &'static [&'static str],
+        help: &'static str,
+    ) -> Self {
+        MetricDef {
+            name,
+            kind,
+            labels,
+            help,
+        }
+    }
+
     /// The unit implied by the name's suffix: seconds, bytes or none.
     pub fn unit(&self) -> Option<metrics::Unit> {
         let base = self.name.strip_suffix("_total").unwrap_or(self.name);
@@ -109,6 +124,28 @@ impl MetricDef {
                 .iter()
                 .all(|l| valid(l) && !l.starts_with("__") && *l != "le" && *l != "quantile")
     }
+}
+
+/// Checks a crate's list: every definition well formed
+/// ([`MetricDef::is_well_formed`]), names unique, and each listed in
+/// `docs` (the crate's module docs) as a table row starting
+/// `` | `name` | kind | ``.
+///
+/// # Errors
+/// A message naming the first offending metric.
+pub fn check(defs: &[MetricDef], docs: &str) -> Result<(), String> {
+    for (i, d) in defs.iter().enumerate() {
+        if !d.is_well_formed() {
+            return Err(format!("{} is not well formed", d.name));
+        }
+        if defs[..i].iter().any(|o| o.name == d.name) {
+            return Err(format!("{} is listed twice", d.name));
+        }
+        if !docs.contains(&format!("| `{}` | {} |", d.name, d.kind)) {
+            return Err(format!("{} is missing from the docs table", d.name));
+        }
+    }
+    Ok(())
 }
 
 /// Hands the help text and unit of each metric to the installed recorder

@@ -59,111 +59,97 @@ pub const SHARD_FAN_OUT_FAILED: &str = "sysmanage_shard_fan_out_failed_shards_to
 
 /// Every metric of this crate, with its labels and meaning.
 pub const METRICS: &[MetricDef] = &[
-    def(
+    MetricDef::new(
         REPLICA_READS,
         MetricKind::Counter,
         &["node", "consistency"],
         "Reads run on a node, by the consistency asked for.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_WRITES,
         MetricKind::Counter,
         &["node"],
         "Writes run on the primary.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_QUERY_DURATION,
         MetricKind::Histogram,
         &["node", "kind"],
         "Time the closure ran on a node (kind: read or write).",
     ),
-    def(
+    MetricDef::new(
         REPLICA_QUERY_ERRORS,
         MetricKind::Counter,
         &["node", "connection"],
         "Failed closures; connection=true for connection-level failures.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_RETRIES,
         MetricKind::Counter,
         &["node"],
         "Reads retried after a connection-level failure on the node.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_FALLBACKS,
         MetricKind::Counter,
         &["consistency"],
         "Reads that fell back to the primary because no replica qualified.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_BANS,
         MetricKind::Counter,
         &["node", "reason"],
         "Bans by reason (not_probed, probe_failed, connection_error, query_errors, lag).",
     ),
-    def(
+    MetricDef::new(
         REPLICA_UNBANS,
         MetricKind::Counter,
         &["node", "reason"],
         "Re-admissions by reason (probe_ok, lag).",
     ),
-    def(
+    MetricDef::new(
         REPLICA_LAG_BYTES,
         MetricKind::Gauge,
         &["node"],
         "Replay lag behind the primary in bytes.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_LAG_SECONDS,
         MetricKind::Gauge,
         &["node"],
         "Replay lag behind the primary in seconds.",
     ),
-    def(
+    MetricDef::new(
         REPLICA_ROLE_CHANGES,
         MetricKind::Counter,
         &[],
         "Primary changes the monitor applied.",
     ),
-    def(
+    MetricDef::new(
         SHARD_QUERIES,
         MetricKind::Counter,
         &["shard"],
         "Per-shard legs run (single-shard calls and fan-out legs).",
     ),
-    def(
+    MetricDef::new(
         SHARD_FAILURES,
         MetricKind::Counter,
         &["shard", "kind"],
         "Failed shard legs (kind: timeout or error).",
     ),
-    def(
+    MetricDef::new(
         SHARD_FAN_OUT_DURATION,
         MetricKind::Histogram,
         &[],
         "Wall time of a whole fan-out.",
     ),
-    def(
+    MetricDef::new(
         SHARD_FAN_OUT_FAILED,
         MetricKind::Counter,
         &[],
         "Shards that failed inside fan-outs.",
     ),
 ];
-
-const fn def(
-    name: &'static str,
-    kind: MetricKind,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind,
-        labels,
-        help,
-    }
-}
 
 /// Describes [`METRICS`] to the installed recorder.
 pub fn describe() {
@@ -269,25 +255,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_follow_the_conventions() {
-        for d in METRICS {
-            assert!(d.is_well_formed(), "{}", d.name);
-        }
-        let mut names: Vec<_> = METRICS.iter().map(|d| d.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), METRICS.len());
-    }
-
-    #[test]
-    fn the_docs_list_every_metric() {
-        let doc = include_str!("telemetry.rs");
-        for d in METRICS {
-            assert!(
-                doc.contains(&format!("//! | `{}` | {} |", d.name, d.kind)),
-                "{}",
-                d.name
-            );
-        }
+    fn names_follow_the_conventions_and_the_docs_list_every_metric() {
+        assert_eq!(
+            sysmanage_core::telemetry::check(METRICS, include_str!("telemetry.rs")),
+            Ok(())
+        );
     }
 }

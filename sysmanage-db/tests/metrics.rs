@@ -116,17 +116,7 @@ fn replica_router_records_reads_writes_latency_lag_and_fallbacks() {
             > 0.0
     );
     // Every series recorded is a documented metric with its documented labels.
-    for s in capture.series() {
-        let def = METRICS
-            .iter()
-            .find(|d| d.name == s.name)
-            .unwrap_or_else(|| panic!("undocumented metric {}", s.name));
-        let mut labels: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
-        let mut documented = def.labels.to_vec();
-        labels.sort_unstable();
-        documented.sort_unstable();
-        assert_eq!(labels, documented, "{}", s.name);
-    }
+    capture.assert_documented(METRICS);
 }
 
 #[test]

@@ -48,87 +48,73 @@ pub const FLAP_BUDGET: &str = "sysmanage_scaling_flap_budget_reversals";
 
 /// Every metric of this crate, with its labels and meaning.
 pub const METRICS: &[MetricDef] = &[
-    def(
+    MetricDef::new(
         CURRENT_REPLICAS,
         MetricKind::Gauge,
         &["scaler"],
         "Replicas the target had when the last decision was made.",
     ),
-    def(
+    MetricDef::new(
         DESIRED_REPLICAS,
         MetricKind::Gauge,
         &["scaler"],
         "Replicas the last decision asked for.",
     ),
-    def(
+    MetricDef::new(
         DECISIONS,
         MetricKind::Counter,
         &["scaler", "action"],
         "Decisions made (action: scale_up, scale_down, none).",
     ),
-    def(
+    MetricDef::new(
         DECISION_REASONS,
         MetricKind::Counter,
         &["scaler", "reason"],
         "Reasons that shaped decisions (Kubernetes condition names).",
     ),
-    def(
+    MetricDef::new(
         ACTUATIONS,
         MetricKind::Counter,
         &["scaler", "result"],
         "Calls to scale the target (ok, error).",
     ),
-    def(
+    MetricDef::new(
         ERRORS,
         MetricKind::Counter,
         &["scaler", "stage"],
         "Failed stages of a pass (stage: metrics, target, decision).",
     ),
-    def(
+    MetricDef::new(
         FORECAST,
         MetricKind::Gauge,
         &["scaler"],
         "The point forecast the last decision considered.",
     ),
-    def(
+    MetricDef::new(
         FORECAST_REPLICAS,
         MetricKind::Gauge,
         &["scaler"],
         "Replicas the forecast asks for.",
     ),
-    def(
+    MetricDef::new(
         FORECAST_ERROR,
         MetricKind::Gauge,
         &["scaler"],
         "The forecaster's measured recent relative error (forecast vs actual).",
     ),
-    def(
+    MetricDef::new(
         FLAP_REVERSALS,
         MetricKind::Gauge,
         &["scaler"],
         "Direction reversals counted against the flap budget now.",
     ),
-    def(
+    MetricDef::new(
         FLAP_BUDGET,
         MetricKind::Gauge,
         &["scaler"],
         "The flap budget's maximum reversals.",
     ),
 ];
-
-const fn def(
-    name: &'static str,
-    kind: MetricKind,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind,
-        labels,
-        help,
-    }
-}
 
 /// Describes [`METRICS`] to the installed recorder.
 pub fn describe() {
@@ -173,21 +159,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_follow_the_conventions() {
-        for d in METRICS {
-            assert!(d.is_well_formed(), "{}", d.name);
-        }
-    }
-
-    #[test]
-    fn the_docs_list_every_metric() {
-        let doc = include_str!("telemetry.rs");
-        for d in METRICS {
-            assert!(
-                doc.contains(&format!("//! | `{}` | {} |", d.name, d.kind)),
-                "{}",
-                d.name
-            );
-        }
+    fn names_follow_the_conventions_and_the_docs_list_every_metric() {
+        assert_eq!(
+            sysmanage_core::telemetry::check(METRICS, include_str!("telemetry.rs")),
+            Ok(())
+        );
     }
 }

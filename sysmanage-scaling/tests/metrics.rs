@@ -76,11 +76,5 @@ fn controller_records_replicas_decisions_reasons_actuations_and_flap_budget() {
     assert!(capture.value(telemetry::DECISION_REASONS, &scaler).unwrap() >= 2.0);
     assert_eq!(capture.value(telemetry::FLAP_BUDGET, &scaler), Some(2.0));
     assert_eq!(capture.value(telemetry::FLAP_REVERSALS, &scaler), Some(0.0));
-    for s in capture.series() {
-        let def = METRICS
-            .iter()
-            .find(|d| d.name == s.name)
-            .unwrap_or_else(|| panic!("undocumented metric {}", s.name));
-        assert_eq!(s.labels.len(), def.labels.len(), "{}", s.name);
-    }
+    capture.assert_documented(METRICS);
 }

@@ -102,6 +102,23 @@ impl Capture {
             .collect()
     }
 
+    /// Fails unless every series recorded is one of `defs`, with exactly
+    /// its documented label names.
+    #[track_caller]
+    pub fn assert_documented(&self, defs: &[sysmanage_core::telemetry::MetricDef]) {
+        for s in self.series() {
+            let def = defs
+                .iter()
+                .find(|d| d.name == s.name)
+                .unwrap_or_else(|| panic!("undocumented metric {}", s.name));
+            let mut labels: Vec<&str> = s.labels.iter().map(|(k, _)| k.as_str()).collect();
+            let mut documented = def.labels.to_vec();
+            labels.sort_unstable();
+            documented.sort_unstable();
+            assert_eq!(labels, documented, "{}", s.name);
+        }
+    }
+
     /// The names of every series recorded.
     pub fn names(&self) -> BTreeSet<String> {
         self.series().into_iter().map(|s| s.name).collect()
